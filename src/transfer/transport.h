@@ -1,0 +1,113 @@
+// Transport: the data path under the transfer engine, one implementation per medium.
+//
+// The engine validates every request against the peer's descriptor, cuts it into slices,
+// and hands slices to the transport chosen for that peer. A transport moves the bytes and
+// reports each slice's end exactly once. It knows nothing of models, HTTP or connectors.
+//
+// Transports are created by name from TransportRegistry (transport_registry.cc is the one
+// place where optional transports are switched on):
+//
+//   FERRY_ASSIGN_OR_RETURN(auto tcp, TransportRegistry::Create("tcp", options, host));
+//   tcp->Submit(peer, slices, deadline);   // each slice's done() runs once
+//
+// Thread safety: all methods may be called from any thread concurrently.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/deadline.h"
+#include "ferry/segment.h"
+#include "ferry/status.h"
+#include "ferry/transfer_engine.h"
+
+namespace ferry::transfer {
+
+// What the engine offers its transports (implemented by the engine).
+class TransportHost {
+ public:
+  virtual ~TransportHost() = default;
+  // The descriptor this engine publishes (name, pid, host id, buffers).
+  virtual SegmentDescriptor LocalDescriptor() const = 0;
+  // Target side: OK if [addr, addr + len) lies inside one registered, remote-accessible
+  // buffer; otherwise OutOfRange / PermissionDenied with a message naming the range.
+  virtual Status CheckInboundRange(uint64_t addr, uint64_t len) const = 0;
+  // Target side: a notification arrived from `from`.
+  virtual void DeliverNotification(Notification n) = 0;
+  // Target side: a peer wrote (or read) `bytes` into (from) our memory.
+  virtual void CountInbound(TransferOp op, uint64_t bytes) = 0;
+  // Target side: an inbound frame was refused.
+  virtual void CountRejected() = 0;
+};
+
+struct TransportOptions {
+  std::string bind_host = "127.0.0.1";  // Address the transport's server binds to.
+  uint16_t port = 0;                    // Port to bind (0: any free one).
+  std::string secret;                   // Shared secret; "" for none.
+  int connections_per_peer = 2;
+  size_t slice_size = 4 << 20;
+  std::chrono::milliseconds connect_timeout{5000};
+  // Transport-specific settings ("fault" reads drop/delay/corrupt rates from here),
+  // "key=value" pairs.
+  std::vector<std::pair<std::string, std::string>> extra;
+};
+
+// One slice: contiguous on both sides, already checked against the peer's descriptor.
+struct Slice {
+  TransferOp op = TransferOp::kWrite;
+  char* local = nullptr;
+  uint64_t remote = 0;
+  size_t length = 0;
+  // Called exactly once with OK (bytes are in the destination) or the error.
+  // May run on a transport thread or inline inside Submit; must not block.
+  std::function<void(const Status&)> done;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  virtual std::string_view name() const = 0;
+
+  // The port this transport serves on, or 0 if it has no server side.
+  virtual uint16_t port() const { return 0; }
+
+  // Whether this transport can move data to/from `peer` (e.g. shm: same host_id and the
+  // kernel allows cross-memory attach to peer.pid).
+  virtual bool CanReach(const SegmentDescriptor& peer) const = 0;
+
+  // Starts moving `slices` to/from `peer`. Every slice's done() is called exactly once,
+  // by `deadline` at the latest (DeadlineExceeded), also when the peer dies (Unavailable)
+  // or the transport is destroyed (Aborted).
+  virtual void Submit(const SegmentDescriptor& peer, std::span<Slice> slices,
+                      Deadline deadline) = 0;
+
+  // Drops cached connections/state for a peer (it restarted or was closed).
+  virtual void ForgetPeer(const std::string& peer_name) {}
+};
+
+using TransportFactory = std::function<Result<std::unique_ptr<Transport>>(
+    const TransportOptions& options, TransportHost* host)>;
+
+// Name -> factory. Built-in transports are registered by RegisterBuiltinTransports()
+// (transport_registry.cc), which Create() calls once.
+class TransportRegistry {
+ public:
+  // Errors: AlreadyExists if the name is taken.
+  static Status Register(const std::string& name, TransportFactory factory);
+  // "name" or "wrapper:inner" (a wrapper factory gets the inner's name in
+  // options.extra as ("inner", name)). Errors: NotFound listing the known names.
+  static Result<std::unique_ptr<Transport>> Create(const std::string& name,
+                                                   const TransportOptions& options,
+                                                   TransportHost* host);
+  static std::vector<std::string> Names();
+};
+
+}  // namespace ferry::transfer
