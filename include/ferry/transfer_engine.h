@@ -107,6 +107,9 @@ struct TransferEngineOptions {
   // Data transport: "auto" (shm to same-host peers where the kernel allows, tcp otherwise),
   // or a registered transport name ("tcp", "shm", "fault:<inner>"). Default: "auto".
   std::string transport = "auto";
+  // Transport settings as "key=value,key=value" (e.g. the fault transport's
+  // "drop=0.01,delay_ms=5,corrupt=0.001,seed=7"). Default: "".
+  std::string transport_params;
   // Shared secret; both sides must set the same one or connections are refused.
   // Default: "" (no secret).
   std::string secret;
