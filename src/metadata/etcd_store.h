@@ -1,0 +1,62 @@
+// EtcdMetadataStore: a MetadataStore over etcd v3's HTTP/JSON gateway (etcd >= 3.4).
+//
+//   FERRY_ASSIGN_OR_RETURN(auto store,
+//                          EtcdMetadataStore::Create("127.0.0.1:2379,127.0.0.1:22379"));
+//   FERRY_ASSIGN_OR_RETURN(std::string v, store->Get(SegmentKey("10.0.0.2:17000"), deadline));
+//
+// Requests (keys and values base64-encoded, as the gateway requires):
+//   POST /v3/kv/put          {"key": K, "value": V}
+//   POST /v3/kv/range        {"key": K}            -> {"kvs": [{"value": V, ...}]} or no kvs
+//   POST /v3/kv/deleterange  {"key": K}
+//
+// Endpoints are tried in order starting from the last one that answered; a request moves
+// on to the next endpoint only when it could not connect (nothing reached the server), so
+// a write is never sent twice. The connect timeout for each try is the time left divided
+// by the endpoints not yet tried. One connection per call. Thread-safe.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/host_port.h"
+#include "metadata/metadata_store.h"
+
+namespace ferry::metadata {
+
+class EtcdMetadataStore final : public MetadataStore {
+ public:
+  // `endpoints` is "host:port[,host:port...]" without a scheme (the port defaults to
+  // 2379); `description` is what Describe() returns (the caller's connection string).
+  // Errors: InvalidArgument for an empty list or a malformed endpoint. Contacts nothing.
+  static Result<std::unique_ptr<EtcdMetadataStore>> Create(const std::string& endpoints,
+                                                           std::string description = "");
+
+  // Errors: Unavailable when no endpoint can be reached, on HTTP 5xx or a reply that is
+  // not etcd's JSON; DeadlineExceeded; otherwise the gRPC code etcd reports.
+  Status Put(const std::string& key, const std::string& value, Deadline deadline) override;
+  // Errors: NotFound when the key is absent; otherwise as Put.
+  Result<std::string> Get(const std::string& key, Deadline deadline) override;
+  // Deleting an absent key is OK. Errors: as Put.
+  Status Delete(const std::string& key, Deadline deadline) override;
+
+  std::string Describe() const override { return description_; }
+
+  const std::vector<HostPort>& endpoints() const { return endpoints_; }
+
+ private:
+  EtcdMetadataStore(std::vector<HostPort> endpoints, std::string description)
+      : endpoints_(std::move(endpoints)), description_(std::move(description)) {}
+
+  // POSTs `json_body` to `api_path` with failover; returns the body of an HTTP 200 reply.
+  Result<std::string> Post(const std::string& api_path, const std::string& json_body,
+                           const std::string& what, Deadline deadline);
+
+  const std::vector<HostPort> endpoints_;
+  const std::string description_;
+  // Index of the endpoint that answered last; where the next call starts.
+  std::atomic<size_t> preferred_{0};
+};
+
+}  // namespace ferry::metadata

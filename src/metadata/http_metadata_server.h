@@ -1,0 +1,83 @@
+// HttpMetadataServer: a small in-memory server of Mooncake's HTTP metadata contract, for
+// tests, the demo and `ferry metadata-server`.
+//
+//   HttpMetadataServer::Options options;  // 127.0.0.1, a free port, /metadata
+//   FERRY_ASSIGN_OR_RETURN(auto server, HttpMetadataServer::Create(options));
+//   auto store = MetadataStore::Create(server->url());  // "http://127.0.0.1:<port>/metadata"
+//   ...
+//   server->Stop();  // or let the destructor do it
+//
+// Contract served at `path` (anything else answers 404):
+//   GET    path?key=K          200 + value, 404 "metadata not found"
+//   PUT    path?key=K  body=V  200 "metadata updated"
+//   DELETE path?key=K          200 "metadata deleted" (also when absent)
+// A request without a key parameter answers 400. Values are kept as opaque bytes.
+//
+// Owns one listener thread (and cpp-httplib's worker pool); Stop() and the destructor
+// stop and join them. All methods are thread-safe.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "ferry/status.h"
+
+namespace httplib {
+class Server;
+}  // namespace httplib
+
+namespace ferry::metadata {
+
+class HttpMetadataServer {
+ public:
+  struct Options {
+    // Address to listen on. Default: "127.0.0.1".
+    std::string host = "127.0.0.1";
+    // Port to listen on; 0 picks a free one (see port()). Default: 0.
+    uint16_t port = 0;
+    // URL path served; '/' followed by letters, digits, '/', '-', '_' or '.'.
+    // Default: "/metadata".
+    std::string path = "/metadata";
+  };
+
+  // Binds and starts serving before returning. Errors: InvalidArgument for a bad path;
+  // Unavailable when the address cannot be bound (in use, not local); Internal if the
+  // listener does not start within 5 seconds.
+  static Result<std::unique_ptr<HttpMetadataServer>> Create(const Options& options);
+
+  ~HttpMetadataServer();
+  HttpMetadataServer(const HttpMetadataServer&) = delete;
+  HttpMetadataServer& operator=(const HttpMetadataServer&) = delete;
+
+  // Stops accepting, waits for requests in progress (each bounded by the server's 5 s
+  // read/write timeouts) and joins the threads. Idempotent.
+  void Stop();
+
+  uint16_t port() const { return port_; }
+  // "http://host:port/path": the connection string for MetadataStore::Create.
+  std::string url() const;
+  // Number of keys held.
+  size_t size() const;
+
+ private:
+  explicit HttpMetadataServer(Options options);
+  // `pattern` is options_.path as a regular expression.
+  void InstallRoutes(const std::string& pattern);
+
+  const Options options_;
+  uint16_t port_ = 0;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread listener_;                    // runs server_->listen_after_bind(); joined by Stop()
+  std::atomic<bool> listener_done_{false};  // set when listen_after_bind() returns
+  std::mutex stop_mu_;                      // serialises Stop()
+
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::string> values_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace ferry::metadata

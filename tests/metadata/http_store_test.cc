@@ -1,0 +1,150 @@
+// The HTTP store and HttpMetadataServer: the wire contract they share with Mooncake's
+// HTTP metadata server, server options and lifetime.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include "metadata/http_metadata_server.h"
+#include "metadata/http_store.h"
+#include "metadata/internal/http_call.h"
+#include "metadata_test_util.h"
+
+namespace ferry::metadata {
+namespace {
+
+Deadline Soon() { return Deadline::In(std::chrono::seconds(10)); }
+
+std::unique_ptr<HttpMetadataServer> StartServer(HttpMetadataServer::Options options = {}) {
+  auto server = HttpMetadataServer::Create(options);
+  EXPECT_TRUE(server.ok()) << server.status().ToString();
+  return server.ok() ? std::move(server).value() : nullptr;
+}
+
+TEST(HttpMetadataServerTest, ServesTheMooncakeContractOnTheWire) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  EXPECT_NE(server->port(), 0);
+  EXPECT_EQ(server->url(), "http://127.0.0.1:" + std::to_string(server->port()) + "/metadata");
+  httplib::Client raw("127.0.0.1", server->port());
+
+  auto get = raw.Get("/metadata?key=ferry%2Fsegments%2Fa%3A1");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 404);
+  EXPECT_EQ(get->body, "metadata not found");
+
+  auto put = raw.Put("/metadata?key=ferry%2Fsegments%2Fa%3A1", "{\"x\":1}", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 200);
+
+  get = raw.Get("/metadata?key=ferry%2Fsegments%2Fa%3A1");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 200);
+  EXPECT_EQ(get->body, "{\"x\":1}");
+
+  auto del = raw.Delete("/metadata?key=ferry%2Fsegments%2Fa%3A1");
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 200);
+  del = raw.Delete("/metadata?key=never");
+  ASSERT_TRUE(del);
+  EXPECT_EQ(del->status, 200);
+
+  auto no_key = raw.Get("/metadata");
+  ASSERT_TRUE(no_key);
+  EXPECT_EQ(no_key->status, 400);
+  auto other_path = raw.Get("/other?key=a");
+  ASSERT_TRUE(other_path);
+  EXPECT_EQ(other_path->status, 404);
+}
+
+TEST(HttpMetadataServerTest, StoreAndRawClientSeeTheSameKeys) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  auto store = HttpMetadataStore::Create(server->url());
+  ASSERT_TRUE(store.ok()) << store.status().ToString();
+  ASSERT_TRUE((*store)->Put("ferry/segments/10.0.0.2:17000", "desc", Soon()).ok());
+  EXPECT_EQ(server->size(), 1u);
+
+  // What curl_easy_escape (Mooncake's client) would send for the same key.
+  httplib::Client raw("127.0.0.1", server->port());
+  auto get = raw.Get("/metadata?key=ferry%2Fsegments%2F10.0.0.2%3A17000");
+  ASSERT_TRUE(get);
+  EXPECT_EQ(get->status, 200);
+  EXPECT_EQ(get->body, "desc");
+}
+
+TEST(HttpMetadataServerTest, CustomPathIsServedAndOthersAreNot) {
+  HttpMetadataServer::Options options;
+  options.path = "/v1/kv.meta";
+  auto server = StartServer(options);
+  ASSERT_NE(server, nullptr);
+  auto store = MetadataStore::Create(server->url());
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->Put("k", "v", Soon()).ok());
+  EXPECT_EQ(*(*store)->Get("k", Soon()), "v");
+
+  // '.' is literal, not a regex wildcard.
+  httplib::Client raw("127.0.0.1", server->port());
+  auto res = raw.Get("/v1/kvXmeta?key=k");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 404);
+}
+
+TEST(HttpMetadataServerTest, RejectsBadPaths) {
+  for (std::string path : {"", "metadata", "/meta data", "/a(b)", "/a?key=1"}) {
+    HttpMetadataServer::Options options;
+    options.path = path;
+    EXPECT_EQ(HttpMetadataServer::Create(options).status().code(), StatusCode::kInvalidArgument)
+        << path;
+  }
+}
+
+TEST(HttpMetadataServerTest, PortInUseIsUnavailable) {
+  auto first = StartServer();
+  ASSERT_NE(first, nullptr);
+  HttpMetadataServer::Options options;
+  options.port = first->port();
+  auto second = HttpMetadataServer::Create(options);
+  EXPECT_EQ(second.status().code(), StatusCode::kUnavailable) << second.status().ToString();
+}
+
+TEST(HttpMetadataServerTest, StopIsIdempotentAndClientsThenFail) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  auto store = MetadataStore::Create(server->url());
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->Put("k", "v", Soon()).ok());
+  server->Stop();
+  server->Stop();
+  EXPECT_EQ((*store)->Get("k", Soon()).status().code(), StatusCode::kUnavailable);
+}
+
+TEST(HttpMetadataStoreTest, ServerErrorsMapToStatusCodes) {
+  testing::ScriptedHttpServer fake;
+  fake.server().Get("/metadata", [](const httplib::Request&, httplib::Response& res) {
+    res.status = 503;
+    res.set_content("overloaded", "text/plain");
+  });
+  fake.server().Put("/metadata", [](const httplib::Request&, httplib::Response& res) {
+    res.status = 403;
+    res.set_content("forbidden", "text/plain");
+  });
+  ASSERT_TRUE(fake.Start());
+  auto store =
+      HttpMetadataStore::Create("http://127.0.0.1:" + std::to_string(fake.port()) + "/metadata");
+  ASSERT_TRUE(store.ok());
+  auto got = (*store)->Get("k", Soon());
+  EXPECT_EQ(got.status().code(), StatusCode::kUnavailable);
+  EXPECT_NE(got.status().message().find("503"), std::string::npos) << got.status().ToString();
+  Status put = (*store)->Put("k", "v", Soon());
+  EXPECT_EQ(put.code(), StatusCode::kInternal);
+  EXPECT_NE(put.message().find("403"), std::string::npos) << put.ToString();
+}
+
+TEST(HttpMetadataStoreTest, PercentEncodeKeepsOnlyUnreservedCharacters) {
+  EXPECT_EQ(internal::PercentEncode("ferry/segments/a:1"), "ferry%2Fsegments%2Fa%3A1");
+  EXPECT_EQ(internal::PercentEncode("a b+c&d=e%"), "a%20b%2Bc%26d%3De%25");
+  EXPECT_EQ(internal::PercentEncode("AZaz09-._~"), "AZaz09-._~");
+  EXPECT_EQ(internal::PercentEncode("\xC3\xA9"), "%C3%A9");
+}
+
+}  // namespace
+}  // namespace ferry::metadata
