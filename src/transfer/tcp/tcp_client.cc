@@ -1,0 +1,119 @@
+#include "transfer/tcp/tcp_client.h"
+
+#include <condition_variable>
+
+namespace ferry::transfer::tcp {
+
+TcpClient::TcpClient(std::string secret, int connections_per_peer,
+                     std::chrono::milliseconds connect_timeout)
+    : secret_(std::move(secret)),
+      connections_per_peer_(connections_per_peer < 1 ? 1 : connections_per_peer),
+      connect_timeout_(connect_timeout) {}
+
+TcpClient::~TcpClient() {
+  std::map<std::string, std::shared_ptr<Peer>> peers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    peers.swap(peers_);
+  }
+  // Connections' destructors fail pending ops with Aborted and join their threads.
+}
+
+Result<std::vector<std::shared_ptr<TcpConnection>>> TcpClient::Connections(const std::string& host,
+                                                                           uint16_t port,
+                                                                           Deadline d) {
+  std::string key = host + ":" + std::to_string(port);
+  std::shared_ptr<Peer> peer;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& slot = peers_[key];
+    if (!slot) slot = std::make_shared<Peer>();
+    peer = slot;
+  }
+  std::vector<std::shared_ptr<TcpConnection>> live;
+  std::vector<std::shared_ptr<TcpConnection>> dead;  // destroyed outside the lock
+  Status last;
+  {
+    std::lock_guard<std::mutex> lock(peer->mu);
+    peer->conns.resize(static_cast<size_t>(connections_per_peer_));
+    Deadline connect_deadline = Deadline::Min(d, Deadline::In(connect_timeout_));
+    for (auto& c : peer->conns) {
+      if (c && c->broken()) dead.push_back(std::move(c));
+      if (!c) {
+        if (!last.ok()) continue;  // one failure is enough: the peer is unreachable
+        auto r = TcpConnection::Connect(host, port, secret_, connect_deadline);
+        if (!r.ok()) {
+          last = r.status();
+          continue;
+        }
+        c = std::move(*r);
+      }
+      live.push_back(c);
+    }
+  }
+  if (live.empty()) {
+    if (last.ok()) last = UnavailableError("no connection to " + key);
+    return last.WithContext("cannot reach " + key);
+  }
+  return live;
+}
+
+void TcpClient::Submit(const std::string& host, uint16_t port,
+                       std::span<std::shared_ptr<TcpOp>> ops) {
+  if (ops.empty()) return;
+  Deadline earliest = ops[0]->deadline;
+  for (auto& op : ops) earliest = Deadline::Min(earliest, op->deadline);
+  auto conns = Connections(host, port, earliest);
+  if (!conns.ok()) {
+    for (auto& op : ops) op->Complete(conns.status());
+    return;
+  }
+  for (auto& op : ops) {
+    TcpConnection* best = nullptr;
+    for (auto& c : *conns) {
+      if (best == nullptr || c->outstanding() < best->outstanding()) best = c.get();
+    }
+    best->Submit(op);
+  }
+}
+
+Status TcpClient::Call(const std::string& host, uint16_t port, std::shared_ptr<TcpOp> op) {
+  struct Waiter {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool done = false;  // GUARDED_BY(mu)
+    Status status;      // GUARDED_BY(mu)
+  };
+  auto w = std::make_shared<Waiter>();
+  op->done = [w](const Status& s) {
+    std::lock_guard<std::mutex> lock(w->mu);
+    w->done = true;
+    w->status = s;
+    w->cv.notify_all();
+  };
+  Deadline d = op->deadline;
+  std::shared_ptr<TcpOp> ops[1] = {op};
+  Submit(host, port, ops);
+  std::unique_lock<std::mutex> lock(w->mu);
+  // The connection enforces op->deadline; the extra second only guards against a bug.
+  if (!w->cv.wait_until(lock,
+                        d.IsInfinite() ? SteadyClock::now() + std::chrono::hours(24)
+                                       : d.when() + std::chrono::seconds(1),
+                        [&] { return w->done; })) {
+    return DeadlineExceededError("call to " + host + ":" + std::to_string(port) + " timed out");
+  }
+  return w->status;
+}
+
+void TcpClient::Forget(const std::string& key) {
+  std::shared_ptr<Peer> peer;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = peers_.find(key);
+    if (it == peers_.end()) return;
+    peer = std::move(it->second);
+    peers_.erase(it);
+  }
+}
+
+}  // namespace ferry::transfer::tcp

@@ -1,0 +1,61 @@
+// TcpClient: per-peer pools of persistent TcpConnections (the initiator side).
+//
+// Each peer ("host:port") gets up to `connections_per_peer` connections, opened lazily on
+// first use and replaced when broken (so a peer that restarted at the same address is
+// reachable again on the next call). Operations are spread over the live connections by
+// least outstanding bytes.
+//
+//   TcpClient client(options);
+//   client.Submit("127.0.0.1:17000", ops, deadline);  // each op->done runs once
+//   FERRY_ASSIGN_OR_RETURN(std::string json, client.Call("127.0.0.1:17000", op, deadline));
+//
+// Thread safety: thread-safe. Destruction fails pending operations with Aborted and joins
+// every connection thread.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/deadline.h"
+#include "ferry/status.h"
+#include "transfer/tcp/tcp_connection.h"
+
+namespace ferry::transfer::tcp {
+
+class TcpClient {
+ public:
+  TcpClient(std::string secret, int connections_per_peer,
+            std::chrono::milliseconds connect_timeout);
+  ~TcpClient();
+
+  // Starts `ops` towards peer `host:port`. If no connection can be made, every op fails
+  // with the connect error (Unavailable / DeadlineExceeded / PermissionDenied).
+  void Submit(const std::string& host, uint16_t port, std::span<std::shared_ptr<TcpOp>> ops);
+
+  // Sends one control op and waits for it (deadline: op->deadline). Returns the op's status.
+  Status Call(const std::string& host, uint16_t port, std::shared_ptr<TcpOp> op);
+
+  // Closes and forgets the connections to `host:port`.
+  void Forget(const std::string& key);
+
+ private:
+  struct Peer {
+    std::mutex mu;  // Serializes (re)connecting; taken before nothing else.
+    std::vector<std::shared_ptr<TcpConnection>> conns;  // GUARDED_BY(mu)
+  };
+  // Live connections to the peer, connecting missing/broken ones first.
+  Result<std::vector<std::shared_ptr<TcpConnection>>> Connections(const std::string& host,
+                                                                  uint16_t port, Deadline d);
+
+  const std::string secret_;
+  const int connections_per_peer_;
+  const std::chrono::milliseconds connect_timeout_;
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<Peer>> peers_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace ferry::transfer::tcp

@@ -1,0 +1,367 @@
+#include "transfer/transfer_engine_impl.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+
+#include "common/host_port.h"
+#include "common/log.h"
+
+namespace ferry {
+
+TransferEngine::~TransferEngine() = default;
+
+Result<std::unique_ptr<TransferEngine>> TransferEngine::Create(
+    const TransferEngineOptions& options) {
+  return transfer::TransferEngineImpl::Create(options);
+}
+
+namespace transfer {
+namespace {
+
+constexpr const char* kP2P = "P2PHANDSHAKE";
+
+std::string ReadBootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  return id;
+}
+
+Result<std::vector<std::pair<std::string, std::string>>> ParseParams(const std::string& text) {
+  std::vector<std::pair<std::string, std::string>> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t end = text.find(',', pos);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(pos, end - pos);
+    pos = end + 1;
+    if (item.empty()) continue;
+    size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return InvalidArgumentError("transport_params item '" + item + "' is not key=value");
+    }
+    out.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<TransferEngine>> TransferEngineImpl::Create(
+    const TransferEngineOptions& options) {
+  InitLoggingFromEnv();
+  std::unique_ptr<TransferEngineImpl> e(new TransferEngineImpl(options));
+  FERRY_RETURN_IF_ERROR(e->Init());
+  return std::unique_ptr<TransferEngine>(std::move(e));
+}
+
+TransferEngineImpl::TransferEngineImpl(const TransferEngineOptions& options) : options_(options) {}
+
+Status TransferEngineImpl::Init() {
+  if (options_.connections_per_peer < 1 || options_.connections_per_peer > 64) {
+    return InvalidArgumentError("connections_per_peer must be in 1..64");
+  }
+  if (options_.slice_size == 0 || options_.slice_size > tcp::kMaxDataPayload) {
+    return InvalidArgumentError("slice_size must be in 1 byte .. 1 GiB");
+  }
+  if (options_.default_timeout.count() <= 0 || options_.connect_timeout.count() <= 0) {
+    return InvalidArgumentError("default_timeout and connect_timeout must be positive");
+  }
+  FERRY_ASSIGN_OR_RETURN(HostPort bind, ParseHostPort(options_.local_name));
+  FERRY_ASSIGN_OR_RETURN(auto extra, ParseParams(options_.transport_params));
+  pid_ = ::getpid();
+  host_id_ = ReadBootId();
+
+  TransportOptions topts;
+  topts.bind_host = bind.host;
+  topts.port = bind.port;
+  topts.secret = options_.secret;
+  topts.connections_per_peer = options_.connections_per_peer;
+  topts.slice_size = options_.slice_size;
+  topts.connect_timeout = options_.connect_timeout;
+  topts.extra = extra;
+  FERRY_ASSIGN_OR_RETURN(tcp_, tcp::TcpTransport::Create(topts, this));
+  rpc_port_ = tcp_->port();
+
+  advertised_host_ = bind.host;
+  local_name_ = HostPort{bind.host, rpc_port_}.ToString();
+  if (!options_.advertised_name.empty()) {
+    FERRY_ASSIGN_OR_RETURN(HostPort adv, ParseHostPort(options_.advertised_name, rpc_port_));
+    if (adv.port == 0) adv.port = rpc_port_;
+    advertised_host_ = adv.host;
+    local_name_ = adv.ToString();
+  }
+  identity_ready_.store(true, std::memory_order_release);
+
+  // Further transports never own the RPC port: the primary tcp serves it.
+  TransportOptions client_opts = topts;
+  client_opts.extra.emplace_back("tcp_server", "off");
+  if (options_.transport == "auto") {
+    auto names = TransportRegistry::Names();
+    if (std::find(names.begin(), names.end(), "shm") != names.end()) {
+      auto shm = TransportRegistry::Create("shm", client_opts, this);
+      if (shm.ok()) {
+        shm_ = std::move(*shm);
+      } else {
+        FERRY_LOG_WARN("shm transport unavailable, using tcp only: {}", shm.status().ToString());
+      }
+    }
+  } else if (options_.transport != "tcp") {
+    auto t = TransportRegistry::Create(options_.transport, client_opts, this);
+    if (!t.ok()) return t.status().WithContext("transport '" + options_.transport + "'");
+    named_ = std::move(*t);
+  }
+
+  worker_ = std::thread([this] { WorkerLoop(); });
+
+  if (!options_.metadata.empty() && options_.metadata != kP2P) {
+    auto store = metadata::MetadataStore::Create(options_.metadata);
+    if (!store.ok()) return store.status().WithContext("metadata '" + options_.metadata + "'");
+    store_ = std::move(*store);
+    Status s = store_->Put(metadata::SegmentKey(local_name_), LocalDescriptor().ToJson(),
+                           Deadline::In(options_.connect_timeout));
+    if (!s.ok()) {
+      return UnavailableError("cannot publish the segment to " + store_->Describe() + ": " +
+                              s.ToString());
+    }
+  }
+  FERRY_LOG_DEBUG("transfer engine {} serving on port {}", local_name_, rpc_port_);
+  return OkStatus();
+}
+
+TransferEngineImpl::~TransferEngineImpl() {
+  {
+    std::lock_guard<std::mutex> lock(worker_mu_);
+    worker_stop_ = true;
+  }
+  worker_cv_.notify_all();
+  if (worker_.joinable()) worker_.join();
+  std::deque<std::function<void(bool)>> left;
+  {
+    std::lock_guard<std::mutex> lock(worker_mu_);
+    left.swap(jobs_);
+  }
+  for (auto& job : left) job(true);
+  // Transports fail their pending slices with Aborted and join their threads.
+  named_.reset();
+  shm_.reset();
+  tcp_.reset();
+  if (store_) {
+    store_->Delete(metadata::SegmentKey(local_name_), Deadline::In(options_.connect_timeout))
+        .IgnoreError();
+  }
+}
+
+void TransferEngineImpl::RunOnWorker(std::function<void(bool)> job) {
+  {
+    std::lock_guard<std::mutex> lock(worker_mu_);
+    if (!worker_stop_) {
+      jobs_.push_back(std::move(job));
+      worker_cv_.notify_one();
+      return;
+    }
+  }
+  job(true);
+}
+
+void TransferEngineImpl::WorkerLoop() {
+  while (true) {
+    std::function<void(bool)> job;
+    {
+      std::unique_lock<std::mutex> lock(worker_mu_);
+      worker_cv_.wait(lock, [&] { return worker_stop_ || !jobs_.empty(); });
+      if (worker_stop_) return;
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    job(false);
+  }
+}
+
+// ---- memory and descriptors -------------------------------------------------------------
+
+Status TransferEngineImpl::RegisterMemory(std::span<const MemoryRegion> regions) {
+  std::lock_guard<std::mutex> lock(publish_mu_);
+  FERRY_RETURN_IF_ERROR(memory_.Add(regions));
+  version_.fetch_add(1);
+  PublishDescriptor();
+  return OkStatus();
+}
+
+Status TransferEngineImpl::UnregisterMemory(std::span<void* const> addrs) {
+  std::lock_guard<std::mutex> lock(publish_mu_);
+  FERRY_RETURN_IF_ERROR(memory_.Remove(addrs));
+  version_.fetch_add(1);
+  PublishDescriptor();
+  return OkStatus();
+}
+
+void TransferEngineImpl::PublishDescriptor() {
+  if (!store_) return;
+  Status s = store_->Put(metadata::SegmentKey(local_name_), LocalDescriptor().ToJson(),
+                         Deadline::In(options_.connect_timeout));
+  if (!s.ok()) FERRY_LOG_WARN("publishing segment {} failed: {}", local_name_, s.ToString());
+}
+
+SegmentDescriptor TransferEngineImpl::LocalDescriptor() const {
+  SegmentDescriptor d;
+  // A peer may ask in the instant between bind and the end of Init: answer empty.
+  if (!identity_ready_.load(std::memory_order_acquire)) return d;
+  d.name = local_name_;
+  d.host = advertised_host_;
+  d.rpc_port = rpc_port_;
+  d.pid = pid_;
+  d.host_id = host_id_;
+  d.transports.push_back("tcp");
+  if (shm_ || (named_ && named_->name() == "shm")) d.transports.push_back("shm");
+  d.version = version_.load();
+  d.buffers = memory_.Buffers();
+  return d;
+}
+
+Status TransferEngineImpl::CheckInboundRange(uint64_t addr, uint64_t len) const {
+  return memory_.CheckInboundRange(addr, len);
+}
+
+void TransferEngineImpl::DeliverNotification(Notification n) {
+  std::lock_guard<std::mutex> lock(notes_mu_);
+  notes_.push_back(std::move(n));
+}
+
+std::vector<Notification> TransferEngineImpl::TakeNotifications() {
+  std::lock_guard<std::mutex> lock(notes_mu_);
+  std::vector<Notification> out;
+  out.swap(notes_);
+  return out;
+}
+
+void TransferEngineImpl::CountInbound(TransferOp op, uint64_t bytes) {
+  (op == TransferOp::kWrite ? counters_.bytes_received : counters_.bytes_served)
+      .fetch_add(bytes, std::memory_order_relaxed);
+}
+
+void TransferEngineImpl::CountRejected() {
+  counters_.inbound_rejected.fetch_add(1, std::memory_order_relaxed);
+}
+
+TransferCounters TransferEngineImpl::counters() const {
+  TransferCounters c;
+  c.bytes_written = counters_.bytes_written.load();
+  c.bytes_read = counters_.bytes_read.load();
+  c.bytes_received = counters_.bytes_received.load();
+  c.bytes_served = counters_.bytes_served.load();
+  c.requests_done = counters_.requests_done.load();
+  c.requests_failed = counters_.requests_failed.load();
+  c.inbound_rejected = counters_.inbound_rejected.load();
+  return c;
+}
+
+// ---- segments ---------------------------------------------------------------------------
+
+Result<SegmentDescriptor> TransferEngineImpl::FetchDescriptor(const std::string& name,
+                                                              Deadline deadline) {
+  if (!store_) return tcp_->FetchDescriptor(name, deadline);
+  auto json = store_->Get(metadata::SegmentKey(name), deadline);
+  if (!json.ok()) {
+    return Status(json.status().code(), "segment '" + name + "' not found in " +
+                                            store_->Describe() + ": " + json.status().message());
+  }
+  return SegmentDescriptor::FromJson(*json);
+}
+
+Result<SegmentId> TransferEngineImpl::OpenSegment(const std::string& name) {
+  {
+    std::lock_guard<std::mutex> lock(segments_mu_);
+    auto it = by_name_.find(name);
+    if (it != by_name_.end()) return it->second;
+  }
+  auto desc = FetchDescriptor(name, Deadline::In(options_.connect_timeout));
+  if (!desc.ok()) return desc.status().WithContext("opening segment '" + name + "'");
+  std::lock_guard<std::mutex> lock(segments_mu_);
+  auto it = by_name_.find(name);  // another thread may have opened it meanwhile
+  if (it != by_name_.end()) return it->second;
+  SegmentId id = next_segment_++;
+  segments_[id] = Segment{name, std::make_shared<const SegmentDescriptor>(std::move(*desc)), false};
+  by_name_[name] = id;
+  return id;
+}
+
+Result<SegmentDescriptor> TransferEngineImpl::RefreshSegment(SegmentId id) {
+  std::string name;
+  int64_t old_pid = 0;
+  {
+    std::lock_guard<std::mutex> lock(segments_mu_);
+    auto it = segments_.find(id);
+    if (it == segments_.end()) return NotFoundError("unknown segment id " + std::to_string(id));
+    name = it->second.name;
+    old_pid = it->second.desc->pid;
+  }
+  FERRY_ASSIGN_OR_RETURN(SegmentDescriptor d,
+                         FetchDescriptor(name, Deadline::In(options_.connect_timeout)));
+  if (d.pid != old_pid) {  // the peer restarted: its old connections are useless
+    for (Transport* t : {static_cast<Transport*>(tcp_.get()), shm_.get(), named_.get()}) {
+      if (t) t->ForgetPeer(name);
+    }
+  }
+  std::lock_guard<std::mutex> lock(segments_mu_);
+  auto it = segments_.find(id);
+  if (it == segments_.end()) return NotFoundError("segment " + name + " was closed");
+  if (d.pid != old_pid) it->second.shm_disabled = false;
+  it->second.desc = std::make_shared<const SegmentDescriptor>(d);
+  return d;
+}
+
+Result<SegmentDescriptor> TransferEngineImpl::GetSegmentDescriptor(SegmentId id, bool refresh) {
+  if (refresh) return RefreshSegment(id);
+  std::lock_guard<std::mutex> lock(segments_mu_);
+  auto it = segments_.find(id);
+  if (it == segments_.end()) return NotFoundError("unknown segment id " + std::to_string(id));
+  return *it->second.desc;
+}
+
+Status TransferEngineImpl::CloseSegment(SegmentId id) {
+  std::string name;
+  {
+    std::lock_guard<std::mutex> lock(segments_mu_);
+    auto it = segments_.find(id);
+    if (it == segments_.end()) return NotFoundError("unknown segment id " + std::to_string(id));
+    name = it->second.name;
+    by_name_.erase(name);
+    segments_.erase(it);
+  }
+  for (Transport* t : {static_cast<Transport*>(tcp_.get()), shm_.get(), named_.get()}) {
+    if (t) t->ForgetPeer(name);
+  }
+  return OkStatus();
+}
+
+Transport* TransferEngineImpl::ChooseTransport(const Segment& seg) const {
+  if (named_) {
+    if (named_->name() == "shm" && (seg.shm_disabled || !named_->CanReach(*seg.desc))) {
+      return tcp_.get();
+    }
+    return named_.get();
+  }
+  if (shm_ && !seg.shm_disabled && shm_->CanReach(*seg.desc)) return shm_.get();
+  return tcp_.get();
+}
+
+Status TransferEngineImpl::SendNotification(SegmentId segment, const std::string& message) {
+  SegmentDescriptor peer;
+  {
+    std::lock_guard<std::mutex> lock(segments_mu_);
+    auto it = segments_.find(segment);
+    if (it == segments_.end()) {
+      return InvalidArgumentError("unknown segment id " + std::to_string(segment) +
+                                  "; OpenSegment first");
+    }
+    peer = *it->second.desc;
+  }
+  return tcp_->SendNotification(peer, local_name_, message, Deadline::In(options_.default_timeout));
+}
+
+}  // namespace transfer
+}  // namespace ferry

@@ -1,0 +1,155 @@
+// TransferEngineImpl: the implementation behind ferry::TransferEngine.
+//
+// Owns the memory registry, the opened segments (descriptor cache), the batches, the
+// transports (the primary "tcp" one always: it serves the RPC port; "shm" when available
+// in "auto" mode; or the one named in options.transport), an optional metadata store,
+// and one worker thread for work that must not run on transport threads (notifications
+// after a call's writes, shm -> tcp fallback retries).
+//
+// Request flow: Submit validates every request against the cached descriptor (refreshing
+// it once if a range is not covered), appends the requests to the batch, cuts each into
+// slices of options.slice_size and hands them to the peer's transport. Each slice's done()
+// counts down its request; the last one settles it (or its notification group).
+//
+// Thread safety: every public method is thread-safe (see transfer_engine.h).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ferry/transfer_engine.h"
+#include "metadata/metadata_store.h"
+#include "transfer/batch.h"
+#include "transfer/memory_registry.h"
+#include "transfer/tcp/tcp_transport.h"
+#include "transfer/transport.h"
+
+namespace ferry::transfer {
+
+class TransferEngineImpl final : public TransferEngine, public TransportHost {
+ public:
+  static Result<std::unique_ptr<TransferEngine>> Create(const TransferEngineOptions& options);
+  ~TransferEngineImpl() override;
+
+  // TransferEngine
+  std::string local_name() const override { return local_name_; }
+  uint16_t rpc_port() const override { return rpc_port_; }
+  Status RegisterMemory(std::span<const MemoryRegion> regions) override;
+  Status UnregisterMemory(std::span<void* const> addrs) override;
+  Result<SegmentId> OpenSegment(const std::string& name) override;
+  Result<SegmentDescriptor> GetSegmentDescriptor(SegmentId id, bool refresh) override;
+  Status CloseSegment(SegmentId id) override;
+  SegmentDescriptor LocalDescriptor() const override;
+  Result<BatchId> AllocateBatch(size_t capacity) override;
+  Status Submit(BatchId batch, std::span<const TransferRequest> requests,
+                std::chrono::milliseconds timeout, const std::string* notify) override;
+  Result<TransferStatus> GetTransferStatus(BatchId batch, size_t index) override;
+  Result<TransferStatus> GetBatchStatus(BatchId batch) override;
+  Status WaitBatch(BatchId batch, std::chrono::milliseconds timeout) override;
+  Status FreeBatch(BatchId batch) override;
+  Status TransferSync(std::span<const TransferRequest> requests, std::chrono::milliseconds timeout,
+                      const std::string* notify) override;
+  Status SendNotification(SegmentId segment, const std::string& message) override;
+  std::vector<Notification> TakeNotifications() override;
+  TransferCounters counters() const override;
+
+  // TransportHost
+  Status CheckInboundRange(uint64_t addr, uint64_t len) const override;
+  void DeliverNotification(Notification n) override;
+  void CountInbound(TransferOp op, uint64_t bytes) override;
+  void CountRejected() override;
+
+ private:
+  struct Segment {
+    std::string name;
+    std::shared_ptr<const SegmentDescriptor> desc;  // replaced, never mutated
+    bool shm_disabled = false;  // shm refused by the kernel for this peer: use tcp
+  };
+  // Where one request goes; filled by Resolve.
+  struct ResolvedTarget {
+    std::shared_ptr<const SegmentDescriptor> desc;
+    Transport* transport = nullptr;
+    bool refreshed = false;  // the descriptor was refetched once already
+  };
+  struct NotifyGroup;  // requests of one Submit to one segment that carry a notification
+  struct SliceContext;
+
+  explicit TransferEngineImpl(const TransferEngineOptions& options);
+  Status Init();
+
+  // Fetches a peer descriptor from the peer (P2P) or the metadata store.
+  Result<SegmentDescriptor> FetchDescriptor(const std::string& name, Deadline deadline);
+  // Refetches segment `id` and updates the cache. Errors as FetchDescriptor, NotFound.
+  Result<SegmentDescriptor> RefreshSegment(SegmentId id);
+  Transport* ChooseTransport(const Segment& seg) const;
+  // Checks `r` against its segment's cached descriptor, refreshing it once if the range
+  // is not covered. Errors: InvalidArgument (unknown segment, range outside buffers).
+  Status Resolve(const TransferRequest& r, ResolvedTarget* t);
+  void PublishDescriptor();
+  std::shared_ptr<TransferBatch> FindBatch(BatchId id) const;
+
+  void StartSlices(Transport* transport, const SegmentDescriptor& peer,
+                   std::vector<std::shared_ptr<SliceContext>> slices, Deadline deadline);
+  void OnSliceDone(const std::shared_ptr<SliceContext>& ctx, const Status& s);
+  void SettleRequest(const std::shared_ptr<TransferBatch>& batch, size_t index,
+                     const std::shared_ptr<NotifyGroup>& group);
+  void EndRequest(TransferBatch& batch, size_t index, const Status& s);
+
+  // Runs job(false) on the worker thread, or job(true) at once after shutdown began.
+  void RunOnWorker(std::function<void(bool cancelled)> job);
+  void WorkerLoop();
+
+  const TransferEngineOptions options_;
+  // Identity, written once in Init (after the server bound its port), then published by
+  // identity_ready_ (release); LocalDescriptor reads them only after acquiring it.
+  std::atomic<bool> identity_ready_{false};
+  std::string local_name_;
+  std::string advertised_host_;
+  uint16_t rpc_port_ = 0;
+  std::string host_id_;
+  int64_t pid_ = 0;
+
+  // Serializes (un)registration with publishing, so the store never goes back in time.
+  std::mutex publish_mu_;
+  MemoryRegistry memory_;
+  std::atomic<uint64_t> version_{0};
+  std::unique_ptr<metadata::MetadataStore> store_;  // null with P2PHANDSHAKE
+
+  // Transports: destroyed explicitly in ~TransferEngineImpl (named/shm first, tcp last).
+  std::unique_ptr<tcp::TcpTransport> tcp_;
+  std::unique_ptr<Transport> shm_;    // "auto" mode only, if registered
+  std::unique_ptr<Transport> named_;  // options.transport other than auto/tcp
+
+  mutable std::mutex segments_mu_;
+  SegmentId next_segment_ = 1;                // GUARDED_BY(segments_mu_)
+  std::map<SegmentId, Segment> segments_;     // GUARDED_BY(segments_mu_)
+  std::map<std::string, SegmentId> by_name_;  // GUARDED_BY(segments_mu_)
+
+  mutable std::mutex batches_mu_;
+  BatchId next_batch_ = 1;                                     // GUARDED_BY(batches_mu_)
+  std::map<BatchId, std::shared_ptr<TransferBatch>> batches_;  // GUARDED_BY(batches_mu_)
+
+  std::mutex notes_mu_;
+  std::vector<Notification> notes_;  // GUARDED_BY(notes_mu_)
+
+  struct Counters {
+    std::atomic<uint64_t> bytes_written{0}, bytes_read{0}, bytes_received{0}, bytes_served{0},
+        requests_done{0}, requests_failed{0}, inbound_rejected{0};
+  } counters_;
+
+  std::mutex worker_mu_;
+  std::condition_variable worker_cv_;
+  std::deque<std::function<void(bool)>> jobs_;  // GUARDED_BY(worker_mu_)
+  bool worker_stop_ = false;                    // GUARDED_BY(worker_mu_)
+  std::thread worker_;
+};
+
+}  // namespace ferry::transfer

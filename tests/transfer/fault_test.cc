@@ -1,0 +1,196 @@
+// Faults: a peer killed in the middle of a 1 GiB transfer fails the request promptly
+// (Unavailable) and a new peer at the same name is reachable afterwards; a peer that stops
+// answering fails requests at their deadline; destruction with requests in flight ends
+// them and joins every thread.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "ferry/transfer_engine.h"
+#include "test_util.h"
+
+namespace ferry {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr size_t kGiB = 1ull << 30;
+
+// A transfer_test_peer child process. Killed (SIGKILL) and reaped on destruction.
+class PeerProcess {
+ public:
+  PeerProcess(const std::string& name, size_t bytes) {
+    int out[2], in[2];
+    EXPECT_EQ(::pipe(out), 0);
+    EXPECT_EQ(::pipe(in), 0);
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      ::dup2(out[1], 1);
+      ::dup2(in[0], 0);
+      ::close(out[0]);
+      ::close(in[1]);
+      std::string b = std::to_string(bytes);
+      ::execl(FERRY_TEST_PEER, FERRY_TEST_PEER, name.c_str(), b.c_str(), nullptr);
+      ::_exit(127);
+    }
+    ::close(out[1]);
+    ::close(in[0]);
+    stdin_ = in[1];
+    // Wait (bounded) for "READY <name> <addr>".
+    std::string line;
+    auto until = Clock::now() + std::chrono::seconds(10);
+    while (line.find('\n') == std::string::npos && Clock::now() < until) {
+      pollfd p{out[0], POLLIN, 0};
+      if (::poll(&p, 1, 200) <= 0) continue;
+      char buf[256];
+      ssize_t n = ::read(out[0], buf, sizeof(buf));
+      if (n <= 0) break;
+      line.append(buf, static_cast<size_t>(n));
+    }
+    ::close(out[0]);
+    std::istringstream is(line);
+    std::string ready;
+    is >> ready >> name_ >> addr_;
+    EXPECT_EQ(ready, "READY") << "peer output: " << line;
+  }
+  ~PeerProcess() { Kill(); }
+  void Kill() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    ::close(stdin_);
+    pid_ = -1;
+  }
+  void Signal(int sig) { ::kill(pid_, sig); }
+  const std::string& name() const { return name_; }
+  uint64_t addr() const { return addr_; }
+
+ private:
+  pid_t pid_ = -1;
+  int stdin_ = -1;
+  std::string name_;
+  uint64_t addr_ = 0;
+};
+
+// 1 GiB of local memory (untouched pages read as zeros; no need to fill).
+struct BigBuffer {
+  explicit BigBuffer(size_t n) : size(n) {
+    p = static_cast<char*>(
+        ::mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  }
+  ~BigBuffer() { ::munmap(p, size); }
+  char* p;
+  size_t size;
+};
+
+TEST(FaultTest, PeerKilledMidTransferFailsPromptlyAndNewPeerIsReachable) {
+  std::string name;
+  BigBuffer local(kGiB);
+  auto engine = testing::MakeEngine();
+  ASSERT_TRUE(engine);
+  SegmentId seg = 0;
+  {
+    PeerProcess peer("127.0.0.1:0", kGiB);
+    name = peer.name();
+    auto s = engine->OpenSegment(name);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    seg = *s;
+    auto batch = engine->AllocateBatch(1);
+    ASSERT_TRUE(batch.ok());
+    TransferRequest w{TransferOp::kWrite, local.p, seg, peer.addr(), kGiB};
+    ASSERT_TRUE(engine->Submit(*batch, {&w, 1}, std::chrono::seconds(30)).ok());
+    // Kill it once part of the gigabyte has arrived.
+    auto until = Clock::now() + std::chrono::seconds(10);
+    while (Clock::now() < until) {
+      auto st = engine->GetBatchStatus(*batch);
+      if (st.ok() && st->bytes_done >= (32u << 20)) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    auto st = engine->GetBatchStatus(*batch);
+    ASSERT_TRUE(st.ok());
+    ASSERT_EQ(st->state, TransferState::kPending) << "transfer ended before the kill";
+    peer.Kill();
+    auto killed_at = Clock::now();
+    Status s2 = engine->WaitBatch(*batch, std::chrono::seconds(30));
+    auto took = Clock::now() - killed_at;
+    EXPECT_EQ(s2.code(), StatusCode::kUnavailable) << s2.ToString();
+    EXPECT_LT(took, std::chrono::seconds(2)) << "failure was not prompt";
+    EXPECT_TRUE(engine->FreeBatch(*batch).ok());
+  }
+  // A new process at the same name: the engine reconnects and refreshes its descriptor.
+  PeerProcess again(name, 64u << 20);
+  ASSERT_EQ(again.name(), name);
+  testing::FillRandom(local.p, 1 << 20, 5);
+  TransferRequest w{TransferOp::kWrite, local.p, seg, again.addr(), 1 << 20};
+  Status s3 = engine->TransferSync({&w, 1}, std::chrono::seconds(10));
+  ASSERT_TRUE(s3.ok()) << s3.ToString();
+  TransferRequest r{TransferOp::kRead, local.p + (2 << 20), seg, again.addr(), 1 << 20};
+  ASSERT_TRUE(engine->TransferSync({&r, 1}, std::chrono::seconds(10)).ok());
+  EXPECT_TRUE(testing::SameBytes(local.p, local.p + (2 << 20), 1 << 20));
+  auto t0 = Clock::now();
+  engine.reset();
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(2));
+}
+
+TEST(FaultTest, SilentPeerFailsAtTheDeadline) {
+  BigBuffer local(64u << 20);
+  auto engine = testing::MakeEngine();
+  PeerProcess peer("127.0.0.1:0", 64u << 20);
+  auto seg = engine->OpenSegment(peer.name());
+  ASSERT_TRUE(seg.ok()) << seg.status().ToString();
+  peer.Signal(SIGSTOP);
+  for (size_t n : {size_t{4096}, size_t{64u << 20}}) {
+    SCOPED_TRACE(n);
+    TransferRequest w{TransferOp::kWrite, local.p, *seg, peer.addr(), n};
+    auto t0 = Clock::now();
+    Status s = engine->TransferSync({&w, 1}, std::chrono::milliseconds(800));
+    auto took = Clock::now() - t0;
+    EXPECT_EQ(s.code(), StatusCode::kDeadlineExceeded) << s.ToString();
+    EXPECT_GE(took, std::chrono::milliseconds(790));
+    EXPECT_LT(took, std::chrono::milliseconds(1500));
+  }
+  // A new connection to a stopped process is accepted by the kernel but never greeted.
+  TransferEngineOptions o;
+  o.connect_timeout = std::chrono::milliseconds(500);
+  auto other_or = TransferEngine::Create(o);
+  ASSERT_TRUE(other_or.ok());
+  auto other = std::move(*other_or);
+  auto t0 = Clock::now();
+  auto seg2 = other->OpenSegment(peer.name());
+  EXPECT_FALSE(seg2.ok());
+  EXPECT_EQ(seg2.status().code(), StatusCode::kDeadlineExceeded) << seg2.status().ToString();
+  EXPECT_LT(Clock::now() - t0, o.connect_timeout + std::chrono::seconds(1));
+  peer.Signal(SIGCONT);
+}
+
+TEST(FaultTest, DestructionAbortsRequestsInFlight) {
+  BigBuffer local(64u << 20);
+  auto engine = testing::MakeEngine();
+  PeerProcess peer("127.0.0.1:0", 64u << 20);
+  auto seg = engine->OpenSegment(peer.name());
+  ASSERT_TRUE(seg.ok());
+  peer.Signal(SIGSTOP);
+  auto batch = engine->AllocateBatch(1);
+  TransferRequest w{TransferOp::kWrite, local.p, *seg, peer.addr(), 64u << 20};
+  ASSERT_TRUE(engine->Submit(*batch, {&w, 1}, std::chrono::seconds(60)).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto st = engine->GetBatchStatus(*batch);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->state, TransferState::kPending);
+  auto t0 = Clock::now();
+  engine.reset();  // fails the request with Aborted, joins every thread
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(2));
+  peer.Signal(SIGCONT);
+}
+
+}  // namespace
+}  // namespace ferry

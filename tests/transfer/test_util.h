@@ -1,0 +1,52 @@
+// Helpers shared by the transfer tests: random fills and engine pairs.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ferry/transfer_engine.h"
+
+namespace ferry::testing {
+
+// Fills [p, p + n) with a deterministic pseudo-random stream from `seed` (fast).
+inline void FillRandom(void* p, size_t n, uint64_t seed) {
+  uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+  auto* b = static_cast<unsigned char*>(p);
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    std::memcpy(b + i, &x, 8);
+  }
+  for (; i < n; ++i) b[i] = static_cast<unsigned char>(x >> (8 * (i % 8)));
+}
+
+// Byte-for-byte compare; reports the first differing offset.
+inline ::testing::AssertionResult SameBytes(const void* a, const void* b, size_t n) {
+  if (std::memcmp(a, b, n) == 0) return ::testing::AssertionSuccess();
+  auto* x = static_cast<const unsigned char*>(a);
+  auto* y = static_cast<const unsigned char*>(b);
+  size_t i = 0;
+  while (x[i] == y[i]) ++i;
+  return ::testing::AssertionFailure() << "first difference at byte " << i << " of " << n;
+}
+
+inline std::unique_ptr<TransferEngine> MakeEngine(const std::string& transport = "tcp",
+                                                  const std::string& secret = "") {
+  TransferEngineOptions o;
+  o.local_name = "127.0.0.1:0";
+  o.transport = transport;
+  o.secret = secret;
+  o.default_timeout = std::chrono::seconds(20);
+  auto e = TransferEngine::Create(o);
+  EXPECT_TRUE(e.ok()) << e.status().ToString();
+  return e.ok() ? std::move(*e) : nullptr;
+}
+
+}  // namespace ferry::testing
