@@ -1,0 +1,112 @@
+// FaultTransport: a wrapper Transport for tests that drops, delays, corrupts and "kills"
+// traffic of an inner transport (leveldb's FaultInjectionTestEnv, for the data path).
+// Registered as "fault"; "fault:tcp" wraps tcp, "fault:shm" wraps shm.
+//
+//   TransportOptions o;
+//   o.extra = {{"inner", "tcp"}, {"drop", "0.01"}, {"delay_ms", "5"}, {"seed", "7"}};
+//   FERRY_ASSIGN_OR_RETURN(auto t, CreateFaultTransport(o, host));
+//
+// Settings (options.extra; everything else is passed on to the inner transport):
+//   inner             name of the wrapped transport (required; set by the registry for
+//                     "fault:<inner>").
+//   drop              probability in [0,1] that a slice fails with Unavailable without
+//                     being sent. Default: 0.
+//   delay_ms          latency added before each submission reaches the inner transport.
+//                     Default: 0.
+//   corrupt           probability in [0,1] that one byte of a slice's payload is flipped in
+//                     transit: a WRITE is sent from a corrupted scratch copy (the caller's
+//                     source is never modified); a READ has one byte of its destination
+//                     flipped after it arrived. Default: 0.
+//   kill_after_bytes  after this many bytes have been handed to the inner transport, every
+//                     later slice (and the one crossing the limit) fails with Unavailable,
+//                     as if the connection died; ForgetPeer revives it. Default: none.
+//   seed              seed of the fault generator (same seed, same sequence of
+//                     decisions for the same sequence of slices). Default: 1.
+//
+// Thread safety: all methods are thread-safe. Destruction fails delayed slices with
+// Aborted, joins the delay thread, then destroys the inner transport.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "transfer/transport.h"
+
+namespace ferry::transfer::fault {
+
+struct FaultSettings {
+  double drop = 0;
+  int64_t delay_ms = 0;
+  double corrupt = 0;
+  std::optional<uint64_t> kill_after_bytes;
+  uint64_t seed = 1;
+};
+
+// Splits options.extra into fault settings, the inner name and the inner's options.
+// Errors: InvalidArgument naming the bad key or value, or a missing "inner".
+Status ParseFaultOptions(const TransportOptions& options, FaultSettings* settings,
+                         std::string* inner, TransportOptions* inner_options);
+
+class FaultTransport : public Transport {
+ public:
+  // Creates the inner transport through TransportRegistry::Create. `host` outlives the
+  // transport. Errors: as ParseFaultOptions, or the inner transport's creation error.
+  static Result<std::unique_ptr<FaultTransport>> Create(const TransportOptions& options,
+                                                        TransportHost* host);
+  // Wraps an existing transport (tests).
+  FaultTransport(std::unique_ptr<Transport> inner, const FaultSettings& settings);
+  ~FaultTransport() override;
+
+  std::string_view name() const override { return name_; }
+  uint16_t port() const override { return inner_->port(); }
+  bool CanReach(const SegmentDescriptor& peer) const override { return inner_->CanReach(peer); }
+  void Submit(const SegmentDescriptor& peer, std::span<Slice> slices, Deadline deadline) override;
+  void ForgetPeer(const std::string& peer_name) override;
+
+  // Counters of injected faults, for tests.
+  uint64_t dropped() const;
+  uint64_t corrupted() const;
+
+ private:
+  struct Delayed {
+    SegmentDescriptor peer;
+    std::vector<Slice> slices;
+    Deadline deadline = Deadline::Infinite();
+  };
+
+  // Applies drop / kill / corrupt to `slices`; returns the ones to send (with wrapped
+  // done callbacks); failed ones are completed before it returns.
+  std::vector<Slice> Inject(std::span<Slice> slices);
+  void DelayLoop();
+
+  const std::string name_;
+  const FaultSettings settings_;
+  std::unique_ptr<Transport> inner_;
+
+  mutable std::mutex mu_;
+  std::mt19937_64 rng_;      // GUARDED_BY(mu_)
+  uint64_t bytes_sent_ = 0;  // GUARDED_BY(mu_)
+  bool killed_ = false;      // GUARDED_BY(mu_)
+  uint64_t dropped_ = 0;     // GUARDED_BY(mu_)
+  uint64_t corrupted_ = 0;   // GUARDED_BY(mu_)
+  std::condition_variable cv_;
+  std::multimap<SteadyClock::time_point, Delayed> delayed_;  // by release. GUARDED_BY(mu_)
+  bool stop_ = false;                                        // GUARDED_BY(mu_)
+  std::thread delay_thread_;                                 // only when settings_.delay_ms > 0
+};
+
+// Factory for the registry ("fault").
+Result<std::unique_ptr<Transport>> CreateFaultTransport(const TransportOptions& options,
+                                                        TransportHost* host);
+
+}  // namespace ferry::transfer::fault

@@ -1,0 +1,252 @@
+#include "transfer/shm/shm_transport.h"
+
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+#include "common/log.h"
+
+namespace ferry::transfer::shm {
+namespace {
+
+// How long an idle worker polls the queue before it sleeps (a wake-up costs ~35 us here).
+constexpr auto kIdleSpin = std::chrono::microseconds(50);
+
+std::string Trim(std::string s) {
+  auto not_space = [](unsigned char c) { return !std::isspace(c); };
+  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
+  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
+  return s;
+}
+
+// Lets any process of ours (same user) attach where Yama restricts ptrace to ancestors.
+void AllowPeersToAttach() {
+  if (::access("/proc/sys/kernel/yama/ptrace_scope", F_OK) != 0) return;
+  if (::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) != 0) {
+    FERRY_LOG_WARN("prctl(PR_SET_PTRACER_ANY) failed: {}; same-host peers may fall back to tcp",
+                   std::strerror(errno));
+  }
+}
+
+}  // namespace
+
+std::string ReadHostId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return Trim(id);
+}
+
+Result<std::unique_ptr<ShmTransport>> ShmTransport::Create(const TransportOptions& options,
+                                                           TransportHost* host, CmaCalls calls) {
+  int threads = 2;
+  for (const auto& [k, v] : options.extra) {
+    if (k != "shm_threads") continue;
+    char* end = nullptr;
+    long n = std::strtol(v.c_str(), &end, 10);
+    if (v.empty() || *end != '\0' || n < 1 || n > 16) {
+      return InvalidArgumentError("shm_threads must be an integer in 1..16, got '" + v + "'");
+    }
+    threads = static_cast<int>(n);
+  }
+  std::string host_id = ReadHostId();
+  if (host_id.empty() && host != nullptr) host_id = host->LocalDescriptor().host_id;
+  if (host_id.empty()) {
+    return UnimplementedError("shm transport: cannot read /proc/sys/kernel/random/boot_id");
+  }
+  if (calls.read == nullptr || calls.write == nullptr) {
+    return InvalidArgumentError("shm transport: CmaCalls must name both syscalls");
+  }
+  AllowPeersToAttach();
+  return std::unique_ptr<ShmTransport>(new ShmTransport(std::move(host_id), threads, calls));
+}
+
+ShmTransport::ShmTransport(std::string host_id, int threads, CmaCalls calls)
+    : host_id_(std::move(host_id)), calls_(calls) {
+  for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+}
+
+ShmTransport::~ShmTransport() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : workers_) t.join();
+  std::deque<Job> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    left.swap(queue_);
+  }
+  for (auto& job : left) job.slice.done(AbortedError("shm transport shut down"));
+}
+
+bool ShmTransport::CanReach(const SegmentDescriptor& peer) const {
+  if (peer.pid <= 0 || peer.host_id.empty() || peer.host_id != host_id_) return false;
+  if (std::find(peer.transports.begin(), peer.transports.end(), "shm") == peer.transports.end()) {
+    return false;
+  }
+  return !IsRefused(peer.pid);
+}
+
+bool ShmTransport::IsRefused(int64_t pid) const {
+  std::lock_guard<std::mutex> lock(refused_mu_);
+  return refused_.count(pid) > 0;
+}
+
+void ShmTransport::ForgetPeer(const std::string& peer_name) {
+  std::lock_guard<std::mutex> lock(refused_mu_);
+  for (auto it = refused_.begin(); it != refused_.end();) {
+    it = it->second == peer_name ? refused_.erase(it) : std::next(it);
+  }
+}
+
+void ShmTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices,
+                          Deadline deadline) {
+  size_t total = 0;
+  for (const Slice& s : slices) total += s.length;
+  pid_t pid = static_cast<pid_t>(peer.pid);
+  if (total <= kInlineBytes) {
+    for (Slice& s : slices) {
+      Job job{pid, peer.name, std::move(s), deadline};
+      Run(job);
+    }
+    return;
+  }
+  // A large slice is cut into one piece per worker so that every core copies at once (one
+  // thread of cross-memory attach is bound by a single core's copy speed).
+  std::vector<Slice> pieces;
+  for (Slice& s : slices) {
+    if (workers_.size() < 2 || s.length < kSplitBytes) {
+      pieces.push_back(std::move(s));
+      continue;
+    }
+    SplitSlice(std::move(s), workers_.size(), &pieces);
+  }
+  bool wake = false;
+  bool stopped = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopped = stop_;
+    if (!stopped) {
+      for (Slice& s : pieces) queue_.push_back(Job{pid, peer.name, std::move(s), deadline});
+      queued_.store(queue_.size(), std::memory_order_release);
+      wake = sleepers_ > 0;
+    }
+  }
+  if (stopped) {
+    for (Slice& s : pieces) s.done(AbortedError("shm transport shut down"));
+    return;
+  }
+  if (wake) cv_.notify_all();
+}
+
+void ShmTransport::SplitSlice(Slice slice, size_t parts, std::vector<Slice>* out) {
+  // The pieces share one completion: the slice is done when every piece is, and fails with
+  // the first piece's error.
+  struct Shared {
+    std::atomic<size_t> left;
+    std::mutex mu;
+    Status first_error;  // GUARDED_BY(mu)
+    std::function<void(const Status&)> done;
+  };
+  auto shared = std::make_shared<Shared>();
+  shared->left = parts;
+  shared->done = std::move(slice.done);
+  // Pieces are multiples of 64 bytes so that they start on cache lines where the slice does.
+  const size_t piece = ((slice.length / parts) + 63) & ~size_t{63};
+  size_t offset = 0;
+  for (size_t i = 0; i < parts && offset < slice.length; ++i) {
+    const size_t len = std::min(piece, slice.length - offset);
+    Slice p;
+    p.op = slice.op;
+    p.local = slice.local + offset;
+    p.remote = slice.remote + offset;
+    p.length = len;
+    offset += len;
+    const bool last = offset >= slice.length;
+    if (last) shared->left -= parts - (i + 1);  // fewer pieces than planned
+    p.done = [shared](const Status& st) {
+      if (!st.ok()) {
+        std::lock_guard<std::mutex> lock(shared->mu);
+        if (shared->first_error.ok()) shared->first_error = st;
+      }
+      if (shared->left.fetch_sub(1) == 1) {
+        Status result;
+        {
+          std::lock_guard<std::mutex> lock(shared->mu);
+          result = shared->first_error;
+        }
+        shared->done(result);
+      }
+    };
+    out->push_back(std::move(p));
+    if (last) break;
+  }
+}
+
+void ShmTransport::Run(Job& job) {
+  Status s;
+  if (job.deadline.Expired()) {
+    s = DeadlineExceededError("shm slice to pid " + std::to_string(job.pid) +
+                              " expired before it started");
+  } else if (IsRefused(job.pid)) {
+    s = UnimplementedError("cross-memory attach to pid " + std::to_string(job.pid) +
+                           " was refused by the kernel earlier; use tcp");
+  } else {
+    s = CmaCopy(calls_, job.pid, job.slice.op, job.slice.local, job.slice.remote, job.slice.length,
+                job.deadline);
+    if (s.code() == StatusCode::kUnimplemented) {
+      std::lock_guard<std::mutex> lock(refused_mu_);
+      if (refused_.emplace(job.pid, job.peer_name).second) {
+        FERRY_LOG_WARN("shm: {}", s.message());
+      }
+    }
+  }
+  job.slice.done(s);
+}
+
+void ShmTransport::WorkerLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    if (stop_) return;  // the destructor fails what is still queued
+    if (!queue_.empty()) {
+      Job job = std::move(queue_.front());
+      queue_.pop_front();
+      queued_.store(queue_.size(), std::memory_order_release);
+      lock.unlock();
+      Run(job);
+      lock.lock();
+      continue;
+    }
+    // Poll briefly without the lock: the next slice of a stream usually comes soon.
+    lock.unlock();
+    auto spin_until = SteadyClock::now() + kIdleSpin;
+    while (queued_.load(std::memory_order_acquire) == 0 && SteadyClock::now() < spin_until) {
+#if defined(__x86_64__)
+      __builtin_ia32_pause();
+#endif
+    }
+    lock.lock();
+    if (!queue_.empty() || stop_) continue;
+    ++sleepers_;
+    cv_.wait(lock, [this] { return !queue_.empty() || stop_; });
+    --sleepers_;
+  }
+}
+
+Result<std::unique_ptr<Transport>> CreateShmTransport(const TransportOptions& options,
+                                                      TransportHost* host) {
+  FERRY_ASSIGN_OR_RETURN(auto t, ShmTransport::Create(options, host));
+  return std::unique_ptr<Transport>(std::move(t));
+}
+
+}  // namespace ferry::transfer::shm
