@@ -10,7 +10,7 @@ PACKAGES=(
   libzmq3-dev cppzmq-dev libmsgpack-cxx-dev
   libopenblas-dev libpcre2-dev libxxhash-dev prometheus-cpp-dev
   etcd-server etcd-client iperf3 iproute2
-  python3 python3-numpy python3-pytest python3-dev pybind11-dev
+  python3 python3-numpy python3-regex python3-pytest python3-dev pybind11-dev
 )
 
 missing=()

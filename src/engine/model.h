@@ -37,6 +37,12 @@ struct ModelConfig {
   int32_t max_position_embeddings = 0;
   float rms_norm_eps = 1e-6f;
   float rope_theta = 10000.0f;
+  // rope_scaling: "" (none) or "llama3" (Llama-3.1 frequency-dependent scaling).
+  std::string rope_scaling_type;
+  float rope_scaling_factor = 1.0f;
+  float rope_low_freq_factor = 1.0f;
+  float rope_high_freq_factor = 4.0f;
+  int32_t rope_original_max_position = 8192;
   bool attention_bias = false;  // Qwen2: q/k/v projections have bias
   bool tie_word_embeddings = false;
   std::vector<int32_t> eos_token_ids;  // from config / generation_config

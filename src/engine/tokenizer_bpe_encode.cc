@@ -1,0 +1,117 @@
+// BpeTokenizer: Encode / Decode (loading is in tokenizer_bpe.cc).
+#include <climits>
+
+#include "engine/tokenizer_bpe.h"
+
+namespace ferry::engine {
+
+std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
+  std::vector<int32_t> out;
+  size_t seg_start = 0, i = 0;
+  while (i < text.size()) {
+    const AddedToken* hit = nullptr;
+    for (const AddedToken& a : added_) {  // longest first
+      if (!added_first_byte_[static_cast<unsigned char>(text[i])]) break;
+      if (text.compare(i, a.content.size(), a.content) == 0) {
+        hit = &a;
+        break;
+      }
+    }
+    if (hit == nullptr) {
+      ++i;
+      continue;
+    }
+    if (i > seg_start) EncodeOrdinary(text.substr(seg_start, i - seg_start), &out);
+    out.push_back(hit->id);
+    i += hit->content.size();
+    seg_start = i;
+  }
+  if (seg_start < text.size()) EncodeOrdinary(text.substr(seg_start), &out);
+  return out;
+}
+
+std::vector<std::string> BpeTokenizer::PreTokenize(std::string_view text) const {
+  std::string prefixed;
+  if (add_prefix_space_ && !text.empty() && text[0] != ' ') {
+    prefixed = " " + std::string(text);
+    text = prefixed;
+  }
+  std::vector<std::string_view> pieces{text}, next;
+  for (const auto& splitter : splitters_) {
+    next.clear();
+    for (std::string_view p : pieces) splitter->Split(p, &next);
+    pieces.swap(next);
+  }
+  return std::vector<std::string>(pieces.begin(), pieces.end());
+}
+
+void BpeTokenizer::EncodeOrdinary(std::string_view text, std::vector<int32_t>* out) const {
+  for (const std::string& piece : PreTokenize(text)) EncodeWord(BytesToUnicode(piece), out);
+}
+
+void BpeTokenizer::EncodeWord(const std::string& word, std::vector<int32_t>* out) const {
+  {
+    std::lock_guard<std::mutex> lock(cache_mu_);
+    auto it = cache_.find(word);
+    if (it != cache_.end()) {
+      out->insert(out->end(), it->second.begin(), it->second.end());
+      return;
+    }
+  }
+  std::vector<int32_t> ids;
+  auto whole = vocab_.find(word);
+  if (ignore_merges_ && whole != vocab_.end()) {
+    ids.push_back(whole->second);
+  } else {
+    std::vector<std::string> syms;
+    for (std::string_view ch : SplitUtf8(word)) syms.emplace_back(ch);
+    auto rank_of = [&](size_t i) {
+      auto it = merge_ranks_.find(syms[i] + " " + syms[i + 1]);
+      return it == merge_ranks_.end() ? INT_MAX : it->second;
+    };
+    std::vector<int> ranks;  // ranks[i]: rank of the pair (syms[i], syms[i + 1])
+    for (size_t i = 0; i + 1 < syms.size(); ++i) ranks.push_back(rank_of(i));
+    while (!ranks.empty()) {  // merge the lowest-ranked pair, leftmost on ties
+      size_t best = 0;
+      for (size_t i = 1; i < ranks.size(); ++i) {
+        if (ranks[i] < ranks[best]) best = i;
+      }
+      if (ranks[best] == INT_MAX) break;
+      syms[best] += syms[best + 1];
+      syms.erase(syms.begin() + static_cast<ptrdiff_t>(best) + 1);
+      ranks.erase(ranks.begin() + static_cast<ptrdiff_t>(best));
+      if (best < ranks.size()) ranks[best] = rank_of(best);
+      if (best > 0) ranks[best - 1] = rank_of(best - 1);
+    }
+    for (const std::string& s : syms) {
+      auto it = vocab_.find(s);
+      if (it != vocab_.end()) {
+        ids.push_back(it->second);
+        continue;
+      }
+      for (std::string_view ch : SplitUtf8(s)) {  // not in vocab: fall back to characters
+        auto c = vocab_.find(std::string(ch));
+        if (c != vocab_.end()) ids.push_back(c->second);
+      }
+    }
+  }
+  out->insert(out->end(), ids.begin(), ids.end());
+  std::lock_guard<std::mutex> lock(cache_mu_);
+  if (cache_.size() >= kMaxCacheEntries) cache_.clear();
+  cache_.emplace(word, std::move(ids));
+}
+
+std::string BpeTokenizer::Decode(std::span<const int32_t> ids, bool skip_special) const {
+  std::string out;
+  for (int32_t id : ids) {
+    if (id < 0 || id >= static_cast<int32_t>(id_to_token_.size())) continue;
+    if (is_added_[id]) {
+      if (!(skip_special && is_special_[id])) out += id_to_token_[id];
+      continue;
+    }
+    out += UnicodeToBytes(id_to_token_[id]);
+  }
+  return out;
+}
+
+}  // namespace ferry::engine

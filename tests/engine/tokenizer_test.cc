@@ -1,0 +1,160 @@
+// BpeTokenizer on the make-model tokenizer.json: ids equal to the checked-in reference
+// (produced by tests/engine/reference_tokenizer.py, an independent Python BPE), a live
+// cross-check against that script, round trips and special tokens.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "engine/make_tokenizer.h"
+#include "engine/tokenizer.h"
+#include "engine/tokenizer_bpe.h"
+#include "model_test_util.h"
+
+namespace ferry::engine {
+namespace {
+
+class TokenizerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new std::string(testing::MakeTinyModel("tokenizer", {}));
+    auto t = Tokenizer::Load(*dir_);
+    ASSERT_TRUE(t.ok()) << t.status().ToString();
+    tok_ = t->release();
+  }
+  static void TearDownTestSuite() {
+    delete tok_;
+    delete dir_;
+  }
+  static std::string* dir_;
+  static Tokenizer* tok_;
+};
+std::string* TokenizerTest::dir_ = nullptr;
+Tokenizer* TokenizerTest::tok_ = nullptr;
+
+TEST_F(TokenizerTest, IdsEqualCheckedInReference) {
+  std::ifstream f(FERRY_ENGINE_TEST_DIR "/testdata/tokenizer_ids.json");
+  nlohmann::json ref = nlohmann::json::parse(f, nullptr, false);
+  ASSERT_FALSE(ref.is_discarded());
+  ASSERT_GE(ref.size(), 10u);
+  for (const auto& e : ref) {
+    const std::string text = e["text"].get<std::string>();
+    EXPECT_EQ(tok_->Encode(text), e["ids"].get<std::vector<int32_t>>()) << text;
+  }
+}
+
+TEST_F(TokenizerTest, IdsEqualPythonReferenceOnCorpusSlicesAndRandomText) {
+  if (std::system("/usr/bin/python3 -c 'import regex' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "needs /usr/bin/python3 with python3-regex";
+  }
+  std::vector<std::string> strings;
+  const std::string corpus = TinyBpeCorpus();
+  std::mt19937 rng(5);
+  for (int i = 0; i < 60; ++i) {  // slices of the training text (many merges apply)
+    const size_t a = rng() % corpus.size();
+    strings.push_back(corpus.substr(a, 1 + rng() % 120));
+  }
+  const char* alphabet[] = {"a",  "B", " ", "  ", "\n", "\t",   "'s",  "'LL",  "9", "12", ".",
+                            "!?", "é", "ß", "中", "🚢",  "\r\n", "the", " the", "_", "-"};
+  for (int i = 0; i < 60; ++i) {  // random mixtures of tricky pieces
+    std::string s;
+    for (int k = 0, n = 1 + rng() % 25; k < n; ++k) s += alphabet[rng() % std::size(alphabet)];
+    strings.push_back(s);
+  }
+  const std::string in = *dir_ + "/tok_strings.json", out = *dir_ + "/tok_ids.json";
+  std::ofstream(in) << nlohmann::json(strings).dump();
+  const std::string cmd = "/usr/bin/python3 " FERRY_ENGINE_TEST_DIR "/reference_tokenizer.py " +
+                          *dir_ + " " + in + " > " + out;
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  std::ifstream f(out);
+  nlohmann::json ref = nlohmann::json::parse(f, nullptr, false);
+  ASSERT_EQ(ref.size(), strings.size());
+  for (size_t i = 0; i < strings.size(); ++i) {
+    EXPECT_EQ(tok_->Encode(strings[i]), ref[i]["ids"].get<std::vector<int32_t>>())
+        << nlohmann::json(strings[i]).dump();
+  }
+}
+
+TEST_F(TokenizerTest, RoundTripsText) {
+  for (const std::string s :
+       {"Hello world", "It's, they're, we'll, I'd; DON'T", "3.14159 and 1234567890",
+        "   spaces    and\t\ttabs  \n\n\n newlines \r\n", "Café naïve — “quotes” ½ ß",
+        "中文字符和日本語のテキスト", "emoji 🚢⛴️ 👩‍👩‍👧 ok", "", " ", "\n"}) {
+    const std::vector<int32_t> ids = tok_->Encode(s);
+    EXPECT_EQ(tok_->Decode(ids), s);
+  }
+}
+
+TEST_F(TokenizerTest, MergesShortenCommonWords) {
+  // " the" occurs often in the corpus: it must be one token, not four bytes.
+  EXPECT_EQ(tok_->Encode(" the").size(), 1u);
+  EXPECT_LT(tok_->Encode("the ferry leaves the harbour").size(), 15u);
+}
+
+TEST_F(TokenizerTest, SpecialTokensInTextMapToTheirIds) {
+  const auto im_start = tok_->TokenId("<|im_start|>");
+  const auto im_end = tok_->TokenId("<|im_end|>");
+  ASSERT_TRUE(im_start && im_end);
+  EXPECT_TRUE(tok_->IsSpecial(*im_start));
+  EXPECT_FALSE(tok_->IsSpecial(tok_->Encode("a")[0]));
+  const std::string text = "<|im_start|>user\nHi<|im_end|>";
+  const std::vector<int32_t> ids = tok_->Encode(text);
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(ids.front(), *im_start);
+  EXPECT_EQ(ids.back(), *im_end);
+  EXPECT_EQ(tok_->Decode(ids, /*skip_special=*/false), text);
+  EXPECT_EQ(tok_->Decode(ids, /*skip_special=*/true), "user\nHi");
+}
+
+TEST_F(TokenizerTest, VocabEosAndUnknownIds) {
+  EXPECT_EQ(tok_->vocab_size(), 512);
+  EXPECT_EQ(tok_->eos_token_ids(), std::vector<int32_t>{*tok_->TokenId("<|im_end|>")});
+  EXPECT_EQ(tok_->Decode(std::vector<int32_t>{-1, 100000, 104}), "h");  // unknown ids skipped
+}
+
+TEST_F(TokenizerTest, PairFormMergesGiveTheSameIds) {
+  const std::string dir = testing::MakeTinyModel("pair_merges", {.pair_merges = true});
+  auto t = Tokenizer::Load(dir);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  const std::string s = "The harbour master keeps a small notebook, 132 people.";
+  EXPECT_EQ((*t)->Encode(s), tok_->Encode(s));
+}
+
+TEST_F(TokenizerTest, DecodeCanEndMidCharacter) {
+  const std::vector<int32_t> ids = tok_->Encode("é");  // two byte tokens
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(tok_->Decode(std::span<const int32_t>(ids).first(1)), "\xc3");
+}
+
+TEST(TokenizerLoadTest, MissingFileIsNotFound) {
+  auto t = Tokenizer::Load("/nonexistent/ferry");
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kNotFound);
+}
+
+TEST(TokenizerLoadTest, UnsupportedModelTypeIsInvalidArgument) {
+  auto t = BpeTokenizer::Create(R"({"model": {"type": "Unigram", "vocab": []}})", "", "dir");
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(t.status().message().find("Unigram"), std::string::npos);
+}
+
+TEST(TokenizerLoadTest, UnsupportedPreTokenizerIsInvalidArgument) {
+  auto t = BpeTokenizer::Create(
+      R"({"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []},
+          "pre_tokenizer": {"type": "Metaspace", "replacement": "_"}})",
+      "", "dir");
+  ASSERT_FALSE(t.ok());
+  EXPECT_NE(t.status().message().find("Metaspace"), std::string::npos);
+}
+
+TEST(TokenizerLoadTest, MalformedJsonIsInvalidArgument) {
+  auto t = BpeTokenizer::Create("{not json", "", "dir");
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace ferry::engine
