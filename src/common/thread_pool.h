@@ -1,0 +1,44 @@
+// ThreadPool: a fixed set of worker threads running posted tasks in FIFO order.
+//
+//   ThreadPool pool("kv-sender", 10);
+//   pool.Post([] { ... });
+//   // ~ThreadPool runs every task already posted, then joins the workers.
+//
+// Thread safety: Post may be called from any thread, including from a task.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace ferry {
+
+class ThreadPool {
+ public:
+  // `threads` >= 1 (smaller values are raised to 1).
+  ThreadPool(std::string name, int threads);
+  ~ThreadPool();  // drains the queue, then joins
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  // Queues a task. Returns false (and drops it) once the pool is shutting down.
+  bool Post(std::function<void()> task);
+  // Tasks queued and not yet started.
+  size_t pending() const;
+
+ private:
+  void Work();
+
+  const std::string name_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;  // GUARDED_BY(mu_)
+  bool stopping_ = false;                    // GUARDED_BY(mu_)
+  std::vector<std::thread> workers_;
+};
+
+}  // namespace ferry

@@ -1,0 +1,382 @@
+#include "engine/llm_engine.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "common/deadline.h"
+#include "common/log.h"
+
+namespace ferry::engine {
+
+Result<std::unique_ptr<LlmEngine>> LlmEngine::Create(std::unique_ptr<Model> model,
+                                                     std::shared_ptr<const Tokenizer> tokenizer,
+                                                     const EngineOptions& options) {
+  if (model == nullptr || tokenizer == nullptr) {
+    return InvalidArgumentError("engine needs a model and a tokenizer");
+  }
+  if (options.block_size <= 0 || options.num_kv_blocks <= 0 || options.max_num_seqs <= 0 ||
+      options.max_num_batched_tokens <= 0 || options.max_model_len < 0) {
+    return InvalidArgumentError(
+        "engine options: block_size, num_kv_blocks, max_num_seqs and "
+        "max_num_batched_tokens must be positive, max_model_len >= 0");
+  }
+  int64_t max_len =
+      options.max_model_len > 0 ? options.max_model_len : model->config().max_position_embeddings;
+  if (max_len <= 0) max_len = 2048;
+  const int64_t pool_tokens = static_cast<int64_t>(options.num_kv_blocks) * options.block_size;
+  if (max_len > pool_tokens) {
+    FERRY_LOG_WARN("max_model_len {} exceeds the KV pool ({} blocks x {} tokens); using {}",
+                   max_len, options.num_kv_blocks, options.block_size, pool_tokens);
+    max_len = pool_tokens;
+  }
+  auto engine = std::unique_ptr<LlmEngine>(new LlmEngine(std::move(model), std::move(tokenizer),
+                                                         options, static_cast<int32_t>(max_len)));
+  FERRY_ASSIGN_OR_RETURN(engine->kv_cache_, KvCache::Create(engine->model_->MakeKvLayout(
+                                                options.block_size, options.num_kv_blocks)));
+  FERRY_ASSIGN_OR_RETURN(
+      engine->blocks_,
+      BlockManager::Create({.num_blocks = options.num_kv_blocks,
+                            .block_size = options.block_size,
+                            .enable_prefix_caching = options.enable_prefix_caching}));
+  engine->scheduler_ = std::make_unique<Scheduler>(
+      SchedulerOptions{.max_num_seqs = options.max_num_seqs,
+                       .max_num_batched_tokens = options.max_num_batched_tokens},
+      engine->blocks_.get());
+  engine->stats_.kv_blocks_total = options.num_kv_blocks;
+  return engine;
+}
+
+LlmEngine::LlmEngine(std::unique_ptr<Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+                     const EngineOptions& options, int32_t max_model_len)
+    : options_(options),
+      max_model_len_(max_model_len),
+      model_(std::move(model)),
+      tokenizer_(std::move(tokenizer)) {
+  eos_ids_ = model_->config().eos_token_ids;
+  for (int32_t id : tokenizer_->eos_token_ids()) {
+    if (std::find(eos_ids_.begin(), eos_ids_.end(), id) == eos_ids_.end()) eos_ids_.push_back(id);
+  }
+}
+
+LlmEngine::~LlmEngine() { Stop(); }
+
+Status LlmEngine::Start() {
+  if (started_) return FailedPreconditionError("engine already started");
+  started_ = true;
+  alive_ = true;
+  thread_ = std::thread([this] { Loop(); });
+  return OkStatus();
+}
+
+void LlmEngine::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<std::shared_ptr<RequestStream>> LlmEngine::Submit(GenerateRequest request) {
+  const auto n = static_cast<int32_t>(request.prompt_tokens.size());
+  if (n == 0) return InvalidArgumentError("the prompt is empty");
+  if (n >= max_model_len_) {
+    return InvalidArgumentError("the prompt has " + std::to_string(n) +
+                                " tokens; this model allows at most " +
+                                std::to_string(max_model_len_ - 1) + " (max_model_len " +
+                                std::to_string(max_model_len_) + " includes the output)");
+  }
+  const int32_t vocab = model_->config().vocab_size;
+  for (int32_t id : request.prompt_tokens) {
+    if (id < 0 || id >= vocab) {
+      return InvalidArgumentError("token id " + std::to_string(id) +
+                                  " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+    }
+  }
+  if (request.params.max_tokens < 1) return InvalidArgumentError("max_tokens must be at least 1");
+  auto seq = std::make_unique<Sequence>();
+  seq->request_id = request.request_id;
+  seq->tokens = std::move(request.prompt_tokens);
+  seq->prompt_len = n;
+  seq->rng = MakeSamplerRng(request.params.seed);
+  seq->text = OutputText(request.params.stop);
+  seq->params = std::move(request.params);
+  seq->keep_blocks_on_finish = request.keep_blocks_on_finish;
+  seq->wait_for_remote_kv = request.wait_for_remote_kv;
+  seq->stream = std::make_shared<RequestStream>();
+  seq->arrival_ns = NowNanos();
+  auto stream = seq->stream;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ || !alive_) return UnavailableError("the engine is not running");
+    std::lock_guard<std::mutex> ids_lock(in_flight_mu_);
+    if (!in_flight_.insert(seq->request_id).second) {
+      return AlreadyExistsError("request id '" + seq->request_id + "' is already in flight");
+    }
+    inbox_.push_back(std::move(seq));
+  }
+  cv_.notify_all();
+  return stream;
+}
+
+void LlmEngine::Abort(const std::string& request_id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    aborts_.push_back(request_id);
+  }
+  cv_.notify_all();
+}
+
+void LlmEngine::ReleaseKeptBlocks(const std::string& request_id) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    releases_.push_back(request_id);
+  }
+  cv_.notify_all();
+}
+
+void LlmEngine::NotifyRemoteKvLoaded(const std::string& request_id, bool ok) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    remote_loaded_.emplace_back(request_id, ok);
+  }
+  cv_.notify_all();
+}
+
+void LlmEngine::FailRemoteKv(const std::string& request_id, Status error) {
+  if (error.ok()) error = UnavailableError("remote KV could not be loaded");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    remote_failed_.emplace_back(request_id, std::move(error));
+  }
+  cv_.notify_all();
+}
+
+EngineStats LlmEngine::Stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+void LlmEngine::DrainInbox() {
+  for (auto& seq : inbox_) {
+    seq->id = next_seq_id_++;
+    by_request_id_[seq->request_id] = seq->id;
+    prompt_tokens_total_ += seq->prompt_len;
+    scheduler_->Add(std::move(seq));
+  }
+  inbox_.clear();
+  for (const auto& rid : aborts_) {
+    auto it = by_request_id_.find(rid);
+    if (it == by_request_id_.end()) continue;
+    Sequence* seq = scheduler_->Find(it->second);
+    if (seq != nullptr) Finish(seq, "abort", OkStatus(), seq->text.TakeDelta());
+  }
+  aborts_.clear();
+  for (const auto& rid : releases_) {
+    auto it = kept_blocks_.find(rid);
+    if (it == kept_blocks_.end()) continue;
+    blocks_->ReleaseBlocks(it->second);
+    kept_blocks_.erase(it);
+  }
+  releases_.clear();
+  for (const auto& [rid, ok] : remote_loaded_) {
+    auto it = by_request_id_.find(rid);
+    if (it == by_request_id_.end()) continue;
+    Status st = scheduler_->OnRemoteKvLoaded(it->second, ok);
+    if (!st.ok()) FERRY_LOG_WARN("remote KV for request {}: {}", rid, st.ToString());
+  }
+  remote_loaded_.clear();
+  for (auto& [rid, error] : remote_failed_) {
+    auto it = by_request_id_.find(rid);
+    if (it == by_request_id_.end()) continue;
+    Sequence* seq = scheduler_->Find(it->second);
+    if (seq != nullptr) Finish(seq, "abort", std::move(error), {});
+  }
+  remote_failed_.clear();
+}
+
+void LlmEngine::Loop() {
+  while (true) {
+    bool idle = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stop_) break;
+      DrainInbox();
+      PublishStats();
+      idle = !scheduler_->HasWork();
+    }
+    DeliverOutputs();
+    if (!idle) {
+      Step();
+      continue;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::milliseconds(100), [&] {
+      return stop_ || !inbox_.empty() || !aborts_.empty() || !releases_.empty() ||
+             !remote_loaded_.empty() || !remote_failed_.empty();
+    });
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    DrainInbox();
+    for (Sequence* seq : scheduler_->AllSequences()) {
+      Finish(seq, "abort", UnavailableError("the engine is shutting down"), {});
+    }
+    for (auto& [rid, blocks] : kept_blocks_) blocks_->ReleaseBlocks(blocks);
+    kept_blocks_.clear();
+    PublishStats();
+    alive_ = false;
+  }
+  DeliverOutputs();
+}
+
+void LlmEngine::Step() {
+  SchedulerOutput batch = scheduler_->Schedule();
+  for (Sequence* seq : batch.parked) {
+    if (options_.on_waiting_for_remote_kv) {
+      options_.on_waiting_for_remote_kv(seq->request_id, *blocks_->BlockTable(seq->id),
+                                        seq->num_computed);
+    }
+  }
+  if (batch.empty()) {
+    // Nothing runnable (e.g. the head request waits for blocks held by parked requests).
+    std::unique_lock<std::mutex> lock(mu_);
+    PublishStats();
+    cv_.wait_for(lock, std::chrono::milliseconds(5), [&] {
+      return stop_ || !inbox_.empty() || !aborts_.empty() || !releases_.empty() ||
+             !remote_loaded_.empty() || !remote_failed_.empty();
+    });
+    return;
+  }
+  std::vector<SequenceChunk> chunks;
+  chunks.reserve(batch.chunks.size());
+  for (const auto& c : batch.chunks) {
+    Sequence* seq = c.seq;
+    chunks.push_back({std::span<const int32_t>(seq->tokens).subspan(c.start, c.num_tokens), c.start,
+                      *blocks_->BlockTable(seq->id), c.want_logits});
+  }
+  Status st = model_->Forward(chunks, kv_cache_->data(), kv_cache_->layout(), &logits_);
+  const size_t rows = static_cast<size_t>(std::count_if(
+      batch.chunks.begin(), batch.chunks.end(), [](const auto& c) { return c.want_logits; }));
+  if (st.ok() && logits_.size() < rows * static_cast<size_t>(model_->config().vocab_size)) {
+    st = InternalError("the model returned " + std::to_string(logits_.size()) + " logits for " +
+                       std::to_string(rows) + " rows");
+  }
+  if (!st.ok()) {
+    FERRY_LOG_ERROR("forward pass failed: {}", st.ToString());
+    for (const auto& c : batch.chunks) Finish(c.seq, "abort", st, {});
+  } else {
+    scheduler_->OnChunksComputed(batch);
+    const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
+    size_t row = 0;
+    for (const auto& c : batch.chunks) {
+      if (!c.want_logits) continue;
+      Sequence* seq = c.seq;
+      std::span<const float> logits(logits_.data() + row * vocab, vocab);
+      ++row;
+      const bool ban_eos =
+          !seq->params.ignore_eos && seq->num_output_tokens() < seq->params.min_tokens;
+      const int32_t token = SampleToken(
+          logits, seq->params,
+          ban_eos ? std::span<const int32_t>(eos_ids_) : std::span<const int32_t>(), &seq->rng);
+      seq->tokens.push_back(token);
+      ++generation_tokens_total_;
+      OnTokenSampled(seq, token);
+    }
+  }
+  ++steps_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    PublishStats();
+  }
+  DeliverOutputs();
+}
+
+void LlmEngine::DeliverOutputs() {
+  for (auto& [stream, out] : outbox_) stream->Push(std::move(out));
+  outbox_.clear();
+}
+
+void LlmEngine::OnTokenSampled(Sequence* seq, int32_t token) {
+  const SamplingParams& p = seq->params;
+  const int64_t now = NowNanos();
+  if (seq->first_token_ns == 0) {
+    seq->first_token_ns = now;
+    prefix_hit_tokens_ += seq->cached_prompt_tokens;
+  }
+  std::string reason;
+  const bool is_eos =
+      !p.ignore_eos && std::find(eos_ids_.begin(), eos_ids_.end(), token) != eos_ids_.end();
+  if (is_eos) {
+    reason = "stop";
+  } else {
+    const int32_t id = token;
+    if (seq->text.Append(tokenizer_->Decode(std::span<const int32_t>(&id, 1)))) reason = "stop";
+  }
+  if (reason.empty() && seq->num_output_tokens() >= p.max_tokens) reason = "length";
+  if (reason.empty() && static_cast<int32_t>(seq->tokens.size()) >= max_model_len_) {
+    reason = "length";
+  }
+  if (!reason.empty()) {
+    std::string text = seq->text.TakeDelta();
+    text += seq->text.TakeRest();
+    Finish(seq, reason, OkStatus(), std::move(text));
+    return;
+  }
+  RequestOutput out;
+  out.text = seq->text.TakeDelta();
+  out.token_ids = {token};
+  out.prompt_tokens = seq->prompt_len;
+  out.completion_tokens = seq->num_output_tokens();
+  out.cached_tokens = seq->cached_prompt_tokens;
+  out.time_ns = now;
+  outbox_.emplace_back(seq->stream, std::move(out));
+}
+
+void LlmEngine::Finish(Sequence* seq, const std::string& reason, Status error, std::string text) {
+  RequestOutput out;
+  out.text = std::move(text);
+  if (reason != "abort" && seq->num_output_tokens() > 0) out.token_ids = {seq->tokens.back()};
+  out.finished = true;
+  out.finish_reason = reason;
+  out.error = std::move(error);
+  out.prompt_tokens = seq->prompt_len;
+  out.completion_tokens = std::max(0, seq->num_output_tokens());
+  out.cached_tokens = seq->cached_prompt_tokens;
+  out.time_ns = NowNanos();
+  std::shared_ptr<RequestStream> stream = seq->stream;
+  const std::string rid = seq->request_id;
+  const bool tagged = seq->keep_blocks_on_finish;
+  const bool keep = tagged && reason == "length";
+  const size_t prompt_blocks =
+      static_cast<size_t>((seq->prompt_len + options_.block_size - 1) / options_.block_size);
+  std::vector<BlockId> kept;
+  by_request_id_.erase(rid);
+  scheduler_->Remove(seq->id, keep, &kept);  // `seq` is gone after this
+  if (keep && kept.size() > prompt_blocks) {
+    // Only the prompt's KV is worth keeping; slots for sampled tokens go back now.
+    blocks_->ReleaseBlocks(std::span<const BlockId>(kept).subspan(prompt_blocks));
+    kept.resize(prompt_blocks);
+  }
+  if (tagged && options_.on_blocks_kept) options_.on_blocks_kept(rid, reason, kept);
+  if (keep) kept_blocks_[rid] = std::move(kept);
+  {
+    std::lock_guard<std::mutex> lock(in_flight_mu_);
+    in_flight_.erase(rid);
+  }
+  outbox_.emplace_back(std::move(stream), std::move(out));
+}
+
+void LlmEngine::PublishStats() {
+  stats_.num_running = scheduler_->num_running();
+  stats_.num_waiting = scheduler_->num_waiting() + static_cast<int32_t>(inbox_.size());
+  stats_.kv_blocks_used = blocks_->num_used_blocks();
+  stats_.kv_blocks_total = blocks_->num_blocks();
+  stats_.prompt_tokens_total = prompt_tokens_total_;
+  stats_.generation_tokens_total = generation_tokens_total_;
+  stats_.prefix_cache_hit_tokens = prefix_hit_tokens_;
+  stats_.num_preemptions = scheduler_->num_preemptions();
+  stats_.steps = steps_;
+}
+
+}  // namespace ferry::engine

@@ -1,0 +1,184 @@
+// LlmEngine: one engine thread that owns the Model, the KV cache and the Scheduler and
+// serves many requests with continuous batching.
+//
+//   EngineOptions opts{.num_kv_blocks = 1024, .max_num_seqs = 32};
+//   FERRY_ASSIGN_OR_RETURN(auto engine, LlmEngine::Create(std::move(model), tokenizer, opts));
+//   FERRY_RETURN_IF_ERROR(engine->Start());
+//   FERRY_ASSIGN_OR_RETURN(auto stream, engine->Submit({.request_id = "r1",
+//                                                      .prompt_tokens = ids, .params = p}));
+//   ... stream->Next(deadline) until finished ...
+//   engine->Stop();   // also done by the destructor
+//
+// Every step runs one Model::Forward over prompt chunks of newly admitted requests and one
+// decode token of every running request (see scheduler.h). A request finishes with
+// "stop" (EOS or a stop string, which is trimmed), "length" (max_tokens or max_model_len)
+// or "abort" (Abort(), engine stop, or a failed forward pass; then error is set).
+//
+// Thread safety: Submit, Abort, Stats, alive and the accessors are thread-safe. Start and
+// Stop must not race each other.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "engine/block_manager.h"
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "engine/request_stream.h"
+#include "engine/sampler.h"
+#include "engine/scheduler.h"
+#include "engine/tokenizer.h"
+
+namespace ferry::engine {
+
+struct EngineOptions {
+  int32_t block_size = 16;                // Tokens per KV block. Default: 16.
+  int32_t num_kv_blocks = 0;              // KV blocks in the pool. Required (> 0).
+  int32_t max_num_seqs = 64;              // Running requests at most. Default: 64.
+  int32_t max_num_batched_tokens = 1024;  // Tokens per forward pass. Default: 1024.
+  // Prompt + output tokens per request. Default (0): the model's max_position_embeddings.
+  // Clamped to what the KV pool can hold.
+  int32_t max_model_len = 0;
+  bool enable_prefix_caching = true;  // Default: true.
+
+  // Connector hooks (issue 4). Called on the engine thread; must not block or call back
+  // into the engine except through its thread-safe methods. Default: none.
+  // A request with wait_for_remote_kv got blocks for its whole prompt: `blocks` is its
+  // block table, the first `num_cached_tokens` tokens are local prefix-cache hits.
+  std::function<void(const std::string& request_id, std::span<const BlockId> blocks,
+                     int32_t num_cached_tokens)>
+      on_waiting_for_remote_kv = nullptr;
+  // A request with keep_blocks_on_finish finished. Only a "length" finish keeps blocks:
+  // then `blocks` covers exactly its prompt (ceil(prompt_len / block_size) blocks, in token
+  // order) and they stay allocated until ReleaseKeptBlocks(request_id). Any other finish
+  // ("stop", "abort") frees them at once and reports no blocks.
+  std::function<void(const std::string& request_id, const std::string& finish_reason,
+                     std::span<const BlockId> blocks)>
+      on_blocks_kept = nullptr;
+};
+
+struct GenerateRequest {
+  std::string request_id;              // unique among requests in flight
+  std::vector<int32_t> prompt_tokens;  // non-empty, ids < vocab size
+  SamplingParams params;
+  bool keep_blocks_on_finish = false;  // connector hook (issue 4): see ReleaseKeptBlocks
+  // Connector hook (issue 4): allocate blocks for the prompt and wait, without computing,
+  // until NotifyRemoteKvLoaded(request_id, ...).
+  bool wait_for_remote_kv = false;
+};
+
+struct EngineStats {
+  int32_t num_running = 0;
+  int32_t num_waiting = 0;
+  int32_t kv_blocks_used = 0;
+  int32_t kv_blocks_total = 0;
+  int64_t prompt_tokens_total = 0;      // prompt tokens of admitted requests
+  int64_t generation_tokens_total = 0;  // sampled tokens
+  int64_t prefix_cache_hit_tokens = 0;  // prompt tokens found in the prefix cache
+  int64_t num_preemptions = 0;
+  int64_t steps = 0;
+};
+
+class LlmEngine {
+ public:
+  // `tokenizer` is shared with the server (Encode/Decode are thread-safe).
+  // Errors: InvalidArgument (bad options), ResourceExhausted (KV memory).
+  static Result<std::unique_ptr<LlmEngine>> Create(std::unique_ptr<Model> model,
+                                                   std::shared_ptr<const Tokenizer> tokenizer,
+                                                   const EngineOptions& options);
+  ~LlmEngine();
+  LlmEngine(const LlmEngine&) = delete;
+  LlmEngine& operator=(const LlmEngine&) = delete;
+
+  // Starts the engine thread. Errors: FailedPrecondition if already started.
+  Status Start();
+  // Finishes every request with "abort", stops and joins the thread. Idempotent.
+  void Stop();
+  // True while the engine thread runs.
+  bool alive() const { return alive_.load(); }
+
+  // Queues a request. Errors: InvalidArgument (empty prompt, token out of range, prompt
+  // of max_model_len tokens or more, max_tokens < 1), AlreadyExists (request_id in
+  // flight), Unavailable (engine not running).
+  Result<std::shared_ptr<RequestStream>> Submit(GenerateRequest request);
+  // Finishes the request with "abort" and frees its blocks (asynchronously, within one
+  // step). Unknown ids are ignored.
+  void Abort(const std::string& request_id);
+  // Connector hook: frees blocks kept for a finished request (keep_blocks_on_finish).
+  void ReleaseKeptBlocks(const std::string& request_id);
+  // Connector hook: the prompt KV of a request waiting for remote KV has been written into
+  // its blocks (ok: all prompt tokens but the last count as computed) or could not be
+  // (!ok: the engine computes the prompt itself). Unknown ids are ignored.
+  void NotifyRemoteKvLoaded(const std::string& request_id, bool ok);
+  // Connector hook: remote KV for a waiting request cannot be had and the request must not
+  // be recomputed (the `fail` policy): it finishes with "abort" and `error`.
+  void FailRemoteKv(const std::string& request_id, Status error);
+
+  EngineStats Stats() const;
+  int32_t max_model_len() const { return max_model_len_; }
+  const ModelConfig& model_config() const { return model_->config(); }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  // The KV region (base/size/layout) for registration with a transfer engine.
+  const KvCache& kv_cache() const { return *kv_cache_; }
+
+ private:
+  LlmEngine(std::unique_ptr<Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+            const EngineOptions& options, int32_t max_model_len);
+  void Loop();
+  void DrainInbox();  // REQUIRES(mu_)
+  void Step();
+  // Samples after a chunk, checks stop conditions and emits the output.
+  void OnTokenSampled(Sequence* seq, int32_t token);
+  void Finish(Sequence* seq, const std::string& reason, Status error, std::string text);
+  void PublishStats();  // REQUIRES(mu_)
+  // Pushes the outputs queued by this step, after the stats that include them are public.
+  void DeliverOutputs();
+
+  const EngineOptions options_;
+  const int32_t max_model_len_;
+  std::unique_ptr<Model> model_;
+  std::shared_ptr<const Tokenizer> tokenizer_;
+  std::unique_ptr<KvCache> kv_cache_;
+  std::unique_ptr<BlockManager> blocks_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::vector<int32_t> eos_ids_;
+  std::vector<float> logits_;  // [chunks wanting logits][vocab_size], engine thread only
+
+  // Engine-thread state.
+  std::unordered_map<std::string, SeqId> by_request_id_;
+  std::unordered_map<std::string, std::vector<BlockId>> kept_blocks_;
+  SeqId next_seq_id_ = 1;
+  std::vector<std::pair<std::shared_ptr<RequestStream>, RequestOutput>> outbox_;
+  int64_t prompt_tokens_total_ = 0;
+  int64_t generation_tokens_total_ = 0;
+  int64_t prefix_hit_tokens_ = 0;
+  int64_t steps_ = 0;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stop_ = false;                                          // GUARDED_BY(mu_)
+  std::vector<std::unique_ptr<Sequence>> inbox_;               // GUARDED_BY(mu_)
+  std::vector<std::string> aborts_;                            // GUARDED_BY(mu_)
+  std::vector<std::string> releases_;                          // GUARDED_BY(mu_)
+  std::vector<std::pair<std::string, bool>> remote_loaded_;    // GUARDED_BY(mu_)
+  std::vector<std::pair<std::string, Status>> remote_failed_;  // GUARDED_BY(mu_)
+  EngineStats stats_;                                          // GUARDED_BY(mu_)
+  std::mutex in_flight_mu_;                    // acquired after mu_ when both are held
+  std::unordered_set<std::string> in_flight_;  // GUARDED_BY(in_flight_mu_)
+  std::thread thread_;
+  std::atomic<bool> alive_{false};
+  bool started_ = false;
+};
+
+}  // namespace ferry::engine

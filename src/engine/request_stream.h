@@ -1,0 +1,61 @@
+// RequestStream: the per-request channel from the engine thread to whoever waits for the
+// answer (an HTTP handler, a test).
+//
+//   auto stream = engine->Submit(request).value();
+//   while (true) {
+//     auto out = stream->Next(Deadline::In(std::chrono::seconds(1)));
+//     if (!out.ok()) { ... DeadlineExceeded: check the client, try again ... }
+//     Send(out->text);
+//     if (out->finished) break;
+//   }
+//
+// The engine pushes one RequestOutput per step in which the request produced a token
+// (text may be empty while bytes are held back) and a final one with finished = true.
+// Thread safety: all methods are thread-safe; one producer (engine) and one consumer.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/deadline.h"
+#include "ferry/status.h"
+
+namespace ferry::engine {
+
+struct RequestOutput {
+  std::string text;                // new text since the previous output (UTF-8 bytes)
+  std::vector<int32_t> token_ids;  // new token ids since the previous output
+  bool finished = false;
+  std::string finish_reason;  // when finished: "stop" | "length" | "abort"
+  Status error;               // non-OK when the engine failed the request (finished)
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;  // generated so far
+  int32_t cached_tokens = 0;      // prompt tokens served from the prefix cache
+  int64_t time_ns = 0;            // NowNanos() when produced
+};
+
+class RequestStream {
+ public:
+  // Engine side. Outputs after a finished one are dropped.
+  void Push(RequestOutput out);
+
+  // Waits for the next output until `deadline`. Errors: DeadlineExceeded (nothing yet; the
+  // stream stays usable), FailedPrecondition (the final output was already taken).
+  Result<RequestOutput> Next(Deadline deadline);
+
+  // True once the final output has been pushed.
+  bool finished() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<RequestOutput> queue_;  // GUARDED_BY(mu_)
+  bool pushed_final_ = false;        // GUARDED_BY(mu_)
+  bool taken_final_ = false;         // GUARDED_BY(mu_)
+};
+
+}  // namespace ferry::engine

@@ -1,0 +1,139 @@
+#include "engine/scheduler.h"
+
+#include <algorithm>
+#include <string>
+
+namespace ferry::engine {
+
+Scheduler::Scheduler(const SchedulerOptions& options, BlockManager* blocks)
+    : options_(options), blocks_(blocks) {}
+
+void Scheduler::Add(std::unique_ptr<Sequence> seq) {
+  seq->status = SeqStatus::kWaiting;
+  waiting_.push_back(seq.get());
+  const SeqId id = seq->id;
+  seqs_.emplace(id, std::move(seq));
+}
+
+void Scheduler::Preempt(Sequence* seq, SchedulerOutput* out) {
+  blocks_->FreeSequence(seq->id);
+  seq->num_computed = 0;
+  seq->status = SeqStatus::kWaiting;
+  ++seq->num_preemptions;
+  ++num_preemptions_;
+  running_.erase(std::find(running_.begin(), running_.end(), seq));
+  waiting_.push_front(seq);
+  out->preempted.push_back(seq);
+}
+
+bool Scheduler::Admit(int32_t* budget, SchedulerOutput* out) {
+  Sequence* seq = waiting_.front();
+  const auto total = static_cast<int32_t>(seq->tokens.size());
+  const int32_t cached = blocks_->CachedPrefixTokens(seq->tokens);
+  // A parked request needs blocks for its whole prompt; others for this step's chunk.
+  const int32_t hold = seq->wait_for_remote_kv ? total : cached + std::min(total - cached, *budget);
+  auto got = blocks_->AllocateSequence(seq->id, seq->tokens, hold);
+  if (!got.ok()) return false;
+  waiting_.pop_front();
+  seq->num_computed = *got;
+  if (!seq->admitted_once) seq->cached_prompt_tokens = *got;
+  seq->admitted_once = true;
+  if (seq->wait_for_remote_kv) {
+    seq->status = SeqStatus::kWaitingForRemoteKv;
+    ++num_parked_;
+    out->parked.push_back(seq);
+    return true;
+  }
+  seq->status = SeqStatus::kRunning;
+  running_.push_back(seq);
+  const int32_t n = std::min(total - seq->num_computed, *budget);
+  out->chunks.push_back({seq, seq->num_computed, n, seq->num_computed + n == total});
+  *budget -= n;
+  return true;
+}
+
+SchedulerOutput Scheduler::Schedule() {
+  SchedulerOutput out;
+  int32_t budget = options_.max_num_batched_tokens;
+  for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+    Sequence* seq = running_[i];
+    const auto total = static_cast<int32_t>(seq->tokens.size());
+    const int32_t n = std::min(total - seq->num_computed, budget);
+    if (n <= 0) continue;
+    bool self_preempted = false;
+    while (!blocks_->Reserve(seq->id, seq->num_computed + n).ok()) {
+      Sequence* victim = running_.back();  // newest; never scheduled yet in this step
+      if (victim == seq) self_preempted = true;
+      Preempt(victim, &out);
+      if (self_preempted) break;
+    }
+    if (self_preempted) break;
+    out.chunks.push_back({seq, seq->num_computed, n, seq->num_computed + n == total});
+    budget -= n;
+  }
+  if (!out.preempted.empty()) return out;
+  while (!waiting_.empty() && budget > 0 &&
+         static_cast<int32_t>(running_.size()) + num_parked_ < options_.max_num_seqs) {
+    if (!Admit(&budget, &out)) break;
+  }
+  return out;
+}
+
+void Scheduler::OnChunksComputed(const SchedulerOutput& out) {
+  for (const auto& c : out.chunks) {
+    c.seq->num_computed = c.start + c.num_tokens;
+    blocks_->CommitComputed(c.seq->id, c.seq->tokens, c.seq->num_computed);
+  }
+}
+
+std::unique_ptr<Sequence> Scheduler::Remove(SeqId id, bool keep_blocks,
+                                            std::vector<BlockId>* kept) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end()) return nullptr;
+  std::unique_ptr<Sequence> seq = std::move(it->second);
+  seqs_.erase(it);
+  switch (seq->status) {
+    case SeqStatus::kWaiting:
+      waiting_.erase(std::find(waiting_.begin(), waiting_.end(), seq.get()));
+      break;
+    case SeqStatus::kRunning:
+      running_.erase(std::find(running_.begin(), running_.end(), seq.get()));
+      break;
+    case SeqStatus::kWaitingForRemoteKv:
+      --num_parked_;
+      break;
+  }
+  if (keep_blocks && kept != nullptr) {
+    *kept = blocks_->DetachSequence(id);
+  } else {
+    blocks_->FreeSequence(id);
+  }
+  return seq;
+}
+
+Status Scheduler::OnRemoteKvLoaded(SeqId id, bool ok) {
+  Sequence* seq = Find(id);
+  if (seq == nullptr) return NotFoundError("unknown sequence " + std::to_string(id));
+  if (seq->status != SeqStatus::kWaitingForRemoteKv) {
+    return FailedPreconditionError("sequence " + std::to_string(id) + " is not waiting for KV");
+  }
+  --num_parked_;
+  seq->wait_for_remote_kv = false;
+  if (ok) seq->num_computed = std::max(seq->num_computed, seq->prompt_len - 1);
+  seq->status = SeqStatus::kRunning;
+  running_.push_back(seq);
+  return OkStatus();
+}
+
+Sequence* Scheduler::Find(SeqId id) const {
+  auto it = seqs_.find(id);
+  return it == seqs_.end() ? nullptr : it->second.get();
+}
+
+std::vector<Sequence*> Scheduler::AllSequences() const {
+  std::vector<Sequence*> all;
+  for (const auto& [id, seq] : seqs_) all.push_back(seq.get());
+  return all;
+}
+
+}  // namespace ferry::engine

@@ -1,0 +1,48 @@
+// Sequence: the engine's state for one request. Owned by the Scheduler; touched only by the
+// engine thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/block_manager.h"
+#include "engine/output_text.h"
+#include "engine/request_stream.h"
+#include "engine/sampler.h"
+
+namespace ferry::engine {
+
+enum class SeqStatus {
+  kWaiting,             // queued for (re)admission; holds no blocks
+  kRunning,             // holds blocks; scheduled every step
+  kWaitingForRemoteKv,  // holds blocks for its prompt; parked until the connector says so
+};
+
+struct Sequence {
+  SeqId id = 0;
+  std::string request_id;
+  std::vector<int32_t> tokens;  // prompt followed by the generated tokens
+  int32_t prompt_len = 0;
+  int32_t num_computed = 0;          // leading tokens whose KV is in the cache
+  int32_t cached_prompt_tokens = 0;  // prefix-cache hit at first admission
+  SeqStatus status = SeqStatus::kWaiting;
+  int32_t num_preemptions = 0;
+  bool admitted_once = false;
+
+  SamplingParams params;
+  SamplerRng rng;
+  OutputText text;
+  std::shared_ptr<RequestStream> stream;
+  int64_t arrival_ns = 0;
+  int64_t first_token_ns = 0;
+
+  // Connector hooks (issue 4).
+  bool keep_blocks_on_finish = false;  // detach instead of free when finished
+  bool wait_for_remote_kv = false;     // park after allocating blocks for the prompt
+
+  int32_t num_output_tokens() const { return static_cast<int32_t>(tokens.size()) - prompt_len; }
+};
+
+}  // namespace ferry::engine

@@ -1,0 +1,196 @@
+#include "server/completion_handler.h"
+
+#include "common/deadline.h"
+#include "common/log.h"
+
+namespace ferry::server {
+namespace {
+
+using engine::RequestOutput;
+
+// Builds the engine request: model check, chat template, tokenisation, max_tokens.
+Result<engine::GenerateRequest> Prepare(const HandlerContext& ctx, OpenAiRequest& req,
+                                        const std::string& request_id) {
+  if (!req.model.empty() && req.model != ctx.served_model_name) {
+    return NotFoundError("model: the model `" + req.model + "` does not exist; this server has `" +
+                         ctx.served_model_name + "`");
+  }
+  const engine::Tokenizer& tok = ctx.engine->tokenizer();
+  engine::GenerateRequest g;
+  g.request_id = request_id;
+  if (req.kind == ApiKind::kChat) {
+    auto text = tok.ApplyChatTemplate(req.messages, /*add_generation_prompt=*/true);
+    if (!text.ok()) return InvalidArgumentError("messages: " + text.status().message());
+    g.prompt_tokens = tok.Encode(*text);
+  } else if (req.prompt_text) {
+    g.prompt_tokens = tok.Encode(*req.prompt_text);
+  } else {
+    g.prompt_tokens = req.prompt_tokens;
+  }
+  const auto n = static_cast<int64_t>(g.prompt_tokens.size());
+  const int64_t max_len = ctx.engine->max_model_len();
+  if (n >= max_len) {
+    return InvalidArgumentError("prompt: this model's maximum context length is " +
+                                std::to_string(max_len) + " tokens, but the prompt has " +
+                                std::to_string(n) + " tokens");
+  }
+  // Like vLLM: completions default to 16 tokens, chat to whatever the context allows.
+  int64_t max_tokens =
+      req.max_tokens ? *req.max_tokens : (req.kind == ApiKind::kChat ? max_len - n : 16);
+  if (n + max_tokens > max_len) {
+    if (req.max_tokens) {
+      return InvalidArgumentError("max_tokens: this model's maximum context length is " +
+                                  std::to_string(max_len) + " tokens; the prompt has " +
+                                  std::to_string(n) + " and " + std::to_string(max_tokens) +
+                                  " more were requested");
+    }
+    max_tokens = max_len - n;
+  }
+  g.params = req.params;
+  g.params.max_tokens = static_cast<int32_t>(max_tokens);
+  return g;
+}
+
+class StreamImpl : public SseStream {
+ public:
+  StreamImpl(const HandlerContext& ctx, ResponseContext rctx, bool include_usage,
+             std::string request_id, std::shared_ptr<engine::RequestStream> stream)
+      : ctx_(ctx),
+        rctx_(std::move(rctx)),
+        include_usage_(include_usage),
+        request_id_(std::move(request_id)),
+        stream_(std::move(stream)),
+        timer_(ctx.metrics),
+        deadline_(Deadline::In(ctx.request_timeout)) {}
+
+  bool Pump(std::chrono::milliseconds slice, std::string* out) override {
+    out->clear();
+    if (done_) return false;
+    if (rctx_.kind == ApiKind::kChat && !sent_role_) {
+      sent_role_ = true;
+      *out = SseEvent(StreamChunk(rctx_, "", std::nullopt, /*role_only=*/true, include_usage_));
+      return true;
+    }
+    if (deadline_.Expired() || ctx_.stopping->load()) {
+      Cancel();
+      *out = SseEvent(ErrorJson(503, deadline_.Expired() ? "request timed out" : "server stopping",
+                                "")) +
+             kSseDone;
+      done_ = true;
+      return false;
+    }
+    auto next = stream_->Next(Deadline::Min(Deadline::In(slice), deadline_));
+    if (!next.ok()) return true;  // nothing yet
+    const RequestOutput& o = *next;
+    timer_.OnOutput(o);
+    if (!o.finished) {
+      if (!o.text.empty()) {
+        *out = SseEvent(StreamChunk(rctx_, o.text, std::nullopt, false, include_usage_));
+      }
+      return true;
+    }
+    done_ = true;
+    if (!o.error.ok()) {
+      *out = SseEvent(ErrorJson(HttpStatusFor(o.error), o.error.message(), ""));
+    } else {
+      *out = SseEvent(StreamChunk(rctx_, o.text, o.finish_reason, false, include_usage_));
+      if (include_usage_) {
+        *out +=
+            SseEvent(UsageChunk(rctx_, {o.prompt_tokens, o.completion_tokens, o.cached_tokens}));
+      }
+    }
+    *out += kSseDone;
+    return false;
+  }
+
+  void Cancel() override {
+    if (cancelled_ || stream_->finished()) return;
+    cancelled_ = true;
+    ctx_.engine->Abort(request_id_);
+    ctx_.metrics->ObserveFinished("abort", static_cast<double>(NowNanos() - arrival_ns_) * 1e-9);
+  }
+
+ private:
+  const HandlerContext& ctx_;
+  const ResponseContext rctx_;
+  const bool include_usage_;
+  const std::string request_id_;
+  std::shared_ptr<engine::RequestStream> stream_;
+  RequestTimer timer_;
+  const Deadline deadline_;
+  const int64_t arrival_ns_ = NowNanos();
+  bool sent_role_ = false;
+  bool done_ = false;
+  bool cancelled_ = false;
+};
+
+}  // namespace
+
+Reply ErrorReply(const Status& status) {
+  const int code = HttpStatusFor(status);
+  return {code, Dump(ErrorJson(code, status.message(), ErrorParam(status)))};
+}
+
+std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind kind,
+                                            const std::string& body, const std::string& request_id,
+                                            Reply* reply) {
+  auto parsed = ParseOpenAiRequest(body, kind);
+  if (!parsed.ok()) {
+    *reply = ErrorReply(parsed.status());
+    return nullptr;
+  }
+  OpenAiRequest& req = *parsed;
+  auto prepared = Prepare(ctx, req, request_id);
+  if (!prepared.ok()) {
+    *reply = ErrorReply(prepared.status());
+    return nullptr;
+  }
+  if (ctx.prepare_kv_transfer && !req.kv_transfer_params.is_null()) {
+    Status kv = ctx.prepare_kv_transfer(req.kv_transfer_params, request_id, &prepared.value());
+    if (!kv.ok()) {
+      *reply = ErrorReply(kv.WithContext("kv_transfer_params"));
+      return nullptr;
+    }
+  }
+  auto stream = ctx.engine->Submit(std::move(prepared).value());
+  if (!stream.ok()) {
+    *reply = ErrorReply(stream.status());
+    return nullptr;
+  }
+  ResponseContext rctx{kind, (kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-") + request_id,
+                       ctx.served_model_name, NowUnixSeconds()};
+  if (req.stream) {
+    return std::make_unique<StreamImpl>(ctx, std::move(rctx), req.include_usage, request_id,
+                                        std::move(stream).value());
+  }
+  RequestTimer timer(ctx.metrics);
+  const Deadline deadline = Deadline::In(ctx.request_timeout);
+  std::string text;
+  while (true) {
+    if (deadline.Expired() || ctx.stopping->load()) {
+      ctx.engine->Abort(request_id);
+      *reply = ErrorReply(
+          UnavailableError(deadline.Expired() ? "request timed out" : "server stopping"));
+      return nullptr;
+    }
+    auto out =
+        (*stream)->Next(Deadline::Min(Deadline::In(std::chrono::milliseconds(200)), deadline));
+    if (!out.ok()) continue;
+    timer.OnOutput(*out);
+    text += out->text;
+    if (!out->finished) continue;
+    if (!out->error.ok()) {
+      *reply = ErrorReply(out->error);
+      return nullptr;
+    }
+    nlohmann::json kv = ctx.kv_transfer_params
+                            ? ctx.kv_transfer_params(req.kv_transfer_params, request_id)
+                            : nlohmann::json(nullptr);
+    *reply = {200, Dump(FullResponse(
+                       rctx, text, out->finish_reason,
+                       {out->prompt_tokens, out->completion_tokens, out->cached_tokens}, kv))};
+    return nullptr;
+  }
+}
+
+}  // namespace ferry::server

@@ -1,0 +1,62 @@
+// CompletionHandler: turns a parsed OpenAI request into an engine request and its answer
+// (one JSON body or an SSE stream). Used by OpenAiServer; knows HTTP only through the
+// small Reply / ChunkSink shapes below.
+//
+// Thread safety: Handle* are thread-safe (each call works on its own request).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/llm_engine.h"
+#include "server/openai_request.h"
+#include "server/openai_response.h"
+#include "server/server_metrics.h"
+
+namespace ferry::server {
+
+struct Reply {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+};
+
+// A started SSE stream: call Pump until it returns false. Each call waits at most
+// `slice` for engine output and returns the bytes to send ("" when there is nothing yet).
+class SseStream {
+ public:
+  virtual ~SseStream() = default;
+  // Returns false once the stream is complete (the last bytes are in *out).
+  virtual bool Pump(std::chrono::milliseconds slice, std::string* out) = 0;
+  // The client went away or the server stops: abort the request if it still runs.
+  virtual void Cancel() = 0;
+};
+
+struct HandlerContext {
+  engine::LlmEngine* engine = nullptr;
+  ServerMetrics* metrics = nullptr;
+  std::string served_model_name;
+  std::chrono::seconds request_timeout{600};
+  std::function<nlohmann::json(const nlohmann::json&, const std::string&)> kv_transfer_params;
+  // Connector hook: applies the request's kv_transfer_params to the engine request before it
+  // is submitted (see OpenAiServerOptions). Empty: kv_transfer_params are ignored.
+  std::function<Status(const nlohmann::json&, const std::string&, engine::GenerateRequest*)>
+      prepare_kv_transfer;
+  const std::atomic<bool>* stopping = nullptr;
+};
+
+// Runs a request. For a non-streaming request (or any error before streaming starts) sets
+// *reply and returns null; for a streaming one returns the stream to pump.
+std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind kind,
+                                            const std::string& body, const std::string& request_id,
+                                            Reply* reply);
+
+// An error reply from a Status (message, param and HTTP status derived from it).
+Reply ErrorReply(const Status& status);
+
+}  // namespace ferry::server

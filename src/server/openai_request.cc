@@ -1,0 +1,203 @@
+#include "server/openai_request.h"
+
+#include <cmath>
+#include <limits>
+
+namespace ferry::server {
+namespace {
+
+using nlohmann::json;
+
+Status FieldError(const std::string& field, const std::string& what) {
+  return InvalidArgumentError(field + ": " + what);
+}
+
+// Reads an optional integer field into *out. Integral floats (e.g. 16.0) are accepted.
+Status ReadInt(const json& j, const char* key, int64_t lo, int64_t hi,
+               std::optional<int64_t>* out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return OkStatus();
+  int64_t v = 0;
+  if (it->is_number_integer()) {
+    v = it->is_number_unsigned() ? static_cast<int64_t>(std::min<uint64_t>(
+                                       it->get<uint64_t>(), std::numeric_limits<int64_t>::max()))
+                                 : it->get<int64_t>();
+  } else if (it->is_number_float() && std::floor(it->get<double>()) == it->get<double>() &&
+             std::abs(it->get<double>()) < 9e18) {
+    v = static_cast<int64_t>(it->get<double>());
+  } else {
+    return FieldError(key, "must be an integer");
+  }
+  if (v < lo || v > hi) {
+    return FieldError(key, "must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                               ", got " + std::to_string(v));
+  }
+  *out = v;
+  return OkStatus();
+}
+
+Status ReadFloat(const json& j, const char* key, double lo, double hi, bool lo_open,
+                 std::optional<double>* out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return OkStatus();
+  if (!it->is_number()) return FieldError(key, "must be a number");
+  const double v = it->get<double>();
+  if (!std::isfinite(v) || v < lo || (lo_open && v == lo) || v > hi) {
+    return FieldError(key, std::string("must be in ") + (lo_open ? "(" : "[") + std::to_string(lo) +
+                               ", " + std::to_string(hi) + "]");
+  }
+  *out = v;
+  return OkStatus();
+}
+
+Status ReadBool(const json& j, const char* key, bool* out) {
+  auto it = j.find(key);
+  if (it == j.end() || it->is_null()) return OkStatus();
+  if (!it->is_boolean()) return FieldError(key, "must be true or false");
+  *out = it->get<bool>();
+  return OkStatus();
+}
+
+Status ReadPrompt(const json& j, OpenAiRequest* req) {
+  auto it = j.find("prompt");
+  if (it == j.end() || it->is_null()) return FieldError("prompt", "is required");
+  if (it->is_string()) {
+    req->prompt_text = it->get<std::string>();
+    return OkStatus();
+  }
+  if (!it->is_array() || it->empty()) {
+    return FieldError("prompt", "must be a string, a list of token ids or a list of one string");
+  }
+  if (it->size() == 1 && (*it)[0].is_string()) {
+    req->prompt_text = (*it)[0].get<std::string>();
+    return OkStatus();
+  }
+  for (const auto& t : *it) {
+    if (!t.is_number_integer()) {
+      return FieldError("prompt",
+                        "a list prompt must hold token ids (batched prompts are not "
+                        "supported; send one request per prompt)");
+    }
+    const int64_t id = t.get<int64_t>();
+    if (id < 0 || id > std::numeric_limits<int32_t>::max()) {
+      return FieldError("prompt", "token id " + std::to_string(id) + " is out of range");
+    }
+    req->prompt_tokens.push_back(static_cast<int32_t>(id));
+  }
+  return OkStatus();
+}
+
+Status ReadMessages(const json& j, OpenAiRequest* req) {
+  auto it = j.find("messages");
+  if (it == j.end() || !it->is_array() || it->empty()) {
+    return FieldError("messages", "must be a non-empty list of {role, content} objects");
+  }
+  for (const auto& m : *it) {
+    if (!m.is_object()) return FieldError("messages", "each message must be an object");
+    auto role = m.find("role");
+    if (role == m.end() || !role->is_string()) {
+      return FieldError("messages", "each message needs a string role");
+    }
+    engine::ChatMessage msg{role->get<std::string>(), ""};
+    auto content = m.find("content");
+    if (content == m.end() || content->is_null()) {
+      // Allowed (e.g. assistant turns with tool calls); renders as empty.
+    } else if (content->is_string()) {
+      msg.content = content->get<std::string>();
+    } else if (content->is_array()) {
+      for (const auto& part : *content) {
+        auto type = part.is_object() ? part.find("type") : part.end();
+        auto text = part.is_object() ? part.find("text") : part.end();
+        if (!part.is_object() || type == part.end() || *type != "text" || text == part.end() ||
+            !text->is_string()) {
+          return FieldError("messages", "only text content parts are supported");
+        }
+        msg.content += text->get<std::string>();
+      }
+    } else {
+      return FieldError("messages", "content must be a string or a list of text parts");
+    }
+    req->messages.push_back(std::move(msg));
+  }
+  return OkStatus();
+}
+
+Status ReadStop(const json& j, std::vector<std::string>* stop) {
+  auto it = j.find("stop");
+  if (it == j.end() || it->is_null()) return OkStatus();
+  if (it->is_string()) {
+    stop->push_back(it->get<std::string>());
+    return OkStatus();
+  }
+  if (!it->is_array()) return FieldError("stop", "must be a string or a list of strings");
+  for (const auto& s : *it) {
+    if (!s.is_string()) return FieldError("stop", "must be a string or a list of strings");
+    stop->push_back(s.get<std::string>());
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<OpenAiRequest> ParseOpenAiRequest(std::string_view body, ApiKind kind) {
+  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return InvalidArgumentError("the request body is not valid JSON");
+  if (!j.is_object()) return InvalidArgumentError("the request body must be a JSON object");
+  OpenAiRequest req;
+  req.kind = kind;
+  if (auto it = j.find("model"); it != j.end() && !it->is_null()) {
+    if (!it->is_string()) return FieldError("model", "must be a string");
+    req.model = it->get<std::string>();
+  }
+  if (kind == ApiKind::kCompletion) {
+    FERRY_RETURN_IF_ERROR(ReadPrompt(j, &req));
+  } else {
+    FERRY_RETURN_IF_ERROR(ReadMessages(j, &req));
+  }
+  constexpr int64_t kMaxInt = std::numeric_limits<int32_t>::max();
+  std::optional<int64_t> max_tokens, max_completion_tokens, top_k, seed, n, min_tokens;
+  FERRY_RETURN_IF_ERROR(ReadInt(j, "max_tokens", 1, kMaxInt, &max_tokens));
+  if (kind == ApiKind::kChat) {
+    FERRY_RETURN_IF_ERROR(ReadInt(j, "max_completion_tokens", 1, kMaxInt, &max_completion_tokens));
+    if (max_completion_tokens) max_tokens = max_completion_tokens;
+  }
+  if (max_tokens) req.max_tokens = static_cast<int32_t>(*max_tokens);
+  std::optional<double> temperature, top_p;
+  FERRY_RETURN_IF_ERROR(ReadFloat(j, "temperature", 0.0, 100.0, false, &temperature));
+  FERRY_RETURN_IF_ERROR(ReadFloat(j, "top_p", 0.0, 1.0, true, &top_p));
+  FERRY_RETURN_IF_ERROR(ReadInt(j, "top_k", -1, kMaxInt, &top_k));
+  FERRY_RETURN_IF_ERROR(ReadInt(j, "seed", std::numeric_limits<int64_t>::min(),
+                                std::numeric_limits<int64_t>::max(), &seed));
+  FERRY_RETURN_IF_ERROR(ReadInt(j, "n", 1, 1, &n));
+  FERRY_RETURN_IF_ERROR(ReadInt(j, "min_tokens", 0, kMaxInt, &min_tokens));
+  if (temperature) req.params.temperature = static_cast<float>(*temperature);
+  if (top_p) req.params.top_p = static_cast<float>(*top_p);
+  if (top_k) req.params.top_k = static_cast<int32_t>(*top_k);
+  if (seed) req.params.seed = static_cast<uint64_t>(*seed);
+  if (min_tokens) req.params.min_tokens = static_cast<int32_t>(*min_tokens);
+  FERRY_RETURN_IF_ERROR(ReadBool(j, "ignore_eos", &req.params.ignore_eos));
+  FERRY_RETURN_IF_ERROR(ReadStop(j, &req.params.stop));
+  FERRY_RETURN_IF_ERROR(ReadBool(j, "stream", &req.stream));
+  if (auto it = j.find("stream_options"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return FieldError("stream_options", "must be an object");
+    FERRY_RETURN_IF_ERROR(ReadBool(*it, "include_usage", &req.include_usage));
+  }
+  if (auto it = j.find("kv_transfer_params"); it != j.end() && !it->is_null()) {
+    if (!it->is_object()) return FieldError("kv_transfer_params", "must be an object or null");
+    req.kv_transfer_params = *it;
+  }
+  return req;
+}
+
+std::string ErrorParam(const Status& status) {
+  const std::string& m = status.message();
+  const size_t colon = m.find(": ");
+  if (colon == std::string::npos || colon == 0) return "";
+  for (size_t i = 0; i < colon; ++i) {
+    const char c = m[i];
+    if (!(c == '_' || (c >= 'a' && c <= 'z'))) return "";
+  }
+  return m.substr(0, colon);
+}
+
+}  // namespace ferry::server

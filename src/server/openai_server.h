@@ -1,0 +1,90 @@
+// OpenAiServer: the OpenAI-compatible HTTP surface of `ferry serve` over an LlmEngine.
+//
+//   OpenAiServerOptions opts{.host = "127.0.0.1", .port = 8000, .served_model_name = "tiny"};
+//   FERRY_ASSIGN_OR_RETURN(auto server, OpenAiServer::Create(opts, engine.get()));
+//   FERRY_RETURN_IF_ERROR(server->Start());   // binds, then serves on its own thread
+//   ...
+//   server->Stop();                           // also done by the destructor
+//
+// Routes: POST /v1/completions, POST /v1/chat/completions (JSON or SSE when "stream"),
+// GET /v1/models, GET /health (200 while the engine thread is alive, else 503),
+// GET /metrics (Prometheus text). X-Request-Id is used as the request id when given and
+// always echoed. Errors are {"error": {message, type, param, code}} with 400 (bad body,
+// bad values, prompt too long), 404 (unknown model), 503 (engine down). A streaming client
+// that goes away gets its request aborted, which frees its KV blocks.
+//
+// Thread safety: Start/Stop from one thread; handlers run on the HTTP thread pool.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/llm_engine.h"
+#include "ferry/status.h"
+#include "server/completion_handler.h"
+#include "server/openai_request.h"
+#include "server/server_metrics.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace ferry::server {
+
+struct OpenAiServerOptions {
+  std::string host = "127.0.0.1";             // Default: 127.0.0.1.
+  int port = 8000;                            // 0 picks a free port (see port()). Default: 8000.
+  std::string served_model_name;              // Required: the name clients pass as "model".
+  int http_threads = 64;                      // Concurrent connections served. Default: 64.
+  std::chrono::seconds request_timeout{600};  // A request is aborted after this. Default: 600 s.
+  // Connector hook (issue 4): the kv_transfer_params of a non-streaming response, given the
+  // request's kv_transfer_params and request id. Default (empty): null.
+  std::function<nlohmann::json(const nlohmann::json&, const std::string&)> kv_transfer_params;
+  // Connector hook (issue 4): given a request's non-null kv_transfer_params and its id, sets
+  // the engine request's connector flags (keep_blocks_on_finish, wait_for_remote_kv) before
+  // it is submitted. An error is answered as a 4xx/5xx. Default (empty): ignored.
+  std::function<Status(const nlohmann::json&, const std::string&, engine::GenerateRequest*)>
+      prepare_kv_transfer;
+  // More Prometheus text appended to GET /metrics (e.g. the connector's). Default: none.
+  std::function<std::string()> extra_metrics;
+};
+
+class OpenAiServer {
+ public:
+  // `engine` must outlive the server. Errors: InvalidArgument (no model name, bad threads).
+  static Result<std::unique_ptr<OpenAiServer>> Create(const OpenAiServerOptions& options,
+                                                      engine::LlmEngine* engine);
+  ~OpenAiServer();
+  OpenAiServer(const OpenAiServer&) = delete;
+  OpenAiServer& operator=(const OpenAiServer&) = delete;
+
+  // Binds host:port and starts serving. Errors: Unavailable (cannot bind).
+  Status Start();
+  // Stops accepting, ends in-flight requests (aborting them) and joins. Idempotent.
+  void Stop();
+  int port() const { return bound_port_; }
+  ServerMetrics& metrics() { return metrics_; }
+
+ private:
+  OpenAiServer(const OpenAiServerOptions& options, engine::LlmEngine* engine);
+  void InstallRoutes();
+
+  const OpenAiServerOptions options_;
+  engine::LlmEngine* const engine_;
+  ServerMetrics metrics_;
+  HandlerContext handler_ctx_;  // shared by every handler; outlives them
+  std::unique_ptr<httplib::Server> http_;
+  std::thread listener_;
+  std::atomic<bool> stopping_{false};
+  int bound_port_ = 0;
+  int listen_fd_ = -1;  // the listening socket (owned by http_)
+};
+
+}  // namespace ferry::server

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# End-to-end test of `ferry serve` with real curl against a generated tiny model.
+#   serve_e2e_test.sh PATH/TO/ferry
+# Starts the server on 127.0.0.1 with a kernel-chosen port and always kills it on exit.
+set -euo pipefail
+
+FERRY=${1:?usage: serve_e2e_test.sh PATH/TO/ferry}
+TMP=$(mktemp -d)
+SERVER_PID=""
+cleanup() {
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+  fi
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  echo "--- server log (tail) ---" >&2
+  tail -n 40 "$TMP/server.log" >&2 || true
+  exit 1
+}
+pass() { echo "ok: $*"; }
+# json FILE PYTHON_EXPR: evaluates EXPR with `j` bound to the parsed file; prints the result.
+json() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"; }
+
+"$FERRY" make-model "$TMP/model" >/dev/null || fail "ferry make-model"
+
+# Unknown model directory: clear error, non-zero exit.
+if "$FERRY" serve "$TMP/no-such-model" --port 0 >"$TMP/bad.log" 2>&1; then
+  fail "serve with a missing model dir exited 0"
+fi
+grep -q "does not exist" "$TMP/bad.log" || fail "no clear error for a missing model dir"
+# Bad --kv-transfer-config: exit 2.
+set +e
+"$FERRY" serve "$TMP/model" --port 0 --kv-transfer-config '{"kv_connector":"X"}' >"$TMP/bad.log" 2>&1
+rc=$?
+set -e
+[[ $rc -eq 2 ]] || fail "bad --kv-transfer-config exited $rc, want 2"
+pass "startup errors"
+
+"$FERRY" serve "$TMP/model" --host 127.0.0.1 --port 0 --served-model-name tiny \
+  --num-kv-blocks 256 --block-size 16 --max-num-seqs 32 \
+  --kv-transfer-config '{"kv_connector":"MooncakeConnector","kv_role":"kv_both"}' \
+  >"$TMP/server.log" 2>&1 &
+SERVER_PID=$!
+
+# The server logs "serving tiny on http://127.0.0.1:PORT"; wait for it and for /health.
+PORT=""
+for _ in $(seq 600); do
+  kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited during start-up"
+  PORT=$(sed -n 's/.*serving tiny on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/server.log" | head -n1)
+  if [[ -n "$PORT" ]] && curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; then break; fi
+  sleep 0.1
+done
+[[ -n "$PORT" ]] && curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || fail "no /health within 60 s"
+URL="http://127.0.0.1:$PORT"
+pass "server healthy on port $PORT"
+
+post() {  # post PATH BODY OUTFILE [extra curl args] -> prints HTTP status
+  local path=$1 body=$2 out=$3
+  shift 3
+  curl -s -o "$out" -w '%{http_code}' -H 'Content-Type: application/json' "$@" \
+    --max-time 60 -d "$body" "$URL$path"
+}
+
+# Completions, non-streaming, with X-Request-Id.
+code=$(post /v1/completions '{"model":"tiny","prompt":"Hello, world","max_tokens":12,"temperature":0}' \
+  "$TMP/c.json" -D "$TMP/c.headers" -H 'X-Request-Id: e2e-req-1')
+[[ $code == 200 ]] || fail "completions status $code: $(cat "$TMP/c.json")"
+grep -qi '^x-request-id: e2e-req-1' "$TMP/c.headers" || fail "X-Request-Id not echoed"
+[[ $(json "$TMP/c.json" 'j["id"]') == "cmpl-e2e-req-1" ]] || fail "request id not used"
+[[ $(json "$TMP/c.json" 'j["usage"]["completion_tokens"] > 0') == True ]] || fail "no usage"
+[[ $(json "$TMP/c.json" '"kv_transfer_params" in j and j["kv_transfer_params"] is None') == True ]] ||
+  fail "kv_transfer_params missing"
+COMPLETION_TEXT=$(json "$TMP/c.json" 'repr(j["choices"][0]["text"])')
+pass "completion: $COMPLETION_TEXT"
+
+# Same request streamed with usage: same text, SSE framing, usage chunk, [DONE].
+curl -sN --max-time 60 -D "$TMP/s.headers" -H 'Content-Type: application/json' \
+  -d '{"model":"tiny","prompt":"Hello, world","max_tokens":12,"temperature":0,"stream":true,"stream_options":{"include_usage":true}}' \
+  "$URL/v1/completions" >"$TMP/s.txt"
+grep -qi '^content-type: text/event-stream' "$TMP/s.headers" || fail "stream content type"
+[[ $(tail -c 14 "$TMP/s.txt") == $'data: [DONE]' || $(tail -n 2 "$TMP/s.txt" | head -n 1) == 'data: [DONE]' ]] ||
+  fail "stream does not end with [DONE]"
+python3 - "$TMP/s.txt" "$COMPLETION_TEXT" <<'PY' || fail "streamed completion differs"
+import json, sys
+events = [e for e in open(sys.argv[1]).read().split("\n\n") if e]
+assert all(e.startswith("data: ") for e in events), events
+assert events[-1] == "data: [DONE]"
+chunks = [json.loads(e[6:]) for e in events[:-1]]
+text = "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
+assert repr(text) == sys.argv[2], (text, sys.argv[2])
+assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["completion_tokens"] > 0
+PY
+pass "streaming completion equals non-streaming, usage chunk present"
+
+# Chat, non-streaming and streaming.
+CHAT='{"model":"tiny","messages":[{"role":"user","content":"Say hi"}],"max_tokens":10,"temperature":0'
+code=$(post /v1/chat/completions "$CHAT}" "$TMP/chat.json")
+[[ $code == 200 ]] || fail "chat status $code: $(cat "$TMP/chat.json")"
+[[ $(json "$TMP/chat.json" 'j["choices"][0]["message"]["role"]') == assistant ]] || fail "chat role"
+CHAT_TEXT=$(json "$TMP/chat.json" 'repr(j["choices"][0]["message"]["content"])')
+curl -sN --max-time 60 -H 'Content-Type: application/json' -d "$CHAT,\"stream\":true}" \
+  "$URL/v1/chat/completions" >"$TMP/cs.txt"
+python3 - "$TMP/cs.txt" "$CHAT_TEXT" <<'PY' || fail "chat stream"
+import json, sys
+events = [e for e in open(sys.argv[1]).read().split("\n\n") if e]
+assert events[-1] == "data: [DONE]"
+chunks = [json.loads(e[6:]) for e in events[:-1]]
+assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}, chunks[0]
+text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks[1:])
+assert repr(text) == sys.argv[2], (text, sys.argv[2])
+assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+PY
+pass "chat: $CHAT_TEXT (streamed the same)"
+
+# Errors.
+[[ $(post /v1/completions '{"prompt": "x", ' "$TMP/e.json") == 400 ]] || fail "bad JSON not 400"
+[[ $(json "$TMP/e.json" 'j["error"]["type"]') == BadRequestError ]] || fail "error shape"
+[[ $(post /v1/completions '{"model":"gpt-9","prompt":"x"}' "$TMP/e.json") == 404 ]] || fail "unknown model not 404"
+[[ $(post /v1/completions '{"prompt":"x","max_tokens":-1}' "$TMP/e.json") == 400 ]] || fail "negative max_tokens not 400"
+python3 -c 'import json; print(json.dumps({"prompt": [1] * 100000}))' >"$TMP/long.json"
+[[ $(post /v1/completions "@$TMP/long.json" "$TMP/e.json") == 400 ]] || fail "too long prompt not 400"
+[[ $(json "$TMP/e.json" 'j["error"]["param"]') == prompt ]] || fail "too long prompt: $(cat "$TMP/e.json")"
+pass "errors: 400 bad JSON / negative max_tokens / long prompt, 404 unknown model"
+
+curl -sf "$URL/v1/models" >"$TMP/m.json" || fail "/v1/models"
+[[ $(json "$TMP/m.json" 'j["data"][0]["id"]') == tiny ]] || fail "/v1/models id"
+pass "/v1/models"
+
+# 16 concurrent greedy requests equal the same requests one at a time.
+for i in $(seq 0 15); do
+  printf '{"prompt":"Request number %d: the quick brown fox %s","max_tokens":%d,"temperature":0}' \
+    "$i" "$(printf 'x%.0s' $(seq 0 $((i * 3))))" $((8 + i)) >"$TMP/p$i.json"
+done
+for i in $(seq 0 15); do
+  curl -sf --max-time 60 -H 'Content-Type: application/json' -d @"$TMP/p$i.json" \
+    "$URL/v1/completions" | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["choices"][0]["text"]))' >"$TMP/seq$i.txt"
+done
+pids=()
+for i in $(seq 0 15); do
+  (curl -sf --max-time 60 -H 'Content-Type: application/json' -d @"$TMP/p$i.json" \
+    "$URL/v1/completions" | python3 -c 'import json,sys; print(repr(json.load(sys.stdin)["choices"][0]["text"]))' >"$TMP/con$i.txt") &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a concurrent request failed"; done
+for i in $(seq 0 15); do
+  cmp -s "$TMP/seq$i.txt" "$TMP/con$i.txt" || fail "request $i: concurrent $(cat "$TMP/con$i.txt") != sequential $(cat "$TMP/seq$i.txt")"
+done
+pass "16 concurrent greedy requests equal sequential"
+
+# A client that disconnects mid-stream: its request is aborted and its blocks freed.
+MAX_LEN=$(json "$TMP/m.json" 'j["data"][0]["max_model_len"]')
+# The tiny model is fast: leave early enough that the request is still running (no
+# [DONE] received), shortening the wait if a machine finishes it anyway.
+for t in 0.15 0.08 0.04 0.02; do
+  curl -sN --max-time "$t" -H 'Content-Type: application/json' \
+    -d "{\"prompt\":\"Keep talking\",\"max_tokens\":$((MAX_LEN - 16)),\"ignore_eos\":true,\"stream\":true}" \
+    "$URL/v1/completions" >"$TMP/cut.txt" 2>/dev/null || true
+  grep -q '\[DONE\]' "$TMP/cut.txt" || break
+done
+grep -q '\[DONE\]' "$TMP/cut.txt" && fail "could not leave before the request finished"
+[[ $(head -c 6 "$TMP/cut.txt") == "data: " ]] || fail "mid-stream client got no data"
+metric() { curl -sf "$URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+for _ in $(seq 100); do
+  [[ $(metric ferry_kv_blocks_used) == 0 && $(metric ferry_num_requests_running) == 0 ]] && break
+  sleep 0.1
+done
+[[ $(metric ferry_kv_blocks_used) == 0 ]] || fail "KV blocks still used after the client left: $(metric ferry_kv_blocks_used)"
+[[ $(metric 'ferry_request_success_total{finished_reason="abort"}') -ge 1 ]] || fail "no abort counted"
+pass "disconnect mid-stream frees the KV blocks"
+
+curl -sf "$URL/metrics" >"$TMP/metrics.txt" || fail "/metrics"
+for name in ferry_num_requests_running ferry_num_requests_waiting ferry_kv_blocks_used \
+  ferry_kv_blocks_total ferry_prompt_tokens_total ferry_generation_tokens_total \
+  ferry_time_to_first_token_seconds_bucket ferry_inter_token_latency_seconds_bucket; do
+  grep -q "^$name" "$TMP/metrics.txt" || fail "/metrics lacks $name"
+done
+[[ $(metric ferry_kv_blocks_total) == 256 ]] || fail "kv blocks total"
+pass "/metrics"
+
+# The load generator runs against the server and reports a JSON line.
+"$FERRY" bench serve --url "$URL" --concurrency 4 --num-requests 8 --prompt-len 32 \
+  --output-len 8 --stream --duration-limit 60 >"$TMP/bench.txt" || fail "bench serve: $(cat "$TMP/bench.txt")"
+tail -n 1 "$TMP/bench.txt" >"$TMP/bench.json"
+[[ $(json "$TMP/bench.json" 'j["ok"] == 8 and j["ttft_ms_p50"] > 0 and j["output_tok_per_s"] > 0') == True ]] ||
+  fail "bench serve report: $(cat "$TMP/bench.txt")"
+pass "bench serve: $(json "$TMP/bench.json" '"%.1f req/s, %.1f tok/s, TTFT p50 %.2f ms" % (j["req_per_s"], j["output_tok_per_s"], j["ttft_ms_p50"])')"
+
+# Graceful shutdown on SIGTERM.
+kill -TERM "$SERVER_PID"
+for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
+if kill -0 "$SERVER_PID" 2>/dev/null; then fail "server ignored SIGTERM"; fi
+wait "$SERVER_PID" || fail "server exited non-zero after SIGTERM"
+SERVER_PID=""
+pass "SIGTERM shuts down cleanly"
+echo "serve e2e: all passed"

@@ -1,0 +1,151 @@
+#include "server/openai_request.h"
+
+#include <gtest/gtest.h>
+
+#include "server/kv_transfer_config.h"
+#include "server/openai_response.h"
+
+namespace ferry::server {
+namespace {
+
+OpenAiRequest ParseOk(const std::string& body, ApiKind kind = ApiKind::kCompletion) {
+  auto r = ParseOpenAiRequest(body, kind);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+  return r.ok() ? *r : OpenAiRequest{};
+}
+
+Status ParseErr(const std::string& body, ApiKind kind = ApiKind::kCompletion) {
+  auto r = ParseOpenAiRequest(body, kind);
+  EXPECT_FALSE(r.ok()) << body;
+  return r.status();
+}
+
+TEST(OpenAiRequestTest, CompletionWithAllFields) {
+  OpenAiRequest r = ParseOk(R"({"model":"tiny","prompt":"Hello","max_tokens":7,
+      "temperature":0.5,"top_p":0.9,"top_k":40,"seed":3,"stop":["a","bc"],"stream":true,
+      "stream_options":{"include_usage":true},"kv_transfer_params":{"do_remote_decode":true}})");
+  EXPECT_EQ(r.model, "tiny");
+  EXPECT_EQ(r.prompt_text, "Hello");
+  EXPECT_EQ(r.max_tokens, 7);
+  EXPECT_FLOAT_EQ(r.params.temperature, 0.5f);
+  EXPECT_FLOAT_EQ(r.params.top_p, 0.9f);
+  EXPECT_EQ(r.params.top_k, 40);
+  EXPECT_EQ(r.params.seed, 3u);
+  EXPECT_EQ(r.params.stop, (std::vector<std::string>{"a", "bc"}));
+  EXPECT_TRUE(r.stream);
+  EXPECT_TRUE(r.include_usage);
+  EXPECT_EQ(r.kv_transfer_params["do_remote_decode"], true);
+}
+
+TEST(OpenAiRequestTest, PromptAsTokenIdsOrSingleString) {
+  EXPECT_EQ(ParseOk(R"({"prompt":[1,2,3]})").prompt_tokens, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(ParseOk(R"({"prompt":["hi"]})").prompt_text, "hi");
+  EXPECT_EQ(ParseOk(R"({"prompt":"x","stop":"END"})").params.stop, std::vector<std::string>{"END"});
+  EXPECT_TRUE(ParseOk(R"({"prompt":"x"})").kv_transfer_params.is_null());
+  EXPECT_FALSE(ParseOk(R"({"prompt":"x"})").max_tokens.has_value());
+}
+
+TEST(OpenAiRequestTest, ChatMessagesAndMaxCompletionTokens) {
+  OpenAiRequest r = ParseOk(R"({"messages":[{"role":"system","content":"Be brief"},
+      {"role":"user","content":[{"type":"text","text":"Hi "},{"type":"text","text":"there"}]}],
+      "max_tokens":5,"max_completion_tokens":9})",
+                            ApiKind::kChat);
+  ASSERT_EQ(r.messages.size(), 2u);
+  EXPECT_EQ(r.messages[1].role, "user");
+  EXPECT_EQ(r.messages[1].content, "Hi there");
+  EXPECT_EQ(r.max_tokens, 9);
+}
+
+TEST(OpenAiRequestTest, BrokenJsonIsInvalidArgument) {
+  EXPECT_EQ(ParseErr("{\"prompt\": ").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseErr("[1,2]").code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseErr("").code(), StatusCode::kInvalidArgument);
+}
+
+TEST(OpenAiRequestTest, RejectsBadValuesNamingTheField) {
+  Status s = ParseErr(R"({"prompt":"x","max_tokens":-1})");
+  EXPECT_EQ(ErrorParam(s), "max_tokens");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","temperature":-0.1})")), "temperature");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","top_p":0})")), "top_p");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","max_tokens":"5"})")), "max_tokens");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","stop":[1]})")), "stop");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","n":2})")), "n");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","stream":"yes"})")), "stream");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":["a","b"]})")), "prompt");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"max_tokens":3})")), "prompt");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","kv_transfer_params":3})")), "kv_transfer_params");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"messages":[]})", ApiKind::kChat)), "messages");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"messages":[{"content":"x"}]})", ApiKind::kChat)), "messages");
+}
+
+TEST(OpenAiRequestTest, ErrorJsonHasOpenAiShape) {
+  auto j = ErrorJson(400, "max_tokens: bad", "max_tokens");
+  EXPECT_EQ(j["error"]["message"], "max_tokens: bad");
+  EXPECT_EQ(j["error"]["type"], "BadRequestError");
+  EXPECT_EQ(j["error"]["param"], "max_tokens");
+  EXPECT_EQ(j["error"]["code"], 400);
+  EXPECT_TRUE(ErrorJson(404, "m", "")["error"]["param"].is_null());
+  EXPECT_EQ(HttpStatusFor(NotFoundError("x")), 404);
+  EXPECT_EQ(HttpStatusFor(InvalidArgumentError("x")), 400);
+}
+
+TEST(OpenAiResponseTest, ChunksAndInvalidUtf8) {
+  ResponseContext ctx{ApiKind::kChat, "chatcmpl-1", "tiny", 1};
+  auto role = StreamChunk(ctx, "", std::nullopt, true, false);
+  EXPECT_EQ(role["choices"][0]["delta"]["role"], "assistant");
+  EXPECT_EQ(role["choices"][0]["delta"]["content"], "");
+  EXPECT_TRUE(role["choices"][0]["finish_reason"].is_null());
+  auto usage = UsageChunk(ctx, {3, 4, 0});
+  EXPECT_TRUE(usage["choices"].empty());
+  EXPECT_EQ(usage["usage"]["total_tokens"], 7);
+  // Invalid UTF-8 never breaks serialisation.
+  EXPECT_NE(SseEvent(StreamChunk(ctx, "a\xC3", "stop", false, false)).find("data: {"),
+            std::string::npos);
+  auto full =
+      FullResponse({ApiKind::kCompletion, "cmpl-1", "tiny", 1}, "hi", "length", {1, 2, 0}, nullptr);
+  EXPECT_TRUE(full.contains("kv_transfer_params"));
+  EXPECT_TRUE(full["kv_transfer_params"].is_null());
+  EXPECT_EQ(full["choices"][0]["text"], "hi");
+}
+
+TEST(KvTransferConfigTest, AcceptsMooncakeConfigs) {
+  auto c = ParseKvTransferConfig(
+      R"({"kv_connector":"MooncakeConnector","kv_role":"kv_producer",
+          "kv_connector_extra_config":{"num_workers":4,"mooncake_protocol":"tcp",
+          "device_name":"","bootstrap_server_address":"127.0.0.1:8998"}})");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->num_workers, 4);
+  EXPECT_EQ(c->mooncake_protocol, "tcp");
+  EXPECT_TRUE(c->is_producer());
+  EXPECT_FALSE(c->is_consumer());
+  auto d = ParseKvTransferConfig(R"({"kv_connector":"MooncakeConnector","kv_role":"kv_both"})");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->num_workers, 10);
+  EXPECT_EQ(d->mooncake_protocol, "rdma");
+}
+
+TEST(KvTransferConfigTest, RejectsBadConfigs) {
+  for (const char* bad : {
+           "not json",
+           R"({"kv_connector":"NixlConnector","kv_role":"kv_producer"})",
+           R"({"kv_connector":"MooncakeConnector","kv_role":"producer"})",
+           R"({"kv_connector":"MooncakeConnector"})",
+           R"({"kv_connector":"MooncakeConnector","kv_role":"kv_both","extra":1})",
+           R"({"kv_connector":"MooncakeConnector","kv_role":"kv_both",
+               "kv_connector_extra_config":{"num_workers":"4"}})",
+           R"({"kv_connector":"MooncakeConnector","kv_role":"kv_both",
+               "kv_connector_extra_config":{"num_workers":0}})",
+           R"({"kv_connector":"MooncakeConnector","kv_role":"kv_both",
+               "kv_connector_extra_config":{"mooncake_protocol":5}})",
+           R"({"kv_connector":"MooncakeConnector","kv_role":"kv_both",
+               "kv_connector_extra_config":{"typo":1}})",
+           R"({"kv_connector":"MooncakeConnector","kv_role":"kv_both",
+               "kv_connector_extra_config":[]})",
+       }) {
+    auto c = ParseKvTransferConfig(bad);
+    EXPECT_EQ(c.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace ferry::server

@@ -1,0 +1,184 @@
+// OpenAiServer over real HTTP (cpp-httplib client) with the engine on a fake model: the
+// whole server surface without depending on a real checkpoint.
+#include "server/openai_server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <thread>
+
+#include "../engine/fake_model.h"
+#include "common/deadline.h"
+
+namespace ferry::server {
+namespace {
+
+using nlohmann::json;
+
+class OpenAiServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    engine::EngineOptions eo;
+    eo.block_size = 4;
+    eo.num_kv_blocks = 256;
+    auto e = engine::LlmEngine::Create(
+        std::make_unique<engine::testing::FakeModel>(0, std::chrono::microseconds(500)),
+        std::make_shared<engine::testing::ByteTokenizer>(), eo);
+    ASSERT_TRUE(e.ok());
+    engine_ = std::move(e).value();
+    ASSERT_TRUE(engine_->Start().ok());
+    OpenAiServerOptions so;
+    so.port = 0;
+    so.served_model_name = "fake";
+    auto s = OpenAiServer::Create(so, engine_.get());
+    ASSERT_TRUE(s.ok());
+    server_ = std::move(s).value();
+    ASSERT_TRUE(server_->Start().ok());
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+    client_->set_read_timeout(20, 0);
+  }
+  void TearDown() override {
+    client_.reset();
+    if (server_) server_->Stop();
+    if (engine_) engine_->Stop();
+  }
+
+  httplib::Result Post(const std::string& path, const std::string& body,
+                       const httplib::Headers& headers = {}) {
+    return client_->Post(path.c_str(), headers, body, "application/json");
+  }
+
+  std::unique_ptr<engine::LlmEngine> engine_;
+  std::unique_ptr<OpenAiServer> server_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+std::vector<json> SseEvents(const std::string& body, bool* saw_done) {
+  std::vector<json> events;
+  size_t pos = 0;
+  *saw_done = false;
+  for (size_t end; (end = body.find("\n\n", pos)) != std::string::npos; pos = end + 2) {
+    std::string ev = body.substr(pos, end - pos);
+    EXPECT_EQ(ev.rfind("data: ", 0), 0u) << ev;
+    if (ev == "data: [DONE]") {
+      *saw_done = true;
+      continue;
+    }
+    events.push_back(json::parse(ev.substr(6)));
+  }
+  return events;
+}
+
+TEST_F(OpenAiServerTest, CompletionNonStreaming) {
+  auto res =
+      Post("/v1/completions", R"({"model":"fake","prompt":"Hello","max_tokens":5,"temperature":0})",
+           {{"X-Request-Id", "req-42"}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200) << res->body;
+  EXPECT_EQ(res->get_header_value("X-Request-Id"), "req-42");
+  json j = json::parse(res->body);
+  EXPECT_EQ(j["id"], "cmpl-req-42");
+  EXPECT_EQ(j["object"], "text_completion");
+  EXPECT_EQ(j["choices"][0]["text"].get<std::string>().size(), 5u);
+  EXPECT_EQ(j["choices"][0]["finish_reason"], "length");
+  EXPECT_EQ(j["usage"]["prompt_tokens"], 5);
+  EXPECT_EQ(j["usage"]["completion_tokens"], 5);
+  EXPECT_TRUE(j.contains("kv_transfer_params"));
+  EXPECT_TRUE(j["kv_transfer_params"].is_null());
+}
+
+TEST_F(OpenAiServerTest, ChatStreamingWithUsage) {
+  auto res = Post("/v1/chat/completions",
+                  R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":6,
+                      "temperature":0,"stream":true,"stream_options":{"include_usage":true}})");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(res->get_header_value("Content-Type"), "text/event-stream");
+  bool done = false;
+  auto events = SseEvents(res->body, &done);
+  EXPECT_TRUE(done);
+  ASSERT_GE(events.size(), 3u);
+  EXPECT_EQ(events[0]["choices"][0]["delta"], json({{"role", "assistant"}, {"content", ""}}));
+  std::string text;
+  std::string finish;
+  for (size_t i = 1; i + 1 < events.size(); ++i) {
+    EXPECT_EQ(events[i]["object"], "chat.completion.chunk");
+    text += events[i]["choices"][0]["delta"]["content"].get<std::string>();
+    if (!events[i]["choices"][0]["finish_reason"].is_null())
+      finish = events[i]["choices"][0]["finish_reason"];
+  }
+  EXPECT_EQ(text.size(), 6u);
+  EXPECT_EQ(finish, "length");
+  EXPECT_TRUE(events.back()["choices"].empty());
+  EXPECT_EQ(events.back()["usage"]["completion_tokens"], 6);
+  // Streaming and non-streaming give the same greedy text.
+  auto full =
+      Post("/v1/chat/completions",
+           R"({"messages":[{"role":"user","content":"Hi"}],"max_tokens":6,"temperature":0})");
+  ASSERT_TRUE(full);
+  EXPECT_EQ(json::parse(full->body)["choices"][0]["message"]["content"], text);
+}
+
+TEST_F(OpenAiServerTest, ErrorsAreOpenAiShaped) {
+  auto bad = Post("/v1/completions", "{not json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(json::parse(bad->body)["error"]["type"], "BadRequestError");
+  auto neg = Post("/v1/completions", R"({"prompt":"x","max_tokens":-3})");
+  EXPECT_EQ(neg->status, 400);
+  EXPECT_EQ(json::parse(neg->body)["error"]["param"], "max_tokens");
+  auto model = Post("/v1/completions", R"({"model":"nope","prompt":"x"})");
+  EXPECT_EQ(model->status, 404);
+  EXPECT_EQ(json::parse(model->body)["error"]["code"], 404);
+  std::string long_prompt(2000, 'a');
+  auto too_long = Post("/v1/completions", json({{"prompt", long_prompt}}).dump());
+  EXPECT_EQ(too_long->status, 400);
+  EXPECT_EQ(json::parse(too_long->body)["error"]["param"], "prompt");
+}
+
+TEST_F(OpenAiServerTest, ModelsHealthMetrics) {
+  auto models = client_->Get("/v1/models");
+  ASSERT_TRUE(models);
+  EXPECT_EQ(json::parse(models->body)["data"][0]["id"], "fake");
+  EXPECT_EQ(client_->Get("/health")->status, 200);
+  ASSERT_EQ(Post("/v1/completions", R"({"prompt":"abc","max_tokens":3})")->status, 200);
+  auto metrics = client_->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  for (const char* name :
+       {"ferry_num_requests_running", "ferry_num_requests_waiting", "ferry_kv_blocks_used",
+        "ferry_kv_blocks_total 256", "ferry_prompt_tokens_total 3",
+        "ferry_generation_tokens_total 3", "ferry_time_to_first_token_seconds_bucket",
+        "ferry_inter_token_latency_seconds_count 2"}) {
+    EXPECT_NE(metrics->body.find(name), std::string::npos) << name << "\n" << metrics->body;
+  }
+}
+
+TEST_F(OpenAiServerTest, ClientDisconnectMidStreamFreesBlocks) {
+  int chunks = 0;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/completions";
+  req.body = R"({"prompt":"Hello there","max_tokens":900,"stream":true,"ignore_eos":true})";
+  req.set_header("Content-Type", "application/json");
+  req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) { return ++chunks < 3; };
+  httplib::Response res;
+  httplib::Error err;
+  client_->send(req, res, err);  // cancelled by the receiver
+  EXPECT_GE(chunks, 3);
+  const Deadline d = Deadline::In(std::chrono::seconds(10));
+  while (engine_->Stats().kv_blocks_used != 0 && !d.Expired()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(engine_->Stats().kv_blocks_used, 0);
+  EXPECT_EQ(engine_->Stats().num_running, 0);
+  // It was aborted, not run to its 900 tokens.
+  EXPECT_LT(engine_->Stats().generation_tokens_total, 900);
+  auto metrics = client_->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("ferry_request_success_total{finished_reason=\"abort\"} 1"),
+            std::string::npos)
+      << metrics->body;
+}
+
+}  // namespace
+}  // namespace ferry::server

@@ -1,0 +1,233 @@
+// `ferry bench serve`: a load generator for an OpenAI-compatible server. N client threads
+// send M completion requests in total (prompt of P random byte-level token ids, exactly O
+// output tokens via ignore_eos) and report throughput, time to first token and
+// inter-token latency percentiles as a table and one JSON line. Bounded by --num-requests
+// and --duration-limit.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <fmt/core.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "command.h"
+#include "common/deadline.h"
+
+namespace ferry::cli {
+namespace {
+
+using nlohmann::json;
+
+struct BenchFlags {
+  std::string url = "http://127.0.0.1:8000";
+  std::string model;
+  int concurrency = 4;
+  int num_requests = 32;
+  int prompt_len = 128;
+  int output_len = 64;
+  bool stream = false;
+  int duration_limit_s = 600;
+  uint64_t seed = 0;
+};
+
+struct Sample {
+  bool ok = false;
+  double e2e_s = 0;
+  double ttft_s = -1;
+  std::vector<double> itl_s;
+  int64_t output_tokens = 0;
+  std::string error;
+};
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const double rank = p / 100.0 * (v.size() - 1);
+  const size_t lo = static_cast<size_t>(rank);
+  const size_t hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (rank - lo);
+}
+
+double Seconds(SteadyClock::time_point a, SteadyClock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+Sample RunOne(httplib::Client& cli, const BenchFlags& f, int index) {
+  std::mt19937 rng(static_cast<uint32_t>(f.seed * 1000003 + index));
+  std::vector<int> prompt(f.prompt_len);
+  for (int& t : prompt) t = static_cast<int>(rng() % 256);
+  json body = {{"prompt", prompt},
+               {"max_tokens", f.output_len},
+               {"temperature", 0},
+               {"ignore_eos", true},
+               {"stream", f.stream}};
+  if (!f.model.empty()) body["model"] = f.model;
+  if (f.stream) body["stream_options"] = {{"include_usage", true}};
+
+  Sample s;
+  const auto start = SteadyClock::now();
+  auto last = start;
+  std::string buffer;
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/completions";
+  req.body = body.dump();
+  req.set_header("Content-Type", "application/json");
+  if (f.stream) {
+    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+      buffer.append(data, len);
+      for (size_t end; (end = buffer.find("\n\n")) != std::string::npos;) {
+        std::string event = buffer.substr(0, end);
+        buffer.erase(0, end + 2);
+        if (event.rfind("data: ", 0) != 0 || event == "data: [DONE]") continue;
+        json j = json::parse(event.substr(6), nullptr, false);
+        if (j.is_discarded()) continue;
+        if (j.contains("error")) s.error = j["error"].value("message", "error");
+        if (j.contains("usage") && j["usage"].is_object()) {
+          s.output_tokens = j["usage"].value("completion_tokens", 0);
+        }
+        if (!j.contains("choices") || j["choices"].empty()) continue;
+        if (j["choices"][0].value("text", "").empty()) continue;
+        const auto now = SteadyClock::now();
+        if (s.ttft_s < 0) {
+          s.ttft_s = Seconds(start, now);
+        } else {
+          s.itl_s.push_back(Seconds(last, now));
+        }
+        last = now;
+      }
+      return true;
+    };
+  }
+  httplib::Response res;
+  httplib::Error err = httplib::Error::Success;
+  const bool sent = cli.send(req, res, err);
+  s.e2e_s = Seconds(start, SteadyClock::now());
+  if (!sent) {
+    s.error = httplib::to_string(err);
+    return s;
+  }
+  if (res.status != 200) {
+    s.error = "HTTP " + std::to_string(res.status) + ": " + res.body.substr(0, 200);
+    return s;
+  }
+  if (!f.stream) {
+    json j = json::parse(res.body, nullptr, false);
+    if (j.is_discarded() || !j.contains("usage")) {
+      s.error = "unparseable response";
+      return s;
+    }
+    s.output_tokens = j["usage"].value("completion_tokens", 0);
+  }
+  s.ok = s.error.empty();
+  return s;
+}
+
+int RunBench(const BenchFlags& f) {
+  std::vector<Sample> samples(f.num_requests);
+  std::atomic<int> next{0};
+  const Deadline deadline = Deadline::In(std::chrono::seconds(f.duration_limit_s));
+  const auto start = SteadyClock::now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < f.concurrency; ++t) {
+    threads.emplace_back([&] {
+      httplib::Client cli(f.url);
+      cli.set_read_timeout(std::max(1, f.duration_limit_s), 0);
+      cli.set_connection_timeout(5, 0);
+      for (int i; (i = next.fetch_add(1)) < f.num_requests && !deadline.Expired();) {
+        samples[i] = RunOne(cli, f, i);
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  const double wall = Seconds(start, SteadyClock::now());
+
+  std::vector<double> ttft, itl, e2e;
+  int64_t ok = 0, tokens = 0;
+  std::string first_error;
+  for (const auto& s : samples) {
+    if (!s.ok) {
+      if (first_error.empty() && !s.error.empty()) first_error = s.error;
+      continue;
+    }
+    ++ok;
+    tokens += s.output_tokens;
+    e2e.push_back(s.e2e_s * 1e3);
+    if (s.ttft_s >= 0) ttft.push_back(s.ttft_s * 1e3);
+    for (double x : s.itl_s) itl.push_back(x * 1e3);
+  }
+  const int64_t failed = f.num_requests - ok;
+  const double rps = ok / wall, tps = tokens / wall;
+  fmt::print("ferry bench serve: {} (concurrency {}, prompt {}, output {}, {})\n", f.url,
+             f.concurrency, f.prompt_len, f.output_len, f.stream ? "streaming" : "non-streaming");
+  fmt::print("  requests      {:>10} ok {:>6} failed   in {:.2f} s\n", ok, failed, wall);
+  fmt::print("  throughput    {:>10.2f} req/s {:>10.1f} output tok/s\n", rps, tps);
+  fmt::print("  {:<12}{:>10}{:>10}{:>10}   (ms)\n", "", "p50", "p90", "p99");
+  auto row = [](const char* name, const std::vector<double>& v) {
+    fmt::print("  {:<12}{:>10.2f}{:>10.2f}{:>10.2f}\n", name, Percentile(v, 50), Percentile(v, 90),
+               Percentile(v, 99));
+  };
+  if (f.stream) row("TTFT", ttft);
+  if (f.stream) row("ITL", itl);
+  row("latency", e2e);
+  if (!first_error.empty()) fmt::print("  first error: {}\n", first_error);
+  json line = {{"bench", "serve"},
+               {"url", f.url},
+               {"concurrency", f.concurrency},
+               {"num_requests", f.num_requests},
+               {"prompt_len", f.prompt_len},
+               {"output_len", f.output_len},
+               {"stream", f.stream},
+               {"ok", ok},
+               {"failed", failed},
+               {"duration_s", wall},
+               {"req_per_s", rps},
+               {"output_tok_per_s", tps},
+               {"ttft_ms_p50", Percentile(ttft, 50)},
+               {"ttft_ms_p90", Percentile(ttft, 90)},
+               {"ttft_ms_p99", Percentile(ttft, 99)},
+               {"itl_ms_p50", Percentile(itl, 50)},
+               {"itl_ms_p90", Percentile(itl, 90)},
+               {"itl_ms_p99", Percentile(itl, 99)},
+               {"latency_ms_p50", Percentile(e2e, 50)},
+               {"latency_ms_p99", Percentile(e2e, 99)}};
+  fmt::print("{}\n", line.dump());
+  return failed == 0 ? 0 : 1;
+}
+
+}  // namespace
+}  // namespace ferry::cli
+
+FERRY_REGISTER_COMMAND(bench_serve, "bench serve",
+                       "Load-tests an OpenAI-compatible server (throughput, TTFT, ITL)",
+                       [](CLI::App& cmd) -> ferry::cli::Runner {
+                         auto f = std::make_shared<ferry::cli::BenchFlags>();
+                         cmd.add_option("--url", f->url, "Server base URL")->capture_default_str();
+                         cmd.add_option("--model", f->model, "Model name to send (default: none)");
+                         cmd.add_option("--concurrency", f->concurrency, "Client threads")
+                             ->check(CLI::Range(1, 1024))
+                             ->capture_default_str();
+                         cmd.add_option("--num-requests", f->num_requests, "Requests in total")
+                             ->check(CLI::Range(1, 1000000))
+                             ->capture_default_str();
+                         cmd.add_option("--prompt-len", f->prompt_len, "Prompt tokens")
+                             ->check(CLI::Range(1, 1000000))
+                             ->capture_default_str();
+                         cmd.add_option("--output-len", f->output_len, "Output tokens")
+                             ->check(CLI::Range(1, 1000000))
+                             ->capture_default_str();
+                         cmd.add_flag("--stream", f->stream, "Stream (measures TTFT and ITL)");
+                         cmd.add_option("--duration-limit", f->duration_limit_s,
+                                        "Stop issuing requests after this many seconds")
+                             ->check(CLI::Range(1, 86400))
+                             ->capture_default_str();
+                         cmd.add_option("--seed", f->seed, "Prompt seed")->capture_default_str();
+                         return [f] { return ferry::cli::RunBench(*f); };
+                       });

@@ -1,0 +1,194 @@
+// `ferry serve MODEL_DIR`: the OpenAI-compatible server over the CPU engine, with flags
+// named like `vllm serve`. Runs until SIGINT/SIGTERM, then stops the HTTP server (aborting
+// requests in flight) and the engine thread, and exits 0.
+#include <signal.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <fmt/core.h>
+
+#include "command.h"
+#include "common/log.h"
+#include "engine/llm_engine.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
+#include "serve_connector.h"
+#include "server/kv_transfer_config.h"
+#include "server/openai_server.h"
+
+namespace ferry::cli {
+namespace {
+
+struct ServeFlags {
+  std::string model_dir;
+  std::string host = "127.0.0.1";
+  int port = 8000;
+  int max_model_len = 0;
+  int block_size = 16;
+  int num_kv_blocks = 0;
+  int kv_cache_memory_mb = 1024;
+  int max_num_seqs = 64;
+  int max_num_batched_tokens = 1024;
+  std::string served_model_name;
+  int threads = 1;
+  std::string kv_transfer_config;
+  bool no_prefix_caching = false;
+};
+
+volatile sig_atomic_t g_stop_signal = 0;
+void OnStopSignal(int sig) { g_stop_signal = sig; }
+
+int Fail(int code, const std::string& msg) {
+  fmt::print(stderr, "ferry serve: {}\n", msg);
+  return code;
+}
+
+// Blocks from the KV memory budget, at least one max-length sequence, at most enough for
+// max_num_seqs of them.
+int32_t DefaultNumBlocks(const ServeFlags& f, const engine::KvCacheLayout& one_block,
+                         int32_t max_len) {
+  const int64_t per_seq = (max_len + f.block_size - 1) / f.block_size;
+  const int64_t budget =
+      static_cast<int64_t>(f.kv_cache_memory_mb) * (1 << 20) / one_block.block_bytes();
+  return static_cast<int32_t>(std::max(per_seq, std::min(budget, per_seq * f.max_num_seqs)));
+}
+
+int RunServe(const ServeFlags& f) {
+  namespace fs = std::filesystem;
+  std::optional<server::KvTransferConfig> kv_config;
+  if (!f.kv_transfer_config.empty()) {
+    auto kv = server::ParseKvTransferConfig(f.kv_transfer_config);
+    if (!kv.ok()) return Fail(2, kv.status().message());
+    kv_config = *kv;
+  }
+  std::error_code ec;
+  if (!fs::is_directory(f.model_dir, ec)) {
+    return Fail(1, "model directory '" + f.model_dir +
+                       "' does not exist (expected an HF-format directory with config.json, "
+                       "*.safetensors and tokenizer.json)");
+  }
+  auto model = engine::Model::Load(f.model_dir, {.threads = f.threads});
+  if (!model.ok()) return Fail(1, "loading the model: " + model.status().ToString());
+  auto tokenizer = engine::Tokenizer::Load(f.model_dir);
+  if (!tokenizer.ok()) return Fail(1, "loading the tokenizer: " + tokenizer.status().ToString());
+
+  const auto& cfg = (*model)->config();
+  int32_t max_len = f.max_model_len > 0 ? f.max_model_len : cfg.max_position_embeddings;
+  if (max_len <= 0) max_len = 2048;
+  if (cfg.max_position_embeddings > 0 && max_len > cfg.max_position_embeddings) {
+    return Fail(2, fmt::format("--max-model-len {} exceeds the model's max_position_embeddings {}",
+                               max_len, cfg.max_position_embeddings));
+  }
+  const engine::KvCacheLayout one = (*model)->MakeKvLayout(f.block_size, 1);
+  engine::EngineOptions eo;
+  eo.block_size = f.block_size;
+  eo.num_kv_blocks = f.num_kv_blocks > 0 ? f.num_kv_blocks : DefaultNumBlocks(f, one, max_len);
+  eo.max_num_seqs = f.max_num_seqs;
+  eo.max_num_batched_tokens = f.max_num_batched_tokens;
+  eo.max_model_len = max_len;
+  eo.enable_prefix_caching = !f.no_prefix_caching;
+
+  // SIGINT/SIGTERM only set a flag (threads started by libraries before main, such as
+  // OpenBLAS's, may receive them); the loop below polls it.
+  struct sigaction sa = {};
+  sa.sa_handler = OnStopSignal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  // Declared before the engine so that it outlives the engine's thread.
+  ServeConnector connector;
+  if (kv_config) connector.InstallEngineHooks(&eo);
+  std::shared_ptr<const engine::Tokenizer> tok(std::move(tokenizer).value());
+  auto eng = engine::LlmEngine::Create(std::move(model).value(), tok, eo);
+  if (!eng.ok()) return Fail(1, eng.status().ToString());
+  if (kv_config) {
+    if (Status st = connector.Start(*kv_config, f.host, eng->get()); !st.ok()) {
+      return Fail(1, "starting the KV connector: " + st.ToString());
+    }
+  }
+  if (Status st = (*eng)->Start(); !st.ok()) return Fail(1, st.ToString());
+
+  server::OpenAiServerOptions so;
+  so.host = f.host;
+  so.port = f.port;
+  so.served_model_name = f.served_model_name.empty() ? f.model_dir : f.served_model_name;
+  connector.InstallServerHooks(&so);
+  if (connector.connector() != nullptr) {
+    connector::KvConnector* conn = connector.connector();
+    so.extra_metrics = [conn] { return conn->MetricsText(); };
+  }
+  auto srv = server::OpenAiServer::Create(so, eng->get());
+  if (!srv.ok()) return Fail(1, srv.status().ToString());
+  if (Status st = (*srv)->Start(); !st.ok()) return Fail(1, st.ToString());
+  FERRY_LOG_INFO(
+      "engine: {} KV blocks x {} tokens ({:.1f} MiB), max_model_len {}, "
+      "max_num_seqs {}",
+      eo.num_kv_blocks, eo.block_size,
+      static_cast<double>((*eng)->kv_cache().size_bytes()) / (1 << 20), (*eng)->max_model_len(),
+      eo.max_num_seqs);
+
+  int exit_code = 0;
+  while (g_stop_signal == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!(*eng)->alive()) {
+      FERRY_LOG_ERROR("the engine thread stopped; shutting down");
+      exit_code = 1;
+      break;
+    }
+  }
+  if (g_stop_signal != 0)
+    FERRY_LOG_INFO("signal {}: shutting down", static_cast<int>(g_stop_signal));
+  (*srv)->Stop();
+  (*eng)->Stop();
+  return exit_code;
+}
+
+}  // namespace
+}  // namespace ferry::cli
+
+FERRY_REGISTER_COMMAND(
+    serve, "serve", "Serves a model with an OpenAI-compatible HTTP API",
+    [](CLI::App& cmd) -> ferry::cli::Runner {
+      auto f = std::make_shared<ferry::cli::ServeFlags>();
+      cmd.add_option("model", f->model_dir, "HF-format model directory")->required();
+      cmd.add_option("--host", f->host, "Listen address")->capture_default_str();
+      cmd.add_option("--port", f->port, "Listen port")
+          ->check(CLI::Range(0, 65535))
+          ->capture_default_str();
+      cmd.add_option("--max-model-len", f->max_model_len,
+                     "Prompt + output tokens per request (default: model's)")
+          ->check(CLI::NonNegativeNumber);
+      cmd.add_option("--block-size", f->block_size, "Tokens per KV block")
+          ->check(CLI::Range(1, 1024))
+          ->capture_default_str();
+      cmd.add_option("--num-kv-blocks", f->num_kv_blocks,
+                     "KV blocks (default: from --kv-cache-memory-mb)")
+          ->check(CLI::NonNegativeNumber);
+      cmd.add_option("--kv-cache-memory-mb", f->kv_cache_memory_mb,
+                     "KV memory budget when --num-kv-blocks is not given")
+          ->check(CLI::Range(1, 1 << 20))
+          ->capture_default_str();
+      cmd.add_option("--max-num-seqs", f->max_num_seqs, "Running requests at most")
+          ->check(CLI::Range(1, 4096))
+          ->capture_default_str();
+      cmd.add_option("--max-num-batched-tokens", f->max_num_batched_tokens,
+                     "Tokens per forward pass")
+          ->check(CLI::Range(1, 1 << 20))
+          ->capture_default_str();
+      cmd.add_option("--served-model-name", f->served_model_name,
+                     "Model name in the API (default: MODEL as given)");
+      cmd.add_option("--threads", f->threads, "Threads for matrix work")
+          ->check(CLI::Range(1, 256))
+          ->capture_default_str();
+      cmd.add_option("--kv-transfer-config", f->kv_transfer_config,
+                     "Disaggregation connector config (JSON, as in vLLM)");
+      cmd.add_flag("--no-enable-prefix-caching", f->no_prefix_caching, "Turn the prefix cache off");
+      return [f] { return ferry::cli::RunServe(*f); };
+    });
