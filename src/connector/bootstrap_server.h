@@ -1,0 +1,60 @@
+// BootstrapServer: the prefill side's rendezvous point (protocol.md, "Bootstrap server").
+//
+// Workers of a prefill engine register their side-channel address per (dp, tp, pp) rank;
+// decoders query the whole table once per remote engine.
+//
+//   POST /register {"engine_id":E,"dp_rank":0,"tp_rank":0,"pp_rank":0,"addr":"tcp://IP:PORT"}
+//        -> 200 {"status":"ok"}; 400 {"error":...} when the rank already has another address
+//           or the dp rank belongs to another engine id; re-registering the same is OK.
+//   GET  /query -> {"<dp>":{"engine_id":E,"worker_addr":{"<tp>":{"<pp>":"tcp://IP:PORT"}}}}
+//
+//   FERRY_ASSIGN_OR_RETURN(auto server, BootstrapServer::Create({.host = "0.0.0.0", .port =
+//   8998}));
+//   ... server->port() ...;   // destructor stops and joins the HTTP thread
+//
+// Thread safety: all methods are thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "ferry/status.h"
+
+namespace ferry::connector {
+
+// The registered table: dp rank -> engine id and tp rank -> pp rank -> address.
+struct BootstrapEntry {
+  std::string engine_id;
+  std::map<int, std::map<int, std::string>> worker_addr;  // tp -> pp -> "tcp://ip:port"
+};
+using BootstrapTable = std::map<int, BootstrapEntry>;  // dp rank -> entry
+
+// Applies one registration to `table`. Errors: InvalidArgument (conflicting address or
+// engine id, negative ranks, empty fields) with a message for the 400 body.
+Status ApplyRegistration(BootstrapTable& table, const std::string& engine_id, int dp_rank,
+                         int tp_rank, int pp_rank, const std::string& addr);
+
+// The /query JSON of a table.
+std::string BootstrapTableToJson(const BootstrapTable& table);
+// Parses /query JSON. Errors: InvalidArgument naming what is malformed.
+Result<BootstrapTable> BootstrapTableFromJson(const std::string& json);
+
+class BootstrapServer {
+ public:
+  struct Options {
+    std::string host = "0.0.0.0";  // Default: all interfaces, as the reference does.
+    uint16_t port = 8998;          // Default: VLLM_MOONCAKE_BOOTSTRAP_PORT's default. 0: any.
+  };
+
+  // Binds and starts serving on a thread it owns. Errors: AlreadyExists (port taken),
+  // InvalidArgument (bad host).
+  static Result<std::unique_ptr<BootstrapServer>> Create(const Options& options);
+  virtual ~BootstrapServer() = default;
+
+  virtual uint16_t port() const = 0;
+  virtual BootstrapTable Snapshot() const = 0;
+};
+
+}  // namespace ferry::connector

@@ -1,0 +1,241 @@
+// KvConnector set-up, environment and metrics. The prefill side is in kv_producer.cc, the
+// decode side in kv_consumer.cc.
+#include <httplib.h>
+
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "common/host_port.h"
+#include "common/log.h"
+#include "connector/internal/kv_connector_impl.h"
+
+namespace ferry::connector {
+namespace {
+
+Result<int64_t> EnvInteger(const char* name, int64_t fallback, int64_t min, int64_t max) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  long long n = std::strtoll(v, &end, 10);
+  if (end == v || *end != '\0' || n < min || n > max) {
+    return InvalidArgumentError(std::string(name) + "='" + v + "' must be an integer from " +
+                                std::to_string(min) + " to " + std::to_string(max));
+  }
+  return static_cast<int64_t>(n);
+}
+
+// Seconds from the environment as milliseconds; fractional seconds are allowed.
+Result<std::chrono::milliseconds> EnvSeconds(const char* name, std::chrono::milliseconds fallback) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return fallback;
+  char* end = nullptr;
+  double d = std::strtod(v, &end);
+  if (end == v || *end != '\0' || !(d > 0) || d > 1e7) {
+    return InvalidArgumentError(std::string(name) + "='" + v +
+                                "' must be a positive number of seconds");
+  }
+  return std::chrono::milliseconds(static_cast<int64_t>(d * 1000));
+}
+
+std::string RandomEngineId() {
+  std::mt19937_64 rng{std::random_device{}()};
+  return fmt::format("ferry-{:016x}", rng());
+}
+
+}  // namespace
+
+Status ApplyConnectorEnvironment(KvConnectorOptions* o) {
+  FERRY_ASSIGN_OR_RETURN(int64_t port,
+                         EnvInteger("VLLM_MOONCAKE_BOOTSTRAP_PORT", o->bootstrap_port, 1, 65535));
+  o->bootstrap_port = static_cast<uint16_t>(port);
+  FERRY_ASSIGN_OR_RETURN(o->abort_timeout,
+                         EnvSeconds("VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT", o->abort_timeout));
+  FERRY_ASSIGN_OR_RETURN(o->connector_timeout,
+                         EnvSeconds("VLLM_MOONCAKE_CONNECTOR_TIMEOUT", o->connector_timeout));
+  if (const char* p = std::getenv("FERRY_KV_LOAD_FAILURE_POLICY"); p != nullptr && *p) {
+    std::string policy = p;
+    if (policy == "recompute") {
+      o->failure_policy = engine::KvLoadFailurePolicy::kRecompute;
+    } else if (policy == "fail") {
+      o->failure_policy = engine::KvLoadFailurePolicy::kFail;
+    } else {
+      return InvalidArgumentError("FERRY_KV_LOAD_FAILURE_POLICY='" + policy +
+                                  "' must be 'recompute' or 'fail'");
+    }
+  }
+  return OkStatus();
+}
+
+void KvConnectorImpl::CallState::Resolve(const std::string& decode_req_id, const Status& status) {
+  std::lock_guard lock(mu);
+  if (status.ok()) {
+    reply.ok_reqs.push_back(decode_req_id);
+  } else {
+    reply.err_reqs.push_back(decode_req_id);
+    if (!reply.err_msg.empty()) reply.err_msg += "; ";
+    reply.err_msg += decode_req_id + ": " + status.message();
+  }
+  if (--remaining == 0) {
+    reply.status = reply.err_reqs.empty() ? PullStatus::kFinish : PullStatus::kError;
+    call.Reply(reply);
+  }
+}
+
+KvConnectorImpl::KvConnectorImpl(const KvConnectorOptions& options,
+                                 const engine::KvCacheLayout& layout, void* kv_base,
+                                 size_t kv_bytes)
+    : options_(options),
+      layout_(layout),
+      kv_base_(static_cast<char*>(kv_base)),
+      kv_bytes_(kv_bytes),
+      engine_id_(options.engine_id.empty() ? RandomEngineId() : options.engine_id) {}
+
+KvConnectorImpl::~KvConnectorImpl() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (sweeper_.joinable()) sweeper_.join();
+  // Stop taking side-channel calls before the pools drain; pending calls are answered.
+  side_channel_.reset();
+  senders_.reset();
+  pullers_.reset();
+  bootstrap_.reset();
+  transfer_.reset();
+}
+
+Status KvConnectorImpl::Init() {
+  if (!options_.is_producer() && !options_.is_consumer()) {
+    return InvalidArgumentError("kv_role '" + options_.role +
+                                "' must be kv_producer, kv_consumer or kv_both");
+  }
+  if (options_.num_workers < 1) return InvalidArgumentError("num_workers must be >= 1");
+  if (layout_.block_bytes() * static_cast<size_t>(layout_.num_blocks) > kv_bytes_) {
+    return InvalidArgumentError("KV region is smaller than its layout says");
+  }
+  std::string transport = options_.protocol;
+  if (transport == "rdma") {
+    FERRY_LOG_WARN(
+        "connector: mooncake_protocol 'rdma' asked for, but Ferry has no RDMA transport on "
+        "this machine; using 'auto' (shm to same-host peers, tcp otherwise). Set "
+        "mooncake_protocol to tcp, shm or auto to silence this.");
+    transport = "auto";
+  } else if (transport != "tcp" && transport != "shm" && transport != "auto") {
+    return InvalidArgumentError("mooncake_protocol '" + options_.protocol +
+                                "' is not supported; use tcp, shm, auto (or rdma, which "
+                                "falls back to auto)");
+  }
+  TransferEngineOptions te;
+  te.local_name = options_.host + ":0";
+  te.metadata = "P2PHANDSHAKE";
+  te.transport = transport;
+  FERRY_ASSIGN_OR_RETURN(transfer_, TransferEngine::Create(te));
+  FERRY_RETURN_IF_ERROR(transfer_->RegisterMemory(MemoryRegion{kv_base_, kv_bytes_, "cpu", true}));
+  FERRY_LOG_INFO("connector: role {} engine {} transfer engine {} ({} KV blocks of {} bytes)",
+                 options_.role, engine_id_, transfer_->local_name(), layout_.num_blocks,
+                 layout_.block_bytes());
+  if (options_.is_consumer()) {
+    pullers_ = std::make_unique<ThreadPool>("kv-puller", std::max(4, options_.num_workers));
+  }
+  if (options_.is_producer()) FERRY_RETURN_IF_ERROR(StartProducer());
+  return OkStatus();
+}
+
+Status KvConnectorImpl::StartProducer() {
+  senders_ = std::make_unique<ThreadPool>("kv-sender", options_.num_workers);
+  FERRY_ASSIGN_OR_RETURN(
+      side_channel_, SideChannelServer::Create(options_.host, 0,
+                                               [this](auto call) { HandleCall(std::move(call)); }));
+  if (options_.bootstrap_server_address.empty()) {
+    FERRY_ASSIGN_OR_RETURN(bootstrap_,
+                           BootstrapServer::Create({"0.0.0.0", options_.bootstrap_port}));
+    bootstrap_addr_ = "http://" + HostPort{options_.host, bootstrap_->port()}.ToString();
+  } else {
+    std::string addr = options_.bootstrap_server_address;
+    if (addr.rfind("http://", 0) != 0) addr = "http://" + addr;
+    bootstrap_addr_ = addr;
+  }
+  FERRY_RETURN_IF_ERROR(RegisterWithBootstrap());
+  sweeper_ = std::thread([this] { SweepLoop(); });
+  return OkStatus();
+}
+
+Status KvConnectorImpl::RegisterWithBootstrap() {
+  nlohmann::json body = {{"engine_id", engine_id_},
+                         {"dp_rank", 0},
+                         {"tp_rank", 0},
+                         {"pp_rank", 0},
+                         {"addr", side_channel_->endpoint()}};
+  httplib::Client client(bootstrap_addr_);
+  auto t = options_.connector_timeout;
+  client.set_connection_timeout(t.count() / 1000, (t.count() % 1000) * 1000);
+  client.set_read_timeout(t.count() / 1000, (t.count() % 1000) * 1000);
+  std::string last_error;
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(250 << attempt));
+    auto res = client.Post("/register", body.dump(), "application/json");
+    if (res && res->status == 200) {
+      FERRY_LOG_INFO("connector: registered side channel {} with bootstrap {}",
+                     side_channel_->endpoint(), bootstrap_addr_);
+      return OkStatus();
+    }
+    if (res && res->status == 400) {
+      return InvalidArgumentError("bootstrap server " + bootstrap_addr_ +
+                                  " refused the registration: " + res->body);
+    }
+    last_error = res ? "HTTP " + std::to_string(res->status) : httplib::to_string(res.error());
+  }
+  return UnavailableError("cannot register with bootstrap server " + bootstrap_addr_ +
+                          " after 3 tries: " + last_error);
+}
+
+Status KvConnectorImpl::ExpectProducerRequest(const std::string& request_id,
+                                              const std::string& transfer_id) {
+  if (!options_.is_producer()) {
+    return FailedPreconditionError("do_remote_decode asked of a kv_consumer instance");
+  }
+  if (transfer_id.empty()) return InvalidArgumentError("kv_transfer_params lacks transfer_id");
+  std::lock_guard lock(mu_);
+  producer_tags_[request_id] = transfer_id;
+  return OkStatus();
+}
+
+Status KvConnectorImpl::ExpectConsumerRequest(const std::string& request_id,
+                                              const RemoteKvSource& source) {
+  if (!options_.is_consumer()) {
+    return FailedPreconditionError("do_remote_prefill asked of a kv_producer instance");
+  }
+  if (source.transfer_id.empty() || source.bootstrap_addr.empty()) {
+    return InvalidArgumentError(
+        "kv_transfer_params needs transfer_id and remote_bootstrap_addr for do_remote_prefill");
+  }
+  std::lock_guard lock(mu_);
+  consumer_sources_[request_id] = source;
+  return OkStatus();
+}
+
+std::string KvConnectorImpl::MetricsText() const {
+  std::string out = metrics_.Render();
+  auto c = transfer_->counters();
+  out += fmt::format(
+      "# HELP ferry_transfer_engine_bytes_total Bytes moved by the transfer engine.\n"
+      "# TYPE ferry_transfer_engine_bytes_total counter\n"
+      "ferry_transfer_engine_bytes_total{{direction=\"written\"}} {}\n"
+      "ferry_transfer_engine_bytes_total{{direction=\"read\"}} {}\n"
+      "ferry_transfer_engine_bytes_total{{direction=\"received\"}} {}\n"
+      "ferry_transfer_engine_bytes_total{{direction=\"served\"}} {}\n",
+      c.bytes_written, c.bytes_read, c.bytes_received, c.bytes_served);
+  return out;
+}
+
+Result<std::unique_ptr<KvConnector>> KvConnector::Create(const KvConnectorOptions& options,
+                                                         const engine::KvCacheLayout& layout,
+                                                         void* kv_base, size_t kv_bytes) {
+  auto impl = std::make_unique<KvConnectorImpl>(options, layout, kv_base, kv_bytes);
+  FERRY_RETURN_IF_ERROR(impl->Init());
+  return std::unique_ptr<KvConnector>(std::move(impl));
+}
+
+}  // namespace ferry::connector

@@ -1,0 +1,131 @@
+#include "proxy/backend_pool.h"
+
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/log.h"
+
+namespace ferry::proxy {
+namespace {
+
+void SetTimeouts(httplib::Client& c, std::chrono::milliseconds t) {
+  auto sec = std::chrono::duration_cast<std::chrono::seconds>(t).count();
+  auto usec = std::chrono::duration_cast<std::chrono::microseconds>(t).count() % 1000000;
+  c.set_connection_timeout(sec, usec);
+  c.set_read_timeout(sec, usec);
+  c.set_write_timeout(sec, usec);
+}
+
+}  // namespace
+
+BackendPool::BackendPool(const ProxyOptions& options) : options_(options) {
+  for (const auto& b : options.prefill) {
+    prefill_.push_back(std::make_unique<State>());
+    prefill_.back()->backend = b;
+  }
+  for (const auto& b : options.decode) {
+    decode_.push_back(std::make_unique<State>());
+    decode_.back()->backend = b;
+  }
+}
+
+BackendPool::~BackendPool() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  if (health_thread_.joinable()) health_thread_.join();
+}
+
+void BackendPool::Start() {
+  ProbeAll();
+  health_thread_ = std::thread([this] {
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, options_.health_interval, [this] { return stopping_; })) {
+      lock.unlock();
+      ProbeAll();
+      lock.lock();
+    }
+  });
+}
+
+void BackendPool::ProbeAll() {
+  for (Role role : {Role::kPrefill, Role::kDecode}) {
+    for (auto& s : list(role)) {
+      bool ok = Probe(role, *s);
+      bool was = s->healthy.exchange(ok);
+      if (ok != was) {
+        FERRY_LOG_INFO("proxy: {} instance {} is now {}",
+                       role == Role::kPrefill ? "prefill" : "decode", s->backend.url,
+                       ok ? "healthy" : "unhealthy");
+      }
+    }
+  }
+}
+
+bool BackendPool::Probe(Role role, State& state) {
+  httplib::Client client(state.backend.host, state.backend.port);
+  SetTimeouts(client, options_.probe_timeout);
+  auto res = client.Get("/health");
+  if (!res || res->status != 200) return false;
+  if (role == Role::kDecode) return true;
+  // A prefill instance is usable once its bootstrap server knows its engine id.
+  httplib::Client boot(state.backend.host, state.backend.bootstrap_port);
+  SetTimeouts(boot, options_.probe_timeout);
+  auto q = boot.Get("/query");
+  if (!q || q->status != 200) return false;
+  auto j = nlohmann::json::parse(q->body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("0") || !j["0"].is_object() ||
+      !j["0"].contains("engine_id")) {
+    return false;
+  }
+  const auto& id = j["0"]["engine_id"];
+  std::lock_guard lock(mu_);
+  state.engine_id = id.is_string() ? id.get<std::string>() : id.dump();
+  return true;
+}
+
+std::optional<PickedBackend> BackendPool::Pick(Role role) {
+  auto& states = list(role);
+  auto& next = role == Role::kPrefill ? next_prefill_ : next_decode_;
+  size_t n = states.size();
+  size_t start = next.fetch_add(1);
+  for (size_t i = 0; i < n; ++i) {
+    size_t idx = (start + i) % n;
+    if (!states[idx]->healthy.load()) continue;
+    std::lock_guard lock(mu_);
+    return PickedBackend{idx, states[idx]->backend, states[idx]->engine_id};
+  }
+  return std::nullopt;
+}
+
+void BackendPool::MarkUnhealthy(Role role, size_t index) {
+  auto& states = list(role);
+  if (index < states.size() && states[index]->healthy.exchange(false)) {
+    FERRY_LOG_WARN("proxy: {} marked unhealthy after a failed request", states[index]->backend.url);
+  }
+}
+
+size_t BackendPool::HealthyCount(Role role) const {
+  size_t n = 0;
+  for (const auto& s : list(role)) n += s->healthy.load() ? 1 : 0;
+  return n;
+}
+
+std::string BackendPool::DescribeJson() const {
+  nlohmann::json out;
+  std::lock_guard lock(mu_);
+  for (Role role : {Role::kPrefill, Role::kDecode}) {
+    auto& arr = out[role == Role::kPrefill ? "prefill" : "decode"] = nlohmann::json::array();
+    for (const auto& s : list(role)) {
+      nlohmann::json e = {{"url", s->backend.url}, {"healthy", s->healthy.load()}};
+      if (role == Role::kPrefill) e["engine_id"] = s->engine_id;
+      arr.push_back(std::move(e));
+    }
+  }
+  return out.dump();
+}
+
+}  // namespace ferry::proxy

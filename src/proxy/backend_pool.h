@@ -1,0 +1,76 @@
+// BackendPool: the prefill and decode instances behind the proxy, with health tracking.
+//
+// A thread it owns polls every instance's GET /health (and, for prefill, its bootstrap
+// server's GET /query for the engine id) every health_interval. Unhealthy instances leave
+// the round robin and come back once a probe succeeds. A request that fails to connect
+// marks its instance unhealthy at once.
+//
+// Thread safety: all methods are thread-safe.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "proxy/proxy_options.h"
+
+namespace ferry::proxy {
+
+enum class Role { kPrefill, kDecode };
+
+struct PickedBackend {
+  size_t index = 0;
+  Backend backend;
+  std::string engine_id;  // prefill: from its bootstrap server
+};
+
+class BackendPool {
+ public:
+  explicit BackendPool(const ProxyOptions& options);
+  ~BackendPool();  // stops and joins the health thread
+
+  // Probes every instance once, synchronously, then starts the periodic thread.
+  void Start();
+
+  // Next healthy instance of `role` in round-robin order, or nullopt if none is healthy.
+  std::optional<PickedBackend> Pick(Role role);
+  void MarkUnhealthy(Role role, size_t index);
+
+  size_t HealthyCount(Role role) const;
+  // {"prefill":[{"url","healthy","engine_id"}...],"decode":[...]}
+  std::string DescribeJson() const;
+
+ private:
+  struct State {
+    Backend backend;
+    std::atomic<bool> healthy{false};
+    std::string engine_id;  // GUARDED_BY(mu_)
+  };
+
+  void ProbeAll();
+  bool Probe(Role role, State& state);
+  std::vector<std::unique_ptr<State>>& list(Role role) {
+    return role == Role::kPrefill ? prefill_ : decode_;
+  }
+  const std::vector<std::unique_ptr<State>>& list(Role role) const {
+    return role == Role::kPrefill ? prefill_ : decode_;
+  }
+
+  const ProxyOptions options_;
+  std::vector<std::unique_ptr<State>> prefill_;
+  std::vector<std::unique_ptr<State>> decode_;
+  std::atomic<size_t> next_prefill_{0};
+  std::atomic<size_t> next_decode_{0};
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;  // GUARDED_BY(mu_)
+  std::thread health_thread_;
+};
+
+}  // namespace ferry::proxy

@@ -1,0 +1,37 @@
+// Options of `ferry proxy`, the disaggregation proxy (protocol.md, "Request lifecycle").
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "ferry/status.h"
+
+namespace ferry::proxy {
+
+// One instance behind the proxy, parsed from a base URL such as "http://10.0.0.2:8010".
+struct Backend {
+  std::string url;              // as given, without a trailing slash
+  std::string host;             // "10.0.0.2"
+  uint16_t port = 0;            // 8010
+  uint16_t bootstrap_port = 0;  // prefill only: its bootstrap server (default 8998)
+};
+
+struct ProxyOptions {
+  std::string host = "127.0.0.1";  // Default: loopback only, like the reference.
+  uint16_t port = 8000;            // Default: 8000.
+  std::vector<Backend> prefill;    // Round robin over the healthy ones.
+  std::vector<Backend> decode;     // Round robin over the healthy ones.
+  // How often each instance's /health is polled. Default: 2 s.
+  std::chrono::milliseconds health_interval{2000};
+  // Deadline of one health or bootstrap probe. Default: 2 s.
+  std::chrono::milliseconds probe_timeout{2000};
+  // Deadline for a backend to start answering a request (headers). Default: 600 s.
+  std::chrono::milliseconds request_timeout{600000};
+};
+
+// Parses "http://host:port" (path ignored, https rejected). Errors: InvalidArgument.
+Result<Backend> ParseBackendUrl(const std::string& url);
+
+}  // namespace ferry::proxy

@@ -1,0 +1,117 @@
+#include "connector/bootstrap_server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
+namespace ferry::connector {
+namespace {
+
+class BootstrapServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto server = BootstrapServer::Create({.host = "127.0.0.1", .port = 0});
+    ASSERT_TRUE(server.ok()) << server.status().ToString();
+    server_ = std::move(*server);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+    client_->set_connection_timeout(std::chrono::seconds(5));
+    client_->set_read_timeout(std::chrono::seconds(5));
+  }
+
+  int Register(const nlohmann::json& body, std::string* answer = nullptr) {
+    auto res = client_->Post("/register", body.dump(), "application/json");
+    if (!res) return -1;
+    if (answer) *answer = res->body;
+    return res->status;
+  }
+
+  std::unique_ptr<BootstrapServer> server_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(BootstrapServerTest, RegisterThenQueryReturnsTheTable) {
+  nlohmann::json reg = {{"engine_id", "eng-a"},
+                        {"dp_rank", 0},
+                        {"tp_rank", 0},
+                        {"pp_rank", 0},
+                        {"addr", "tcp://127.0.0.1:5555"}};
+  std::string answer;
+  ASSERT_EQ(Register(reg, &answer), 200);
+  EXPECT_EQ(nlohmann::json::parse(answer)["status"], "ok");
+  reg["tp_rank"] = 1;
+  reg["addr"] = "tcp://127.0.0.1:5556";
+  ASSERT_EQ(Register(reg), 200);
+
+  auto res = client_->Get("/query");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  auto j = nlohmann::json::parse(res->body);
+  EXPECT_EQ(j["0"]["engine_id"], "eng-a");
+  EXPECT_EQ(j["0"]["worker_addr"]["0"]["0"], "tcp://127.0.0.1:5555");
+  EXPECT_EQ(j["0"]["worker_addr"]["1"]["0"], "tcp://127.0.0.1:5556");
+
+  auto table = BootstrapTableFromJson(res->body);
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  EXPECT_EQ(table->at(0).worker_addr.at(1).at(0), "tcp://127.0.0.1:5556");
+}
+
+TEST_F(BootstrapServerTest, SameAddressTwiceIsOk) {
+  nlohmann::json reg = {{"engine_id", "e"},
+                        {"dp_rank", 0},
+                        {"tp_rank", 0},
+                        {"pp_rank", 0},
+                        {"addr", "tcp://127.0.0.1:1"}};
+  EXPECT_EQ(Register(reg), 200);
+  EXPECT_EQ(Register(reg), 200);
+}
+
+TEST_F(BootstrapServerTest, ConflictsAreRejectedWith400) {
+  nlohmann::json reg = {{"engine_id", "e"},
+                        {"dp_rank", 0},
+                        {"tp_rank", 0},
+                        {"pp_rank", 0},
+                        {"addr", "tcp://127.0.0.1:1"}};
+  ASSERT_EQ(Register(reg), 200);
+  std::string answer;
+  reg["addr"] = "tcp://127.0.0.1:2";  // same rank, another address
+  EXPECT_EQ(Register(reg, &answer), 400);
+  EXPECT_NE(answer.find("already registered"), std::string::npos) << answer;
+  reg["addr"] = "tcp://127.0.0.1:1";
+  reg["engine_id"] = "other";  // same dp rank, another engine
+  EXPECT_EQ(Register(reg, &answer), 400);
+  EXPECT_NE(answer.find("engine"), std::string::npos) << answer;
+  // The table is unchanged by the refused calls.
+  EXPECT_EQ(server_->Snapshot().at(0).worker_addr.at(0).at(0), "tcp://127.0.0.1:1");
+}
+
+TEST_F(BootstrapServerTest, MalformedBodiesAreRejectedWith400) {
+  for (const char* body : {"not json", "[]", "{\"engine_id\":\"e\"}",
+                           "{\"engine_id\":\"e\",\"addr\":\"x\",\"tp_rank\":\"zero\"}",
+                           "{\"engine_id\":\"e\",\"addr\":\"x\",\"dp_rank\":-1}"}) {
+    auto res = client_->Post("/register", body, "application/json");
+    ASSERT_TRUE(res) << body;
+    EXPECT_EQ(res->status, 400) << body;
+  }
+  auto res = client_->Get("/query");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->body, "{}");
+}
+
+TEST(BootstrapTableTest, RejectsMalformedQueryAnswers) {
+  for (const char* text : {"", "[1]", "{\"x\":{}}", "{\"0\":{\"engine_id\":\"e\"}}",
+                           "{\"0\":{\"engine_id\":\"e\",\"worker_addr\":{\"0\":{\"0\":5}}}}"}) {
+    EXPECT_FALSE(BootstrapTableFromJson(text).ok()) << text;
+  }
+}
+
+TEST(BootstrapServerCreateTest, PortInUseIsAClearError) {
+  auto first = BootstrapServer::Create({.host = "127.0.0.1", .port = 0});
+  ASSERT_TRUE(first.ok());
+  auto second = BootstrapServer::Create({.host = "127.0.0.1", .port = (*first)->port()});
+  ASSERT_FALSE(second.ok());
+  EXPECT_EQ(second.status().code(), StatusCode::kAlreadyExists);
+}
+
+}  // namespace
+}  // namespace ferry::connector

@@ -1,0 +1,236 @@
+// Two real connectors (producer and consumer) in one process, each with its own KV region,
+// transfer engine, side channel and bootstrap server; the engine side is played by a
+// recorder of ReleaseKeptBlocks / FinishRemoteKv calls.
+#include "connector/kv_connector.h"
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <numeric>
+
+namespace ferry::connector {
+namespace {
+
+using engine::KvLoadFailurePolicy;
+
+class RecordingEngine : public KvEngineControl {
+ public:
+  void ReleaseKeptBlocks(const std::string& request_id) override {
+    std::lock_guard lock(mu_);
+    released_.push_back(request_id);
+    cv_.notify_all();
+  }
+  void FinishRemoteKv(const std::string& request_id, const Status& status,
+                      KvLoadFailurePolicy) override {
+    std::lock_guard lock(mu_);
+    finished_[request_id] = status;
+    cv_.notify_all();
+  }
+  // Waits (at most `timeout`) for FinishRemoteKv(request_id).
+  std::optional<Status> WaitFinished(const std::string& id, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [&] { return finished_.count(id) > 0; })) return {};
+    return finished_[id];
+  }
+  bool WaitReleased(const std::string& id, std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] {
+      return std::find(released_.begin(), released_.end(), id) != released_.end();
+    });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> released_;
+  std::map<std::string, Status> finished_;
+};
+
+engine::KvCacheLayout Layout() {
+  engine::KvCacheLayout l;
+  l.num_layers = 2;
+  l.num_kv_heads = 2;
+  l.head_dim = 8;
+  l.block_size = 4;
+  l.num_blocks = 16;
+  return l;
+}
+
+struct Side {
+  std::vector<float> kv;
+  RecordingEngine engine;
+  std::unique_ptr<KvConnector> conn;
+};
+
+std::unique_ptr<Side> MakeSide(const std::string& role, std::chrono::milliseconds abort_timeout,
+                               KvLoadFailurePolicy policy = KvLoadFailurePolicy::kRecompute) {
+  auto side = std::make_unique<Side>();
+  auto layout = Layout();
+  side->kv.assign(layout.total_bytes() / sizeof(float), 0.0f);
+  KvConnectorOptions o;
+  o.role = role;
+  o.protocol = "tcp";
+  o.num_workers = 2;
+  o.host = "127.0.0.1";
+  o.bootstrap_port = 0;  // any free port
+  o.abort_timeout = abort_timeout;
+  o.connector_timeout = std::chrono::seconds(5);
+  o.failure_policy = policy;
+  auto conn = KvConnector::Create(o, layout, side->kv.data(), layout.total_bytes());
+  EXPECT_TRUE(conn.ok()) << conn.status().ToString();
+  if (!conn.ok()) return nullptr;
+  side->conn = std::move(*conn);
+  side->conn->AttachEngine(&side->engine);
+  return side;
+}
+
+// Fills block b of `kv` with values that name (tag, b).
+void FillBlock(std::vector<float>& kv, int block, float tag) {
+  size_t n = Layout().block_floats();
+  for (size_t i = 0; i < n; ++i) kv[block * n + i] = tag * 1000 + block + i * 1e-3f;
+}
+
+bool BlockEquals(const std::vector<float>& a, int ba, const std::vector<float>& b, int bb) {
+  size_t n = Layout().block_floats();
+  return std::memcmp(&a[ba * n], &b[bb * n], n * sizeof(float)) == 0;
+}
+
+RemoteKvSource SourceOf(const Side& producer, const std::string& transfer_id) {
+  return {transfer_id, producer.conn->bootstrap_addr(), producer.conn->engine_id()};
+}
+
+TEST(KvConnectorTest, PrefillFinishesFirstThenDecodePullsEveryBlock) {
+  auto p = MakeSide("kv_producer", std::chrono::seconds(30));
+  auto d = MakeSide("kv_consumer", std::chrono::seconds(30));
+  ASSERT_TRUE(p && d);
+  std::vector<int32_t> pblocks = {5, 6, 7, 2};  // 14 prompt tokens in 4-token blocks
+  for (int b : pblocks) FillBlock(p->kv, b, 1);
+  ASSERT_TRUE(p->conn->ExpectProducerRequest("p-req", "xfer-1").ok());
+  p->conn->OnKeptBlocks("p-req", "length", pblocks);
+
+  ASSERT_TRUE(d->conn->ExpectConsumerRequest("d-req", SourceOf(*p, "xfer-1")).ok());
+  std::vector<int32_t> dblocks = {0, 1, 2, 3};
+  d->conn->OnRemoteKvNeeded("d-req", dblocks, 0);
+  auto st = d->engine.WaitFinished("d-req", std::chrono::seconds(10));
+  ASSERT_TRUE(st.has_value());
+  ASSERT_TRUE(st->ok()) << st->ToString();
+  for (size_t i = 0; i < pblocks.size(); ++i) {
+    EXPECT_TRUE(BlockEquals(p->kv, pblocks[i], d->kv, dblocks[i])) << i;
+  }
+  EXPECT_TRUE(p->engine.WaitReleased("p-req", std::chrono::seconds(5)));
+  EXPECT_NE(p->conn->MetricsText().find("ferry_kv_transfers_total 1"), std::string::npos);
+  EXPECT_NE(d->conn->MetricsText().find("ferry_kv_requests_waiting 0"), std::string::npos);
+}
+
+TEST(KvConnectorTest, DecodeArrivingFirstWaitsForThePrefill) {
+  auto p = MakeSide("kv_producer", std::chrono::seconds(30));
+  auto d = MakeSide("kv_consumer", std::chrono::seconds(30));
+  ASSERT_TRUE(p && d);
+  ASSERT_TRUE(p->conn->ExpectProducerRequest("p", "xfer-2").ok());
+  ASSERT_TRUE(d->conn->ExpectConsumerRequest("d", SourceOf(*p, "xfer-2")).ok());
+  d->conn->OnRemoteKvNeeded("d", {8, 9}, 0);
+  EXPECT_FALSE(d->engine.WaitFinished("d", std::chrono::milliseconds(300)).has_value());
+  FillBlock(p->kv, 3, 2);
+  FillBlock(p->kv, 4, 2);
+  p->conn->OnKeptBlocks("p", "length", {3, 4});
+  auto st = d->engine.WaitFinished("d", std::chrono::seconds(10));
+  ASSERT_TRUE(st.has_value() && st->ok());
+  EXPECT_TRUE(BlockEquals(p->kv, 3, d->kv, 8));
+  EXPECT_TRUE(BlockEquals(p->kv, 4, d->kv, 9));
+}
+
+TEST(KvConnectorTest, DecodePrefixHitFetchesOnlyTheRest) {
+  auto p = MakeSide("kv_producer", std::chrono::seconds(30));
+  auto d = MakeSide("kv_consumer", std::chrono::seconds(30));
+  ASSERT_TRUE(p && d);
+  for (int b : {1, 2, 3}) FillBlock(p->kv, b, 3);
+  FillBlock(d->kv, 10, 9);  // decode's own cached copy of the first block stays untouched
+  std::vector<float> before(d->kv);
+  ASSERT_TRUE(p->conn->ExpectProducerRequest("p", "xfer-3").ok());
+  p->conn->OnKeptBlocks("p", "length", {1, 2, 3});
+  ASSERT_TRUE(d->conn->ExpectConsumerRequest("d", SourceOf(*p, "xfer-3")).ok());
+  d->conn->OnRemoteKvNeeded("d", {10, 11, 12}, /*num_cached_tokens=*/4);
+  auto st = d->engine.WaitFinished("d", std::chrono::seconds(10));
+  ASSERT_TRUE(st.has_value() && st->ok());
+  EXPECT_TRUE(BlockEquals(before, 10, d->kv, 10));
+  EXPECT_TRUE(BlockEquals(p->kv, 2, d->kv, 11));
+  EXPECT_TRUE(BlockEquals(p->kv, 3, d->kv, 12));
+}
+
+TEST(KvConnectorTest, UnclaimedBlocksAreFreedAfterTheAbortTimeout) {
+  auto p = MakeSide("kv_producer", std::chrono::milliseconds(300));
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->conn->ExpectProducerRequest("p", "xfer-4").ok());
+  p->conn->OnKeptBlocks("p", "length", {1});
+  EXPECT_TRUE(p->engine.WaitReleased("p", std::chrono::seconds(5)));
+  EXPECT_NE(p->conn->MetricsText().find("ferry_kv_expired_requests_total 1"), std::string::npos);
+}
+
+TEST(KvConnectorTest, PrefillThatStoppedEarlyAnswersTheDecoderWithAnError) {
+  auto p = MakeSide("kv_producer", std::chrono::seconds(30));
+  auto d = MakeSide("kv_consumer", std::chrono::seconds(30), KvLoadFailurePolicy::kFail);
+  ASSERT_TRUE(p && d);
+  ASSERT_TRUE(p->conn->ExpectProducerRequest("p", "xfer-5").ok());
+  p->conn->OnKeptBlocks("p", "stop", {1, 2});  // EOS as the first token
+  EXPECT_TRUE(p->engine.WaitReleased("p", std::chrono::seconds(5)));
+  ASSERT_TRUE(d->conn->ExpectConsumerRequest("d", SourceOf(*p, "xfer-5")).ok());
+  d->conn->OnRemoteKvNeeded("d", {1, 2}, 0);
+  auto st = d->engine.WaitFinished("d", std::chrono::seconds(10));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_FALSE(st->ok());
+  EXPECT_NE(st->message().find("stop"), std::string::npos) << st->ToString();
+}
+
+TEST(KvConnectorTest, DecodeAskingForMoreBlocksThanPrefillHasFails) {
+  auto p = MakeSide("kv_producer", std::chrono::seconds(30));
+  auto d = MakeSide("kv_consumer", std::chrono::seconds(30));
+  ASSERT_TRUE(p && d);
+  ASSERT_TRUE(p->conn->ExpectProducerRequest("p", "xfer-6").ok());
+  p->conn->OnKeptBlocks("p", "length", {1});
+  ASSERT_TRUE(d->conn->ExpectConsumerRequest("d", SourceOf(*p, "xfer-6")).ok());
+  d->conn->OnRemoteKvNeeded("d", {1, 2, 3}, 0);
+  auto st = d->engine.WaitFinished("d", std::chrono::seconds(10));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_FALSE(st->ok());
+  EXPECT_NE(st->message().find("P num blocks less than D"), std::string::npos) << st->ToString();
+  EXPECT_TRUE(p->engine.WaitReleased("p", std::chrono::seconds(5)));
+}
+
+TEST(KvConnectorTest, DeadPrefillIsNoticedWithinSeconds) {
+  auto p = MakeSide("kv_producer", std::chrono::seconds(30));
+  auto d = MakeSide("kv_consumer", std::chrono::seconds(60));
+  ASSERT_TRUE(p && d);
+  ASSERT_TRUE(p->conn->ExpectProducerRequest("p", "xfer-7").ok());
+  RemoteKvSource src = SourceOf(*p, "xfer-7");
+  // The prefill dies while the decoder waits for a prompt that will never finish.
+  ASSERT_TRUE(d->conn->ExpectConsumerRequest("d", src).ok());
+  auto start = std::chrono::steady_clock::now();
+  d->conn->OnRemoteKvNeeded("d", {1}, 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  p.reset();
+  auto st = d->engine.WaitFinished("d", std::chrono::seconds(15));
+  ASSERT_TRUE(st.has_value()) << "decoder still waiting";
+  EXPECT_FALSE(st->ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(8));
+}
+
+TEST(KvConnectorTest, RolesAndProtocolsAreValidated) {
+  auto layout = Layout();
+  std::vector<float> kv(layout.total_bytes() / sizeof(float));
+  KvConnectorOptions o;
+  o.role = "kv_sideways";
+  EXPECT_EQ(KvConnector::Create(o, layout, kv.data(), layout.total_bytes()).status().code(),
+            StatusCode::kInvalidArgument);
+  o.role = "kv_consumer";
+  o.protocol = "carrier-pigeon";
+  EXPECT_EQ(KvConnector::Create(o, layout, kv.data(), layout.total_bytes()).status().code(),
+            StatusCode::kInvalidArgument);
+  o.protocol = "rdma";  // falls back with a warning
+  EXPECT_TRUE(KvConnector::Create(o, layout, kv.data(), layout.total_bytes()).ok());
+}
+
+}  // namespace
+}  // namespace ferry::connector

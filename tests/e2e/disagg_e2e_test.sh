@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# End-to-end disaggregated serving with real processes and real curl:
+#   ferry serve (kv_producer) + ferry serve (kv_consumer) + ferry proxy
+# Greedy output through the proxy must equal a single colocated instance.
+#
+#   disagg_e2e_test.sh PATH/TO/ferry netns   # P and D on their own test hosts (network
+#                                            # namespaces + veth), KV over tcp
+#   disagg_e2e_test.sh PATH/TO/ferry local   # everything on 127.0.0.1, KV over shm
+#
+# netns mode falls back to 127.0.0.1 (still over tcp) where namespaces are refused.
+# Everything started here is killed, and every namespace removed, on exit.
+set -euo pipefail
+
+FERRY=$(readlink -f "${1:?usage: disagg_e2e_test.sh PATH/TO/ferry netns|local}")
+MODE=${2:-local}
+TMP=$(mktemp -d)
+PIDS=()
+NAMESPACES=()
+VETH=""
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  [[ -n "$VETH" ]] && ip link del "$VETH" 2>/dev/null || true
+  for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2>/dev/null || true; done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "FAIL: $*" >&2
+  for log in "$TMP"/*.log; do
+    echo "--- $(basename "$log") (tail) ---" >&2
+    tail -n 25 "$log" >&2 || true
+  done
+  exit 1
+}
+pass() { echo "ok: $*"; }
+
+# ---- test hosts -------------------------------------------------------------------------
+P_NS="" D_NS="" P_IP=127.0.0.1 D_IP=127.0.0.1 PROTOCOL=shm
+if [[ $MODE == netns ]]; then
+  PROTOCOL=tcp
+  tag=$$
+  net="10.213.$((tag % 250)).0"
+  if ip netns add "fe2e-p-$tag" 2>/dev/null; then
+    NAMESPACES+=("fe2e-p-$tag")
+    if ip netns add "fe2e-d-$tag" && ip link add "fvp$tag" type veth peer name "fvd$tag"; then
+      NAMESPACES+=("fe2e-d-$tag")
+      VETH="fvp$tag"
+      ip link set "fvp$tag" netns "fe2e-p-$tag"
+      ip link set "fvd$tag" netns "fe2e-d-$tag"
+      P_IP=${net%.0}.1
+      D_IP=${net%.0}.2
+      ip -n "fe2e-p-$tag" addr add "$P_IP/24" dev "fvp$tag"
+      ip -n "fe2e-d-$tag" addr add "$D_IP/24" dev "fvd$tag"
+      for ns in "fe2e-p-$tag" "fe2e-d-$tag"; do ip -n "$ns" link set lo up; done
+      ip -n "fe2e-p-$tag" link set "fvp$tag" up
+      ip -n "fe2e-d-$tag" link set "fvd$tag" up
+      P_NS="fe2e-p-$tag"
+      D_NS="fe2e-d-$tag"
+      VETH=""  # deleted with its namespace
+    fi
+  fi
+  if [[ -z "$P_NS" ]]; then
+    echo "note: network namespaces refused here; prefill and decode share 127.0.0.1 (tcp)"
+  else
+    echo "note: prefill on $P_IP ($P_NS), decode and proxy on $D_IP ($D_NS), KV over tcp"
+  fi
+fi
+in_ns() {  # in_ns NS CMD... : runs CMD in namespace NS ("" = here)
+  local ns=$1
+  shift
+  if [[ -n "$ns" ]]; then ip netns exec "$ns" "$@"; else "$@"; fi
+}
+# Everything the client does happens on the decode host (the proxy lives there).
+ccurl() { in_ns "$D_NS" curl "$@"; }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_healthy() {  # wait_healthy NS URL PID NAME
+  for _ in $(seq 600); do
+    kill -0 "$3" 2>/dev/null || fail "$4 exited during start-up"
+    in_ns "$1" curl -sf "$2/health" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  fail "$4 not healthy within 60 s"
+}
+
+"$FERRY" make-model "$TMP/model" >/dev/null || fail "ferry make-model"
+SERVE_ARGS=(--served-model-name tiny --num-kv-blocks 512 --block-size 16 --max-num-seqs 64)
+
+# ---- reference: one colocated instance --------------------------------------------------
+REF_PORT=$(free_port)
+"$FERRY" serve "$TMP/model" --host 127.0.0.1 --port "$REF_PORT" "${SERVE_ARGS[@]}" \
+  >"$TMP/ref.log" 2>&1 &
+REF_PID=$!
+PIDS+=("$REF_PID")
+wait_healthy "" "http://127.0.0.1:$REF_PORT" "$REF_PID" "reference server"
+
+# Requests: id, path, body. Prompts are sized against 16-token blocks.
+LONG="The river carried the ferry across the wide brown water while the passengers watched the far bank grow slowly larger and the gulls circled overhead calling"
+declare -A PATHS BODIES
+add() { PATHS[$1]=$2; BODIES[$1]=$3; }
+add short /v1/completions '{"model":"tiny","prompt":"Hi","max_tokens":8,"temperature":0}'
+add multi /v1/completions "{\"model\":\"tiny\",\"prompt\":\"$LONG\",\"max_tokens\":16,\"temperature\":0}"
+add full_hit /v1/completions "{\"model\":\"tiny\",\"prompt\":\"$LONG\",\"max_tokens\":16,\"temperature\":0}"
+add partial_hit /v1/completions "{\"model\":\"tiny\",\"prompt\":\"$LONG and then the engine stopped\",\"max_tokens\":12,\"temperature\":0}"
+add chat /v1/chat/completions '{"model":"tiny","messages":[{"role":"user","content":"Tell me about ferries"}],"max_tokens":12,"temperature":0}'
+add stream /v1/completions "{\"model\":\"tiny\",\"prompt\":\"$LONG\",\"max_tokens\":10,\"temperature\":0,\"stream\":true}"
+add chat_stream /v1/chat/completions '{"model":"tiny","messages":[{"role":"user","content":"Stream please"}],"max_tokens":10,"temperature":0,"stream":true}'
+for i in $(seq 0 31); do
+  add "c$i" /v1/completions "{\"model\":\"tiny\",\"prompt\":\"Concurrent request $i: $(printf 'word%.0s ' $(seq 0 $((i % 9 * 4))))\",\"max_tokens\":$((6 + i % 5)),\"temperature\":0}"
+done
+ORDER=(short multi full_hit partial_hit chat stream chat_stream)
+
+# text_of FILE: the generated text of a JSON answer or an SSE stream, as repr().
+text_of() {
+  python3 - "$1" <<'PY'
+import json, sys
+raw = open(sys.argv[1]).read()
+if raw.startswith("data: "):
+    text = ""
+    for ev in raw.split("\n\n"):
+        if not ev.startswith("data: ") or ev == "data: [DONE]":
+            continue
+        c = json.loads(ev[6:])
+        if "error" in c:
+            raise SystemExit("error event: %s" % c)
+        for ch in c.get("choices", []):
+            text += ch.get("text") or ch.get("delta", {}).get("content") or ""
+    print(repr(text))
+else:
+    j = json.loads(raw)
+    ch = j["choices"][0]
+    print(repr(ch["text"] if "text" in ch else ch["message"]["content"]))
+PY
+}
+ask() {  # ask NS URL ID OUT : POSTs request ID, writes the body to OUT, prints the status
+  in_ns "$1" curl -s -o "$4" -w '%{http_code}' --max-time 60 -H 'Content-Type: application/json' \
+    -d "${BODIES[$3]}" "$2${PATHS[$3]}"
+}
+for id in "${ORDER[@]}" $(seq -f 'c%g' 0 31); do
+  code=$(ask "" "http://127.0.0.1:$REF_PORT" "$id" "$TMP/ref-$id.out")
+  [[ $code == 200 ]] || fail "reference $id: HTTP $code $(cat "$TMP/ref-$id.out")"
+  text_of "$TMP/ref-$id.out" >"$TMP/ref-$id.txt" || fail "reference $id unreadable"
+done
+kill -TERM "$REF_PID"
+wait "$REF_PID" || true
+pass "reference answers from one colocated instance"
+
+# ---- the disaggregated deployment --------------------------------------------------------
+start_pd() {  # start_pd POLICY ABORT_TIMEOUT_S
+  BOOT_PORT=$(free_port)
+  P_PORT=$(free_port)
+  D_PORT=$(free_port)
+  PROXY_PORT=$(free_port)
+  local kvp="{\"kv_connector\":\"MooncakeConnector\",\"kv_role\":\"kv_producer\",\"kv_connector_extra_config\":{\"mooncake_protocol\":\"$PROTOCOL\",\"num_workers\":4}}"
+  local kvc="{\"kv_connector\":\"MooncakeConnector\",\"kv_role\":\"kv_consumer\",\"kv_connector_extra_config\":{\"mooncake_protocol\":\"$PROTOCOL\"}}"
+  in_ns "$P_NS" env VLLM_MOONCAKE_BOOTSTRAP_PORT="$BOOT_PORT" VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT="$2" \
+    "$FERRY" serve "$TMP/model" --host "$P_IP" --port "$P_PORT" "${SERVE_ARGS[@]}" \
+    --kv-transfer-config "$kvp" >"$TMP/prefill.log" 2>&1 &
+  P_PID=$!
+  PIDS+=("$P_PID")
+  in_ns "$D_NS" env FERRY_KV_LOAD_FAILURE_POLICY="$1" \
+    "$FERRY" serve "$TMP/model" --host "$D_IP" --port "$D_PORT" "${SERVE_ARGS[@]}" \
+    --kv-transfer-config "$kvc" >"$TMP/decode.log" 2>&1 &
+  D_PID=$!
+  PIDS+=("$D_PID")
+  wait_healthy "$P_NS" "http://$P_IP:$P_PORT" "$P_PID" "prefill"
+  wait_healthy "$D_NS" "http://$D_IP:$D_PORT" "$D_PID" "decode"
+  in_ns "$D_NS" "$FERRY" proxy --host "$D_IP" --port "$PROXY_PORT" --health-interval 0.2 \
+    --prefill "http://$P_IP:$P_PORT" "$BOOT_PORT" --decode "http://$D_IP:$D_PORT" \
+    >"$TMP/proxy.log" 2>&1 &
+  PROXY_PID=$!
+  PIDS+=("$PROXY_PID")
+  PROXY="http://$D_IP:$PROXY_PORT"
+  wait_healthy "$D_NS" "$PROXY" "$PROXY_PID" "proxy"
+}
+stop_pd() {
+  for pid in "$PROXY_PID" "$D_PID" "$P_PID"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "$PROXY_PID" "$D_PID" "$P_PID"; do wait "$pid" 2>/dev/null || true; done
+}
+metric() {  # metric NS URL NAME
+  in_ns "$1" curl -sf "$2/metrics" | awk -v m="$3" '$1 == m {print $2}'
+}
+
+start_pd recompute 480
+pass "prefill, decode and proxy up (protocol $PROTOCOL)"
+
+for id in "${ORDER[@]}"; do
+  code=$(ask "$D_NS" "$PROXY" "$id" "$TMP/pd-$id.out")
+  [[ $code == 200 ]] || fail "$id through the proxy: HTTP $code $(cat "$TMP/pd-$id.out")"
+  text_of "$TMP/pd-$id.out" >"$TMP/pd-$id.txt" || fail "$id: unreadable answer"
+  cmp -s "$TMP/ref-$id.txt" "$TMP/pd-$id.txt" ||
+    fail "$id: disaggregated $(cat "$TMP/pd-$id.txt") != colocated $(cat "$TMP/ref-$id.txt")"
+  pass "$id equals the colocated answer: $(cat "$TMP/pd-$id.txt")"
+done
+SENT=$(metric "$P_NS" "http://$P_IP:$P_PORT" ferry_kv_bytes_sent_total)
+RECV=$(metric "$D_NS" "http://$D_IP:$D_PORT" ferry_kv_bytes_received_total)
+[[ -n "$SENT" && "${SENT%.*}" -gt 0 ]] || fail "prefill sent no KV bytes (metric '$SENT')"
+[[ "${SENT%.*}" == "${RECV%.*}" ]] || fail "bytes sent $SENT != bytes received $RECV"
+pass "KV moved: $SENT bytes"
+
+pids=()
+for i in $(seq 0 31); do
+  (code=$(ask "$D_NS" "$PROXY" "c$i" "$TMP/pd-c$i.out")
+   [[ $code == 200 ]] && text_of "$TMP/pd-c$i.out" >"$TMP/pd-c$i.txt") &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || fail "a concurrent request failed"; done
+for i in $(seq 0 31); do
+  cmp -s "$TMP/ref-c$i.txt" "$TMP/pd-c$i.txt" ||
+    fail "c$i: disaggregated $(cat "$TMP/pd-c$i.txt") != colocated $(cat "$TMP/ref-c$i.txt")"
+done
+pass "32 concurrent requests equal the colocated answers"
+
+# Nobody is left waiting and nothing is left held.
+for _ in $(seq 50); do
+  [[ $(metric "$P_NS" "http://$P_IP:$P_PORT" ferry_kv_requests_kept) == 0 ]] && break
+  sleep 0.1
+done
+[[ $(metric "$P_NS" "http://$P_IP:$P_PORT" ferry_kv_requests_kept) == 0 ]] || fail "prefill still holds blocks"
+[[ $(metric "$D_NS" "http://$D_IP:$D_PORT" ferry_kv_requests_waiting) == 0 ]] || fail "decode still waiting"
+pass "no blocks held, no request waiting"
+
+# A malformed request to the proxy and an unknown model are clear 4xx errors.
+code=$(in_ns "$D_NS" curl -s -o "$TMP/bad.out" -w '%{http_code}' -H 'Content-Type: application/json' -d '{"prompt":' "$PROXY/v1/completions")
+[[ $code == 400 ]] || fail "broken JSON through the proxy: $code"
+code=$(in_ns "$D_NS" curl -s -o "$TMP/bad.out" -w '%{http_code}' -H 'Content-Type: application/json' -d '{"model":"nope","prompt":"x"}' "$PROXY/v1/completions")
+[[ $code == 404 ]] || fail "unknown model through the proxy: $code $(cat "$TMP/bad.out")"
+pass "proxy passes decoder errors through as HTTP errors"
+
+# ---- prefill killed with requests in flight: recompute ------------------------------------
+pids=()
+start=$(date +%s)
+for i in $(seq 0 7); do
+  (code=$(ask "$D_NS" "$PROXY" "c$i" "$TMP/kill-c$i.out")
+   echo "$code" >"$TMP/kill-c$i.code") &
+  pids+=($!)
+done
+sleep 0.2
+kill -KILL "$P_PID"
+for p in "${pids[@]}"; do wait "$p" || true; done
+elapsed=$(($(date +%s) - start))
+for i in $(seq 0 7); do
+  [[ $(cat "$TMP/kill-c$i.code") == 200 ]] || fail "c$i after the prefill died: HTTP $(cat "$TMP/kill-c$i.code") $(cat "$TMP/kill-c$i.out")"
+  text_of "$TMP/kill-c$i.out" >"$TMP/kill-c$i.txt"
+  cmp -s "$TMP/ref-c$i.txt" "$TMP/kill-c$i.txt" || fail "c$i recomputed wrongly"
+done
+[[ $elapsed -le 15 ]] || fail "clients waited ${elapsed}s after the prefill died"
+code=$(in_ns "$D_NS" curl -s -o "$TMP/alone.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+  -d "${BODIES[short]}" "http://$D_IP:$D_PORT/v1/completions")
+[[ $code == 200 ]] || fail "decode stopped serving after the prefill died"
+pass "prefill killed mid-flight: 8 clients answered correctly in ${elapsed}s (recompute), decode still serves"
+stop_pd
+
+# ---- fail policy and the abort timeout ------------------------------------------------------
+start_pd fail 1
+# A prefill-only request that no decoder claims: freed after the 1 s abort timeout.
+code=$(in_ns "$P_NS" curl -s -o "$TMP/orphan.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+  -d "{\"model\":\"tiny\",\"prompt\":\"$LONG\",\"max_tokens\":1,\"kv_transfer_params\":{\"do_remote_decode\":true,\"do_remote_prefill\":false,\"transfer_id\":\"xfer-orphan\"}}" \
+  "http://$P_IP:$P_PORT/v1/completions")
+[[ $code == 200 ]] || fail "prefill-only request: HTTP $code $(cat "$TMP/orphan.out")"
+[[ $(metric "$P_NS" "http://$P_IP:$P_PORT" ferry_kv_requests_kept) == 1 ]] || fail "prefill did not keep the blocks"
+for _ in $(seq 40); do
+  [[ $(metric "$P_NS" "http://$P_IP:$P_PORT" ferry_kv_expired_requests_total) == 1 ]] && break
+  sleep 0.1
+done
+[[ $(metric "$P_NS" "http://$P_IP:$P_PORT" ferry_kv_expired_requests_total) == 1 ]] || fail "abort timeout did not fire"
+[[ $(metric "$P_NS" "http://$P_IP:$P_PORT" ferry_kv_blocks_used) == 0 ]] || fail "blocks not freed after the abort timeout"
+pass "abort timeout frees unclaimed blocks and counts them"
+
+pids=()
+for i in $(seq 0 3); do
+  (code=$(ask "$D_NS" "$PROXY" "c$i" "$TMP/fail-c$i.out"); echo "$code" >"$TMP/fail-c$i.code") &
+  pids+=($!)
+done
+sleep 0.2
+kill -KILL "$P_PID"
+start=$(date +%s)
+for p in "${pids[@]}"; do wait "$p" || true; done
+elapsed=$(($(date +%s) - start))
+for i in $(seq 0 3); do
+  code=$(cat "$TMP/fail-c$i.code")
+  if [[ $code != 200 ]]; then
+    grep -q '"error"' "$TMP/fail-c$i.out" || fail "c$i: HTTP $code without an error body"
+  fi
+done
+[[ $elapsed -le 15 ]] || fail "fail policy: clients waited ${elapsed}s"
+pass "fail policy: clients got an answer or a clear error within ${elapsed}s"
+stop_pd
+echo "disagg e2e ($MODE): all passed"

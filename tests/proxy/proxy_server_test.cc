@@ -1,0 +1,247 @@
+// ProxyServer against small in-process HTTP backends that record what they receive. The
+// end-to-end run against real `ferry serve` instances lives in tests/e2e.
+#include "proxy/proxy_server.h"
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+namespace ferry::proxy {
+namespace {
+
+// An HTTP server on a free 127.0.0.1 port, run on its own thread.
+class TestHttp {
+ public:
+  TestHttp() {
+    port_ = server_.bind_to_any_port("127.0.0.1");
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  ~TestHttp() {
+    server_.stop();
+    thread_.join();
+  }
+  httplib::Server& server() { return server_; }
+  uint16_t port() const { return static_cast<uint16_t>(port_); }
+
+ private:
+  httplib::Server server_;
+  int port_ = 0;
+  std::thread thread_;
+};
+
+// Records request bodies; answers completions as configured.
+struct Instance {
+  TestHttp http;
+  TestHttp bootstrap;  // prefill only
+  std::mutex mu;
+  std::vector<nlohmann::json> bodies;
+  std::atomic<bool> healthy{true};
+  std::atomic<int> status{200};
+  bool stream_sse = false;
+
+  Instance() {
+    http.server().Get("/health", [this](const httplib::Request&, httplib::Response& r) {
+      r.status = healthy ? 200 : 503;
+    });
+    http.server().Get("/v1/models", [](const httplib::Request&, httplib::Response& r) {
+      r.set_content(R"({"object":"list","data":[{"id":"tiny"}]})", "application/json");
+    });
+    auto handler = [this](const httplib::Request& q, httplib::Response& r) {
+      auto body = nlohmann::json::parse(q.body);
+      {
+        std::lock_guard lock(mu);
+        bodies.push_back(body);
+      }
+      if (status != 200) {
+        r.status = status;
+        r.set_content(R"({"error":{"message":"prompt too long","code":400}})", "application/json");
+        return;
+      }
+      if (body.value("stream", false)) {
+        r.set_chunked_content_provider("text/event-stream", [](size_t, httplib::DataSink& s) {
+          for (const char* piece :
+               {"data: {\"t\":\"a\"}\n\n", "data: {\"t\":\"b\"}\n\n", "data: [DONE]\n\n"}) {
+            s.write(piece, std::strlen(piece));
+          }
+          s.done();
+          return true;
+        });
+        return;
+      }
+      r.set_content(R"({"choices":[{"text":"answer"}]})", "application/json");
+    };
+    http.server().Post("/v1/completions", handler);
+    http.server().Post("/v1/chat/completions", handler);
+    bootstrap.server().Get("/query", [](const httplib::Request&, httplib::Response& r) {
+      r.set_content(R"({"0":{"engine_id":"eng-p","worker_addr":{"0":{"0":"tcp://x:1"}}}})",
+                    "application/json");
+    });
+  }
+
+  Backend AsBackend() {
+    Backend b;
+    b.host = "127.0.0.1";
+    b.port = http.port();
+    b.url = "http://127.0.0.1:" + std::to_string(b.port);
+    b.bootstrap_port = bootstrap.port();
+    return b;
+  }
+  size_t count() {
+    std::lock_guard lock(mu);
+    return bodies.size();
+  }
+};
+
+// A port that was free a moment ago (bind to 0, read it back, close).
+uint16_t FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+class ProxyServerTest : public ::testing::Test {
+ protected:
+  void StartProxy(std::vector<Instance*> prefill, std::vector<Instance*> decode) {
+    ProxyOptions o;
+    o.host = "127.0.0.1";
+    o.port = FreePort();
+    o.health_interval = std::chrono::milliseconds(100);
+    o.probe_timeout = std::chrono::milliseconds(500);
+    o.request_timeout = std::chrono::milliseconds(5000);
+    for (auto* p : prefill) o.prefill.push_back(p->AsBackend());
+    for (auto* d : decode) o.decode.push_back(d->AsBackend());
+    auto proxy = ProxyServer::Create(o);
+    ASSERT_TRUE(proxy.ok()) << proxy.status().ToString();
+    proxy_ = std::move(*proxy);
+    client_ = std::make_unique<httplib::Client>("127.0.0.1", proxy_->port());
+    client_->set_read_timeout(5, 0);
+  }
+  httplib::Result Post(const nlohmann::json& body, const char* path = "/v1/completions") {
+    return client_->Post(path, body.dump(), "application/json");
+  }
+
+  std::unique_ptr<ProxyServer> proxy_;
+  std::unique_ptr<httplib::Client> client_;
+};
+
+TEST_F(ProxyServerTest, SendsRewrittenRequestsToBothAndReturnsTheDecoderAnswer) {
+  Instance p, d;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  auto res = Post({{"model", "tiny"}, {"prompt", "hello"}, {"max_tokens", 5}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_EQ(nlohmann::json::parse(res->body)["choices"][0]["text"], "answer");
+  // The prefill call runs concurrently; give it a moment to land.
+  for (int i = 0; i < 200 && p.count() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(p.count(), 1u);
+  ASSERT_EQ(d.count(), 1u);
+  const auto& pk = p.bodies[0]["kv_transfer_params"];
+  const auto& dk = d.bodies[0]["kv_transfer_params"];
+  EXPECT_EQ(p.bodies[0]["max_tokens"], 1);
+  EXPECT_EQ(pk["do_remote_decode"], true);
+  EXPECT_EQ(dk["do_remote_prefill"], true);
+  EXPECT_EQ(pk["transfer_id"], dk["transfer_id"]);
+  EXPECT_EQ(dk["remote_engine_id"], "eng-p");
+  EXPECT_EQ(dk["remote_bootstrap_addr"], "http://127.0.0.1:" + std::to_string(p.bootstrap.port()));
+  EXPECT_EQ(d.bodies[0]["max_tokens"], 5);
+}
+
+TEST_F(ProxyServerTest, StreamsSseWithTheRightContentType) {
+  Instance p, d;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  auto res = Post({{"model", "tiny"}, {"prompt", "hello"}, {"stream", true}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_NE(res->get_header_value("Content-Type").find("text/event-stream"), std::string::npos);
+  EXPECT_EQ(res->body, "data: {\"t\":\"a\"}\n\ndata: {\"t\":\"b\"}\n\ndata: [DONE]\n\n");
+}
+
+TEST_F(ProxyServerTest, DecoderErrorBecomesTheSameHttpError) {
+  Instance p, d;
+  d.status = 400;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  auto res = Post({{"model", "tiny"}, {"prompt", "x"}, {"stream", true}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_NE(res->body.find("prompt too long"), std::string::npos);
+}
+
+TEST_F(ProxyServerTest, BrokenJsonIs400) {
+  Instance p, d;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  auto res = client_->Post("/v1/completions", "{not json", "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(d.count(), 0u);
+}
+
+TEST_F(ProxyServerTest, UnhealthyInstancesLeaveRotationAndComeBack) {
+  Instance p, d1, d2;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d1, &d2}));
+  d1.healthy = false;
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));  // a few probe rounds
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(Post({{"prompt", "x"}})->status, 200);
+  EXPECT_EQ(d1.count(), 0u);
+  EXPECT_EQ(d2.count(), 4u);
+  d1.healthy = true;
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  for (int i = 0; i < 4; ++i) ASSERT_EQ(Post({{"prompt", "x"}})->status, 200);
+  EXPECT_EQ(d1.count(), 2u);
+}
+
+TEST_F(ProxyServerTest, NoHealthyPrefillMeans503AndHealthSaysSo) {
+  Instance p, d;
+  p.healthy = false;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  auto health = client_->Get("/health");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 503);
+  auto res = Post({{"prompt", "x"}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503);
+  EXPECT_NE(res->body.find("prefill"), std::string::npos);
+  p.healthy = true;
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(client_->Get("/health")->status, 200);
+  EXPECT_EQ(Post({{"prompt", "x"}})->status, 200);
+}
+
+TEST_F(ProxyServerTest, ModelsComeFromADecoder) {
+  Instance p, d;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  auto res = client_->Get("/v1/models");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_NE(res->body.find("tiny"), std::string::npos);
+}
+
+TEST_F(ProxyServerTest, DeadDecoderIsABadGatewayNotAHang) {
+  Instance p;
+  auto d = std::make_unique<Instance>();
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {d.get()}));
+  d.reset();  // the decoder goes away between probes
+  auto res = Post({{"prompt", "x"}});
+  ASSERT_TRUE(res);
+  EXPECT_TRUE(res->status == 502 || res->status == 503) << res->status;
+}
+
+}  // namespace
+}  // namespace ferry::proxy

@@ -1,0 +1,96 @@
+// `ferry proxy`: the disaggregation proxy, flag-compatible with vLLM's Mooncake connector
+// proxy: --prefill URL [BOOTSTRAP_PORT] (repeatable), --decode URL (repeatable).
+#include <fmt/core.h>
+
+#include <csignal>
+#include <memory>
+
+#include "command.h"
+#include "common/log.h"
+#include "proxy/proxy_server.h"
+
+namespace {
+
+struct ProxyFlags {
+  std::string host = "127.0.0.1";
+  uint16_t port = 8000;
+  std::vector<std::vector<std::string>> prefill;
+  std::vector<std::string> decode;
+  double health_interval_s = 2.0;
+};
+
+int RunProxy(const ProxyFlags& flags) {
+  ferry::proxy::ProxyOptions options;
+  options.host = flags.host;
+  options.port = flags.port;
+  options.health_interval =
+      std::chrono::milliseconds(static_cast<int64_t>(flags.health_interval_s * 1000));
+  for (const auto& group : flags.prefill) {
+    auto backend = ferry::proxy::ParseBackendUrl(group.at(0));
+    if (!backend.ok()) {
+      fmt::print(stderr, "ferry proxy: --prefill: {}\n", backend.status().message());
+      return 2;
+    }
+    if (group.size() > 1) {
+      int p = 0;
+      try {
+        p = std::stoi(group[1]);
+      } catch (...) {
+        p = -1;
+      }
+      if (p <= 0 || p > 65535) {
+        fmt::print(stderr, "ferry proxy: --prefill {} {}: bootstrap port must be 1..65535\n",
+                   group[0], group[1]);
+        return 2;
+      }
+      backend->bootstrap_port = static_cast<uint16_t>(p);
+    }
+    options.prefill.push_back(*backend);
+  }
+  for (const auto& url : flags.decode) {
+    auto backend = ferry::proxy::ParseBackendUrl(url);
+    if (!backend.ok()) {
+      fmt::print(stderr, "ferry proxy: --decode: {}\n", backend.status().message());
+      return 2;
+    }
+    options.decode.push_back(*backend);
+  }
+
+  // Signals are taken synchronously by this thread; every other thread inherits the mask.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  auto proxy = ferry::proxy::ProxyServer::Create(options);
+  if (!proxy.ok()) {
+    fmt::print(stderr, "ferry proxy: {}\n", proxy.status().ToString());
+    return 1;
+  }
+  int sig = 0;
+  sigwait(&sigs, &sig);
+  FERRY_LOG_INFO("proxy: signal {}, shutting down", sig);
+  (*proxy)->Stop();
+  return 0;
+}
+
+}  // namespace
+
+FERRY_REGISTER_COMMAND(
+    proxy, "proxy", "Disaggregated prefill/decode proxy (serves clients on --port)",
+    [](CLI::App& cmd) -> ferry::cli::Runner {
+      auto flags = std::make_shared<ProxyFlags>();
+      cmd.add_option("--host", flags->host, "Address to listen on")->capture_default_str();
+      cmd.add_option("--port", flags->port, "Port to listen on")->capture_default_str();
+      cmd.add_option("--prefill", flags->prefill,
+                     "Prefill instance: URL [BOOTSTRAP_PORT] (repeatable; port default 8998)")
+          ->expected(1, 2)
+          ->required();
+      cmd.add_option("--decode", flags->decode, "Decode instance URL (repeatable)")->required();
+      cmd.add_option("--health-interval", flags->health_interval_s,
+                     "Seconds between health probes of each instance")
+          ->capture_default_str()
+          ->check(CLI::Range(0.05, 3600.0));
+      return [flags] { return RunProxy(*flags); };
+    });

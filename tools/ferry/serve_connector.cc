@@ -1,0 +1,135 @@
+#include "serve_connector.h"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
+#include <cstdlib>
+
+#include "common/log.h"
+
+namespace ferry::cli {
+
+class ServeConnector::EngineControl : public connector::KvEngineControl {
+ public:
+  explicit EngineControl(engine::LlmEngine* engine) : engine_(engine) {}
+  void ReleaseKeptBlocks(const std::string& request_id) override {
+    engine_->ReleaseKeptBlocks(request_id);
+  }
+  void FinishRemoteKv(const std::string& request_id, const Status& status,
+                      engine::KvLoadFailurePolicy policy) override {
+    if (status.ok()) {
+      engine_->NotifyRemoteKvLoaded(request_id, true);
+    } else if (policy == engine::KvLoadFailurePolicy::kRecompute) {
+      engine_->NotifyRemoteKvLoaded(request_id, false);  // prefill it here instead
+    } else {
+      engine_->FailRemoteKv(request_id, status.WithContext("remote KV load failed"));
+    }
+  }
+
+ private:
+  engine::LlmEngine* engine_;
+};
+
+ServeConnector::ServeConnector() = default;
+ServeConnector::~ServeConnector() = default;
+
+std::string AdvertisedHostIp(const std::string& serve_host) {
+  if (const char* ip = std::getenv("VLLM_HOST_IP"); ip != nullptr && *ip) return ip;
+  if (!serve_host.empty() && serve_host != "0.0.0.0" && serve_host != "::" &&
+      serve_host != "localhost") {
+    return serve_host;
+  }
+  std::string found = "127.0.0.1";
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) == 0) {
+    for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+      if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
+      auto* in = reinterpret_cast<sockaddr_in*>(a->ifa_addr);
+      if ((ntohl(in->sin_addr.s_addr) >> 24) == 127) continue;
+      char buf[INET_ADDRSTRLEN];
+      inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
+      found = buf;
+      break;
+    }
+    freeifaddrs(list);
+  }
+  return found;
+}
+
+void ServeConnector::InstallEngineHooks(engine::EngineOptions* options) {
+  // The hooks run on the engine thread, which starts after Start() set connector_.
+  options->on_blocks_kept = [this](const std::string& rid, const std::string& reason,
+                                   std::span<const engine::BlockId> blocks) {
+    if (connector_) connector_->OnKeptBlocks(rid, reason, {blocks.begin(), blocks.end()});
+  };
+  options->on_waiting_for_remote_kv = [this](const std::string& rid,
+                                             std::span<const engine::BlockId> blocks,
+                                             int32_t num_cached_tokens) {
+    if (connector_) {
+      connector_->OnRemoteKvNeeded(rid, {blocks.begin(), blocks.end()}, num_cached_tokens);
+    }
+  };
+}
+
+Status ServeConnector::Start(const server::KvTransferConfig& config, const std::string& serve_host,
+                             engine::LlmEngine* engine) {
+  connector::KvConnectorOptions o;
+  o.role = config.kv_role;
+  o.num_workers = config.num_workers;
+  o.protocol = config.mooncake_protocol;
+  o.device_name = config.device_name;
+  o.bootstrap_server_address = config.bootstrap_server_address;
+  o.host = AdvertisedHostIp(serve_host);
+  FERRY_RETURN_IF_ERROR(connector::ApplyConnectorEnvironment(&o));
+  const engine::KvCache& kv = engine->kv_cache();
+  FERRY_ASSIGN_OR_RETURN(
+      auto conn, connector::KvConnector::Create(o, kv.layout(), kv.data(), kv.size_bytes()));
+  control_ = std::make_unique<EngineControl>(engine);
+  conn->AttachEngine(control_.get());
+  connector_ = std::move(conn);
+  return OkStatus();
+}
+
+void ServeConnector::InstallServerHooks(server::OpenAiServerOptions* options) {
+  options->prepare_kv_transfer = [this](const nlohmann::json& params, const std::string& rid,
+                                        engine::GenerateRequest* request) -> Status {
+    if (!params.is_object()) return InvalidArgumentError("must be an object");
+    const bool remote_decode = params.value("do_remote_decode", false);
+    const bool remote_prefill = params.value("do_remote_prefill", false);
+    if (!remote_decode && !remote_prefill) return OkStatus();
+    if (!connector_) {
+      return FailedPreconditionError(
+          "this instance was started without --kv-transfer-config; it cannot take part in "
+          "disaggregated serving");
+    }
+    auto str = [&](const char* key) {
+      auto it = params.find(key);
+      return it != params.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    if (remote_decode) {
+      FERRY_RETURN_IF_ERROR(connector_->ExpectProducerRequest(rid, str("transfer_id")));
+      request->keep_blocks_on_finish = true;
+      return OkStatus();
+    }
+    connector::RemoteKvSource source{str("transfer_id"), str("remote_bootstrap_addr"),
+                                     str("remote_engine_id")};
+    FERRY_RETURN_IF_ERROR(connector_->ExpectConsumerRequest(rid, source));
+    request->wait_for_remote_kv = true;
+    return OkStatus();
+  };
+  options->kv_transfer_params = [this](const nlohmann::json& params,
+                                       const std::string&) -> nlohmann::json {
+    if (!connector_ || !params.is_object() || !params.value("do_remote_decode", false)) {
+      return nullptr;
+    }
+    // What a decoder needs to pull this prompt's KV (vLLM's producer answer).
+    return {{"do_remote_prefill", true},
+            {"do_remote_decode", false},
+            {"remote_engine_id", connector_->engine_id()},
+            {"remote_bootstrap_addr", connector_->bootstrap_addr()},
+            {"transfer_id", params.value("transfer_id", "")}};
+  };
+}
+
+}  // namespace ferry::cli
