@@ -45,8 +45,7 @@ class Deadline {
 
 // Nanoseconds on the steady clock, for metrics and timestamps.
 inline int64_t NowNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             SteadyClock::now().time_since_epoch())
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch())
       .count();
 }
 

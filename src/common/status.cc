@@ -7,20 +7,34 @@ namespace ferry {
 
 std::string_view StatusCodeName(StatusCode code) {
   switch (code) {
-    case StatusCode::kOk: return "OK";
-    case StatusCode::kInvalidArgument: return "INVALID_ARGUMENT";
-    case StatusCode::kDeadlineExceeded: return "DEADLINE_EXCEEDED";
-    case StatusCode::kNotFound: return "NOT_FOUND";
-    case StatusCode::kAlreadyExists: return "ALREADY_EXISTS";
-    case StatusCode::kPermissionDenied: return "PERMISSION_DENIED";
-    case StatusCode::kResourceExhausted: return "RESOURCE_EXHAUSTED";
-    case StatusCode::kFailedPrecondition: return "FAILED_PRECONDITION";
-    case StatusCode::kAborted: return "ABORTED";
-    case StatusCode::kOutOfRange: return "OUT_OF_RANGE";
-    case StatusCode::kUnimplemented: return "UNIMPLEMENTED";
-    case StatusCode::kInternal: return "INTERNAL";
-    case StatusCode::kUnavailable: return "UNAVAILABLE";
-    case StatusCode::kDataLoss: return "DATA_LOSS";
+    case StatusCode::kOk:
+      return "OK";
+    case StatusCode::kInvalidArgument:
+      return "INVALID_ARGUMENT";
+    case StatusCode::kDeadlineExceeded:
+      return "DEADLINE_EXCEEDED";
+    case StatusCode::kNotFound:
+      return "NOT_FOUND";
+    case StatusCode::kAlreadyExists:
+      return "ALREADY_EXISTS";
+    case StatusCode::kPermissionDenied:
+      return "PERMISSION_DENIED";
+    case StatusCode::kResourceExhausted:
+      return "RESOURCE_EXHAUSTED";
+    case StatusCode::kFailedPrecondition:
+      return "FAILED_PRECONDITION";
+    case StatusCode::kAborted:
+      return "ABORTED";
+    case StatusCode::kOutOfRange:
+      return "OUT_OF_RANGE";
+    case StatusCode::kUnimplemented:
+      return "UNIMPLEMENTED";
+    case StatusCode::kInternal:
+      return "INTERNAL";
+    case StatusCode::kUnavailable:
+      return "UNAVAILABLE";
+    case StatusCode::kDataLoss:
+      return "DATA_LOSS";
   }
   return "UNKNOWN";
 }
@@ -42,11 +56,17 @@ Status Status::WithContext(std::string_view context) const {
 }
 
 Status InvalidArgumentError(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }
-Status DeadlineExceededError(std::string m) { return {StatusCode::kDeadlineExceeded, std::move(m)}; }
+Status DeadlineExceededError(std::string m) {
+  return {StatusCode::kDeadlineExceeded, std::move(m)};
+}
 Status NotFoundError(std::string m) { return {StatusCode::kNotFound, std::move(m)}; }
 Status AlreadyExistsError(std::string m) { return {StatusCode::kAlreadyExists, std::move(m)}; }
-Status PermissionDeniedError(std::string m) { return {StatusCode::kPermissionDenied, std::move(m)}; }
-Status ResourceExhaustedError(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
+Status PermissionDeniedError(std::string m) {
+  return {StatusCode::kPermissionDenied, std::move(m)};
+}
+Status ResourceExhaustedError(std::string m) {
+  return {StatusCode::kResourceExhausted, std::move(m)};
+}
 Status FailedPreconditionError(std::string m) {
   return {StatusCode::kFailedPrecondition, std::move(m)};
 }
@@ -62,16 +82,22 @@ Status ErrnoToStatus(int err, std::string_view what) {
   msg += ": ";
   msg += std::strerror(err);
   switch (err) {
-    case EINVAL: return InvalidArgumentError(std::move(msg));
-    case ENOENT: return NotFoundError(std::move(msg));
-    case EEXIST: return AlreadyExistsError(std::move(msg));
+    case EINVAL:
+      return InvalidArgumentError(std::move(msg));
+    case ENOENT:
+      return NotFoundError(std::move(msg));
+    case EEXIST:
+      return AlreadyExistsError(std::move(msg));
     case EPERM:
-    case EACCES: return PermissionDeniedError(std::move(msg));
+    case EACCES:
+      return PermissionDeniedError(std::move(msg));
     case ENOMEM:
     case ENOSPC:
     case EMFILE:
-    case ENFILE: return ResourceExhaustedError(std::move(msg));
-    case ETIMEDOUT: return DeadlineExceededError(std::move(msg));
+    case ENFILE:
+      return ResourceExhaustedError(std::move(msg));
+    case ETIMEDOUT:
+      return DeadlineExceededError(std::move(msg));
     case ECONNREFUSED:
     case ECONNRESET:
     case ECONNABORTED:
@@ -79,10 +105,14 @@ Status ErrnoToStatus(int err, std::string_view what) {
     case EHOSTUNREACH:
     case ENETUNREACH:
     case ENOTCONN:
-    case EADDRNOTAVAIL: return UnavailableError(std::move(msg));
-    case EADDRINUSE: return AlreadyExistsError(std::move(msg));
-    case EFAULT: return OutOfRangeError(std::move(msg));
-    default: return InternalError(std::move(msg));
+    case EADDRNOTAVAIL:
+      return UnavailableError(std::move(msg));
+    case EADDRINUSE:
+      return AlreadyExistsError(std::move(msg));
+    case EFAULT:
+      return OutOfRangeError(std::move(msg));
+    default:
+      return InternalError(std::move(msg));
   }
 }
 

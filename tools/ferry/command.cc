@@ -30,8 +30,7 @@ std::vector<std::string> SplitPath(const std::string& path) {
 
 }  // namespace
 
-bool RegisterCommand(const std::string& path, const std::string& description,
-                     CommandSetup setup) {
+bool RegisterCommand(const std::string& path, const std::string& description, CommandSetup setup) {
   Entries().push_back({path, description, std::move(setup)});
   return true;
 }

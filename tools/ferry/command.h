@@ -24,8 +24,7 @@ using Runner = std::function<int()>;
 using CommandSetup = std::function<Runner(CLI::App& cmd)>;
 
 // Registers a command; returns true (for static initialisation).
-bool RegisterCommand(const std::string& path, const std::string& description,
-                     CommandSetup setup);
+bool RegisterCommand(const std::string& path, const std::string& description, CommandSetup setup);
 
 // Builds the CLI, parses argv and runs the chosen command. Returns the exit code.
 int RunMain(int argc, char** argv);

@@ -1,98 +1,250 @@
-// `ferry demo`: the project's main job until the serving pieces exist. Starts a target
-// process, then from this process writes 1 GiB into it and reads it back over tcp and over
-// shm, checks every byte by checksum, and prints what moved and how fast (~10 s).
+// `ferry demo`: the README's main job. Runs the deployment of the Mooncake connector guide
+// on this machine: a prefill instance, a decode instance and the proxy on a tiny generated
+// model, sends a completion and a chat request through the proxy, prints them with the KV
+// bytes moved and the time it took, and stops everything it started.
 #include <fmt/core.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include <cstring>
+#include <chrono>
+#include <filesystem>
 #include <memory>
-#include <string>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
 
 #include "command.h"
-#include "transfer_bench.h"
+#include "common/child_process.h"
+#include "engine/make_model.h"
 
 namespace ferry::cli {
 namespace {
 
-uint64_t Checksum(const char* p, size_t n) {  // FNV-1a over 8-byte words
-  uint64_t h = 1469598103934665603ull;
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t w;
-    std::memcpy(&w, p + i, 8);
-    h = (h ^ w) * 1099511628211ull;
-  }
-  for (; i < n; ++i) h = (h ^ static_cast<unsigned char>(p[i])) * 1099511628211ull;
-  return h;
+struct DemoFlags {
+  std::string model;  // "" = generate the tiny model
+  int proxy_port = 8000;
+  int prefill_port = 8010;
+  int decode_port = 8020;
+  int bootstrap_port = 8998;
+  bool free_ports = false;
+  bool keep = false;
+};
+
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
 }
 
-// Writes the whole working set, reads it back into a cleared buffer and compares
-// checksums. Returns the exit code.
-int MoveAndVerify(const std::string& transport, const std::string& target, uint64_t ws) {
-  auto init = BenchInitiator::Create(transport, "", target, ws);
-  if (!init.ok()) {
-    fmt::print(stderr, "{}: {}\n", transport, init.status().ToString());
-    return 1;
+// The value of an unlabelled Prometheus sample, or -1.
+double Metric(const std::string& text, const std::string& name) {
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
   }
-  BenchInitiator& b = **init;
-  uint64_t sum = Checksum(b.local(), ws);
-  BenchConfig c;
-  c.block_size = 4u << 20;
-  c.batch_size = 8;
-  c.duration_s = 30;  // bounded: total_bytes ends it first
-  c.total_bytes = ws;
-  c.op = TransferOp::kWrite;
-  auto w = b.Run(c);
-  if (!w.ok()) {
-    fmt::print(stderr, "{} write: {}\n", transport, w.status().ToString());
-    return 1;
-  }
-  std::memset(b.local(), 0, ws);
-  c.op = TransferOp::kRead;
-  auto r = b.Run(c);
-  if (!r.ok()) {
-    fmt::print(stderr, "{} read: {}\n", transport, r.status().ToString());
-    return 1;
-  }
-  bool same = Checksum(b.local(), ws) == sum;
-  fmt::print(
-      "{:<4} wrote {} in {:.2f} s ({:.2f} GB/s), read it back in {:.2f} s ({:.2f} GB/s): "
-      "{}\n",
-      transport, FormatBytes(w->bytes), w->seconds, w->gbps(), r->seconds, r->gbps(),
-      same ? "checksums match" : "CHECKSUM MISMATCH");
-  fmt::print("{}\n{}\n", w->JsonLine(), r->JsonLine());
-  return same ? 0 : 1;
+  return -1;
 }
+
+std::string Tail(const std::string& path, size_t bytes = 1500) {
+  std::error_code ec;
+  auto size = std::filesystem::file_size(path, ec);
+  if (ec) return "";
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) return "";
+  if (size > bytes) std::fseek(f, static_cast<long>(size - bytes), SEEK_SET);
+  std::string out(std::min<size_t>(size, bytes), '\0');
+  out.resize(std::fread(out.data(), 1, out.size(), f));
+  std::fclose(f);
+  return out;
+}
+
+class Demo {
+ public:
+  explicit Demo(DemoFlags f) : f_(std::move(f)) {}
+  ~Demo() {
+    for (auto it = procs_.rbegin(); it != procs_.rend(); ++it) (*it)->Stop(std::chrono::seconds(5));
+    std::error_code ec;
+    if (!f_.keep && !dir_.empty()) std::filesystem::remove_all(dir_, ec);
+  }
+
+  int Run() {
+    char tmpl[] = "/tmp/ferry-demo-XXXXXX";
+    if (::mkdtemp(tmpl) == nullptr) return Fail("cannot create a temporary directory");
+    dir_ = tmpl;
+    if (f_.free_ports) {
+      f_.proxy_port = FreePort();
+      f_.prefill_port = FreePort();
+      f_.decode_port = FreePort();
+      f_.bootstrap_port = FreePort();
+    }
+    std::string model = f_.model;
+    if (model.empty()) {
+      model = dir_ + "/model";
+      if (Status s = engine::MakeModel(model, {}); !s.ok()) return Fail(s.ToString());
+      fmt::print("model: a tiny generated Qwen2 checkpoint (random weights) in {}\n", model);
+    }
+    const std::string self = "/proc/self/exe";
+    const std::string p_url = fmt::format("http://127.0.0.1:{}", f_.prefill_port);
+    const std::string d_url = fmt::format("http://127.0.0.1:{}", f_.decode_port);
+    fmt::print(
+        "starting, as in the Mooncake connector guide:\n"
+        "  ferry serve MODEL --port {} --kv-transfer-config "
+        "'{{\"kv_connector\":\"MooncakeConnector\",\"kv_role\":\"kv_producer\"}}'\n"
+        "  ferry serve MODEL --port {} --kv-transfer-config "
+        "'{{\"kv_connector\":\"MooncakeConnector\",\"kv_role\":\"kv_consumer\"}}'\n"
+        "  ferry proxy --port {} --prefill {} --decode {}\n",
+        f_.prefill_port, f_.decode_port, f_.proxy_port, p_url, d_url);
+    auto serve = [&](int port, const char* role) {
+      return std::vector<std::string>{
+          self,
+          "serve",
+          model,
+          "--host",
+          "127.0.0.1",
+          "--port",
+          std::to_string(port),
+          "--served-model-name",
+          "tiny",
+          "--kv-transfer-config",
+          fmt::format(R"({{"kv_connector":"MooncakeConnector","kv_role":"{}"}})", role)};
+    };
+    std::vector<std::pair<std::string, std::string>> env = {
+        {"VLLM_MOONCAKE_BOOTSTRAP_PORT", std::to_string(f_.bootstrap_port)}};
+    if (!Start("prefill", serve(f_.prefill_port, "kv_producer"), env)) return 1;
+    if (!Start("decode", serve(f_.decode_port, "kv_consumer"), env)) return 1;
+    if (!Start("proxy",
+               {self, "proxy", "--port", std::to_string(f_.proxy_port), "--prefill", p_url,
+                std::to_string(f_.bootstrap_port), "--decode", d_url},
+               {})) {
+      return 1;
+    }
+    if (!WaitHealthy()) return 1;
+    fmt::print("all three are up; the proxy serves http://127.0.0.1:{}\n\n", f_.proxy_port);
+
+    httplib::Client proxy("127.0.0.1", f_.proxy_port);
+    proxy.set_read_timeout(60, 0);
+    int rc = 0;
+    rc |= Ask(proxy, "/v1/completions",
+              {{"model", "tiny"},
+               {"prompt", "The ferry carried the travellers across the river, and"},
+               {"max_tokens", 24},
+               {"temperature", 0}});
+    rc |= Ask(proxy, "/v1/chat/completions",
+              {{"model", "tiny"},
+               {"messages", {{{"role", "user"}, {"content", "What does a ferry carry?"}}}},
+               {"max_tokens", 24},
+               {"temperature", 0}});
+
+    httplib::Client prefill("127.0.0.1", f_.prefill_port);
+    auto m = prefill.Get("/metrics");
+    if (m && m->status == 200) {
+      double bytes = Metric(m->body, "ferry_kv_bytes_sent_total");
+      double n = Metric(m->body, "ferry_kv_transfers_total");
+      double secs = Metric(m->body, "ferry_kv_transfer_seconds_sum");
+      fmt::print("KV moved from prefill to decode: {:.0f} bytes in {:.0f} transfers, {:.3f} ms\n",
+                 bytes, n, secs * 1e3);
+      if (bytes <= 0) rc = 1;
+    }
+    fmt::print("stopping the proxy, decode and prefill\n");
+    if (f_.keep) fmt::print("logs kept in {}\n", dir_);
+    fmt::print("{}\n", rc == 0 ? "demo OK" : "demo FAILED");
+    return rc;
+  }
+
+ private:
+  int Fail(const std::string& msg) {
+    fmt::print(stderr, "ferry demo: {}\n", msg);
+    return 1;
+  }
+
+  bool Start(const std::string& name, const std::vector<std::string>& argv,
+             const std::vector<std::pair<std::string, std::string>>& env) {
+    std::string log = dir_ + "/" + name + ".log";
+    auto p = ChildProcess::Spawn(argv, log, env);
+    if (!p.ok()) {
+      Fail("cannot start " + name + ": " + p.status().ToString());
+      return false;
+    }
+    names_.push_back(name);
+    procs_.push_back(std::move(*p));
+    return true;
+  }
+
+  bool WaitHealthy() {
+    httplib::Client c("127.0.0.1", f_.proxy_port);
+    c.set_connection_timeout(1, 0);
+    c.set_read_timeout(2, 0);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      for (size_t i = 0; i < procs_.size(); ++i) {
+        if (!procs_[i]->Running()) {
+          Fail(names_[i] + " exited during start-up (a port in use? try --free-ports); its log:\n" +
+               Tail(dir_ + "/" + names_[i] + ".log"));
+          return false;
+        }
+      }
+      auto res = c.Get("/health");
+      if (res && res->status == 200) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    Fail("the deployment was not healthy within 60 s; proxy log:\n" + Tail(dir_ + "/proxy.log"));
+    return false;
+  }
+
+  int Ask(httplib::Client& c, const std::string& path, const nlohmann::json& body) {
+    auto start = std::chrono::steady_clock::now();
+    auto res = c.Post(path, body.dump(), "application/json");
+    double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    if (!res) {
+      Fail(path + ": no answer: " + httplib::to_string(res.error()));
+      return 1;
+    }
+    auto j = nlohmann::json::parse(res->body, nullptr, /*allow_exceptions=*/false);
+    if (res->status != 200 || j.is_discarded() || !j.contains("choices")) {
+      Fail(path + ": HTTP " + std::to_string(res->status) + ": " + res->body);
+      return 1;
+    }
+    const auto& ch = j["choices"][0];
+    std::string text = ch.contains("text") ? ch["text"].get<std::string>()
+                                           : ch["message"]["content"].get<std::string>();
+    fmt::print("POST {}  ({:.1f} ms, {} prompt + {} completion tokens, finish: {})\n", path, ms,
+               j["usage"]["prompt_tokens"].get<int>(), j["usage"]["completion_tokens"].get<int>(),
+               ch["finish_reason"].get<std::string>());
+    fmt::print("  -> {}\n\n", nlohmann::json(text).dump());
+    return 0;
+  }
+
+  DemoFlags f_;
+  std::string dir_;
+  std::vector<std::string> names_;
+  std::vector<std::unique_ptr<ChildProcess>> procs_;
+};
 
 }  // namespace
 
 FERRY_REGISTER_COMMAND(
-    demo, "demo", "Moves 1 GiB between two local processes over tcp and shm, and checks it",
+    demo, "demo",
+    "Runs prefill + decode + proxy on this machine, sends requests through the proxy, stops",
     [](CLI::App& cmd) -> Runner {
-      auto ws = std::make_shared<std::string>("1G");
-      cmd.add_option("--bytes", *ws, "Bytes to move per transport (default 1G)");
-      return [ws] {
-        auto n = ParseByteSize(*ws);
-        if (!n.ok()) {
-          fmt::print(stderr, "--bytes: {}\n", n.status().message());
-          return 2;
-        }
-        *n -= *n % (4u << 20);
-        if (*n == 0) *n = 4u << 20;
-        fmt::print(
-            "ferry demo: a target process registers {}; this process moves it over "
-            "tcp, then shm\n",
-            FormatBytes(*n));
-        auto target = TargetProcess::Start(*n, "auto");
-        if (!target.ok()) {
-          fmt::print(stderr, "cannot start the target: {}\n", target.status().ToString());
-          return 1;
-        }
-        fmt::print("target pid {} serving segment {}\n", (*target)->pid(), (*target)->segment());
-        int rc = MoveAndVerify("tcp", (*target)->segment(), *n);
-        rc |= MoveAndVerify("shm", (*target)->segment(), *n);
-        fmt::print("{}\n", rc == 0 ? "demo OK" : "demo FAILED");
-        return rc;
-      };
+      auto f = std::make_shared<DemoFlags>();
+      cmd.add_option("--model", f->model, "HF model directory (default: a generated tiny one)");
+      cmd.add_option("--proxy-port", f->proxy_port, "Proxy port")->capture_default_str();
+      cmd.add_option("--prefill-port", f->prefill_port, "Prefill port")->capture_default_str();
+      cmd.add_option("--decode-port", f->decode_port, "Decode port")->capture_default_str();
+      cmd.add_option("--bootstrap-port", f->bootstrap_port, "VLLM_MOONCAKE_BOOTSTRAP_PORT")
+          ->capture_default_str();
+      cmd.add_flag("--free-ports", f->free_ports, "Pick free ports instead of the defaults");
+      cmd.add_flag("--keep-logs", f->keep, "Keep the instances' logs");
+      return [f] { return Demo(*f).Run(); };
     });
 
 }  // namespace ferry::cli
