@@ -30,7 +30,13 @@ Result<std::map<std::string, msgpack::object>> ParseMap(std::string_view wire,
     return InvalidArgumentError("side-channel message larger than 64 MiB");
   }
   try {
-    *handle = msgpack::unpack(wire.data(), wire.size());
+    // A container header claims its element count up front; without limits a 9-byte
+    // message could make the parser reserve hundreds of GiB. No element count can exceed
+    // the message's own length, and real messages are shallow.
+    const auto n = static_cast<std::size_t>(wire.size());
+    const msgpack::unpack_limit limits(/*array=*/n, /*map=*/n, /*str=*/n, /*bin=*/n,
+                                       /*ext=*/0, /*depth=*/8);
+    *handle = msgpack::unpack(wire.data(), wire.size(), nullptr, nullptr, limits);
     std::map<std::string, msgpack::object> m;
     handle->get().convert(m);
     return m;

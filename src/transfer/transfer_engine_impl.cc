@@ -94,7 +94,6 @@ Status TransferEngineImpl::Init() {
     advertised_host_ = adv.host;
     local_name_ = adv.ToString();
   }
-  identity_ready_.store(true, std::memory_order_release);
 
   // Further transports never own the RPC port: the primary tcp serves it.
   TransportOptions client_opts = topts;
@@ -114,6 +113,11 @@ Status TransferEngineImpl::Init() {
     if (!t.ok()) return t.status().WithContext("transport '" + options_.transport + "'");
     named_ = std::move(*t);
   }
+  advertised_transports_ = {"tcp"};
+  if (shm_ || (named_ && named_->name() == "shm")) advertised_transports_.push_back("shm");
+  // From here on the server answers GET_DESCRIPTOR with the identity set above; the
+  // transport pointers are never read by it (they are reset while it still runs).
+  identity_ready_.store(true, std::memory_order_release);
 
   worker_ = std::thread([this] { WorkerLoop(); });
 
@@ -215,8 +219,7 @@ SegmentDescriptor TransferEngineImpl::LocalDescriptor() const {
   d.rpc_port = rpc_port_;
   d.pid = pid_;
   d.host_id = host_id_;
-  d.transports.push_back("tcp");
-  if (shm_ || (named_ && named_->name() == "shm")) d.transports.push_back("shm");
+  d.transports = advertised_transports_;
   d.version = version_.load();
   d.buffers = memory_.Buffers();
   return d;

@@ -58,6 +58,9 @@ TEST(SideChannelMessagesTest, MalformedMessagesAreRejectedNotCrashing) {
   bad = Sample();
   bad.block_lens.push_back(1);
   EXPECT_FALSE(DecodePullRequest(EncodePullRequest(bad)).ok());
+  // A header that claims 2^32 - 1 map entries in a 5-byte message is refused, not allocated.
+  EXPECT_FALSE(DecodePullRequest(std::string("\xdf\xff\xff\xff\xff", 5)).ok());
+  EXPECT_FALSE(DecodePullRequest(std::string("\xdd\xff\xff\xff\xff", 5)).ok());
   // Random bytes never crash.
   std::mt19937 rng(7);
   std::string wire = EncodePullRequest(Sample());
