@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/http_listen.h"
 #include "common/log.h"
 
 namespace ferry::connector {
@@ -118,30 +119,11 @@ class BootstrapServerImpl final : public BootstrapServer {
     server_.Get("/health", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("{\"status\":\"ok\"}", "application/json");
     });
-    // Only SO_REUSEADDR: httplib's default also sets SO_REUSEPORT, which would let a second
-    // server silently share (and split) the port instead of failing.
-    server_.set_socket_options([](socket_t sock) {
-      int yes = 1;
-      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    });
-    int port = options.port == 0
-                   ? server_.bind_to_any_port(options.host)
-                   : (server_.bind_to_port(options.host, options.port) ? options.port : -1);
-    if (port <= 0) {
-      return AlreadyExistsError("bootstrap server cannot bind " + options.host + ":" +
-                                std::to_string(options.port) +
-                                " (port in use? set VLLM_MOONCAKE_BOOTSTRAP_PORT)");
+    auto port = http::Listen(server_, options.host, options.port, &thread_);
+    if (!port.ok()) {
+      return port.status().WithContext("bootstrap server (set VLLM_MOONCAKE_BOOTSTRAP_PORT)");
     }
-    port_ = static_cast<uint16_t>(port);
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    // stop() is a no-op until the loop runs; wait for it so the destructor cannot hang.
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!server_.is_running()) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        return InternalError("bootstrap server did not start within 5 s");
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    port_ = *port;
     FERRY_LOG_INFO("bootstrap server listening on {}:{}", options.host, port_);
     return OkStatus();
   }

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "common/host_port.h"
+#include "common/http_listen.h"
 #include "common/log.h"
 #include "connector/internal/kv_connector_impl.h"
 
@@ -169,9 +170,7 @@ Status KvConnectorImpl::RegisterWithBootstrap() {
                          {"pp_rank", 0},
                          {"addr", side_channel_->endpoint()}};
   httplib::Client client(bootstrap_addr_);
-  auto t = options_.connector_timeout;
-  client.set_connection_timeout(t.count() / 1000, (t.count() % 1000) * 1000);
-  client.set_read_timeout(t.count() / 1000, (t.count() % 1000) * 1000);
+  http::SetTimeouts(client, options_.connector_timeout, options_.connector_timeout);
   std::string last_error;
   for (int attempt = 0; attempt < 3; ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(250 << attempt));

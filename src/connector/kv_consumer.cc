@@ -2,6 +2,7 @@
 // to write the prompt's blocks into ours, and tell the engine how it went.
 #include <httplib.h>
 
+#include "common/http_listen.h"
 #include "common/log.h"
 #include "connector/internal/kv_connector_impl.h"
 
@@ -100,9 +101,7 @@ Result<std::string> KvConnectorImpl::ResolveWorker(const RemoteKvSource& source)
     if (it != worker_cache_.end()) return it->second;
   }
   httplib::Client client(source.bootstrap_addr);
-  auto t = options_.connector_timeout;
-  client.set_connection_timeout(t.count() / 1000, (t.count() % 1000) * 1000);
-  client.set_read_timeout(t.count() / 1000, (t.count() % 1000) * 1000);
+  http::SetTimeouts(client, options_.connector_timeout, options_.connector_timeout);
   auto res = client.Get("/query");
   if (!res) {
     return UnavailableError("bootstrap server " + source.bootstrap_addr +

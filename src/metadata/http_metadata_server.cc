@@ -7,11 +7,11 @@
 
 #include "common/deadline.h"
 #include "common/host_port.h"
+#include "common/http_listen.h"
 
 namespace ferry::metadata {
 namespace {
 
-constexpr auto kStartTimeout = std::chrono::seconds(5);
 constexpr char kContentType[] = "application/json; charset=utf-8";
 
 // Checks the path and returns it as a regular expression (cpp-httplib routes are regexes).
@@ -47,44 +47,18 @@ Result<std::unique_ptr<HttpMetadataServer>> HttpMetadataServer::Create(const Opt
   srv.set_read_timeout(5, 0);
   srv.set_write_timeout(5, 0);
   srv.set_keep_alive_timeout(1);
-  // cpp-httplib's default also sets SO_REUSEPORT, which lets a second server bind the
-  // same port and silently split the keys between two maps. SO_REUSEADDR only.
-  srv.set_socket_options([](int sock) {
-    int yes = 1;
-    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
   self->InstallRoutes(pattern);
 
+  // http::Listen binds with SO_REUSEADDR only: cpp-httplib's default also sets
+  // SO_REUSEPORT, which would let a second server bind the same port and silently split
+  // the keys between two maps.
   const std::string where = HostPort{options.host, options.port}.ToString();
-  if (options.port == 0) {
-    int port = srv.bind_to_any_port(options.host);
-    if (port <= 0) {
-      return UnavailableError("metadata server cannot listen on " + where +
-                              ": bind failed (is the address local?)");
-    }
-    self->port_ = static_cast<uint16_t>(port);
-  } else {
-    if (!srv.bind_to_port(options.host, options.port)) {
-      return UnavailableError("metadata server cannot listen on " + where +
-                              ": bind failed (port in use, or the address is not local?)");
-    }
-    self->port_ = options.port;
+  auto port = http::Listen(srv, options.host, options.port, &self->listener_);
+  if (!port.ok()) {
+    return UnavailableError("metadata server cannot listen on " + where + ": " +
+                            port.status().message());
   }
-  HttpMetadataServer* raw = self.get();
-  self->listener_ = std::thread([raw] {
-    raw->server_->listen_after_bind();
-    raw->listener_done_.store(true);
-  });
-
-  // stop() is a no-op until the listener runs, so wait for it before handing out.
-  Deadline deadline = Deadline::In(kStartTimeout);
-  while (!srv.is_running()) {
-    if (deadline.Expired() || self->listener_done_.load()) {
-      self->Stop();
-      return InternalError("metadata server on " + where + " did not start within 5 s");
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  self->port_ = *port;
   return self;
 }
 
@@ -137,12 +111,7 @@ void HttpMetadataServer::InstallRoutes(const std::string& pattern) {
 void HttpMetadataServer::Stop() {
   std::lock_guard<std::mutex> lock(stop_mu_);
   if (!listener_.joinable()) return;
-  // cpp-httplib's stop() does nothing until the listener runs (Create() waited for that;
-  // this only matters when Create() gives up), so wait for it to run or to end.
-  while (!listener_done_.load() && !server_->is_running()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  server_->stop();
+  server_->stop();  // Create() returned only once the listener ran, so this takes effect
   listener_.join();
 }
 

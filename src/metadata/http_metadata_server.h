@@ -72,9 +72,8 @@ class HttpMetadataServer {
   const Options options_;
   uint16_t port_ = 0;
   std::unique_ptr<httplib::Server> server_;
-  std::thread listener_;                    // runs server_->listen_after_bind(); joined by Stop()
-  std::atomic<bool> listener_done_{false};  // set when listen_after_bind() returns
-  std::mutex stop_mu_;                      // serialises Stop()
+  std::thread listener_;  // runs server_->listen_after_bind(); joined by Stop()
+  std::mutex stop_mu_;    // serialises Stop()
 
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::string> values_;  // GUARDED_BY(mu_)

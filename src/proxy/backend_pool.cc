@@ -4,20 +4,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/http_listen.h"
 #include "common/log.h"
 
 namespace ferry::proxy {
-namespace {
-
-void SetTimeouts(httplib::Client& c, std::chrono::milliseconds t) {
-  auto sec = std::chrono::duration_cast<std::chrono::seconds>(t).count();
-  auto usec = std::chrono::duration_cast<std::chrono::microseconds>(t).count() % 1000000;
-  c.set_connection_timeout(sec, usec);
-  c.set_read_timeout(sec, usec);
-  c.set_write_timeout(sec, usec);
-}
-
-}  // namespace
 
 BackendPool::BackendPool(const ProxyOptions& options) : options_(options) {
   for (const auto& b : options.prefill) {
@@ -67,13 +57,13 @@ void BackendPool::ProbeAll() {
 
 bool BackendPool::Probe(Role role, State& state) {
   httplib::Client client(state.backend.host, state.backend.port);
-  SetTimeouts(client, options_.probe_timeout);
+  http::SetTimeouts(client, options_.probe_timeout, options_.probe_timeout);
   auto res = client.Get("/health");
   if (!res || res->status != 200) return false;
   if (role == Role::kDecode) return true;
   // A prefill instance is usable once its bootstrap server knows its engine id.
   httplib::Client boot(state.backend.host, state.backend.bootstrap_port);
-  SetTimeouts(boot, options_.probe_timeout);
+  http::SetTimeouts(boot, options_.probe_timeout, options_.probe_timeout);
   auto q = boot.Get("/query");
   if (!q || q->status != 200) return false;
   auto j = nlohmann::json::parse(q->body, nullptr, /*allow_exceptions=*/false);

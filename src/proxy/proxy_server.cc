@@ -9,24 +9,13 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/http_listen.h"
 #include "common/log.h"
 #include "proxy/backend_pool.h"
 #include "proxy/request_rewrite.h"
 
 namespace ferry::proxy {
 namespace {
-
-void SetTimeouts(httplib::Client& c, std::chrono::milliseconds connect,
-                 std::chrono::milliseconds io) {
-  auto split = [](std::chrono::milliseconds t) {
-    return std::pair<time_t, time_t>(t.count() / 1000, (t.count() % 1000) * 1000);
-  };
-  auto [cs, cu] = split(connect);
-  auto [is, iu] = split(io);
-  c.set_connection_timeout(cs, cu);
-  c.set_read_timeout(is, iu);
-  c.set_write_timeout(is, iu);
-}
 
 void ReplyError(httplib::Response& res, int code, const std::string& message,
                 const std::string& type) {
@@ -86,10 +75,6 @@ class ProxyServerImpl final : public ProxyServer {
   }
 
   Status Start() {
-    server_.set_socket_options([](socket_t sock) {
-      int yes = 1;
-      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    });
     server_.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& r) {
       Forward(q, r, "/v1/completions");
     });
@@ -109,25 +94,16 @@ class ProxyServerImpl final : public ProxyServer {
     server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& r) {
       r.set_content(MetricsText(), "text/plain; version=0.0.4");
     });
-    if (!server_.bind_to_port(options_.host, options_.port)) {
-      return AlreadyExistsError("proxy cannot listen on " + options_.host + ":" +
-                                std::to_string(options_.port) + " (port in use?)");
-    }
     pool_.Start();
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (!server_.is_running()) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        return InternalError("proxy HTTP loop did not start within 5 s");
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    FERRY_LOG_INFO("proxy listening on {}:{} ({} prefill, {} decode)", options_.host, options_.port,
+    auto port = http::Listen(server_, options_.host, options_.port, &thread_);
+    if (!port.ok()) return port.status().WithContext("proxy (pick another --port)");
+    port_ = *port;
+    FERRY_LOG_INFO("proxy listening on {}:{} ({} prefill, {} decode)", options_.host, port_,
                    options_.prefill.size(), options_.decode.size());
     return OkStatus();
   }
 
-  uint16_t port() const override { return options_.port; }
+  uint16_t port() const override { return port_; }
 
   void Wait() override {
     std::unique_lock lock(mu_);
@@ -147,7 +123,7 @@ class ProxyServerImpl final : public ProxyServer {
  private:
   std::unique_ptr<httplib::Client> MakeClient(const Backend& b) const {
     auto c = std::make_unique<httplib::Client>(b.host, b.port);
-    SetTimeouts(*c, options_.probe_timeout, options_.request_timeout);
+    http::SetTimeouts(*c, options_.probe_timeout, options_.request_timeout);
     return c;
   }
 
@@ -329,6 +305,7 @@ class ProxyServerImpl final : public ProxyServer {
   BackendPool pool_;
   httplib::Server server_;
   std::thread thread_;
+  uint16_t port_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopped_ = false;  // GUARDED_BY(mu_)

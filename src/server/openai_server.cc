@@ -7,13 +7,12 @@
 #include <random>
 
 #include "common/deadline.h"
+#include "common/http_listen.h"
 #include "common/log.h"
 #include "server/completion_handler.h"
 
 namespace ferry::server {
 namespace {
-
-constexpr int kListenBacklog = 1024;
 
 std::string NewRequestId() {
   static std::atomic<uint64_t> counter{0};
@@ -68,14 +67,6 @@ void OpenAiServer::InstallRoutes() {
   http_->set_read_timeout(30, 0);
   http_->set_write_timeout(10, 0);
   http_->set_payload_max_length(64 << 20);
-  // Debian's libcpp-httplib is compiled with a listen backlog of 5, which makes bursts of
-  // connections wait for SYN retransmits (~1 s). Remember the socket to listen() again with
-  // a deeper backlog after binding (see Start).
-  http_->set_socket_options([this](socket_t sock) {
-    httplib::default_socket_options(sock);
-    listen_fd_ = sock;
-  });
-
   auto completion = [this](ApiKind kind) {
     return [this, kind](const httplib::Request& req, httplib::Response& res) {
       std::string rid = req.get_header_value("X-Request-Id");
@@ -136,23 +127,11 @@ void OpenAiServer::InstallRoutes() {
 
 Status OpenAiServer::Start() {
   if (listener_.joinable()) return FailedPreconditionError("server already started");
-  if (options_.port == 0) {
-    bound_port_ = http_->bind_to_any_port(options_.host);
-    if (bound_port_ <= 0) return UnavailableError("cannot bind " + options_.host + ":0");
-  } else {
-    if (!http_->bind_to_port(options_.host, options_.port)) {
-      return UnavailableError("cannot bind " + options_.host + ":" + std::to_string(options_.port) +
-                              " (in use? pick another --port)");
-    }
-    bound_port_ = options_.port;
-  }
-  if (listen_fd_ >= 0) ::listen(listen_fd_, kListenBacklog);
-  listener_ = std::thread([this] { http_->listen_after_bind(); });
-  // Stop() only works once the listener runs: wait for it (bounded).
-  const Deadline running = Deadline::In(std::chrono::seconds(5));
-  while (!http_->is_running() && !running.Expired()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  // http::Listen binds without SO_REUSEPORT (a second server on the same port fails
+  // instead of sharing it) and with a deep listen backlog.
+  auto port = http::Listen(*http_, options_.host, static_cast<uint16_t>(options_.port), &listener_);
+  if (!port.ok()) return UnavailableError(port.status().message() + " (pick another --port)");
+  bound_port_ = *port;
   FERRY_LOG_INFO("serving {} on http://{}:{}", options_.served_model_name, options_.host,
                  bound_port_);
   return OkStatus();

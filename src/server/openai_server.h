@@ -84,7 +84,6 @@ class OpenAiServer {
   std::thread listener_;
   std::atomic<bool> stopping_{false};
   int bound_port_ = 0;
-  int listen_fd_ = -1;  // the listening socket (owned by http_)
 };
 
 }  // namespace ferry::server
