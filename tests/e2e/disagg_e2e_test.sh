@@ -282,14 +282,14 @@ pass "prefill killed with 8 requests waiting: all answered correctly ${elapsed}s
 stop_pd
 
 # ---- fail policy and the abort timeout ------------------------------------------------------
-start_pd fail 1
-# A prefill-only request that no decoder claims: freed after the 1 s abort timeout.
+start_pd fail 2
+# A prefill-only request that no decoder claims: freed after the 2 s abort timeout.
 code=$(in_ns "$P_NS" curl -s -o "$TMP/orphan.out" -w '%{http_code}' -H 'Content-Type: application/json' \
   -d "{\"model\":\"tiny\",\"prompt\":\"$LONG\",\"max_tokens\":1,\"kv_transfer_params\":{\"do_remote_decode\":true,\"do_remote_prefill\":false,\"transfer_id\":\"xfer-orphan\"}}" \
   "http://$P_IP:$P_PORT/v1/completions")
 [[ $code == 200 ]] || fail "prefill-only request: HTTP $code $(cat "$TMP/orphan.out")"
 [[ $(metric "$P_NS" "http://$P_IP:$P_PORT" ferry_kv_requests_kept) == 1 ]] || fail "prefill did not keep the blocks"
-for _ in $(seq 40); do
+for _ in $(seq 80); do
   [[ $(metric "$P_NS" "http://$P_IP:$P_PORT" ferry_kv_expired_requests_total) == 1 ]] && break
   sleep 0.1
 done

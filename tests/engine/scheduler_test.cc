@@ -155,7 +155,10 @@ TEST(LlmEngineTest, SixteenConcurrentEqualSequential) {
 TEST(LlmEngineTest, PreemptsInsteadOfFailingWhenBlocksRunOut) {
   // 12 blocks x 4 tokens; 6 requests growing to 6 + 20 tokens (7 blocks each) cannot all
   // fit, so running requests get preempted and recomputed.
-  auto engine = StartEngine({.block_size = 4, .num_kv_blocks = 12, .max_num_seqs = 6});
+  // 3 ms per step keeps the first requests running while the rest arrive, however slowly
+  // this thread gets the CPU (without it a loaded machine can finish them one by one).
+  auto engine = StartEngine({.block_size = 4, .num_kv_blocks = 12, .max_num_seqs = 6}, 0,
+                            std::chrono::milliseconds(3));
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (int i = 0; i < 6; ++i) {
     streams.push_back(engine->Submit(Greedy("p" + std::to_string(i), Prompt(6, i), 20)).value());
