@@ -27,13 +27,13 @@ struct BufferDescriptor {
 };
 
 struct SegmentDescriptor {
-  std::string name;        // "host:port", the key peers look it up by.
-  std::string host;        // Address peers connect to.
-  uint16_t rpc_port = 0;   // RPC (handshake, notify, tcp data) port.
-  int64_t pid = 0;         // Process id, for same-host transports.
-  std::string host_id;     // Identifies the machine (kernel boot id); equal => same host.
-  std::vector<std::string> transports;  // Transports the segment serves.
-  uint64_t version = 0;    // Bumped on every (un)registration.
+  std::string name;       // "host:port", the key peers look it up by.
+  std::string host;       // Address peers connect to.
+  uint16_t rpc_port = 0;  // RPC (handshake, notify, tcp data) port.
+  int64_t pid = 0;        // Process id, for same-host transports.
+  std::string host_id;    // Identifies the machine (kernel boot id); equal => same host.
+  std::vector<std::string> transports;    // Transports the segment serves.
+  uint64_t version = 0;                   // Bumped on every (un)registration.
   std::vector<BufferDescriptor> buffers;  // Sorted by addr, non-overlapping.
 
   // The remote-accessible buffer holding [addr, addr + len), or nullptr.

@@ -96,8 +96,8 @@ Status ErrnoToStatus(int err, std::string_view what);
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(const T& value) : v_(value) {}  // NOLINT: implicit by design
-  Result(T&& value) : v_(std::move(value)) {}  // NOLINT
+  Result(const T& value) : v_(value) {}            // NOLINT: implicit by design
+  Result(T&& value) : v_(std::move(value)) {}      // NOLINT
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     assert(!std::get<Status>(v_).ok() && "Result constructed from an OK status");
     if (std::get<Status>(v_).ok()) v_ = Status(StatusCode::kInternal, "Result from OK status");
@@ -137,10 +137,10 @@ Status AsStatus(const Result<T>& r) {
 #define FERRY_STATUS_CONCAT(a, b) FERRY_STATUS_CONCAT_INNER(a, b)
 
 // Returns from the enclosing function if `expr` (a Status or Result) is not OK.
-#define FERRY_RETURN_IF_ERROR(expr)                                           \
-  do {                                                                        \
+#define FERRY_RETURN_IF_ERROR(expr)                                          \
+  do {                                                                       \
     ::ferry::Status ferry_status_tmp_ = ::ferry::internal::AsStatus((expr)); \
-    if (!ferry_status_tmp_.ok()) return ferry_status_tmp_;                    \
+    if (!ferry_status_tmp_.ok()) return ferry_status_tmp_;                   \
   } while (0)
 
 // Evaluates `rexpr` (a Result<T>); on error returns its status, otherwise moves the value

@@ -84,10 +84,10 @@ struct Notification {
 
 // Counters since the engine started. Monotonic.
 struct TransferCounters {
-  uint64_t bytes_written = 0;     // Initiator side: WRITE bytes completed.
-  uint64_t bytes_read = 0;        // Initiator side: READ bytes completed.
-  uint64_t bytes_received = 0;    // Target side: bytes written into our memory by peers.
-  uint64_t bytes_served = 0;      // Target side: bytes read from our memory by peers.
+  uint64_t bytes_written = 0;   // Initiator side: WRITE bytes completed.
+  uint64_t bytes_read = 0;      // Initiator side: READ bytes completed.
+  uint64_t bytes_received = 0;  // Target side: bytes written into our memory by peers.
+  uint64_t bytes_served = 0;    // Target side: bytes read from our memory by peers.
   uint64_t requests_done = 0;
   uint64_t requests_failed = 0;
   uint64_t inbound_rejected = 0;  // Target side: frames refused (bad range, bad frame).

@@ -28,9 +28,7 @@ struct KvCacheLayout {
   int32_t num_blocks = 0;
 
   // Floats of one (layer, K or V) slab inside a block: [block_size][num_kv_heads][head_dim].
-  size_t slab_floats() const {
-    return static_cast<size_t>(block_size) * num_kv_heads * head_dim;
-  }
+  size_t slab_floats() const { return static_cast<size_t>(block_size) * num_kv_heads * head_dim; }
   // Floats of one block: all layers, K and V.
   size_t block_floats() const { return slab_floats() * 2 * num_layers; }
   size_t block_bytes() const { return block_floats() * sizeof(float); }

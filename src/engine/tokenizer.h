@@ -5,7 +5,8 @@
 //   std::vector<int32_t> ids = tok->Encode("Hello world");
 //   std::string text = tok->Decode(ids);
 //   FERRY_ASSIGN_OR_RETURN(std::string prompt,
-//                          tok->ApplyChatTemplate({{"user", "Hi"}}, /*add_generation_prompt=*/true));
+//                          tok->ApplyChatTemplate({{"user", "Hi"}},
+//                          /*add_generation_prompt=*/true));
 //
 // Thread safety: const methods are thread-safe.
 #pragma once
@@ -23,7 +24,7 @@
 namespace ferry::engine {
 
 struct ChatMessage {
-  std::string role;     // "system" | "user" | "assistant"
+  std::string role;  // "system" | "user" | "assistant"
   std::string content;
 };
 

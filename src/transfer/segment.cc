@@ -43,7 +43,8 @@ Result<SegmentDescriptor> SegmentDescriptor::FromJson(const std::string& text) {
   SegmentDescriptor d;
   auto field = [&](const char* key, auto& out) -> Status {
     auto it = j.find(key);
-    if (it == j.end()) return InvalidArgumentError(std::string("segment descriptor lacks '") + key + "'");
+    if (it == j.end())
+      return InvalidArgumentError(std::string("segment descriptor lacks '") + key + "'");
     try {
       it->get_to(out);
     } catch (const nlohmann::json::exception&) {
