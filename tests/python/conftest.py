@@ -19,10 +19,11 @@ PEER_SEED = 7
 class Peer:
     """A running peer.py: .name ("127.0.0.1:port"), .addr, .size of its buffer."""
 
-    def __init__(self, api, transport):
+    def __init__(self, api, transport, metadata="P2PHANDSHAKE"):
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(HERE, "peer.py"), "--api", api, "--transport",
-             transport, "--size", str(PEER_SIZE), "--seed", str(PEER_SEED)],
+             transport, "--size", str(PEER_SIZE), "--seed", str(PEER_SEED), "--metadata",
+             metadata],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         hello = json.loads(self.proc.stdout.readline())
         self.name, self.addr, self.size = hello["name"], hello["addr"], hello["size"]

@@ -1,6 +1,7 @@
 """Target process for the Python tests: registers a numpy buffer and answers commands.
 
     python3 peer.py --api ferry|mooncake --transport tcp|shm --size N --seed S
+                    [--metadata P2PHANDSHAKE|http://...|etcd://...|host:port]
 
 Prints one JSON line {"name", "addr", "size"}, then reads one JSON command per line on
 stdin and answers with one JSON line:
@@ -30,21 +31,22 @@ def main():
     ap.add_argument("--transport", default="tcp")
     ap.add_argument("--size", type=int, default=1 << 20)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--metadata", default="P2PHANDSHAKE")
     args = ap.parse_args()
     buf = expected_pattern(args.size, args.seed)
     addr = buf.ctypes.data
     if args.api == "mooncake":
         from mooncake.engine import TransferEngine
         engine = TransferEngine()
-        assert engine.initialize("127.0.0.1", "P2PHANDSHAKE", args.transport, "") == 0
+        assert engine.initialize("127.0.0.1", args.metadata, args.transport, "") == 0
         assert engine.register_memory(addr, buf.nbytes) == 0
-        name = f"127.0.0.1:{engine.get_rpc_port()}"
+        name = engine.get_local_session_id()
 
         def take():
             return [[n.name, n.msg] for n in engine.get_notifies()]
     else:
         import ferry
-        engine = ferry.TransferEngine("127.0.0.1:0", transport=args.transport)
+        engine = ferry.TransferEngine("127.0.0.1:0", args.metadata, args.transport)
         engine.register(buf)
         name = engine.local_name
 
