@@ -38,7 +38,11 @@ class Tokenizer {
   static Result<std::unique_ptr<Tokenizer>> Load(const std::string& model_dir);
 
   // Text -> ids. Special/added tokens written literally in the text map to their ids.
+  // No post-processing: what a rendered chat template needs (it writes its own BOS).
   virtual std::vector<int32_t> Encode(std::string_view text) const = 0;
+  // Encode plus the post-processor's single-sequence template (Llama-3: BOS first), as HF
+  // tokenizers do with add_special_tokens=True and as vLLM does for a completion prompt.
+  virtual std::vector<int32_t> EncodePrompt(std::string_view text) const { return Encode(text); }
   // Ids -> text. Unknown ids are skipped. With skip_special, special tokens are dropped.
   // May end in an incomplete UTF-8 sequence if `ids` ends mid-character.
   virtual std::string Decode(std::span<const int32_t> ids, bool skip_special = true) const = 0;

@@ -56,9 +56,10 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(std::string_view toke
   if (j.contains("normalizer") && !j["normalizer"].is_null()) {
     const json& n = j["normalizer"];
     if (!n.is_object() || n.value("type", json()) != "NFC") {
-      return InvalidArgumentError(file + ": normalizer " + n.dump() +
+      return InvalidArgumentError(file + ": normalizer " + n.dump().substr(0, 200) +
                                   " is not supported (null or NFC are)");
     }
+    tok->nfc_ = true;
   }
   FERRY_RETURN_IF_ERROR(tok->ParsePreTokenizer(j.value("pre_tokenizer", json()), file));
   if (j.contains("decoder") && !j["decoder"].is_null() &&
@@ -92,6 +93,7 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(std::string_view toke
   std::stable_sort(
       tok->added_.begin(), tok->added_.end(),
       [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+  FERRY_RETURN_IF_ERROR(tok->ParsePostProcessor(j.value("post_processor", json()), file));
   json config = json::object();
   if (!config_json.empty()) {
     config = json::parse(config_json, nullptr, /*allow_exceptions=*/false);
@@ -184,6 +186,71 @@ Status BpeTokenizer::ParsePreTokenizer(const json& pre, const std::string& file)
     } else {
       return InvalidArgumentError(file + ": pre_tokenizer " + p.dump().substr(0, 200) +
                                   " is not supported (Split, ByteLevel or a Sequence of them)");
+    }
+  }
+  return OkStatus();
+}
+
+Status BpeTokenizer::ParsePostProcessor(const json& post, const std::string& file) {
+  if (post.is_null()) return OkStatus();
+  std::vector<json> steps;
+  if (post.is_object() && post.value("type", json()) == "Sequence" && post.contains("processors") &&
+      post["processors"].is_array()) {
+    for (const json& p : post["processors"]) steps.push_back(p);
+  } else {
+    steps.push_back(post);
+  }
+  for (const json& p : steps) {
+    const json type = p.is_object() ? p.value("type", json()) : json();
+    if (type == "ByteLevel") continue;  // only adjusts offsets, which Ferry does not report
+    if (type != "TemplateProcessing" || !p.contains("single") || !p["single"].is_array()) {
+      return InvalidArgumentError(file + ": post_processor " + p.dump().substr(0, 200) +
+                                  " is not supported (ByteLevel, TemplateProcessing or a "
+                                  "Sequence of them)");
+    }
+    const json specials = p.value("special_tokens", json::object());
+    bool seen_text = false;
+    for (const json& item : p["single"]) {
+      if (item.is_object() && item.contains("Sequence")) {
+        if (seen_text || item["Sequence"].value("id", json()) != "A") {
+          return InvalidArgumentError(file + ": post_processor single template " +
+                                      p["single"].dump().substr(0, 200) +
+                                      " must hold sequence A exactly once");
+        }
+        seen_text = true;
+        continue;
+      }
+      const json name =
+          item.is_object() && item.contains("SpecialToken") && item["SpecialToken"].is_object()
+              ? item["SpecialToken"].value("id", json())
+              : json();
+      if (!name.is_string()) {
+        return InvalidArgumentError(file + ": malformed post_processor item " +
+                                    item.dump().substr(0, 200));
+      }
+      std::vector<int32_t> ids;
+      const std::string token = name.get<std::string>();
+      if (specials.is_object() && specials.contains(token) && specials[token].is_object() &&
+          specials[token].contains("ids") && specials[token]["ids"].is_array()) {
+        for (const json& id : specials[token]["ids"]) {
+          if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
+              id.get<int64_t>() >= vocab_size()) {
+            return InvalidArgumentError(file + ": post_processor token " + token + " has id " +
+                                        id.dump() + " outside the vocabulary");
+          }
+          ids.push_back(static_cast<int32_t>(id.get<int64_t>()));
+        }
+      } else if (auto id = TokenId(token)) {
+        ids.push_back(*id);
+      } else {
+        return InvalidArgumentError(file + ": post_processor token " + token +
+                                    " is not in the vocabulary");
+      }
+      auto& dst = seen_text ? prompt_suffix_ : prompt_prefix_;
+      dst.insert(dst.end(), ids.begin(), ids.end());
+    }
+    if (!seen_text) {
+      return InvalidArgumentError(file + ": post_processor single template has no sequence A");
     }
   }
   return OkStatus();

@@ -7,9 +7,11 @@
 // map; special tokens are dropped with skip_special.
 //
 // Supported tokenizer.json: model.type "BPE" (merges as "a b" or ["a", "b"],
-// ignore_merges), normalizer null or NFC (not applied: input is taken as already NFC),
-// pre_tokenizer Split (Regex or String, behavior Isolated) / ByteLevel / a Sequence of
-// them, decoder ByteLevel. Others: InvalidArgument naming the field.
+// ignore_merges), normalizer null or NFC (applied to the text between added tokens, as HF
+// does for special tokens), pre_tokenizer Split (Regex or String, behavior Isolated) /
+// ByteLevel / a Sequence of them, post_processor null / ByteLevel / TemplateProcessing
+// (its "single" template, used by EncodePrompt) / a Sequence of them, decoder ByteLevel.
+// Others: InvalidArgument naming the field.
 // Thread safety: const methods are thread-safe (the BPE cache is locked).
 #pragma once
 
@@ -37,6 +39,7 @@ class BpeTokenizer final : public Tokenizer {
                                                       const std::string& source);
 
   std::vector<int32_t> Encode(std::string_view text) const override;
+  std::vector<int32_t> EncodePrompt(std::string_view text) const override;
   std::string Decode(std::span<const int32_t> ids, bool skip_special = true) const override;
   int32_t vocab_size() const override { return static_cast<int32_t>(id_to_token_.size()); }
   std::optional<int32_t> TokenId(std::string_view token) const override;
@@ -58,6 +61,7 @@ class BpeTokenizer final : public Tokenizer {
   BpeTokenizer() = default;
   Status ParseModel(const nlohmann::json& model, const std::string& source);
   Status ParsePreTokenizer(const nlohmann::json& pre, const std::string& source);
+  Status ParsePostProcessor(const nlohmann::json& post, const std::string& source);
   void ParseConfig(const nlohmann::json& config);
   // Appends the ids of one text span that has no added tokens in it.
   void EncodeOrdinary(std::string_view text, std::vector<int32_t>* out) const;
@@ -73,6 +77,9 @@ class BpeTokenizer final : public Tokenizer {
   std::array<uint8_t, 256> added_first_byte_{};           // 1 if an added token starts so
   bool ignore_merges_ = false;
   bool add_prefix_space_ = false;
+  bool nfc_ = false;                    // normalizer NFC
+  std::vector<int32_t> prompt_prefix_;  // post_processor ids before the text (BOS)
+  std::vector<int32_t> prompt_suffix_;  // and after it
   std::vector<std::unique_ptr<RegexSplitter>> splitters_;  // applied in order
   std::vector<int32_t> eos_ids_;
   std::optional<ChatTemplate> chat_;

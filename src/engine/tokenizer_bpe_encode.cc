@@ -1,9 +1,39 @@
 // BpeTokenizer: Encode / Decode (loading is in tokenizer_bpe.cc).
+#include <uninorm.h>
+
+#include <algorithm>
 #include <climits>
+#include <cstdlib>
 
 #include "engine/tokenizer_bpe.h"
 
 namespace ferry::engine {
+namespace {
+
+// Unicode NFC of `text` (libunistring). ASCII is already NFC and is returned as is; so is
+// text that is not valid UTF-8 (it then goes through the byte-level BPE unchanged).
+std::string_view ToNfc(std::string_view text, std::string* storage) {
+  if (std::all_of(text.begin(), text.end(), [](char c) { return (c & 0x80) == 0; })) {
+    return text;
+  }
+  size_t len = 0;
+  uint8_t* out = u8_normalize(UNINORM_NFC, reinterpret_cast<const uint8_t*>(text.data()),
+                              text.size(), nullptr, &len);
+  if (out == nullptr) return text;
+  storage->assign(reinterpret_cast<const char*>(out), len);
+  std::free(out);
+  return *storage;
+}
+
+}  // namespace
+
+std::vector<int32_t> BpeTokenizer::EncodePrompt(std::string_view text) const {
+  std::vector<int32_t> out = prompt_prefix_;
+  std::vector<int32_t> body = Encode(text);
+  out.insert(out.end(), body.begin(), body.end());
+  out.insert(out.end(), prompt_suffix_.begin(), prompt_suffix_.end());
+  return out;
+}
 
 std::vector<int32_t> BpeTokenizer::Encode(std::string_view text) const {
   std::vector<int32_t> out;
@@ -46,6 +76,8 @@ std::vector<std::string> BpeTokenizer::PreTokenize(std::string_view text) const 
 }
 
 void BpeTokenizer::EncodeOrdinary(std::string_view text, std::vector<int32_t>* out) const {
+  std::string normalized;
+  if (nfc_) text = ToNfc(text, &normalized);
   for (const std::string& piece : PreTokenize(text)) EncodeWord(BytesToUnicode(piece), out);
 }
 

@@ -23,7 +23,7 @@ Result<engine::GenerateRequest> Prepare(const HandlerContext& ctx, OpenAiRequest
     if (!text.ok()) return InvalidArgumentError("messages: " + text.status().message());
     g.prompt_tokens = tok.Encode(*text);
   } else if (req.prompt_text) {
-    g.prompt_tokens = tok.Encode(*req.prompt_text);
+    g.prompt_tokens = tok.EncodePrompt(*req.prompt_text);
   } else {
     g.prompt_tokens = req.prompt_tokens;
   }

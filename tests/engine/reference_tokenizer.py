@@ -11,6 +11,7 @@ import json
 import os
 import re
 import sys
+import unicodedata
 
 import regex
 
@@ -43,6 +44,7 @@ class Bpe:
         steps = pre["pretokenizers"] if pre["type"] == "Sequence" else [pre]
         self.patterns = [regex.compile(s["pattern"]["Regex"]) for s in steps if s["type"] == "Split"]
         self.byte_enc = bytes_to_unicode()
+        self.nfc = (tj.get("normalizer") or {}).get("type") == "NFC"
 
     def bpe(self, word):
         parts = list(word)
@@ -87,6 +89,8 @@ class Bpe:
             if seg in self.added:
                 ids.append(self.added[seg])
                 continue
+            if self.nfc:
+                seg = unicodedata.normalize("NFC", seg)
             pieces = [seg]
             for p in self.patterns:
                 pieces = [q for piece in pieces for q in self.split(p, piece)]

@@ -56,9 +56,12 @@ TEST_F(TokenizerTest, IdsEqualPythonReferenceOnCorpusSlicesAndRandomText) {
     const size_t a = rng() % corpus.size();
     strings.push_back(corpus.substr(a, 1 + rng() % 120));
   }
-  const char* alphabet[] = {"a",  "B", " ", "  ", "\n", "\t",   "'s",  "'LL",  "9", "12", ".",
-                            "!?", "é", "ß", "中", "🚢",  "\r\n", "the", " the", "_", "-"};
-  for (int i = 0; i < 60; ++i) {  // random mixtures of tricky pieces
+  const char* alphabet[] =
+      {
+          "a",    "B", " ",  "  ",      "\n",      "\t",    "'s", "'LL",  "9",
+          "12",   ".", "!?", "é",       "ß",       "中",    "🚢",  "\r\n", "the",
+          " the", "_", "-",  "e\u0301", "A\u030a", "\u212b"};  // not NFC: é, Å, Å (Angstrom)
+  for (int i = 0; i < 60; ++i) {                               // random mixtures of tricky pieces
     std::string s;
     for (int k = 0, n = 1 + rng() % 25; k < n; ++k) s += alphabet[rng() % std::size(alphabet)];
     strings.push_back(s);
@@ -126,6 +129,79 @@ TEST_F(TokenizerTest, DecodeCanEndMidCharacter) {
   const std::vector<int32_t> ids = tok_->Encode("é");  // two byte tokens
   ASSERT_EQ(ids.size(), 2u);
   EXPECT_EQ(tok_->Decode(std::span<const int32_t>(ids).first(1)), "\xc3");
+}
+
+TEST_F(TokenizerTest, NormalizesToNfcLikeQwen) {
+  // tokenizer.json has "normalizer": {"type": "NFC"}: decomposed and composed spellings
+  // of a character get the same ids; special tokens around them are untouched.
+  EXPECT_EQ(tok_->Encode("Cafe\u0301 A\u030a"), tok_->Encode("Café Å"));
+  EXPECT_EQ(tok_->Encode("<|im_start|>e\u0301"), tok_->Encode("<|im_start|>é"));
+  EXPECT_EQ(tok_->Decode(tok_->Encode("\u212b")), "Å");  // Angstrom sign -> Å
+  // Not UTF-8: encoded byte by byte without harm; Decode shows U+FFFD for each bad byte.
+  EXPECT_EQ(tok_->Decode(tok_->Encode("a\xff\xfe"
+                                      "b")),
+            "a\uFFFD\uFFFDb");
+}
+
+TEST_F(TokenizerTest, ByteLevelPostProcessorAddsNothing) {
+  EXPECT_EQ(tok_->EncodePrompt("Hello world"), tok_->Encode("Hello world"));
+}
+
+// A Llama-3 style tokenizer.json: Sequence[ByteLevel, TemplateProcessing] post-processor
+// that puts <|begin_of_text|> first.
+std::string LlamaLikeTokenizerJson(const std::string& post_processor) {
+  return R"({"model": {"type": "BPE", "vocab": {"H": 0, "i": 1, "Hi": 2}, "merges": ["H i"]},
+             "added_tokens": [{"id": 3, "content": "<|begin_of_text|>", "special": true},
+                              {"id": 4, "content": "<|end_of_text|>", "special": true}],
+             "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false,
+                               "use_regex": false},
+             "post_processor": )" +
+         post_processor + "}";
+}
+
+TEST(TokenizerPostProcessorTest, TemplateProcessingAddsBosToPromptsOnly) {
+  auto t = BpeTokenizer::Create(LlamaLikeTokenizerJson(R"({"type": "Sequence", "processors": [
+      {"type": "ByteLevel"},
+      {"type": "TemplateProcessing",
+       "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}},
+                  {"Sequence": {"id": "A", "type_id": 0}}],
+       "pair": [],
+       "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [3],
+                                                "tokens": ["<|begin_of_text|>"]}}}]})"),
+                                "", "dir");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ((*t)->Encode("Hi"), std::vector<int32_t>({2}));
+  EXPECT_EQ((*t)->EncodePrompt("Hi"), std::vector<int32_t>({3, 2}));
+  EXPECT_EQ((*t)->EncodePrompt(""), std::vector<int32_t>({3}));
+}
+
+TEST(TokenizerPostProcessorTest, SuffixTokensAndLookupByName) {
+  auto t = BpeTokenizer::Create(LlamaLikeTokenizerJson(R"({"type": "TemplateProcessing",
+      "single": [{"SpecialToken": {"id": "<|begin_of_text|>"}}, {"Sequence": {"id": "A"}},
+                 {"SpecialToken": {"id": "<|end_of_text|>"}}]})"),
+                                "", "dir");
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ((*t)->EncodePrompt("HiH"), std::vector<int32_t>({3, 2, 0, 4}));
+}
+
+TEST(TokenizerPostProcessorTest, UnsupportedOrBrokenTemplatesAreInvalidArgument) {
+  const char* bad[] = {
+      R"({"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0]})",
+      R"({"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<nope>"}},
+                                                    {"Sequence": {"id": "A"}}]})",
+      R"({"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|end_of_text|>"}}]})",
+      R"({"type": "TemplateProcessing", "single": [{"Sequence": {"id": "B"}}]})",
+      R"({"type": "TemplateProcessing", "single": [{"Sequence": {"id": "A"}}, 7]})",
+      R"({"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "X"}},
+          {"Sequence": {"id": "A"}}], "special_tokens": {"X": {"ids": [99]}}})",
+  };
+  for (const char* post : bad) {
+    auto t = BpeTokenizer::Create(LlamaLikeTokenizerJson(post), "", "dir");
+    ASSERT_FALSE(t.ok()) << post;
+    EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument) << post;
+    EXPECT_NE(t.status().message().find("post_processor"), std::string::npos)
+        << t.status().ToString();
+  }
 }
 
 TEST(TokenizerLoadTest, MissingFileIsNotFound) {
