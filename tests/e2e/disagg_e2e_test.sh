@@ -6,6 +6,8 @@
 #   disagg_e2e_test.sh PATH/TO/ferry netns   # P and D on their own test hosts (network
 #                                            # namespaces + veth), KV over tcp
 #   disagg_e2e_test.sh PATH/TO/ferry local   # everything on 127.0.0.1, KV over shm
+#   disagg_e2e_test.sh PATH/TO/ferry local both   # both instances kv_both (each has its
+#                                                 # own bootstrap server), same checks
 #
 # netns mode falls back to 127.0.0.1 (still over tcp) where namespaces are refused.
 # Everything started here is killed, and every namespace removed, on exit.
@@ -13,6 +15,8 @@ set -euo pipefail
 
 FERRY=$(readlink -f "${1:?usage: disagg_e2e_test.sh PATH/TO/ferry netns|local}")
 MODE=${2:-local}
+ROLES=${3:-split}  # split: kv_producer + kv_consumer; both: kv_both + kv_both
+[[ $ROLES == split || $ROLES == both ]] || { echo "roles must be split or both" >&2; exit 2; }
 TMP=$(mktemp -d)
 PIDS=()
 NAMESPACES=()
@@ -165,14 +169,16 @@ start_pd() {  # start_pd POLICY ABORT_TIMEOUT_S
   P_PORT=$(free_port)
   D_PORT=$(free_port)
   PROXY_PORT=$(free_port)
-  local kvp="{\"kv_connector\":\"MooncakeConnector\",\"kv_role\":\"kv_producer\",\"kv_connector_extra_config\":{\"mooncake_protocol\":\"$PROTOCOL\",\"num_workers\":4}}"
-  local kvc="{\"kv_connector\":\"MooncakeConnector\",\"kv_role\":\"kv_consumer\",\"kv_connector_extra_config\":{\"mooncake_protocol\":\"$PROTOCOL\"}}"
+  local prole=kv_producer crole=kv_consumer d_boot=$BOOT_PORT
+  if [[ $ROLES == both ]]; then prole=kv_both crole=kv_both d_boot=$(free_port); fi
+  local kvp="{\"kv_connector\":\"MooncakeConnector\",\"kv_role\":\"$prole\",\"kv_connector_extra_config\":{\"mooncake_protocol\":\"$PROTOCOL\",\"num_workers\":4}}"
+  local kvc="{\"kv_connector\":\"MooncakeConnector\",\"kv_role\":\"$crole\",\"kv_connector_extra_config\":{\"mooncake_protocol\":\"$PROTOCOL\"}}"
   spawn_in "$P_NS" env VLLM_MOONCAKE_BOOTSTRAP_PORT="$BOOT_PORT" VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT="$2" \
     "$FERRY" serve "$TMP/model" --host "$P_IP" --port "$P_PORT" "${SERVE_ARGS[@]}" \
     --kv-transfer-config "$kvp" >"$TMP/prefill.log" 2>&1 &
   P_PID=$!
   PIDS+=("$P_PID")
-  spawn_in "$D_NS" env FERRY_KV_LOAD_FAILURE_POLICY="$1" \
+  spawn_in "$D_NS" env FERRY_KV_LOAD_FAILURE_POLICY="$1" VLLM_MOONCAKE_BOOTSTRAP_PORT="$d_boot" \
     "$FERRY" serve "$TMP/model" --host "$D_IP" --port "$D_PORT" "${SERVE_ARGS[@]}" \
     --kv-transfer-config "$kvc" >"$TMP/decode.log" 2>&1 &
   D_PID=$!
@@ -196,7 +202,7 @@ metric() {  # metric NS URL NAME
 }
 
 start_pd recompute 480
-pass "prefill, decode and proxy up (protocol $PROTOCOL)"
+pass "prefill, decode and proxy up (protocol $PROTOCOL, roles $ROLES)"
 
 for id in "${ORDER[@]}"; do
   code=$(ask "$D_NS" "$PROXY" "$id" "$TMP/pd-$id.out")
@@ -240,6 +246,9 @@ for _ in $(seq 50); do
 done
 [[ $(metric "$P_NS" "http://$P_IP:$P_PORT" ferry_kv_requests_kept) == 0 ]] || fail "prefill still holds blocks"
 [[ $(metric "$D_NS" "http://$D_IP:$D_PORT" ferry_kv_requests_waiting) == 0 ]] || fail "decode still waiting"
+if [[ $ROLES == both ]]; then  # a kv_both decoder keeps nothing for requests it decodes itself
+  [[ $(metric "$D_NS" "http://$D_IP:$D_PORT" ferry_kv_requests_kept) == 0 ]] || fail "kv_both decode holds blocks"
+fi
 pass "no blocks held, no request waiting"
 
 # A malformed request to the proxy and an unknown model are clear 4xx errors.
@@ -319,4 +328,4 @@ done
 python3 -c "import sys; sys.exit(0 if $elapsed <= 5 else 1)" || fail "fail policy: clients waited ${elapsed}s"
 pass "fail policy: 4 waiting clients got HTTP $code with an error ${elapsed}s after the kill"
 stop_pd
-echo "disagg e2e ($MODE): all passed"
+echo "disagg e2e ($MODE, roles $ROLES): all passed"
