@@ -38,6 +38,14 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_dir)
   auto text = ReadFileText(path);
   if (!text) return NotFoundError("no tokenizer.json in " + model_dir);
   std::string config = ReadFileText(model_dir + "/tokenizer_config.json").value_or("");
+  // Newer transformers save the template beside the config; like them, it wins.
+  if (auto jinja = ReadFileText(model_dir + "/chat_template.jinja")) {
+    json c = config.empty() ? json::object() : json::parse(config, nullptr, false);
+    if (c.is_object()) {
+      c["chat_template"] = *jinja;
+      config = c.dump();
+    }
+  }
   FERRY_ASSIGN_OR_RETURN(auto tok, BpeTokenizer::Create(*text, config, model_dir));
   return std::unique_ptr<Tokenizer>(std::move(tok));
 }

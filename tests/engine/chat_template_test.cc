@@ -1,6 +1,8 @@
 // Chat template rendering: ChatML (Qwen, with its default system prompt) and Llama-3.
 #include <gtest/gtest.h>
 
+#include <fstream>
+
 #include "engine/chat_template.h"
 #include "engine/tokenizer.h"
 #include "model_test_util.h"
@@ -87,6 +89,22 @@ TEST(ChatTemplateTest, TinyModelRendersChatMlAndTokenizesSpecials) {
             "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
   const std::vector<int32_t> ids = (*tok)->Encode(*s);
   EXPECT_EQ(ids.front(), *(*tok)->TokenId("<|im_start|>"));
+}
+
+TEST(ChatTemplateTest, ChatTemplateJinjaFileWinsOverTokenizerConfig) {
+  const std::string dir = testing::MakeTinyModel("chat_jinja", {});
+  std::ofstream(dir + "/chat_template.jinja") << kQwen25Template;
+  auto tok = Tokenizer::Load(dir);
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  auto s = (*tok)->ApplyChatTemplate({{"user", "Hi"}}, true);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->rfind("<|im_start|>system\nYou are Qwen, created by Alibaba Cloud.", 0), 0u) << *s;
+
+  std::ofstream(dir + "/chat_template.jinja", std::ios::trunc) << "{{ messages }}";
+  tok = Tokenizer::Load(dir);
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  EXPECT_EQ((*tok)->ApplyChatTemplate({{"user", "Hi"}}, true).status().code(),
+            StatusCode::kUnimplemented);
 }
 
 }  // namespace
