@@ -198,4 +198,37 @@ if kill -0 "$SERVER_PID" 2>/dev/null; then fail "server ignored SIGTERM"; fi
 wait "$SERVER_PID" || fail "server exited non-zero after SIGTERM"
 SERVER_PID=""
 pass "SIGTERM shuts down cleanly"
+
+# MODEL as a repo id, found in a Hugging Face hub cache laid out as huggingface-cli writes it
+# (refs/main -> snapshots/<rev>/ whose files link into blobs/); the name is served as given.
+HUB="$TMP/hub/models--ferry-test--tiny"
+mkdir -p "$HUB/refs" "$HUB/blobs" "$HUB/snapshots/0a1b2c"
+echo -n 0a1b2c >"$HUB/refs/main"
+for f in "$TMP/model"/*; do
+  cp "$f" "$HUB/blobs/$(basename "$f").blob"
+  ln -s "../../blobs/$(basename "$f").blob" "$HUB/snapshots/0a1b2c/$(basename "$f")"
+done
+if HF_HUB_CACHE="$TMP/hub" "$FERRY" serve ferry-test/absent --port 0 >"$TMP/bad.log" 2>&1; then
+  fail "serve of a repo id not in the cache exited 0"
+fi
+grep -q "huggingface-cli download ferry-test/absent" "$TMP/bad.log" || fail "no clear error for an uncached repo id: $(cat "$TMP/bad.log")"
+HF_HUB_CACHE="$TMP/hub" "$FERRY" serve ferry-test/tiny --host 127.0.0.1 --port 0 >"$TMP/server.log" 2>&1 &
+SERVER_PID=$!
+PORT=""
+for _ in $(seq 600); do
+  kill -0 "$SERVER_PID" 2>/dev/null || fail "server (repo id) exited during start-up"
+  PORT=$(sed -n 's/.*serving ferry-test\/tiny on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/server.log" | head -n1)
+  if [[ -n "$PORT" ]] && curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; then break; fi
+  sleep 0.1
+done
+[[ -n "$PORT" ]] || fail "server (repo id) did not come up"
+curl -sf "http://127.0.0.1:$PORT/v1/models" >"$TMP/models.json" || fail "/v1/models (repo id)"
+[[ $(json "$TMP/models.json" 'j["data"][0]["id"]') == ferry-test/tiny ]] || fail "served name: $(cat "$TMP/models.json")"
+code=$(curl -s -o "$TMP/hub.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+  -d '{"model":"ferry-test/tiny","prompt":"Hello","max_tokens":4}' "http://127.0.0.1:$PORT/v1/completions")
+[[ $code == 200 ]] || fail "completion on the cached model: HTTP $code $(cat "$TMP/hub.out")"
+kill -TERM "$SERVER_PID"
+wait "$SERVER_PID" || fail "server (repo id) exited non-zero after SIGTERM"
+SERVER_PID=""
+pass "MODEL as a repo id from the Hugging Face cache, served under that name"
 echo "serve e2e: all passed"

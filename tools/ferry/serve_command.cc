@@ -4,7 +4,6 @@
 #include <signal.h>
 
 #include <chrono>
-#include <filesystem>
 #include <memory>
 #include <optional>
 #include <string>
@@ -16,6 +15,7 @@
 #include "common/log.h"
 #include "engine/llm_engine.h"
 #include "engine/model.h"
+#include "engine/model_path.h"
 #include "engine/tokenizer.h"
 #include "serve_connector.h"
 #include "server/kv_transfer_config.h"
@@ -59,22 +59,18 @@ int32_t DefaultNumBlocks(const ServeFlags& f, const engine::KvCacheLayout& one_b
 }
 
 int RunServe(const ServeFlags& f) {
-  namespace fs = std::filesystem;
   std::optional<server::KvTransferConfig> kv_config;
   if (!f.kv_transfer_config.empty()) {
     auto kv = server::ParseKvTransferConfig(f.kv_transfer_config);
     if (!kv.ok()) return Fail(2, kv.status().message());
     kv_config = *kv;
   }
-  std::error_code ec;
-  if (!fs::is_directory(f.model_dir, ec)) {
-    return Fail(1, "model directory '" + f.model_dir +
-                       "' does not exist (expected an HF-format directory with config.json, "
-                       "*.safetensors and tokenizer.json)");
-  }
-  auto model = engine::Model::Load(f.model_dir, {.threads = f.threads});
+  auto dir = engine::ResolveModelPath(f.model_dir);
+  if (!dir.ok()) return Fail(1, dir.status().message());
+  if (*dir != f.model_dir) FERRY_LOG_INFO("serve: model {} found at {}", f.model_dir, *dir);
+  auto model = engine::Model::Load(*dir, {.threads = f.threads});
   if (!model.ok()) return Fail(1, "loading the model: " + model.status().ToString());
-  auto tokenizer = engine::Tokenizer::Load(f.model_dir);
+  auto tokenizer = engine::Tokenizer::Load(*dir);
   if (!tokenizer.ok()) return Fail(1, "loading the tokenizer: " + tokenizer.status().ToString());
 
   const auto& cfg = (*model)->config();
@@ -157,7 +153,10 @@ FERRY_REGISTER_COMMAND(
     serve, "serve", "Serves a model with an OpenAI-compatible HTTP API",
     [](CLI::App& cmd) -> ferry::cli::Runner {
       auto f = std::make_shared<ferry::cli::ServeFlags>();
-      cmd.add_option("model", f->model_dir, "HF-format model directory")->required();
+      cmd.add_option(
+             "model", f->model_dir,
+             "HF-format model directory, or a repo id (org/name) in the local Hugging Face cache")
+          ->required();
       cmd.add_option("--host", f->host, "Listen address")->capture_default_str();
       cmd.add_option("--port", f->port, "Listen port")
           ->check(CLI::Range(0, 65535))
