@@ -30,13 +30,13 @@ json() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)"
 "$FERRY" make-model "$TMP/model" >/dev/null || fail "ferry make-model"
 
 # Unknown model directory: clear error, non-zero exit.
-if "$FERRY" serve "$TMP/no-such-model" --port 0 >"$TMP/bad.log" 2>&1; then
+if "$FERRY" serve "$TMP/no-such-model" --host 127.0.0.1 --port 0 >"$TMP/bad.log" 2>&1; then
   fail "serve with a missing model dir exited 0"
 fi
 grep -q "does not exist" "$TMP/bad.log" || fail "no clear error for a missing model dir"
 # Bad --kv-transfer-config: exit 2.
 set +e
-"$FERRY" serve "$TMP/model" --port 0 --kv-transfer-config '{"kv_connector":"X"}' >"$TMP/bad.log" 2>&1
+"$FERRY" serve "$TMP/model" --host 127.0.0.1 --port 0 --kv-transfer-config '{"kv_connector":"X"}' >"$TMP/bad.log" 2>&1
 rc=$?
 set -e
 [[ $rc -eq 2 ]] || fail "bad --kv-transfer-config exited $rc, want 2"
@@ -208,7 +208,7 @@ for f in "$TMP/model"/*; do
   cp "$f" "$HUB/blobs/$(basename "$f").blob"
   ln -s "../../blobs/$(basename "$f").blob" "$HUB/snapshots/0a1b2c/$(basename "$f")"
 done
-if HF_HUB_CACHE="$TMP/hub" "$FERRY" serve ferry-test/absent --port 0 >"$TMP/bad.log" 2>&1; then
+if HF_HUB_CACHE="$TMP/hub" "$FERRY" serve ferry-test/absent --host 127.0.0.1 --port 0 >"$TMP/bad.log" 2>&1; then
   fail "serve of a repo id not in the cache exited 0"
 fi
 grep -q "huggingface-cli download ferry-test/absent" "$TMP/bad.log" || fail "no clear error for an uncached repo id: $(cat "$TMP/bad.log")"

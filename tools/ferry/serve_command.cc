@@ -26,7 +26,10 @@ namespace {
 
 struct ServeFlags {
   std::string model_dir;
-  std::string host = "127.0.0.1";
+  // All interfaces, as `vllm serve`: the guide's proxy reaches P and D on their own hosts
+  // without a --host flag. The KV transfer engine still binds one address (see
+  // AdvertisedHostIp: VLLM_HOST_IP, --host, else the first non-loopback IPv4).
+  std::string host = "0.0.0.0";
   int port = 8000;
   int max_model_len = 0;
   int block_size = 16;
@@ -157,7 +160,8 @@ FERRY_REGISTER_COMMAND(
              "model", f->model_dir,
              "HF-format model directory, or a repo id (org/name) in the local Hugging Face cache")
           ->required();
-      cmd.add_option("--host", f->host, "Listen address")->capture_default_str();
+      cmd.add_option("--host", f->host, "Listen address (default: all interfaces, as vllm serve)")
+          ->capture_default_str();
       cmd.add_option("--port", f->port, "Listen port")
           ->check(CLI::Range(0, 65535))
           ->capture_default_str();
