@@ -151,7 +151,7 @@ Status KvConnectorImpl::StartProducer() {
                                                [this](auto call) { HandleCall(std::move(call)); }));
   if (options_.bootstrap_server_address.empty()) {
     FERRY_ASSIGN_OR_RETURN(bootstrap_,
-                           BootstrapServer::Create({"0.0.0.0", options_.bootstrap_port}));
+                           BootstrapServer::Create({options_.bootstrap_bind_host, options_.bootstrap_port}));
     bootstrap_addr_ = "http://" + HostPort{options_.host, bootstrap_->port()}.ToString();
   } else {
     std::string addr = options_.bootstrap_server_address;

@@ -43,6 +43,8 @@ struct KvConnectorOptions {
   std::string bootstrap_server_address;
   // Address peers reach this instance at (transfer engine and side channel).
   std::string host = "127.0.0.1";
+  // Address the embedded bootstrap server listens on. Default: all interfaces.
+  std::string bootstrap_bind_host = "0.0.0.0";
   uint16_t bootstrap_port = 8998;                      // VLLM_MOONCAKE_BOOTSTRAP_PORT
   std::chrono::milliseconds abort_timeout{480000};     // VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT
   std::chrono::milliseconds connector_timeout{30000};  // VLLM_MOONCAKE_CONNECTOR_TIMEOUT

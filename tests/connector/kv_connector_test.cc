@@ -75,6 +75,7 @@ std::unique_ptr<Side> MakeSide(const std::string& role, std::chrono::millisecond
   o.protocol = "tcp";
   o.num_workers = 2;
   o.host = "127.0.0.1";
+  o.bootstrap_bind_host = "127.0.0.1";
   o.bootstrap_port = 0;  // any free port
   o.abort_timeout = abort_timeout;
   o.connector_timeout = std::chrono::seconds(5);

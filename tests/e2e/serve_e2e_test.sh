@@ -42,7 +42,9 @@ set -e
 [[ $rc -eq 2 ]] || fail "bad --kv-transfer-config exited $rc, want 2"
 pass "startup errors"
 
-"$FERRY" serve "$TMP/model" --host 127.0.0.1 --port 0 --served-model-name tiny \
+# kv_both runs a bootstrap server: give it a free port, not the default 8998.
+BOOT_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+VLLM_MOONCAKE_BOOTSTRAP_PORT=$BOOT_PORT "$FERRY" serve "$TMP/model" --host 127.0.0.1 --port 0 --served-model-name tiny \
   --num-kv-blocks 256 --block-size 16 --max-num-seqs 32 \
   --kv-transfer-config '{"kv_connector":"MooncakeConnector","kv_role":"kv_both"}' \
   >"$TMP/server.log" 2>&1 &

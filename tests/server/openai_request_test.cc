@@ -74,6 +74,15 @@ TEST(OpenAiRequestTest, RejectsBadValuesNamingTheField) {
   EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":["a","b"]})")), "prompt");
   EXPECT_EQ(ErrorParam(ParseErr(R"({"max_tokens":3})")), "prompt");
   EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","kv_transfer_params":3})")), "kv_transfer_params");
+  EXPECT_EQ(
+      ErrorParam(ParseErr(R"({"prompt":"x","kv_transfer_params":{"do_remote_prefill":"yes"}})")),
+      "kv_transfer_params.do_remote_prefill");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","kv_transfer_params":{"transfer_id":7}})")),
+            "kv_transfer_params.transfer_id");
+  // Nulls and fields the connector does not read are accepted as they are.
+  EXPECT_TRUE(ParseOk(R"({"prompt":"x","kv_transfer_params":{"do_remote_decode":null,
+                         "remote_block_ids":[1,2],"remote_port":5}})")
+                  .kv_transfer_params.is_object());
   EXPECT_EQ(ErrorParam(ParseErr(R"({"messages":[]})", ApiKind::kChat)), "messages");
   EXPECT_EQ(ErrorParam(ParseErr(R"({"messages":[{"content":"x"}]})", ApiKind::kChat)), "messages");
 }

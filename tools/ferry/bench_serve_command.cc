@@ -11,6 +11,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include <fmt/core.h>
@@ -36,6 +37,20 @@ struct BenchFlags {
   int duration_limit_s = 600;
   uint64_t seed = 0;
 };
+
+// obj[key] when obj is an object holding a value of T's JSON type; `fallback` otherwise
+// (a server's odd reply is an error for that request, never an exception).
+template <typename T>
+T FieldOr(const json& obj, const char* key, T fallback) {
+  if (!obj.is_object()) return fallback;
+  auto it = obj.find(key);
+  if (it == obj.end()) return fallback;
+  if constexpr (std::is_same_v<T, std::string>) {
+    return it->is_string() ? it->get<std::string>() : fallback;
+  } else {
+    return it->is_number_integer() ? it->template get<T>() : fallback;
+  }
+}
 
 struct Sample {
   bool ok = false;
@@ -88,13 +103,11 @@ Sample RunOne(httplib::Client& cli, const BenchFlags& f, int index) {
         buffer.erase(0, end + 2);
         if (event.rfind("data: ", 0) != 0 || event == "data: [DONE]") continue;
         json j = json::parse(event.substr(6), nullptr, false);
-        if (j.is_discarded()) continue;
-        if (j.contains("error")) s.error = j["error"].value("message", "error");
-        if (j.contains("usage") && j["usage"].is_object()) {
-          s.output_tokens = j["usage"].value("completion_tokens", 0);
-        }
-        if (!j.contains("choices") || j["choices"].empty()) continue;
-        if (j["choices"][0].value("text", "").empty()) continue;
+        if (j.is_discarded() || !j.is_object()) continue;
+        if (j.contains("error")) s.error = FieldOr(j["error"], "message", std::string("error"));
+        if (j.contains("usage")) s.output_tokens = FieldOr(j["usage"], "completion_tokens", 0);
+        if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) continue;
+        if (FieldOr(j["choices"][0], "text", std::string()).empty()) continue;
         const auto now = SteadyClock::now();
         if (s.ttft_s < 0) {
           s.ttft_s = Seconds(start, now);
@@ -120,11 +133,11 @@ Sample RunOne(httplib::Client& cli, const BenchFlags& f, int index) {
   }
   if (!f.stream) {
     json j = json::parse(res.body, nullptr, false);
-    if (j.is_discarded() || !j.contains("usage")) {
+    if (j.is_discarded() || !j.is_object() || !j.contains("usage")) {
       s.error = "unparseable response";
       return s;
     }
-    s.output_tokens = j["usage"].value("completion_tokens", 0);
+    s.output_tokens = FieldOr(j["usage"], "completion_tokens", 0);
   }
   s.ok = s.error.empty();
   return s;

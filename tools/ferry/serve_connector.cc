@@ -31,6 +31,20 @@ class ServeConnector::EngineControl : public connector::KvEngineControl {
   engine::LlmEngine* engine_;
 };
 
+namespace {
+
+// Field readers that never throw: a missing, null or mistyped field reads as false / "".
+bool Flag(const nlohmann::json& params, const char* key) {
+  auto it = params.find(key);
+  return it != params.end() && it->is_boolean() && it->get<bool>();
+}
+std::string Str(const nlohmann::json& params, const char* key) {
+  auto it = params.find(key);
+  return it != params.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
 ServeConnector::ServeConnector() = default;
 ServeConnector::~ServeConnector() = default;
 
@@ -81,6 +95,9 @@ Status ServeConnector::Start(const server::KvTransferConfig& config, const std::
   o.device_name = config.device_name;
   o.bootstrap_server_address = config.bootstrap_server_address;
   o.host = AdvertisedHostIp(serve_host);
+  // The bootstrap server listens where the HTTP server does (all interfaces by default, as
+  // vLLM), unless peers are told another address (VLLM_HOST_IP): then everywhere.
+  o.bootstrap_bind_host = serve_host == o.host ? serve_host : "0.0.0.0";
   FERRY_RETURN_IF_ERROR(connector::ApplyConnectorEnvironment(&o));
   const engine::KvCache& kv = engine->kv_cache();
   FERRY_ASSIGN_OR_RETURN(
@@ -95,18 +112,15 @@ void ServeConnector::InstallServerHooks(server::OpenAiServerOptions* options) {
   options->prepare_kv_transfer = [this](const nlohmann::json& params, const std::string& rid,
                                         engine::GenerateRequest* request) -> Status {
     if (!params.is_object()) return InvalidArgumentError("must be an object");
-    const bool remote_decode = params.value("do_remote_decode", false);
-    const bool remote_prefill = params.value("do_remote_prefill", false);
+    const bool remote_decode = Flag(params, "do_remote_decode");
+    const bool remote_prefill = Flag(params, "do_remote_prefill");
     if (!remote_decode && !remote_prefill) return OkStatus();
     if (!connector_) {
       return FailedPreconditionError(
           "this instance was started without --kv-transfer-config; it cannot take part in "
           "disaggregated serving");
     }
-    auto str = [&](const char* key) {
-      auto it = params.find(key);
-      return it != params.end() && it->is_string() ? it->get<std::string>() : std::string();
-    };
+    auto str = [&](const char* key) { return Str(params, key); };
     if (remote_decode) {
       FERRY_RETURN_IF_ERROR(connector_->ExpectProducerRequest(rid, str("transfer_id")));
       request->keep_blocks_on_finish = true;
@@ -120,7 +134,7 @@ void ServeConnector::InstallServerHooks(server::OpenAiServerOptions* options) {
   };
   options->kv_transfer_params = [this](const nlohmann::json& params,
                                        const std::string&) -> nlohmann::json {
-    if (!connector_ || !params.is_object() || !params.value("do_remote_decode", false)) {
+    if (!connector_ || !params.is_object() || !Flag(params, "do_remote_decode")) {
       return nullptr;
     }
     // What a decoder needs to pull this prompt's KV (vLLM's producer answer).
@@ -128,7 +142,7 @@ void ServeConnector::InstallServerHooks(server::OpenAiServerOptions* options) {
             {"do_remote_decode", false},
             {"remote_engine_id", connector_->engine_id()},
             {"remote_bootstrap_addr", connector_->bootstrap_addr()},
-            {"transfer_id", params.value("transfer_id", "")}};
+            {"transfer_id", Str(params, "transfer_id")}};
   };
 }
 
