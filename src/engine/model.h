@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/kv_cache_layout.h"
+#include "engine/weight_matrix.h"
 #include "ferry/status.h"
 
 namespace ferry::engine {
@@ -59,6 +60,9 @@ struct SequenceChunk {
 
 struct ModelLoadOptions {
   int threads = 1;  // Worker threads for matrix work. Default: 1.
+  // Storage of the projection and embedding weights. kBF16 halves their memory (a 7B
+  // model fits in 16 GB) at some speed; compute stays float32. Default: kF32.
+  WeightDType weight_dtype = WeightDType::kF32;
 };
 
 class Model {
@@ -66,7 +70,8 @@ class Model {
   virtual ~Model() = default;
 
   // Loads config.json, generation_config.json (optional) and *.safetensors (single or
-  // sharded with model.safetensors.index.json; f32/f16/bf16 converted to f32).
+  // sharded with model.safetensors.index.json; f32/f16/bf16 converted to
+  // options.weight_dtype for matrices, to f32 for norms and biases).
   // Errors: NotFound (missing files), InvalidArgument (unsupported architecture, bad
   // shapes, malformed files) with a message naming the file and the problem.
   static Result<std::unique_ptr<Model>> Load(const std::string& dir,

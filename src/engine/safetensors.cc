@@ -294,14 +294,39 @@ std::string ShapeString(const std::vector<int64_t>& shape) {
 }
 }  // namespace
 
-Status SafetensorsReader::ReadF32(const std::string& name, const std::vector<int64_t>& shape,
-                                  std::vector<float>* out) const {
+Result<const TensorView*> SafetensorsReader::FindShaped(const std::string& name,
+                                                        const std::vector<int64_t>& shape) const {
   const TensorView* t = Find(name);
   if (t == nullptr) return NotFoundError("tensor " + name + " not found in the checkpoint");
   if (t->shape != shape) {
     return InvalidArgumentError(t->file + ": tensor " + name + " has shape " +
                                 ShapeString(t->shape) + ", expected " + ShapeString(shape));
   }
+  return t;
+}
+
+Status SafetensorsReader::ReadBF16(const std::string& name, const std::vector<int64_t>& shape,
+                                   std::vector<uint16_t>* out) const {
+  FERRY_ASSIGN_OR_RETURN(const TensorView* t, FindShaped(name, shape));
+  const size_t n = static_cast<size_t>(t->numel());
+  out->resize(n);
+  uint16_t* dst = out->data();
+  for (size_t i = 0; i < n; ++i) {
+    if (t->dtype == DType::kF32) {
+      float f;
+      std::memcpy(&f, t->data + 4 * i, 4);
+      dst[i] = FloatToBf16(f);
+    } else {
+      const uint16_t v = static_cast<uint16_t>(t->data[2 * i] | (t->data[2 * i + 1] << 8));
+      dst[i] = t->dtype == DType::kBF16 ? v : FloatToBf16(HalfToFloat(v));
+    }
+  }
+  return OkStatus();
+}
+
+Status SafetensorsReader::ReadF32(const std::string& name, const std::vector<int64_t>& shape,
+                                  std::vector<float>* out) const {
+  FERRY_ASSIGN_OR_RETURN(const TensorView* t, FindShaped(name, shape));
   const size_t n = static_cast<size_t>(t->numel());
   out->resize(n);
   float* dst = out->data();

@@ -76,10 +76,16 @@ class SafetensorsReader {
   // Errors: NotFound (no such tensor), InvalidArgument (shape differs; names both).
   Status ReadF32(const std::string& name, const std::vector<int64_t>& shape,
                  std::vector<float>* out) const;
+  // Same, as bfloat16 bits: BF16 copied, F32 and F16 rounded to nearest even.
+  Status ReadBF16(const std::string& name, const std::vector<int64_t>& shape,
+                  std::vector<uint16_t>* out) const;
 
  private:
   SafetensorsReader() = default;
   Status AddFile(const std::string& path);
+  // The tensor, if present with this shape (errors as ReadF32).
+  Result<const TensorView*> FindShaped(const std::string& name,
+                                       const std::vector<int64_t>& shape) const;
 
   std::vector<std::unique_ptr<MappedFile>> files_;
   std::map<std::string, TensorView> tensors_;

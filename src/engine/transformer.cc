@@ -11,13 +11,27 @@ namespace ferry::engine {
 
 namespace {
 
-Result<TransformerWeights> LoadWeights(const ModelConfig& c, const SafetensorsReader& st) {
+Result<TransformerWeights> LoadWeights(const ModelConfig& c, const SafetensorsReader& st,
+                                       WeightDType dtype) {
   struct {
     const SafetensorsReader& st;
+    WeightDType dtype;
     Status Read(const std::string& name, std::vector<int64_t> shape, std::vector<float>* out) {
       return st.ReadF32(name, shape, out);
     }
-  } r{st};
+    Status Read(const std::string& name, std::vector<int64_t> shape, WeightMatrix* out) {
+      if (dtype == WeightDType::kBF16) {
+        std::vector<uint16_t> bits;
+        FERRY_RETURN_IF_ERROR(st.ReadBF16(name, shape, &bits));
+        *out = WeightMatrix(std::move(bits), shape[0], shape[1]);
+      } else {
+        std::vector<float> f;
+        FERRY_RETURN_IF_ERROR(st.ReadF32(name, shape, &f));
+        *out = WeightMatrix(std::move(f), shape[0], shape[1]);
+      }
+      return OkStatus();
+    }
+  } r{st, dtype};
   const int64_t h = c.hidden_size, q = int64_t{c.num_heads} * c.head_dim,
                 kv = int64_t{c.num_kv_heads} * c.head_dim, inter = c.intermediate_size,
                 vocab = c.vocab_size;
@@ -60,7 +74,7 @@ Result<std::unique_ptr<Model>> Model::Load(const std::string& dir,
                                            const ModelLoadOptions& options) {
   FERRY_ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(dir));
   FERRY_ASSIGN_OR_RETURN(auto st, SafetensorsReader::OpenDir(dir));
-  auto weights = LoadWeights(config, *st);
+  auto weights = LoadWeights(config, *st, options.weight_dtype);
   if (!weights.ok()) return weights.status().WithContext("loading weights from " + dir);
   FERRY_ASSIGN_OR_RETURN(
       auto t, Transformer::Create(std::move(config), std::move(weights).value(), options.threads));

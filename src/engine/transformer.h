@@ -1,7 +1,9 @@
 // Transformer: the CPU implementation of Model (engine/model.h) for Qwen2 / Llama.
 //
-// Weights are float32, row-major in HF's [out_features][in_features] layout, so every
-// projection is one cblas_sgemm over all tokens of the step: y (T, out) = x (T, in) · Wᵀ.
+// Projection weights are row-major in HF's [out_features][in_features] layout, stored as
+// float32 or bfloat16 (WeightMatrix; ModelLoadOptions::weight_dtype), so every projection
+// is a cblas_sgemm over all tokens of the step: y (T, out) = x (T, in) · Wᵀ. Norms, biases
+// and all activations are float32.
 // Forward runs, for each layer: RMSNorm → q/k/v (+bias) → RoPE (HF rotate_half) → K/V
 // written to the paged cache → causal GQA attention over the cache → o_proj → residual →
 // RMSNorm → SwiGLU MLP → residual; then the final norm and lm_head on the rows that want
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "engine/model.h"
+#include "engine/weight_matrix.h"
 
 namespace ferry::engine {
 
@@ -21,24 +24,24 @@ namespace ferry::engine {
 // H = hidden_size, I = intermediate_size.
 struct LayerWeights {
   std::vector<float> input_norm;  // (H)
-  std::vector<float> wq;          // (Q, H)
+  WeightMatrix wq;                // (Q, H)
   std::vector<float> bq;          // (Q), empty without attention bias
-  std::vector<float> wk;          // (KV, H)
+  WeightMatrix wk;                // (KV, H)
   std::vector<float> bk;          // (KV) or empty
-  std::vector<float> wv;          // (KV, H)
+  WeightMatrix wv;                // (KV, H)
   std::vector<float> bv;          // (KV) or empty
-  std::vector<float> wo;          // (H, Q)
+  WeightMatrix wo;                // (H, Q)
   std::vector<float> post_norm;   // (H)
-  std::vector<float> w_gate;      // (I, H)
-  std::vector<float> w_up;        // (I, H)
-  std::vector<float> w_down;      // (H, I)
+  WeightMatrix w_gate;            // (I, H)
+  WeightMatrix w_up;              // (I, H)
+  WeightMatrix w_down;            // (H, I)
 };
 
 struct TransformerWeights {
-  std::vector<float> embed;  // (vocab, H)
+  WeightMatrix embed;  // (vocab, H)
   std::vector<LayerWeights> layers;
   std::vector<float> final_norm;  // (H)
-  std::vector<float> lm_head;     // (vocab, H); empty when tied to `embed`
+  WeightMatrix lm_head;           // (vocab, H); empty when tied to `embed`
 };
 
 class Transformer final : public Model {
@@ -67,19 +70,20 @@ class Transformer final : public Model {
   std::vector<double> inv_freq_;  // (head_dim / 2) RoPE inverse frequencies
 
   // Scratch, resized per step; T = tokens in the step, ctx = longest context.
-  std::vector<float> x_;       // (T, H) residual stream
-  std::vector<float> xb_;      // (T, H) normed input / projection output
-  std::vector<float> q_;       // (T, Q)
-  std::vector<float> k_;       // (T, KV)
-  std::vector<float> v_;       // (T, KV)
-  std::vector<float> att_;     // (T, Q) attention output, heads concatenated
-  std::vector<float> gate_;    // (T, I)
-  std::vector<float> up_;      // (T, I)
-  std::vector<float> cos_;     // (T, head_dim / 2)
-  std::vector<float> sin_;     // (T, head_dim / 2)
-  std::vector<float> kbuf_;    // (ctx, head_dim) K of one kv head, gathered from blocks
-  std::vector<float> vbuf_;    // (ctx, head_dim)
-  std::vector<float> scores_;  // (n, ctx) attention probabilities of one head
+  std::vector<float> x_;         // (T, H) residual stream
+  std::vector<float> xb_;        // (T, H) normed input / projection output
+  std::vector<float> q_;         // (T, Q)
+  std::vector<float> k_;         // (T, KV)
+  std::vector<float> v_;         // (T, KV)
+  std::vector<float> att_;       // (T, Q) attention output, heads concatenated
+  std::vector<float> gate_;      // (T, I)
+  std::vector<float> up_;        // (T, I)
+  std::vector<float> cos_;       // (T, head_dim / 2)
+  std::vector<float> sin_;       // (T, head_dim / 2)
+  std::vector<float> kbuf_;      // (ctx, head_dim) K of one kv head, gathered from blocks
+  std::vector<float> vbuf_;      // (ctx, head_dim)
+  std::vector<float> scores_;    // (n, ctx) attention probabilities of one head
+  std::vector<float> wscratch_;  // bfloat16 weights widened for one sgemm (WeightMatrix)
 };
 
 }  // namespace ferry::engine

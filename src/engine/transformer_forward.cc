@@ -12,11 +12,11 @@ namespace ferry::engine {
 namespace {
 
 // out (m, n) = a (m, k) · w (n, k)ᵀ  [+ bias (n) on every row when non-empty].
-void MatMulT(const float* a, int m, int k, const std::vector<float>& w, int n, float* out,
+void MatMulT(const float* a, int m, const WeightMatrix& w, float* out, std::vector<float>* scratch,
              const std::vector<float>& bias = {}) {
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, a, k, w.data(), k, 0.0f, out,
-              n);
+  w.MatMulT(a, m, out, scratch);
   if (bias.empty()) return;
+  const int n = static_cast<int>(w.rows());
   for (int i = 0; i < m; ++i) {
     float* row = out + static_cast<size_t>(i) * n;
     for (int j = 0; j < n; ++j) row[j] += bias[j];
@@ -194,8 +194,7 @@ Status Transformer::Forward(std::span<const SequenceChunk> chunks, float* kv_cac
   int t = 0;
   for (const SequenceChunk& ch : chunks) {
     for (size_t i = 0; i < ch.tokens.size(); ++i, ++t) {
-      std::memcpy(&x_[static_cast<size_t>(t) * H], &w_.embed[static_cast<size_t>(ch.tokens[i]) * H],
-                  H * sizeof(float));
+      w_.embed.CopyRow(ch.tokens[i], &x_[static_cast<size_t>(t) * H]);
       const double pos = ch.start_pos + static_cast<double>(i);
       for (int j = 0; j < half; ++j) {
         cos_[static_cast<size_t>(t) * half + j] = static_cast<float>(std::cos(pos * inv_freq_[j]));
@@ -207,9 +206,9 @@ Status Transformer::Forward(std::span<const SequenceChunk> chunks, float* kv_cac
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerWeights& lw = w_.layers[l];
     RmsNorm(x_.data(), T, H, lw.input_norm, c.rms_norm_eps, xb_.data());
-    MatMulT(xb_.data(), T, H, lw.wq, Q, q_.data(), lw.bq);
-    MatMulT(xb_.data(), T, H, lw.wk, KV, k_.data(), lw.bk);
-    MatMulT(xb_.data(), T, H, lw.wv, KV, v_.data(), lw.bv);
+    MatMulT(xb_.data(), T, lw.wq, q_.data(), &wscratch_, lw.bq);
+    MatMulT(xb_.data(), T, lw.wk, k_.data(), &wscratch_, lw.bk);
+    MatMulT(xb_.data(), T, lw.wv, v_.data(), &wscratch_, lw.bv);
     ApplyRope(q_.data(), T, c.num_heads, hd, cos_.data(), sin_.data());
     ApplyRope(k_.data(), T, c.num_kv_heads, hd, cos_.data(), sin_.data());
     // Store the new K/V, then attend chunk by chunk.
@@ -231,16 +230,16 @@ Status Transformer::Forward(std::span<const SequenceChunk> chunks, float* kv_cac
       Attend(ch, t, l, kv_cache, layout);
       t += static_cast<int>(ch.tokens.size());
     }
-    MatMulT(att_.data(), T, Q, lw.wo, H, xb_.data());
+    MatMulT(att_.data(), T, lw.wo, xb_.data(), &wscratch_);
     for (size_t i = 0; i < x_.size(); ++i) x_[i] += xb_[i];
     RmsNorm(x_.data(), T, H, lw.post_norm, c.rms_norm_eps, xb_.data());
-    MatMulT(xb_.data(), T, H, lw.w_gate, I, gate_.data());
-    MatMulT(xb_.data(), T, H, lw.w_up, I, up_.data());
+    MatMulT(xb_.data(), T, lw.w_gate, gate_.data(), &wscratch_);
+    MatMulT(xb_.data(), T, lw.w_up, up_.data(), &wscratch_);
     for (size_t i = 0; i < gate_.size(); ++i) {
       const float g = gate_[i];
       gate_[i] = g / (1.0f + std::exp(-g)) * up_[i];
     }
-    MatMulT(gate_.data(), T, I, lw.w_down, H, xb_.data());
+    MatMulT(gate_.data(), T, lw.w_down, xb_.data(), &wscratch_);
     for (size_t i = 0; i < x_.size(); ++i) x_[i] += xb_[i];
   }
 
@@ -257,8 +256,7 @@ Status Transformer::Forward(std::span<const SequenceChunk> chunks, float* kv_cac
   if (L == 0) return OkStatus();
   RmsNorm(rows.data(), L, H, w_.final_norm, c.rms_norm_eps, rows.data());
   logits->resize(static_cast<size_t>(L) * c.vocab_size);
-  MatMulT(rows.data(), L, H, w_.lm_head.empty() ? w_.embed : w_.lm_head, c.vocab_size,
-          logits->data());
+  MatMulT(rows.data(), L, w_.lm_head.empty() ? w_.embed : w_.lm_head, logits->data(), &wscratch_);
   return OkStatus();
 }
 

@@ -193,6 +193,10 @@ tail -n 1 "$TMP/bench.txt" >"$TMP/bench.json"
   fail "bench serve report: $(cat "$TMP/bench.txt")"
 pass "bench serve: $(json "$TMP/bench.json" '"%.1f req/s, %.1f tok/s, TTFT p50 %.2f ms" % (j["req_per_s"], j["output_tok_per_s"], j["ttft_ms_p50"])')"
 
+# A greedy answer to compare with the bfloat16-storage server below.
+curl -sf -H 'Content-Type: application/json' -d '{"model":"tiny","prompt":"Hello there","max_tokens":12,"temperature":0}' \
+  "$URL/v1/completions" >"$TMP/f32.json" || fail "greedy completion"
+
 # Graceful shutdown on SIGTERM.
 kill -TERM "$SERVER_PID"
 for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -214,7 +218,8 @@ if HF_HUB_CACHE="$TMP/hub" "$FERRY" serve ferry-test/absent --host 127.0.0.1 --p
   fail "serve of a repo id not in the cache exited 0"
 fi
 grep -q "huggingface-cli download ferry-test/absent" "$TMP/bad.log" || fail "no clear error for an uncached repo id: $(cat "$TMP/bad.log")"
-HF_HUB_CACHE="$TMP/hub" "$FERRY" serve ferry-test/tiny --host 127.0.0.1 --port 0 >"$TMP/server.log" 2>&1 &
+HF_HUB_CACHE="$TMP/hub" "$FERRY" serve ferry-test/tiny --host 127.0.0.1 --port 0 --dtype bfloat16 \
+  >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 PORT=""
 for _ in $(seq 600); do
@@ -229,8 +234,14 @@ curl -sf "http://127.0.0.1:$PORT/v1/models" >"$TMP/models.json" || fail "/v1/mod
 code=$(curl -s -o "$TMP/hub.out" -w '%{http_code}' -H 'Content-Type: application/json' \
   -d '{"model":"ferry-test/tiny","prompt":"Hello","max_tokens":4}' "http://127.0.0.1:$PORT/v1/completions")
 [[ $code == 200 ]] || fail "completion on the cached model: HTTP $code $(cat "$TMP/hub.out")"
+# make-model weights are BF16, so bfloat16 storage must give the float32 server's answer.
+grep -q "weights stored as bfloat16" "$TMP/server.log" || fail "--dtype bfloat16 not applied"
+curl -sf -H 'Content-Type: application/json' -d '{"model":"ferry-test/tiny","prompt":"Hello there","max_tokens":12,"temperature":0}' \
+  "http://127.0.0.1:$PORT/v1/completions" >"$TMP/bf16.json" || fail "greedy completion (bfloat16)"
+[[ $(json "$TMP/bf16.json" 'j["choices"][0]["text"]') == "$(json "$TMP/f32.json" 'j["choices"][0]["text"]')" ]] ||
+  fail "bfloat16 storage answered $(cat "$TMP/bf16.json"), float32 $(cat "$TMP/f32.json")"
 kill -TERM "$SERVER_PID"
 wait "$SERVER_PID" || fail "server (repo id) exited non-zero after SIGTERM"
 SERVER_PID=""
-pass "MODEL as a repo id from the Hugging Face cache, served under that name"
+pass "MODEL as a repo id from the Hugging Face cache, served under that name; --dtype bfloat16 gives the float32 answer"
 echo "serve e2e: all passed"

@@ -32,9 +32,10 @@ class ForwardTest : public ::testing::Test {
 
   // Loads `dir` and allocates a KV cache of `num_blocks` blocks of `block_size`, filled
   // with NaN so that reading a slot that was never written poisons the logits.
-  void Init(const std::string& dir, int block_size, int num_blocks) {
+  void Init(const std::string& dir, int block_size, int num_blocks,
+            WeightDType dtype = WeightDType::kF32) {
     dir_ = dir;
-    auto m = Model::Load(dir, {.threads = 2});
+    auto m = Model::Load(dir, {.threads = 2, .weight_dtype = dtype});
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     model_ = std::move(m).value();
     auto t = Tokenizer::Load(dir);
@@ -87,6 +88,19 @@ TEST_F(ForwardTest, SingleChunkMatchesNumpy) {
   RefCase c{Tokens(12), {11}, {}};
   std::vector<int32_t> table = {0};
   c.logits.push_back(Run({{c.tokens, 0, table, true}}));
+  EXPECT_LE(CompareWithReference(dir_, {c}), 1e-4);
+}
+
+TEST_F(ForwardTest, Bfloat16WeightStorageMatchesNumpy) {
+  // make-model writes BF16 like Qwen2.5, so bfloat16 storage holds the exact weights the
+  // reference reads; only the float32 compute differs in rounding.
+  static const std::string dir = testing::MakeTinyModel("forward", {.seed = 7});
+  Init(dir, 4, 32, WeightDType::kBF16);
+  RefCase c{Tokens(37), {20, 36}, {}};
+  const std::vector<int32_t> table = ShuffledBlocks(10, 3);
+  std::span<const int32_t> all(c.tokens);
+  c.logits.push_back(Run({{all.subspan(0, 21), 0, table, true}}));
+  c.logits.push_back(Run({{all.subspan(21), 21, table, true}}));
   EXPECT_LE(CompareWithReference(dir_, {c}), 1e-4);
 }
 

@@ -39,6 +39,7 @@ struct ServeFlags {
   int max_num_batched_tokens = 1024;
   std::string served_model_name;
   int threads = 1;
+  std::string dtype = "auto";  // weight storage: auto|float32|float (f32), bfloat16
   std::string kv_transfer_config;
   bool no_prefix_caching = false;
 };
@@ -71,8 +72,13 @@ int RunServe(const ServeFlags& f) {
   auto dir = engine::ResolveModelPath(f.model_dir);
   if (!dir.ok()) return Fail(1, dir.status().message());
   if (*dir != f.model_dir) FERRY_LOG_INFO("serve: model {} found at {}", f.model_dir, *dir);
-  auto model = engine::Model::Load(*dir, {.threads = f.threads});
+  // vLLM's --dtype names; compute is float32 either way, so "auto" keeps float32.
+  const engine::WeightDType dtype =
+      f.dtype == "bfloat16" ? engine::WeightDType::kBF16 : engine::WeightDType::kF32;
+  auto model = engine::Model::Load(*dir, {.threads = f.threads, .weight_dtype = dtype});
   if (!model.ok()) return Fail(1, "loading the model: " + model.status().ToString());
+  FERRY_LOG_INFO("model: {} layers, weights stored as {}", (*model)->config().num_layers,
+                 engine::WeightDTypeName(dtype));
   auto tokenizer = engine::Tokenizer::Load(*dir);
   if (!tokenizer.ok()) return Fail(1, "loading the tokenizer: " + tokenizer.status().ToString());
 
@@ -189,6 +195,11 @@ FERRY_REGISTER_COMMAND(
                      "Model name in the API (default: MODEL as given)");
       cmd.add_option("--threads", f->threads, "Threads for matrix work")
           ->check(CLI::Range(1, 256))
+          ->capture_default_str();
+      cmd.add_option("--dtype", f->dtype,
+                     "Weight storage: auto or float32 (float32), bfloat16 (half the memory; "
+                     "compute stays float32)")
+          ->check(CLI::IsMember({"auto", "float32", "float", "bfloat16"}))
           ->capture_default_str();
       cmd.add_option("--kv-transfer-config", f->kv_transfer_config,
                      "Disaggregation connector config (JSON, as in vLLM)");
