@@ -7,6 +7,13 @@
 #include <cstring>
 #include <utility>
 
+// x86-64 builds carry an AVX2+FMA clone of the hot kernel, picked at load time.
+#if defined(__x86_64__)
+#define FERRY_CLONES_FOR_AVX2 __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define FERRY_CLONES_FOR_AVX2
+#endif
+
 namespace ferry::engine {
 namespace {
 
@@ -19,8 +26,8 @@ void WidenBf16(const uint16_t* in, size_t n, float* out) {
 // bfloat16 (half the bytes of float32, no widened copy). 16 independent partial sums per
 // dot product keep the inner loop vectorizable without reassociating float math; the
 // clones pick AVX2+FMA where the CPU has it.
-__attribute__((target_clones("arch=x86-64-v3", "default"))) void GemvBf16(
-    const float* a, int m, const uint16_t* w, int64_t rows, int64_t cols, float* out, int64_t ldo) {
+FERRY_CLONES_FOR_AVX2 void GemvBf16(const float* a, int m, const uint16_t* w, int64_t rows,
+                                    int64_t cols, float* out, int64_t ldo) {
   constexpr int kLanes = 16;
   const int64_t body = cols - cols % kLanes;
   for (int64_t r = 0; r < rows; ++r) {
