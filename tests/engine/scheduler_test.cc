@@ -255,7 +255,9 @@ TEST(LlmEngineTest, SeededSamplingIsReproducible) {
 }
 
 TEST(LlmEngineTest, StopAbortsInFlightRequests) {
-  auto engine = StartEngine({.block_size = 4, .num_kv_blocks = 64});
+  // 2 ms per step: the request (capped at max_model_len 256) cannot finish before Stop().
+  auto engine =
+      StartEngine({.block_size = 4, .num_kv_blocks = 64}, 0, std::chrono::milliseconds(2));
   auto stream = engine->Submit(Greedy("long", Prompt(9, 1), 3000)).value();
   engine->Stop();
   EXPECT_FALSE(engine->alive());
