@@ -7,13 +7,6 @@
 #include <cstring>
 #include <utility>
 
-// x86-64 builds carry an AVX2+FMA clone of the hot kernel, picked at load time.
-#if defined(__x86_64__)
-#define FERRY_CLONES_FOR_AVX2 __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define FERRY_CLONES_FOR_AVX2
-#endif
-
 namespace ferry::engine {
 namespace {
 
@@ -24,10 +17,10 @@ void WidenBf16(const uint16_t* in, size_t n, float* out) {
 
 // out[i * ldo + r] = a[i] · w[r] for r < rows, i < m: the decode case, read straight from
 // bfloat16 (half the bytes of float32, no widened copy). 16 independent partial sums per
-// dot product keep the inner loop vectorizable without reassociating float math; the
-// clones pick AVX2+FMA where the CPU has it.
-FERRY_CLONES_FOR_AVX2 void GemvBf16(const float* a, int m, const uint16_t* w, int64_t rows,
-                                    int64_t cols, float* out, int64_t ldo) {
+// dot product keep the inner loop vectorizable without reassociating float math.
+[[gnu::always_inline]] inline void GemvBf16Body(const float* a, int m, const uint16_t* w,
+                                                int64_t rows, int64_t cols, float* out,
+                                                int64_t ldo) {
   constexpr int kLanes = 16;
   const int64_t body = cols - cols % kLanes;
   for (int64_t r = 0; r < rows; ++r) {
@@ -49,6 +42,31 @@ FERRY_CLONES_FOR_AVX2 void GemvBf16(const float* a, int m, const uint16_t* w, in
     }
   }
 }
+
+void GemvBf16Generic(const float* a, int m, const uint16_t* w, int64_t rows, int64_t cols,
+                     float* out, int64_t ldo) {
+  GemvBf16Body(a, m, w, rows, cols, out, ldo);
+}
+
+#if defined(__x86_64__)
+// The same kernel compiled for AVX2+FMA, chosen at run time (a plain branch, not an IFUNC:
+// IFUNC resolvers run before the sanitizer runtimes start and crash under TSan).
+[[gnu::target("avx2,fma")]] void GemvBf16Avx2(const float* a, int m, const uint16_t* w,
+                                              int64_t rows, int64_t cols, float* out, int64_t ldo) {
+  GemvBf16Body(a, m, w, rows, cols, out, ldo);
+}
+
+void GemvBf16(const float* a, int m, const uint16_t* w, int64_t rows, int64_t cols, float* out,
+              int64_t ldo) {
+  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  (avx2 ? GemvBf16Avx2 : GemvBf16Generic)(a, m, w, rows, cols, out, ldo);
+}
+#else
+void GemvBf16(const float* a, int m, const uint16_t* w, int64_t rows, int64_t cols, float* out,
+              int64_t ldo) {
+  GemvBf16Generic(a, m, w, rows, cols, out, ldo);
+}
+#endif
 
 }  // namespace
 
