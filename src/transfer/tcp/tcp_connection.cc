@@ -3,7 +3,8 @@
 #include <sys/socket.h>
 
 #include <cerrno>
-
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "common/log.h"
@@ -26,6 +27,20 @@ Status ReadReplyText(int fd, const FrameHeader& h, Deadline d, std::string* out)
 }
 
 }  // namespace
+
+void TcpOp::WaitSendDone() const {
+  if (!send_started_.load(std::memory_order_relaxed)) return;
+  // Normally already done (the peer cannot answer a frame it has not received); otherwise
+  // the sender is leaving its send call, or failing it on a shut-down socket. Bounded by the
+  // op's deadline, which the send itself honours.
+  for (int spins = 0; !send_done_.load(std::memory_order_acquire); ++spins) {
+    if (spins < 64) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+}
 
 Result<UniqueFd> DialAndGreet(const std::string& host, uint16_t port, const std::string& secret,
                               Deadline deadline) {
@@ -81,6 +96,7 @@ TcpConnection::~TcpConnection() {
 
 void TcpConnection::Finish(const std::shared_ptr<TcpOp>& op, const Status& s) {
   if (IsData(*op)) outstanding_.fetch_sub(op->length, std::memory_order_relaxed);
+  op->WaitSendDone();
   op->Complete(s);
 }
 
@@ -95,9 +111,11 @@ void TcpConnection::Submit(std::shared_ptr<TcpOp> op) {
   bool small = op->type != FrameType::kWrite || op->length <= kInlineSendMax;
   if (small && to_send_.empty() && send_mu_.try_lock()) {
     uint64_t id = next_id_++;
+    op->MarkSendStarted();
     in_flight_.emplace_back(id, op);
     lock.unlock();
     Status s = SendOp(*op, id);
+    op->MarkSendDone();
     send_mu_.unlock();
     if (!s.ok()) Break(s);
     return;
@@ -179,9 +197,12 @@ void TcpConnection::SenderLoop() {
       op = std::move(to_send_.front());
       to_send_.pop_front();
       id = next_id_++;
+      op->MarkSendStarted();
       in_flight_.emplace_back(id, op);
     }
-    if (Status s = SendOp(*op, id); !s.ok()) Break(s);
+    Status s = SendOp(*op, id);
+    op->MarkSendDone();
+    if (!s.ok()) Break(s);
   }
 }
 

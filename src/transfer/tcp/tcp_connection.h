@@ -56,8 +56,18 @@ struct TcpOp {
     }
   }
 
+  // The connection's sending thread calls MarkSendDone once it will not touch `local` or
+  // `payload` again (the frame went out, or sending it failed). Completion waits for that
+  // (WaitSendDone): a peer may answer before the sending call has returned, and the caller
+  // may free its buffer as soon as the op completes. Only ops whose send started wait.
+  void MarkSendStarted() { send_started_.store(true, std::memory_order_relaxed); }
+  void MarkSendDone() { send_done_.store(true, std::memory_order_release); }
+  void WaitSendDone() const;
+
  private:
   std::atomic<bool> fired_{false};
+  std::atomic<bool> send_started_{false};
+  std::atomic<bool> send_done_{false};
 };
 
 // Connects and completes the HELLO exchange; returns a blocking socket (see net.h).
