@@ -150,8 +150,8 @@ Status KvConnectorImpl::StartProducer() {
       side_channel_, SideChannelServer::Create(options_.host, 0,
                                                [this](auto call) { HandleCall(std::move(call)); }));
   if (options_.bootstrap_server_address.empty()) {
-    FERRY_ASSIGN_OR_RETURN(bootstrap_,
-                           BootstrapServer::Create({options_.bootstrap_bind_host, options_.bootstrap_port}));
+    FERRY_ASSIGN_OR_RETURN(bootstrap_, BootstrapServer::Create({options_.bootstrap_bind_host,
+                                                                options_.bootstrap_port}));
     bootstrap_addr_ = "http://" + HostPort{options_.host, bootstrap_->port()}.ToString();
   } else {
     std::string addr = options_.bootstrap_server_address;
