@@ -96,13 +96,6 @@ float HalfToFloat(uint16_t h) {
   return f;
 }
 
-float Bf16ToFloat(uint16_t b) {
-  uint32_t bits = static_cast<uint32_t>(b) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
-
 uint16_t FloatToBf16(float f) {
   uint32_t bits;
   std::memcpy(&bits, &f, 4);
@@ -287,6 +280,11 @@ std::vector<std::string> SafetensorsReader::Names() const {
 }
 
 namespace {
+// Element i of little-endian 16-bit data.
+uint16_t LoadLe16(const uint8_t* data, size_t i) {
+  return static_cast<uint16_t>(data[2 * i] | (data[2 * i + 1] << 8));
+}
+
 std::string ShapeString(const std::vector<int64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
@@ -311,15 +309,20 @@ Status SafetensorsReader::ReadBF16(const std::string& name, const std::vector<in
   const size_t n = static_cast<size_t>(t->numel());
   out->resize(n);
   uint16_t* dst = out->data();
-  for (size_t i = 0; i < n; ++i) {
-    if (t->dtype == DType::kF32) {
-      float f;
-      std::memcpy(&f, t->data + 4 * i, 4);
-      dst[i] = FloatToBf16(f);
-    } else {
-      const uint16_t v = static_cast<uint16_t>(t->data[2 * i] | (t->data[2 * i + 1] << 8));
-      dst[i] = t->dtype == DType::kBF16 ? v : FloatToBf16(HalfToFloat(v));
-    }
+  switch (t->dtype) {
+    case DType::kF32:
+      for (size_t i = 0; i < n; ++i) {
+        float f;
+        std::memcpy(&f, t->data + 4 * i, 4);
+        dst[i] = FloatToBf16(f);
+      }
+      break;
+    case DType::kF16:
+      for (size_t i = 0; i < n; ++i) dst[i] = FloatToBf16(HalfToFloat(LoadLe16(t->data, i)));
+      break;
+    case DType::kBF16:
+      for (size_t i = 0; i < n; ++i) dst[i] = LoadLe16(t->data, i);
+      break;
   }
   return OkStatus();
 }
@@ -337,7 +340,7 @@ Status SafetensorsReader::ReadF32(const std::string& name, const std::vector<int
     case DType::kF16:
     case DType::kBF16:
       for (size_t i = 0; i < n; ++i) {
-        uint16_t v = static_cast<uint16_t>(t->data[2 * i] | (t->data[2 * i + 1] << 8));
+        const uint16_t v = LoadLe16(t->data, i);
         dst[i] = t->dtype == DType::kF16 ? HalfToFloat(v) : Bf16ToFloat(v);
       }
       break;

@@ -3,16 +3,17 @@
 #include <cblas.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
 #include <utility>
+
+#include "engine/safetensors.h"
 
 namespace ferry::engine {
 namespace {
 
-// bfloat16 is the top half of a float32: widening is a shift (the loop vectorizes).
+// Bf16ToFloat is a shift: the loop vectorizes.
 void WidenBf16(const uint16_t* in, size_t n, float* out) {
-  for (size_t i = 0; i < n; ++i) out[i] = std::bit_cast<float>(uint32_t{in[i]} << 16);
+  for (size_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(in[i]);
 }
 
 // out[i * ldo + r] = a[i] · w[r] for r < rows, i < m: the decode case, read straight from
@@ -30,13 +31,13 @@ void WidenBf16(const uint16_t* in, size_t n, float* out) {
       float acc[kLanes] = {};
       for (int64_t k = 0; k < body; k += kLanes) {
         for (int j = 0; j < kLanes; ++j) {
-          acc[j] += ai[k + j] * std::bit_cast<float>(uint32_t{wr[k + j]} << 16);
+          acc[j] += ai[k + j] * Bf16ToFloat(wr[k + j]);
         }
       }
       float sum = 0;
       for (int j = 0; j < kLanes; ++j) sum += acc[j];
       for (int64_t k = body; k < cols; ++k) {
-        sum += ai[k] * std::bit_cast<float>(uint32_t{wr[k]} << 16);
+        sum += ai[k] * Bf16ToFloat(wr[k]);
       }
       out[static_cast<int64_t>(i) * ldo + r] = sum;
     }
