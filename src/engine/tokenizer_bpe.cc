@@ -31,6 +31,16 @@ std::string TokenText(const json& j, const char* key) {
   return "";
 }
 
+// The steps of a tokenizer.json component: the `list_key` array of a {"type": "Sequence"},
+// or the component itself.
+std::vector<json> SequenceSteps(const json& component, const char* list_key) {
+  if (component.is_object() && component.value("type", json()) == "Sequence" &&
+      component.contains(list_key) && component[list_key].is_array()) {
+    return component[list_key].get<std::vector<json>>();
+  }
+  return {component};
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_dir) {
@@ -156,14 +166,7 @@ Status BpeTokenizer::ParseModel(const json& m, const std::string& file) {
 
 Status BpeTokenizer::ParsePreTokenizer(const json& pre, const std::string& file) {
   if (pre.is_null()) return OkStatus();
-  std::vector<json> steps;
-  if (pre.is_object() && pre.value("type", json()) == "Sequence" && pre.contains("pretokenizers") &&
-      pre["pretokenizers"].is_array()) {
-    for (const json& p : pre["pretokenizers"]) steps.push_back(p);
-  } else {
-    steps.push_back(pre);
-  }
-  for (const json& p : steps) {
+  for (const json& p : SequenceSteps(pre, "pretokenizers")) {
     const json type = p.is_object() ? p.value("type", json()) : json();
     if (type == "ByteLevel") {
       add_prefix_space_ = p.value("add_prefix_space", json(false)) == json(true);
@@ -201,14 +204,7 @@ Status BpeTokenizer::ParsePreTokenizer(const json& pre, const std::string& file)
 
 Status BpeTokenizer::ParsePostProcessor(const json& post, const std::string& file) {
   if (post.is_null()) return OkStatus();
-  std::vector<json> steps;
-  if (post.is_object() && post.value("type", json()) == "Sequence" && post.contains("processors") &&
-      post["processors"].is_array()) {
-    for (const json& p : post["processors"]) steps.push_back(p);
-  } else {
-    steps.push_back(post);
-  }
-  for (const json& p : steps) {
+  for (const json& p : SequenceSteps(post, "processors")) {
     const json type = p.is_object() ? p.value("type", json()) : json();
     if (type == "ByteLevel") continue;  // only adjusts offsets, which Ferry does not report
     if (type != "TemplateProcessing" || !p.contains("single") || !p["single"].is_array()) {
