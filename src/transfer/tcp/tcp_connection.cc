@@ -110,12 +110,9 @@ void TcpConnection::Submit(std::shared_ptr<TcpOp> op) {
   }
   bool small = op->type != FrameType::kWrite || op->length <= kInlineSendMax;
   if (small && to_send_.empty() && send_mu_.try_lock()) {
-    uint64_t id = next_id_++;
-    op->MarkSendStarted();
-    in_flight_.emplace_back(id, op);
+    const uint64_t id = StartSendLocked(op);
     lock.unlock();
     Status s = SendOp(*op, id);
-    op->MarkSendDone();
     send_mu_.unlock();
     if (!s.ok()) Break(s);
     return;
@@ -156,6 +153,13 @@ void TcpConnection::Break(const Status& why) {
   for (auto& op : queued) Finish(op, status_for(*op));
 }
 
+uint64_t TcpConnection::StartSendLocked(const std::shared_ptr<TcpOp>& op) {
+  const uint64_t id = next_id_++;
+  op->MarkSendStarted();
+  in_flight_.emplace_back(id, op);
+  return id;
+}
+
 Status TcpConnection::SendOp(TcpOp& op, uint64_t id) {
   FrameHeader h;
   h.type = op.type;
@@ -178,7 +182,9 @@ Status TcpConnection::SendOp(TcpOp& op, uint64_t id) {
       break;
   }
   EncodeFrameHeader(h, buf);
-  return SendAllV(fd_.get(), iov, 2, op.deadline);
+  Status s = SendAllV(fd_.get(), iov, 2, op.deadline);
+  op.MarkSendDone();
+  return s;
 }
 
 void TcpConnection::SenderLoop() {
@@ -196,13 +202,9 @@ void TcpConnection::SenderLoop() {
       if (broken_.load() || to_send_.empty()) continue;
       op = std::move(to_send_.front());
       to_send_.pop_front();
-      id = next_id_++;
-      op->MarkSendStarted();
-      in_flight_.emplace_back(id, op);
+      id = StartSendLocked(op);
     }
-    Status s = SendOp(*op, id);
-    op->MarkSendDone();
-    if (!s.ok()) Break(s);
+    if (Status s = SendOp(*op, id); !s.ok()) Break(s);
   }
 }
 

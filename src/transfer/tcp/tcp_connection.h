@@ -96,6 +96,9 @@ class TcpConnection {
   explicit TcpConnection(UniqueFd fd, std::string peer);
   void SenderLoop();
   void ReceiverLoop();
+  // Gives `op` the next id and puts it in flight, marked as being sent. REQUIRES(mu_).
+  uint64_t StartSendLocked(const std::shared_ptr<TcpOp>& op);
+  // Sends op's frame, then marks it send-done (whether or not the send succeeded).
   Status SendOp(TcpOp& op, uint64_t id);
   // Receives the rest of one reply (the first `got` header bytes are in `buf`, which has
   // room for a whole header) and completes the op at the head of in_flight_.
