@@ -26,6 +26,18 @@ fail() {
 pass() { echo "ok: $*"; }
 # json FILE PYTHON_EXPR: evaluates EXPR with `j` bound to the parsed file; prints the result.
 json() { python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"; }
+# wait_server NAME: waits (60 s at most) for $SERVER_PID to log "serving NAME on
+# http://127.0.0.1:PORT" and answer /health; sets PORT.
+wait_server() {
+  PORT=""
+  for _ in $(seq 600); do
+    kill -0 "$SERVER_PID" 2>/dev/null || fail "server ($1) exited during start-up"
+    PORT=$(sed -n "s|.*serving $1 on http://127\.0\.0\.1:\([0-9]*\).*|\1|p" "$TMP/server.log" | head -n1)
+    if [[ -n "$PORT" ]] && curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; then return; fi
+    sleep 0.1
+  done
+  fail "server ($1): no /health within 60 s"
+}
 
 "$FERRY" make-model "$TMP/model" >/dev/null || fail "ferry make-model"
 
@@ -50,15 +62,7 @@ VLLM_MOONCAKE_BOOTSTRAP_PORT=$BOOT_PORT "$FERRY" serve "$TMP/model" --host 127.0
   >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
 
-# The server logs "serving tiny on http://127.0.0.1:PORT"; wait for it and for /health.
-PORT=""
-for _ in $(seq 600); do
-  kill -0 "$SERVER_PID" 2>/dev/null || fail "server exited during start-up"
-  PORT=$(sed -n 's/.*serving tiny on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/server.log" | head -n1)
-  if [[ -n "$PORT" ]] && curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; then break; fi
-  sleep 0.1
-done
-[[ -n "$PORT" ]] && curl -sf "http://127.0.0.1:$PORT/health" >/dev/null || fail "no /health within 60 s"
+wait_server tiny
 URL="http://127.0.0.1:$PORT"
 pass "server healthy on port $PORT"
 
@@ -221,14 +225,7 @@ grep -q "huggingface-cli download ferry-test/absent" "$TMP/bad.log" || fail "no 
 HF_HUB_CACHE="$TMP/hub" "$FERRY" serve ferry-test/tiny --host 127.0.0.1 --port 0 --dtype bfloat16 \
   >"$TMP/server.log" 2>&1 &
 SERVER_PID=$!
-PORT=""
-for _ in $(seq 600); do
-  kill -0 "$SERVER_PID" 2>/dev/null || fail "server (repo id) exited during start-up"
-  PORT=$(sed -n 's/.*serving ferry-test\/tiny on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/server.log" | head -n1)
-  if [[ -n "$PORT" ]] && curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; then break; fi
-  sleep 0.1
-done
-[[ -n "$PORT" ]] || fail "server (repo id) did not come up"
+wait_server ferry-test/tiny
 curl -sf "http://127.0.0.1:$PORT/v1/models" >"$TMP/models.json" || fail "/v1/models (repo id)"
 [[ $(json "$TMP/models.json" 'j["data"][0]["id"]') == ferry-test/tiny ]] || fail "served name: $(cat "$TMP/models.json")"
 code=$(curl -s -o "$TMP/hub.out" -w '%{http_code}' -H 'Content-Type: application/json' \
