@@ -1,0 +1,103 @@
+// MessageAuth: authenticates the control messages of one channel (side channel, bootstrap
+// server, metadata server, ...) with the deployment's shared secret.
+//
+// A sender tags each request with Sign(); the tag carries the sender's wall-clock time, a
+// random nonce and an HMAC-SHA256 over the channel name, the time, the nonce and the
+// message. A receiver's Verify() refuses a tag whose MAC does not match (forged, or another
+// secret), whose time is more than max_skew away from its own clock (stale), or whose nonce
+// it has seen within that window (replayed). A reply is bound to its request's nonce
+// (SignReply / VerifyReply), so that neither a reply nor a request can be replayed in
+// another exchange.
+//
+//   MessageAuth auth(secret, "side-channel");
+//   AuthTag tag = auth.Sign(payload);                 // sender
+//   Status ok = peer_auth.Verify(payload, tag);       // receiver: PermissionDenied if bad
+//   std::string mac = peer_auth.SignReply(tag.nonce, reply);
+//   Status r = auth.VerifyReply(tag.nonce, reply, mac);
+//
+// With an empty secret the object is disabled: Sign returns an empty tag and every Verify
+// succeeds, so callers need no second code path (they check enabled() only to decide
+// whether to put a tag on the wire).
+//
+// Thread safety: all methods are thread-safe.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <utility>
+
+#include "ferry/status.h"
+
+namespace ferry {
+
+struct AuthTag {
+  int64_t unix_ms = 0;  // sender's wall clock
+  std::string nonce;    // 32 hex characters
+  std::string mac;      // 64 hex characters
+
+  // "v1:<unix_ms>:<nonce>:<mac>", e.g. for an HTTP header.
+  std::string ToString() const;
+  // Errors: InvalidArgument for anything but the form above.
+  static Result<AuthTag> Parse(std::string_view text);
+};
+
+class MessageAuth {
+ public:
+  struct Options {
+    // Largest accepted difference between the sender's clock and ours. Default: 60 s.
+    std::chrono::milliseconds max_skew{60000};
+    // Most nonces remembered at once; beyond it Verify refuses (ResourceExhausted) until
+    // old ones expire. Only messages with a valid MAC are remembered. Default: 1,000,000.
+    size_t max_remembered = 1000000;
+  };
+
+  MessageAuth(std::string secret, std::string channel) : MessageAuth(secret, channel, Options{}) {}
+  MessageAuth(std::string secret, std::string channel, Options options);
+  MessageAuth(const MessageAuth&) = delete;
+  MessageAuth& operator=(const MessageAuth&) = delete;
+
+  bool enabled() const { return !secret_.empty(); }
+  const std::string& channel() const { return channel_; }
+
+  // Tags `message` (empty tag when disabled).
+  AuthTag Sign(std::string_view message) const;
+  // OK when disabled, or when the tag is genuine, fresh and not seen before (its nonce is
+  // then remembered). Errors: PermissionDenied naming why (the message is to be refused).
+  Status Verify(std::string_view message, const AuthTag& tag);
+
+  // MAC (hex) of a reply to the request whose tag had `request_nonce` ("" when disabled).
+  std::string SignReply(std::string_view request_nonce, std::string_view reply) const;
+  // OK when disabled or when `mac_hex` is SignReply's. Errors: PermissionDenied.
+  Status VerifyReply(std::string_view request_nonce, std::string_view reply,
+                     std::string_view mac_hex) const;
+
+  // Messages refused by Verify / VerifyReply so far.
+  uint64_t refused() const;
+
+ private:
+  std::string Mac(std::string_view kind, int64_t unix_ms, std::string_view nonce,
+                  std::string_view message) const;
+  void ForgetExpiredLocked(int64_t now_ms);  // REQUIRES(mu_)
+
+  const std::string secret_;
+  const std::string channel_;
+  const Options options_;
+
+  mutable std::mutex mu_;
+  std::unordered_set<std::string> seen_;                // GUARDED_BY(mu_)
+  std::deque<std::pair<int64_t, std::string>> expiry_;  // (forget at ms, nonce); GUARDED_BY(mu_)
+  mutable uint64_t refused_ = 0;                        // GUARDED_BY(mu_)
+};
+
+// The deployment's shared secret from FERRY_KV_SECRET ("" when unset).
+std::string SecretFromEnvironment();
+
+// Wall-clock milliseconds since the Unix epoch.
+int64_t UnixMillis();
+
+}  // namespace ferry
