@@ -146,6 +146,18 @@ uint64_t MessageAuth::refused() const {
   return refused_;
 }
 
+std::string HttpAuthMessage(std::string_view method, std::string_view target,
+                            std::string_view body) {
+  std::string text;
+  text.reserve(method.size() + target.size() + body.size() + 2);
+  text.append(method);
+  text += '\n';
+  text.append(target);
+  text += '\n';
+  text.append(body);
+  return text;
+}
+
 std::string SecretFromEnvironment() {
   const char* v = std::getenv("FERRY_KV_SECRET");
   return v == nullptr ? std::string() : std::string(v);

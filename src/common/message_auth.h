@@ -94,6 +94,15 @@ class MessageAuth {
   mutable uint64_t refused_ = 0;                        // GUARDED_BY(mu_)
 };
 
+// HTTP services authenticate requests and replies with these headers (a request's tag
+// covers HttpAuthMessage(method, target, body); a reply's MAC, bound to the request's
+// nonce, covers HttpAuthMessage(status, "", body)).
+inline constexpr char kAuthHeader[] = "X-Ferry-Auth";
+inline constexpr char kAuthReplyHeader[] = "X-Ferry-Auth-Reply";
+// What an HTTP request's (or reply's) tag covers. `target` is the path with its query.
+std::string HttpAuthMessage(std::string_view method, std::string_view target,
+                            std::string_view body);
+
 // The deployment's shared secret from FERRY_KV_SECRET ("" when unset).
 std::string SecretFromEnvironment();
 

@@ -8,6 +8,7 @@
 
 #include "common/http_listen.h"
 #include "common/log.h"
+#include "common/message_auth.h"
 
 namespace ferry::connector {
 
@@ -103,6 +104,8 @@ void ReplyError(httplib::Response& res, int code, const std::string& message) {
 
 class BootstrapServerImpl final : public BootstrapServer {
  public:
+  explicit BootstrapServerImpl(const std::string& secret) : auth_(secret, "bootstrap") {}
+
   ~BootstrapServerImpl() override {
     server_.stop();
     if (thread_.joinable()) thread_.join();
@@ -110,11 +113,13 @@ class BootstrapServerImpl final : public BootstrapServer {
 
   Status Start(const Options& options) {
     server_.Post("/register", [this](const httplib::Request& req, httplib::Response& res) {
-      HandleRegister(req, res);
+      Authenticated(req, res, [&](std::string_view) { HandleRegister(req, res); });
     });
-    server_.Get("/query", [this](const httplib::Request&, httplib::Response& res) {
-      std::lock_guard lock(mu_);
-      res.set_content(BootstrapTableToJson(table_), "application/json");
+    server_.Get("/query", [this](const httplib::Request& req, httplib::Response& res) {
+      Authenticated(req, res, [&](std::string_view) {
+        std::lock_guard lock(mu_);
+        res.set_content(BootstrapTableToJson(table_), "application/json");
+      });
     });
     server_.Get("/health", [](const httplib::Request&, httplib::Response& res) {
       res.set_content("{\"status\":\"ok\"}", "application/json");
@@ -136,6 +141,29 @@ class BootstrapServerImpl final : public BootstrapServer {
   }
 
  private:
+  // Runs `handle` for a request whose tag verifies (or always, without a secret) and signs
+  // its reply; answers 401 otherwise.
+  template <typename Handle>
+  void Authenticated(const httplib::Request& req, httplib::Response& res, Handle handle) {
+    if (!auth_.enabled()) return handle("");
+    const std::string message = HttpAuthMessage(req.method, req.target, req.body);
+    auto tag = AuthTag::Parse(req.get_header_value(kAuthHeader));
+    Status ok = tag.ok() ? auth_.Verify(message, *tag)
+                         : PermissionDeniedError(
+                               "bootstrap: request refused: no valid X-Ferry-Auth header (set "
+                               "the same FERRY_KV_SECRET on every instance)");
+    if (!ok.ok()) {
+      FERRY_LOG_WARN("bootstrap server: {} {} from {}: {}", req.method, req.path, req.remote_addr,
+                     ok.message());
+      return ReplyError(res, 401, ok.message());
+    }
+    handle(tag->nonce);
+    if (res.status < 100) res.status = 200;  // what the client will see
+    res.set_header(
+        kAuthReplyHeader,
+        auth_.SignReply(tag->nonce, HttpAuthMessage(std::to_string(res.status), "", res.body)));
+  }
+
   void HandleRegister(const httplib::Request& req, httplib::Response& res) {
     auto j = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) return ReplyError(res, 400, "body is not JSON");
@@ -169,6 +197,7 @@ class BootstrapServerImpl final : public BootstrapServer {
     res.set_content("{\"status\":\"ok\"}", "application/json");
   }
 
+  MessageAuth auth_;
   httplib::Server server_;
   std::thread thread_;
   uint16_t port_ = 0;
@@ -179,7 +208,7 @@ class BootstrapServerImpl final : public BootstrapServer {
 }  // namespace
 
 Result<std::unique_ptr<BootstrapServer>> BootstrapServer::Create(const Options& options) {
-  auto server = std::make_unique<BootstrapServerImpl>();
+  auto server = std::make_unique<BootstrapServerImpl>(options.secret);
   FERRY_RETURN_IF_ERROR(server->Start(options));
   return std::unique_ptr<BootstrapServer>(std::move(server));
 }

@@ -46,6 +46,10 @@ class BootstrapServer {
   struct Options {
     std::string host = "0.0.0.0";  // Default: all interfaces, as the reference does.
     uint16_t port = 8998;          // Default: VLLM_MOONCAKE_BOOTSTRAP_PORT's default. 0: any.
+    // The deployment's shared secret. When set, /register and /query need a valid
+    // X-Ferry-Auth tag (message_auth.h, channel "bootstrap"; 401 otherwise) and their
+    // replies carry X-Ferry-Auth-Reply. Default: "" (open, as the reference).
+    std::string secret = "";
   };
 
   // Binds and starts serving on a thread it owns. Errors: AlreadyExists (port taken),

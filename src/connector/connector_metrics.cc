@@ -35,6 +35,17 @@ std::string ConnectorMetrics::Render() const {
          requests_kept.load());
   metric("ferry_kv_recomputed_total", "counter",
          "Decode requests that prefilled locally after a failed load.", recomputed.load());
+  metric("ferry_kv_pulls_refused_total", "counter",
+         "Decoder pulls refused because too many were waiting.", pulls_refused.load());
+  metric("ferry_kv_unauthenticated_total", "counter",
+         "Side-channel and bootstrap messages refused for a missing or bad authentication tag.",
+         unauthenticated.load());
+  metric("ferry_kv_bootstrap_refused_total", "counter",
+         "Decode requests refused because they named a bootstrap server not allowed.",
+         bootstrap_refused.load());
+  metric("ferry_kv_unwritten_finish_total", "counter",
+         "FINISH replies refused because the prefill's KV-written notification never came.",
+         unwritten_finish.load());
   out +=
       "# HELP ferry_kv_transfer_seconds Time to move one request's KV blocks.\n"
       "# TYPE ferry_kv_transfer_seconds histogram\n";

@@ -46,6 +46,24 @@ std::string RandomEngineId() {
 
 }  // namespace
 
+Result<std::string> NormalizeBootstrapAddr(std::string_view addr) {
+  std::string_view rest = addr;
+  if (rest.substr(0, 7) == "http://") rest.remove_prefix(7);
+  while (!rest.empty() && rest.back() == '/') rest.remove_suffix(1);
+  auto hp = ParseHostPort(rest);
+  if (!hp.ok() || hp->port == 0 || hp->host.empty()) {
+    return InvalidArgumentError("bootstrap address '" + std::string(addr) +
+                                "' is not http://host:port");
+  }
+  return hp->ToString();
+}
+
+std::string ProxyAuthMessage(const RemoteKvSource& source) {
+  return source.transfer_id + "\n" + source.bootstrap_addr + "\n" + source.engine_id;
+}
+
+std::string KvWrittenNotification(const std::string& token) { return "ferry-kv-written:" + token; }
+
 Status ApplyConnectorEnvironment(KvConnectorOptions* o) {
   FERRY_ASSIGN_OR_RETURN(int64_t port,
                          EnvInteger("VLLM_MOONCAKE_BOOTSTRAP_PORT", o->bootstrap_port, 1, 65535));
@@ -54,6 +72,21 @@ Status ApplyConnectorEnvironment(KvConnectorOptions* o) {
                          EnvSeconds("VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT", o->abort_timeout));
   FERRY_ASSIGN_OR_RETURN(o->connector_timeout,
                          EnvSeconds("VLLM_MOONCAKE_CONNECTOR_TIMEOUT", o->connector_timeout));
+  FERRY_ASSIGN_OR_RETURN(o->kv_load_timeout,
+                         EnvSeconds("FERRY_KV_LOAD_TIMEOUT", o->kv_load_timeout));
+  FERRY_ASSIGN_OR_RETURN(o->transfer_timeout,
+                         EnvSeconds("FERRY_KV_TRANSFER_TIMEOUT", o->transfer_timeout));
+  if (o->secret.empty()) o->secret = SecretFromEnvironment();
+  if (const char* list = std::getenv("FERRY_KV_ALLOWED_BOOTSTRAP"); list != nullptr && *list) {
+    std::string_view rest = list;
+    while (!rest.empty()) {
+      size_t comma = rest.find(',');
+      std::string_view item = rest.substr(0, comma);
+      if (!item.empty()) o->allowed_bootstrap_addrs.emplace_back(item);
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
   if (const char* p = std::getenv("FERRY_KV_LOAD_FAILURE_POLICY"); p != nullptr && *p) {
     std::string policy = p;
     if (policy == "recompute") {
@@ -90,21 +123,33 @@ KvConnectorImpl::KvConnectorImpl(const KvConnectorOptions& options,
       layout_(layout),
       kv_base_(static_cast<char*>(kv_base)),
       kv_bytes_(kv_bytes),
-      engine_id_(options.engine_id.empty() ? RandomEngineId() : options.engine_id) {}
+      engine_id_(options.engine_id.empty() ? RandomEngineId() : options.engine_id),
+      bootstrap_auth_(options.secret, "bootstrap"),
+      proxy_auth_(options.secret, "proxy") {}
 
 KvConnectorImpl::~KvConnectorImpl() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
+    // Bootstrap queries in flight give up now rather than at their timeout.
+    for (httplib::Client* c : bootstrap_calls_) c->stop();
   }
   cv_.notify_all();
   if (sweeper_.joinable()) sweeper_.join();
   // Stop taking side-channel calls before the pools drain; pending calls are answered.
+  // Senders stop waiting for their transfers at once (TransferUnlessStopping), pulls end
+  // with Aborted, queued bootstrap queries see stopping_ and skip.
   side_channel_.reset();
+  side_client_.reset();
   senders_.reset();
   pullers_.reset();
   bootstrap_.reset();
-  transfer_.reset();
+  transfer_.reset();  // fails what the senders left in flight, joins the transports
+}
+
+bool KvConnectorImpl::Stopping() const {
+  std::lock_guard lock(mu_);
+  return stopping_;
 }
 
 Status KvConnectorImpl::Init() {
@@ -128,10 +173,19 @@ Status KvConnectorImpl::Init() {
                                 "' is not supported; use tcp, shm, auto (or rdma, which "
                                 "falls back to auto)");
   }
+  for (const std::string& a : options_.allowed_bootstrap_addrs) {
+    FERRY_ASSIGN_OR_RETURN(std::string n, NormalizeBootstrapAddr(a));
+    allowed_bootstrap_.insert(n);
+  }
+  if (options_.transfer_timeout.count() <= 0 || options_.connector_timeout.count() <= 0 ||
+      options_.abort_timeout.count() <= 0 || options_.kv_load_timeout.count() < 0) {
+    return InvalidArgumentError("connector timeouts must be positive");
+  }
   TransferEngineOptions te;
   te.local_name = options_.host + ":0";
   te.metadata = "P2PHANDSHAKE";
   te.transport = transport;
+  te.secret = options_.secret;
   FERRY_ASSIGN_OR_RETURN(transfer_, TransferEngine::Create(te));
   FERRY_RETURN_IF_ERROR(transfer_->RegisterMemory(MemoryRegion{kv_base_, kv_bytes_, "cpu", true}));
   FERRY_LOG_INFO("connector: role {} engine {} transfer engine {} ({} KV blocks of {} bytes)",
@@ -139,19 +193,37 @@ Status KvConnectorImpl::Init() {
                  layout_.block_bytes());
   if (options_.is_consumer()) {
     pullers_ = std::make_unique<ThreadPool>("kv-puller", std::max(4, options_.num_workers));
+    SideChannelClient::Options co;
+    co.secret = options_.secret;
+    FERRY_ASSIGN_OR_RETURN(side_client_, SideChannelClient::Create(co));
   }
   if (options_.is_producer()) FERRY_RETURN_IF_ERROR(StartProducer());
+  if (options_.secret.empty()) {
+    std::string open = "transfer engine port " + std::to_string(transfer_->rpc_port());
+    if (side_channel_) open += ", side channel " + side_channel_->endpoint();
+    if (bootstrap_) open += ", bootstrap server port " + std::to_string(bootstrap_->port());
+    FERRY_LOG_WARN(
+        "connector: no shared secret (FERRY_KV_SECRET or kv_connector_extra_config.secret): "
+        "anyone who reaches these ports can read and write this instance's KV cache: {}{}",
+        open,
+        options_.is_consumer() && allowed_bootstrap_.empty()
+            ? "; and any client may name the bootstrap server this decoder contacts"
+            : "");
+  }
   return OkStatus();
 }
 
 Status KvConnectorImpl::StartProducer() {
   senders_ = std::make_unique<ThreadPool>("kv-sender", options_.num_workers);
+  SideChannelServer::Options so;
+  so.secret = options_.secret;
   FERRY_ASSIGN_OR_RETURN(
-      side_channel_, SideChannelServer::Create(options_.host, 0,
+      side_channel_, SideChannelServer::Create(options_.host, 0, so,
                                                [this](auto call) { HandleCall(std::move(call)); }));
   if (options_.bootstrap_server_address.empty()) {
-    FERRY_ASSIGN_OR_RETURN(bootstrap_, BootstrapServer::Create({options_.bootstrap_bind_host,
-                                                                options_.bootstrap_port}));
+    FERRY_ASSIGN_OR_RETURN(
+        bootstrap_, BootstrapServer::Create(
+                        {options_.bootstrap_bind_host, options_.bootstrap_port, options_.secret}));
     bootstrap_addr_ = "http://" + HostPort{options_.host, bootstrap_->port()}.ToString();
   } else {
     std::string addr = options_.bootstrap_server_address;
@@ -174,7 +246,9 @@ Status KvConnectorImpl::RegisterWithBootstrap() {
   std::string last_error;
   for (int attempt = 0; attempt < 3; ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(250 << attempt));
-    auto res = client.Post("/register", body.dump(), "application/json");
+    Status reply_auth;
+    auto res = AuthenticatedCall(client, "POST", "/register", body.dump(), &reply_auth);
+    if (res && res->status == 200 && !reply_auth.ok()) return reply_auth;
     if (res && res->status == 200) {
       FERRY_LOG_INFO("connector: registered side channel {} with bootstrap {}",
                      side_channel_->endpoint(), bootstrap_addr_);
@@ -190,14 +264,51 @@ Status KvConnectorImpl::RegisterWithBootstrap() {
                           " after 3 tries: " + last_error);
 }
 
+httplib::Result KvConnectorImpl::AuthenticatedCall(httplib::Client& client,
+                                                   const std::string& method,
+                                                   const std::string& target,
+                                                   const std::string& body, Status* reply_auth) {
+  httplib::Headers headers;
+  AuthTag tag = bootstrap_auth_.Sign(HttpAuthMessage(method, target, body));
+  if (bootstrap_auth_.enabled()) headers.emplace(kAuthHeader, tag.ToString());
+  httplib::Result res = method == "POST"
+                            ? client.Post(target.c_str(), headers, body, "application/json")
+                            : client.Get(target.c_str(), headers);
+  *reply_auth = OkStatus();
+  if (res && bootstrap_auth_.enabled()) {
+    *reply_auth = bootstrap_auth_.VerifyReply(
+        tag.nonce, HttpAuthMessage(std::to_string(res->status), "", res->body),
+        res->get_header_value(kAuthReplyHeader));
+    if (!reply_auth->ok()) {
+      metrics_.unauthenticated++;
+      *reply_auth = reply_auth->WithContext(
+          "bootstrap server reply to " + method + " " + target +
+          " (does the bootstrap server run with the same FERRY_KV_SECRET?)");
+    }
+  }
+  return res;
+}
+
 Status KvConnectorImpl::ExpectProducerRequest(const std::string& request_id,
                                               const std::string& transfer_id) {
   if (!options_.is_producer()) {
     return FailedPreconditionError("do_remote_decode asked of a kv_consumer instance");
   }
   if (transfer_id.empty()) return InvalidArgumentError("kv_transfer_params lacks transfer_id");
+  if (transfer_id.size() > kMaxTransferIdBytes) {
+    return InvalidArgumentError("transfer_id is longer than " +
+                                std::to_string(kMaxTransferIdBytes) + " bytes");
+  }
   std::lock_guard lock(mu_);
-  producer_tags_[request_id] = transfer_id;
+  if (pending_transfers_.count(transfer_id) > 0 || ready_.count(transfer_id) > 0) {
+    return AlreadyExistsError("transfer_id '" + transfer_id +
+                              "' is already used by another request on this prefill instance");
+  }
+  if (!producer_tags_.emplace(request_id, transfer_id).second) {
+    return AlreadyExistsError("request id '" + request_id + "' is already in flight");
+  }
+  pending_transfers_.insert(transfer_id);
+  failed_.erase(transfer_id);  // a retry of a transfer id that failed before
   return OkStatus();
 }
 
@@ -210,9 +321,26 @@ Status KvConnectorImpl::ExpectConsumerRequest(const std::string& request_id,
     return InvalidArgumentError(
         "kv_transfer_params needs transfer_id and remote_bootstrap_addr for do_remote_prefill");
   }
+  if (source.transfer_id.size() > kMaxTransferIdBytes ||
+      source.engine_id.size() > kMaxTransferIdBytes) {
+    return InvalidArgumentError("transfer_id and remote_engine_id must be at most " +
+                                std::to_string(kMaxTransferIdBytes) + " bytes");
+  }
+  FERRY_RETURN_IF_ERROR(CheckBootstrapAllowed(source));
   std::lock_guard lock(mu_);
-  consumer_sources_[request_id] = source;
+  if (!consumer_sources_.emplace(request_id, source).second) {
+    return AlreadyExistsError("request id '" + request_id + "' is already in flight");
+  }
   return OkStatus();
+}
+
+void KvConnectorImpl::ForgetRequest(const std::string& request_id) {
+  std::lock_guard lock(mu_);
+  if (auto it = producer_tags_.find(request_id); it != producer_tags_.end()) {
+    pending_transfers_.erase(it->second);
+    producer_tags_.erase(it);
+  }
+  consumer_sources_.erase(request_id);
 }
 
 std::string KvConnectorImpl::MetricsText() const {

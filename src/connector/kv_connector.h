@@ -10,7 +10,8 @@
 //   KvConnectorOptions opts;  opts.role = "kv_producer";
 //   FERRY_ASSIGN_OR_RETURN(auto conn, KvConnector::Create(opts, layout, kv_base, kv_bytes));
 //   conn->AttachEngine(&engine_control);   // before the engine runs
-//   engine_options.connector_hooks = conn.get();
+//   // the engine's on_blocks_kept / on_waiting_for_remote_kv call OnKeptBlocks /
+//   // OnRemoteKvNeeded (tools/ferry/serve_connector.cc wires them)
 //
 // Layout: Ferry's one-region block-major layout (engine/kv_cache_layout.h): block b of the
 // region lives at base + b * block_bytes for every layer at once, so a run of consecutive
@@ -24,6 +25,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/kv_cache_layout.h"
 #include "engine/kv_connector_hooks.h"
@@ -32,31 +34,60 @@
 namespace ferry::connector {
 
 struct KvConnectorOptions {
-  std::string role = "kv_both";  // kv_producer | kv_consumer | kv_both
+  std::string role = "kv_both";  // kv_producer | kv_consumer | kv_both. Default: kv_both.
   // Sender threads per prefill worker. Default: 10.
   int num_workers = 10;
   // "rdma" (the guide's default; no RDMA transport here: falls back to "auto" with a
-  // warning), "tcp", "shm", "auto" (shm to same-host peers, tcp otherwise).
+  // warning), "tcp", "shm", "auto" (shm to same-host peers, tcp otherwise). Default: rdma.
   std::string protocol = "rdma";
   std::string device_name;  // accepted for compatibility; NICs are not selectable
-  // "host:port" of an external bootstrap server; "" runs one in this producer.
+  // "host:port" of an external bootstrap server; "" runs one in this producer. Default: "".
   std::string bootstrap_server_address;
   // Address peers reach this instance at (transfer engine and side channel).
+  // Default: 127.0.0.1.
   std::string host = "127.0.0.1";
   // Address the embedded bootstrap server listens on. Default: all interfaces.
   std::string bootstrap_bind_host = "0.0.0.0";
-  uint16_t bootstrap_port = 8998;                      // VLLM_MOONCAKE_BOOTSTRAP_PORT
-  std::chrono::milliseconds abort_timeout{480000};     // VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT
-  std::chrono::milliseconds connector_timeout{30000};  // VLLM_MOONCAKE_CONNECTOR_TIMEOUT
+  uint16_t bootstrap_port = 8998;                   // VLLM_MOONCAKE_BOOTSTRAP_PORT
+  std::chrono::milliseconds abort_timeout{480000};  // VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT
+  // HTTP timeout of bootstrap calls (VLLM_MOONCAKE_CONNECTOR_TIMEOUT). Default: 5 s, not
+  // vLLM's 30 s: the bootstrap server answers in milliseconds, and a paused prefill must be
+  // noticed in seconds.
+  std::chrono::milliseconds connector_timeout{5000};
+  // Deadline of a consumer's KV load, from asking the prefill until its KV is in place
+  // (FERRY_KV_LOAD_TIMEOUT). Default: 0, meaning abort_timeout.
+  std::chrono::milliseconds kv_load_timeout{0};
+  // Deadline of one producer push of a prompt's KV (FERRY_KV_TRANSFER_TIMEOUT).
+  // Default: 30 s.
+  std::chrono::milliseconds transfer_timeout{30000};
+  // How long a decoder's pull for a transfer id this prefill has not been given yet may
+  // wait for it (the proxy sends both halves at once, so the pull may come first); once the
+  // prefill has the request, the pull waits up to abort_timeout. Default: 30 s.
+  std::chrono::milliseconds unknown_transfer_timeout{30000};
+  // Decoder pulls a producer keeps waiting at once; beyond, a pull is answered ERROR at
+  // once. Default: 4096.
+  size_t max_waiting_pulls = 4096;
   engine::KvLoadFailurePolicy failure_policy = engine::KvLoadFailurePolicy::kRecompute;
   std::string engine_id;  // Default: "" (a random id)
+  // The deployment's shared secret (FERRY_KV_SECRET or kv_connector_extra_config.secret):
+  // authenticates the transfer engine's connections, every side-channel message and every
+  // bootstrap call. Default: "" (open, with a warning at start).
+  std::string secret;
+  // Bootstrap servers ("host:port" or "http://host:port") a consumer may pull from
+  // (kv_connector_extra_config.allowed_bootstrap_addrs or FERRY_KV_ALLOWED_BOOTSTRAP, comma
+  // separated). A request naming another one is refused, unless `ferry proxy` holding the
+  // secret signed it. Default: empty: with a secret only proxy-signed addresses are
+  // contacted; without one, any (open, with a warning at start).
+  std::vector<std::string> allowed_bootstrap_addrs;
 
   bool is_producer() const { return role == "kv_producer" || role == "kv_both"; }
   bool is_consumer() const { return role == "kv_consumer" || role == "kv_both"; }
 };
 
 // Reads VLLM_MOONCAKE_BOOTSTRAP_PORT, VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT,
-// VLLM_MOONCAKE_CONNECTOR_TIMEOUT and FERRY_KV_LOAD_FAILURE_POLICY (recompute|fail) into
+// VLLM_MOONCAKE_CONNECTOR_TIMEOUT, FERRY_KV_LOAD_FAILURE_POLICY (recompute|fail),
+// FERRY_KV_LOAD_TIMEOUT, FERRY_KV_TRANSFER_TIMEOUT (seconds), FERRY_KV_SECRET (unless
+// options->secret is set already) and FERRY_KV_ALLOWED_BOOTSTRAP (added to the list) into
 // `options`. Errors: InvalidArgument naming the variable and its bad value.
 Status ApplyConnectorEnvironment(KvConnectorOptions* options);
 
@@ -75,7 +106,15 @@ struct RemoteKvSource {
   std::string transfer_id;
   std::string bootstrap_addr;  // "http://host:port"
   std::string engine_id;
+  std::string proxy_auth;  // ferry_proxy_auth: the proxy's tag over the three fields above
 };
+
+// Limits on the kv_transfer_params fields a request may carry.
+inline constexpr size_t kMaxTransferIdBytes = 256;
+
+// What `ferry proxy` signs in a decode request's kv_transfer_params (ferry_proxy_auth), so
+// that a decoder knows the bootstrap address came from a proxy holding the secret.
+std::string ProxyAuthMessage(const RemoteKvSource& source);
 
 class KvConnector : public engine::KvConnectorHooks {
  public:
@@ -93,11 +132,18 @@ class KvConnector : public engine::KvConnectorHooks {
   virtual void AttachEngine(KvEngineControl* control) = 0;
 
   // Producer: the next OnKeptBlocks for request_id belongs to transfer_id.
+  // Errors: InvalidArgument (empty or over kMaxTransferIdBytes), AlreadyExists (another
+  // request in flight here uses the transfer id), FailedPrecondition (not a producer).
   virtual Status ExpectProducerRequest(const std::string& request_id,
                                        const std::string& transfer_id) = 0;
   // Consumer: the next OnRemoteKvNeeded for request_id pulls from `source`.
+  // Errors: InvalidArgument (missing or malformed fields), PermissionDenied (a bootstrap
+  // server this instance may not contact, see allowed_bootstrap_addrs),
+  // FailedPrecondition (not a consumer).
   virtual Status ExpectConsumerRequest(const std::string& request_id,
                                        const RemoteKvSource& source) = 0;
+  // Forgets what Expect*Request recorded for a request the engine then refused.
+  virtual void ForgetRequest(const std::string& request_id) = 0;
 
   virtual const KvConnectorOptions& options() const = 0;
   virtual std::string engine_id() const = 0;

@@ -2,11 +2,44 @@
 // to write the prompt's blocks into ours, and tell the engine how it went.
 #include <httplib.h>
 
+#include "common/crypto.h"
 #include "common/http_listen.h"
 #include "common/log.h"
 #include "connector/internal/kv_connector_impl.h"
 
 namespace ferry::connector {
+namespace {
+
+// KV-written notifications nobody matched are forgotten after this long (the FINISH that
+// would have matched them ended long ago), and at most this many are kept.
+constexpr auto kWrittenNoteTtl = std::chrono::seconds(60);
+constexpr size_t kMaxWrittenNotes = 65536;
+constexpr std::string_view kWrittenPrefix = "ferry-kv-written:";
+
+}  // namespace
+
+Status KvConnectorImpl::CheckBootstrapAllowed(const RemoteKvSource& source) {
+  auto normalized = NormalizeBootstrapAddr(source.bootstrap_addr);
+  if (!normalized.ok()) return normalized.status().WithContext("remote_bootstrap_addr");
+  if (allowed_bootstrap_.count(*normalized) > 0) return OkStatus();
+  if (!source.proxy_auth.empty() && proxy_auth_.enabled()) {
+    auto tag = AuthTag::Parse(source.proxy_auth);
+    Status s = tag.ok() ? proxy_auth_.Verify(ProxyAuthMessage(source), *tag) : tag.status();
+    if (s.ok()) return OkStatus();
+    metrics_.bootstrap_refused++;
+    return PermissionDeniedError("kv_transfer_params.ferry_proxy_auth does not verify: " +
+                                 s.message());
+  }
+  if (allowed_bootstrap_.empty() && !proxy_auth_.enabled()) return OkStatus();  // open mode
+  metrics_.bootstrap_refused++;
+  return PermissionDeniedError(
+      "remote_bootstrap_addr " + *normalized +
+      " is not a bootstrap server this decoder may contact: it is not in "
+      "allowed_bootstrap_addrs (FERRY_KV_ALLOWED_BOOTSTRAP)" +
+      (proxy_auth_.enabled() ? " and the request was not signed by a ferry proxy holding the "
+                               "deployment secret"
+                             : ""));
+}
 
 void KvConnectorImpl::OnRemoteKvNeeded(const std::string& request_id,
                                        const std::vector<int32_t>& blocks,
@@ -32,31 +65,26 @@ void KvConnectorImpl::OnRemoteKvNeeded(const std::string& request_id,
   bool posted = pullers_->Post([this, request_id, source, blocks, num_cached_tokens] {
     Pull(request_id, source, blocks, num_cached_tokens);
   });
-  if (!posted) {
-    metrics_.requests_waiting--;
-    if (control_) {
-      control_->FinishRemoteKv(request_id, AbortedError("connector is shutting down"),
-                               options_.failure_policy);
-    }
+  if (!posted) FinishPull(request_id, source, AbortedError("connector is shutting down"));
+}
+
+void KvConnectorImpl::FinishPull(const std::string& request_id, const RemoteKvSource& source,
+                                 const Status& s) {
+  metrics_.requests_waiting--;
+  if (!s.ok()) {
+    metrics_.transfers_failed++;
+    if (options_.failure_policy == engine::KvLoadFailurePolicy::kRecompute) metrics_.recomputed++;
+    FERRY_LOG_WARN("connector: remote KV for {} ({}) failed: {}", request_id, source.transfer_id,
+                   s.ToString());
   }
+  if (control_) control_->FinishRemoteKv(request_id, s, options_.failure_policy);
 }
 
 void KvConnectorImpl::Pull(const std::string& request_id, const RemoteKvSource& source,
                            std::vector<int32_t> blocks, int32_t num_cached_tokens) {
-  auto finish = [&](const Status& s) {
-    metrics_.requests_waiting--;
-    if (!s.ok()) {
-      metrics_.transfers_failed++;
-      if (options_.failure_policy == engine::KvLoadFailurePolicy::kRecompute) {
-        metrics_.recomputed++;
-      }
-      FERRY_LOG_WARN("connector: remote KV for {} ({}) failed: {}", request_id, source.transfer_id,
-                     s.ToString());
-    }
-    if (control_) control_->FinishRemoteKv(request_id, s, options_.failure_policy);
-  };
+  if (Stopping()) return FinishPull(request_id, source, AbortedError("connector is stopping"));
   auto endpoint = ResolveWorker(source);
-  if (!endpoint.ok()) return finish(endpoint.status());
+  if (!endpoint.ok()) return FinishPull(request_id, source, endpoint.status());
 
   const size_t cached_blocks = static_cast<size_t>(num_cached_tokens / layout_.block_size);
   KvPullRequest req;
@@ -65,33 +93,77 @@ void KvConnectorImpl::Pull(const std::string& request_id, const RemoteKvSource& 
   req.remote_port = local.rpc_port;
   std::vector<int64_t> wanted(blocks.begin() + std::min(cached_blocks, blocks.size()),
                               blocks.end());
-  req.req_blocks[request_id] = RequestBlocks{source.transfer_id, {wanted}};
+  const size_t nblocks = wanted.size();
+  req.req_blocks[request_id] = RequestBlocks{source.transfer_id, {std::move(wanted)}};
   req.kv_caches_base_addr = {reinterpret_cast<uint64_t>(kv_base_)};
   req.block_lens = {static_cast<int64_t>(layout_.block_bytes())};
   req.kv_block_lens = req.block_lens;
   req.ferry_layout = {layout_.num_layers, layout_.num_kv_heads, layout_.head_dim,
                       layout_.block_size};
+  req.ferry_token = crypto::RandomHex(16);
 
-  auto start = SteadyClock::now();
-  auto reply = SendPullRequest(*endpoint, req, Deadline::In(options_.abort_timeout));
+  const auto load_timeout =
+      options_.kv_load_timeout.count() > 0 ? options_.kv_load_timeout : options_.abort_timeout;
+  const auto start = SteadyClock::now();
+  const std::string token = req.ferry_token;
+  Status started = side_client_->Start(
+      *endpoint, req, Deadline::In(load_timeout),
+      [this, request_id, source, token, nblocks, start](Result<KvPullReply> reply) {
+        OnPullReply(request_id, source, token, nblocks, start, std::move(reply));
+      });
+  if (!started.ok()) FinishPull(request_id, source, started);
+}
+
+void KvConnectorImpl::OnPullReply(const std::string& request_id, const RemoteKvSource& source,
+                                  const std::string& token, size_t blocks,
+                                  SteadyClock::time_point start, Result<KvPullReply> reply) {
   if (!reply.ok()) {
+    if (reply.status().code() == StatusCode::kPermissionDenied) metrics_.unauthenticated++;
     if (reply.status().code() == StatusCode::kUnavailable) {
       std::lock_guard lock(mu_);
       worker_cache_.erase(source.bootstrap_addr);  // it may come back elsewhere
     }
-    return finish(reply.status());
+    return FinishPull(request_id, source, reply.status());
   }
   bool ok =
       reply->status == PullStatus::kFinish &&
       std::find(reply->ok_reqs.begin(), reply->ok_reqs.end(), request_id) != reply->ok_reqs.end();
   if (!ok) {
-    return finish(UnavailableError("prefill could not send KV: " +
-                                   (reply->err_msg.empty() ? "no reason given" : reply->err_msg)));
+    return FinishPull(
+        request_id, source,
+        UnavailableError("prefill could not send KV: " +
+                         (reply->err_msg.empty() ? "no reason given" : reply->err_msg)));
   }
-  metrics_.bytes_received += wanted.size() * layout_.block_bytes();
-  FERRY_LOG_DEBUG("connector: {} blocks for {} arrived in {:.3f} ms", wanted.size(), request_id,
+  // The producer notifies our transfer engine after its writes and before it replies, so
+  // the notification is here by now if the KV is.
+  if (!TakeWrittenNotification(token)) {
+    metrics_.unwritten_finish++;
+    return FinishPull(request_id, source,
+                      DataLossError("prefill answered FINISH but its KV-written notification "
+                                    "never reached this decoder's transfer engine"));
+  }
+  metrics_.bytes_received += blocks * layout_.block_bytes();
+  FERRY_LOG_DEBUG("connector: {} blocks for {} arrived in {:.3f} ms", blocks, request_id,
                   std::chrono::duration<double, std::milli>(SteadyClock::now() - start).count());
-  finish(OkStatus());
+  FinishPull(request_id, source, OkStatus());
+}
+
+bool KvConnectorImpl::TakeWrittenNotification(const std::string& token) {
+  std::vector<Notification> notes = transfer_->TakeNotifications();
+  const auto now = SteadyClock::now();
+  std::lock_guard lock(mu_);
+  for (const Notification& n : notes) {
+    std::string_view m = n.message;
+    if (m.substr(0, kWrittenPrefix.size()) != kWrittenPrefix) continue;
+    written_[std::string(m.substr(kWrittenPrefix.size()))] = now;
+  }
+  if (written_.size() > kMaxWrittenNotes / 2) {
+    for (auto it = written_.begin(); it != written_.end();) {
+      it = now - it->second > kWrittenNoteTtl ? written_.erase(it) : std::next(it);
+    }
+    while (written_.size() > kMaxWrittenNotes) written_.erase(written_.begin());
+  }
+  return written_.erase(token) > 0;
 }
 
 Result<std::string> KvConnectorImpl::ResolveWorker(const RemoteKvSource& source) {
@@ -102,7 +174,17 @@ Result<std::string> KvConnectorImpl::ResolveWorker(const RemoteKvSource& source)
   }
   httplib::Client client(source.bootstrap_addr);
   http::SetTimeouts(client, options_.connector_timeout, options_.connector_timeout);
-  auto res = client.Get("/query");
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return AbortedError("connector is stopping");
+    bootstrap_calls_.insert(&client);
+  }
+  Status reply_auth;
+  auto res = AuthenticatedCall(client, "GET", "/query", "", &reply_auth);
+  {
+    std::lock_guard lock(mu_);
+    bootstrap_calls_.erase(&client);
+  }
   if (!res) {
     return UnavailableError("bootstrap server " + source.bootstrap_addr +
                             " unreachable: " + httplib::to_string(res.error()));
@@ -111,6 +193,7 @@ Result<std::string> KvConnectorImpl::ResolveWorker(const RemoteKvSource& source)
     return UnavailableError("bootstrap server " + source.bootstrap_addr + " answered HTTP " +
                             std::to_string(res->status));
   }
+  FERRY_RETURN_IF_ERROR(reply_auth);
   FERRY_ASSIGN_OR_RETURN(BootstrapTable table, BootstrapTableFromJson(res->body));
   auto dp = table.find(0);
   if (dp == table.end() || dp->second.worker_addr.count(0) == 0 ||

@@ -18,6 +18,7 @@ void KvConnectorImpl::OnKeptBlocks(const std::string& request_id, const std::str
   }
   std::string transfer_id = std::move(tag->second);
   producer_tags_.erase(tag);
+  pending_transfers_.erase(transfer_id);
   auto now = SteadyClock::now();
   auto [first, last] = parked_.equal_range(transfer_id);
   std::vector<Parked> waiting;
@@ -60,6 +61,10 @@ void KvConnectorImpl::HandleCall(SideChannelServer::Call call) {
   }
   std::lock_guard lock(mu_);
   for (const auto& [decode_req_id, want] : request.req_blocks) {
+    if (stopping_) {
+      state->Resolve(decode_req_id, AbortedError("prefill instance is shutting down"));
+      continue;
+    }
     auto failed = failed_.find(want.transfer_id);
     if (failed != failed_.end()) {
       state->Resolve(decode_req_id, AbortedError(failed->second.first));
@@ -67,9 +72,15 @@ void KvConnectorImpl::HandleCall(SideChannelServer::Call call) {
     }
     auto ready = ready_.find(want.transfer_id);
     if (ready == ready_.end()) {
+      if (parked_.size() >= options_.max_waiting_pulls) {
+        metrics_.pulls_refused++;
+        state->Resolve(decode_req_id,
+                       ResourceExhaustedError("prefill has " + std::to_string(parked_.size()) +
+                                              " pulls waiting already (max_waiting_pulls)"));
+        continue;
+      }
       // The decoder arrived before the prefill finished: wait for OnKeptBlocks.
-      parked_.emplace(want.transfer_id, Parked{state, decode_req_id, want,
-                                               SteadyClock::now() + options_.abort_timeout});
+      parked_.emplace(want.transfer_id, Parked{state, decode_req_id, want, SteadyClock::now()});
       continue;
     }
     Ready r = std::move(ready->second);
@@ -119,10 +130,16 @@ Status KvConnectorImpl::PushBlocks(const KvPullRequest& request, const RequestBl
     return InvalidArgumentError("KV layout mismatch: decoder serves a different model shape");
   }
   FERRY_ASSIGN_OR_RETURN(auto runs, PairBlockRuns(have, want.block_ids[0]));
-  if (runs.empty()) return OkStatus();
   FERRY_ASSIGN_OR_RETURN(
       SegmentId peer,
       transfer_->OpenSegment(request.remote_hostname + ":" + std::to_string(request.remote_port)));
+  // After the writes the decoder's transfer engine is told, so that it can tell a FINISH
+  // for KV that really arrived from one that did not.
+  const std::string notify =
+      request.ferry_token.empty() ? "" : KvWrittenNotification(request.ferry_token);
+  if (runs.empty()) {
+    return notify.empty() ? OkStatus() : transfer_->SendNotification(peer, notify);
+  }
   const uint64_t bb = layout_.block_bytes();
   std::vector<TransferRequest> reqs;
   uint64_t bytes = 0;
@@ -135,7 +152,7 @@ Status KvConnectorImpl::PushBlocks(const KvPullRequest& request, const RequestBl
     bytes += run.count * bb;
   }
   auto start = SteadyClock::now();
-  Status s = transfer_->TransferSync(reqs, options_.connector_timeout);
+  Status s = TransferUnlessStopping(reqs, notify);
   if (!s.ok()) {
     // The decoder may have restarted at the same address: look it up afresh next time.
     transfer_->CloseSegment(peer).IgnoreError();
@@ -147,6 +164,31 @@ Status KvConnectorImpl::PushBlocks(const KvPullRequest& request, const RequestBl
   metrics_.descriptors += reqs.size();
   metrics_.transfers_ok++;
   return OkStatus();
+}
+
+Status KvConnectorImpl::TransferUnlessStopping(const std::vector<TransferRequest>& reqs,
+                                               const std::string& notify) {
+  FERRY_ASSIGN_OR_RETURN(BatchId batch, transfer_->AllocateBatch(reqs.size()));
+  Status s =
+      transfer_->Submit(batch, reqs, options_.transfer_timeout, notify.empty() ? nullptr : &notify);
+  if (!s.ok()) {
+    transfer_->FreeBatch(batch).IgnoreError();
+    return s;
+  }
+  // Every request ends by transfer_timeout (the notification adds a round trip); check
+  // for shutdown between short waits so that stopping never waits for a slow peer.
+  const Deadline deadline = Deadline::In(options_.transfer_timeout + std::chrono::seconds(2));
+  while (true) {
+    s = transfer_->WaitBatch(batch, std::chrono::milliseconds(50));
+    if (s.code() != StatusCode::kDeadlineExceeded || deadline.Expired()) break;
+    if (Stopping()) {
+      // The batch stays with the transfer engine, which fails and frees it when the
+      // connector destroys it; the KV blocks stay valid until then.
+      return AbortedError("prefill instance is shutting down");
+    }
+  }
+  if (transfer_->FreeBatch(batch).ok()) return s;
+  return DeadlineExceededError("KV push still in flight after its deadline");
 }
 
 void KvConnectorImpl::SweepLoop() {
@@ -167,10 +209,19 @@ void KvConnectorImpl::SweepLoop() {
         ++it;
       }
     }
-    std::vector<Parked> late;
+    // A pull for a transfer this prefill has the request for waits up to the abort
+    // timeout; one for a transfer it has not heard of only unknown_transfer_timeout.
+    std::vector<std::pair<Parked, std::string>> late;
     for (auto it = parked_.begin(); it != parked_.end();) {
-      if (it->second.expires <= now) {
-        late.push_back(std::move(it->second));
+      const bool known = pending_transfers_.count(it->first) > 0;
+      const auto wait = known ? options_.abort_timeout : options_.unknown_transfer_timeout;
+      if (it->second.arrived + wait <= now) {
+        late.emplace_back(
+            std::move(it->second),
+            known ? "prefill never finished transfer " + it->first + " within the abort timeout"
+                  : "this prefill instance never received a request for "
+                    "transfer " +
+                        it->first);
         it = parked_.erase(it);
       } else {
         ++it;
@@ -185,11 +236,7 @@ void KvConnectorImpl::SweepLoop() {
       metrics_.requests_kept--;
       if (control_) control_->ReleaseKeptBlocks(id);
     }
-    for (auto& p : late) {
-      p.call->Resolve(p.decode_req_id,
-                      DeadlineExceededError("prefill never finished transfer " +
-                                            p.blocks.transfer_id + " within the abort timeout"));
-    }
+    for (auto& [p, why] : late) p.call->Resolve(p.decode_req_id, DeadlineExceededError(why));
     lock.lock();
   }
 }

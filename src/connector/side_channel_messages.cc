@@ -1,5 +1,6 @@
 #include "connector/side_channel_messages.h"
 
+#include <cstdint>
 #include <msgpack.hpp>
 
 namespace ferry::connector {
@@ -51,7 +52,7 @@ Result<std::map<std::string, msgpack::object>> ParseMap(std::string_view wire,
 std::string EncodePullRequest(const KvPullRequest& req) {
   msgpack::sbuffer buf;
   msgpack::packer<msgpack::sbuffer> pk(&buf);
-  pk.pack_map(req.ferry_layout.empty() ? 9 : 10);
+  pk.pack_map(9 + (req.ferry_layout.empty() ? 0 : 1) + (req.ferry_token.empty() ? 0 : 1));
   pk.pack(std::string("remote_hostname"));
   pk.pack(req.remote_hostname);
   pk.pack(std::string("remote_port"));
@@ -80,6 +81,10 @@ std::string EncodePullRequest(const KvPullRequest& req) {
     pk.pack(std::string("ferry_layout"));
     pk.pack(req.ferry_layout);
   }
+  if (!req.ferry_token.empty()) {
+    pk.pack(std::string("ferry_token"));
+    pk.pack(req.ferry_token);
+  }
   return std::string(buf.data(), buf.size());
 }
 
@@ -96,9 +101,24 @@ Result<KvPullRequest> DecodePullRequest(std::string_view wire) {
   FERRY_RETURN_IF_ERROR(Get(m, "block_lens", &req.block_lens, true));
   FERRY_RETURN_IF_ERROR(Get(m, "kv_block_lens", &req.kv_block_lens, false));
   FERRY_RETURN_IF_ERROR(Get(m, "ferry_layout", &req.ferry_layout, false));
+  FERRY_RETURN_IF_ERROR(Get(m, "ferry_token", &req.ferry_token, false));
+  if (req.remote_hostname.empty() || req.remote_hostname.size() > 255) {
+    return InvalidArgumentError("remote_hostname must be 1 to 255 bytes");
+  }
+  if (req.ferry_token.size() > kMaxPullIdBytes) {
+    return InvalidArgumentError("ferry_token is longer than 256 bytes");
+  }
   std::map<std::string, msgpack::object> blocks;
   FERRY_RETURN_IF_ERROR(Get(m, "req_blocks", &blocks, true));
+  if (blocks.size() > kMaxPullRequestsPerMessage) {
+    return InvalidArgumentError("req_blocks holds " + std::to_string(blocks.size()) +
+                                " requests; at most " + std::to_string(kMaxPullRequestsPerMessage) +
+                                " per message");
+  }
   for (const auto& [id, obj] : blocks) {
+    if (id.empty() || id.size() > kMaxPullIdBytes) {
+      return InvalidArgumentError("req_blocks keys must be 1 to 256 bytes");
+    }
     if (obj.type != msgpack::type::ARRAY || obj.via.array.size != 2) {
       return InvalidArgumentError("req_blocks['" + id + "'] must be [transfer_id, block ids]");
     }
@@ -108,6 +128,22 @@ Result<KvPullRequest> DecodePullRequest(std::string_view wire) {
       obj.via.array.ptr[1].convert(rb.block_ids);
     } catch (const std::exception&) {
       return InvalidArgumentError("req_blocks['" + id + "'] has malformed entries");
+    }
+    if (rb.transfer_id.empty() || rb.transfer_id.size() > kMaxPullIdBytes) {
+      return InvalidArgumentError("req_blocks['" + id + "'] transfer_id must be 1 to 256 bytes");
+    }
+    size_t n = 0;
+    for (const auto& group : rb.block_ids) {
+      for (int64_t b : group) {
+        if (b < 0 || b > INT32_MAX) {
+          return InvalidArgumentError("req_blocks['" + id + "'] holds block id " +
+                                      std::to_string(b) + ", outside 0..2^31-1");
+        }
+      }
+      n += group.size();
+    }
+    if (n > kMaxPullBlocks || rb.block_ids.size() > 16) {
+      return InvalidArgumentError("req_blocks['" + id + "'] asks for too many blocks");
     }
     req.req_blocks.emplace(id, std::move(rb));
   }

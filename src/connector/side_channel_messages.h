@@ -38,7 +38,16 @@ struct KvPullRequest {
   // Ferry's layout description (kv_cache_layout.h) so both sides can check they agree:
   // [num_layers, num_kv_heads, head_dim, block_size]. Optional for foreign peers.
   std::vector<int64_t> ferry_layout;
+  // A random token the producer echoes in the transfer-engine notification it sends after
+  // writing (KvWrittenNotification). Optional for foreign peers.
+  std::string ferry_token;
 };
+
+// Bounds DecodePullRequest enforces: requests per message, bytes of an id, block ids per
+// request.
+inline constexpr size_t kMaxPullRequestsPerMessage = 1024;
+inline constexpr size_t kMaxPullIdBytes = 256;
+inline constexpr size_t kMaxPullBlocks = 1u << 20;
 
 enum class PullStatus : int64_t { kFinish = 0, kContinue = 1, kError = 2 };
 
@@ -51,7 +60,7 @@ struct KvPullReply {
 };
 
 std::string EncodePullRequest(const KvPullRequest& req);
-// Errors: InvalidArgument naming the malformed or missing field. Never throws.
+// Errors: InvalidArgument naming the malformed, missing or out-of-bounds field. Never throws.
 Result<KvPullRequest> DecodePullRequest(std::string_view wire);
 
 std::string EncodePullReply(const KvPullReply& reply);

@@ -154,6 +154,9 @@ std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind k
   }
   auto stream = ctx.engine->Submit(std::move(prepared).value());
   if (!stream.ok()) {
+    if (ctx.abandon_kv_transfer && !req.kv_transfer_params.is_null()) {
+      ctx.abandon_kv_transfer(request_id);
+    }
     *reply = ErrorReply(stream.status());
     return nullptr;
   }

@@ -47,6 +47,8 @@ struct HandlerContext {
   // is submitted (see OpenAiServerOptions). Empty: kv_transfer_params are ignored.
   std::function<Status(const nlohmann::json&, const std::string&, engine::GenerateRequest*)>
       prepare_kv_transfer;
+  // Connector hook: the engine refused a request prepare_kv_transfer accepted; forget it.
+  std::function<void(const std::string&)> abandon_kv_transfer;
   const std::atomic<bool>* stopping = nullptr;
 };
 

@@ -57,14 +57,43 @@ Result<KvTransferConfig> ParseKvTransferConfig(std::string_view json_text) {
             "kv-transfer-config: num_workers must be an integer in [1, 1024]");
       }
       c.num_workers = static_cast<int32_t>(value.get<int64_t>());
+    } else if (key == "kv_load_timeout") {
+      if (!value.is_number() || !(value.get<double>() > 0) || value.get<double>() > 1e7) {
+        return InvalidArgumentError(
+            "kv-transfer-config: kv_load_timeout must be a positive number of seconds");
+      }
+      c.kv_load_timeout_s = value.get<double>();
+    } else if (key == "allowed_bootstrap_addrs") {
+      auto bad = InvalidArgumentError(
+          "kv-transfer-config: allowed_bootstrap_addrs must be a list of \"host:port\" strings "
+          "or one comma-separated string");
+      if (value.is_string()) {
+        std::string list = value.get<std::string>();
+        size_t pos = 0;
+        while (pos <= list.size()) {
+          size_t comma = list.find(',', pos);
+          if (comma == std::string::npos) comma = list.size();
+          if (comma > pos) c.allowed_bootstrap_addrs.push_back(list.substr(pos, comma - pos));
+          pos = comma + 1;
+        }
+      } else if (value.is_array()) {
+        for (const auto& item : value) {
+          if (!item.is_string()) return bad;
+          c.allowed_bootstrap_addrs.push_back(item.get<std::string>());
+        }
+      } else {
+        return bad;
+      }
     } else if (key != "mooncake_protocol" && key != "device_name" &&
-               key != "bootstrap_server_address") {
+               key != "bootstrap_server_address" && key != "secret") {
       return InvalidArgumentError("kv-transfer-config: unknown kv_connector_extra_config key '" +
                                   key +
                                   "' (expected num_workers, mooncake_protocol, device_name, "
-                                  "bootstrap_server_address)");
+                                  "bootstrap_server_address, secret, allowed_bootstrap_addrs, "
+                                  "kv_load_timeout)");
     }
   }
+  FERRY_RETURN_IF_ERROR(ReadString(*extra, "secret", &c.secret));
   FERRY_RETURN_IF_ERROR(ReadString(*extra, "mooncake_protocol", &c.mooncake_protocol));
   FERRY_RETURN_IF_ERROR(ReadString(*extra, "device_name", &c.device_name));
   FERRY_RETURN_IF_ERROR(

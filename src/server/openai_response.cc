@@ -82,6 +82,10 @@ int HttpStatusFor(const Status& status) {
     case StatusCode::kOutOfRange:
     case StatusCode::kUnimplemented:
       return 400;
+    case StatusCode::kFailedPrecondition:
+      return 400;
+    case StatusCode::kPermissionDenied:
+      return 403;
     case StatusCode::kNotFound:
       return 404;
     case StatusCode::kUnavailable:

@@ -55,6 +55,7 @@ OpenAiServer::OpenAiServer(const OpenAiServerOptions& options, engine::LlmEngine
   handler_ctx_.request_timeout = options_.request_timeout;
   handler_ctx_.kv_transfer_params = options_.kv_transfer_params;
   handler_ctx_.prepare_kv_transfer = options_.prepare_kv_transfer;
+  handler_ctx_.abandon_kv_transfer = options_.abandon_kv_transfer;
   handler_ctx_.stopping = &stopping_;
 }
 

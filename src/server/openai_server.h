@@ -52,6 +52,9 @@ struct OpenAiServerOptions {
   // it is submitted. An error is answered as a 4xx/5xx. Default (empty): ignored.
   std::function<Status(const nlohmann::json&, const std::string&, engine::GenerateRequest*)>
       prepare_kv_transfer;
+  // Connector hook: the engine refused a request that prepare_kv_transfer accepted (given
+  // its id); the connector forgets it. Default (empty): nothing.
+  std::function<void(const std::string&)> abandon_kv_transfer;
   // More Prometheus text appended to GET /metrics (e.g. the connector's). Default: none.
   std::function<std::string()> extra_metrics;
 };

@@ -3,13 +3,21 @@
 // recorder of ReleaseKeptBlocks / FinishRemoteKv calls.
 #include "connector/kv_connector.h"
 
+#include <httplib.h>
+
 #include <gtest/gtest.h>
 
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <numeric>
+#include <thread>
+
+#include "common/message_auth.h"
+#include "connector/bootstrap_server.h"
+#include "connector/side_channel_server.h"
 
 namespace ferry::connector {
 namespace {
@@ -66,7 +74,8 @@ struct Side {
 };
 
 std::unique_ptr<Side> MakeSide(const std::string& role, std::chrono::milliseconds abort_timeout,
-                               KvLoadFailurePolicy policy = KvLoadFailurePolicy::kRecompute) {
+                               KvLoadFailurePolicy policy = KvLoadFailurePolicy::kRecompute,
+                               std::function<void(KvConnectorOptions&)> tweak = nullptr) {
   auto side = std::make_unique<Side>();
   auto layout = Layout();
   side->kv.assign(layout.total_bytes() / sizeof(float), 0.0f);
@@ -80,6 +89,7 @@ std::unique_ptr<Side> MakeSide(const std::string& role, std::chrono::millisecond
   o.abort_timeout = abort_timeout;
   o.connector_timeout = std::chrono::seconds(5);
   o.failure_policy = policy;
+  if (tweak) tweak(o);
   auto conn = KvConnector::Create(o, layout, side->kv.data(), layout.total_bytes());
   EXPECT_TRUE(conn.ok()) << conn.status().ToString();
   if (!conn.ok()) return nullptr;
@@ -100,7 +110,7 @@ bool BlockEquals(const std::vector<float>& a, int ba, const std::vector<float>& 
 }
 
 RemoteKvSource SourceOf(const Side& producer, const std::string& transfer_id) {
-  return {transfer_id, producer.conn->bootstrap_addr(), producer.conn->engine_id()};
+  return {transfer_id, producer.conn->bootstrap_addr(), producer.conn->engine_id(), ""};
 }
 
 TEST(KvConnectorTest, PrefillFinishesFirstThenDecodePullsEveryBlock) {
@@ -231,6 +241,170 @@ TEST(KvConnectorTest, RolesAndProtocolsAreValidated) {
             StatusCode::kInvalidArgument);
   o.protocol = "rdma";  // falls back with a warning
   EXPECT_TRUE(KvConnector::Create(o, layout, kv.data(), layout.total_bytes()).ok());
+}
+
+std::function<void(KvConnectorOptions&)> WithSecret(std::string secret) {
+  return [secret](KvConnectorOptions& o) { o.secret = secret; };
+}
+
+TEST(KvConnectorTest, SameTransferIdTwiceOnOneProducerIsRefused) {
+  // Two requests sharing a transfer id used to leave the second one's blocks kept forever.
+  auto p = MakeSide("kv_producer", std::chrono::seconds(30));
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->conn->ExpectProducerRequest("a", "xfer-dup").ok());
+  EXPECT_EQ(p->conn->ExpectProducerRequest("b", "xfer-dup").code(), StatusCode::kAlreadyExists);
+  p->conn->OnKeptBlocks("a", "length", {1});
+  EXPECT_EQ(p->conn->ExpectProducerRequest("c", "xfer-dup").code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(p->conn->ExpectProducerRequest("a2", std::string(300, 'x')).code(),
+            StatusCode::kInvalidArgument);
+}
+
+TEST(KvConnectorTest, RefusedRequestLeavesNoConnectorState) {
+  auto p = MakeSide("kv_both", std::chrono::seconds(30));
+  ASSERT_TRUE(p);
+  ASSERT_TRUE(p->conn->ExpectProducerRequest("r", "xfer-f").ok());
+  ASSERT_TRUE(p->conn->ExpectConsumerRequest("r2", SourceOf(*p, "xfer-g")).ok());
+  // The engine refused both: the connector forgets them, so their ids are free again.
+  p->conn->ForgetRequest("r");
+  p->conn->ForgetRequest("r2");
+  EXPECT_TRUE(p->conn->ExpectProducerRequest("r", "xfer-f").ok());
+  EXPECT_TRUE(p->conn->ExpectConsumerRequest("r2", SourceOf(*p, "xfer-g")).ok());
+}
+
+TEST(KvConnectorTest, SharedSecretAuthenticatesTheWholePull) {
+  auto p = MakeSide("kv_producer", std::chrono::seconds(30), KvLoadFailurePolicy::kFail,
+                    WithSecret("s3"));
+  auto d = MakeSide("kv_consumer", std::chrono::seconds(30), KvLoadFailurePolicy::kFail,
+                    [](KvConnectorOptions& o) {
+                      o.secret = "s3";
+                      o.allowed_bootstrap_addrs = {"127.0.0.1:1"};  // p is allowed below
+                    });
+  ASSERT_TRUE(p && d);
+  FillBlock(p->kv, 2, 7);
+  ASSERT_TRUE(p->conn->ExpectProducerRequest("p", "xfer-s").ok());
+  p->conn->OnKeptBlocks("p", "length", {2});
+  // An unsigned address that is not allowed is refused before anything is contacted.
+  EXPECT_EQ(d->conn->ExpectConsumerRequest("d0", SourceOf(*p, "xfer-s")).code(),
+            StatusCode::kPermissionDenied);
+  // The proxy (holding the secret) signs the address: allowed.
+  RemoteKvSource src = SourceOf(*p, "xfer-s");
+  MessageAuth proxy("s3", "proxy");
+  src.proxy_auth = proxy.Sign(ProxyAuthMessage(src)).ToString();
+  ASSERT_TRUE(d->conn->ExpectConsumerRequest("d", src).ok());
+  d->conn->OnRemoteKvNeeded("d", {5}, 0);
+  auto st = d->engine.WaitFinished("d", std::chrono::seconds(10));
+  ASSERT_TRUE(st.has_value() && st->ok()) << (st ? st->ToString() : "still waiting");
+  EXPECT_TRUE(BlockEquals(p->kv, 2, d->kv, 5));
+  // A replayed signature is refused.
+  EXPECT_EQ(d->conn->ExpectConsumerRequest("d2", src).code(), StatusCode::kPermissionDenied);
+}
+
+TEST(KvConnectorTest, DecoderWithAnotherSecretGetsNoKv) {
+  auto p = MakeSide("kv_producer", std::chrono::seconds(30), KvLoadFailurePolicy::kFail,
+                    WithSecret("right"));
+  ASSERT_TRUE(p);
+  std::string allowed = p->conn->bootstrap_addr();
+  auto d = MakeSide("kv_consumer", std::chrono::seconds(30), KvLoadFailurePolicy::kFail,
+                    [&](KvConnectorOptions& o) {
+                      o.secret = "wrong";
+                      o.allowed_bootstrap_addrs = {allowed};
+                    });
+  ASSERT_TRUE(d);
+  FillBlock(p->kv, 1, 4);
+  ASSERT_TRUE(p->conn->ExpectProducerRequest("p", "xfer-w").ok());
+  p->conn->OnKeptBlocks("p", "length", {1});
+  ASSERT_TRUE(d->conn->ExpectConsumerRequest("d", SourceOf(*p, "xfer-w")).ok());
+  d->conn->OnRemoteKvNeeded("d", {3}, 0);
+  auto st = d->engine.WaitFinished("d", std::chrono::seconds(10));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_FALSE(st->ok());
+  EXPECT_FALSE(BlockEquals(p->kv, 1, d->kv, 3));
+}
+
+TEST(KvConnectorTest, AllowListRefusesOtherBootstrapServers) {
+  auto d = MakeSide("kv_consumer", std::chrono::seconds(30), KvLoadFailurePolicy::kFail,
+                    [](KvConnectorOptions& o) {
+                      o.allowed_bootstrap_addrs = {"http://10.1.2.3:8998", "10.1.2.4:8998/"};
+                    });
+  ASSERT_TRUE(d);
+  RemoteKvSource src{"x", "http://10.1.2.3:8998", "", ""};
+  EXPECT_TRUE(d->conn->ExpectConsumerRequest("a", src).ok());
+  src.bootstrap_addr = "http://10.1.2.4:8998";
+  EXPECT_TRUE(d->conn->ExpectConsumerRequest("b", src).ok());
+  src.bootstrap_addr = "http://10.9.9.9:8998";
+  EXPECT_EQ(d->conn->ExpectConsumerRequest("c", src).code(), StatusCode::kPermissionDenied);
+  src.bootstrap_addr = "not an address";
+  EXPECT_EQ(d->conn->ExpectConsumerRequest("e", src).code(), StatusCode::kInvalidArgument);
+}
+
+TEST(KvConnectorTest, FinishWithoutWrittenKvIsNotTakenAsLoaded) {
+  // A prefill worker that answers FINISH without writing anything.
+  auto fake = SideChannelServer::Create("127.0.0.1", 0, [](SideChannelServer::Call call) {
+    KvPullReply reply;
+    for (const auto& [id, rb] : call.request().req_blocks) reply.ok_reqs.push_back(id);
+    call.Reply(reply);
+  });
+  ASSERT_TRUE(fake.ok());
+  auto bootstrap = BootstrapServer::Create({"127.0.0.1", 0});
+  ASSERT_TRUE(bootstrap.ok());
+  std::string addr = "http://127.0.0.1:" + std::to_string((*bootstrap)->port());
+  httplib::Client c(addr);
+  auto res =
+      c.Post("/register", "{\"engine_id\":\"fake\",\"addr\":\"" + (*fake)->endpoint() + "\"}",
+             "application/json");
+  ASSERT_TRUE(res && res->status == 200);
+  auto d = MakeSide("kv_consumer", std::chrono::seconds(30), KvLoadFailurePolicy::kFail);
+  ASSERT_TRUE(d);
+  ASSERT_TRUE(d->conn->ExpectConsumerRequest("d", {"xfer-fake", addr, "fake", ""}).ok());
+  d->conn->OnRemoteKvNeeded("d", {1}, 0);
+  auto st = d->engine.WaitFinished("d", std::chrono::seconds(10));
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(st->code(), StatusCode::kDataLoss) << st->ToString();
+  EXPECT_NE(d->conn->MetricsText().find("ferry_kv_unwritten_finish_total 1"), std::string::npos);
+}
+
+TEST(KvConnectorTest, WaitingPullsAreCappedAndUnknownTransfersExpireEarly) {
+  auto p = MakeSide("kv_producer", std::chrono::seconds(60), KvLoadFailurePolicy::kFail,
+                    [](KvConnectorOptions& o) {
+                      o.max_waiting_pulls = 2;
+                      o.unknown_transfer_timeout = std::chrono::milliseconds(500);
+                    });
+  auto d = MakeSide("kv_consumer", std::chrono::seconds(60), KvLoadFailurePolicy::kFail);
+  ASSERT_TRUE(p && d);
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 3; ++i) {
+    std::string id = "d" + std::to_string(i);
+    ASSERT_TRUE(d->conn->ExpectConsumerRequest(id, SourceOf(*p, "unknown-" + id)).ok());
+    d->conn->OnRemoteKvNeeded(id, {1}, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  auto third = d->engine.WaitFinished("d2", std::chrono::seconds(5));
+  ASSERT_TRUE(third.has_value());
+  EXPECT_NE(third->message().find("max_waiting_pulls"), std::string::npos) << third->ToString();
+  for (const char* id : {"d0", "d1"}) {
+    auto st = d->engine.WaitFinished(id, std::chrono::seconds(10));
+    ASSERT_TRUE(st.has_value());
+    EXPECT_NE(st->message().find("never received a request"), std::string::npos) << st->ToString();
+  }
+  // Answered after unknown_transfer_timeout, not the 60 s abort timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+}
+
+TEST(KvConnectorTest, ShutdownWithPullsInFlightIsQuick) {
+  auto p = MakeSide("kv_producer", std::chrono::seconds(480));
+  auto d = MakeSide("kv_consumer", std::chrono::seconds(480));
+  ASSERT_TRUE(p && d);
+  for (int i = 0; i < 8; ++i) {
+    std::string id = "d" + std::to_string(i);
+    ASSERT_TRUE(p->conn->ExpectProducerRequest("p" + id, "xfer-" + id).ok());  // never finishes
+    ASSERT_TRUE(d->conn->ExpectConsumerRequest(id, SourceOf(*p, "xfer-" + id)).ok());
+    d->conn->OnRemoteKvNeeded(id, {1}, 0);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  auto start = std::chrono::steady_clock::now();
+  d->conn.reset();
+  p->conn.reset();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
 }
 
 }  // namespace

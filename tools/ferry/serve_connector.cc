@@ -94,6 +94,10 @@ Status ServeConnector::Start(const server::KvTransferConfig& config, const std::
   o.protocol = config.mooncake_protocol;
   o.device_name = config.device_name;
   o.bootstrap_server_address = config.bootstrap_server_address;
+  o.secret = config.secret;
+  o.allowed_bootstrap_addrs = config.allowed_bootstrap_addrs;
+  o.kv_load_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(config.kv_load_timeout_s * 1000));
   o.host = AdvertisedHostIp(serve_host);
   // The bootstrap server listens where the HTTP server does (all interfaces by default, as
   // vLLM), unless peers are told another address (VLLM_HOST_IP): then everywhere.
@@ -127,10 +131,13 @@ void ServeConnector::InstallServerHooks(server::OpenAiServerOptions* options) {
       return OkStatus();
     }
     connector::RemoteKvSource source{str("transfer_id"), str("remote_bootstrap_addr"),
-                                     str("remote_engine_id")};
+                                     str("remote_engine_id"), str("ferry_proxy_auth")};
     FERRY_RETURN_IF_ERROR(connector_->ExpectConsumerRequest(rid, source));
     request->wait_for_remote_kv = true;
     return OkStatus();
+  };
+  options->abandon_kv_transfer = [this](const std::string& rid) {
+    if (connector_) connector_->ForgetRequest(rid);
   };
   options->kv_transfer_params = [this](const nlohmann::json& params,
                                        const std::string&) -> nlohmann::json {

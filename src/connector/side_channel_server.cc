@@ -1,44 +1,49 @@
-#include "connector/side_channel.h"
+#include "connector/side_channel_server.h"
 
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <cstring>
 #include <deque>
 #include <mutex>
 #include <thread>
 #include <zmq.hpp>
 
 #include "common/log.h"
+#include "common/message_auth.h"
+#include "connector/internal/zmq_context.h"
 
 namespace ferry::connector {
-namespace {
+namespace internal {
 
-// One ZeroMQ context per process; sockets set linger 0 so that closing never blocks.
-zmq::context_t& Context() {
-  static zmq::context_t* ctx = new zmq::context_t(1);  // never destroyed: sockets may
-  return *ctx;                                         // outlive static destructors
+zmq::context_t& ZmqContext() {
+  static zmq::context_t* ctx = new zmq::context_t(1);
+  return *ctx;
 }
+
+}  // namespace internal
+
+namespace {
 
 // The server's state shared with outstanding Calls (which may outlive the server).
 class ServerCore {
  public:
-  explicit ServerCore(int event_fd) : event_fd_(event_fd) {}
+  ServerCore(int event_fd, const std::string& secret)
+      : event_fd_(event_fd), auth_(secret, "side-channel") {}
   ~ServerCore() { close(event_fd_); }
 
   // Queues a reply for the server thread; dropped once the server stopped.
-  void Enqueue(std::vector<std::string> route, std::string payload) {
+  void Enqueue(std::vector<std::string> frames) {
     {
       std::lock_guard lock(mu_);
       if (stopped_) return;
-      outbox_.emplace_back(std::move(route), std::move(payload));
+      outbox_.push_back(std::move(frames));
     }
     uint64_t one = 1;
     ssize_t n = write(event_fd_, &one, sizeof(one));
     (void)n;
   }
-  std::deque<std::pair<std::vector<std::string>, std::string>> TakeOutbox() {
+  std::deque<std::vector<std::string>> TakeOutbox() {
     std::lock_guard lock(mu_);
     return std::exchange(outbox_, {});
   }
@@ -47,18 +52,30 @@ class ServerCore {
     stopped_ = true;
   }
   int event_fd() const { return event_fd_; }
+  MessageAuth& auth() { return auth_; }
 
  private:
   const int event_fd_;
+  MessageAuth auth_;
   std::mutex mu_;
-  bool stopped_ = false;                                                 // GUARDED_BY(mu_)
-  std::deque<std::pair<std::vector<std::string>, std::string>> outbox_;  // GUARDED_BY(mu_)
+  bool stopped_ = false;                         // GUARDED_BY(mu_)
+  std::deque<std::vector<std::string>> outbox_;  // GUARDED_BY(mu_): whole multipart replies
 };
 
 struct ReplyRoute {
   std::shared_ptr<ServerCore> core;
-  std::vector<std::string> route;  // identity and delimiter frames, as received
-  void Send(const KvPullReply& reply) { core->Enqueue(route, EncodePullReply(reply)); }
+  std::vector<std::string> route;  // identity (and delimiter) frames, as received
+  // The authenticated request's nonce; "" without authentication and for refusals, which
+  // go out unsigned (a single frame) since nothing authenticated is being answered.
+  std::string request_nonce;
+  void Send(const KvPullReply& reply) {
+    std::vector<std::string> frames = route;
+    frames.push_back(EncodePullReply(reply));
+    if (!request_nonce.empty()) {
+      frames.push_back(core->auth().SignReply(request_nonce, frames.back()));
+    }
+    core->Enqueue(std::move(frames));
+  }
 };
 
 class SideChannelServerImpl final : public SideChannelServer {
@@ -66,7 +83,7 @@ class SideChannelServerImpl final : public SideChannelServer {
   SideChannelServerImpl(Handler handler, std::shared_ptr<ServerCore> core)
       : handler_(std::move(handler)),
         core_(std::move(core)),
-        router_(Context(), zmq::socket_type::router) {}
+        router_(internal::ZmqContext(), zmq::socket_type::router) {}
 
   ~SideChannelServerImpl() override {
     stop_ = true;
@@ -81,6 +98,9 @@ class SideChannelServerImpl final : public SideChannelServer {
     try {
       router_.set(zmq::sockopt::linger, 0);
       router_.set(zmq::sockopt::router_mandatory, 0);
+      router_.set(zmq::sockopt::maxmsgsize, internal::kMaxSideChannelMessage);
+      router_.set(zmq::sockopt::rcvhwm, 64);
+      router_.set(zmq::sockopt::sndhwm, 1024);
       std::string addr =
           "tcp://" + host + ":" + (port == 0 ? std::string("*") : std::to_string(port));
       router_.bind(addr);
@@ -100,6 +120,7 @@ class SideChannelServerImpl final : public SideChannelServer {
   std::string endpoint() const override { return endpoint_; }
   uint64_t requests_received() const override { return received_.load(); }
   uint64_t malformed_received() const override { return malformed_.load(); }
+  uint64_t unauthenticated_received() const override { return unauthenticated_.load(); }
 
  private:
   void Loop() {
@@ -112,12 +133,16 @@ class SideChannelServerImpl final : public SideChannelServer {
           uint64_t v;
           ssize_t n = read(core_->event_fd(), &v, sizeof(v));
           (void)n;
-          for (auto& [route, payload] : core_->TakeOutbox()) {
-            for (auto& frame : route) router_.send(zmq::buffer(frame), zmq::send_flags::sndmore);
-            router_.send(zmq::buffer(payload), zmq::send_flags::dontwait);
+          for (auto& frames : core_->TakeOutbox()) {
+            for (size_t i = 0; i + 1 < frames.size(); ++i) {
+              router_.send(zmq::buffer(frames[i]), zmq::send_flags::sndmore);
+            }
+            router_.send(zmq::buffer(frames.back()), zmq::send_flags::dontwait);
           }
         }
-        if (items[0].revents & ZMQ_POLLIN) ReceiveOne();
+        // Several requests may be waiting; take them all before sleeping again.
+        for (int i = 0; i < 64 && ReceiveOne(); ++i) {
+        }
       } catch (const zmq::error_t& e) {
         if (stop_) break;
         FERRY_LOG_WARN("side channel: {}", e.what());
@@ -125,27 +150,59 @@ class SideChannelServerImpl final : public SideChannelServer {
     }
   }
 
-  void ReceiveOne() {
+  // Returns false when nothing was waiting.
+  bool ReceiveOne() {
     std::vector<std::string> frames;
     for (;;) {
       zmq::message_t msg;
       if (!router_.recv(msg, zmq::recv_flags::dontwait)) break;
       frames.emplace_back(static_cast<const char*>(msg.data()), msg.size());
       if (!msg.more()) break;
+      if (frames.size() > 8) {  // no legitimate request has this many frames: drain it
+        while (msg.more() && router_.recv(msg, zmq::recv_flags::dontwait)) {
+        }
+        break;
+      }
     }
-    if (frames.size() < 2) return;  // no identity: nothing to answer
+    if (frames.empty()) return false;
+    if (frames.size() < 2) return true;  // no identity: nothing to answer
     received_++;
+    MessageAuth& auth = core_->auth();
+    std::string tag_text;
+    if (auth.enabled() && frames.size() >= 3) {
+      tag_text = std::move(frames.back());
+      frames.pop_back();
+    }
     std::string payload = std::move(frames.back());
     frames.pop_back();
-    auto route = std::make_shared<ReplyRoute>(ReplyRoute{core_, std::move(frames)});
+    auto route = std::make_shared<ReplyRoute>(ReplyRoute{core_, std::move(frames), ""});
+    if (auth.enabled()) {
+      Status ok = OkStatus();
+      auto tag = AuthTag::Parse(tag_text);
+      if (!tag.ok()) {
+        ok = PermissionDeniedError(
+            "side-channel: request refused: it carries no valid authentication tag (set the "
+            "same FERRY_KV_SECRET on decode and prefill)");
+      } else {
+        ok = auth.Verify(payload, *tag);
+      }
+      if (!ok.ok()) {
+        unauthenticated_++;
+        FERRY_LOG_WARN("side channel: {}", ok.message());
+        route->Send({PullStatus::kError, {}, {}, ok.message()});  // unsigned: it is not a reply
+        return true;
+      }
+      route->request_nonce = tag->nonce;
+    }
     auto request = DecodePullRequest(payload);
     if (!request.ok()) {
       malformed_++;
       FERRY_LOG_WARN("side channel: rejected a malformed request: {}", request.status().message());
       route->Send({PullStatus::kError, {}, {}, request.status().message()});
-      return;
+      return true;
     }
     handler_(Call(route, std::move(*request)));
+    return true;
   }
 
   Handler handler_;
@@ -156,6 +213,7 @@ class SideChannelServerImpl final : public SideChannelServer {
   std::atomic<bool> stop_{false};
   std::atomic<uint64_t> received_{0};
   std::atomic<uint64_t> malformed_{0};
+  std::atomic<uint64_t> unauthenticated_{0};
 };
 
 }  // namespace
@@ -175,81 +233,14 @@ void SideChannelServer::Call::Reply(const KvPullReply& reply) {
 
 Result<std::unique_ptr<SideChannelServer>> SideChannelServer::Create(const std::string& host,
                                                                      uint16_t port,
+                                                                     const Options& options,
                                                                      Handler handler) {
   int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (efd < 0) return ErrnoToStatus(errno, "eventfd");
-  auto server = std::make_unique<SideChannelServerImpl>(std::move(handler),
-                                                        std::make_shared<ServerCore>(efd));
+  auto server = std::make_unique<SideChannelServerImpl>(
+      std::move(handler), std::make_shared<ServerCore>(efd, options.secret));
   FERRY_RETURN_IF_ERROR(server->Bind(host, port));
   return std::unique_ptr<SideChannelServer>(std::move(server));
-}
-
-Result<KvPullReply> SendPullRequest(const std::string& endpoint, const KvPullRequest& request,
-                                    Deadline deadline) {
-  static std::atomic<uint64_t> monitor_seq{0};
-  try {
-    zmq::socket_t sock(Context(), zmq::socket_type::dealer);
-    sock.set(zmq::sockopt::linger, 0);
-    sock.set(zmq::sockopt::heartbeat_ivl, 1000);
-    sock.set(zmq::sockopt::heartbeat_timeout, 3000);
-    // The monitor tells us when the peer's connection drops (a dead prefill process).
-    std::string mon_addr = "inproc://ferry-sc-mon-" + std::to_string(monitor_seq++);
-    if (zmq_socket_monitor(
-            sock.handle(), mon_addr.c_str(),
-            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CONNECT_RETRIED) != 0) {
-      return InternalError("side channel: cannot monitor socket");
-    }
-    zmq::socket_t mon(Context(), zmq::socket_type::pair);
-    mon.set(zmq::sockopt::linger, 0);
-    mon.connect(mon_addr);
-    try {
-      sock.connect(endpoint);
-    } catch (const zmq::error_t& e) {
-      return InvalidArgumentError("side channel endpoint '" + endpoint + "': " + e.what());
-    }
-    std::string payload = EncodePullRequest(request);
-    sock.send(zmq::buffer(payload), zmq::send_flags::none);
-
-    bool connected = false;
-    int retries = 0;
-    zmq::pollitem_t items[] = {{sock.handle(), 0, ZMQ_POLLIN, 0}, {mon.handle(), 0, ZMQ_POLLIN, 0}};
-    while (!deadline.Expired()) {
-      auto wait =
-          std::min<std::chrono::nanoseconds>(deadline.Remaining(), std::chrono::milliseconds(100));
-      zmq::poll(items, 2,
-                std::chrono::duration_cast<std::chrono::milliseconds>(wait) +
-                    std::chrono::milliseconds(1));
-      if (items[0].revents & ZMQ_POLLIN) {
-        std::string last;
-        for (;;) {
-          zmq::message_t msg;
-          if (!sock.recv(msg, zmq::recv_flags::dontwait)) break;
-          last.assign(static_cast<const char*>(msg.data()), msg.size());
-          if (!msg.more()) break;
-        }
-        return DecodePullReply(last);
-      }
-      if (items[1].revents & ZMQ_POLLIN) {
-        zmq::message_t event_frame, addr_frame;
-        if (!mon.recv(event_frame, zmq::recv_flags::dontwait)) continue;
-        if (event_frame.more()) (void)mon.recv(addr_frame, zmq::recv_flags::dontwait);
-        uint16_t event = 0;
-        if (event_frame.size() >= sizeof(event)) {
-          std::memcpy(&event, event_frame.data(), sizeof(event));
-        }
-        if (event == ZMQ_EVENT_CONNECTED) connected = true;
-        if (event == ZMQ_EVENT_DISCONNECTED && connected) {
-          return UnavailableError("prefill worker " + endpoint + " went away before replying");
-        }
-        if (event == ZMQ_EVENT_CONNECT_RETRIED && !connected && ++retries >= 3) {
-          return UnavailableError("cannot connect to prefill worker " + endpoint);
-        }
-      }
-    }
-    return DeadlineExceededError("prefill worker " + endpoint + " did not reply in time");
-  } catch (const zmq::error_t& e) {
-    return UnavailableError(std::string("side channel: ") + e.what());
-  }
 }
 
 }  // namespace ferry::connector
