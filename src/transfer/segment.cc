@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "common/json_limits.h"
+
 namespace ferry {
 
 const BufferDescriptor* SegmentDescriptor::FindBuffer(uint64_t addr, uint64_t len) const {
@@ -24,6 +26,7 @@ std::string SegmentDescriptor::ToJson() const {
   j["pid"] = pid;
   j["host_id"] = host_id;
   j["transports"] = transports;
+  if (!transport_info.empty()) j["transport_info"] = transport_info;
   j["version"] = version;
   auto& bufs = j["buffers"] = nlohmann::json::array();
   for (const auto& b : buffers) {
@@ -36,10 +39,12 @@ std::string SegmentDescriptor::ToJson() const {
 }
 
 Result<SegmentDescriptor> SegmentDescriptor::FromJson(const std::string& text) {
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
-    return InvalidArgumentError("segment descriptor is not a JSON object");
+  auto parsed = ParseJson(text, {.max_bytes = 16u << 20, .max_depth = 4});
+  if (!parsed.ok() || !parsed->is_object()) {
+    return InvalidArgumentError("segment descriptor is not a JSON object" +
+                                (parsed.ok() ? std::string() : ": " + parsed.status().message()));
   }
+  const nlohmann::json& j = *parsed;
   SegmentDescriptor d;
   auto field = [&](const char* key, auto& out) -> Status {
     auto it = j.find(key);
@@ -60,6 +65,9 @@ Result<SegmentDescriptor> SegmentDescriptor::FromJson(const std::string& text) {
   FERRY_RETURN_IF_ERROR(field("host_id", d.host_id));
   FERRY_RETURN_IF_ERROR(field("transports", d.transports));
   FERRY_RETURN_IF_ERROR(field("version", d.version));
+  if (j.contains("transport_info")) {
+    FERRY_RETURN_IF_ERROR(field("transport_info", d.transport_info));
+  }
   auto bufs = j.find("buffers");
   if (bufs == j.end() || !bufs->is_array()) {
     return InvalidArgumentError("segment descriptor lacks a 'buffers' array");

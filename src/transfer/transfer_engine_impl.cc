@@ -4,8 +4,11 @@
 
 #include <algorithm>
 #include <fstream>
+#include <nlohmann/json.hpp>
 
+#include "common/crypto.h"
 #include "common/host_port.h"
+#include "common/json_limits.h"
 #include "common/log.h"
 
 namespace ferry {
@@ -46,6 +49,50 @@ Result<std::vector<std::pair<std::string, std::string>>> ParseParams(const std::
     out.emplace_back(item.substr(0, eq), item.substr(eq + 1));
   }
   return out;
+}
+
+// What is stored in a metadata service. With a secret the descriptor travels inside a
+// signed envelope, {"ferry_signed_descriptor": <descriptor JSON>, "mac": <hex>}, so that
+// whoever can write to the store (an etcd user, anyone on an open metadata server) cannot
+// substitute another descriptor: readers with the secret accept only a valid MAC.
+std::string StoredDescriptor(const SegmentDescriptor& d, const std::string& secret) {
+  std::string json = d.ToJson();
+  if (secret.empty()) return json;
+  nlohmann::json env = {
+      {"ferry_signed_descriptor", json},
+      {"mac", crypto::HexEncode(crypto::HmacSha256(secret, "ferry-segment-v1\n" + json))}};
+  return env.dump();
+}
+
+Result<SegmentDescriptor> ParseStoredDescriptor(const std::string& name, const std::string& text,
+                                                const std::string& secret) {
+  auto env = ParseJson(text, {.max_bytes = 16u << 20, .max_depth = 4});
+  const bool signed_form = env.ok() && env->is_object() &&
+                           env->contains("ferry_signed_descriptor") &&
+                           (*env)["ferry_signed_descriptor"].is_string() && env->contains("mac") &&
+                           (*env)["mac"].is_string();
+  if (secret.empty()) {
+    return SegmentDescriptor::FromJson(
+        signed_form ? (*env)["ferry_signed_descriptor"].get<std::string>() : text);
+  }
+  if (!signed_form) {
+    return PermissionDeniedError("the stored descriptor of segment '" + name +
+                                 "' is not signed; its engine runs without this deployment's "
+                                 "secret (or someone else wrote it)");
+  }
+  const std::string json = (*env)["ferry_signed_descriptor"].get<std::string>();
+  if (!crypto::ConstantTimeEqual(
+          crypto::HexEncode(crypto::HmacSha256(secret, "ferry-segment-v1\n" + json)),
+          (*env)["mac"].get<std::string>())) {
+    return PermissionDeniedError("the stored descriptor of segment '" + name +
+                                 "' has a bad signature (another secret, or forged)");
+  }
+  FERRY_ASSIGN_OR_RETURN(SegmentDescriptor d, SegmentDescriptor::FromJson(json));
+  if (d.name != name) {
+    return PermissionDeniedError("the stored descriptor under '" + name + "' is segment '" +
+                                 d.name + "'s");
+  }
+  return d;
 }
 
 }  // namespace
@@ -115,6 +162,13 @@ Status TransferEngineImpl::Init() {
   }
   advertised_transports_ = {"tcp"};
   if (shm_ || (named_ && named_->name() == "shm")) advertised_transports_.push_back("shm");
+  {
+    SegmentDescriptor extra;
+    for (Transport* t : {static_cast<Transport*>(tcp_.get()), shm_.get(), named_.get()}) {
+      if (t) t->DescribeLocal(&extra);
+    }
+    transport_info_ = std::move(extra.transport_info);
+  }
   // From here on the server answers GET_DESCRIPTOR with the identity set above; the
   // transport pointers are never read by it (they are reset while it still runs).
   identity_ready_.store(true, std::memory_order_release);
@@ -125,7 +179,8 @@ Status TransferEngineImpl::Init() {
     auto store = metadata::MetadataStore::Create(options_.metadata);
     if (!store.ok()) return store.status().WithContext("metadata '" + options_.metadata + "'");
     store_ = std::move(*store);
-    Status s = store_->Put(metadata::SegmentKey(local_name_), LocalDescriptor().ToJson(),
+    Status s = store_->Put(metadata::SegmentKey(local_name_),
+                           StoredDescriptor(LocalDescriptor(), options_.secret),
                            Deadline::In(options_.connect_timeout));
     if (!s.ok()) {
       return UnavailableError("cannot publish the segment to " + store_->Describe() + ": " +
@@ -192,6 +247,9 @@ Status TransferEngineImpl::RegisterMemory(std::span<const MemoryRegion> regions)
   FERRY_RETURN_IF_ERROR(memory_.Add(regions));
   version_.fetch_add(1);
   PublishDescriptor();
+  for (Transport* t : {static_cast<Transport*>(tcp_.get()), shm_.get(), named_.get()}) {
+    if (t) t->LocalMemoryChanged();
+  }
   return OkStatus();
 }
 
@@ -200,12 +258,18 @@ Status TransferEngineImpl::UnregisterMemory(std::span<void* const> addrs) {
   FERRY_RETURN_IF_ERROR(memory_.Remove(addrs));
   version_.fetch_add(1);
   PublishDescriptor();
+  // Same-host peers copy without our involvement: tell them before returning, so that
+  // their next submission no longer sees the removed buffers.
+  for (Transport* t : {static_cast<Transport*>(tcp_.get()), shm_.get(), named_.get()}) {
+    if (t) t->LocalMemoryChanged();
+  }
   return OkStatus();
 }
 
 void TransferEngineImpl::PublishDescriptor() {
   if (!store_) return;
-  Status s = store_->Put(metadata::SegmentKey(local_name_), LocalDescriptor().ToJson(),
+  Status s = store_->Put(metadata::SegmentKey(local_name_),
+                         StoredDescriptor(LocalDescriptor(), options_.secret),
                          Deadline::In(options_.connect_timeout));
   if (!s.ok()) FERRY_LOG_WARN("publishing segment {} failed: {}", local_name_, s.ToString());
 }
@@ -220,6 +284,7 @@ SegmentDescriptor TransferEngineImpl::LocalDescriptor() const {
   d.pid = pid_;
   d.host_id = host_id_;
   d.transports = advertised_transports_;
+  d.transport_info = transport_info_;
   d.version = version_.load();
   d.buffers = memory_.Buffers();
   return d;
@@ -272,7 +337,7 @@ Result<SegmentDescriptor> TransferEngineImpl::FetchDescriptor(const std::string&
     return Status(json.status().code(), "segment '" + name + "' not found in " +
                                             store_->Describe() + ": " + json.status().message());
   }
-  return SegmentDescriptor::FromJson(*json);
+  return ParseStoredDescriptor(name, *json, options_.secret);
 }
 
 Result<SegmentId> TransferEngineImpl::OpenSegment(const std::string& name) {

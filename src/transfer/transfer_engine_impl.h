@@ -116,7 +116,8 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   uint16_t rpc_port_ = 0;
   std::string host_id_;
   int64_t pid_ = 0;
-  std::vector<std::string> advertised_transports_;  // "tcp", and "shm" when served
+  std::vector<std::string> advertised_transports_;     // "tcp", and "shm" when served
+  std::map<std::string, std::string> transport_info_;  // from the transports' DescribeLocal
 
   // Serializes (un)registration with publishing, so the store never goes back in time.
   std::mutex publish_mu_;

@@ -91,6 +91,12 @@ class Transport {
 
   // Drops cached connections/state for a peer (it restarted or was closed).
   virtual void ForgetPeer(const std::string& peer_name) {}
+
+  // Adds what peers need to reach this transport to the engine's own descriptor (e.g.
+  // transport_info["shm"]). Called for every descriptor the engine publishes.
+  virtual void DescribeLocal(SegmentDescriptor* descriptor) const {}
+  // The engine's registrations changed (after the change is in effect).
+  virtual void LocalMemoryChanged() {}
 };
 
 using TransportFactory = std::function<Result<std::unique_ptr<Transport>>(

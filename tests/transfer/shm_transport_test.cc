@@ -1,6 +1,7 @@
 // ShmTransport and CmaCopy, driven directly (no engine): into our own pid, into a forked
 // child (a real second address space), short copies, unmapped ranges, dead and refused
-// peers, deadlines and shutdown.
+// peers, deadlines and shutdown; and the same-host handshake that decides which process
+// and which of its buffers a copy may touch.
 #include "transfer/shm/shm_transport.h"
 
 #include <gtest/gtest.h>
@@ -8,9 +9,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <functional>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -23,6 +27,81 @@ using ::ferry::testing::FillRandom;
 using ::ferry::testing::SameBytes;
 
 uint64_t Addr(const void* p) { return reinterpret_cast<uintptr_t>(p); }
+
+// The engine side of a target process, as far as shm needs it: its descriptor, with the
+// buffers the test registers and what the transport adds (its session socket).
+class TestHost : public TransportHost {
+ public:
+  explicit TestHost(std::string name = "127.0.0.1:1") : name_(std::move(name)) {}
+  SegmentDescriptor LocalDescriptor() const override {
+    std::lock_guard lock(mu_);
+    SegmentDescriptor d;
+    d.name = name_;
+    d.pid = ::getpid();
+    d.host_id = ReadHostId();
+    d.transports = {"tcp", "shm"};
+    d.buffers = buffers_;
+    if (transport_ != nullptr) transport_->DescribeLocal(&d);
+    return d;
+  }
+  Status CheckInboundRange(uint64_t, uint64_t) const override { return OkStatus(); }
+  void DeliverNotification(Notification) override {}
+  void CountInbound(TransferOp, uint64_t) override {}
+  void CountRejected() override {}
+
+  void set_transport(const Transport* t) {
+    std::lock_guard lock(mu_);
+    transport_ = t;
+  }
+  // Registers [p, p + n) (the transport is told, as the engine tells it).
+  void Register(const void* p, size_t n) {
+    {
+      std::lock_guard lock(mu_);
+      buffers_.push_back({Addr(p), n, "cpu", true});
+      std::sort(buffers_.begin(), buffers_.end(),
+                [](const auto& a, const auto& b) { return a.addr < b.addr; });
+    }
+    if (auto* t = const_cast<Transport*>(transport_)) t->LocalMemoryChanged();
+  }
+  void UnregisterAll() {
+    {
+      std::lock_guard lock(mu_);
+      buffers_.clear();
+    }
+    if (auto* t = const_cast<Transport*>(transport_)) t->LocalMemoryChanged();
+  }
+
+ private:
+  const std::string name_;
+  mutable std::mutex mu_;
+  std::vector<BufferDescriptor> buffers_;
+  const Transport* transport_ = nullptr;
+};
+
+// This process as a target: all of its (user-space) memory is registered, so that tests can
+// copy between any two of their own buffers.
+struct Self {
+  TestHost host;
+  std::unique_ptr<ShmTransport> shm;
+  SegmentDescriptor peer;  // what an initiator would be told about this process
+};
+
+std::unique_ptr<Self> MakeSelf(CmaCalls calls = RealCmaCalls(), int threads = 2,
+                               bool register_everything = true) {
+  auto self = std::make_unique<Self>();
+  TransportOptions o;
+  o.extra = {{"shm_threads", std::to_string(threads)}};
+  auto t = ShmTransport::Create(o, &self->host, calls);
+  EXPECT_TRUE(t.ok()) << t.status().ToString();
+  if (!t.ok()) return nullptr;
+  self->shm = std::move(*t);
+  self->host.set_transport(self->shm.get());
+  if (register_everything) {
+    self->host.Register(reinterpret_cast<void*>(uintptr_t{4096}), (uint64_t{1} << 47) - 4096);
+  }
+  self->peer = self->host.LocalDescriptor();
+  return self;
+}
 
 SegmentDescriptor Peer(int64_t pid, const std::string& host_id) {
   SegmentDescriptor d;
@@ -70,18 +149,11 @@ std::vector<Status> RunSlices(Transport& t, const SegmentDescriptor& peer,
   return sh->st;
 }
 
-std::unique_ptr<ShmTransport> MakeShm(CmaCalls calls = RealCmaCalls(), int threads = 2) {
-  TransportOptions o;
-  o.extra = {{"shm_threads", std::to_string(threads)}};
-  auto t = ShmTransport::Create(o, nullptr, calls);
-  EXPECT_TRUE(t.ok()) << t.status().ToString();
-  return t.ok() ? std::move(*t) : nullptr;
-}
-
 TEST(ShmTransportTest, WritesAndReadsOwnProcessSmallInlineAndLargeOnWorkers) {
-  auto shm = MakeShm();
-  ASSERT_TRUE(shm);
-  SegmentDescriptor self = Peer(::getpid(), shm->host_id());
+  auto me = MakeSelf();
+  ASSERT_TRUE(me);
+  ShmTransport* shm = me->shm.get();
+  const SegmentDescriptor& self = me->peer;
   ASSERT_TRUE(shm->CanReach(self));
   for (size_t n : {size_t{1}, size_t{4096}, size_t{3} << 20}) {
     SCOPED_TRACE(n);
@@ -101,41 +173,180 @@ TEST(ShmTransportTest, WritesAndReadsOwnProcessSmallInlineAndLargeOnWorkers) {
   }
 }
 
+// A forked child that serves shm sessions for `buffer` (registered in its own address
+// space), tells the parent its descriptor, then waits for the parent's byte on `go` and
+// exits with check()'s verdict (0: good).
+struct ChildTarget {
+  pid_t pid = -1;
+  int go = -1;
+  SegmentDescriptor desc;
+
+  static ChildTarget Start(const void* buffer, size_t len, std::function<int()> check,
+                           std::string name = "127.0.0.1:2") {
+    ChildTarget c;
+    int to_parent[2], go[2];
+    if (::pipe(to_parent) != 0 || ::pipe(go) != 0) return c;
+    c.pid = ::fork();
+    if (c.pid == 0) {
+      ::close(to_parent[0]);
+      ::close(go[1]);
+      TestHost host(name);
+      TransportOptions o;
+      auto shm = ShmTransport::Create(o, &host);
+      if (!shm.ok()) ::_exit(10);
+      host.set_transport(shm->get());
+      if (buffer != nullptr) host.Register(buffer, len);
+      std::string json = host.LocalDescriptor().ToJson() + "\n";
+      if (::write(to_parent[1], json.data(), json.size()) != static_cast<ssize_t>(json.size())) {
+        ::_exit(11);
+      }
+      char ch;
+      bool got = ::read(go[0], &ch, 1) == 1;
+      int verdict = got ? check() : 12;
+      shm->reset();
+      ::_exit(verdict);
+    }
+    ::close(to_parent[1]);
+    ::close(go[0]);
+    c.go = go[1];
+    std::string json;
+    char ch;
+    while (::read(to_parent[0], &ch, 1) == 1 && ch != '\n') json += ch;
+    ::close(to_parent[0]);
+    auto d = SegmentDescriptor::FromJson(json);
+    if (d.ok()) c.desc = *d;
+    return c;
+  }
+  // Lets the child check and exit; returns its exit code.
+  int Finish() {
+    if (::write(go, "x", 1) != 1) return -1;
+    ::close(go);
+    int status = 0;
+    if (::waitpid(pid, &status, 0) != pid || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+  }
+};
+
 TEST(ShmTransportTest, MovesBytesIntoAndOutOfAForkedChild) {
   constexpr size_t kBytes = 6u << 20;  // > kInlineBytes: goes through the workers
   std::vector<char> remote(kBytes, 0), src(kBytes), back(kBytes);
   FillRandom(src.data(), kBytes, 42);
-  int go[2];
-  ASSERT_EQ(::pipe(go), 0);
-  pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) {  // Target: waits for the parent, then checks its own copy of `remote`.
-    char c;
-    ::close(go[1]);
-    bool got = ::read(go[0], &c, 1) == 1;
+  ChildTarget child = ChildTarget::Start(remote.data(), kBytes, [&] {
     std::vector<char> expect(kBytes);
     FillRandom(expect.data(), kBytes, 42);
-    ::_exit(got && std::memcmp(remote.data(), expect.data(), kBytes) == 0 ? 0 : 1);
-  }
-  ::close(go[0]);
-  auto shm = MakeShm();
-  ASSERT_TRUE(shm);
-  SegmentDescriptor peer = Peer(child, shm->host_id());
+    return std::memcmp(remote.data(), expect.data(), kBytes) == 0 ? 0 : 1;
+  });
+  ASSERT_GT(child.pid, 0);
+  ASSERT_EQ(child.desc.pid, child.pid);
+  auto me = MakeSelf();
+  ASSERT_TRUE(me);
+  ASSERT_TRUE(me->shm->CanReach(child.desc));
   std::vector<Slice> w, r;
   for (size_t off = 0; off < kBytes; off += 1 << 20) {
     w.push_back({TransferOp::kWrite, &src[off], Addr(&remote[off]), 1 << 20, nullptr});
     r.push_back({TransferOp::kRead, &back[off], Addr(&remote[off]), 1 << 20, nullptr});
   }
-  for (const Status& s : RunSlices(*shm, peer, w)) EXPECT_TRUE(s.ok()) << s.ToString();
+  for (const Status& s : RunSlices(*me->shm, child.desc, w)) EXPECT_TRUE(s.ok()) << s.ToString();
   EXPECT_NE(std::memcmp(remote.data(), src.data(), kBytes), 0)
       << "our own copy must be untouched: the bytes went to the child";
-  for (const Status& s : RunSlices(*shm, peer, r)) EXPECT_TRUE(s.ok()) << s.ToString();
+  for (const Status& s : RunSlices(*me->shm, child.desc, r)) EXPECT_TRUE(s.ok()) << s.ToString();
   EXPECT_TRUE(SameBytes(back.data(), src.data(), kBytes));
-  ASSERT_EQ(::write(go[1], "x", 1), 1);
-  ::close(go[1]);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child saw wrong bytes";
+  EXPECT_EQ(child.Finish(), 0) << "child saw wrong bytes";
+}
+
+TEST(ShmTransportTest, DescriptorClaimingAnotherProcessIsNotBelieved) {
+  // The defect: a process that answered with someone else's pid (and "shm") got its peer
+  // to process_vm_writev into that unrelated process. Here the victim is a child that
+  // serves no shm at all; the liar points at its own (genuine) session socket.
+  std::vector<char> victim_mem(1 << 16, 'v');
+  ChildTarget victim = ChildTarget::Start(nullptr, 0, [&] {
+    for (char c : victim_mem) {
+      if (c != 'v') return 1;
+    }
+    return 0;
+  });
+  ASSERT_GT(victim.pid, 0);
+  auto liar = MakeSelf();
+  auto initiator = MakeSelf();
+  ASSERT_TRUE(liar && initiator);
+  SegmentDescriptor claim = liar->peer;  // its real socket ...
+  claim.pid = victim.pid;                // ... and someone else's pid
+  claim.buffers = {{Addr(victim_mem.data()), victim_mem.size(), "cpu", true}};
+  std::vector<char> evil(victim_mem.size(), 'X');
+  auto st =
+      RunSlices(*initiator->shm, claim,
+                {{TransferOp::kWrite, evil.data(), Addr(victim_mem.data()), evil.size(), nullptr}});
+  EXPECT_EQ(st[0].code(), StatusCode::kUnimplemented) << st[0].ToString();  // the engine uses tcp
+  EXPECT_NE(st[0].message().find("not the pid"), std::string::npos) << st[0].ToString();
+  // A claim without a session socket at all is not reachable by shm.
+  SegmentDescriptor bare = Peer(victim.pid, initiator->shm->host_id());
+  EXPECT_FALSE(initiator->shm->CanReach(bare));
+  bare.transport_info["shm"] = "/run/some-other-service.sock";
+  EXPECT_FALSE(initiator->shm->CanReach(bare));
+  EXPECT_EQ(victim.Finish(), 0) << "the victim's memory was written";
+}
+
+TEST(ShmTransportTest, OnlyBuffersThePeerRegisteredAreTouched) {
+  std::vector<char> reg(1 << 16, 'r'), unreg(1 << 16, 'u');
+  ChildTarget child = ChildTarget::Start(reg.data(), reg.size(), [&] {
+    for (char c : unreg) {
+      if (c != 'u') return 1;
+    }
+    for (char c : reg) {
+      if (c != 'W') return 2;
+    }
+    return 0;
+  });
+  ASSERT_GT(child.pid, 0);
+  auto me = MakeSelf();
+  ASSERT_TRUE(me);
+  // The descriptor (from a peer or a metadata server) also lists memory the process never
+  // registered; the process's own list wins.
+  SegmentDescriptor claim = child.desc;
+  claim.buffers.push_back({Addr(unreg.data()), unreg.size(), "cpu", true});
+  std::vector<char> w(1 << 16, 'W');
+  auto st = RunSlices(*me->shm, claim,
+                      {{TransferOp::kWrite, w.data(), Addr(unreg.data()), w.size(), nullptr},
+                       {TransferOp::kWrite, w.data(), Addr(reg.data()), w.size(), nullptr}});
+  EXPECT_EQ(st[0].code(), StatusCode::kPermissionDenied) << st[0].ToString();
+  EXPECT_TRUE(st[1].ok()) << st[1].ToString();
+  EXPECT_EQ(child.Finish(), 0);
+}
+
+TEST(ShmTransportTest, UnregisteredBufferIsRefusedAtOnce) {
+  std::vector<char> target(1 << 16), src(1 << 16, 's');
+  auto peer = MakeSelf(RealCmaCalls(), 2, /*register_everything=*/false);
+  auto me = MakeSelf();
+  ASSERT_TRUE(peer && me);
+  peer->host.Register(target.data(), target.size());
+  SegmentDescriptor d = peer->host.LocalDescriptor();
+  auto st = RunSlices(*me->shm, d,
+                      {{TransferOp::kWrite, src.data(), Addr(target.data()), src.size(), nullptr}});
+  ASSERT_TRUE(st[0].ok()) << st[0].ToString();
+  // The peer unregisters: its session pushes the change before UnregisterMemory returns,
+  // so the next copy with the stale descriptor is refused.
+  peer->host.UnregisterAll();
+  st = RunSlices(*me->shm, d,
+                 {{TransferOp::kWrite, src.data(), Addr(target.data()), src.size(), nullptr}});
+  EXPECT_EQ(st[0].code(), StatusCode::kPermissionDenied) << st[0].ToString();
+}
+
+TEST(ShmTransportTest, PeerWithAnotherSecretIsRefused) {
+  TestHost a_host, b_host;
+  TransportOptions a_opts, b_opts;
+  a_opts.secret = "one";
+  b_opts.secret = "two";
+  auto a = ShmTransport::Create(a_opts, &a_host);
+  auto b = ShmTransport::Create(b_opts, &b_host);
+  ASSERT_TRUE(a.ok() && b.ok());
+  a_host.set_transport(a->get());
+  b_host.set_transport(b->get());
+  std::vector<char> target(4096), src(4096, 'q');
+  b_host.Register(target.data(), target.size());
+  auto st = RunSlices(**a, b_host.LocalDescriptor(),
+                      {{TransferOp::kWrite, src.data(), Addr(target.data()), 4096, nullptr}});
+  EXPECT_EQ(st[0].code(), StatusCode::kUnimplemented) << st[0].ToString();
+  EXPECT_EQ(target[0], 0);
 }
 
 // A syscall that copies at most 1000 bytes per call, like a kernel returning short.
@@ -175,28 +386,36 @@ TEST(CmaCopyTest, UnmappedTailIsOutOfRangeAfterCopyingTheMappedPart) {
   ::munmap(m, 2 * page);
 }
 
-TEST(ShmTransportTest, BadRemoteAddressIsOutOfRange) {
-  auto shm = MakeShm();
-  ASSERT_TRUE(shm);
+TEST(ShmTransportTest, UnmappedRegisteredAddressIsOutOfRange) {
+  auto me = MakeSelf();  // registers all of its address space, mapped or not
+  ASSERT_TRUE(me);
+  long page = ::sysconf(_SC_PAGESIZE);
+  void* hole = ::mmap(nullptr, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(hole, MAP_FAILED);
   std::vector<char> buf(64);
-  auto st = RunSlices(*shm, Peer(::getpid(), shm->host_id()),
-                      {{TransferOp::kRead, buf.data(), 8, buf.size(), nullptr}});
+  auto st = RunSlices(*me->shm, me->peer,
+                      {{TransferOp::kRead, buf.data(), Addr(hole), buf.size(), nullptr}});
   EXPECT_EQ(st[0].code(), StatusCode::kOutOfRange) << st[0].ToString();
-  EXPECT_FALSE(shm->IsRefused(::getpid()));
+  EXPECT_FALSE(me->shm->IsRefused(::getpid()));
+  ::munmap(hole, page);
 }
 
-TEST(ShmTransportTest, DeadPeerIsUnavailable) {
-  pid_t child = ::fork();
-  ASSERT_GE(child, 0);
-  if (child == 0) ::_exit(0);
-  ASSERT_EQ(::waitpid(child, nullptr, 0), child);
-  auto shm = MakeShm();
-  ASSERT_TRUE(shm);
-  std::vector<char> buf(4096);
-  auto st = RunSlices(*shm, Peer(child, shm->host_id()),
-                      {{TransferOp::kWrite, buf.data(), Addr(buf.data()), buf.size(), nullptr}});
-  EXPECT_EQ(st[0].code(), StatusCode::kUnavailable) << st[0].ToString();
-  EXPECT_FALSE(shm->IsRefused(child)) << "a dead peer is not a refusal";
+TEST(ShmTransportTest, PeerThatExitsIsUnavailable) {
+  std::vector<char> remote(4096);
+  ChildTarget child = ChildTarget::Start(remote.data(), remote.size(), [] { return 0; });
+  ASSERT_GT(child.pid, 0);
+  auto me = MakeSelf();
+  ASSERT_TRUE(me);
+  std::vector<char> buf(4096, 'b');
+  auto st = RunSlices(*me->shm, child.desc,
+                      {{TransferOp::kWrite, buf.data(), Addr(remote.data()), buf.size(), nullptr}});
+  ASSERT_TRUE(st[0].ok()) << st[0].ToString();
+  ASSERT_EQ(child.Finish(), 0);  // exits and is reaped: its pid may now be reused
+  st = RunSlices(*me->shm, child.desc,
+                 {{TransferOp::kWrite, buf.data(), Addr(remote.data()), buf.size(), nullptr}});
+  EXPECT_FALSE(st[0].ok());
+  EXPECT_NE(st[0].code(), StatusCode::kOk);
+  EXPECT_FALSE(me->shm->IsRefused(child.pid)) << "a dead peer is not a refusal";
 }
 
 // A kernel that refuses every attach (as with Yama ptrace_scope 3 or a seccomp filter).
@@ -206,9 +425,10 @@ ssize_t Refuse(pid_t, const iovec*, unsigned long, const iovec*, unsigned long, 
 }
 
 TEST(ShmTransportTest, RefusalIsUnimplementedAndRememberedUntilForgetPeer) {
-  auto shm = MakeShm(CmaCalls{&Refuse, &Refuse});
-  ASSERT_TRUE(shm);
-  SegmentDescriptor peer = Peer(::getpid(), shm->host_id());
+  auto me = MakeSelf(CmaCalls{&Refuse, &Refuse});
+  ASSERT_TRUE(me);
+  ShmTransport* shm = me->shm.get();
+  const SegmentDescriptor& peer = me->peer;
   ASSERT_TRUE(shm->CanReach(peer));
   std::vector<char> buf(1 << 20);
   std::vector<Slice> big;  // large enough for the workers
@@ -247,11 +467,15 @@ TEST(ShmTransportTest, RealKernelRefusalIsUnimplemented) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
-TEST(ShmTransportTest, CanReachNeedsSameHostShmAndAPid) {
-  auto shm = MakeShm();
-  ASSERT_TRUE(shm);
-  SegmentDescriptor p = Peer(::getpid(), shm->host_id());
+TEST(ShmTransportTest, CanReachNeedsSameHostShmAPidAndASessionSocket) {
+  auto me = MakeSelf();
+  ASSERT_TRUE(me);
+  ShmTransport* shm = me->shm.get();
+  SegmentDescriptor p = me->peer;
   EXPECT_TRUE(shm->CanReach(p));
+  SegmentDescriptor no_socket = p;
+  no_socket.transport_info.clear();
+  EXPECT_FALSE(shm->CanReach(no_socket));
   SegmentDescriptor other_host = p;
   other_host.host_id = "another-boot-id";
   EXPECT_FALSE(shm->CanReach(other_host));
@@ -264,10 +488,14 @@ TEST(ShmTransportTest, CanReachNeedsSameHostShmAndAPid) {
 }
 
 TEST(ShmTransportTest, ExpiredDeadlineAndZeroLength) {
-  auto shm = MakeShm();
-  ASSERT_TRUE(shm);
+  auto me = MakeSelf();
+  ASSERT_TRUE(me);
+  ShmTransport* shm = me->shm.get();
   std::vector<char> a(4096), b(4096);
-  SegmentDescriptor self = Peer(::getpid(), shm->host_id());
+  const SegmentDescriptor& self = me->peer;
+  // Open the session first: with an expired deadline even the handshake could not run.
+  ASSERT_TRUE(
+      RunSlices(*shm, self, {{TransferOp::kWrite, a.data(), Addr(b.data()), 1, nullptr}})[0].ok());
   auto st = RunSlices(*shm, self, {{TransferOp::kWrite, a.data(), Addr(b.data()), 4096, nullptr}},
                       Deadline::In(std::chrono::nanoseconds(0)));
   EXPECT_EQ(st[0].code(), StatusCode::kDeadlineExceeded) << st[0].ToString();
@@ -282,8 +510,9 @@ ssize_t SlowWrite(pid_t pid, const iovec* l, unsigned long ln, const iovec* r, u
 }
 
 TEST(ShmTransportTest, DestructionFailsQueuedSlicesWithAbortedExactlyOnce) {
-  auto shm = MakeShm(CmaCalls{&::process_vm_readv, &SlowWrite}, 1);
-  ASSERT_TRUE(shm);
+  auto me = MakeSelf(CmaCalls{&::process_vm_readv, &SlowWrite}, 1);
+  ASSERT_TRUE(me);
+  auto& shm = me->shm;
   std::vector<char> a(1 << 20), b(1 << 20);
   constexpr int kSlices = 50;
   std::atomic<int> ok{0}, aborted{0}, other{0};
@@ -293,7 +522,7 @@ TEST(ShmTransportTest, DestructionFailsQueuedSlicesWithAbortedExactlyOnce) {
                         (s.ok() ? ok : s.code() == StatusCode::kAborted ? aborted : other)++;
                       }});
   }
-  shm->Submit(Peer(::getpid(), shm->host_id()), slices, Deadline::In(std::chrono::seconds(30)));
+  shm->Submit(me->peer, slices, Deadline::In(std::chrono::seconds(30)));
   std::this_thread::sleep_for(std::chrono::milliseconds(30));
   auto start = SteadyClock::now();
   shm.reset();

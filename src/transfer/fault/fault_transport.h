@@ -72,6 +72,8 @@ class FaultTransport : public Transport {
   bool CanReach(const SegmentDescriptor& peer) const override { return inner_->CanReach(peer); }
   void Submit(const SegmentDescriptor& peer, std::span<Slice> slices, Deadline deadline) override;
   void ForgetPeer(const std::string& peer_name) override;
+  void DescribeLocal(SegmentDescriptor* d) const override { inner_->DescribeLocal(d); }
+  void LocalMemoryChanged() override { inner_->LocalMemoryChanged(); }
 
   // Counters of injected faults, for tests.
   uint64_t dropped() const;

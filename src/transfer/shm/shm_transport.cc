@@ -1,6 +1,5 @@
 #include "transfer/shm/shm_transport.h"
 
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,7 +11,10 @@
 #include <cstring>
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include "common/log.h"
+#include "transfer/shm/internal/shm_handshake.h"
 
 namespace ferry::transfer::shm {
 namespace {
@@ -27,14 +29,9 @@ std::string Trim(std::string s) {
   return s;
 }
 
-// Lets any process of ours (same user) attach where Yama restricts ptrace to ancestors.
-void AllowPeersToAttach() {
-  if (::access("/proc/sys/kernel/yama/ptrace_scope", F_OK) != 0) return;
-  if (::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0) != 0) {
-    FERRY_LOG_WARN("prctl(PR_SET_PTRACER_ANY) failed: {}; same-host peers may fall back to tcp",
-                   std::strerror(errno));
-  }
-}
+// The handshake with a same-host peer runs on the submitting thread; a peer that does not
+// answer within this long is given up (the engine then uses tcp).
+constexpr auto kHandshakeTimeout = std::chrono::milliseconds(1000);
 
 }  // namespace
 
@@ -65,12 +62,22 @@ Result<std::unique_ptr<ShmTransport>> ShmTransport::Create(const TransportOption
   if (calls.read == nullptr || calls.write == nullptr) {
     return InvalidArgumentError("shm transport: CmaCalls must name both syscalls");
   }
-  AllowPeersToAttach();
-  return std::unique_ptr<ShmTransport>(new ShmTransport(std::move(host_id), threads, calls));
+  std::unique_ptr<ShmSessionServer> server;
+  if (host != nullptr) {
+    auto created = ShmSessionServer::Create(host, options.secret);
+    if (!created.ok()) return created.status().WithContext("shm transport");
+    server = std::move(*created);
+  }
+  return std::unique_ptr<ShmTransport>(
+      new ShmTransport(std::move(host_id), threads, calls, options.secret, std::move(server)));
 }
 
-ShmTransport::ShmTransport(std::string host_id, int threads, CmaCalls calls)
-    : host_id_(std::move(host_id)), calls_(calls) {
+ShmTransport::ShmTransport(std::string host_id, int threads, CmaCalls calls, std::string secret,
+                           std::unique_ptr<ShmSessionServer> server)
+    : host_id_(std::move(host_id)),
+      calls_(calls),
+      secret_(std::move(secret)),
+      server_(std::move(server)) {
   for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
 
@@ -94,7 +101,46 @@ bool ShmTransport::CanReach(const SegmentDescriptor& peer) const {
   if (std::find(peer.transports.begin(), peer.transports.end(), "shm") == peer.transports.end()) {
     return false;
   }
+  auto socket = peer.transport_info.find("shm");
+  if (socket == peer.transport_info.end() || !internal::IsEngineSocketPath(socket->second)) {
+    return false;
+  }
   return !IsRefused(peer.pid);
+}
+
+void ShmTransport::DescribeLocal(SegmentDescriptor* descriptor) const {
+  if (server_) descriptor->transport_info["shm"] = server_->socket_path();
+}
+
+void ShmTransport::LocalMemoryChanged() {
+  if (server_) server_->DescriptorChanged();
+}
+
+Result<std::shared_ptr<ShmSession>> ShmTransport::SessionFor(const SegmentDescriptor& peer,
+                                                             Deadline deadline) {
+  std::lock_guard lock(sessions_mu_);
+  auto it = sessions_.find(peer.name);
+  if (it != sessions_.end()) {
+    // A descriptor naming another process or socket than the session's is a peer that
+    // restarted (or a lie): open a new session and let the kernel say who is there.
+    auto path = peer.transport_info.find("shm");
+    if (it->second->pid() == peer.pid && path != peer.transport_info.end() &&
+        path->second == it->second->path()) {
+      return it->second;
+    }
+    sessions_.erase(it);
+  }
+  FERRY_ASSIGN_OR_RETURN(
+      std::unique_ptr<ShmSession> session,
+      ShmSession::Open(peer, secret_, Deadline::Min(deadline, Deadline::In(kHandshakeTimeout))));
+  std::shared_ptr<ShmSession> shared = std::move(session);
+  sessions_[peer.name] = shared;
+  return shared;
+}
+
+void ShmTransport::DropSession(const std::string& peer_name) {
+  std::lock_guard lock(sessions_mu_);
+  sessions_.erase(peer_name);
 }
 
 bool ShmTransport::IsRefused(int64_t pid) const {
@@ -103,6 +149,7 @@ bool ShmTransport::IsRefused(int64_t pid) const {
 }
 
 void ShmTransport::ForgetPeer(const std::string& peer_name) {
+  DropSession(peer_name);
   std::lock_guard<std::mutex> lock(refused_mu_);
   for (auto it = refused_.begin(); it != refused_.end();) {
     it = it->second == peer_name ? refused_.erase(it) : std::next(it);
@@ -111,9 +158,41 @@ void ShmTransport::ForgetPeer(const std::string& peer_name) {
 
 void ShmTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices,
                           Deadline deadline) {
+  auto session = SessionFor(peer, deadline);
+  Status live = session.ok() ? (*session)->Sync() : session.status();
+  if (!live.ok()) {
+    if (session.ok()) DropSession(peer.name);  // gone: the next submission looks afresh
+    for (Slice& s : slices) s.done(live);
+    return;
+  }
+  // Only the peer process's own buffers, as it last told us.
+  ShmSession& ses = **session;
+  auto covered = [&](const Slice& sl) {
+    return sl.length == 0 || ses.Covers(sl.remote, sl.length);
+  };
+  if (!std::all_of(slices.begin(), slices.end(), covered)) {
+    // A buffer the peer registered a moment ago may not have been pushed yet: ask once.
+    if (Status r = ses.Refresh(Deadline::Min(deadline, Deadline::In(kHandshakeTimeout))); !r.ok()) {
+      DropSession(peer.name);
+      for (Slice& sl : slices) sl.done(r);
+      return;
+    }
+  }
+  std::vector<Slice> accepted;
+  accepted.reserve(slices.size());
+  for (Slice& sl : slices) {
+    if (covered(sl)) {
+      accepted.push_back(std::move(sl));
+    } else {
+      sl.done(PermissionDeniedError(
+          fmt::format("shm: range {:#x}+{} is not in a buffer that pid {} registered for peers",
+                      sl.remote, sl.length, ses.pid())));
+    }
+  }
   size_t total = 0;
-  for (const Slice& s : slices) total += s.length;
-  pid_t pid = static_cast<pid_t>(peer.pid);
+  for (const Slice& s : accepted) total += s.length;
+  const pid_t pid = ses.pid();
+  slices = std::span<Slice>(accepted);
   if (total <= kInlineBytes) {
     for (Slice& s : slices) {
       Job job{pid, peer.name, std::move(s), deadline};

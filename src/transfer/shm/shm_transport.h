@@ -5,14 +5,23 @@
 //   FERRY_ASSIGN_OR_RETURN(auto shm, TransportRegistry::Create("shm", options, host));
 //   if (shm->CanReach(peer)) shm->Submit(peer, slices, deadline);
 //
-// Reachability: the peer's host_id equals ours (kernel boot id), it lists "shm" in its
-// transports, and the kernel has not refused us its pid before. At creation the transport
-// allows any process to attach to this one (PR_SET_PTRACER_ANY, where Yama is active), so
-// that same-host peers can reach our registered buffers.
+// Trust: a peer's descriptor is only its word. Before the first copy the transport opens a
+// ShmSession with the process behind the descriptor's shm socket (shm_session.h): the
+// kernel names that process (SO_PEERCRED), the MACs prove it holds the deployment secret,
+// and it lists its own buffers. Copies then go only to that pid and only inside those
+// buffers; the peer pushes changes to its registrations over the session, and the session
+// notices the process exiting. The target side serves sessions with a ShmSessionServer
+// (which also grants ptrace permission where Yama requires it, narrowly; see there).
 //
-// Errors per slice (see cma_copy.h): Unimplemented when the kernel refuses CMA to the peer
-// (the refusal is remembered and CanReach turns false; the engine retries such slices once
-// over tcp), Unavailable when the peer process is gone, OutOfRange for unmapped ranges,
+// Reachability: the peer's host_id equals ours (kernel boot id), it lists "shm" in its
+// transports and an engine socket of this user in transport_info["shm"], and neither the
+// handshake nor the kernel has refused us that peer before.
+//
+// Errors per slice (see cma_copy.h): Unimplemented when the handshake fails (no socket,
+// another process behind it, another secret, a refusal) or the kernel refuses CMA to the
+// peer (the refusal is remembered and CanReach turns false; the engine retries such slices
+// once over tcp), PermissionDenied for a range outside the buffers the peer process
+// registered, Unavailable when the peer process is gone, OutOfRange for unmapped ranges,
 // DeadlineExceeded, Aborted when the transport is destroyed with slices still queued.
 //
 // Execution: a Submit whose slices total at most kInlineBytes is copied on the caller's
@@ -37,6 +46,8 @@
 #include <vector>
 
 #include "transfer/shm/cma_copy.h"
+#include "transfer/shm/shm_session.h"
+#include "transfer/shm/shm_session_server.h"
 #include "transfer/transport.h"
 
 namespace ferry::transfer::shm {
@@ -48,9 +59,11 @@ class ShmTransport : public Transport {
   // Slices at least this large are split across the worker threads.
   static constexpr size_t kSplitBytes = 1u << 20;
 
-  // `host` may be null (it is only used for the local descriptor's host id fallback).
-  // options.extra: "shm_threads" (1..16, default 2). Errors: InvalidArgument for a bad
-  // shm_threads; Unimplemented if the host id cannot be read (not Linux).
+  // `host` answers this engine's descriptor to same-host peers' sessions; with a null host
+  // the transport only initiates (nobody can copy into this process). options.secret keys
+  // the handshake. options.extra: "shm_threads" (1..16, default 2). Errors: InvalidArgument
+  // for a bad shm_threads; Unimplemented if the host id cannot be read (not Linux) or the
+  // session socket cannot be served.
   static Result<std::unique_ptr<ShmTransport>> Create(const TransportOptions& options,
                                                       TransportHost* host,
                                                       CmaCalls calls = RealCmaCalls());
@@ -59,8 +72,12 @@ class ShmTransport : public Transport {
   std::string_view name() const override { return "shm"; }
   bool CanReach(const SegmentDescriptor& peer) const override;
   void Submit(const SegmentDescriptor& peer, std::span<Slice> slices, Deadline deadline) override;
-  // Forgets a remembered refusal for this peer (it may have restarted with other rights).
+  // Forgets a remembered refusal and the session for this peer (it may have restarted).
   void ForgetPeer(const std::string& peer_name) override;
+  // transport_info["shm"]: the session socket's path.
+  void DescribeLocal(SegmentDescriptor* descriptor) const override;
+  // Pushes the new registrations to every session.
+  void LocalMemoryChanged() override;
 
   // This machine's id as published in descriptors (the kernel boot id).
   const std::string& host_id() const { return host_id_; }
@@ -75,7 +92,12 @@ class ShmTransport : public Transport {
     Deadline deadline = Deadline::Infinite();
   };
 
-  ShmTransport(std::string host_id, int threads, CmaCalls calls);
+  ShmTransport(std::string host_id, int threads, CmaCalls calls, std::string secret,
+               std::unique_ptr<ShmSessionServer> server);
+  // The verified session with `peer`, opened (within `deadline`, at most 1 s) if needed.
+  // Errors: Unimplemented (see the class comment).
+  Result<std::shared_ptr<ShmSession>> SessionFor(const SegmentDescriptor& peer, Deadline deadline);
+  void DropSession(const std::string& peer_name);
   // Cuts `slice` into at most `parts` pieces whose joint completion calls slice.done once.
   static void SplitSlice(Slice slice, size_t parts, std::vector<Slice>* out);
   // Copies one slice and calls its done() (never under a lock).
@@ -84,6 +106,12 @@ class ShmTransport : public Transport {
 
   const std::string host_id_;
   const CmaCalls calls_;
+  const std::string secret_;
+  std::unique_ptr<ShmSessionServer> server_;  // null without a host
+
+  std::mutex sessions_mu_;
+  std::map<std::string, std::shared_ptr<ShmSession>>
+      sessions_;  // by peer name. GUARDED_BY(sessions_mu_)
 
   mutable std::mutex refused_mu_;
   std::map<int64_t, std::string> refused_;  // pid -> peer name. GUARDED_BY(refused_mu_)

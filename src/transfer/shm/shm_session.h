@@ -1,0 +1,75 @@
+// ShmSession: the initiator side of the shm transport's same-host handshake
+// (internal/shm_handshake.h) with one peer engine. Open() connects to the socket the
+// peer's descriptor names and verifies, through the kernel (SO_PEERCRED) and the MACs,
+// which process serves it; from then on pid() and Covers() speak for that process, not for
+// the descriptor a peer or a metadata server handed us.
+//
+//   FERRY_ASSIGN_OR_RETURN(auto session, ShmSession::Open(desc, secret, deadline));
+//   FERRY_RETURN_IF_ERROR(session->Sync());          // alive? newest buffers applied
+//   if (session->Covers(remote, len)) CmaCopy(..., session->pid(), ...);
+//
+// The session holds the connection (and a pidfd) open: while it is open the process is
+// alive, so its pid cannot have been reused by another process; Sync() notices when it
+// exits.
+//
+// Thread safety: all methods are thread-safe.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "common/deadline.h"
+#include "common/unique_fd.h"
+#include "ferry/segment.h"
+#include "ferry/status.h"
+
+namespace ferry::transfer::shm {
+
+class ShmSession {
+ public:
+  // Errors: Unimplemented when the peer offers no usable shm socket or the handshake fails
+  // (wrong secret, another process behind the socket than the descriptor's pid, a refusal,
+  // a timeout): the caller uses another transport.
+  static Result<std::unique_ptr<ShmSession>> Open(const SegmentDescriptor& peer,
+                                                  const std::string& secret, Deadline deadline);
+
+  // The verified pid of the peer process.
+  pid_t pid() const { return pid_; }
+  // The socket path the session was opened on.
+  const std::string& path() const { return path_; }
+
+  // Applies descriptors the peer pushed since the last call and checks the peer is alive.
+  // Cheap (a poll without waiting). Errors: Unavailable (the peer exited or closed).
+  Status Sync();
+  // Asks the peer for its current descriptor and waits for it. Errors: as Sync,
+  // DeadlineExceeded.
+  Status Refresh(Deadline deadline);
+  // Whether [remote, remote + len) lies in a remote-accessible buffer the peer process
+  // itself registered.
+  bool Covers(uint64_t remote, uint64_t len) const;
+
+ private:
+  ShmSession(UniqueFd fd, UniqueFd pidfd, pid_t pid, std::string path, SegmentDescriptor d)
+      : fd_(std::move(fd)),
+        pidfd_(std::move(pidfd)),
+        pid_(pid),
+        path_(std::move(path)),
+        desc_(std::make_shared<const SegmentDescriptor>(std::move(d))) {}
+  // Reads every frame waiting (without blocking); Unavailable once the peer is gone.
+  Status DrainLocked();  // REQUIRES(mu_)
+  // Applies one "descriptor" message. Errors: InvalidArgument.
+  Status ApplyLocked(const std::string& frame);  // REQUIRES(mu_)
+
+  const UniqueFd fd_;
+  const UniqueFd pidfd_;  // -1 where pidfd_open is not available
+  const pid_t pid_;
+  const std::string path_;
+  mutable std::mutex mu_;
+  std::shared_ptr<const SegmentDescriptor> desc_;  // GUARDED_BY(mu_)
+  bool dead_ = false;                              // GUARDED_BY(mu_)
+};
+
+}  // namespace ferry::transfer::shm
