@@ -12,6 +12,7 @@ the GIL and sleep rather than spin.
 """
 
 import bisect
+import os
 import threading
 from collections import namedtuple
 
@@ -72,14 +73,18 @@ class TransferEngine:
 
     metadata: "P2PHANDSHAKE", "http://host:port/path" or "etcd://host:port".
     transport: "auto" (shm for same-host peers, tcp otherwise), "tcp", "shm", "fault:tcp".
+    secret: the deployment's shared secret (None: the FERRY_KV_SECRET variable, else none);
+    peers must use the same one.
     Raises FerryError (AlreadyExistsError if the port is taken, UnavailableError if the
     metadata service cannot be reached, InvalidArgumentError for bad options).
     """
 
     def __init__(self, local_name="127.0.0.1:0", metadata="P2PHANDSHAKE", transport="auto",
-                 secret="", *, transport_params="", advertised_name="",
+                 secret=None, *, transport_params="", advertised_name="",
                  connections_per_peer=2, slice_size=4 << 20, timeout=30.0,
                  connect_timeout=5.0):
+        if secret is None:
+            secret = os.environ.get("FERRY_KV_SECRET", "")
         self._engine = _ferry.Engine(local_name, metadata, transport, secret,
                                      transport_params, advertised_name, connections_per_peer,
                                      slice_size, _seconds_to_ms(timeout),

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/http_listen.h"
+#include "common/json_limits.h"
 #include "common/log.h"
 #include "common/message_auth.h"
 
@@ -67,10 +68,11 @@ Result<int> RankKey(const std::string& key) {
 }  // namespace
 
 Result<BootstrapTable> BootstrapTableFromJson(const std::string& text) {
-  auto j = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
+  auto parsed = ParseJson(text, {.max_bytes = 16u << 20, .max_depth = 8});
+  if (!parsed.ok() || !parsed->is_object()) {
     return InvalidArgumentError("bootstrap /query answer is not a JSON object");
   }
+  const nlohmann::json& j = *parsed;
   BootstrapTable table;
   for (const auto& [dp_key, entry] : j.items()) {
     FERRY_ASSIGN_OR_RETURN(int dp, RankKey(dp_key));
@@ -96,6 +98,9 @@ Result<BootstrapTable> BootstrapTableFromJson(const std::string& text) {
 }
 
 namespace {
+
+// Largest rank accepted (no deployment has more ranks on one axis).
+constexpr int64_t kMaxRank = 65535;
 
 void ReplyError(httplib::Response& res, int code, const std::string& message) {
   res.status = code;
@@ -165,21 +170,30 @@ class BootstrapServerImpl final : public BootstrapServer {
   }
 
   void HandleRegister(const httplib::Request& req, httplib::Response& res) {
-    auto j = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-    if (j.is_discarded() || !j.is_object()) return ReplyError(res, 400, "body is not JSON");
+    auto parsed = ParseJson(req.body, {.max_bytes = 64u << 10, .max_depth = 8});
+    if (!parsed.ok() || !parsed->is_object()) {
+      return ReplyError(res, 400,
+                        parsed.ok() ? "body is not a JSON object" : parsed.status().message());
+    }
+    const nlohmann::json& j = *parsed;
     auto int_field = [&](const char* k, int* out) {
       auto it = j.find(k);
       if (it == j.end()) {
         *out = 0;  // ranks default to 0, as in a single-rank deployment
         return true;
       }
+      // Checked before narrowing: 2^63 used to be read as rank 0.
       if (!it->is_number_integer()) return false;
-      *out = it->get<int>();
+      if (it->is_number_unsigned() ? it->get<uint64_t>() > kMaxRank
+                                   : (it->get<int64_t>() < 0 || it->get<int64_t>() > kMaxRank)) {
+        return false;
+      }
+      *out = static_cast<int>(it->get<int64_t>());
       return true;
     };
     int dp = 0, tp = 0, pp = 0;
     if (!int_field("dp_rank", &dp) || !int_field("tp_rank", &tp) || !int_field("pp_rank", &pp)) {
-      return ReplyError(res, 400, "dp_rank, tp_rank and pp_rank must be integers");
+      return ReplyError(res, 400, "dp_rank, tp_rank and pp_rank must be integers from 0 to 65535");
     }
     auto eid = j.find("engine_id");
     auto addr = j.find("addr");

@@ -52,6 +52,10 @@ class Tokenizer {
   virtual bool IsSpecial(int32_t id) const = 0;
   // EOS ids named by tokenizer_config.json (may be empty).
   virtual std::vector<int32_t> eos_token_ids() const = 0;
+  // Bytes of text the longest token stands for (0: unknown). A text of n bytes encodes to
+  // at least n / (3 * max_token_bytes()) tokens (NFC grows UTF-8 at most threefold), which
+  // lets a server refuse a prompt that cannot fit before tokenizing it.
+  virtual size_t max_token_bytes() const { return 0; }
 
   // Renders the conversation with the model's chat template: ChatML (Qwen) or Llama-3,
   // detected from tokenizer_config.json's chat_template. Errors: Unimplemented for other

@@ -120,6 +120,11 @@ Result<std::unique_ptr<BpeTokenizer>> BpeTokenizer::Create(std::string_view toke
     }
   }
   tok->ParseConfig(config);
+  for (size_t id = 0; id < tok->id_to_token_.size(); ++id) {
+    const std::string& t = tok->id_to_token_[id];
+    const size_t bytes = tok->is_added_[id] ? t.size() : UnicodeToBytes(t).size();
+    tok->max_token_bytes_ = std::max(tok->max_token_bytes_, bytes);
+  }
   return tok;
 }
 

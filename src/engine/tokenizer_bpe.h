@@ -45,6 +45,7 @@ class BpeTokenizer final : public Tokenizer {
   std::optional<int32_t> TokenId(std::string_view token) const override;
   bool IsSpecial(int32_t id) const override;
   std::vector<int32_t> eos_token_ids() const override { return eos_ids_; }
+  size_t max_token_bytes() const override { return max_token_bytes_; }
   Result<std::string> ApplyChatTemplate(const std::vector<ChatMessage>& messages,
                                         bool add_generation_prompt) const override;
 
@@ -78,6 +79,7 @@ class BpeTokenizer final : public Tokenizer {
   bool ignore_merges_ = false;
   bool add_prefix_space_ = false;
   bool nfc_ = false;                    // normalizer NFC
+  size_t max_token_bytes_ = 0;          // the longest token's text, in bytes
   std::vector<int32_t> prompt_prefix_;  // post_processor ids before the text (BOS)
   std::vector<int32_t> prompt_suffix_;  // and after it
   std::vector<std::unique_ptr<RegexSplitter>> splitters_;  // applied in order

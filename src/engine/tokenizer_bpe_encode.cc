@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
+#include <functional>
+#include <queue>
 
 #include "engine/tokenizer_bpe.h"
 
@@ -95,26 +97,49 @@ void BpeTokenizer::EncodeWord(const std::string& word, std::vector<int32_t>* out
   if (ignore_merges_ && whole != vocab_.end()) {
     ids.push_back(whole->second);
   } else {
+    // Merge the lowest-ranked adjacent pair, leftmost on ties, until none is in the merges:
+    // a heap of candidate pairs over a linked list of symbols, O(n log n) in the word's
+    // length (a pasted megabyte without spaces is one word).
     std::vector<std::string> syms;
     for (std::string_view ch : SplitUtf8(word)) syms.emplace_back(ch);
-    auto rank_of = [&](size_t i) {
-      auto it = merge_ranks_.find(syms[i] + " " + syms[i + 1]);
-      return it == merge_ranks_.end() ? INT_MAX : it->second;
-    };
-    std::vector<int> ranks;  // ranks[i]: rank of the pair (syms[i], syms[i + 1])
-    for (size_t i = 0; i + 1 < syms.size(); ++i) ranks.push_back(rank_of(i));
-    while (!ranks.empty()) {  // merge the lowest-ranked pair, leftmost on ties
-      size_t best = 0;
-      for (size_t i = 1; i < ranks.size(); ++i) {
-        if (ranks[i] < ranks[best]) best = i;
-      }
-      if (ranks[best] == INT_MAX) break;
-      syms[best] += syms[best + 1];
-      syms.erase(syms.begin() + static_cast<ptrdiff_t>(best) + 1);
-      ranks.erase(ranks.begin() + static_cast<ptrdiff_t>(best));
-      if (best < ranks.size()) ranks[best] = rank_of(best);
-      if (best > 0) ranks[best - 1] = rank_of(best - 1);
+    const size_t n = syms.size();
+    std::vector<size_t> next(n), prev(n);
+    std::vector<uint32_t> version(n, 0);
+    for (size_t i = 0; i < n; ++i) {
+      next[i] = i + 1;
+      prev[i] = i - 1;  // wraps for i == 0: never followed
     }
+    struct Pair {
+      int rank;
+      size_t left, right;
+      uint32_t left_version, right_version;
+      bool operator>(const Pair& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
+    };
+    std::priority_queue<Pair, std::vector<Pair>, std::greater<Pair>> heap;
+    auto push = [&](size_t l, size_t r) {
+      auto it = merge_ranks_.find(syms[l] + " " + syms[r]);
+      if (it != merge_ranks_.end()) heap.push({it->second, l, r, version[l], version[r]});
+    };
+    for (size_t i = 0; i + 1 < n; ++i) push(i, i + 1);
+    while (!heap.empty()) {
+      const Pair p = heap.top();
+      heap.pop();
+      if (version[p.left] != p.left_version || version[p.right] != p.right_version ||
+          next[p.left] != p.right) {
+        continue;  // stale: one side was merged since
+      }
+      syms[p.left] += syms[p.right];
+      syms[p.right].clear();
+      ++version[p.left];
+      ++version[p.right];
+      next[p.left] = next[p.right];
+      if (next[p.left] < n) prev[next[p.left]] = p.left;
+      if (prev[p.left] < n) push(prev[p.left], p.left);  // the head's prev wrapped: skipped
+      if (next[p.left] < n) push(p.left, next[p.left]);
+    }
+    std::vector<std::string> merged;
+    for (size_t i = 0; i < n; i = next[i]) merged.push_back(std::move(syms[i]));
+    syms.swap(merged);
     for (const std::string& s : syms) {
       auto it = vocab_.find(s);
       if (it != vocab_.end()) {

@@ -16,19 +16,29 @@ Result<engine::GenerateRequest> Prepare(const HandlerContext& ctx, OpenAiRequest
                          ctx.served_model_name + "`");
   }
   const engine::Tokenizer& tok = ctx.engine->tokenizer();
+  const int64_t max_len = ctx.engine->max_model_len();
+  // A text too long to fit whatever it encodes to is refused before tokenizing it.
+  auto check_length = [&](const std::string& field, size_t bytes) {
+    const size_t per_token = 3 * tok.max_token_bytes();
+    if (per_token == 0 || bytes / per_token < static_cast<size_t>(max_len)) return OkStatus();
+    return InvalidArgumentError(field + ": this model's maximum context length is " +
+                                std::to_string(max_len) + " tokens, and a text of " +
+                                std::to_string(bytes) + " bytes is longer than that");
+  };
   engine::GenerateRequest g;
   g.request_id = request_id;
   if (req.kind == ApiKind::kChat) {
     auto text = tok.ApplyChatTemplate(req.messages, /*add_generation_prompt=*/true);
     if (!text.ok()) return InvalidArgumentError("messages: " + text.status().message());
+    FERRY_RETURN_IF_ERROR(check_length("messages", text->size()));
     g.prompt_tokens = tok.Encode(*text);
   } else if (req.prompt_text) {
+    FERRY_RETURN_IF_ERROR(check_length("prompt", req.prompt_text->size()));
     g.prompt_tokens = tok.EncodePrompt(*req.prompt_text);
   } else {
     g.prompt_tokens = req.prompt_tokens;
   }
   const auto n = static_cast<int64_t>(g.prompt_tokens.size());
-  const int64_t max_len = ctx.engine->max_model_len();
   if (n >= max_len) {
     return InvalidArgumentError("prompt: this model's maximum context length is " +
                                 std::to_string(max_len) + " tokens, but the prompt has " +

@@ -1,5 +1,7 @@
 #include "server/openai_request.h"
 
+#include "common/json_limits.h"
+
 #include <cmath>
 #include <limits>
 
@@ -140,8 +142,10 @@ Status ReadStop(const json& j, std::vector<std::string>* stop) {
 }  // namespace
 
 Result<OpenAiRequest> ParseOpenAiRequest(std::string_view body, ApiKind kind) {
-  json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return InvalidArgumentError("the request body is not valid JSON");
+  // Bounded: 100,000 nested brackets in a small body used to overflow the stack.
+  auto parsed = ParseJson(body, {.max_bytes = kMaxRequestBytes, .max_depth = kMaxRequestDepth});
+  if (!parsed.ok()) return InvalidArgumentError("the request body: " + parsed.status().message());
+  json& j = *parsed;
   if (!j.is_object()) return InvalidArgumentError("the request body must be a JSON object");
   OpenAiRequest req;
   req.kind = kind;
@@ -175,6 +179,10 @@ Result<OpenAiRequest> ParseOpenAiRequest(std::string_view body, ApiKind kind) {
   if (top_k) req.params.top_k = static_cast<int32_t>(*top_k);
   if (seed) req.params.seed = static_cast<uint64_t>(*seed);
   if (min_tokens) req.params.min_tokens = static_cast<int32_t>(*min_tokens);
+  if (min_tokens && max_tokens && *min_tokens > *max_tokens) {
+    return FieldError("min_tokens", "must not exceed max_tokens (" + std::to_string(*max_tokens) +
+                                        "), got " + std::to_string(*min_tokens));
+  }
   FERRY_RETURN_IF_ERROR(ReadBool(j, "ignore_eos", &req.params.ignore_eos));
   FERRY_RETURN_IF_ERROR(ReadStop(j, &req.params.stop));
   FERRY_RETURN_IF_ERROR(ReadBool(j, "stream", &req.stream));

@@ -43,7 +43,12 @@ struct OpenAiRequest {
   nlohmann::json kv_transfer_params;  // null when absent
 };
 
-// Errors: InvalidArgument (broken JSON, wrong types, values out of range).
+// Largest body and deepest nesting ParseOpenAiRequest accepts.
+inline constexpr size_t kMaxRequestBytes = 32u << 20;
+inline constexpr int kMaxRequestDepth = 64;
+
+// Errors: InvalidArgument (broken JSON, a body over kMaxRequestBytes or nested deeper than
+// kMaxRequestDepth, wrong types, values out of range, min_tokens > max_tokens).
 Result<OpenAiRequest> ParseOpenAiRequest(std::string_view body, ApiKind kind);
 
 // The "param" of an error message produced by ParseOpenAiRequest ("max_tokens", ...), or

@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/message_auth.h"
+
 namespace ferry::connector {
 namespace {
 
@@ -54,6 +56,55 @@ TEST_F(BootstrapServerTest, RegisterThenQueryReturnsTheTable) {
   auto table = BootstrapTableFromJson(res->body);
   ASSERT_TRUE(table.ok()) << table.status().ToString();
   EXPECT_EQ(table->at(0).worker_addr.at(1).at(0), "tcp://127.0.0.1:5556");
+}
+
+TEST_F(BootstrapServerTest, HugeRanksAreRefusedNotTruncated) {
+  // 2^63 used to be read as rank 0 and overwrite the real rank 0.
+  for (const char* body :
+       {R"({"engine_id":"e","dp_rank":9223372036854775808,"addr":"tcp://127.0.0.1:1"})",
+        R"({"engine_id":"e","tp_rank":4294967296,"addr":"tcp://127.0.0.1:1"})",
+        R"({"engine_id":"e","pp_rank":-1,"addr":"tcp://127.0.0.1:1"})"}) {
+    auto res = client_->Post("/register", body, "application/json");
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 400) << body;
+  }
+  EXPECT_TRUE(server_->Snapshot().empty());
+}
+
+TEST_F(BootstrapServerTest, DeeplyNestedBodyIs400) {
+  std::string deep = R"({"engine_id":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  auto res = client_->Post("/register", deep, "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+}
+
+TEST(BootstrapServerAuthTest, SecretGuardsRegisterAndQuery) {
+  auto server = BootstrapServer::Create({.host = "127.0.0.1", .port = 0, .secret = "k"});
+  ASSERT_TRUE(server.ok());
+  httplib::Client c("127.0.0.1", (*server)->port());
+  const std::string body = R"({"engine_id":"e","addr":"tcp://127.0.0.1:9"})";
+  // Unauthenticated: refused, nothing registered.
+  auto res = c.Post("/register", body, "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 401);
+  EXPECT_EQ(c.Get("/query")->status, 401);
+  EXPECT_TRUE((*server)->Snapshot().empty());
+  // Signed: accepted, and the reply is signed for this request.
+  MessageAuth auth("k", "bootstrap");
+  AuthTag tag = auth.Sign(HttpAuthMessage("POST", "/register", body));
+  res = c.Post("/register", {{kAuthHeader, tag.ToString()}}, body, "application/json");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200) << res->body;
+  EXPECT_TRUE(auth.VerifyReply(tag.nonce, HttpAuthMessage("200", "", res->body),
+                               res->get_header_value(kAuthReplyHeader))
+                  .ok());
+  // The same signed request again is a replay.
+  res = c.Post("/register", {{kAuthHeader, tag.ToString()}}, body, "application/json");
+  EXPECT_EQ(res->status, 401);
+  // A signature over another body does not carry over.
+  AuthTag other = auth.Sign(HttpAuthMessage("POST", "/register", "{}"));
+  res = c.Post("/register", {{kAuthHeader, other.ToString()}}, body, "application/json");
+  EXPECT_EQ(res->status, 401);
 }
 
 TEST_F(BootstrapServerTest, SameAddressTwiceIsOk) {

@@ -180,6 +180,25 @@ done
 [[ $(metric 'ferry_request_success_total{finished_reason="abort"}') -ge 1 ]] || fail "no abort counted"
 pass "disconnect mid-stream frees the KV blocks"
 
+# Hostile bodies: 100,000 nested brackets (used to overflow the stack and kill serve), a
+# 5 MB prompt (refused before it is tokenized), min_tokens above max_tokens. Each is a 400
+# and the server keeps serving.
+python3 -c "print('{\"prompt\":' + '[' * 100000 + ']' * 100000 + '}')" >"$TMP/deep.json"
+code=$(curl -s -o "$TMP/deep.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+  --max-time 30 --data-binary @"$TMP/deep.json" "$URL/v1/completions")
+[[ $code == 400 ]] || fail "deeply nested body: HTTP $code"
+python3 -c "import json; print(json.dumps({'prompt': 'a' * 5000000, 'max_tokens': 1}))" >"$TMP/huge.json"
+start=$(date +%s%N)
+code=$(curl -s -o "$TMP/huge.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+  --max-time 30 --data-binary @"$TMP/huge.json" "$URL/v1/completions")
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+[[ $code == 400 ]] || fail "5 MB prompt: HTTP $code $(head -c 300 "$TMP/huge.out")"
+(( ms < 2000 )) || fail "5 MB prompt took $ms ms to refuse"
+code=$(post /v1/completions '{"prompt":"x","max_tokens":2,"min_tokens":5}' "$TMP/mt.out")
+[[ $code == 400 ]] || fail "min_tokens > max_tokens: HTTP $code"
+curl -sf "$URL/health" >/dev/null || fail "server died after hostile bodies"
+pass "hostile bodies answered 400 (5 MB prompt in $ms ms), server alive"
+
 curl -sf "$URL/metrics" >"$TMP/metrics.txt" || fail "/metrics"
 for name in ferry_num_requests_running ferry_num_requests_waiting ferry_kv_blocks_used \
   ferry_kv_blocks_total ferry_prompt_tokens_total ferry_generation_tokens_total \

@@ -3,6 +3,7 @@
 // cross-check against that script, round trips and special tokens.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -78,6 +79,19 @@ TEST_F(TokenizerTest, IdsEqualPythonReferenceOnCorpusSlicesAndRandomText) {
     EXPECT_EQ(tok_->Encode(strings[i]), ref[i]["ids"].get<std::vector<int32_t>>())
         << nlohmann::json(strings[i]).dump();
   }
+}
+
+TEST_F(TokenizerTest, OneHugeWordTokenizesInLinearithmicTime) {
+  // A pasted megabyte without spaces is one pre-tokenized word; merging it pair by pair
+  // with a rescan per merge took quadratic time (hours for a few MB).
+  std::string word;
+  for (int i = 0; i < 200000; ++i) word += "thequick"[i % 8];
+  auto start = std::chrono::steady_clock::now();
+  auto ids = tok_->Encode(word);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_EQ(tok_->Decode(ids), word);
+  EXPECT_LT(ids.size(), word.size());
+  EXPECT_GT(tok_->max_token_bytes(), 1u);
 }
 
 TEST_F(TokenizerTest, RoundTripsText) {

@@ -136,6 +136,25 @@ TEST_F(OpenAiServerTest, ErrorsAreOpenAiShaped) {
   EXPECT_EQ(json::parse(too_long->body)["error"]["param"], "prompt");
 }
 
+TEST_F(OpenAiServerTest, DeeplyNestedBodyIs400AndServerSurvives) {
+  // 100,000 nested brackets (200 KB) used to overflow the stack and crash serve.
+  std::string deep = R"({"prompt":)" + std::string(100000, '[') + std::string(100000, ']') + "}";
+  auto res = Post("/v1/completions", deep);
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_NE(res->body.find("nested deeper"), std::string::npos) << res->body;
+  auto ok = Post("/v1/completions", R"({"prompt":"abc","max_tokens":2})");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+}
+
+TEST_F(OpenAiServerTest, MinTokensAboveMaxTokensIs400) {
+  auto res = Post("/v1/completions", R"({"prompt":"abc","max_tokens":2,"min_tokens":3})");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 400);
+  EXPECT_EQ(json::parse(res->body)["error"]["param"], "min_tokens");
+}
+
 TEST_F(OpenAiServerTest, ModelsHealthMetrics) {
   auto models = client_->Get("/v1/models");
   ASSERT_TRUE(models);
