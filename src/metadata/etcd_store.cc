@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/json_limits.h"
 #include "metadata/internal/base64.h"
 #include "metadata/internal/http_call.h"
 
@@ -22,21 +23,21 @@ std::string Snippet(const std::string& body) {
 
 // Parses a reply body that must be a JSON object. Errors: Unavailable naming the request.
 Result<json> ParseObject(const std::string& body, const std::string& what) {
-  json j = json::parse(body, /*cb=*/nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object()) {
+  auto j = ParseJson(body, {.max_bytes = 2 * kMaxValueBytes + 4096, .max_depth = 8});
+  if (!j.ok() || !j->is_object()) {
     return UnavailableError(what + ": the reply is not etcd's JSON ('" + Snippet(body) +
                             "'); is this an etcd v3.4+ client URL?");
   }
-  return j;
+  return std::move(*j);
 }
 
 // Maps a non-200 gateway reply: etcd puts the gRPC code (same numbers as StatusCode) and
 // a message in the body; fall back to the HTTP status.
 Status StatusFromEtcdError(const httplib::Response& reply, const std::string& what) {
-  json j = json::parse(reply.body, nullptr, false);
+  json j = ParseJson(reply.body, {.max_bytes = 1 << 20, .max_depth = 8}).value_or(json());
   std::string message = Snippet(reply.body);
   int code = 0;
-  if (!j.is_discarded() && j.is_object()) {
+  if (j.is_object()) {
     auto m = j.find("message");
     if (m != j.end() && m->is_string()) message = m->get<std::string>();
     auto c = j.find("code");
@@ -97,7 +98,25 @@ Result<std::string> EtcdMetadataStore::Post(const std::string& api_path,
     auto cap = deadline.IsInfinite() ? std::chrono::nanoseconds(std::chrono::seconds(5))
                                      : deadline.Remaining() / static_cast<int64_t>(n - i);
     internal::ApplyDeadline(client, deadline, cap);
-    auto res = client.Post(api_path, json_body, "application/json");
+    // A reply is base64 of at most one value plus a little JSON: read no more than that.
+    std::string reply;
+    bool too_big = false;
+    httplib::Request req;
+    req.method = "POST";
+    req.path = api_path;
+    req.body = json_body;
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char* data, size_t len, uint64_t, uint64_t) {
+      if (reply.size() + len > 2 * kMaxValueBytes + 4096) {
+        too_big = true;
+        return false;
+      }
+      reply.append(data, len);
+      return true;
+    };
+    auto res = client.send(req);
+    if (too_big) return ResourceExhaustedError(what + ": etcd's reply is too large");
+    if (res) res->body = std::move(reply);
     if (!res) {
       if (internal::IsConnectFailure(res.error()) && !internal::NearlyExpired(deadline)) {
         if (!failures.empty()) failures += "; ";

@@ -27,7 +27,8 @@ Status ExpiredBeforeStart(const std::string& what) {
 
 }  // namespace
 
-Result<std::unique_ptr<HttpMetadataStore>> HttpMetadataStore::Create(const std::string& url) {
+Result<std::unique_ptr<HttpMetadataStore>> HttpMetadataStore::Create(const std::string& url,
+                                                                     const std::string& secret) {
   if (url.compare(0, kScheme.size(), kScheme) != 0) {
     return InvalidArgumentError("bad metadata URL '" + url +
                                 "': expected http://host:port/path (https is not supported)");
@@ -43,45 +44,77 @@ Result<std::unique_ptr<HttpMetadataStore>> HttpMetadataStore::Create(const std::
   auto server = ParseHostPort(authority, /*default_port=*/80);
   if (!server.ok()) return server.status().WithContext("bad metadata URL '" + url + "'");
   return std::unique_ptr<HttpMetadataStore>(
-      new HttpMetadataStore(url, std::move(server).value(), std::move(path)));
+      new HttpMetadataStore(url, std::move(server).value(), std::move(path), secret));
 }
 
 std::string HttpMetadataStore::Target(const std::string& key) const {
   return path_ + "?key=" + internal::PercentEncode(key);
 }
 
-Status HttpMetadataStore::Put(const std::string& key, const std::string& value, Deadline deadline) {
-  const std::string what = "PUT " + url_ + " key '" + key + "'";
+Result<httplib::Response> HttpMetadataStore::Call(const std::string& method,
+                                                  const std::string& target,
+                                                  const std::string& body, Deadline deadline,
+                                                  const std::string& what) {
   if (deadline.Expired()) return ExpiredBeforeStart(what);
   httplib::Client client(server_.host, server_.port);
   ApplyDeadline(client, deadline);
-  auto res = client.Put(Target(key), value, "application/json");
+  httplib::Request req;
+  req.method = method;
+  req.path = target;
+  req.body = body;
+  if (!body.empty()) req.set_header("Content-Type", "application/json");
+  AuthTag tag = auth_.Sign(HttpAuthMessage(method, target, body));
+  if (auth_.enabled()) req.set_header(kAuthHeader, tag.ToString());
+  std::string reply;
+  bool too_big = false;
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    if (reply.size() + n > kMaxValueBytes) {
+      too_big = true;
+      return false;
+    }
+    reply.append(data, n);
+    return !deadline.Expired();
+  };
+  auto res = client.send(req);
+  if (too_big) {
+    return ResourceExhaustedError(what + ": the reply is larger than " +
+                                  std::to_string(kMaxValueBytes) + " bytes");
+  }
   if (!res) return StatusFromHttpError(res.error(), deadline, what);
-  if (res->status == 200 || res->status == 201 || res->status == 204) return OkStatus();
-  return StatusFromHttpReply(*res, what);
+  httplib::Response out = *res;
+  out.body = std::move(reply);
+  if (out.status == 401 && auth_.enabled()) {
+    return PermissionDeniedError(what + ": the metadata server refused our authentication (" +
+                                 out.body.substr(0, 200) +
+                                 "); does it run with the same secret (--secret)?");
+  }
+  return out;
+}
+
+Status HttpMetadataStore::Put(const std::string& key, const std::string& value, Deadline deadline) {
+  const std::string what = "PUT " + url_ + " key '" + key + "'";
+  if (value.size() > kMaxValueBytes) {
+    return InvalidArgumentError(what + ": the value is larger than " +
+                                std::to_string(kMaxValueBytes) + " bytes");
+  }
+  FERRY_ASSIGN_OR_RETURN(httplib::Response res, Call("PUT", Target(key), value, deadline, what));
+  if (res.status == 200 || res.status == 201 || res.status == 204) return OkStatus();
+  return StatusFromHttpReply(res, what);
 }
 
 Result<std::string> HttpMetadataStore::Get(const std::string& key, Deadline deadline) {
   const std::string what = "GET " + url_ + " key '" + key + "'";
-  if (deadline.Expired()) return ExpiredBeforeStart(what);
-  httplib::Client client(server_.host, server_.port);
-  ApplyDeadline(client, deadline);
-  auto res = client.Get(Target(key), internal::DeadlineProgress(deadline));
-  if (!res) return StatusFromHttpError(res.error(), deadline, what);
-  if (res->status == 200) return std::move(res->body);
-  if (res->status == 404) return NotFoundError("no metadata under key '" + key + "' at " + url_);
-  return StatusFromHttpReply(*res, what);
+  FERRY_ASSIGN_OR_RETURN(httplib::Response res, Call("GET", Target(key), "", deadline, what));
+  if (res.status == 200) return std::move(res.body);
+  if (res.status == 404) return NotFoundError("no metadata under key '" + key + "' at " + url_);
+  return StatusFromHttpReply(res, what);
 }
 
 Status HttpMetadataStore::Delete(const std::string& key, Deadline deadline) {
   const std::string what = "DELETE " + url_ + " key '" + key + "'";
-  if (deadline.Expired()) return ExpiredBeforeStart(what);
-  httplib::Client client(server_.host, server_.port);
-  ApplyDeadline(client, deadline);
-  auto res = client.Delete(Target(key));
-  if (!res) return StatusFromHttpError(res.error(), deadline, what);
-  if (res->status == 200 || res->status == 204 || res->status == 404) return OkStatus();
-  return StatusFromHttpReply(*res, what);
+  FERRY_ASSIGN_OR_RETURN(httplib::Response res, Call("DELETE", Target(key), "", deadline, what));
+  if (res.status == 200 || res.status == 204 || res.status == 404) return OkStatus();
+  return StatusFromHttpReply(res, what);
 }
 
 }  // namespace ferry::metadata

@@ -12,13 +12,19 @@
 //
 // Each call opens one connection, bounded by its deadline, and closes it: metadata
 // traffic is control-plane and rare, and this keeps calls from different threads
-// independent. Thread-safe.
+// independent. With a secret every request carries an X-Ferry-Auth tag (message_auth.h,
+// channel "metadata"), which `ferry metadata-server --secret` requires; replies are not
+// authenticated here because what is stored authenticates itself (the transfer engine
+// signs its descriptors). Replies over kMaxValueBytes fail. Thread-safe.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include <httplib.h>
+
 #include "common/host_port.h"
+#include "common/message_auth.h"
 #include "metadata/metadata_store.h"
 
 namespace ferry::metadata {
@@ -28,7 +34,8 @@ class HttpMetadataStore final : public MetadataStore {
   // `url` is "http://host:port[/path]"; the port defaults to 80 and the path to "/" (as a
   // plain curl request to the URL would). Errors: InvalidArgument for another scheme, a
   // malformed host:port, or a path with '?' or '#'. Contacts nothing.
-  static Result<std::unique_ptr<HttpMetadataStore>> Create(const std::string& url);
+  static Result<std::unique_ptr<HttpMetadataStore>> Create(const std::string& url,
+                                                           const std::string& secret = "");
 
   // Errors: Unavailable (refused, reset, HTTP 5xx), DeadlineExceeded, Internal for an
   // unexpected HTTP status.
@@ -41,15 +48,23 @@ class HttpMetadataStore final : public MetadataStore {
   std::string Describe() const override { return url_; }
 
  private:
-  HttpMetadataStore(std::string url, HostPort server, std::string path)
-      : url_(std::move(url)), server_(std::move(server)), path_(std::move(path)) {}
+  HttpMetadataStore(std::string url, HostPort server, std::string path, const std::string& secret)
+      : url_(std::move(url)),
+        server_(std::move(server)),
+        path_(std::move(path)),
+        auth_(secret, "metadata") {}
 
   // "<path>?key=<percent-encoded key>".
   std::string Target(const std::string& key) const;
+  // Sends one request (signed with a secret), reading at most kMaxValueBytes of reply.
+  Result<httplib::Response> Call(const std::string& method, const std::string& target,
+                                 const std::string& body, Deadline deadline,
+                                 const std::string& what);
 
   const std::string url_;
   const HostPort server_;
   const std::string path_;
+  MessageAuth auth_;
 };
 
 }  // namespace ferry::metadata

@@ -12,7 +12,8 @@ constexpr char kAcceptedForms[] =
 
 }  // namespace
 
-Result<std::unique_ptr<MetadataStore>> MetadataStore::Create(const std::string& connection) {
+Result<std::unique_ptr<MetadataStore>> MetadataStore::Create(const std::string& connection,
+                                                             const std::string& secret) {
   if (connection == "P2PHANDSHAKE") {
     return InvalidArgumentError(
         "'P2PHANDSHAKE' is not a metadata store: the transfer engine exchanges segment "
@@ -40,7 +41,7 @@ Result<std::unique_ptr<MetadataStore>> MetadataStore::Create(const std::string& 
   }
   const std::string scheme = connection.substr(0, scheme_end);
   if (scheme == "http") {
-    FERRY_ASSIGN_OR_RETURN(auto store, HttpMetadataStore::Create(connection));
+    FERRY_ASSIGN_OR_RETURN(auto store, HttpMetadataStore::Create(connection, secret));
     return std::unique_ptr<MetadataStore>(std::move(store));
   }
   if (scheme == "etcd") {

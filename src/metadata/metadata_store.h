@@ -12,7 +12,8 @@
 //   "host:port"                 same as etcd:// (what the reference accepts)
 // "P2PHANDSHAKE" is not a store: the engine asks peers directly; Create rejects it.
 //
-// Thread safety: all methods are thread-safe. Every call takes a deadline.
+// Thread safety: all methods are thread-safe. Every call takes a deadline, and no reply
+// is read past kMaxValueBytes.
 #pragma once
 
 #include <memory>
@@ -27,8 +28,11 @@ class MetadataStore {
  public:
   virtual ~MetadataStore() = default;
 
+  // `secret`: the deployment's shared secret; an http:// store then signs every request
+  // for a `ferry metadata-server --secret` (and checks its replies). Default: "" (none).
   // Errors: InvalidArgument for an unknown scheme or malformed address.
-  static Result<std::unique_ptr<MetadataStore>> Create(const std::string& connection);
+  static Result<std::unique_ptr<MetadataStore>> Create(const std::string& connection,
+                                                       const std::string& secret = "");
 
   // Stores value under key, replacing any. Errors: Unavailable / DeadlineExceeded.
   virtual Status Put(const std::string& key, const std::string& value, Deadline deadline) = 0;
@@ -40,6 +44,9 @@ class MetadataStore {
   // The connection string it was created from.
   virtual std::string Describe() const = 0;
 };
+
+// Largest value stored or read (a reply over it fails the call).
+inline constexpr size_t kMaxValueBytes = 16u << 20;
 
 // Key under which an engine publishes its segment descriptor.
 inline std::string SegmentKey(const std::string& segment_name) {

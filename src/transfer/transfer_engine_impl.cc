@@ -176,7 +176,7 @@ Status TransferEngineImpl::Init() {
   worker_ = std::thread([this] { WorkerLoop(); });
 
   if (!options_.metadata.empty() && options_.metadata != kP2P) {
-    auto store = metadata::MetadataStore::Create(options_.metadata);
+    auto store = metadata::MetadataStore::Create(options_.metadata, options_.secret);
     if (!store.ok()) return store.status().WithContext("metadata '" + options_.metadata + "'");
     store_ = std::move(*store);
     Status s = store_->Put(metadata::SegmentKey(local_name_),
