@@ -76,6 +76,8 @@ Status ApplyConnectorEnvironment(KvConnectorOptions* o) {
                          EnvSeconds("FERRY_KV_LOAD_TIMEOUT", o->kv_load_timeout));
   FERRY_ASSIGN_OR_RETURN(o->transfer_timeout,
                          EnvSeconds("FERRY_KV_TRANSFER_TIMEOUT", o->transfer_timeout));
+  FERRY_ASSIGN_OR_RETURN(o->late_write_guard,
+                         EnvSeconds("FERRY_KV_LATE_WRITE_GUARD", o->late_write_guard));
   if (o->secret.empty()) o->secret = SecretFromEnvironment();
   if (const char* list = std::getenv("FERRY_KV_ALLOWED_BOOTSTRAP"); list != nullptr && *list) {
     std::string_view rest = list;
@@ -246,47 +248,60 @@ Status KvConnectorImpl::RegisterWithBootstrap() {
   std::string last_error;
   for (int attempt = 0; attempt < 3; ++attempt) {
     if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(250 << attempt));
-    Status reply_auth;
-    auto res = AuthenticatedCall(client, "POST", "/register", body.dump(), &reply_auth);
-    if (res && res->status == 200 && !reply_auth.ok()) return reply_auth;
-    if (res && res->status == 200) {
+    auto res = AuthenticatedCall(client, "POST", "/register", body.dump());
+    if (!res.ok() && res.status().code() == StatusCode::kPermissionDenied) return res.status();
+    if (res.ok() && res->status == 200) {
       FERRY_LOG_INFO("connector: registered side channel {} with bootstrap {}",
                      side_channel_->endpoint(), bootstrap_addr_);
       return OkStatus();
     }
-    if (res && res->status == 400) {
+    if (res.ok() && res->status == 400) {
       return InvalidArgumentError("bootstrap server " + bootstrap_addr_ +
                                   " refused the registration: " + res->body);
     }
-    last_error = res ? "HTTP " + std::to_string(res->status) : httplib::to_string(res.error());
+    last_error = res.ok() ? "HTTP " + std::to_string(res->status) : res.status().message();
   }
   return UnavailableError("cannot register with bootstrap server " + bootstrap_addr_ +
                           " after 3 tries: " + last_error);
 }
 
-httplib::Result KvConnectorImpl::AuthenticatedCall(httplib::Client& client,
-                                                   const std::string& method,
-                                                   const std::string& target,
-                                                   const std::string& body, Status* reply_auth) {
-  httplib::Headers headers;
+Result<httplib::Response> KvConnectorImpl::AuthenticatedCall(httplib::Client& client,
+                                                             const std::string& method,
+                                                             const std::string& target,
+                                                             const std::string& body) {
+  httplib::Request req;
+  req.method = method;
+  req.path = target;
+  req.body = body;
+  if (!body.empty()) req.set_header("Content-Type", "application/json");
   AuthTag tag = bootstrap_auth_.Sign(HttpAuthMessage(method, target, body));
-  if (bootstrap_auth_.enabled()) headers.emplace(kAuthHeader, tag.ToString());
-  httplib::Result res = method == "POST"
-                            ? client.Post(target.c_str(), headers, body, "application/json")
-                            : client.Get(target.c_str(), headers);
-  *reply_auth = OkStatus();
-  if (res && bootstrap_auth_.enabled()) {
-    *reply_auth = bootstrap_auth_.VerifyReply(
-        tag.nonce, HttpAuthMessage(std::to_string(res->status), "", res->body),
-        res->get_header_value(kAuthReplyHeader));
-    if (!reply_auth->ok()) {
+  if (bootstrap_auth_.enabled()) req.set_header(kAuthHeader, tag.ToString());
+  // A bootstrap table is a few hundred bytes per rank: a reply over 1 MiB is refused.
+  constexpr size_t kMaxReply = 1u << 20;
+  std::string reply;
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    if (reply.size() + n > kMaxReply) return false;
+    reply.append(data, n);
+    return true;
+  };
+  auto res = client.send(req);
+  if (!res) {
+    return UnavailableError("bootstrap server unreachable for " + method + " " + target + ": " +
+                            httplib::to_string(res.error()));
+  }
+  httplib::Response out = *res;
+  out.body = std::move(reply);
+  if (bootstrap_auth_.enabled()) {
+    Status ok = bootstrap_auth_.VerifyReply(
+        tag.nonce, HttpAuthMessage(std::to_string(out.status), "", out.body),
+        out.get_header_value(kAuthReplyHeader));
+    if (!ok.ok()) {
       metrics_.unauthenticated++;
-      *reply_auth = reply_auth->WithContext(
-          "bootstrap server reply to " + method + " " + target +
-          " (does the bootstrap server run with the same FERRY_KV_SECRET?)");
+      return ok.WithContext("bootstrap server reply to " + method + " " + target +
+                            " (does the bootstrap server run with the same FERRY_KV_SECRET?)");
     }
   }
-  return res;
+  return out;
 }
 
 Status KvConnectorImpl::ExpectProducerRequest(const std::string& request_id,

@@ -68,6 +68,11 @@ struct KvConnectorOptions {
   // once. Default: 4096.
   size_t max_waiting_pulls = 4096;
   engine::KvLoadFailurePolicy failure_policy = engine::KvLoadFailurePolicy::kRecompute;
+  // After a consumer's load fails, how long writes of that transfer may still land in its
+  // blocks: data a dead prefill's kernel had sent, frames a paused one resumes, slices
+  // whose transfer_timeout has not run out. The blocks are held that long
+  // (FERRY_KV_LATE_WRITE_GUARD seconds). Default: 60 s.
+  std::chrono::milliseconds late_write_guard{60000};
   std::string engine_id;  // Default: "" (a random id)
   // The deployment's shared secret (FERRY_KV_SECRET or kv_connector_extra_config.secret):
   // authenticates the transfer engine's connections, every side-channel message and every
@@ -86,7 +91,8 @@ struct KvConnectorOptions {
 
 // Reads VLLM_MOONCAKE_BOOTSTRAP_PORT, VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT,
 // VLLM_MOONCAKE_CONNECTOR_TIMEOUT, FERRY_KV_LOAD_FAILURE_POLICY (recompute|fail),
-// FERRY_KV_LOAD_TIMEOUT, FERRY_KV_TRANSFER_TIMEOUT (seconds), FERRY_KV_SECRET (unless
+// FERRY_KV_LOAD_TIMEOUT, FERRY_KV_TRANSFER_TIMEOUT, FERRY_KV_LATE_WRITE_GUARD (seconds),
+// FERRY_KV_SECRET (unless
 // options->secret is set already) and FERRY_KV_ALLOWED_BOOTSTRAP (added to the list) into
 // `options`. Errors: InvalidArgument naming the variable and its bad value.
 Status ApplyConnectorEnvironment(KvConnectorOptions* options);
@@ -96,9 +102,12 @@ class KvEngineControl {
  public:
   virtual ~KvEngineControl() = default;
   virtual void ReleaseKeptBlocks(const std::string& request_id) = 0;
-  // OK: the remote KV is in place. Error: apply `policy`.
+  // OK: the remote KV is in place. Error: apply `policy`; writes of the failed transfer
+  // may still land in the request's blocks for `hold_blocks`, so the engine must not give
+  // them to other content before then.
   virtual void FinishRemoteKv(const std::string& request_id, const Status& status,
-                              engine::KvLoadFailurePolicy policy) = 0;
+                              engine::KvLoadFailurePolicy policy,
+                              std::chrono::milliseconds hold_blocks) = 0;
 };
 
 // Where a consumer request's KV comes from (its kv_transfer_params).

@@ -57,7 +57,7 @@ void KvConnectorImpl::OnRemoteKvNeeded(const std::string& request_id,
     if (control_) {
       control_->FinishRemoteKv(request_id,
                                FailedPreconditionError("no remote KV source for " + request_id),
-                               options_.failure_policy);
+                               options_.failure_policy, std::chrono::milliseconds(0));
     }
     return;
   }
@@ -77,7 +77,10 @@ void KvConnectorImpl::FinishPull(const std::string& request_id, const RemoteKvSo
     FERRY_LOG_WARN("connector: remote KV for {} ({}) failed: {}", request_id, source.transfer_id,
                    s.ToString());
   }
-  if (control_) control_->FinishRemoteKv(request_id, s, options_.failure_policy);
+  // A failed pull may still see writes arrive (see late_write_guard); a pull that never
+  // reached a prefill worker cannot.
+  const auto hold = s.ok() ? std::chrono::milliseconds(0) : options_.late_write_guard;
+  if (control_) control_->FinishRemoteKv(request_id, s, options_.failure_policy, hold);
 }
 
 void KvConnectorImpl::Pull(const std::string& request_id, const RemoteKvSource& source,
@@ -179,21 +182,16 @@ Result<std::string> KvConnectorImpl::ResolveWorker(const RemoteKvSource& source)
     if (stopping_) return AbortedError("connector is stopping");
     bootstrap_calls_.insert(&client);
   }
-  Status reply_auth;
-  auto res = AuthenticatedCall(client, "GET", "/query", "", &reply_auth);
+  auto res = AuthenticatedCall(client, "GET", "/query", "");
   {
     std::lock_guard lock(mu_);
     bootstrap_calls_.erase(&client);
   }
-  if (!res) {
-    return UnavailableError("bootstrap server " + source.bootstrap_addr +
-                            " unreachable: " + httplib::to_string(res.error()));
-  }
+  if (!res.ok()) return res.status().WithContext(source.bootstrap_addr);
   if (res->status != 200) {
     return UnavailableError("bootstrap server " + source.bootstrap_addr + " answered HTTP " +
                             std::to_string(res->status));
   }
-  FERRY_RETURN_IF_ERROR(reply_auth);
   FERRY_ASSIGN_OR_RETURN(BootstrapTable table, BootstrapTableFromJson(res->body));
   auto dp = table.find(0);
   if (dp == table.end() || dp->second.worker_addr.count(0) == 0 ||

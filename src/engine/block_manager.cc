@@ -161,6 +161,10 @@ void BlockManager::ReleaseBlocks(std::span<const BlockId> blocks) {
   for (auto it = blocks.rbegin(); it != blocks.rend(); ++it) DropRef(*it);
 }
 
+void BlockManager::RetainBlocks(std::span<const BlockId> blocks) {
+  for (BlockId b : blocks) AddRef(b);
+}
+
 const std::vector<BlockId>* BlockManager::BlockTable(SeqId seq) const {
   auto it = seqs_.find(seq);
   return it == seqs_.end() ? nullptr : &it->second.table;

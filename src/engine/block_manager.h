@@ -89,6 +89,9 @@ class BlockManager {
   // must give them back with ReleaseBlocks. Unknown seq: empty.
   std::vector<BlockId> DetachSequence(SeqId seq);
   void ReleaseBlocks(std::span<const BlockId> blocks);
+  // Takes one more reference on each of `blocks` (allocated ones): they stay out of the
+  // free list until ReleaseBlocks gives the references back.
+  void RetainBlocks(std::span<const BlockId> blocks);
 
   // Block table of `seq` (physical block of token t is table[t / block_size]), or null.
   // The pointer is valid until the next non-const call.

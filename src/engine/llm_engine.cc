@@ -135,21 +135,44 @@ void LlmEngine::ReleaseKeptBlocks(const std::string& request_id) {
   cv_.notify_all();
 }
 
-void LlmEngine::NotifyRemoteKvLoaded(const std::string& request_id, bool ok) {
+void LlmEngine::NotifyRemoteKvLoaded(const std::string& request_id, bool ok,
+                                     std::chrono::milliseconds hold_blocks) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    remote_loaded_.emplace_back(request_id, ok);
+    remote_loaded_.push_back({request_id, ok, OkStatus(), hold_blocks});
   }
   cv_.notify_all();
 }
 
-void LlmEngine::FailRemoteKv(const std::string& request_id, Status error) {
+void LlmEngine::FailRemoteKv(const std::string& request_id, Status error,
+                             std::chrono::milliseconds hold_blocks) {
   if (error.ok()) error = UnavailableError("remote KV could not be loaded");
   {
     std::lock_guard<std::mutex> lock(mu_);
-    remote_failed_.emplace_back(request_id, std::move(error));
+    remote_failed_.push_back({request_id, false, std::move(error), hold_blocks});
   }
   cv_.notify_all();
+}
+
+void LlmEngine::HoldBlocks(SeqId seq, std::chrono::milliseconds hold) {
+  if (hold.count() <= 0) return;
+  const std::vector<BlockId>* table = blocks_->BlockTable(seq);
+  if (table == nullptr || table->empty()) return;
+  blocks_->RetainBlocks(*table);
+  held_blocks_.emplace_back(SteadyClock::now() + hold, *table);
+}
+
+void LlmEngine::ReleaseExpiredHolds() {
+  if (held_blocks_.empty()) return;
+  const auto now = SteadyClock::now();
+  for (auto it = held_blocks_.begin(); it != held_blocks_.end();) {
+    if (it->first <= now) {
+      blocks_->ReleaseBlocks(it->second);
+      it = held_blocks_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 EngineStats LlmEngine::Stats() const {
@@ -179,20 +202,24 @@ void LlmEngine::DrainInbox() {
     kept_blocks_.erase(it);
   }
   releases_.clear();
-  for (const auto& [rid, ok] : remote_loaded_) {
-    auto it = by_request_id_.find(rid);
+  for (const RemoteKvOutcome& r : remote_loaded_) {
+    auto it = by_request_id_.find(r.request_id);
     if (it == by_request_id_.end()) continue;
-    Status st = scheduler_->OnRemoteKvLoaded(it->second, ok);
-    if (!st.ok()) FERRY_LOG_WARN("remote KV for request {}: {}", rid, st.ToString());
+    if (!r.ok) HoldBlocks(it->second, r.hold);  // recomputed in place, never reused early
+    Status st = scheduler_->OnRemoteKvLoaded(it->second, r.ok);
+    if (!st.ok()) FERRY_LOG_WARN("remote KV for request {}: {}", r.request_id, st.ToString());
   }
   remote_loaded_.clear();
-  for (auto& [rid, error] : remote_failed_) {
-    auto it = by_request_id_.find(rid);
+  for (RemoteKvOutcome& r : remote_failed_) {
+    auto it = by_request_id_.find(r.request_id);
     if (it == by_request_id_.end()) continue;
     Sequence* seq = scheduler_->Find(it->second);
-    if (seq != nullptr) Finish(seq, "abort", std::move(error), {});
+    if (seq == nullptr) continue;
+    HoldBlocks(it->second, r.hold);
+    Finish(seq, "abort", std::move(r.error), {});
   }
   remote_failed_.clear();
+  ReleaseExpiredHolds();
 }
 
 void LlmEngine::Loop() {
@@ -224,6 +251,8 @@ void LlmEngine::Loop() {
     }
     for (auto& [rid, blocks] : kept_blocks_) blocks_->ReleaseBlocks(blocks);
     kept_blocks_.clear();
+    for (auto& [until, blocks] : held_blocks_) blocks_->ReleaseBlocks(blocks);
+    held_blocks_.clear();
     PublishStats();
     alive_ = false;
   }
@@ -372,6 +401,10 @@ void LlmEngine::PublishStats() {
   stats_.num_waiting = scheduler_->num_waiting() + static_cast<int32_t>(inbox_.size());
   stats_.kv_blocks_used = blocks_->num_used_blocks();
   stats_.kv_blocks_total = blocks_->num_blocks();
+  stats_.kv_blocks_held = 0;
+  for (const auto& [until, blocks] : held_blocks_) {
+    stats_.kv_blocks_held += static_cast<int32_t>(blocks.size());
+  }
   stats_.prompt_tokens_total = prompt_tokens_total_;
   stats_.generation_tokens_total = generation_tokens_total_;
   stats_.prefix_cache_hit_tokens = prefix_hit_tokens_;

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -32,6 +33,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/deadline.h"
 #include "engine/block_manager.h"
 #include "engine/kv_cache.h"
 #include "engine/model.h"
@@ -83,6 +85,7 @@ struct EngineStats {
   int32_t num_waiting = 0;
   int32_t kv_blocks_used = 0;
   int32_t kv_blocks_total = 0;
+  int32_t kv_blocks_held = 0;           // blocks held after failed remote loads
   int64_t prompt_tokens_total = 0;      // prompt tokens of admitted requests
   int64_t generation_tokens_total = 0;  // sampled tokens
   int64_t prefix_cache_hit_tokens = 0;  // prompt tokens found in the prefix cache
@@ -120,10 +123,16 @@ class LlmEngine {
   // Connector hook: the prompt KV of a request waiting for remote KV has been written into
   // its blocks (ok: all prompt tokens but the last count as computed) or could not be
   // (!ok: the engine computes the prompt itself). Unknown ids are ignored.
-  void NotifyRemoteKvLoaded(const std::string& request_id, bool ok);
+  // `hold_blocks` (only meaningful with !ok): writes of the failed transfer may still land
+  // in the request's blocks for this long, so they are not given to any other content
+  // before then (the request's own recompute writes the same KV into them).
+  void NotifyRemoteKvLoaded(const std::string& request_id, bool ok,
+                            std::chrono::milliseconds hold_blocks = std::chrono::milliseconds(0));
   // Connector hook: remote KV for a waiting request cannot be had and the request must not
-  // be recomputed (the `fail` policy): it finishes with "abort" and `error`.
-  void FailRemoteKv(const std::string& request_id, Status error);
+  // be recomputed (the `fail` policy): it finishes with "abort" and `error`; its blocks are
+  // held for `hold_blocks` as above.
+  void FailRemoteKv(const std::string& request_id, Status error,
+                    std::chrono::milliseconds hold_blocks = std::chrono::milliseconds(0));
 
   EngineStats Stats() const;
   int32_t max_model_len() const { return max_model_len_; }
@@ -137,6 +146,10 @@ class LlmEngine {
             const EngineOptions& options, int32_t max_model_len);
   void Loop();
   void DrainInbox();  // REQUIRES(mu_)
+  // Holds the blocks of request `seq` for `hold` (a failed remote load's late writes).
+  void HoldBlocks(SeqId seq, std::chrono::milliseconds hold);
+  // Releases holds whose time has come.
+  void ReleaseExpiredHolds();
   void Step();
   // Samples after a chunk, checks stop conditions and emits the output.
   void OnTokenSampled(Sequence* seq, int32_t token);
@@ -158,6 +171,8 @@ class LlmEngine {
   // Engine-thread state.
   std::unordered_map<std::string, SeqId> by_request_id_;
   std::unordered_map<std::string, std::vector<BlockId>> kept_blocks_;
+  // Blocks held after a failed remote load, until the time given (engine thread only).
+  std::vector<std::pair<SteadyClock::time_point, std::vector<BlockId>>> held_blocks_;
   SeqId next_seq_id_ = 1;
   std::vector<std::pair<std::shared_ptr<RequestStream>, RequestOutput>> outbox_;
   int64_t prompt_tokens_total_ = 0;
@@ -167,15 +182,21 @@ class LlmEngine {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;                                          // GUARDED_BY(mu_)
-  std::vector<std::unique_ptr<Sequence>> inbox_;               // GUARDED_BY(mu_)
-  std::vector<std::string> aborts_;                            // GUARDED_BY(mu_)
-  std::vector<std::string> releases_;                          // GUARDED_BY(mu_)
-  std::vector<std::pair<std::string, bool>> remote_loaded_;    // GUARDED_BY(mu_)
-  std::vector<std::pair<std::string, Status>> remote_failed_;  // GUARDED_BY(mu_)
-  EngineStats stats_;                                          // GUARDED_BY(mu_)
-  std::mutex in_flight_mu_;                    // acquired after mu_ when both are held
-  std::unordered_set<std::string> in_flight_;  // GUARDED_BY(in_flight_mu_)
+  bool stop_ = false;                             // GUARDED_BY(mu_)
+  std::vector<std::unique_ptr<Sequence>> inbox_;  // GUARDED_BY(mu_)
+  std::vector<std::string> aborts_;               // GUARDED_BY(mu_)
+  std::vector<std::string> releases_;             // GUARDED_BY(mu_)
+  struct RemoteKvOutcome {
+    std::string request_id;
+    bool ok = false;
+    Status error;  // fail policy: the request ends with it
+    std::chrono::milliseconds hold{0};
+  };
+  std::vector<RemoteKvOutcome> remote_loaded_;  // GUARDED_BY(mu_)
+  std::vector<RemoteKvOutcome> remote_failed_;  // GUARDED_BY(mu_)
+  EngineStats stats_;                           // GUARDED_BY(mu_)
+  std::mutex in_flight_mu_;                     // acquired after mu_ when both are held
+  std::unordered_set<std::string> in_flight_;   // GUARDED_BY(in_flight_mu_)
   std::thread thread_;
   std::atomic<bool> alive_{false};
   bool started_ = false;

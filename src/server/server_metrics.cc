@@ -34,6 +34,9 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   waiting_ = gauge("ferry_num_requests_waiting", "Requests waiting to be scheduled.");
   blocks_used_ = gauge("ferry_kv_blocks_used", "KV cache blocks referenced by requests.");
   blocks_total_ = gauge("ferry_kv_blocks_total", "KV cache blocks in the pool.");
+  blocks_held_ = gauge("ferry_kv_blocks_held",
+                       "KV blocks held after a failed remote KV load, until late writes of "
+                       "that transfer can no longer arrive.");
   cache_usage_ = gauge("ferry_kv_cache_usage_ratio", "Fraction of KV blocks in use (0..1).");
   prompt_tokens_ = counter("ferry_prompt_tokens_total", "Prompt tokens of admitted requests.");
   generation_tokens_ = counter("ferry_generation_tokens_total", "Generated tokens.");
@@ -61,6 +64,7 @@ std::string ServerMetrics::Render(const engine::EngineStats& s) {
     waiting_->Set(s.num_waiting);
     blocks_used_->Set(s.kv_blocks_used);
     blocks_total_->Set(s.kv_blocks_total);
+    blocks_held_->Set(s.kv_blocks_held);
     cache_usage_->Set(
         s.kv_blocks_total > 0 ? static_cast<double>(s.kv_blocks_used) / s.kv_blocks_total : 0.0);
     auto add = [](prometheus::Counter* c, int64_t now, int64_t before) {

@@ -48,6 +48,7 @@ class ServerMetrics {
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
   prometheus::Gauge* blocks_used_;
+  prometheus::Gauge* blocks_held_;
   prometheus::Gauge* blocks_total_;
   prometheus::Gauge* cache_usage_;
   prometheus::Counter* prompt_tokens_;

@@ -31,8 +31,8 @@ class RecordingEngine : public KvEngineControl {
     released_.push_back(request_id);
     cv_.notify_all();
   }
-  void FinishRemoteKv(const std::string& request_id, const Status& status,
-                      KvLoadFailurePolicy) override {
+  void FinishRemoteKv(const std::string& request_id, const Status& status, KvLoadFailurePolicy,
+                      std::chrono::milliseconds) override {
     std::lock_guard lock(mu_);
     finished_[request_id] = status;
     cv_.notify_all();

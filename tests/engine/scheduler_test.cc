@@ -344,3 +344,49 @@ TEST(LlmEngineHooksTest, RemoteKvAndKeptBlocks) {
 
 }  // namespace
 }  // namespace ferry::engine
+
+namespace ferry::engine {
+namespace {
+
+// A failed remote load's blocks are held for a while: a late write of that transfer (data
+// a dead prefill's kernel still delivers, a paused one resuming) must never land in blocks
+// that meanwhile hold another prompt's KV.
+TEST(LlmEngineHooksTest, FailedRemoteLoadHoldsItsBlocksForTheGuardTime) {
+  LlmEngine* engine_ptr = nullptr;
+  EngineOptions opts{.block_size = 4, .num_kv_blocks = 64};
+  opts.on_waiting_for_remote_kv = [&](const std::string& rid, std::span<const BlockId>, int32_t) {
+    if (rid == "recompute") {
+      engine_ptr->NotifyRemoteKvLoaded(rid, false, std::chrono::milliseconds(400));
+    } else {
+      engine_ptr->FailRemoteKv(rid, UnavailableError("prefill died"),
+                               std::chrono::milliseconds(400));
+    }
+  };
+  auto engine = StartEngine(opts);
+  engine_ptr = engine.get();
+  for (const char* id : {"recompute", "fail"}) {
+    SCOPED_TRACE(id);
+    auto req = Greedy(id, Prompt(13, 5), 3);
+    req.wait_for_remote_kv = true;
+    auto out = Collect(*engine->Submit(req).value());
+    EXPECT_EQ(out.finish_reason, std::string(id) == "fail" ? "abort" : "length");
+    if (std::string(id) == "recompute") {
+      EXPECT_EQ(out.text, Expected(Prompt(13, 5), 3));
+    }
+    // Finished, yet its blocks are still out of the free list ...
+    EngineStats s = engine->Stats();
+    EXPECT_GT(s.kv_blocks_held, 0);
+    EXPECT_GE(s.kv_blocks_used, s.kv_blocks_held);
+    // ... until the guard time has passed.
+    const Deadline d = Deadline::In(std::chrono::seconds(5));
+    while ((engine->Stats().kv_blocks_held != 0 || engine->Stats().kv_blocks_used != 0) &&
+           !d.Expired()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    EXPECT_EQ(engine->Stats().kv_blocks_held, 0);
+    EXPECT_EQ(engine->Stats().kv_blocks_used, 0);
+  }
+}
+
+}  // namespace
+}  // namespace ferry::engine

@@ -152,6 +152,8 @@ int RunServe(const ServeFlags& f) {
     FERRY_LOG_INFO("signal {}: shutting down", static_cast<int>(g_stop_signal));
   (*srv)->Stop();
   (*eng)->Stop();
+  // The connector's threads read the KV cache, which the engine owns: stop them first.
+  connector.Stop();
   return exit_code;
 }
 

@@ -17,13 +17,14 @@ class ServeConnector::EngineControl : public connector::KvEngineControl {
     engine_->ReleaseKeptBlocks(request_id);
   }
   void FinishRemoteKv(const std::string& request_id, const Status& status,
-                      engine::KvLoadFailurePolicy policy) override {
+                      engine::KvLoadFailurePolicy policy,
+                      std::chrono::milliseconds hold_blocks) override {
     if (status.ok()) {
       engine_->NotifyRemoteKvLoaded(request_id, true);
     } else if (policy == engine::KvLoadFailurePolicy::kRecompute) {
-      engine_->NotifyRemoteKvLoaded(request_id, false);  // prefill it here instead
+      engine_->NotifyRemoteKvLoaded(request_id, false, hold_blocks);  // prefill it here
     } else {
-      engine_->FailRemoteKv(request_id, status.WithContext("remote KV load failed"));
+      engine_->FailRemoteKv(request_id, status.WithContext("remote KV load failed"), hold_blocks);
     }
   }
 
@@ -85,6 +86,8 @@ void ServeConnector::InstallEngineHooks(engine::EngineOptions* options) {
     }
   };
 }
+
+void ServeConnector::Stop() { connector_.reset(); }
 
 Status ServeConnector::Start(const server::KvTransferConfig& config, const std::string& serve_host,
                              engine::LlmEngine* engine) {

@@ -35,6 +35,10 @@ class ServeConnector {
   // there is none).
   void InstallServerHooks(server::OpenAiServerOptions* options);
 
+  // Stops the connector (its senders read the engine's KV memory): after the engine's
+  // thread stopped and before the engine is destroyed.
+  void Stop();
+
   connector::KvConnector* connector() const { return connector_.get(); }
 
  private:

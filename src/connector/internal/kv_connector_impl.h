@@ -90,10 +90,11 @@ class KvConnectorImpl final : public KvConnector {
   // Set-up (kv_connector.cc).
   Status StartProducer();
   Status RegisterWithBootstrap();
-  // Sets the auth header of a bootstrap call and checks its reply (kv_connector.cc).
-  httplib::Result AuthenticatedCall(httplib::Client& client, const std::string& method,
-                                    const std::string& target, const std::string& body,
-                                    Status* reply_auth);
+  // One bootstrap call: signed and its reply checked when there is a secret, the reply
+  // read within 1 MiB (kv_connector.cc). Errors: Unavailable (unreachable, reply too
+  // large), PermissionDenied (reply not authenticated).
+  Result<httplib::Response> AuthenticatedCall(httplib::Client& client, const std::string& method,
+                                              const std::string& target, const std::string& body);
 
   // Producer (kv_producer.cc).
   void HandleCall(SideChannelServer::Call call);
