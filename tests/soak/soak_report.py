@@ -28,9 +28,17 @@ def percentile(sorted_values, q):
 
 def chaos_windows(actions):
     """Sorted, merged [(start, end)] of the chaos actions, each from its signal to the
-    deployment's recovery (or, if it never recovered, to the action's end plus a minute)."""
-    spans = sorted((a["t"], a.get("recovered_t") or a.get("done_t", a["t"]) + 60)
-                   for a in actions)
+    deployment's recovery. An action after which the deployment did not become whole
+    lasts until a later action's recovery check passed (or for ever): until then the
+    deployment is not known to be whole, so nothing in between is quiet."""
+    spans = []
+    for i, a in enumerate(actions):
+        end = a.get("recovered_t")
+        if end is None:
+            later = [b["recovered_t"] for b in actions[i + 1:] if b.get("recovered_t")]
+            end = later[0] if later else float("inf")
+        spans.append((a["t"], end))
+    spans.sort()
     merged = []
     for s, e in spans:
         if merged and s <= merged[-1][1]:
@@ -133,9 +141,15 @@ def _ms(v):
 
 
 def overlapping_actions(record, actions):
-    return ["%s %s @%.1fs" % (a["action"], a["target"], a["t"]) for a in actions
-            if record["t_start"] <= (a.get("recovered_t") or a["t"] + 60) and
-            record["t_end"] >= a["t"]]
+    """The actions whose window (chaos_windows, unmerged) the request overlaps."""
+    out = []
+    for i, a in enumerate(actions):
+        end = chaos_windows(actions[i:])[0][1] if a.get("recovered_t") is None else \
+            a["recovered_t"]
+        if record["t_start"] <= end and record["t_end"] >= a["t"]:
+            out.append("%s %s @%.1fs%s" % (a["action"], a["target"], a["t"],
+                                          "" if a.get("recovered") else " (not recovered)"))
+    return out
 
 
 _IDS = ((re.compile(r"xfer-[0-9a-f-]+"), "xfer-ID"), (re.compile(r"soak-c\d+-\d+"), "REQ"),
@@ -230,7 +244,7 @@ def human(result):
                "slower than %.0f s: %d" % (lat["p50"], lat["p99"], lat["max"], lat["n"],
                                           req["slow_threshold_s"], req["slow_correct"]))
     q = req["quiet"]
-    out.append("requests that overlapped no chaos action: " +
+    out.append("quiet requests (no action running, deployment known whole): " +
                ", ".join("%s %d" % (o, q[o]) for o in OUTCOMES))
     for message, count in req["messages"]:
         out.append("  %6d  %s" % (count, message))
