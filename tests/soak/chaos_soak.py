@@ -119,6 +119,9 @@ def parse_args(argv):
                     help="the proxy's --health-interval (default 0.5)")
     ap.add_argument("--load-failure-policy", default="recompute", choices=("recompute", "fail"),
                     help="FERRY_KV_LOAD_FAILURE_POLICY of the decoders")
+    ap.add_argument("--stacks", action="store_true",
+                    help="at the first hang (or failed recovery) save gdb stack traces of "
+                    "every process to the workdir (gdb takes ~30 s here, the run goes on)")
     ap.add_argument("--slow", type=float, default=10,
                     help="count correct answers slower than this many seconds (default 10)")
     ap.add_argument("--workdir", help="keep model, logs and records here (default: a "
@@ -158,6 +161,9 @@ class Soak:
         self.harness_errors = 0  # GUARDED_BY(_lock)
         self.interrupted = False
         self._last_progress = 0.0
+        self.hang_seen = threading.Event()
+        self.stack_files = []
+        self.stack_captures = 0
         self._chaos_log = open(os.path.join(workdir, "chaos.log"), "w")
 
     def now(self):
@@ -236,6 +242,8 @@ class Soak:
                    "t_start": round(t_start, 3), "t_end": round(t_end, 3),
                    "latency_s": round(t_end - t_start, 4)}
             self.requests.add(rec)
+            if o.outcome == "hung":
+                self.hang_seen.set()
             if o.outcome in ("hung", "wrong"):
                 self.log("%s: %s %s (%s) after %.1fs: %s" % (o.outcome.upper(), rid, spec.id,
                                                            o.kind, t_end - t_start, o.detail))
@@ -277,6 +285,42 @@ class Soak:
             if self.now() - self._last_progress >= 30:
                 self._last_progress = self.now()
                 self.progress()
+            if self.hang_seen.is_set():
+                self.capture_stacks("a request hung")
+
+    def capture_stacks(self, reason):
+        """Once a run (main thread only): saves `gdb thread apply all bt` of every running
+        process of the deployment, all at once, to stacks-NAME.INCARNATION-tT.txt: what a
+        hung or wedged server waits on. The symbols are read before gdb attaches, so each
+        process is stopped for a few seconds only; the run has failed by then anyway."""
+        self.hang_seen.clear()
+        if not self.args.stacks or self.stack_captures >= 1 or not shutil.which("gdb"):
+            return
+        self.stack_captures += 1
+        self.log("saving stack traces (%s)" % reason)
+        jobs = []
+        for p in self.deployment.procs:
+            pid, inc = p.snapshot()
+            if pid is None:
+                continue
+            path = os.path.join(self.workdir, "stacks-%s.%d-t%d.txt" % (p.name, inc, self.now()))
+            out = open(path, "wb")
+            jobs.append((path, out, subprocess.Popen(
+                ["setpriv", "--pdeathsig", "KILL", "--", "gdb", "-batch", "-nx",
+                 "-ex", "file " + self.args.ferry, "-ex", "attach %d" % pid,
+                 "-ex", "thread apply all bt 25", "-ex", "detach"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.base_env, start_new_session=True)))
+        for path, out, g in jobs:
+            try:
+                g.wait(60)
+            except subprocess.TimeoutExpired:
+                g.kill()
+                g.wait()
+                out.write(b"\ngdb did not finish within 60 s\n")
+            out.close()
+            self.stack_files.append(path)
+        self.log("stack traces in %s" % ", ".join(os.path.basename(j[0]) for j in jobs))
 
     # ---- chaos -----------------------------------------------------------------------
     def restart(self, proc, rec):
@@ -342,6 +386,8 @@ class Soak:
         if not ok:
             rec["unhealthy"] = self.deployment.unhealthy()
             self.log("chaos: still not whole: %s" % "; ".join(rec["unhealthy"]))
+            self.capture_stacks("not whole %.0f s after %s %s" % (self.now() - done, action,
+                                                                 target.name))
         self.actions.append(rec)
         self.log("chaos: %s %s done; %s" % (
             action, target.name, "all healthy %.1fs later" % rec["recovery_s"] if ok else
@@ -429,6 +475,7 @@ class Soak:
             "log_digest": soak_report.log_digest(soak_report.log_paths(self.procs)),
             "stuck_clients": self.stuck_clients,
             "harness_errors": self.harness_errors,
+            "stack_files": self.stack_files,
             "strays": strays,
             "workdir": self.workdir,
         }
