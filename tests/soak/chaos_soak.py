@@ -265,11 +265,11 @@ class Soak:
     def end_load(self, wait_s):
         """Stops new requests, waits up to wait_s for the in-flight ones, stops sampling."""
         self.stop_load.set()
+        self.load_ended = self.now()
         deadline = time.monotonic() + wait_s
         for t in self.clients:
             t.join(max(0.0, deadline - time.monotonic()))
         self.stuck_clients = sum(1 for t in self.clients if t.is_alive())
-        self.load_ended = self.now()
         if self.sampler:
             self.sampler.stop()
 
@@ -441,9 +441,10 @@ class Soak:
             self.log("interrupted: stopping the load (a second Ctrl-C stops at once)")
             self.end_load(2)
         self.log("load over; stopping the deployment with SIGTERM")
+        gave_up = max(15, int(3 * a.sigterm_limit))  # bounds the run: 4 processes or more
         for p in [self.deployment.proxy] + self.deployment.decodes + self.deployment.prefills:
-            took, rc = p.terminate_timed(a.sigterm_limit, 30)
-            self.record_sigterm("final", p, took, rc, 30)
+            took, rc = p.terminate_timed(a.sigterm_limit, gave_up)
+            self.record_sigterm("final", p, took, rc, gave_up)
         return 130 if self.interrupted else 0
 
     def result(self, strays):
