@@ -1,25 +1,18 @@
 #include "metadata/http_metadata_server.h"
 
-#include <httplib.h>
-#include <sys/socket.h>
-
-#include <chrono>
-
-#include "common/deadline.h"
 #include "common/host_port.h"
-#include "common/http_listen.h"
+#include "http/http_server.h"
 
 namespace ferry::metadata {
 namespace {
 
 constexpr char kContentType[] = "application/json; charset=utf-8";
 
-// Checks the path and returns it as a regular expression (cpp-httplib routes are regexes).
-Result<std::string> PathPattern(const std::string& path) {
+// Checks that the path is '/' followed by letters, digits, '/', '-', '_' or '.'.
+Status CheckPath(const std::string& path) {
   if (path.empty() || path[0] != '/') {
     return InvalidArgumentError("metadata server path '" + path + "' must start with '/'");
   }
-  std::string pattern;
   for (char c : path) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '/' || c == '-' || c == '_' || c == '.';
@@ -27,92 +20,69 @@ Result<std::string> PathPattern(const std::string& path) {
       return InvalidArgumentError("metadata server path '" + path +
                                   "' may hold only letters, digits, '/', '-', '_' and '.'");
     }
-    if (c == '.') pattern += '\\';
-    pattern += c;
   }
-  return pattern;
+  return OkStatus();
 }
 
 }  // namespace
 
-HttpMetadataServer::HttpMetadataServer(Options options)
-    : options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {}
+HttpMetadataServer::HttpMetadataServer(Options options) : options_(std::move(options)) {}
 
 HttpMetadataServer::~HttpMetadataServer() { Stop(); }
 
 Result<std::unique_ptr<HttpMetadataServer>> HttpMetadataServer::Create(const Options& options) {
-  FERRY_ASSIGN_OR_RETURN(std::string pattern, PathPattern(options.path));
+  FERRY_RETURN_IF_ERROR(CheckPath(options.path));
   std::unique_ptr<HttpMetadataServer> self(new HttpMetadataServer(options));
-  httplib::Server& srv = *self->server_;
-  srv.set_read_timeout(5, 0);
-  srv.set_write_timeout(5, 0);
-  srv.set_keep_alive_timeout(1);
-  self->InstallRoutes(pattern);
-
-  // http::Listen binds with SO_REUSEADDR only: cpp-httplib's default also sets
-  // SO_REUSEPORT, which would let a second server bind the same port and silently split
-  // the keys between two maps.
+  http::HttpServerOptions http_options;
+  http_options.name = "metadata";
+  http_options.worker_threads = 4;
+  http_options.limits = options.http_limits;
+  auto server = http::HttpServer::Create(std::move(http_options));
+  if (!server.ok()) return server.status().WithContext("metadata server");
+  self->server_ = std::move(server).value();
+  self->InstallRoutes();
+  // HttpServer binds with SO_REUSEADDR only, never SO_REUSEPORT, which would let a second
+  // server bind the same port and silently split the keys between two maps.
   const std::string where = HostPort{options.host, options.port}.ToString();
-  auto port = http::Listen(srv, options.host, options.port, &self->listener_);
-  if (!port.ok()) {
-    return UnavailableError("metadata server cannot listen on " + where + ": " +
-                            port.status().message());
+  Status started = self->server_->Start(options.host, options.port);
+  if (!started.ok()) {
+    return UnavailableError("metadata server cannot listen on " + where + ": " + started.message());
   }
-  self->port_ = *port;
+  self->port_ = self->server_->port();
   return self;
 }
 
-void HttpMetadataServer::InstallRoutes(const std::string& pattern) {
-  server_->Get(pattern, [this](const httplib::Request& req, httplib::Response& res) {
-    if (!req.has_param("key")) {
-      res.status = 400;
-      res.set_content("missing key parameter", kContentType);
-      return;
-    }
-    std::string key = req.get_param_value("key");
+void HttpMetadataServer::InstallRoutes() {
+  server_->Route("GET", options_.path, [this](const http::Request& req, http::Response& res) {
+    std::optional<std::string> key = req.Param("key");
+    if (!key) return res.Set(400, "missing key parameter", kContentType);
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = values_.find(key);
-    if (it == values_.end()) {
-      res.status = 404;
-      res.set_content("metadata not found", kContentType);
-      return;
-    }
-    res.status = 200;
-    res.set_content(it->second, kContentType);
+    auto it = values_.find(*key);
+    if (it == values_.end()) return res.Set(404, "metadata not found", kContentType);
+    res.Set(200, it->second, kContentType);
   });
-  server_->Put(pattern, [this](const httplib::Request& req, httplib::Response& res) {
-    if (!req.has_param("key")) {
-      res.status = 400;
-      res.set_content("missing key parameter", kContentType);
-      return;
-    }
+  server_->Route("PUT", options_.path, [this](const http::Request& req, http::Response& res) {
+    std::optional<std::string> key = req.Param("key");
+    if (!key) return res.Set(400, "missing key parameter", kContentType);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      values_[req.get_param_value("key")] = req.body;
+      values_[*key] = req.body;
     }
-    res.status = 200;
-    res.set_content("metadata updated", kContentType);
+    res.Set(200, "metadata updated", kContentType);
   });
-  server_->Delete(pattern, [this](const httplib::Request& req, httplib::Response& res) {
-    if (!req.has_param("key")) {
-      res.status = 400;
-      res.set_content("missing key parameter", kContentType);
-      return;
-    }
+  server_->Route("DELETE", options_.path, [this](const http::Request& req, http::Response& res) {
+    std::optional<std::string> key = req.Param("key");
+    if (!key) return res.Set(400, "missing key parameter", kContentType);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      values_.erase(req.get_param_value("key"));
+      values_.erase(*key);
     }
-    res.status = 200;
-    res.set_content("metadata deleted", kContentType);
+    res.Set(200, "metadata deleted", kContentType);
   });
 }
 
 void HttpMetadataServer::Stop() {
-  std::lock_guard<std::mutex> lock(stop_mu_);
-  if (!listener_.joinable()) return;
-  server_->stop();  // Create() returned only once the listener ran, so this takes effect
-  listener_.join();
+  if (server_) server_->Stop();  // idempotent and thread-safe
 }
 
 std::string HttpMetadataServer::url() const {
