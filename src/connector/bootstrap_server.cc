@@ -1,13 +1,10 @@
 #include "connector/bootstrap_server.h"
 
-#include <httplib.h>
-
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 
-#include "common/http_listen.h"
 #include "common/log.h"
+#include "http/http_server.h"
 
 namespace ferry::connector {
 
@@ -96,34 +93,46 @@ Result<BootstrapTable> BootstrapTableFromJson(const std::string& text) {
 
 namespace {
 
-void ReplyError(httplib::Response& res, int code, const std::string& message) {
-  res.status = code;
-  res.set_content(nlohmann::json{{"error", message}}.dump(), "application/json");
+constexpr char kJson[] = "application/json";
+
+std::string ErrorJson(std::string_view message) {
+  return nlohmann::json{{"error", std::string(message)}}.dump();
+}
+
+void ReplyError(http::Response& res, int code, const std::string& message) {
+  res.Set(code, ErrorJson(message), kJson);
 }
 
 class BootstrapServerImpl final : public BootstrapServer {
  public:
   ~BootstrapServerImpl() override {
-    server_.stop();
-    if (thread_.joinable()) thread_.join();
+    if (server_) server_->Stop();
   }
 
   Status Start(const Options& options) {
-    server_.Post("/register", [this](const httplib::Request& req, httplib::Response& res) {
+    http::HttpServerOptions http_options;
+    http_options.name = "bootstrap";
+    http_options.worker_threads = 8;
+    http_options.limits = options.http_limits;
+    http_options.error_body = [](int, std::string_view message) {
+      return http::ErrorBody{ErrorJson(message), kJson};
+    };
+    FERRY_ASSIGN_OR_RETURN(server_, http::HttpServer::Create(std::move(http_options)));
+    server_->Route("POST", "/register", [this](const http::Request& req, http::Response& res) {
       HandleRegister(req, res);
     });
-    server_.Get("/query", [this](const httplib::Request&, httplib::Response& res) {
+    server_->Route("GET", "/query", [this](const http::Request&, http::Response& res) {
       std::lock_guard lock(mu_);
-      res.set_content(BootstrapTableToJson(table_), "application/json");
+      res.Set(200, BootstrapTableToJson(table_), kJson);
     });
-    server_.Get("/health", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("{\"status\":\"ok\"}", "application/json");
+    server_->Route("GET", "/health", [](const http::Request&, http::Response& res) {
+      res.Set(200, "{\"status\":\"ok\"}", kJson);
     });
-    auto port = http::Listen(server_, options.host, options.port, &thread_);
-    if (!port.ok()) {
-      return port.status().WithContext("bootstrap server (set VLLM_MOONCAKE_BOOTSTRAP_PORT)");
+    Status started = server_->Start(options.host, options.port);
+    if (!started.ok()) {
+      return started.WithContext("bootstrap server (set VLLM_MOONCAKE_BOOTSTRAP_PORT)");
     }
-    port_ = *port;
+    port_ = server_->port();
     FERRY_LOG_INFO("bootstrap server listening on {}:{}", options.host, port_);
     return OkStatus();
   }
@@ -136,7 +145,7 @@ class BootstrapServerImpl final : public BootstrapServer {
   }
 
  private:
-  void HandleRegister(const httplib::Request& req, httplib::Response& res) {
+  void HandleRegister(const http::Request& req, http::Response& res) {
     auto j = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) return ReplyError(res, 400, "body is not JSON");
     auto int_field = [&](const char* k, int* out) {
@@ -166,11 +175,10 @@ class BootstrapServerImpl final : public BootstrapServer {
       s = ApplyRegistration(table_, engine_id, dp, tp, pp, addr->get<std::string>());
     }
     if (!s.ok()) return ReplyError(res, 400, s.message());
-    res.set_content("{\"status\":\"ok\"}", "application/json");
+    res.Set(200, "{\"status\":\"ok\"}", kJson);
   }
 
-  httplib::Server server_;
-  std::thread thread_;
+  std::unique_ptr<http::HttpServer> server_;
   uint16_t port_ = 0;
   mutable std::mutex mu_;
   BootstrapTable table_;  // GUARDED_BY(mu_)

@@ -2,9 +2,9 @@
 // to write the prompt's blocks into ours, and tell the engine how it went.
 #include <httplib.h>
 
-#include "common/http_listen.h"
 #include "common/log.h"
 #include "connector/internal/kv_connector_impl.h"
+#include "http/http_client_timeouts.h"
 
 namespace ferry::connector {
 
