@@ -133,6 +133,7 @@ Reply ErrorReply(const Status& status) {
 
 std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind kind,
                                             const std::string& body, const std::string& request_id,
+                                            const std::function<bool()>& client_gone,
                                             Reply* reply) {
   auto parsed = ParseOpenAiRequest(body, kind);
   if (!parsed.ok()) {
@@ -164,6 +165,7 @@ std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind k
                                         std::move(stream).value());
   }
   RequestTimer timer(ctx.metrics);
+  const int64_t arrival_ns = NowNanos();
   const Deadline deadline = Deadline::In(ctx.request_timeout);
   std::string text;
   while (true) {
@@ -171,6 +173,12 @@ std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind k
       ctx.engine->Abort(request_id);
       *reply = ErrorReply(
           UnavailableError(deadline.Expired() ? "request timed out" : "server stopping"));
+      return nullptr;
+    }
+    if (client_gone && client_gone()) {
+      ctx.engine->Abort(request_id);
+      ctx.metrics->ObserveFinished("abort", static_cast<double>(NowNanos() - arrival_ns) * 1e-9);
+      *reply = ErrorReply(AbortedError("the client closed the connection"));
       return nullptr;
     }
     auto out =
