@@ -10,11 +10,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <vector>
 
 #include "common/deadline.h"
 #include "common/unique_fd.h"
@@ -170,6 +174,81 @@ inline rlim_t RaiseFdLimit(rlim_t want) {
   }
   ::getrlimit(RLIMIT_NOFILE, &lim);
   return lim.rlim_cur;
+}
+
+// `count` connections that each trickle the start of a request, one byte per `interval`
+// (a slowloris). The destructor stops the trickle and closes them.
+class SlowHeaderClients {
+ public:
+  SlowHeaderClients(uint16_t port, int count,
+                    std::chrono::milliseconds interval = std::chrono::milliseconds(200)) {
+    for (int i = 0; i < count; ++i) conns_.push_back(std::make_unique<RawConnection>(port));
+    thread_ = std::thread([this, interval] {
+      const std::string request =
+          "POST /v1/completions HTTP/1.1\r\nHost: t\r\nX-Slow: " + std::string(200, 's');
+      for (size_t i = 0; i < request.size() && !stop_; ++i) {
+        for (auto& c : conns_) c->Send(std::string_view(&request[i], 1));
+        std::this_thread::sleep_for(interval);
+      }
+    });
+  }
+  ~SlowHeaderClients() {
+    stop_ = true;
+    thread_.join();
+  }
+  // Connections that were opened.
+  int connected() const {
+    int n = 0;
+    for (const auto& c : conns_) n += c->valid() ? 1 : 0;
+    return n;
+  }
+
+ private:
+  std::vector<std::unique_ptr<RawConnection>> conns_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// `count` idle connections, spread over 127.0.0.2 ... 127.0.0.9 so that each source
+// address stays under a per-client connection limit of 512.
+inline std::vector<std::unique_ptr<RawConnection>> OpenIdleConnections(uint16_t port, int count) {
+  static const char* const kSources[] = {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5",
+                                         "127.0.0.6", "127.0.0.7", "127.0.0.8", "127.0.0.9"};
+  std::vector<std::unique_ptr<RawConnection>> conns;
+  for (int i = 0; i < count; ++i) {
+    conns.push_back(std::make_unique<RawConnection>(port, kSources[i % 8]));
+  }
+  return conns;
+}
+
+// The status of one request with a 1 GiB Content-Length and no body; then sends up to
+// 64 MiB of it anyway (the server must cut it off). *rss_growth is this process's RSS
+// growth meanwhile; *answer_ms how long the status took.
+inline int HugeBodyStatus(uint16_t port, const std::string& method_and_path, size_t* rss_growth,
+                          int64_t* answer_ms) {
+  const size_t before = RssBytes();
+  RawConnection c(port);
+  const auto start = std::chrono::steady_clock::now();
+  if (!c.Send(method_and_path + " HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                                "Content-Length: 1073741824\r\n\r\n")) {
+    return 0;
+  }
+  RawResponse r = c.Read(std::chrono::seconds(2));
+  *answer_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now() - start)
+                   .count();
+  const std::string junk(1 << 20, '{');
+  for (int i = 0; i < 64 && c.Send(junk); ++i) {
+  }
+  const size_t after = RssBytes();
+  *rss_growth = after > before ? after - before : 0;
+  return r.status;
+}
+
+// The answer to a request whose Content-Length is "12abc".
+inline RawResponse MalformedContentLength(uint16_t port, const std::string& method_and_path) {
+  return Exchange(port,
+                  method_and_path + " HTTP/1.1\r\nHost: t\r\nContent-Length: 12abc\r\n\r\n{}");
 }
 
 }  // namespace ferry::http::testing

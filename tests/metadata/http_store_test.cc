@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include "../http/raw_http.h"
 #include "metadata/http_metadata_server.h"
 #include "metadata/http_store.h"
 #include "metadata/internal/http_call.h"
@@ -115,6 +116,43 @@ TEST(HttpMetadataServerTest, StopIsIdempotentAndClientsThenFail) {
   server->Stop();
   server->Stop();
   EXPECT_EQ((*store)->Get("k", Soon()).status().code(), StatusCode::kUnavailable);
+}
+
+// Regression: the metadata server had no body limit.
+TEST(HttpMetadataServerTest, HugeBodyIsRefusedWith413) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  size_t rss_growth = 0;
+  int64_t answer_ms = 0;
+  EXPECT_EQ(
+      http::testing::HugeBodyStatus(server->port(), "PUT /metadata?key=k", &rss_growth, &answer_ms),
+      413);
+  EXPECT_LT(answer_ms, 500);
+  EXPECT_LT(rss_growth, size_t{8} << 20);
+  EXPECT_EQ(server->size(), 0u);
+}
+
+// Regression: a malformed Content-Length closed the connection without an answer.
+TEST(HttpMetadataServerTest, MalformedContentLengthGets400) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(http::testing::MalformedContentLength(server->port(), "PUT /metadata?key=k").status,
+            400);
+  EXPECT_EQ(server->size(), 0u);
+}
+
+// Slow clients hold connection slots, not the server's four workers.
+TEST(HttpMetadataServerTest, SlowHeaderClientsDoNotStopTheMetadataServer) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  http::testing::SlowHeaderClients slow(server->port(), 64);
+  ASSERT_EQ(slow.connected(), 64);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto store = MetadataStore::Create(server->url());
+  ASSERT_TRUE(store.ok());
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE((*store)->Put("k", "v", Soon()).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
 }
 
 TEST(HttpMetadataStoreTest, ServerErrorsMapToStatusCodes) {
