@@ -262,7 +262,9 @@ ParseStep RequestParser::ApplyHeaders() {
   } else if (content_length_ > 0) {
     stage_ = Stage::kFixedBody;
     remaining_ = content_length_;
-    request_.body.reserve(content_length_);  // bounded by max_body_bytes above
+    // Reserved only up to 1 MiB: a client that announces a body and sends none must not
+    // make the server allocate it.
+    request_.body.reserve(static_cast<size_t>(std::min<uint64_t>(content_length_, 1 << 20)));
   } else {
     stage_ = Stage::kDone;
   }

@@ -126,7 +126,7 @@ Status OpenAiServer::Start() {
 
 void OpenAiServer::Stop() {
   stopping_ = true;  // handlers waiting for the engine give up; streams end with an error
-  http_->Stop();
+  if (http_) http_->Stop();
 }
 
 }  // namespace ferry::server

@@ -236,6 +236,13 @@ TEST_F(OpenAiServerTest, SlowHeaderClientsDoNotStopServe) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
 }
 
+TEST_F(OpenAiServerTest, CreateRejectsBadHttpLimits) {
+  OpenAiServerOptions so;
+  so.served_model_name = "fake";
+  so.http_limits.max_connections = 0;
+  EXPECT_EQ(OpenAiServer::Create(so, engine_.get()).status().code(), StatusCode::kInvalidArgument);
+}
+
 TEST_F(OpenAiServerTest, HugeBodyIsRefusedWith413) {
   size_t rss_growth = 0;
   int64_t answer_ms = 0;
