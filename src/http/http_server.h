@@ -88,7 +88,8 @@ class HttpServer {
   // Stops accepting, closes idle connections and answers queued requests 503, lets
   // running handlers finish for up to stop_grace (ChunkWriter::Write returns false from
   // the start), then shuts their sockets down and joins every thread. Returns as soon as
-  // the handlers return. Idempotent.
+  // the handlers return. Idempotent. Must not be called from a handler (it joins the
+  // worker threads).
   void Stop();
 
   HttpServerStats stats() const;

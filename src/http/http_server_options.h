@@ -70,7 +70,7 @@ struct HttpServerOptions {
   // Default: 2 s.
   std::chrono::milliseconds stop_grace{2000};
   // Builds the body of the errors the server answers itself (400, 404, 405, 408, 413,
-  // 414, 431, 500, 501, 503, 505) from the status and a message that says what to fix.
+  // 414, 417, 431, 500, 501, 503, 505) from the status and a message that says what to fix.
   // Default (empty): the message as text/plain.
   std::function<ErrorBody(int status, std::string_view message)> error_body;
 };

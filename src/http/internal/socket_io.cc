@@ -5,7 +5,6 @@
 #include <sys/uio.h>
 
 #include <cerrno>
-#include <vector>
 
 namespace ferry::http::internal {
 
