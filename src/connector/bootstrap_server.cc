@@ -1,15 +1,13 @@
 #include "connector/bootstrap_server.h"
 
-#include <httplib.h>
-
 #include <mutex>
 #include <nlohmann/json.hpp>
-#include <thread>
 
-#include "common/http_listen.h"
 #include "common/json_limits.h"
 #include "common/log.h"
 #include "common/message_auth.h"
+#include "http/http_auth.h"
+#include "http/http_server.h"
 
 namespace ferry::connector {
 
@@ -102,9 +100,14 @@ namespace {
 // Largest rank accepted (no deployment has more ranks on one axis).
 constexpr int64_t kMaxRank = 65535;
 
-void ReplyError(httplib::Response& res, int code, const std::string& message) {
-  res.status = code;
-  res.set_content(nlohmann::json{{"error", message}}.dump(), "application/json");
+constexpr char kJson[] = "application/json";
+
+std::string ErrorJson(std::string_view message) {
+  return nlohmann::json{{"error", std::string(message)}}.dump();
+}
+
+void ReplyError(http::Response& res, int code, const std::string& message) {
+  res.Set(code, ErrorJson(message), kJson);
 }
 
 class BootstrapServerImpl final : public BootstrapServer {
@@ -112,28 +115,35 @@ class BootstrapServerImpl final : public BootstrapServer {
   explicit BootstrapServerImpl(const std::string& secret) : auth_(secret, "bootstrap") {}
 
   ~BootstrapServerImpl() override {
-    server_.stop();
-    if (thread_.joinable()) thread_.join();
+    if (server_) server_->Stop();
   }
 
   Status Start(const Options& options) {
-    server_.Post("/register", [this](const httplib::Request& req, httplib::Response& res) {
-      Authenticated(req, res, [&](std::string_view) { HandleRegister(req, res); });
+    http::HttpServerOptions http_options;
+    http_options.name = "bootstrap";
+    http_options.worker_threads = 8;
+    http_options.limits = options.http_limits;
+    http_options.error_body = [](int, std::string_view message) {
+      return http::ErrorBody{ErrorJson(message), kJson};
+    };
+    FERRY_ASSIGN_OR_RETURN(server_, http::HttpServer::Create(std::move(http_options)));
+    server_->Route("POST", "/register", [this](const http::Request& req, http::Response& res) {
+      Authenticated(req, res, [&] { HandleRegister(req, res); });
     });
-    server_.Get("/query", [this](const httplib::Request& req, httplib::Response& res) {
-      Authenticated(req, res, [&](std::string_view) {
+    server_->Route("GET", "/query", [this](const http::Request& req, http::Response& res) {
+      Authenticated(req, res, [&] {
         std::lock_guard lock(mu_);
-        res.set_content(BootstrapTableToJson(table_), "application/json");
+        res.Set(200, BootstrapTableToJson(table_), kJson);
       });
     });
-    server_.Get("/health", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("{\"status\":\"ok\"}", "application/json");
+    server_->Route("GET", "/health", [](const http::Request&, http::Response& res) {
+      res.Set(200, "{\"status\":\"ok\"}", kJson);
     });
-    auto port = http::Listen(server_, options.host, options.port, &thread_);
-    if (!port.ok()) {
-      return port.status().WithContext("bootstrap server (set VLLM_MOONCAKE_BOOTSTRAP_PORT)");
+    Status started = server_->Start(options.host, options.port);
+    if (!started.ok()) {
+      return started.WithContext("bootstrap server (set VLLM_MOONCAKE_BOOTSTRAP_PORT)");
     }
-    port_ = *port;
+    port_ = server_->port();
     FERRY_LOG_INFO("bootstrap server listening on {}:{}", options.host, port_);
     return OkStatus();
   }
@@ -149,27 +159,18 @@ class BootstrapServerImpl final : public BootstrapServer {
   // Runs `handle` for a request whose tag verifies (or always, without a secret) and signs
   // its reply; answers 401 otherwise.
   template <typename Handle>
-  void Authenticated(const httplib::Request& req, httplib::Response& res, Handle handle) {
-    if (!auth_.enabled()) return handle("");
-    const std::string message = HttpAuthMessage(req.method, req.target, req.body);
-    auto tag = AuthTag::Parse(req.get_header_value(kAuthHeader));
-    Status ok = tag.ok() ? auth_.Verify(message, *tag)
-                         : PermissionDeniedError(
-                               "bootstrap: request refused: no valid X-Ferry-Auth header (set "
-                               "the same FERRY_KV_SECRET on every instance)");
-    if (!ok.ok()) {
+  void Authenticated(const http::Request& req, http::Response& res, Handle handle) {
+    auto nonce = http::VerifyRequest(auth_, req);
+    if (!nonce.ok()) {
       FERRY_LOG_WARN("bootstrap server: {} {} from {}: {}", req.method, req.path, req.remote_addr,
-                     ok.message());
-      return ReplyError(res, 401, ok.message());
+                     nonce.status().message());
+      return ReplyError(res, 401, nonce.status().message());
     }
-    handle(tag->nonce);
-    if (res.status < 100) res.status = 200;  // what the client will see
-    res.set_header(
-        kAuthReplyHeader,
-        auth_.SignReply(tag->nonce, HttpAuthMessage(std::to_string(res.status), "", res.body)));
+    handle();
+    http::SignReply(auth_, *nonce, res);
   }
 
-  void HandleRegister(const httplib::Request& req, httplib::Response& res) {
+  void HandleRegister(const http::Request& req, http::Response& res) {
     auto parsed = ParseJson(req.body, {.max_bytes = 64u << 10, .max_depth = 8});
     if (!parsed.ok() || !parsed->is_object()) {
       return ReplyError(res, 400,
@@ -208,12 +209,11 @@ class BootstrapServerImpl final : public BootstrapServer {
       s = ApplyRegistration(table_, engine_id, dp, tp, pp, addr->get<std::string>());
     }
     if (!s.ok()) return ReplyError(res, 400, s.message());
-    res.set_content("{\"status\":\"ok\"}", "application/json");
+    res.Set(200, "{\"status\":\"ok\"}", kJson);
   }
 
   MessageAuth auth_;
-  httplib::Server server_;
-  std::thread thread_;
+  std::unique_ptr<http::HttpServer> server_;
   uint16_t port_ = 0;
   mutable std::mutex mu_;
   BootstrapTable table_;  // GUARDED_BY(mu_)

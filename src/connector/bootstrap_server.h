@@ -7,10 +7,16 @@
 //        -> 200 {"status":"ok"}; 400 {"error":...} when the rank already has another address
 //           or the dp rank belongs to another engine id; re-registering the same is OK.
 //   GET  /query -> {"<dp>":{"engine_id":E,"worker_addr":{"<tp>":{"<pp>":"tcp://IP:PORT"}}}}
+//   GET  /health -> {"status":"ok"}
+//
+// The HTTP layer is http::HttpServer (src/http) with 8 workers: slow or idle clients hold
+// a connection slot, never a worker, and every limit of docs/http_server.md applies (a
+// body over 64 KiB is answered 413 before it is read). Errors, the server's own
+// included, are {"error": message}.
 //
 //   FERRY_ASSIGN_OR_RETURN(auto server, BootstrapServer::Create({.host = "0.0.0.0", .port =
 //   8998}));
-//   ... server->port() ...;   // destructor stops and joins the HTTP thread
+//   ... server->port() ...;   // destructor stops and joins the HTTP threads
 //
 // Thread safety: all methods are thread-safe.
 #pragma once
@@ -21,6 +27,7 @@
 #include <string>
 
 #include "ferry/status.h"
+#include "http/http_server_options.h"
 
 namespace ferry::connector {
 
@@ -50,6 +57,9 @@ class BootstrapServer {
     // X-Ferry-Auth tag (message_auth.h, channel "bootstrap"; 401 otherwise) and their
     // replies carry X-Ferry-Auth-Reply. Default: "" (open, as the reference).
     std::string secret = "";
+    // Limits and deadlines of the HTTP layer. Default: the HttpLimits defaults with
+    // max_body_bytes 64 KiB (a registration is a few hundred bytes).
+    http::HttpLimits http_limits = {.max_body_bytes = 64 << 10};
   };
 
   // Binds and starts serving on a thread it owns. Errors: AlreadyExists (port taken),

@@ -7,9 +7,9 @@
 #include <random>
 
 #include "common/host_port.h"
-#include "common/http_listen.h"
 #include "common/log.h"
 #include "connector/internal/kv_connector_impl.h"
+#include "http/http_client_timeouts.h"
 
 namespace ferry::connector {
 namespace {

@@ -3,9 +3,9 @@
 #include <httplib.h>
 
 #include "common/crypto.h"
-#include "common/http_listen.h"
 #include "common/log.h"
 #include "connector/internal/kv_connector_impl.h"
+#include "http/http_client_timeouts.h"
 
 namespace ferry::connector {
 namespace {

@@ -1,25 +1,20 @@
 #include "metadata/http_metadata_server.h"
 
-#include <httplib.h>
-#include <sys/socket.h>
+#include "http/http_auth.h"
 
-#include <chrono>
-
-#include "common/deadline.h"
 #include "common/host_port.h"
-#include "common/http_listen.h"
+#include "http/http_server.h"
 
 namespace ferry::metadata {
 namespace {
 
 constexpr char kContentType[] = "application/json; charset=utf-8";
 
-// Checks the path and returns it as a regular expression (cpp-httplib routes are regexes).
-Result<std::string> PathPattern(const std::string& path) {
+// Checks that the path is '/' followed by letters, digits, '/', '-', '_' or '.'.
+Status CheckPath(const std::string& path) {
   if (path.empty() || path[0] != '/') {
     return InvalidArgumentError("metadata server path '" + path + "' must start with '/'");
   }
-  std::string pattern;
   for (char c : path) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '/' || c == '-' || c == '_' || c == '.';
@@ -27,92 +22,92 @@ Result<std::string> PathPattern(const std::string& path) {
       return InvalidArgumentError("metadata server path '" + path +
                                   "' may hold only letters, digits, '/', '-', '_' and '.'");
     }
-    if (c == '.') pattern += '\\';
-    pattern += c;
   }
-  return pattern;
+  return OkStatus();
 }
 
 }  // namespace
 
 HttpMetadataServer::HttpMetadataServer(Options options)
-    : options_(std::move(options)), server_(std::make_unique<httplib::Server>()) {}
+    : options_(std::move(options)), auth_(options_.secret, "metadata") {}
 
 HttpMetadataServer::~HttpMetadataServer() { Stop(); }
 
 Result<std::unique_ptr<HttpMetadataServer>> HttpMetadataServer::Create(const Options& options) {
-  FERRY_ASSIGN_OR_RETURN(std::string pattern, PathPattern(options.path));
+  FERRY_RETURN_IF_ERROR(CheckPath(options.path));
   std::unique_ptr<HttpMetadataServer> self(new HttpMetadataServer(options));
-  httplib::Server& srv = *self->server_;
-  srv.set_read_timeout(5, 0);
-  srv.set_write_timeout(5, 0);
-  srv.set_keep_alive_timeout(1);
-  self->InstallRoutes(pattern);
-
-  // http::Listen binds with SO_REUSEADDR only: cpp-httplib's default also sets
-  // SO_REUSEPORT, which would let a second server bind the same port and silently split
-  // the keys between two maps.
+  http::HttpServerOptions http_options;
+  http_options.name = "metadata";
+  http_options.worker_threads = 4;
+  http_options.limits = options.http_limits;
+  auto server = http::HttpServer::Create(std::move(http_options));
+  if (!server.ok()) return server.status().WithContext("metadata server");
+  self->server_ = std::move(server).value();
+  self->InstallRoutes();
+  // HttpServer binds with SO_REUSEADDR only, never SO_REUSEPORT, which would let a second
+  // server bind the same port and silently split the keys between two maps.
   const std::string where = HostPort{options.host, options.port}.ToString();
-  auto port = http::Listen(srv, options.host, options.port, &self->listener_);
-  if (!port.ok()) {
-    return UnavailableError("metadata server cannot listen on " + where + ": " +
-                            port.status().message());
+  Status started = self->server_->Start(options.host, options.port);
+  if (!started.ok()) {
+    return UnavailableError("metadata server cannot listen on " + where + ": " + started.message());
   }
-  self->port_ = *port;
+  self->port_ = self->server_->port();
   return self;
 }
 
-void HttpMetadataServer::InstallRoutes(const std::string& pattern) {
-  server_->Get(pattern, [this](const httplib::Request& req, httplib::Response& res) {
-    if (!req.has_param("key")) {
-      res.status = 400;
-      res.set_content("missing key parameter", kContentType);
-      return;
-    }
-    std::string key = req.get_param_value("key");
+void HttpMetadataServer::InstallRoutes() {
+  // Every route: authenticated when there is a secret, then answered and signed.
+  auto route = [this](const char* method, auto handle) {
+    server_->Route(method, options_.path,
+                   [this, handle](const http::Request& req, http::Response& res) {
+                     auto nonce = http::VerifyRequest(auth_, req);
+                     if (!nonce.ok()) return res.Set(401, nonce.status().message(), kContentType);
+                     std::optional<std::string> key = req.Param("key");
+                     if (!key) {
+                       res.Set(400, "missing key parameter", kContentType);
+                     } else {
+                       handle(*key, req, res);
+                     }
+                     http::SignReply(auth_, *nonce, res);
+                   });
+  };
+  route("GET", [this](const std::string& key, const http::Request&, http::Response& res) {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = values_.find(key);
-    if (it == values_.end()) {
-      res.status = 404;
-      res.set_content("metadata not found", kContentType);
-      return;
-    }
-    res.status = 200;
-    res.set_content(it->second, kContentType);
+    if (it == values_.end()) return res.Set(404, "metadata not found", kContentType);
+    res.Set(200, it->second, kContentType);
   });
-  server_->Put(pattern, [this](const httplib::Request& req, httplib::Response& res) {
-    if (!req.has_param("key")) {
-      res.status = 400;
-      res.set_content("missing key parameter", kContentType);
-      return;
+  route("PUT", [this](const std::string& key, const http::Request& req, http::Response& res) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = values_.find(key);
+    const size_t old_bytes = it == values_.end() ? 0 : key.size() + it->second.size();
+    const size_t new_total = total_bytes_ - old_bytes + key.size() + req.body.size();
+    if ((it == values_.end() && values_.size() >= options_.max_keys) ||
+        new_total > options_.max_total_bytes) {
+      return res.Set(507,
+                     "metadata server full (" + std::to_string(values_.size()) + " keys, " +
+                         std::to_string(total_bytes_) + " bytes held)",
+                     kContentType);
     }
+    values_[key] = req.body;
+    total_bytes_ = new_total;
+    res.Set(200, "metadata updated", kContentType);
+  });
+  route("DELETE", [this](const std::string& key, const http::Request&, http::Response& res) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      values_[req.get_param_value("key")] = req.body;
+      auto it = values_.find(key);
+      if (it != values_.end()) {
+        total_bytes_ -= key.size() + it->second.size();
+        values_.erase(it);
+      }
     }
-    res.status = 200;
-    res.set_content("metadata updated", kContentType);
-  });
-  server_->Delete(pattern, [this](const httplib::Request& req, httplib::Response& res) {
-    if (!req.has_param("key")) {
-      res.status = 400;
-      res.set_content("missing key parameter", kContentType);
-      return;
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      values_.erase(req.get_param_value("key"));
-    }
-    res.status = 200;
-    res.set_content("metadata deleted", kContentType);
+    res.Set(200, "metadata deleted", kContentType);
   });
 }
 
 void HttpMetadataServer::Stop() {
-  std::lock_guard<std::mutex> lock(stop_mu_);
-  if (!listener_.joinable()) return;
-  server_->stop();  // Create() returned only once the listener ran, so this takes effect
-  listener_.join();
+  if (server_) server_->Stop();  // idempotent and thread-safe
 }
 
 std::string HttpMetadataServer::url() const {

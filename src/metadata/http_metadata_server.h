@@ -11,25 +11,28 @@
 //   GET    path?key=K          200 + value, 404 "metadata not found"
 //   PUT    path?key=K  body=V  200 "metadata updated"
 //   DELETE path?key=K          200 "metadata deleted" (also when absent)
-// A request without a key parameter answers 400. Values are kept as opaque bytes.
+// A request without a key parameter answers 400. Values are kept as opaque bytes. The
+// path is matched exactly; the HTTP layer is http::HttpServer (src/http), so every limit
+// of docs/http_server.md applies (a body over max_body_bytes, 16 MiB by default, is
+// answered 413 before it is read).
 //
-// Owns one listener thread (and cpp-httplib's worker pool); Stop() and the destructor
-// stop and join them. All methods are thread-safe.
+// Owns an HttpServer (one loop thread, four workers); Stop() and the destructor stop and
+// join them. All methods are thread-safe.
 #pragma once
 
-#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <unordered_map>
 
+#include "common/message_auth.h"
 #include "ferry/status.h"
+#include "http/http_server_options.h"
 
-namespace httplib {
-class Server;
-}  // namespace httplib
+namespace ferry::http {
+class HttpServer;
+}  // namespace ferry::http
 
 namespace ferry::metadata {
 
@@ -43,6 +46,17 @@ class HttpMetadataServer {
     // URL path served; '/' followed by letters, digits, '/', '-', '_' or '.'.
     // Default: "/metadata".
     std::string path = "/metadata";
+    // Limits and deadlines of the HTTP layer. Default: the HttpLimits defaults with
+    // max_body_bytes 16 MiB (a segment descriptor is a few KiB).
+    http::HttpLimits http_limits = {.max_body_bytes = 16 << 20};
+    // The deployment's shared secret: when set, every request needs a valid X-Ferry-Auth
+    // tag (message_auth.h, channel "metadata"; 401 otherwise) and replies are signed.
+    // Default: "" (open, as Mooncake's metadata server).
+    std::string secret = "";
+    // Most keys and bytes (keys plus values) held; a PUT beyond either is refused with
+    // 507. Default: 100,000 keys, 1 GiB.
+    size_t max_keys = 100000;
+    size_t max_total_bytes = size_t{1} << 30;
   };
 
   // Binds and starts serving before returning. Errors: InvalidArgument for a bad path;
@@ -54,8 +68,8 @@ class HttpMetadataServer {
   HttpMetadataServer(const HttpMetadataServer&) = delete;
   HttpMetadataServer& operator=(const HttpMetadataServer&) = delete;
 
-  // Stops accepting, waits for requests in progress (each bounded by the server's 5 s
-  // read/write timeouts) and joins the threads. Idempotent.
+  // Stops accepting, lets requests in progress finish (bounded by the HTTP layer's
+  // stop_grace, 2 s) and joins the threads. Idempotent.
   void Stop();
 
   uint16_t port() const { return port_; }
@@ -66,17 +80,16 @@ class HttpMetadataServer {
 
  private:
   explicit HttpMetadataServer(Options options);
-  // `pattern` is options_.path as a regular expression.
-  void InstallRoutes(const std::string& pattern);
+  void InstallRoutes();
 
   const Options options_;
+  MessageAuth auth_;
   uint16_t port_ = 0;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread listener_;  // runs server_->listen_after_bind(); joined by Stop()
-  std::mutex stop_mu_;    // serialises Stop()
+  std::unique_ptr<http::HttpServer> server_;
 
   mutable std::mutex mu_;
   std::unordered_map<std::string, std::string> values_;  // GUARDED_BY(mu_)
+  size_t total_bytes_ = 0;                               // GUARDED_BY(mu_)
 };
 
 }  // namespace ferry::metadata

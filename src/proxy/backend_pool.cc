@@ -4,8 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "common/http_listen.h"
 #include "common/log.h"
+#include "http/http_client_timeouts.h"
 
 namespace ferry::proxy {
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "ferry/status.h"
+#include "http/http_server_options.h"
 
 namespace ferry::proxy {
 
@@ -29,6 +30,11 @@ struct ProxyOptions {
   std::chrono::milliseconds probe_timeout{2000};
   // Deadline for a backend to start answering a request (headers). Default: 600 s.
   std::chrono::milliseconds request_timeout{600000};
+  // Client requests handled at once (each holds its thread while it relays). Default: 128.
+  int http_threads = 128;
+  // Limits and deadlines of the client-facing HTTP layer (docs/http_server.md). Default:
+  // the HttpLimits defaults with max_body_bytes 32 MiB.
+  http::HttpLimits http_limits = {.max_body_bytes = 32 << 20};
 };
 
 // Parses "http://host:port" (path ignored, https rejected). Errors: InvalidArgument.

@@ -9,18 +9,26 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "common/http_listen.h"
 #include "common/log.h"
+#include "http/http_client_timeouts.h"
+#include "http/http_server.h"
 #include "proxy/backend_pool.h"
 #include "proxy/request_rewrite.h"
 
 namespace ferry::proxy {
 namespace {
 
-void ReplyError(httplib::Response& res, int code, const std::string& message,
+void ReplyError(http::Response& res, int code, const std::string& message,
                 const std::string& type) {
-  res.status = code;
-  res.set_content(ErrorBody(message, type, code), "application/json");
+  res.Set(code, ErrorBody(message, type, code), "application/json");
+}
+
+// The error type of a status the HTTP layer answers itself.
+std::string ErrorTypeFor(int status) {
+  if (status == 408) return "timeout";
+  if (status == 503) return "service_unavailable";
+  if (status >= 500) return "internal_error";
+  return "invalid_request_error";
 }
 
 // The decoder's answer, produced by a relay thread and consumed by the client's handler.
@@ -69,35 +77,41 @@ class ProxyServerImpl final : public ProxyServer {
  public:
   explicit ProxyServerImpl(const ProxyOptions& options) : options_(options), pool_(options) {}
 
-  ~ProxyServerImpl() override {
-    Stop();
-    if (thread_.joinable()) thread_.join();
-  }
+  ~ProxyServerImpl() override { Stop(); }
 
   Status Start() {
-    server_.Post("/v1/completions", [this](const httplib::Request& q, httplib::Response& r) {
+    http::HttpServerOptions http_options;
+    http_options.name = "proxy";
+    http_options.worker_threads = options_.http_threads;
+    http_options.limits = options_.http_limits;
+    http_options.error_body = [](int status, std::string_view message) {
+      return http::ErrorBody{ErrorBody(std::string(message), ErrorTypeFor(status), status),
+                             "application/json"};
+    };
+    FERRY_ASSIGN_OR_RETURN(server_, http::HttpServer::Create(std::move(http_options)));
+    server_->Route("POST", "/v1/completions", [this](const http::Request& q, http::Response& r) {
       Forward(q, r, "/v1/completions");
     });
-    server_.Post("/v1/chat/completions", [this](const httplib::Request& q, httplib::Response& r) {
-      Forward(q, r, "/v1/chat/completions");
-    });
-    server_.Get("/v1/models",
-                [this](const httplib::Request& q, httplib::Response& r) { Models(r); });
-    server_.Get("/health", [this](const httplib::Request&, httplib::Response& r) {
+    server_->Route("POST", "/v1/chat/completions",
+                   [this](const http::Request& q, http::Response& r) {
+                     Forward(q, r, "/v1/chat/completions");
+                   });
+    server_->Route("GET", "/v1/models",
+                   [this](const http::Request&, http::Response& r) { Models(r); });
+    server_->Route("GET", "/health", [this](const http::Request&, http::Response& r) {
       bool ok = pool_.HealthyCount(Role::kPrefill) > 0 && pool_.HealthyCount(Role::kDecode) > 0;
-      r.status = ok ? 200 : 503;
-      r.set_content(pool_.DescribeJson(), "application/json");
+      r.Set(ok ? 200 : 503, pool_.DescribeJson(), "application/json");
     });
-    server_.Get("/status", [this](const httplib::Request&, httplib::Response& r) {
-      r.set_content(pool_.DescribeJson(), "application/json");
+    server_->Route("GET", "/status", [this](const http::Request&, http::Response& r) {
+      r.Set(200, pool_.DescribeJson(), "application/json");
     });
-    server_.Get("/metrics", [this](const httplib::Request&, httplib::Response& r) {
-      r.set_content(MetricsText(), "text/plain; version=0.0.4");
+    server_->Route("GET", "/metrics", [this](const http::Request&, http::Response& r) {
+      r.Set(200, MetricsText(), "text/plain; version=0.0.4");
     });
     pool_.Start();
-    auto port = http::Listen(server_, options_.host, options_.port, &thread_);
-    if (!port.ok()) return port.status().WithContext("proxy (pick another --port)");
-    port_ = *port;
+    Status started = server_->Start(options_.host, options_.port);
+    if (!started.ok()) return started.WithContext("proxy (pick another --port)");
+    port_ = server_->port();
     FERRY_LOG_INFO("proxy listening on {}:{} ({} prefill, {} decode)", options_.host, port_,
                    options_.prefill.size(), options_.decode.size());
     return OkStatus();
@@ -111,12 +125,11 @@ class ProxyServerImpl final : public ProxyServer {
   }
 
   void Stop() override {
+    if (server_) server_->Stop();  // idempotent; returns once the handlers have finished
     {
       std::lock_guard lock(mu_);
-      if (stopped_) return;
       stopped_ = true;
     }
-    server_.stop();
     cv_.notify_all();
   }
 
@@ -127,7 +140,7 @@ class ProxyServerImpl final : public ProxyServer {
     return c;
   }
 
-  void Forward(const httplib::Request& req, httplib::Response& res, const std::string& path) {
+  void Forward(const http::Request& req, http::Response& res, const std::string& path) {
     requests_total_++;
     auto body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
     if (body.is_discarded() || !body.is_object()) {
@@ -147,9 +160,7 @@ class ProxyServerImpl final : public ProxyServer {
     const std::string bootstrap =
         "http://" + prefill->backend.host + ":" + std::to_string(prefill->backend.bootstrap_port);
     httplib::Headers headers;
-    if (req.has_header("X-Request-Id")) {
-      headers.emplace("X-Request-Id", req.get_header_value("X-Request-Id"));
-    }
+    if (req.HasHeader("X-Request-Id")) headers.emplace("X-Request-Id", req.Header("X-Request-Id"));
 
     auto relay = std::make_shared<Relay>();
     relay->prefill_client = MakeClient(prefill->backend);
@@ -225,51 +236,50 @@ class ProxyServerImpl final : public ProxyServer {
       return ReplyError(res, 502, "decode instance " + decode->backend.url + " failed: " + error,
                         "bad_gateway");
     }
-    if (req.has_header("X-Request-Id")) {
-      res.set_header("X-Request-Id", req.get_header_value("X-Request-Id"));
-    }
+    if (req.HasHeader("X-Request-Id")) res.SetHeader("X-Request-Id", req.Header("X-Request-Id"));
     bool streaming = content_type.find("text/event-stream") != std::string::npos;
     if (status != 200 || !streaming) {
       // Whole answers, and every error, pass through with the decoder's status and body.
       if (status != 200) errors_total_++;
-      res.status = status;
-      res.set_content(relay->TakeAll(options_.request_timeout),
-                      content_type.empty() ? "application/json" : content_type);
+      res.Set(status, relay->TakeAll(options_.request_timeout),
+              content_type.empty() ? "application/json" : content_type);
       return;
     }
-    res.status = 200;
-    res.set_header("Cache-Control", "no-cache");
-    res.set_chunked_content_provider(
-        "text/event-stream",
-        [relay, this](size_t, httplib::DataSink& sink) {
-          std::unique_lock lock(relay->mu);
-          relay->cv.wait_for(lock, options_.request_timeout,
-                             [&] { return !relay->chunks.empty() || relay->done; });
-          while (!relay->chunks.empty()) {
-            std::string c = std::move(relay->chunks.front());
-            relay->chunks.pop_front();
+    res.SetHeader("Cache-Control", "no-cache");
+    res.Stream("text/event-stream", [relay](http::ChunkWriter& out) {
+      std::unique_lock lock(relay->mu);
+      while (true) {
+        relay->cv.wait_for(lock, std::chrono::milliseconds(100),
+                           [&] { return !relay->chunks.empty() || relay->done; });
+        while (!relay->chunks.empty()) {
+          std::string c = std::move(relay->chunks.front());
+          relay->chunks.pop_front();
+          lock.unlock();
+          if (!out.Write(c)) {  // client went away, or the proxy stops
+            relay->cancelled = true;
+            return;
+          }
+          lock.lock();
+        }
+        if (relay->done) {
+          if (!relay->error.empty()) {
+            // The decoder died mid-stream: say so in-band rather than cutting silently.
+            std::string msg = "data: " +
+                              ErrorBody("decode instance failed mid-stream: " + relay->error,
+                                        "bad_gateway", 502) +
+                              "\n\n";
             lock.unlock();
-            if (!sink.write(c.data(), c.size())) return false;  // client went away
-            lock.lock();
+            out.Write(msg);
           }
-          if (relay->done) {
-            if (!relay->error.empty()) {
-              // The decoder died mid-stream: say so in-band rather than cutting silently.
-              std::string msg = "data: " +
-                                ErrorBody("decode instance failed mid-stream: " + relay->error,
-                                          "bad_gateway", 502) +
-                                "\n\n";
-              lock.unlock();
-              sink.write(msg.data(), msg.size());
-            }
-            sink.done();
-          }
-          return true;
-        },
-        [relay](bool) { relay->cancelled = true; });
+          break;
+        }
+        if (!out.ok()) break;  // the client left while the decoder was silent
+      }
+      relay->cancelled = true;
+    });
   }
 
-  void Models(httplib::Response& res) {
+  void Models(http::Response& res) {
     auto decode = pool_.Pick(Role::kDecode);
     if (!decode) return ReplyError(res, 503, "no healthy decode instance", "service_unavailable");
     auto client = MakeClient(decode->backend);
@@ -278,8 +288,7 @@ class ProxyServerImpl final : public ProxyServer {
       pool_.MarkUnhealthy(Role::kDecode, decode->index);
       return ReplyError(res, 502, "decode instance did not answer /v1/models", "bad_gateway");
     }
-    res.status = r->status;
-    res.set_content(r->body, "application/json");
+    res.Set(r->status, r->body, "application/json");
   }
 
   std::string MetricsText() const {
@@ -303,8 +312,7 @@ class ProxyServerImpl final : public ProxyServer {
 
   const ProxyOptions options_;
   BackendPool pool_;
-  httplib::Server server_;
-  std::thread thread_;
+  std::unique_ptr<http::HttpServer> server_;  // after pool_: destroyed (stopped) before it
   uint16_t port_ = 0;
   std::mutex mu_;
   std::condition_variable cv_;

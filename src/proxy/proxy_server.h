@@ -12,6 +12,10 @@
 // Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models (from a
 // decoder), GET /health (200 when at least one prefill and one decode are healthy),
 // GET /status (backends as JSON), GET /metrics (Prometheus text).
+//
+// The client-facing HTTP layer is http::HttpServer (src/http) with options.http_threads
+// workers and options.http_limits: slow or idle clients hold a connection slot, never a
+// worker; its own errors (408, 413, 503 when full, ...) are OpenAI-shaped like the rest.
 // Thread safety: Stop() may be called from any thread.
 #pragma once
 
@@ -30,8 +34,10 @@ class ProxyServer {
   virtual ~ProxyServer() = default;  // stops and joins everything
 
   virtual uint16_t port() const = 0;
-  // Blocks until Stop().
+  // Blocks until Stop() has finished.
   virtual void Wait() = 0;
+  // Stops accepting, lets running relays finish within the HTTP layer's stop grace and
+  // joins its threads. Idempotent.
   virtual void Stop() = 0;
 };
 

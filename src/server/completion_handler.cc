@@ -1,5 +1,7 @@
 #include "server/completion_handler.h"
 
+#include <atomic>
+
 #include "common/deadline.h"
 #include "common/log.h"
 
@@ -142,8 +144,15 @@ Reply ErrorReply(const Status& status) {
 }
 
 std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind kind,
-                                            const std::string& body, const std::string& request_id,
+                                            const std::string& body,
+                                            const std::string& client_request_id,
+                                            const std::function<bool()>& client_gone,
                                             Reply* reply) {
+  // Engine (and connector) ids are unique even when clients reuse an X-Request-Id: a
+  // duplicate used to take over the first request's connector state and leave it waiting
+  // for the abort timeout with its KV held. Responses keep the client's id.
+  static std::atomic<uint64_t> next_engine_seq{0};
+  const std::string request_id = client_request_id + "." + std::to_string(next_engine_seq++);
   auto parsed = ParseOpenAiRequest(body, kind);
   if (!parsed.ok()) {
     *reply = ErrorReply(parsed.status());
@@ -170,13 +179,14 @@ std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind k
     *reply = ErrorReply(stream.status());
     return nullptr;
   }
-  ResponseContext rctx{kind, (kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-") + request_id,
+  ResponseContext rctx{kind, (kind == ApiKind::kChat ? "chatcmpl-" : "cmpl-") + client_request_id,
                        ctx.served_model_name, NowUnixSeconds()};
   if (req.stream) {
     return std::make_unique<StreamImpl>(ctx, std::move(rctx), req.include_usage, request_id,
                                         std::move(stream).value());
   }
   RequestTimer timer(ctx.metrics);
+  const int64_t arrival_ns = NowNanos();
   const Deadline deadline = Deadline::In(ctx.request_timeout);
   std::string text;
   while (true) {
@@ -184,6 +194,12 @@ std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind k
       ctx.engine->Abort(request_id);
       *reply = ErrorReply(
           UnavailableError(deadline.Expired() ? "request timed out" : "server stopping"));
+      return nullptr;
+    }
+    if (client_gone && client_gone()) {
+      ctx.engine->Abort(request_id);
+      ctx.metrics->ObserveFinished("abort", static_cast<double>(NowNanos() - arrival_ns) * 1e-9);
+      *reply = ErrorReply(AbortedError("the client closed the connection"));
       return nullptr;
     }
     auto out =

@@ -53,10 +53,16 @@ struct HandlerContext {
 };
 
 // Runs a request. For a non-streaming request (or any error before streaming starts) sets
-// *reply and returns null; for a streaming one returns the stream to pump.
+// *reply and returns null; for a streaming one returns the stream to pump. While it waits
+// for a non-streaming answer it polls `client_gone` (may be empty) between engine outputs
+// and at least every 200 ms: once true, the engine request is aborted (its KV blocks
+// freed) and *reply is an Aborted error (500) that nobody will read.
+// `client_request_id` (X-Request-Id or a generated one) names the response; the engine
+// request gets a unique id made from it, so clients may reuse ids.
 std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind kind,
-                                            const std::string& body, const std::string& request_id,
-                                            Reply* reply);
+                                            const std::string& body,
+                                            const std::string& client_request_id,
+                                            const std::function<bool()>& client_gone, Reply* reply);
 
 // An error reply from a Status (message, param and HTTP status derived from it).
 Reply ErrorReply(const Status& status);

@@ -1,14 +1,10 @@
 #include "server/openai_server.h"
 
-#include <httplib.h>
-
-#include <sys/socket.h>
-
 #include <random>
 
 #include "common/deadline.h"
-#include "common/http_listen.h"
 #include "common/log.h"
+#include "http/http_server.h"
 #include "server/completion_handler.h"
 
 namespace ferry::server {
@@ -26,9 +22,8 @@ std::string NewRequestId() {
   return buf;
 }
 
-void Send(httplib::Response& res, const Reply& reply) {
-  res.status = reply.status;
-  res.set_content(reply.body, reply.content_type.c_str());
+void Send(http::Response& res, const Reply& reply) {
+  res.Set(reply.status, reply.body, reply.content_type);
 }
 
 }  // namespace
@@ -43,12 +38,22 @@ Result<std::unique_ptr<OpenAiServer>> OpenAiServer::Create(const OpenAiServerOpt
     return InvalidArgumentError("http_threads must be >= 2 and port in [0, 65535]");
   }
   auto s = std::unique_ptr<OpenAiServer>(new OpenAiServer(options, engine));
+  http::HttpServerOptions http_options;
+  http_options.name = "serve";
+  http_options.worker_threads = options.http_threads;
+  http_options.limits = options.http_limits;
+  http_options.error_body = [](int status, std::string_view message) {
+    return http::ErrorBody{Dump(ErrorJson(status, std::string(message), "")), "application/json"};
+  };
+  auto http = http::HttpServer::Create(std::move(http_options));
+  if (!http.ok()) return http.status().WithContext("serve");
+  s->http_ = std::move(http).value();
   s->InstallRoutes();
   return s;
 }
 
 OpenAiServer::OpenAiServer(const OpenAiServerOptions& options, engine::LlmEngine* engine)
-    : options_(options), engine_(engine), http_(std::make_unique<httplib::Server>()) {
+    : options_(options), engine_(engine) {
   handler_ctx_.engine = engine_;
   handler_ctx_.metrics = &metrics_;
   handler_ctx_.served_model_name = options_.served_model_name;
@@ -62,44 +67,32 @@ OpenAiServer::OpenAiServer(const OpenAiServerOptions& options, engine::LlmEngine
 OpenAiServer::~OpenAiServer() { Stop(); }
 
 void OpenAiServer::InstallRoutes() {
-  const int threads = options_.http_threads;
-  http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  http_->set_keep_alive_max_count(1000);
-  http_->set_read_timeout(30, 0);
-  http_->set_write_timeout(10, 0);
-  http_->set_payload_max_length(64 << 20);
   auto completion = [this](ApiKind kind) {
-    return [this, kind](const httplib::Request& req, httplib::Response& res) {
-      std::string rid = req.get_header_value("X-Request-Id");
+    return [this, kind](const http::Request& req, http::Response& res) {
+      std::string rid = req.Header("X-Request-Id");
       if (rid.empty()) rid = NewRequestId();
-      res.set_header("X-Request-Id", rid);
+      res.SetHeader("X-Request-Id", rid);
       Reply reply;
-      std::shared_ptr<SseStream> stream =
-          HandleCompletion(handler_ctx_, kind, req.body, rid, &reply);
-      if (stream == nullptr) {
-        Send(res, reply);
-        return;
-      }
-      res.set_header("Cache-Control", "no-cache");
-      res.set_chunked_content_provider(
-          "text/event-stream",
-          [stream](size_t, httplib::DataSink& sink) {
-            std::string bytes;
-            const bool more = stream->Pump(std::chrono::milliseconds(100), &bytes);
-            if (!bytes.empty() && !sink.write(bytes.data(), bytes.size())) return false;
-            if (!more) sink.done();
-            return true;
-          },
-          [stream](bool success) {
-            // Runs when the response ends; a client that left mid-stream lands here.
-            stream->Cancel();
-          });
+      std::shared_ptr<SseStream> stream = HandleCompletion(
+          handler_ctx_, kind, req.body, rid, [&req] { return req.ClientGone(); }, &reply);
+      if (stream == nullptr) return Send(res, reply);
+      res.SetHeader("Cache-Control", "no-cache");
+      res.Stream("text/event-stream", [stream](http::ChunkWriter& out) {
+        std::string bytes;
+        bool more = true;
+        while (more && out.ok()) {
+          more = stream->Pump(std::chrono::milliseconds(100), &bytes);
+          if (!bytes.empty() && !out.Write(bytes)) break;
+        }
+        // A client that left mid-stream (or a stopping server) lands here with `more`.
+        stream->Cancel();
+      });
     };
   };
-  http_->Post("/v1/completions", completion(ApiKind::kCompletion));
-  http_->Post("/v1/chat/completions", completion(ApiKind::kChat));
+  http_->Route("POST", "/v1/completions", completion(ApiKind::kCompletion));
+  http_->Route("POST", "/v1/chat/completions", completion(ApiKind::kChat));
 
-  http_->Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+  http_->Route("GET", "/v1/models", [this](const http::Request&, http::Response& res) {
     nlohmann::json model = {{"id", options_.served_model_name},
                             {"object", "model"},
                             {"created", NowUnixSeconds()},
@@ -107,43 +100,34 @@ void OpenAiServer::InstallRoutes() {
                             {"root", options_.served_model_name},
                             {"parent", nullptr},
                             {"max_model_len", engine_->max_model_len()}};
-    res.set_content(Dump({{"object", "list"}, {"data", nlohmann::json::array({model})}}),
-                    "application/json");
+    res.Set(200, Dump({{"object", "list"}, {"data", nlohmann::json::array({model})}}),
+            "application/json");
   });
-  http_->Get("/health", [this](const httplib::Request&, httplib::Response& res) {
+  http_->Route("GET", "/health", [this](const http::Request&, http::Response& res) {
     res.status = engine_->alive() && !stopping_.load() ? 200 : 503;
   });
-  http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
+  http_->Route("GET", "/metrics", [this](const http::Request&, http::Response& res) {
     std::string text = metrics_.Render(engine_->Stats());
     if (options_.extra_metrics) text += options_.extra_metrics();
-    res.set_content(text, "text/plain; version=0.0.4");
-  });
-  http_->set_error_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return;
-    const std::string msg =
-        res.status == 404 ? "no route for " + req.method + " " + req.path : "request failed";
-    res.set_content(Dump(ErrorJson(res.status, msg, "")), "application/json");
+    res.Set(200, std::move(text), "text/plain; version=0.0.4");
   });
 }
 
 Status OpenAiServer::Start() {
-  if (listener_.joinable()) return FailedPreconditionError("server already started");
-  // http::Listen binds without SO_REUSEPORT (a second server on the same port fails
-  // instead of sharing it) and with a deep listen backlog.
-  auto port = http::Listen(*http_, options_.host, static_cast<uint16_t>(options_.port), &listener_);
-  if (!port.ok()) return UnavailableError(port.status().message() + " (pick another --port)");
-  bound_port_ = *port;
+  // HttpServer binds without SO_REUSEPORT (a second server on the same port fails instead
+  // of sharing it) and with a deep listen backlog.
+  Status started = http_->Start(options_.host, static_cast<uint16_t>(options_.port));
+  if (started.code() == StatusCode::kFailedPrecondition) return started;
+  if (!started.ok()) return UnavailableError(started.message() + " (pick another --port)");
+  bound_port_ = http_->port();
   FERRY_LOG_INFO("serving {} on http://{}:{}", options_.served_model_name, options_.host,
                  bound_port_);
   return OkStatus();
 }
 
 void OpenAiServer::Stop() {
-  stopping_ = true;
-  if (listener_.joinable()) {
-    http_->stop();
-    listener_.join();
-  }
+  stopping_ = true;  // handlers waiting for the engine give up; streams end with an error
+  if (http_) http_->Stop();
 }
 
 }  // namespace ferry::server

@@ -8,12 +8,18 @@
 //
 // Routes: POST /v1/completions, POST /v1/chat/completions (JSON or SSE when "stream"),
 // GET /v1/models, GET /health (200 while the engine thread is alive, else 503),
-// GET /metrics (Prometheus text). X-Request-Id is used as the request id when given and
-// always echoed. Errors are {"error": {message, type, param, code}} with 400 (bad body,
-// bad values, prompt too long), 404 (unknown model), 503 (engine down). A streaming client
-// that goes away gets its request aborted, which frees its KV blocks.
+// GET /metrics (Prometheus text). X-Request-Id names the response (cmpl-<id>) when given and
+// is always echoed; engine request ids stay unique when clients reuse one. Errors are {"error":
+// {message, type, param, code}} with 400 (bad body, bad values, prompt too long), 404 (unknown
+// model), 503 (engine down); the HTTP layer's own errors (408, 413, 431, 503 when full, ...) have
+// the same shape. A client that goes away, streaming or waiting for a whole answer, gets its
+// request aborted, which frees its KV blocks.
 //
-// Thread safety: Start/Stop from one thread; handlers run on the HTTP thread pool.
+// The HTTP layer is http::HttpServer (src/http): one loop thread reads requests under the
+// limits of `http_limits` (docs/http_server.md), `http_threads` workers run the handlers.
+// A slow or idle client holds a connection slot, never a worker.
+//
+// Thread safety: Start/Stop from one thread; handlers run on the HTTP worker threads.
 #pragma once
 
 #include <atomic>
@@ -22,27 +28,32 @@
 #include <functional>
 #include <memory>
 #include <string>
-#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "engine/llm_engine.h"
 #include "ferry/status.h"
+#include "http/http_server_options.h"
 #include "server/completion_handler.h"
 #include "server/openai_request.h"
 #include "server/server_metrics.h"
 
-namespace httplib {
-class Server;
-}
+namespace ferry::http {
+class HttpServer;
+}  // namespace ferry::http
 
 namespace ferry::server {
 
 struct OpenAiServerOptions {
-  std::string host = "127.0.0.1";             // Default: 127.0.0.1.
-  int port = 8000;                            // 0 picks a free port (see port()). Default: 8000.
-  std::string served_model_name;              // Required: the name clients pass as "model".
-  int http_threads = 64;                      // Concurrent connections served. Default: 64.
+  std::string host = "127.0.0.1";  // Default: 127.0.0.1.
+  int port = 8000;                 // 0 picks a free port (see port()). Default: 8000.
+  std::string served_model_name;   // Required: the name clients pass as "model".
+  // Requests handled at once (each waits for the engine on its own thread); more wait in
+  // the HTTP layer's queue (http_limits.max_queued_requests). Default: 64.
+  int http_threads = 64;
+  // Limits and deadlines of the HTTP layer. Default: the HttpLimits defaults with
+  // max_body_bytes 32 MiB.
+  http::HttpLimits http_limits = {.max_body_bytes = 32 << 20};
   std::chrono::seconds request_timeout{600};  // A request is aborted after this. Default: 600 s.
   // Connector hook (issue 4): the kv_transfer_params of a non-streaming response, given the
   // request's kv_transfer_params and request id. Default (empty): null.
@@ -61,14 +72,16 @@ struct OpenAiServerOptions {
 
 class OpenAiServer {
  public:
-  // `engine` must outlive the server. Errors: InvalidArgument (no model name, bad threads).
+  // `engine` must outlive the server. Errors: InvalidArgument (no model name, bad threads,
+  // port or limits).
   static Result<std::unique_ptr<OpenAiServer>> Create(const OpenAiServerOptions& options,
                                                       engine::LlmEngine* engine);
   ~OpenAiServer();
   OpenAiServer(const OpenAiServer&) = delete;
   OpenAiServer& operator=(const OpenAiServer&) = delete;
 
-  // Binds host:port and starts serving. Errors: Unavailable (cannot bind).
+  // Binds host:port and starts serving. Errors: Unavailable (cannot bind),
+  // FailedPrecondition (already started).
   Status Start();
   // Stops accepting, ends in-flight requests (aborting them) and joins. Idempotent.
   void Stop();
@@ -83,8 +96,7 @@ class OpenAiServer {
   engine::LlmEngine* const engine_;
   ServerMetrics metrics_;
   HandlerContext handler_ctx_;  // shared by every handler; outlives them
-  std::unique_ptr<httplib::Server> http_;
-  std::thread listener_;
+  std::unique_ptr<http::HttpServer> http_;
   std::atomic<bool> stopping_{false};
   int bound_port_ = 0;
 };

@@ -4,6 +4,9 @@
 #include <httplib.h>
 
 #include <nlohmann/json.hpp>
+#include <thread>
+
+#include "../http/raw_http.h"
 
 #include "common/message_auth.h"
 
@@ -147,6 +150,40 @@ TEST_F(BootstrapServerTest, MalformedBodiesAreRejectedWith400) {
   auto res = client_->Get("/query");
   ASSERT_TRUE(res);
   EXPECT_EQ(res->body, "{}");
+}
+
+// Regression: 8 connections trickling their headers held every worker of the bootstrap
+// server; the proxy's /query probes then timed out and it answered 503 to everything.
+TEST_F(BootstrapServerTest, SlowHeaderClientsDoNotStopTheBootstrapServer) {
+  http::testing::SlowHeaderClients slow(server_->port(), 64);
+  ASSERT_EQ(slow.connected(), 64);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto start = std::chrono::steady_clock::now();
+  auto res = client_->Get("/query");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+}
+
+// Regression: the bootstrap server had no body limit.
+TEST_F(BootstrapServerTest, HugeBodyIsRefusedWith413) {
+  size_t rss_growth = 0;
+  int64_t answer_ms = 0;
+  EXPECT_EQ(
+      http::testing::HugeBodyStatus(server_->port(), "POST /register", &rss_growth, &answer_ms),
+      413);
+  EXPECT_LT(answer_ms, 500);
+  EXPECT_LT(rss_growth, size_t{8} << 20);
+}
+
+// Regression: a malformed Content-Length closed the connection without an answer.
+TEST_F(BootstrapServerTest, MalformedContentLengthGets400) {
+  http::testing::RawResponse r =
+      http::testing::MalformedContentLength(server_->port(), "POST /register");
+  EXPECT_EQ(r.status, 400);
+  auto body = nlohmann::json::parse(r.body, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << r.body;
+  EXPECT_TRUE(body["error"].is_string());
 }
 
 TEST(BootstrapTableTest, RejectsMalformedQueryAnswers) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include "../http/raw_http.h"
 #include "metadata/http_metadata_server.h"
 #include "metadata/http_store.h"
 #include "metadata/internal/http_call.h"
@@ -117,6 +118,43 @@ TEST(HttpMetadataServerTest, StopIsIdempotentAndClientsThenFail) {
   EXPECT_EQ((*store)->Get("k", Soon()).status().code(), StatusCode::kUnavailable);
 }
 
+// Regression: the metadata server had no body limit.
+TEST(HttpMetadataServerTest, HugeBodyIsRefusedWith413) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  size_t rss_growth = 0;
+  int64_t answer_ms = 0;
+  EXPECT_EQ(
+      http::testing::HugeBodyStatus(server->port(), "PUT /metadata?key=k", &rss_growth, &answer_ms),
+      413);
+  EXPECT_LT(answer_ms, 500);
+  EXPECT_LT(rss_growth, size_t{8} << 20);
+  EXPECT_EQ(server->size(), 0u);
+}
+
+// Regression: a malformed Content-Length closed the connection without an answer.
+TEST(HttpMetadataServerTest, MalformedContentLengthGets400) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(http::testing::MalformedContentLength(server->port(), "PUT /metadata?key=k").status,
+            400);
+  EXPECT_EQ(server->size(), 0u);
+}
+
+// Slow clients hold connection slots, not the server's four workers.
+TEST(HttpMetadataServerTest, SlowHeaderClientsDoNotStopTheMetadataServer) {
+  auto server = StartServer();
+  ASSERT_NE(server, nullptr);
+  http::testing::SlowHeaderClients slow(server->port(), 64);
+  ASSERT_EQ(slow.connected(), 64);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  auto store = MetadataStore::Create(server->url());
+  ASSERT_TRUE(store.ok());
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_TRUE((*store)->Put("k", "v", Soon()).ok());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+}
+
 TEST(HttpMetadataStoreTest, ServerErrorsMapToStatusCodes) {
   testing::ScriptedHttpServer fake;
   fake.server().Get("/metadata", [](const httplib::Request&, httplib::Response& res) {
@@ -144,6 +182,54 @@ TEST(HttpMetadataStoreTest, PercentEncodeKeepsOnlyUnreservedCharacters) {
   EXPECT_EQ(internal::PercentEncode("a b+c&d=e%"), "a%20b%2Bc%26d%3De%25");
   EXPECT_EQ(internal::PercentEncode("AZaz09-._~"), "AZaz09-._~");
   EXPECT_EQ(internal::PercentEncode("\xC3\xA9"), "%C3%A9");
+}
+
+}  // namespace
+}  // namespace ferry::metadata
+
+namespace ferry::metadata {
+namespace {
+
+TEST(HttpMetadataServerTest, SecretGuardsEveryRequest) {
+  // Open, anyone could rewrite a peer's segment descriptor.
+  HttpMetadataServer::Options options;
+  options.secret = "k";
+  auto server = StartServer(options);
+  ASSERT_NE(server, nullptr);
+  httplib::Client raw("127.0.0.1", server->port());
+  auto put = raw.Put("/metadata?key=a", "evil", "application/json");
+  ASSERT_TRUE(put);
+  EXPECT_EQ(put->status, 401);
+  EXPECT_EQ(raw.Get("/metadata?key=a")->status, 401);
+  EXPECT_EQ(server->size(), 0u);
+  auto store = HttpMetadataStore::Create(server->url(), "k");
+  ASSERT_TRUE(store.ok());
+  ASSERT_TRUE((*store)->Put("a", "good", Soon()).ok());
+  auto got = (*store)->Get("a", Soon());
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(*got, "good");
+  auto wrong = HttpMetadataStore::Create(server->url(), "not-k");
+  ASSERT_TRUE(wrong.ok());
+  Status refused = (*wrong)->Put("a", "evil", Soon());
+  EXPECT_EQ(refused.code(), StatusCode::kPermissionDenied) << refused.ToString();
+  EXPECT_EQ(*(*store)->Get("a", Soon()), "good");
+}
+
+TEST(HttpMetadataServerTest, KeysAndBytesAreCapped) {
+  HttpMetadataServer::Options options;
+  options.max_keys = 3;
+  options.max_total_bytes = 1000;
+  auto server = StartServer(options);
+  ASSERT_NE(server, nullptr);
+  auto store = HttpMetadataStore::Create(server->url());
+  ASSERT_TRUE(store.ok());
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE((*store)->Put("k" + std::to_string(i), "v", Soon()).ok());
+  EXPECT_FALSE((*store)->Put("k3", "v", Soon()).ok());
+  EXPECT_TRUE((*store)->Put("k0", "replaced", Soon()).ok());  // replacing is fine
+  EXPECT_FALSE((*store)->Put("k1", std::string(2000, 'x'), Soon()).ok());
+  ASSERT_TRUE((*store)->Delete("k2", Soon()).ok());
+  EXPECT_TRUE((*store)->Put("k3", "v", Soon()).ok());
+  EXPECT_EQ(server->size(), 3u);
 }
 
 }  // namespace

@@ -15,6 +15,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "../http/raw_http.h"
+
 namespace ferry::proxy {
 namespace {
 
@@ -241,6 +243,48 @@ TEST_F(ProxyServerTest, DeadDecoderIsABadGatewayNotAHang) {
   auto res = Post({{"prompt", "x"}});
   ASSERT_TRUE(res);
   EXPECT_TRUE(res->status == 502 || res->status == 503) << res->status;
+}
+
+// Regression: 8 connections trickling their headers used to hold all 8 of cpp-httplib's
+// worker threads, and the proxy stopped answering.
+TEST_F(ProxyServerTest, SlowHeaderClientsDoNotStopTheProxy) {
+  Instance p, d;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  http::testing::SlowHeaderClients slow(proxy_->port(), 100);
+  ASSERT_EQ(slow.connected(), 100);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // all are mid-headers
+  const auto start = std::chrono::steady_clock::now();
+  auto res = Post({{"model", "tiny"}, {"prompt", "hello"}, {"max_tokens", 5}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+}
+
+// Regression: the proxy had no body limit; a 1 GiB body took it to 7.6 GiB RSS.
+TEST_F(ProxyServerTest, HugeBodyIsRefusedWith413) {
+  Instance p, d;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  size_t rss_growth = 0;
+  int64_t answer_ms = 0;
+  EXPECT_EQ(http::testing::HugeBodyStatus(proxy_->port(), "POST /v1/completions", &rss_growth,
+                                          &answer_ms),
+            413);
+  EXPECT_LT(answer_ms, 500);
+  EXPECT_LT(rss_growth, size_t{8} << 20);
+  EXPECT_EQ(d.count(), 0u);  // nothing was forwarded
+}
+
+// Regression: a malformed Content-Length closed the connection without an answer.
+TEST_F(ProxyServerTest, MalformedContentLengthGets400) {
+  Instance p, d;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  http::testing::RawResponse r =
+      http::testing::MalformedContentLength(proxy_->port(), "POST /v1/completions");
+  EXPECT_EQ(r.status, 400);
+  auto body = nlohmann::json::parse(r.body, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << r.body;
+  EXPECT_EQ(body["error"]["type"], "invalid_request_error");
+  EXPECT_EQ(body["error"]["code"], 400);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "../engine/fake_model.h"
+#include "../http/raw_http.h"
 #include "common/deadline.h"
 
 namespace ferry::server {
@@ -148,6 +149,23 @@ TEST_F(OpenAiServerTest, DeeplyNestedBodyIs400AndServerSurvives) {
   EXPECT_EQ(ok->status, 200);
 }
 
+TEST_F(OpenAiServerTest, ReusedRequestIdsAreServedSideBySide) {
+  // The engine used to refuse the second request with a duplicate id (and the connector
+  // state of the first was overwritten by it).
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&] {
+      httplib::Client c("127.0.0.1", server_->port());
+      auto res = c.Post("/v1/completions", {{"X-Request-Id", "same-id"}},
+                        R"({"prompt":"abc","max_tokens":8})", "application/json");
+      if (res && res->status == 200 && json::parse(res->body)["id"] == "cmpl-same-id") ok++;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 4);
+}
+
 TEST_F(OpenAiServerTest, MinTokensAboveMaxTokensIs400) {
   auto res = Post("/v1/completions", R"({"prompt":"abc","max_tokens":2,"min_tokens":3})");
   ASSERT_TRUE(res);
@@ -197,6 +215,88 @@ TEST_F(OpenAiServerTest, ClientDisconnectMidStreamFreesBlocks) {
   EXPECT_NE(metrics->body.find("ferry_request_success_total{finished_reason=\"abort\"} 1"),
             std::string::npos)
       << metrics->body;
+}
+
+// Regression: a non-streaming client that disconnected kept its request running to the
+// end (its KV blocks held) because nothing watched the connection while it waited.
+TEST_F(OpenAiServerTest, ClientDisconnectWhileWaitingAbortsTheRequest) {
+  {
+    http::testing::RawConnection c(server_->port());
+    const std::string body = R"({"prompt":"Hello there","max_tokens":900,"ignore_eos":true})";
+    ASSERT_TRUE(
+        c.Send("POST /v1/completions HTTP/1.1\r\nHost: t\r\nContent-Type: "
+               "application/json\r\nContent-Length: " +
+               std::to_string(body.size()) + "\r\n\r\n" + body));
+    const Deadline started = Deadline::In(std::chrono::seconds(5));
+    while (engine_->Stats().num_running == 0 && !started.Expired()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    ASSERT_EQ(engine_->Stats().num_running, 1);
+  }  // the client goes away while its answer is being generated
+  const Deadline d = Deadline::In(std::chrono::seconds(10));
+  while (engine_->Stats().num_running != 0 && !d.Expired()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(engine_->Stats().num_running, 0);
+  EXPECT_EQ(engine_->Stats().kv_blocks_used, 0);
+  EXPECT_LT(engine_->Stats().generation_tokens_total, 900);  // aborted, not finished
+  auto metrics = client_->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("ferry_request_success_total{finished_reason=\"abort\"} 1"),
+            std::string::npos);
+}
+
+// Regression: 2,000 idle connections delayed serve's answer to 154 s (cpp-httplib queued
+// connections behind its 64 worker threads).
+TEST_F(OpenAiServerTest, IdleConnectionsDoNotDelayServe) {
+  ASSERT_GE(http::testing::RaiseFdLimit(8192), 4200u) << "needs 4,200 file descriptors";
+  auto idle = http::testing::OpenIdleConnections(static_cast<uint16_t>(server_->port()), 2000);
+  for (const auto& c : idle) ASSERT_TRUE(c->valid());
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // all accepted
+  const auto start = std::chrono::steady_clock::now();
+  auto res = Post("/v1/completions", R"({"prompt":"Hello","max_tokens":5})");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+}
+
+// Regression: 64 connections trickling their headers held all 64 workers of serve.
+TEST_F(OpenAiServerTest, SlowHeaderClientsDoNotStopServe) {
+  http::testing::SlowHeaderClients slow(static_cast<uint16_t>(server_->port()), 100);
+  ASSERT_EQ(slow.connected(), 100);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  const auto start = std::chrono::steady_clock::now();
+  auto res = Post("/v1/completions", R"({"prompt":"Hello","max_tokens":5})");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(500));
+}
+
+TEST_F(OpenAiServerTest, CreateRejectsBadHttpLimits) {
+  OpenAiServerOptions so;
+  so.served_model_name = "fake";
+  so.http_limits.max_connections = 0;
+  EXPECT_EQ(OpenAiServer::Create(so, engine_.get()).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(OpenAiServerTest, HugeBodyIsRefusedWith413) {
+  size_t rss_growth = 0;
+  int64_t answer_ms = 0;
+  EXPECT_EQ(http::testing::HugeBodyStatus(static_cast<uint16_t>(server_->port()),
+                                          "POST /v1/completions", &rss_growth, &answer_ms),
+            413);
+  EXPECT_LT(answer_ms, 500);
+  EXPECT_LT(rss_growth, size_t{8} << 20);
+}
+
+TEST_F(OpenAiServerTest, MalformedContentLengthGets400) {
+  http::testing::RawResponse r = http::testing::MalformedContentLength(
+      static_cast<uint16_t>(server_->port()), "POST /v1/completions");
+  EXPECT_EQ(r.status, 400);
+  json body = json::parse(r.body, nullptr, false);
+  ASSERT_TRUE(body.is_object()) << r.body;
+  EXPECT_EQ(body["error"]["type"], "BadRequestError");
+  EXPECT_EQ(body["error"]["code"], 400);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 
 #include "command.h"
 #include "common/log.h"
+#include "common/message_auth.h"
 #include "metadata/http_metadata_server.h"
 
 namespace {
@@ -63,5 +64,17 @@ FERRY_REGISTER_COMMAND(
       cmd.add_option("--host", options->host, "Address to listen on")->capture_default_str();
       cmd.add_option("--port", options->port, "Port (0: pick a free one)")->capture_default_str();
       cmd.add_option("--path", options->path, "URL path served")->capture_default_str();
-      return [options] { return RunMetadataServer(*options); };
+      cmd.add_option("--secret", options->secret,
+                     "Deployment secret every request must be signed with (default: "
+                     "FERRY_KV_SECRET; none: open)");
+      return [options] {
+        if (options->secret.empty()) options->secret = ferry::SecretFromEnvironment();
+        if (options->secret.empty()) {
+          FERRY_LOG_WARN(
+              "metadata-server: no secret (--secret or FERRY_KV_SECRET): anyone who reaches "
+              "port {} can read, write and delete every key",
+              options->port);
+        }
+        return RunMetadataServer(*options);
+      };
     });
