@@ -48,8 +48,9 @@ class BadInputTest : public ::testing::Test {
     EXPECT_TRUE(testing::SameBytes(&remote_[100], local_.data(), 4096));
   }
 
-  std::unique_ptr<TransferEngine> target_, peer_;
+  // Declared first, destroyed last: the engines stop before the memory they serve goes.
   std::vector<char> remote_, local_;
+  std::unique_ptr<TransferEngine> target_, peer_;
   SegmentId seg_ = 0;
 };
 

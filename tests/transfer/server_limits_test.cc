@@ -86,8 +86,8 @@ class ServerLimitsTest : public ::testing::Test {
   }
   uint16_t port() const { return target_->rpc_port(); }
 
+  std::vector<char> memory_;  // declared first: freed after the engine serving it stopped
   std::unique_ptr<TransferEngine> target_;
-  std::vector<char> memory_;
 };
 
 TEST_F(ServerLimitsTest, ConnectionFloodIsCappedAndLegitPeerStillServed) {
