@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -73,8 +74,10 @@ class FakeServer {
     ::close(listen_fd_);
   }
   uint16_t port() const { return port_; }
+  // What the client sent, once its first connection ended (waits up to 5 s for that).
   std::string received() {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(5), [&] { return served_ > 0; });
     return received_;
   }
 
@@ -113,13 +116,17 @@ class FakeServer {
     }
     std::lock_guard<std::mutex> lock(mu_);
     received_ += got;
+    ++served_;
+    cv_.notify_all();
   }
 
   uint16_t port_ = 0;
   int listen_fd_;
   std::atomic<bool> stop_{false};
   std::mutex mu_;
-  std::string received_;  // GUARDED_BY(mu_)
+  std::condition_variable cv_;  // served_ grew
+  std::string received_;        // GUARDED_BY(mu_)
+  int served_ = 0;              // GUARDED_BY(mu_); connections recorded
   std::thread thread_;
 };
 

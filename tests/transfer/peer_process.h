@@ -73,7 +73,15 @@ class PeerProcess {
     ::close(stdout_);
     pid_ = -1;
   }
-  void Signal(int sig) { ::kill(pid_, sig); }
+  // Sends `sig`; for SIGSTOP returns only once every thread of the peer has stopped (a
+  // plain kill() returns while its threads may still run for a moment).
+  void Signal(int sig) {
+    ::kill(pid_, sig);
+    if (sig == SIGSTOP) {
+      int status = 0;
+      ::waitpid(pid_, &status, WUNTRACED);
+    }
+  }
   // True while the process has not exited (it did not abort or crash).
   bool Alive() {
     if (pid_ <= 0) return false;

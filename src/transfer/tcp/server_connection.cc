@@ -35,9 +35,12 @@ ServerConnection::ServerConnection(UniqueFd fd, std::string ip, std::string peer
       peer_(std::move(peer)),
       context_(context),
       accepted_(now),
+      now_(now),
       last_frame_end_(now) {}
 
-bool ServerConnection::OnReady(uint32_t events, std::span<char> scratch) {
+bool ServerConnection::OnReady(uint32_t events, std::span<char> scratch,
+                               SteadyClock::time_point now) {
+  now_ = now;
   if (events & (EPOLLERR | EPOLLHUP)) {
     // Reset or fully closed: nothing more can be said to this peer.
     if (in_frame_ && input_ == Input::kHeader) return Refuse("connection reset mid-frame");
@@ -133,7 +136,7 @@ bool ServerConnection::ReadSome(std::span<char> scratch) {
     if (input_ == Input::kHeader) {
       if (header_got_ == 0) {
         in_frame_ = true;
-        frame_started_ = SteadyClock::now();
+        frame_started_ = now_;
       }
       header_got_ += got;
       if (header_got_ < kFrameHeaderSize) return true;  // the rest has not arrived yet
@@ -291,7 +294,7 @@ void ServerConnection::EndFrame() {
   left_ = 0;
   dst_ = nullptr;
   std::string().swap(payload_);  // a NOTIFY's buffer is not kept for the next frame
-  last_frame_end_ = SteadyClock::now();
+  last_frame_end_ = now_;
 }
 
 void ServerConnection::QueueReply(const FrameHeader& request, const Status& status,
@@ -309,7 +312,7 @@ void ServerConnection::QueueReply(const FrameHeader& request, const Status& stat
   }
   h.length = r.text.size();
   EncodeFrameHeader(h, r.header);
-  if (out_.empty()) out_started_ = SteadyClock::now();
+  if (out_.empty()) out_started_ = now_;
   out_.push_back(std::move(r));
 }
 
@@ -325,7 +328,7 @@ void ServerConnection::QueueReadData(const FrameHeader& request) {
   // Straight from the registered buffer.
   r.data = static_cast<const char*>(Address(request.remote_addr));
   r.data_len = request.length;
-  if (out_.empty()) out_started_ = SteadyClock::now();
+  if (out_.empty()) out_started_ = now_;
   out_.push_back(std::move(r));
 }
 
@@ -354,7 +357,7 @@ bool ServerConnection::Flush() {
     if (r.sent < total) return true;  // the socket is full; EPOLLOUT continues it
     if (r.data != nullptr) context_->host->CountInbound(TransferOp::kRead, r.data_len);
     out_.pop_front();
-    if (!out_.empty()) out_started_ = SteadyClock::now();
+    if (!out_.empty()) out_started_ = now_;
   }
   return true;
 }

@@ -16,7 +16,7 @@
 // greeted connection with nothing in progress is closed after idle_timeout.
 //
 //   ServerConnection c(std::move(fd), "10.0.0.7", "10.0.0.7:41234", &context, now);
-//   if (!c.OnReady(events, scratch)) close_it();    // on epoll readiness
+//   if (!c.OnReady(events, scratch, now)) close_it();    // on epoll readiness
 //   uint32_t want = c.WantedEvents();               // EPOLLIN and/or EPOLLOUT
 //   if (std::string why; c.Expired(now, &why)) close_it();   // now and then
 //
@@ -67,11 +67,11 @@ class ServerConnection {
   int fd() const { return fd_.get(); }
   const std::string& ip() const { return ip_; }
 
-  // Handles readiness `events` (EPOLLIN/OUT/ERR/HUP bits): reads and answers what has
-  // arrived, sends what the socket takes. `scratch` is the loop's buffer for draining
-  // refused payloads. Returns false when the connection must be closed now (peer gone,
-  // protocol error, refusal); the reason was logged and counted.
-  bool OnReady(uint32_t events, std::span<char> scratch);
+  // Handles readiness `events` (EPOLLIN/OUT/ERR/HUP bits) noticed at `now`: reads and
+  // answers what has arrived, sends what the socket takes. `scratch` is the loop's buffer
+  // for draining refused payloads. Returns false when the connection must be closed now
+  // (peer gone, protocol error, refusal); the reason was logged and counted.
+  bool OnReady(uint32_t events, std::span<char> scratch, SteadyClock::time_point now);
 
   // The epoll events this connection waits for now (EPOLLIN and/or EPOLLOUT).
   uint32_t WantedEvents() const;
@@ -118,6 +118,7 @@ class ServerConnection {
   std::string client_nonce_;
   std::string server_nonce_;
   const SteadyClock::time_point accepted_;
+  SteadyClock::time_point now_;  // of the OnReady call in progress (one clock read per wake)
 
   Input input_ = Input::kHeader;
   char header_[kFrameHeaderSize];

@@ -57,10 +57,10 @@ class ServerIoLoop {
   ServerIoLoop(ServerContext* context, ConnectionLimits* limits, UniqueFd epoll_fd,
                UniqueFd wake_fd);
   void Run();
-  void AdoptPending();
-  void Handle(Slot* slot, uint32_t events);
+  void AdoptPending(SteadyClock::time_point now);
+  void Handle(Slot* slot, uint32_t events, SteadyClock::time_point now);
   void Close(Slot* slot);
-  void Sweep();
+  void Sweep(SteadyClock::time_point now);
 
   ServerContext* const context_;
   ConnectionLimits* const limits_;
