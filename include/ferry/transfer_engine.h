@@ -90,7 +90,12 @@ struct TransferCounters {
   uint64_t bytes_served = 0;    // Target side: bytes read from our memory by peers.
   uint64_t requests_done = 0;
   uint64_t requests_failed = 0;
-  uint64_t inbound_rejected = 0;  // Target side: frames refused (bad range, bad frame).
+  // Target side: frames and connections refused (bad range, bad frame, failed HELLO,
+  // missed deadline, over a connection cap).
+  uint64_t inbound_rejected = 0;
+  // Target side: notifications dropped, oldest first, because more than
+  // max_pending_notifications (or max_pending_notification_bytes) waited untaken.
+  uint64_t notifications_dropped = 0;
 };
 
 struct TransferEngineOptions {
@@ -121,6 +126,12 @@ struct TransferEngineOptions {
   std::chrono::milliseconds default_timeout{30000};
   // Deadline for establishing a connection or handshake. Default: 5 s.
   std::chrono::milliseconds connect_timeout{5000};
+  // Received notifications kept until TakeNotifications; beyond this many the oldest are
+  // dropped (counted in TransferCounters::notifications_dropped). Default: 4096.
+  size_t max_pending_notifications = 4096;
+  // The same bound on their bytes (sender names + messages); a single notification larger
+  // than this is dropped on arrival. Default: 64 MiB.
+  size_t max_pending_notification_bytes = 64 << 20;
 };
 
 class TransferEngine {
@@ -190,7 +201,9 @@ class TransferEngine {
 
   // Sends a notification alone. Errors: as OpenSegment, or Unavailable.
   virtual Status SendNotification(SegmentId segment, const std::string& message) = 0;
-  // Takes and returns all notifications received so far (oldest first).
+  // Takes and returns the notifications received and not yet taken (oldest first). At most
+  // max_pending_notifications / max_pending_notification_bytes are kept between calls: the
+  // oldest are dropped first.
   virtual std::vector<Notification> TakeNotifications() = 0;
 
   virtual TransferCounters counters() const = 0;

@@ -244,9 +244,15 @@ class TransferEngine:
         self._engine.send_notification(self._segment(segment), message)
 
     def take_notifications(self):
-        """[Notification(sender, message: bytes)] received so far, oldest first."""
+        """[Notification(sender, message: bytes)] received and not yet taken, oldest first.
+
+        The engine keeps at most 4096 notifications / 64 MiB between calls and drops the
+        oldest beyond that (counted in counters()["notifications_dropped"]).
+        """
         return [Notification(s, m) for s, m in self._engine.take_notifications()]
 
     def counters(self):
-        """Dict of monotonic counters (bytes_written, bytes_read, bytes_received, ...)."""
+        """Dict of monotonic counters (bytes_written, bytes_read, bytes_received,
+        bytes_served, requests_done, requests_failed, inbound_rejected,
+        notifications_dropped)."""
         return self._engine.counters()

@@ -267,6 +267,7 @@ PYBIND11_MODULE(_ferry, m) {
         d["requests_done"] = c.requests_done;
         d["requests_failed"] = c.requests_failed;
         d["inbound_rejected"] = c.inbound_rejected;
+        d["notifications_dropped"] = c.notifications_dropped;
         return d;
       });
 }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "common/crypto.h"
@@ -116,6 +117,10 @@ Status TransferEngineImpl::Init() {
   }
   if (options_.default_timeout.count() <= 0 || options_.connect_timeout.count() <= 0) {
     return InvalidArgumentError("default_timeout and connect_timeout must be positive");
+  }
+  if (options_.max_pending_notifications == 0 || options_.max_pending_notification_bytes == 0) {
+    return InvalidArgumentError(
+        "max_pending_notifications and max_pending_notification_bytes must be at least 1");
   }
   FERRY_ASSIGN_OR_RETURN(HostPort bind, ParseHostPort(options_.local_name));
   FERRY_ASSIGN_OR_RETURN(auto extra, ParseParams(options_.transport_params));
@@ -295,15 +300,48 @@ Status TransferEngineImpl::CheckInboundRange(uint64_t addr, uint64_t len) const 
 }
 
 void TransferEngineImpl::DeliverNotification(Notification n) {
-  std::lock_guard<std::mutex> lock(notes_mu_);
-  notes_.push_back(std::move(n));
+  std::deque<Notification> dropped;  // freed outside the lock
+  bool first_of_burst = false;
+  size_t kept = 0;
+  {
+    std::lock_guard<std::mutex> lock(notes_mu_);
+    notes_bytes_ += n.from.size() + n.message.size();
+    notes_.push_back(std::move(n));
+    while (!notes_.empty() && (notes_.size() > options_.max_pending_notifications ||
+                               notes_bytes_ > options_.max_pending_notification_bytes)) {
+      notes_bytes_ -= notes_.front().from.size() + notes_.front().message.size();
+      dropped.push_back(std::move(notes_.front()));
+      notes_.pop_front();
+    }
+    if (!dropped.empty() && !notes_overflowed_) {
+      notes_overflowed_ = true;
+      first_of_burst = true;
+    }
+    kept = notes_.size();
+  }
+  if (dropped.empty()) return;
+  counters_.notifications_dropped.fetch_add(dropped.size(), std::memory_order_relaxed);
+  if (first_of_burst) {
+    FERRY_LOG_WARN(
+        "transfer engine {}: {} notifications wait untaken (limits: {} notifications, {} "
+        "bytes); dropping the oldest until TakeNotifications is called (counted in "
+        "notifications_dropped; raise max_pending_notifications / "
+        "max_pending_notification_bytes or take them sooner)",
+        local_name_, kept, options_.max_pending_notifications,
+        options_.max_pending_notification_bytes);
+  }
 }
 
 std::vector<Notification> TransferEngineImpl::TakeNotifications() {
-  std::lock_guard<std::mutex> lock(notes_mu_);
-  std::vector<Notification> out;
-  out.swap(notes_);
-  return out;
+  std::deque<Notification> taken;
+  {
+    std::lock_guard<std::mutex> lock(notes_mu_);
+    taken.swap(notes_);
+    notes_bytes_ = 0;
+    notes_overflowed_ = false;
+  }
+  return std::vector<Notification>(std::make_move_iterator(taken.begin()),
+                                   std::make_move_iterator(taken.end()));
 }
 
 void TransferEngineImpl::CountInbound(TransferOp op, uint64_t bytes) {
@@ -324,6 +362,7 @@ TransferCounters TransferEngineImpl::counters() const {
   c.requests_done = counters_.requests_done.load();
   c.requests_failed = counters_.requests_failed.load();
   c.inbound_rejected = counters_.inbound_rejected.load();
+  c.notifications_dropped = counters_.notifications_dropped.load();
   return c;
 }
 

@@ -139,12 +139,16 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   BatchId next_batch_ = 1;                                     // GUARDED_BY(batches_mu_)
   std::map<BatchId, std::shared_ptr<TransferBatch>> batches_;  // GUARDED_BY(batches_mu_)
 
+  // Untaken notifications, oldest first, bounded by options_.max_pending_notifications
+  // and options_.max_pending_notification_bytes (the oldest are dropped).
   std::mutex notes_mu_;
-  std::vector<Notification> notes_;  // GUARDED_BY(notes_mu_)
+  std::deque<Notification> notes_;  // GUARDED_BY(notes_mu_)
+  size_t notes_bytes_ = 0;          // GUARDED_BY(notes_mu_); from + message of notes_
+  bool notes_overflowed_ = false;   // GUARDED_BY(notes_mu_); dropped since the last take
 
   struct Counters {
     std::atomic<uint64_t> bytes_written{0}, bytes_read{0}, bytes_received{0}, bytes_served{0},
-        requests_done{0}, requests_failed{0}, inbound_rejected{0};
+        requests_done{0}, requests_failed{0}, inbound_rejected{0}, notifications_dropped{0};
   } counters_;
 
   std::mutex worker_mu_;

@@ -43,7 +43,8 @@ class TransportHost {
   virtual void DeliverNotification(Notification n) = 0;
   // Target side: a peer wrote (or read) `bytes` into (from) our memory.
   virtual void CountInbound(TransferOp op, uint64_t bytes) = 0;
-  // Target side: an inbound frame was refused.
+  // Target side: an inbound frame or connection was refused (bad frame, failed HELLO,
+  // missed deadline, over a connection cap).
   virtual void CountRejected() = 0;
 };
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "ferry/transfer_engine.h"
+#include "raw_socket.h"
 #include "test_util.h"
 #include "transfer/tcp/wire.h"
 
@@ -21,73 +22,7 @@ using transfer::tcp::FrameHeader;
 using transfer::tcp::FrameType;
 using transfer::tcp::kFrameHeaderSize;
 
-// A blocking raw client socket with a 5 s receive timeout.
-class RawSocket {
- public:
-  explicit RawSocket(uint16_t port) {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    timeval tv{5, 0};
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-  }
-  ~RawSocket() { ::close(fd_); }
-  bool connected() const { return connected_; }
-  void Send(const std::string& bytes) {
-    ASSERT_EQ(::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL),
-              static_cast<ssize_t>(bytes.size()));
-  }
-  void SendFrame(FrameHeader h, const std::string& payload = "") {
-    char buf[kFrameHeaderSize];
-    EncodeFrameHeader(h, buf);
-    Send(std::string(buf, sizeof(buf)) + payload);
-  }
-  // Reads one reply header (+ its payload). False on EOF / timeout.
-  bool ReadReply(FrameHeader* out, std::string* payload) {
-    char buf[kFrameHeaderSize];
-    if (!ReadExactly(buf, sizeof(buf))) return false;
-    auto h = transfer::tcp::DecodeFrameHeader(buf);
-    if (!h.ok()) return false;
-    *out = *h;
-    payload->assign(h->length, '\0');
-    return ReadExactly(payload->data(), payload->size());
-  }
-  // True if the server closed the connection (EOF or reset) within the timeout.
-  bool ClosedByPeer() {
-    char c;
-    while (true) {
-      ssize_t n = ::recv(fd_, &c, 1, 0);
-      if (n == 0) return true;
-      if (n < 0) return errno == ECONNRESET;
-    }
-  }
-  void Hello(const std::string& secret = "") {
-    FrameHeader h;
-    h.type = FrameType::kHello;
-    h.length = secret.size();
-    SendFrame(h, secret);
-    FrameHeader r;
-    std::string p;
-    ASSERT_TRUE(ReadReply(&r, &p));
-    ASSERT_EQ(r.status, 0) << p;
-  }
-
- private:
-  bool ReadExactly(char* p, size_t n) {
-    while (n > 0) {
-      ssize_t k = ::recv(fd_, p, n, 0);
-      if (k <= 0) return false;
-      p += k;
-      n -= static_cast<size_t>(k);
-    }
-    return true;
-  }
-  int fd_ = -1;
-  bool connected_ = false;
-};
+using testing::RawSocket;
 
 class BadInputTest : public ::testing::Test {
  protected:
@@ -113,8 +48,9 @@ class BadInputTest : public ::testing::Test {
     EXPECT_TRUE(testing::SameBytes(&remote_[100], local_.data(), 4096));
   }
 
-  std::unique_ptr<TransferEngine> target_, peer_;
+  // Declared first, destroyed last: the engines stop before the memory they serve goes.
   std::vector<char> remote_, local_;
+  std::unique_ptr<TransferEngine> target_, peer_;
   SegmentId seg_ = 0;
 };
 
@@ -279,7 +215,7 @@ TEST_F(BadInputTest, OversizedLengthsCloseTheConnection) {
     RawSocket raw(target_->rpc_port());
     FrameHeader h;
     h.type = FrameType::kHello;
-    h.length = 1ull << 20;  // secrets are at most 4 KiB
+    h.length = 1ull << 20;  // HELLO carries one 32-byte nonce
     raw.SendFrame(h);
     EXPECT_TRUE(raw.ClosedByPeer());
   }

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "ferry/transfer_engine.h"
+#include "peer_process.h"
 #include "test_util.h"
 
 namespace ferry {
@@ -25,61 +26,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 constexpr size_t kGiB = 1ull << 30;
 
-// A transfer_test_peer child process. Killed (SIGKILL) and reaped on destruction.
-class PeerProcess {
- public:
-  PeerProcess(const std::string& name, size_t bytes) {
-    int out[2], in[2];
-    EXPECT_EQ(::pipe(out), 0);
-    EXPECT_EQ(::pipe(in), 0);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      ::dup2(in[0], 0);
-      ::close(out[0]);
-      ::close(in[1]);
-      std::string b = std::to_string(bytes);
-      ::execl(FERRY_TEST_PEER, FERRY_TEST_PEER, name.c_str(), b.c_str(), nullptr);
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    ::close(in[0]);
-    stdin_ = in[1];
-    // Wait (bounded) for "READY <name> <addr>".
-    std::string line;
-    auto until = Clock::now() + std::chrono::seconds(10);
-    while (line.find('\n') == std::string::npos && Clock::now() < until) {
-      pollfd p{out[0], POLLIN, 0};
-      if (::poll(&p, 1, 200) <= 0) continue;
-      char buf[256];
-      ssize_t n = ::read(out[0], buf, sizeof(buf));
-      if (n <= 0) break;
-      line.append(buf, static_cast<size_t>(n));
-    }
-    ::close(out[0]);
-    std::istringstream is(line);
-    std::string ready;
-    is >> ready >> name_ >> addr_;
-    EXPECT_EQ(ready, "READY") << "peer output: " << line;
-  }
-  ~PeerProcess() { Kill(); }
-  void Kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    ::close(stdin_);
-    pid_ = -1;
-  }
-  void Signal(int sig) { ::kill(pid_, sig); }
-  const std::string& name() const { return name_; }
-  uint64_t addr() const { return addr_; }
-
- private:
-  pid_t pid_ = -1;
-  int stdin_ = -1;
-  std::string name_;
-  uint64_t addr_ = 0;
-};
+using testing::PeerProcess;
 
 // 1 GiB of local memory (untouched pages read as zeros; no need to fill).
 struct BigBuffer {

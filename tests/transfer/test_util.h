@@ -37,16 +37,34 @@ inline ::testing::AssertionResult SameBytes(const void* a, const void* b, size_t
   return ::testing::AssertionFailure() << "first difference at byte " << i << " of " << n;
 }
 
-inline std::unique_ptr<TransferEngine> MakeEngine(const std::string& transport = "tcp",
-                                                  const std::string& secret = "") {
+// Options of a test engine: an ephemeral port on 127.0.0.1, 20 s request deadlines.
+inline TransferEngineOptions TestEngineOptions(const std::string& transport = "tcp",
+                                               const std::string& secret = "") {
   TransferEngineOptions o;
   o.local_name = "127.0.0.1:0";
   o.transport = transport;
   o.secret = secret;
   o.default_timeout = std::chrono::seconds(20);
+  return o;
+}
+
+inline std::unique_ptr<TransferEngine> MakeEngine(const TransferEngineOptions& o) {
   auto e = TransferEngine::Create(o);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
   return e.ok() ? std::move(*e) : nullptr;
+}
+
+inline std::unique_ptr<TransferEngine> MakeEngine(const std::string& transport = "tcp",
+                                                  const std::string& secret = "") {
+  return MakeEngine(TestEngineOptions(transport, secret));
+}
+
+// A tcp engine with transport_params `params` (e.g. "tcp_idle_timeout_s=1").
+inline std::unique_ptr<TransferEngine> MakeEngineWithParams(const std::string& params,
+                                                            const std::string& secret = "") {
+  TransferEngineOptions o = TestEngineOptions("tcp", secret);
+  o.transport_params = params;
+  return MakeEngine(o);
 }
 
 }  // namespace ferry::testing

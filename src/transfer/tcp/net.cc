@@ -231,6 +231,28 @@ Status RecvAll(int fd, void* buf, size_t len, Deadline deadline) {
   return OkStatus();
 }
 
+ssize_t RecvSome(int fd, void* buf, size_t len) {
+  while (true) {
+    ssize_t n = ::recv(fd, buf, len, MSG_DONTWAIT);
+    if (n > 0) NoteWireRecv();
+    if (n >= 0 || errno != EINTR) return n;
+  }
+}
+
+ssize_t SendSomeV(int fd, const iovec* iov, int iovcnt) {
+  msghdr msg{};
+  msg.msg_iov = const_cast<iovec*>(iov);
+  msg.msg_iovlen = static_cast<size_t>(iovcnt);
+  NoteWireSend();
+  while (true) {
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0 || errno != EINTR) {
+      NoteWireSend();  // after the kernel read the buffers
+      return n;
+    }
+  }
+}
+
 bool WaitReadable(int fd, Deadline deadline) {
   pollfd p{fd, POLLIN, 0};
   int r = ::poll(&p, 1, deadline.RemainingMsForPoll());

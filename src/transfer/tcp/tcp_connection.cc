@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/crypto.h"
 #include "common/log.h"
 #include "transfer/tcp/net.h"
 
@@ -42,26 +43,80 @@ void TcpOp::WaitSendDone() const {
   }
 }
 
+namespace {
+
+Status SendHelloFrame(int fd, FrameType type, const std::string& payload, int32_t status,
+                      Deadline deadline) {
+  FrameHeader h;
+  h.type = type;
+  h.length = payload.size();
+  h.status = status;
+  char buf[kFrameHeaderSize];
+  EncodeFrameHeader(h, buf);
+  iovec iov[2] = {{buf, sizeof(buf)}, {const_cast<char*>(payload.data()), payload.size()}};
+  return SendAllV(fd, iov, 2, deadline);
+}
+
+// Receives one REPLY to a HELLO frame: OK with its payload in *payload, or the server's
+// refusal as a Status.
+Status ReceiveHelloReply(int fd, const std::string& peer, Deadline deadline, std::string* payload) {
+  char buf[kFrameHeaderSize];
+  if (Status s = RecvAll(fd, buf, sizeof(buf), deadline); !s.ok()) {
+    if (s.code() != StatusCode::kUnavailable) return s;
+    return UnavailableError(peer +
+                            " closed the connection during HELLO (is it at its "
+                            "connection limit, or a ferry speaking another wire version?)");
+  }
+  Result<FrameHeader> r = DecodeFrameHeader(buf);
+  if (!r.ok()) return UnavailableError(peer + " answered HELLO oddly: " + r.status().message());
+  if (r->type != FrameType::kReply) return UnavailableError(peer + " answered HELLO oddly");
+  if (r->status != 0) {
+    std::string text;
+    ReadReplyText(fd, *r, deadline, &text).IgnoreError();
+    return Status(static_cast<StatusCode>(r->status), peer + ": " + text);
+  }
+  if (r->length > kHelloNonceBytes + kHelloProofBytes) {
+    return UnavailableError(peer + " answered HELLO with an oversized payload");
+  }
+  payload->assign(r->length, '\0');
+  return RecvAll(fd, payload->data(), payload->size(), deadline);
+}
+
+}  // namespace
+
 Result<UniqueFd> DialAndGreet(const std::string& host, uint16_t port, const std::string& secret,
                               Deadline deadline) {
   std::string peer = host + ":" + std::to_string(port);
   FERRY_ASSIGN_OR_RETURN(UniqueFd fd, ConnectTcp(host, port, deadline));
-  FrameHeader h;
-  h.type = FrameType::kHello;
-  h.length = secret.size();
-  char buf[kFrameHeaderSize];
-  EncodeFrameHeader(h, buf);
-  iovec iov[2] = {{buf, sizeof(buf)}, {const_cast<char*>(secret.data()), secret.size()}};
-  FERRY_RETURN_IF_ERROR(SendAllV(fd.get(), iov, 2, deadline).WithContext("HELLO to " + peer));
-  FERRY_RETURN_IF_ERROR(
-      RecvAll(fd.get(), buf, sizeof(buf), deadline).WithContext("HELLO reply from " + peer));
-  FERRY_ASSIGN_OR_RETURN(FrameHeader r, DecodeFrameHeader(buf));
-  if (r.type != FrameType::kReply) return UnavailableError(peer + " answered HELLO oddly");
-  if (r.status != 0) {
-    std::string text;
-    ReadReplyText(fd.get(), r, deadline, &text).IgnoreError();
-    return Status(static_cast<StatusCode>(r.status), peer + ": " + text);
+  const std::string client_nonce = crypto::RandomBytes(kHelloNonceBytes);
+  FERRY_RETURN_IF_ERROR(SendHelloFrame(fd.get(), FrameType::kHello, client_nonce, 0, deadline)
+                            .WithContext("HELLO to " + peer));
+  std::string challenge;
+  FERRY_RETURN_IF_ERROR(ReceiveHelloReply(fd.get(), peer, deadline, &challenge));
+  if (challenge.size() != kHelloNonceBytes + kHelloProofBytes) {
+    return UnavailableError(peer + " answered HELLO without a challenge (wire version 1?)");
   }
+  const std::string server_nonce = challenge.substr(0, kHelloNonceBytes);
+  if (!crypto::ConstantTimeEqual(challenge.substr(kHelloNonceBytes),
+                                 HelloServerProof(secret, client_nonce, server_nonce))) {
+    // Say so without proving anything: the peer may be an impostor collecting proofs.
+    SendHelloFrame(fd.get(), FrameType::kHelloProof, "",
+                   static_cast<int32_t>(StatusCode::kPermissionDenied), deadline)
+        .IgnoreError();
+    // A real engine counts the refusal and hangs up; waiting (briefly) for that makes the
+    // refusal visible in its counters by the time this returns.
+    WaitReadable(fd.get(), Deadline::Min(deadline, Deadline::In(std::chrono::seconds(1))));
+    return PermissionDeniedError(
+        peer +
+        " could not prove it knows our shared secret: the secrets differ (or it is not "
+        "the engine you meant); set the same secret (FERRY_KV_SECRET) on both sides");
+  }
+  FERRY_RETURN_IF_ERROR(SendHelloFrame(fd.get(), FrameType::kHelloProof,
+                                       HelloClientProof(secret, server_nonce, client_nonce), 0,
+                                       deadline)
+                            .WithContext("HELLO_PROOF to " + peer));
+  std::string ignored;
+  FERRY_RETURN_IF_ERROR(ReceiveHelloReply(fd.get(), peer, deadline, &ignored));
   return fd;
 }
 

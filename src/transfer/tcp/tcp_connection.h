@@ -70,15 +70,17 @@ struct TcpOp {
   std::atomic<bool> send_done_{false};
 };
 
-// Connects and completes the HELLO exchange; returns a blocking socket (see net.h).
-// Errors as TcpConnection::Connect.
+// Connects and runs the HELLO challenge-response under `secret` (wire.h): the server must
+// prove it knows the secret before this side proves it; the secret itself is never sent.
+// Returns a blocking socket (see net.h). Errors as TcpConnection::Connect.
 Result<UniqueFd> DialAndGreet(const std::string& host, uint16_t port, const std::string& secret,
                               Deadline deadline);
 
 class TcpConnection {
  public:
-  // Connects, sends HELLO with `secret` and waits for the answer. Errors: Unavailable
-  // (refused / reset), DeadlineExceeded, PermissionDenied (secret mismatch).
+  // Connects and runs the HELLO exchange (DialAndGreet). Errors: Unavailable (refused /
+  // reset / closed by a server at its connection limit), DeadlineExceeded,
+  // PermissionDenied (the secrets differ on the two sides).
   static Result<std::unique_ptr<TcpConnection>> Connect(const std::string& host, uint16_t port,
                                                         const std::string& secret,
                                                         Deadline deadline);

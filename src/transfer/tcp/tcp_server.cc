@@ -1,5 +1,8 @@
 #include "transfer/tcp/tcp_server.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -7,239 +10,201 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
-#include <vector>
+#include <system_error>
 
 #include "common/log.h"
 #include "transfer/tcp/net.h"
-#include "transfer/tcp/wire.h"
 
 namespace ferry::transfer::tcp {
 namespace {
 
-// A frame that started arriving must finish within this time (slowloris guard).
-constexpr auto kFrameTimeout = std::chrono::seconds(60);
-// Payloads of refused WRITEs up to this size are drained so the connection stays usable;
-// larger ones close the connection.
-constexpr uint64_t kMaxDrain = 64ull << 20;
+// Connections accepted per wake-up before the accept thread polls again.
+constexpr int kAcceptBatch = 64;
+// Pause after running out of descriptors or memory (keeps the thread from spinning).
+constexpr auto kAcceptBackoff = std::chrono::milliseconds(50);
 
-Status SendReply(int fd, uint64_t id, const Status& status, uint64_t addr = 0) {
-  FrameHeader h;
-  h.type = FrameType::kReply;
-  h.request_id = id;
-  h.remote_addr = addr;
-  h.status = static_cast<int32_t>(status.code());
-  const std::string& text = status.message();
-  h.length = status.ok() ? 0 : text.size();
-  char buf[kFrameHeaderSize];
-  EncodeFrameHeader(h, buf);
-  iovec iov[2] = {{buf, sizeof(buf)}, {const_cast<char*>(text.data()), h.length}};
-  return SendAllV(fd, iov, 2, Deadline::In(kFrameTimeout));
-}
+UniqueFd OpenSpare() { return UniqueFd(::open("/dev/null", O_RDONLY | O_CLOEXEC)); }
 
-Status Drain(int fd, uint64_t len, Deadline deadline) {
-  std::vector<char> sink(len < (256u << 10) ? len : (256u << 10));
-  while (len > 0) {
-    size_t take = len < sink.size() ? len : sink.size();
-    FERRY_RETURN_IF_ERROR(RecvAll(fd, sink.data(), take, deadline));
-    len -= take;
+// "ip" and "ip:port" of an accepted peer.
+void PeerName(const sockaddr_storage& ss, std::string* ip, std::string* peer) {
+  char text[INET6_ADDRSTRLEN] = "?";
+  uint16_t port = 0;
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, text, sizeof(text));
+    port = ntohs(a->sin_port);
+    *ip = text;
+    *peer = *ip + ":" + std::to_string(port);
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, text, sizeof(text));
+    port = ntohs(a->sin6_port);
+    *ip = text;
+    *peer = "[" + *ip + "]:" + std::to_string(port);
+  } else {
+    *ip = text;
+    *peer = text;
   }
-  return OkStatus();
 }
 
 }  // namespace
 
 Result<std::unique_ptr<TcpServer>> TcpServer::Create(const std::string& bind_host, uint16_t port,
-                                                     std::string secret, TransportHost* host) {
+                                                     std::string secret, TransportHost* host,
+                                                     const TcpServerOptions& options) {
+  if (options.io_threads < 1 || options.io_threads > 16) {
+    return InvalidArgumentError("tcp_server_threads must be in 1..16");
+  }
   uint16_t bound = 0;
   FERRY_ASSIGN_OR_RETURN(UniqueFd fd, ListenTcp(bind_host, port, &bound));
+  // Accepted sockets come back non-blocking; the accept thread never blocks in accept.
+  int flags = ::fcntl(fd.get(), F_GETFL, 0);
+  if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
+    return ErrnoToStatus(errno, "fcntl(O_NONBLOCK) on the listening socket");
+  }
   UniqueFd wake(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!wake.valid()) return ErrnoToStatus(errno, "eventfd");
   std::unique_ptr<TcpServer> server(
-      new TcpServer(std::move(fd), std::move(wake), bound, std::move(secret), host));
-  server->accept_thread_ = std::thread([s = server.get()] { s->AcceptLoop(); });
+      new TcpServer(std::move(fd), std::move(wake), bound, std::move(secret), host, options));
+  for (int i = 0; i < options.io_threads; ++i) {
+    FERRY_ASSIGN_OR_RETURN(auto loop, ServerIoLoop::Start(&server->context_, &server->limits_));
+    server->loops_.push_back(std::move(loop));
+  }
+  try {
+    server->accept_thread_ = std::thread([s = server.get()] { s->AcceptLoop(); });
+  } catch (const std::system_error& e) {
+    return ResourceExhaustedError(std::string("cannot start the tcp accept thread: ") + e.what());
+  }
   return server;
 }
 
 TcpServer::TcpServer(UniqueFd listen_fd, UniqueFd wake_fd, uint16_t port, std::string secret,
-                     TransportHost* host)
+                     TransportHost* host, const TcpServerOptions& options)
     : listen_fd_(std::move(listen_fd)),
       wake_fd_(std::move(wake_fd)),
       port_(port),
-      secret_(std::move(secret)),
-      host_(host) {}
+      limits_(options.max_connections, options.max_connections_per_peer),
+      spare_fd_(OpenSpare()) {
+  context_.options = options;
+  context_.secret = std::move(secret);
+  context_.host = host;
+}
 
 TcpServer::~TcpServer() {
   stopping_.store(true);
   uint64_t one = 1;
   [[maybe_unused]] ssize_t w = ::write(wake_fd_.get(), &one, sizeof(one));
   if (accept_thread_.joinable()) accept_thread_.join();
-  std::list<std::unique_ptr<Connection>> conns;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& c : connections_) ::shutdown(c->fd.get(), SHUT_RDWR);
-    conns.swap(connections_);
-  }
-  for (auto& c : conns) {
-    if (c->thread.joinable()) c->thread.join();
-  }
+  loops_.clear();  // each stops, closes its connections and joins its thread
 }
 
 void TcpServer::AcceptLoop() {
+  std::chrono::milliseconds pause{0};
   while (!stopping_.load()) {
-    pollfd fds[2] = {{listen_fd_.get(), POLLIN, 0}, {wake_fd_.get(), POLLIN, 0}};
-    int r = ::poll(fds, 2, 1000);
-    if (r < 0 && errno != EINTR) {
-      FERRY_LOG_ERROR("tcp server: poll failed: {}", std::strerror(errno));
-      return;
+    pollfd fds[2] = {{wake_fd_.get(), POLLIN, 0}, {listen_fd_.get(), POLLIN, 0}};
+    if (pause.count() > 0) {
+      // Backing off: only the stop signal is watched, for the length of the pause.
+      ::poll(fds, 1, static_cast<int>(pause.count()));
+      pause = std::chrono::milliseconds(0);
+      continue;
     }
+    int r = ::poll(fds, 2, -1);
     if (stopping_.load()) return;
-    if (r <= 0 || !(fds[0].revents & POLLIN)) continue;
-    int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    auto conn = std::make_unique<Connection>();
-    conn->fd.Reset(fd);
-    if (!TuneSocket(fd).ok() || !MakeBlocking(fd, 1000).ok()) continue;
-    std::lock_guard<std::mutex> lock(mu_);
-    ReapFinishedLocked();
-    Connection* raw = conn.get();
-    connections_.push_back(std::move(conn));
-    raw->thread = std::thread([this, raw] { Serve(raw); });
+    if (r < 0) {
+      if (errno != EINTR) {
+        FERRY_LOG_ERROR("tcp server: poll failed: {}", std::strerror(errno));
+        pause = kAcceptBackoff;
+      }
+      continue;
+    }
+    if (fds[1].revents & POLLIN) pause = AcceptPending();
   }
 }
 
-void TcpServer::ReapFinishedLocked() {
-  for (auto it = connections_.begin(); it != connections_.end();) {
-    if ((*it)->finished.load()) {
-      (*it)->thread.join();
-      it = connections_.erase(it);
-    } else {
-      ++it;
+std::chrono::milliseconds TcpServer::AcceptPending() {
+  for (int i = 0; i < kAcceptBatch; ++i) {
+    sockaddr_storage ss{};
+    socklen_t len = sizeof(ss);
+    int fd = ::accept4(listen_fd_.get(), reinterpret_cast<sockaddr*>(&ss), &len,
+                       SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) {
+      int err = errno;
+      if (err == EAGAIN || err == EWOULDBLOCK) return std::chrono::milliseconds(0);
+      if (err == EINTR || err == ECONNABORTED || err == EPROTO) continue;
+      if (err == EMFILE || err == ENFILE) {
+        ShedWaitingConnections();
+        return kAcceptBackoff;
+      }
+      // ENOBUFS / ENOMEM / EPERM (firewall) and the like: wait and try again.
+      uint64_t held_back = 0;
+      if (accept_log_.Allow(&held_back)) {
+        FERRY_LOG_WARN("tcp server: accept failed: {}; retrying shortly", std::strerror(err));
+      }
+      return kAcceptBackoff;
     }
+    UniqueFd conn(fd);
+    std::string ip, peer;
+    PeerName(ss, &ip, &peer);
+    switch (limits_.TryAdmit(ip)) {
+      case ConnectionLimits::Admission::kTooManyInAll:
+        NoteRefused(peer, "tcp_max_connections reached");
+        continue;
+      case ConnectionLimits::Admission::kTooManyFromPeer:
+        NoteRefused(peer, "tcp_max_connections_per_peer reached for its address");
+        continue;
+      case ConnectionLimits::Admission::kAdmitted:
+        break;
+    }
+    if (Status s = TuneSocket(conn.get()); !s.ok()) {
+      limits_.Release(ip);
+      continue;
+    }
+    LeastLoadedLoop()->Adopt(std::move(conn), std::move(ip), std::move(peer));
+  }
+  return std::chrono::milliseconds(0);
+}
+
+void TcpServer::ShedWaitingConnections() {
+  int shed = 0;
+  if (!spare_fd_.valid()) spare_fd_ = OpenSpare();  // an earlier reopen may have failed
+  if (spare_fd_.valid()) {
+    spare_fd_.Reset();
+    for (int i = 0; i < kAcceptBatch; ++i) {
+      int fd = ::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) break;
+      ::close(fd);
+      context_.host->CountRejected();
+      ++shed;
+    }
+    spare_fd_ = OpenSpare();
+  }
+  uint64_t held_back = 0;
+  if (accept_log_.Allow(&held_back)) {
+    FERRY_LOG_WARN(
+        "tcp server: out of file descriptors; closed {} waiting connections and pausing "
+        "accept (raise the limit with ulimit -n, or lower tcp_max_connections){}",
+        shed,
+        held_back > 0 ? " [" + std::to_string(held_back) + " similar messages held back]"
+                      : std::string());
   }
 }
 
-void TcpServer::Serve(Connection* conn) {
-  bool greeted = false;
-  while (!stopping_.load() && HandleFrame(conn->fd.get(), &greeted)) {
+void TcpServer::NoteRefused(const std::string& peer, const char* why) {
+  context_.host->CountRejected();
+  uint64_t held_back = 0;
+  if (accept_log_.Allow(&held_back)) {
+    FERRY_LOG_WARN(
+        "tcp server: closed connection from {} at once: {}{}", peer, why,
+        held_back > 0 ? " [" + std::to_string(held_back) + " more not logged]" : std::string());
   }
-  // Close now so the peer sees EOF at once; the fd object stays owned by `conn`.
-  ::shutdown(conn->fd.get(), SHUT_RDWR);
-  conn->finished.store(true);
 }
 
-bool TcpServer::HandleFrame(int fd, bool* greeted) {
-  char buf[kFrameHeaderSize];
-  // Wait for the next frame without limit: shutdown() in ~TcpServer ends the wait.
-  ssize_t got = 0;
-  while (true) {
-    got = ::recv(fd, buf, sizeof(buf), MSG_WAITALL);
-    if (got > 0) {
-      NoteWireRecv();
-      break;
-    }
-    if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) return false;
-    if (stopping_.load()) return false;
+ServerIoLoop* TcpServer::LeastLoadedLoop() {
+  ServerIoLoop* best = loops_.front().get();
+  for (auto& loop : loops_) {
+    if (loop->load() < best->load()) best = loop.get();
   }
-  Deadline deadline = Deadline::In(kFrameTimeout);
-  if (Status s = RecvAll(fd, buf + got, sizeof(buf) - static_cast<size_t>(got), deadline);
-      !s.ok()) {
-    FERRY_LOG_WARN("tcp server: closing connection: truncated frame header ({})", s.ToString());
-    host_->CountRejected();
-    return false;
-  }
-  Result<FrameHeader> parsed = DecodeFrameHeader(buf);
-  if (!parsed.ok()) {
-    FERRY_LOG_WARN("tcp server: closing connection: {}", parsed.status().message());
-    host_->CountRejected();
-    return false;
-  }
-  const FrameHeader& h = *parsed;
-  if (!*greeted && h.type != FrameType::kHello) {
-    FERRY_LOG_WARN("tcp server: closing connection: {} before HELLO", FrameTypeName(h.type));
-    host_->CountRejected();
-    return false;
-  }
-  switch (h.type) {
-    case FrameType::kHello: {
-      std::string secret(h.length, '\0');
-      if (!RecvAll(fd, secret.data(), secret.size(), deadline).ok()) return false;
-      if (!SecretsEqual(secret, secret_)) {
-        FERRY_LOG_WARN("tcp server: refusing connection: secret mismatch");
-        host_->CountRejected();
-        SendReply(fd, h.request_id,
-                  PermissionDeniedError("connection refused: secret mismatch; set the same "
-                                        "secret on both engines"))
-            .IgnoreError();
-        return false;
-      }
-      *greeted = true;
-      return SendReply(fd, h.request_id, OkStatus()).ok();
-    }
-    case FrameType::kGetDescriptor: {
-      std::string json = host_->LocalDescriptor().ToJson();
-      FrameHeader r;
-      r.type = FrameType::kReply;
-      r.request_id = h.request_id;
-      r.length = json.size();
-      char out[kFrameHeaderSize];
-      EncodeFrameHeader(r, out);
-      iovec iov[2] = {{out, sizeof(out)}, {json.data(), json.size()}};
-      return SendAllV(fd, iov, 2, deadline).ok();
-    }
-    case FrameType::kNotify: {
-      std::string payload(h.length, '\0');
-      if (!RecvAll(fd, payload.data(), payload.size(), deadline).ok()) return false;
-      Notification n{payload.substr(0, h.aux), payload.substr(h.aux)};
-      host_->DeliverNotification(std::move(n));
-      return SendReply(fd, h.request_id, OkStatus()).ok();
-    }
-    case FrameType::kWrite: {
-      Status range = host_->CheckInboundRange(h.remote_addr, h.length);
-      if (!range.ok()) {
-        host_->CountRejected();
-        FERRY_LOG_DEBUG("tcp server: refused WRITE: {}", range.ToString());
-        if (h.length > kMaxDrain) {
-          SendReply(fd, h.request_id, range).IgnoreError();
-          return false;
-        }
-        if (!Drain(fd, h.length, deadline).ok()) return false;
-        return SendReply(fd, h.request_id, range).ok();
-      }
-      // Straight into the registered buffer: no staging copy.
-      void* dst = reinterpret_cast<void*>(static_cast<uintptr_t>(h.remote_addr));
-      if (Status s = RecvAll(fd, dst, h.length, deadline); !s.ok()) {
-        FERRY_LOG_DEBUG("tcp server: WRITE payload cut short: {}", s.ToString());
-        return false;
-      }
-      host_->CountInbound(TransferOp::kWrite, h.length);
-      return SendReply(fd, h.request_id, OkStatus(), h.remote_addr).ok();
-    }
-    case FrameType::kRead: {
-      Status range = host_->CheckInboundRange(h.remote_addr, h.length);
-      if (!range.ok()) {
-        host_->CountRejected();
-        return SendReply(fd, h.request_id, range).ok();
-      }
-      FrameHeader r;
-      r.type = FrameType::kReply;
-      r.request_id = h.request_id;
-      r.remote_addr = h.remote_addr;
-      r.length = h.length;
-      r.aux = 1;
-      char out[kFrameHeaderSize];
-      EncodeFrameHeader(r, out);
-      iovec iov[2] = {{out, sizeof(out)},
-                      {reinterpret_cast<void*>(static_cast<uintptr_t>(h.remote_addr)), h.length}};
-      if (!SendAllV(fd, iov, 2, Deadline::In(kFrameTimeout)).ok()) return false;
-      host_->CountInbound(TransferOp::kRead, h.length);
-      return true;
-    }
-    case FrameType::kReply:
-      FERRY_LOG_WARN("tcp server: closing connection: unexpected REPLY frame");
-      host_->CountRejected();
-      return false;
-  }
-  return false;
+  return best;
 }
 
 }  // namespace ferry::transfer::tcp

@@ -12,10 +12,12 @@ Result<std::unique_ptr<TcpTransport>> TcpTransport::Create(const TransportOption
   for (const auto& [k, v] : options.extra) {
     if (k == "tcp_server" && (v == "off" || v == "0" || v == "false")) serve = false;
   }
+  FERRY_ASSIGN_OR_RETURN(TcpServerOptions server_options,
+                         TcpServerOptions::FromExtra(options.extra));
   std::unique_ptr<TcpServer> server;
   if (serve) {
-    FERRY_ASSIGN_OR_RETURN(
-        server, TcpServer::Create(options.bind_host, options.port, options.secret, host));
+    FERRY_ASSIGN_OR_RETURN(server, TcpServer::Create(options.bind_host, options.port,
+                                                     options.secret, host, server_options));
   }
   auto client = std::make_unique<TcpClient>(options.secret, options.connections_per_peer,
                                             options.connect_timeout);

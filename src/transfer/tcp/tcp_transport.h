@@ -9,6 +9,8 @@
 //
 // options.extra ("tcp_server", "off") makes a client-only instance (used when the engine
 // creates a second tcp, e.g. inside "fault:tcp", next to the one that owns the RPC port).
+// The server's threads, connection caps and timeouts come from options.extra too
+// (tcp_server_threads, tcp_max_connections, ...: see tcp_server_options.h).
 //
 // Thread safety: all methods are thread-safe. Destruction stops the server, fails pending
 // slices with Aborted and joins every thread.
@@ -28,7 +30,8 @@ namespace ferry::transfer::tcp {
 
 class TcpTransport : public Transport {
  public:
-  // `host` outlives the transport. Errors: AlreadyExists (port taken), InvalidArgument.
+  // `host` outlives the transport. Errors: AlreadyExists (port taken), InvalidArgument
+  // (bad address or server setting), ResourceExhausted (no server thread could start).
   static Result<std::unique_ptr<TcpTransport>> Create(const TransportOptions& options,
                                                       TransportHost* host);
   ~TcpTransport() override;

@@ -4,11 +4,14 @@
 #include <cstring>
 #include <string>
 
+#include "common/crypto.h"
+
 namespace ferry::transfer::tcp {
 namespace {
 
 static_assert(std::endian::native == std::endian::little,
               "wire encoding assumes a little-endian host; add byte swaps to port");
+static_assert(kHelloProofBytes == crypto::kMacBytes, "a HELLO proof is one HMAC-SHA256 tag");
 
 template <typename T>
 void Put(char*& p, T v) {
@@ -57,13 +60,21 @@ Result<FrameHeader> DecodeFrameHeader(const char* in) {
     return InvalidArgumentError("unsupported wire version " + std::to_string(h.version));
   }
   if (type < static_cast<uint8_t>(FrameType::kHello) ||
-      type > static_cast<uint8_t>(FrameType::kReply)) {
+      type > static_cast<uint8_t>(FrameType::kHelloProof)) {
     return InvalidArgumentError("unknown frame type " + std::to_string(type));
   }
   h.type = static_cast<FrameType>(type);
   bool data = h.type == FrameType::kWrite || h.type == FrameType::kReply;
   uint64_t limit = data ? kMaxDataPayload : kMaxControlPayload;
-  if (h.type == FrameType::kHello) limit = kMaxSecret;
+  if (h.type == FrameType::kHello && h.length != kHelloNonceBytes) {
+    return InvalidArgumentError("HELLO payload of " + std::to_string(h.length) +
+                                " bytes; wire version 2 carries one " +
+                                std::to_string(kHelloNonceBytes) + "-byte nonce");
+  }
+  if (h.type == FrameType::kHelloProof && h.length != kHelloProofBytes && h.length != 0) {
+    return InvalidArgumentError("HELLO_PROOF payload of " + std::to_string(h.length) +
+                                " bytes; want " + std::to_string(kHelloProofBytes) + " or 0");
+  }
   if (h.type == FrameType::kRead) {
     // READ's length is the size wanted; no payload follows.
     if (h.length > kMaxDataPayload) {
@@ -81,16 +92,34 @@ Result<FrameHeader> DecodeFrameHeader(const char* in) {
   return h;
 }
 
-bool SecretsEqual(std::string_view a, std::string_view b) {
-  // Length leaks; contents do not.
-  size_t n = a.size() > b.size() ? a.size() : b.size();
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < n; ++i) {
-    unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
-    unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
-    diff |= x ^ y;
+namespace {
+
+// HMAC(secret, len|domain | len|role | len|first | len|second), lengths as u32 LE.
+std::string HelloProof(std::string_view secret, std::string_view role, std::string_view first,
+                       std::string_view second) {
+  static constexpr std::string_view kDomain = "ferry tcp HELLO v2";
+  std::string msg;
+  msg.reserve(64 + first.size() + second.size());
+  for (std::string_view part : {kDomain, role, first, second}) {
+    uint32_t n = static_cast<uint32_t>(part.size());
+    char len[sizeof(n)];
+    std::memcpy(len, &n, sizeof(n));
+    msg.append(len, sizeof(len));
+    msg.append(part);
   }
-  return diff == 0;
+  return crypto::HmacSha256(secret, msg);
+}
+
+}  // namespace
+
+std::string HelloServerProof(std::string_view secret, std::string_view client_nonce,
+                             std::string_view server_nonce) {
+  return HelloProof(secret, "server", client_nonce, server_nonce);
+}
+
+std::string HelloClientProof(std::string_view secret, std::string_view server_nonce,
+                             std::string_view client_nonce) {
+  return HelloProof(secret, "client", server_nonce, client_nonce);
 }
 
 std::string_view FrameTypeName(FrameType t) {
@@ -107,6 +136,8 @@ std::string_view FrameTypeName(FrameType t) {
       return "READ";
     case FrameType::kReply:
       return "REPLY";
+    case FrameType::kHelloProof:
+      return "HELLO_PROOF";
   }
   return "UNKNOWN";
 }
