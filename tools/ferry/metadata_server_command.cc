@@ -47,6 +47,12 @@ int RunMetadataServer(const HttpMetadataServer::Options& options) {
   }
   fmt::print("ferry metadata-server listening on {}\n", (*server)->url());
   std::fflush(stdout);
+  if (options.secret.empty()) {
+    FERRY_LOG_WARN(
+        "metadata-server: no secret (--secret or FERRY_KV_SECRET): anyone who reaches port {} "
+        "can read, write and delete every key",
+        (*server)->port());
+  }
   int sig = WaitForStopSignal(signals);
   FERRY_LOG_INFO("metadata-server: signal {}, stopping ({} keys held)", sig, (*server)->size());
   (*server)->Stop();
@@ -69,12 +75,6 @@ FERRY_REGISTER_COMMAND(
                      "FERRY_KV_SECRET; none: open)");
       return [options] {
         if (options->secret.empty()) options->secret = ferry::SecretFromEnvironment();
-        if (options->secret.empty()) {
-          FERRY_LOG_WARN(
-              "metadata-server: no secret (--secret or FERRY_KV_SECRET): anyone who reaches "
-              "port {} can read, write and delete every key",
-              options->port);
-        }
         return RunMetadataServer(*options);
       };
     });
