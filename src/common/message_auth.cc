@@ -158,6 +158,11 @@ std::string HttpAuthMessage(std::string_view method, std::string_view target,
   return text;
 }
 
+std::string ProxySignedFields(std::string_view transfer_id, std::string_view bootstrap_addr,
+                              std::string_view engine_id) {
+  return HttpAuthMessage(transfer_id, bootstrap_addr, engine_id);  // '\n'-joined
+}
+
 std::string SecretFromEnvironment() {
   const char* v = std::getenv("FERRY_KV_SECRET");
   return v == nullptr ? std::string() : std::string(v);

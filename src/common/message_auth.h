@@ -103,6 +103,12 @@ inline constexpr char kAuthReplyHeader[] = "X-Ferry-Auth-Reply";
 std::string HttpAuthMessage(std::string_view method, std::string_view target,
                             std::string_view body);
 
+// What `ferry proxy` signs (channel "proxy") in a decode request's kv_transfer_params
+// (ferry_proxy_auth), so that a decoder knows the bootstrap address came from a proxy that
+// holds the secret.
+std::string ProxySignedFields(std::string_view transfer_id, std::string_view bootstrap_addr,
+                              std::string_view engine_id);
+
 // The deployment's shared secret from FERRY_KV_SECRET ("" when unset).
 std::string SecretFromEnvironment();
 

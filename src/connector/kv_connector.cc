@@ -59,7 +59,7 @@ Result<std::string> NormalizeBootstrapAddr(std::string_view addr) {
 }
 
 std::string ProxyAuthMessage(const RemoteKvSource& source) {
-  return source.transfer_id + "\n" + source.bootstrap_addr + "\n" + source.engine_id;
+  return ProxySignedFields(source.transfer_id, source.bootstrap_addr, source.engine_id);
 }
 
 std::string KvWrittenNotification(const std::string& token) { return "ferry-kv-written:" + token; }

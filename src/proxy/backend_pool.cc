@@ -4,12 +4,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
+#include "common/json_limits.h"
 #include "common/log.h"
 #include "http/http_client_timeouts.h"
 
 namespace ferry::proxy {
 
-BackendPool::BackendPool(const ProxyOptions& options) : options_(options) {
+BackendPool::BackendPool(const ProxyOptions& options)
+    : options_(options), bootstrap_auth_(options.secret, "bootstrap") {
   for (const auto& b : options.prefill) {
     prefill_.push_back(std::make_unique<State>());
     prefill_.back()->backend = b;
@@ -64,11 +68,23 @@ bool BackendPool::Probe(Role role, State& state) {
   // A prefill instance is usable once its bootstrap server knows its engine id.
   httplib::Client boot(state.backend.host, state.backend.bootstrap_port);
   http::SetTimeouts(boot, options_.probe_timeout, options_.probe_timeout);
-  auto q = boot.Get("/query");
+  httplib::Headers headers;
+  AuthTag tag = bootstrap_auth_.Sign(HttpAuthMessage("GET", "/query", ""));
+  if (bootstrap_auth_.enabled()) headers.emplace(kAuthHeader, tag.ToString());
+  auto q = boot.Get("/query", headers);
   if (!q || q->status != 200) return false;
-  auto j = nlohmann::json::parse(q->body, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || !j.contains("0") || !j["0"].is_object() ||
-      !j["0"].contains("engine_id")) {
+  if (!bootstrap_auth_
+           .VerifyReply(tag.nonce, HttpAuthMessage("200", "", q->body),
+                        q->get_header_value(kAuthReplyHeader))
+           .ok()) {
+    FERRY_LOG_WARN("proxy: the bootstrap server of {} answers without this deployment's secret",
+                   state.backend.url);
+    return false;
+  }
+  auto parsed = ParseJson(q->body, {.max_bytes = 1 << 20, .max_depth = 8});
+  if (!parsed.ok()) return false;
+  const nlohmann::json& j = *parsed;
+  if (!j.is_object() || !j.contains("0") || !j["0"].is_object() || !j["0"].contains("engine_id")) {
     return false;
   }
   const auto& id = j["0"]["engine_id"];
@@ -77,7 +93,7 @@ bool BackendPool::Probe(Role role, State& state) {
   return true;
 }
 
-std::optional<PickedBackend> BackendPool::Pick(Role role) {
+std::optional<PickedBackend> BackendPool::Pick(Role role, const std::vector<size_t>& exclude) {
   auto& states = list(role);
   auto& next = role == Role::kPrefill ? next_prefill_ : next_decode_;
   size_t n = states.size();
@@ -85,6 +101,7 @@ std::optional<PickedBackend> BackendPool::Pick(Role role) {
   for (size_t i = 0; i < n; ++i) {
     size_t idx = (start + i) % n;
     if (!states[idx]->healthy.load()) continue;
+    if (std::find(exclude.begin(), exclude.end(), idx) != exclude.end()) continue;
     std::lock_guard lock(mu_);
     return PickedBackend{idx, states[idx]->backend, states[idx]->engine_id};
   }
@@ -96,6 +113,11 @@ void BackendPool::MarkUnhealthy(Role role, size_t index) {
   if (index < states.size() && states[index]->healthy.exchange(false)) {
     FERRY_LOG_WARN("proxy: {} marked unhealthy after a failed request", states[index]->backend.url);
   }
+}
+
+bool BackendPool::IsHealthy(Role role, size_t index) const {
+  const auto& states = list(role);
+  return index < states.size() && states[index]->healthy.load();
 }
 
 size_t BackendPool::HealthyCount(Role role) const {

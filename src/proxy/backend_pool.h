@@ -1,7 +1,8 @@
 // BackendPool: the prefill and decode instances behind the proxy, with health tracking.
 //
 // A thread it owns polls every instance's GET /health (and, for prefill, its bootstrap
-// server's GET /query for the engine id) every health_interval. Unhealthy instances leave
+// server's GET /query for the engine id, signed when there is a secret) every
+// health_interval. Unhealthy instances leave
 // the round robin and come back once a probe succeeds. A request that fails to connect
 // marks its instance unhealthy at once.
 //
@@ -17,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/message_auth.h"
 #include "proxy/proxy_options.h"
 
 namespace ferry::proxy {
@@ -37,9 +39,11 @@ class BackendPool {
   // Probes every instance once, synchronously, then starts the periodic thread.
   void Start();
 
-  // Next healthy instance of `role` in round-robin order, or nullopt if none is healthy.
-  std::optional<PickedBackend> Pick(Role role);
+  // Next healthy instance of `role` in round-robin order, skipping the indices in
+  // `exclude`, or nullopt if there is none.
+  std::optional<PickedBackend> Pick(Role role, const std::vector<size_t>& exclude = {});
   void MarkUnhealthy(Role role, size_t index);
+  bool IsHealthy(Role role, size_t index) const;
 
   size_t HealthyCount(Role role) const;
   // {"prefill":[{"url","healthy","engine_id"}...],"decode":[...]}
@@ -62,6 +66,7 @@ class BackendPool {
   }
 
   const ProxyOptions options_;
+  MessageAuth bootstrap_auth_;  // signs /query probes when there is a secret
   std::vector<std::unique_ptr<State>> prefill_;
   std::vector<std::unique_ptr<State>> decode_;
   std::atomic<size_t> next_prefill_{0};

@@ -26,10 +26,14 @@ struct ProxyOptions {
   std::vector<Backend> decode;     // Round robin over the healthy ones.
   // How often each instance's /health is polled. Default: 2 s.
   std::chrono::milliseconds health_interval{2000};
-  // Deadline of one health or bootstrap probe. Default: 2 s.
+  // Deadline of one health or bootstrap probe, and of connecting to a backend. Default: 2 s.
   std::chrono::milliseconds probe_timeout{2000};
-  // Deadline for a backend to start answering a request (headers). Default: 600 s.
+  // Deadline for a backend to answer a request (status line, and each read of the body
+  // after it). Default: 600 s.
   std::chrono::milliseconds request_timeout{600000};
+  // The deployment's shared secret: decode requests carry ferry_proxy_auth (a tag over the
+  // bootstrap address they name), and bootstrap probes are signed. Default: "" (none).
+  std::string secret;
   // Client requests handled at once (each holds its thread while it relays). Default: 128.
   int http_threads = 128;
   // Limits and deadlines of the client-facing HTTP layer (docs/http_server.md). Default:

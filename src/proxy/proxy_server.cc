@@ -9,9 +9,12 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/json_limits.h"
 #include "common/log.h"
+#include "common/message_auth.h"
 #include "http/http_client_timeouts.h"
 #include "http/http_server.h"
+#include "proxy/backend_call.h"
 #include "proxy/backend_pool.h"
 #include "proxy/request_rewrite.h"
 
@@ -31,51 +34,14 @@ std::string ErrorTypeFor(int status) {
   return "invalid_request_error";
 }
 
-// The decoder's answer, produced by a relay thread and consumed by the client's handler.
-// The destructor cancels the backend calls and joins both threads.
-struct Relay {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool have_headers = false;       // GUARDED_BY(mu)
-  int status = 0;                  // GUARDED_BY(mu)
-  std::string content_type;        // GUARDED_BY(mu)
-  std::deque<std::string> chunks;  // GUARDED_BY(mu)
-  bool done = false;               // GUARDED_BY(mu)
-  std::string error;               // GUARDED_BY(mu): transport error, "" if none
-  std::atomic<bool> cancelled{false};
-
-  std::unique_ptr<httplib::Client> decode_client;
-  std::unique_ptr<httplib::Client> prefill_client;
-  std::thread decode_thread;
-  std::thread prefill_thread;
-
-  ~Relay() {
-    cancelled = true;
-    if (decode_client) decode_client->stop();
-    if (decode_thread.joinable()) decode_thread.join();
-    // The prefill call is bounded by its own timeout; its answer is not used.
-    if (prefill_thread.joinable()) prefill_thread.join();
-  }
-
-  // Waits for the decoder's status line. False if the deadline passed first.
-  bool WaitHeaders(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mu);
-    return cv.wait_for(lock, timeout, [&] { return have_headers || done; });
-  }
-  // Waits for the whole body (non-streaming answers and errors).
-  std::string TakeAll(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mu);
-    cv.wait_for(lock, timeout, [&] { return done; });
-    std::string body;
-    for (auto& c : chunks) body += c;
-    chunks.clear();
-    return body;
-  }
-};
+// How one attempt routes a request: both halves (the normal case), or the whole request on
+// one instance when no healthy instance of the other kind is left (degraded).
+enum class Mode { kDisaggregated, kDecodeOnly, kPrefillOnly };
 
 class ProxyServerImpl final : public ProxyServer {
  public:
-  explicit ProxyServerImpl(const ProxyOptions& options) : options_(options), pool_(options) {}
+  explicit ProxyServerImpl(const ProxyOptions& options)
+      : options_(options), pool_(options), proxy_auth_(options.secret, "proxy") {}
 
   ~ProxyServerImpl() override { Stop(); }
 
@@ -99,8 +65,12 @@ class ProxyServerImpl final : public ProxyServer {
     server_->Route("GET", "/v1/models",
                    [this](const http::Request&, http::Response& r) { Models(r); });
     server_->Route("GET", "/health", [this](const http::Request&, http::Response& r) {
-      bool ok = pool_.HealthyCount(Role::kPrefill) > 0 && pool_.HealthyCount(Role::kDecode) > 0;
-      r.Set(ok ? 200 : 503, pool_.DescribeJson(), "application/json");
+      // Serving as long as one instance of either kind is healthy; "mode" says how.
+      const bool p = pool_.HealthyCount(Role::kPrefill) > 0;
+      const bool d = pool_.HealthyCount(Role::kDecode) > 0;
+      nlohmann::json j = nlohmann::json::parse(pool_.DescribeJson());
+      j["mode"] = p && d ? "disaggregated" : d ? "decode_only" : p ? "prefill_only" : "down";
+      r.Set(p || d ? 200 : 503, j.dump(), "application/json");
     });
     server_->Route("GET", "/status", [this](const http::Request&, http::Response& r) {
       r.Set(200, pool_.DescribeJson(), "application/json");
@@ -140,153 +110,228 @@ class ProxyServerImpl final : public ProxyServer {
     return c;
   }
 
+  BackendCall::Timeouts CallTimeouts() const {
+    return {options_.probe_timeout, options_.request_timeout};
+  }
+
+  // One attempt's calls: the instance whose answer the client gets, and (disaggregated) the
+  // prefill half whose answer is not used.
+  struct Attempt {
+    Mode mode = Mode::kDisaggregated;
+    Role answer_role = Role::kDecode;
+    PickedBackend answer;
+    std::optional<PickedBackend> prefill;
+    std::shared_ptr<BackendCall> answer_call;
+    std::shared_ptr<BackendCall> prefill_call;
+  };
+
+  // Picks instances (skipping the ones that failed this request) and starts the calls.
+  // Errors: Unavailable when no instance can take the request.
+  Result<Attempt> StartAttempt(const nlohmann::json& body, const std::string& path,
+                               const httplib::Headers& headers,
+                               const std::vector<size_t>& bad_prefill,
+                               const std::vector<size_t>& bad_decode) {
+    Attempt a;
+    auto prefill = pool_.Pick(Role::kPrefill, bad_prefill);
+    auto decode = pool_.Pick(Role::kDecode, bad_decode);
+    if (!prefill && !decode) {
+      return UnavailableError("no healthy prefill or decode instance (see GET /status)");
+    }
+    if (prefill && decode) {
+      a.mode = Mode::kDisaggregated;
+      a.answer = *decode;
+      a.prefill = prefill;
+      const std::string transfer_id = NewTransferId();
+      const std::string bootstrap =
+          "http://" + prefill->backend.host + ":" + std::to_string(prefill->backend.bootstrap_port);
+      nlohmann::json decode_body =
+          MakeDecodeRequest(body, transfer_id, bootstrap, prefill->engine_id);
+      if (proxy_auth_.enabled()) {
+        decode_body["kv_transfer_params"]["ferry_proxy_auth"] =
+            proxy_auth_.Sign(ProxySignedFields(transfer_id, bootstrap, prefill->engine_id))
+                .ToString();
+      }
+      a.prefill_call =
+          BackendCall::Start(prefill->backend, path, headers,
+                             MakePrefillRequest(body, transfer_id).dump(), CallTimeouts());
+      a.answer_call =
+          BackendCall::Start(decode->backend, path, headers, decode_body.dump(), CallTimeouts());
+      return a;
+    }
+    // Degraded: the whole request on the one kind of instance that is left.
+    a.mode = decode ? Mode::kDecodeOnly : Mode::kPrefillOnly;
+    a.answer_role = decode ? Role::kDecode : Role::kPrefill;
+    a.answer = decode ? *decode : *prefill;
+    nlohmann::json plain = body;
+    plain.erase("kv_transfer_params");
+    a.answer_call =
+        BackendCall::Start(a.answer.backend, path, headers, plain.dump(), CallTimeouts());
+    (a.mode == Mode::kDecodeOnly ? degraded_decode_only_ : degraded_prefill_only_)++;
+    if (degraded_log_.exchange(true) == false) {
+      FERRY_LOG_WARN("proxy: no healthy {} instance: serving requests whole on {} instances",
+                     decode ? "prefill" : "decode", decode ? "decode" : "prefill");
+    }
+    return a;
+  }
+
+  // Counts a prefill half that failed (its answer is otherwise unused).
+  void NotePrefill(const Attempt& a) {
+    if (!a.prefill_call || !a.prefill) return;
+    if (!a.prefill_call->error().empty() && a.prefill_call->error() != "cancelled") {
+      prefill_failures_++;
+      pool_.MarkUnhealthy(Role::kPrefill, a.prefill->index);
+    } else if (a.prefill_call->status() != 0 && a.prefill_call->status() != 200) {
+      prefill_failures_++;
+    }
+  }
+
   void Forward(const http::Request& req, http::Response& res, const std::string& path) {
     requests_total_++;
-    auto body = nlohmann::json::parse(req.body, nullptr, /*allow_exceptions=*/false);
-    if (body.is_discarded() || !body.is_object()) {
+    auto parsed = ParseJson(req.body, {.max_bytes = 32u << 20, .max_depth = 64});
+    if (!parsed.ok() || !parsed->is_object()) {
       errors_total_++;
-      return ReplyError(res, 400, "request body is not a JSON object", "invalid_request_error");
+      return ReplyError(res, 400,
+                        parsed.ok() ? "request body is not a JSON object"
+                                    : "request body: " + parsed.status().message(),
+                        "invalid_request_error");
     }
-    auto prefill = pool_.Pick(Role::kPrefill);
-    auto decode = pool_.Pick(Role::kDecode);
-    if (!prefill || !decode) {
-      errors_total_++;
-      return ReplyError(res, 503,
-                        std::string("no healthy ") + (!prefill ? "prefill" : "decode") +
-                            " instance (see GET /status)",
-                        "service_unavailable");
-    }
-    const std::string transfer_id = NewTransferId();
-    const std::string bootstrap =
-        "http://" + prefill->backend.host + ":" + std::to_string(prefill->backend.bootstrap_port);
+    const nlohmann::json& body = *parsed;
     httplib::Headers headers;
     if (req.HasHeader("X-Request-Id")) headers.emplace("X-Request-Id", req.Header("X-Request-Id"));
-
-    auto relay = std::make_shared<Relay>();
-    relay->prefill_client = MakeClient(prefill->backend);
-    relay->decode_client = MakeClient(decode->backend);
-
-    std::string prefill_body = MakePrefillRequest(body, transfer_id).dump();
-    size_t prefill_idx = prefill->index;
-    // The threads hold a raw pointer: the Relay's owners (this handler, then the streaming
-    // provider) outlive them, because ~Relay joins them.
-    Relay* rp = relay.get();
-    relay->prefill_thread = std::thread([this, rp, path, headers, prefill_body, prefill_idx] {
-      Relay* relay = rp;
-      auto r = relay->prefill_client->Post(path, headers, prefill_body, "application/json");
-      if (!r) {
-        prefill_failures_++;
-        pool_.MarkUnhealthy(Role::kPrefill, prefill_idx);
-      } else if (r->status != 200) {
-        prefill_failures_++;
-        FERRY_LOG_WARN("proxy: prefill answered {} for {}: {}", r->status, path,
-                       r->body.substr(0, 200));
-      }
-    });
-
-    std::string decode_body =
-        MakeDecodeRequest(body, transfer_id, bootstrap, prefill->engine_id).dump();
-    size_t decode_idx = decode->index;
-    relay->decode_thread = std::thread([this, rp, path, headers, decode_body, decode_idx] {
-      Relay* relay = rp;
-      httplib::Request dreq;
-      dreq.method = "POST";
-      dreq.path = path;
-      dreq.headers = headers;
-      dreq.body = decode_body;
-      dreq.set_header("Content-Type", "application/json");
-      dreq.response_handler = [relay](const httplib::Response& r) {
-        std::lock_guard lock(relay->mu);
-        relay->have_headers = true;
-        relay->status = r.status;
-        relay->content_type = r.get_header_value("Content-Type");
-        relay->cv.notify_all();
-        return !relay->cancelled;
-      };
-      dreq.content_receiver = [relay](const char* data, size_t n, uint64_t, uint64_t) {
-        std::lock_guard lock(relay->mu);
-        relay->chunks.emplace_back(data, n);
-        relay->cv.notify_all();
-        return !relay->cancelled;
-      };
-      auto r = relay->decode_client->send(dreq);
-      std::lock_guard lock(relay->mu);
-      if (!r && !relay->cancelled) {
-        relay->error = httplib::to_string(r.error());
-        pool_.MarkUnhealthy(Role::kDecode, decode_idx);
-      }
-      relay->done = true;
-      relay->cv.notify_all();
-    });
-
-    if (!relay->WaitHeaders(options_.request_timeout)) {
-      errors_total_++;
-      return ReplyError(res, 504, "decode instance did not answer in time", "timeout");
-    }
-    int status;
-    std::string content_type, error;
-    {
-      std::lock_guard lock(relay->mu);
-      status = relay->status;
-      content_type = relay->content_type;
-      error = relay->have_headers ? "" : relay->error;
-    }
-    if (!error.empty() || status == 0) {
-      errors_total_++;
-      return ReplyError(res, 502, "decode instance " + decode->backend.url + " failed: " + error,
-                        "bad_gateway");
-    }
     if (req.HasHeader("X-Request-Id")) res.SetHeader("X-Request-Id", req.Header("X-Request-Id"));
-    bool streaming = content_type.find("text/event-stream") != std::string::npos;
+
+    // At most two attempts: a failure before the client got anything is retried once on
+    // other instances (a dead or paused decoder, a prefill whose failure the decoder could
+    // not hide).
+    std::vector<size_t> bad_prefill, bad_decode;
+    std::string last_error = "no attempt made";
+    int last_code = 503;
+    const Deadline deadline = Deadline::In(options_.request_timeout);
+    for (int attempt = 0; attempt < 2; ++attempt) {
+      if (attempt > 0) retries_total_++;
+      auto started = StartAttempt(body, path, headers, bad_prefill, bad_decode);
+      if (!started.ok()) {
+        if (attempt == 0) {
+          errors_total_++;
+          return ReplyError(res, 503, started.status().message(), "service_unavailable");
+        }
+        break;
+      }
+      Attempt a = std::move(*started);
+      auto exclude_answerer = [&] {
+        (a.answer_role == Role::kDecode ? bad_decode : bad_prefill).push_back(a.answer.index);
+      };
+      // A backend the health checks give up on while we wait (paused, hung) is left for
+      // another one: the client has received nothing yet.
+      auto gave_up = [&] {
+        return !pool_.IsHealthy(a.answer_role, a.answer.index) || req.ClientGone();
+      };
+      BackendCall::Wait w = a.answer_call->WaitHeaders(deadline, gave_up);
+      if (w == BackendCall::Wait::kTimedOut) {
+        errors_total_++;
+        NotePrefill(a);
+        return ReplyError(res, 504, a.answer.backend.url + " did not answer in time", "timeout");
+      }
+      if (w == BackendCall::Wait::kGaveUp) {
+        if (req.ClientGone()) return;  // nobody to answer
+        failovers_total_++;
+        last_code = 503;
+        last_error = a.answer.backend.url + " stopped answering (health checks fail)";
+        exclude_answerer();
+        continue;
+      }
+      if (w == BackendCall::Wait::kFailed) {
+        pool_.MarkUnhealthy(a.answer_role, a.answer.index);
+        last_code = 502;
+        last_error = a.answer.backend.url + " failed: " + a.answer_call->error();
+        exclude_answerer();
+        NotePrefill(a);
+        continue;
+      }
+      const int status = a.answer_call->status();
+      const std::string content_type = a.answer_call->content_type();
+      if (status >= 500 && attempt == 0) {
+        // The instance could not serve it (stopping, KV load failed under the fail policy):
+        // try elsewhere, leaving out the prefill too when its half failed.
+        std::string answer = a.answer_call->TakeAll(Deadline::In(options_.probe_timeout));
+        NotePrefill(a);
+        last_code = status;
+        last_error = a.answer.backend.url + " answered " + std::to_string(status) + ": " +
+                     answer.substr(0, 300);
+        const bool prefill_failed =
+            a.prefill_call && (!a.prefill_call->error().empty() ||
+                               (a.prefill_call->status() != 0 && a.prefill_call->status() != 200));
+        if (prefill_failed) {
+          bad_prefill.push_back(a.prefill->index);
+        } else {
+          exclude_answerer();
+        }
+        continue;
+      }
+      Relay(std::move(a), status, content_type, deadline, res);
+      return;
+    }
+    errors_total_++;
+    ReplyError(res, last_code, last_error,
+               last_code == 502 ? "bad_gateway" : "service_unavailable");
+  }
+
+  // Sends the answering instance's response to the client: whole answers and errors with
+  // their status and body, SSE chunk by chunk.
+  void Relay(Attempt a, int status, const std::string& content_type, Deadline deadline,
+             http::Response& res) {
+    const bool streaming = content_type.find("text/event-stream") != std::string::npos;
     if (status != 200 || !streaming) {
-      // Whole answers, and every error, pass through with the decoder's status and body.
       if (status != 200) errors_total_++;
-      res.Set(status, relay->TakeAll(options_.request_timeout),
+      res.Set(status, a.answer_call->TakeAll(deadline),
               content_type.empty() ? "application/json" : content_type);
+      NotePrefill(a);
       return;
     }
     res.SetHeader("Cache-Control", "no-cache");
-    res.Stream("text/event-stream", [relay](http::ChunkWriter& out) {
-      std::unique_lock lock(relay->mu);
-      while (true) {
-        relay->cv.wait_for(lock, std::chrono::milliseconds(100),
-                           [&] { return !relay->chunks.empty() || relay->done; });
-        while (!relay->chunks.empty()) {
-          std::string c = std::move(relay->chunks.front());
-          relay->chunks.pop_front();
-          lock.unlock();
-          if (!out.Write(c)) {  // client went away, or the proxy stops
-            relay->cancelled = true;
-            return;
-          }
-          lock.lock();
-        }
-        if (relay->done) {
-          if (!relay->error.empty()) {
-            // The decoder died mid-stream: say so in-band rather than cutting silently.
-            std::string msg = "data: " +
-                              ErrorBody("decode instance failed mid-stream: " + relay->error,
-                                        "bad_gateway", 502) +
-                              "\n\n";
-            lock.unlock();
-            out.Write(msg);
-          }
+    auto shared = std::make_shared<Attempt>(std::move(a));
+    res.Stream("text/event-stream", [this, shared](http::ChunkWriter& out) {
+      BackendCall& call = *shared->answer_call;
+      std::string chunk;
+      std::string failure;
+      while (call.NextChunks(std::chrono::milliseconds(100), &chunk)) {
+        if (!chunk.empty() && !out.Write(chunk)) break;  // the client left, or we stop
+        if (chunk.empty() && !out.ok()) break;
+        // A backend that stopped answering mid-stream (paused, hung): end the stream with
+        // an error rather than let the client wait.
+        if (chunk.empty() && !pool_.IsHealthy(shared->answer_role, shared->answer.index) &&
+            SteadyClock::now() - call.last_activity() > options_.probe_timeout) {
+          failure = shared->answer.backend.url + " stopped answering mid-stream";
           break;
         }
-        if (!out.ok()) break;  // the client left while the decoder was silent
       }
-      relay->cancelled = true;
+      if (failure.empty() && !call.error().empty() && out.ok()) {
+        failure = "decode instance failed mid-stream: " + call.error();
+        pool_.MarkUnhealthy(shared->answer_role, shared->answer.index);
+      }
+      if (!failure.empty()) {
+        errors_total_++;
+        out.Write("data: " + ErrorBody(failure, "bad_gateway", 502) + "\n\n");
+      }
+      call.Cancel();
+      NotePrefill(*shared);
     });
   }
 
   void Models(http::Response& res) {
-    auto decode = pool_.Pick(Role::kDecode);
-    if (!decode) return ReplyError(res, 503, "no healthy decode instance", "service_unavailable");
-    auto client = MakeClient(decode->backend);
+    Role role = Role::kDecode;
+    auto backend = pool_.Pick(Role::kDecode);
+    if (!backend) {  // degraded: any instance serves the same model
+      role = Role::kPrefill;
+      backend = pool_.Pick(Role::kPrefill);
+    }
+    if (!backend) return ReplyError(res, 503, "no healthy instance", "service_unavailable");
+    auto client = MakeClient(backend->backend);
     auto r = client->Get("/v1/models");
     if (!r) {
-      pool_.MarkUnhealthy(Role::kDecode, decode->index);
-      return ReplyError(res, 502, "decode instance did not answer /v1/models", "bad_gateway");
+      pool_.MarkUnhealthy(role, backend->index);
+      return ReplyError(res, 502, backend->backend.url + " did not answer /v1/models",
+                        "bad_gateway");
     }
     res.Set(r->status, r->body, "application/json");
   }
@@ -303,6 +348,21 @@ class ProxyServerImpl final : public ProxyServer {
          errors_total_.load());
     line("ferry_proxy_prefill_failures_total", "Prefill calls that failed.", "counter",
          prefill_failures_.load());
+    line("ferry_proxy_retries_total",
+         "Requests sent a second time, elsewhere, after a failure before any answer.", "counter",
+         retries_total_.load());
+    line("ferry_proxy_failovers_total",
+         "Requests taken away from an instance whose health checks failed while they waited.",
+         "counter", failovers_total_.load());
+    out +=
+        "# HELP ferry_proxy_degraded_total Requests served whole on one instance because no "
+        "healthy instance of the other kind was left.\n"
+        "# TYPE ferry_proxy_degraded_total counter\n"
+        "ferry_proxy_degraded_total{mode=\"decode_only\"} " +
+        std::to_string(degraded_decode_only_.load()) +
+        "\n"
+        "ferry_proxy_degraded_total{mode=\"prefill_only\"} " +
+        std::to_string(degraded_prefill_only_.load()) + "\n";
     line("ferry_proxy_healthy_prefill", "Healthy prefill instances.", "gauge",
          pool_.HealthyCount(Role::kPrefill));
     line("ferry_proxy_healthy_decode", "Healthy decode instances.", "gauge",
@@ -320,6 +380,12 @@ class ProxyServerImpl final : public ProxyServer {
   std::atomic<uint64_t> requests_total_{0};
   std::atomic<uint64_t> errors_total_{0};
   std::atomic<uint64_t> prefill_failures_{0};
+  std::atomic<uint64_t> retries_total_{0};
+  std::atomic<uint64_t> failovers_total_{0};
+  std::atomic<uint64_t> degraded_decode_only_{0};
+  std::atomic<uint64_t> degraded_prefill_only_{0};
+  std::atomic<bool> degraded_log_{false};  // logged once
+  MessageAuth proxy_auth_;                 // signs decode requests' bootstrap addresses
 };
 
 }  // namespace

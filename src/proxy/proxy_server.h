@@ -3,19 +3,25 @@
 // For each completion request it picks a prefill and a decode instance (round robin over
 // healthy ones), sends both their rewritten requests at the same time (request_rewrite.h),
 // and relays the decoder's answer: SSE as text/event-stream, chunk by chunk. A decoder
-// error becomes the same HTTP error for the client (not a cut 200 stream); no healthy
-// instance => 503.
+// error becomes the same HTTP error for the client (not a cut 200 stream).
+//
+// It stays up when parts fail:
+// - no healthy prefill: the request goes whole to a decode instance (plain, no
+//   kv_transfer_params); no healthy decode: whole to a prefill instance
+//   (ferry_proxy_degraded_total{mode}); nothing healthy: 503;
+// - a failure before the client got anything (a refused or dropped connection, a 5xx, an
+//   instance whose health checks fail while the request waits) is retried once elsewhere,
+//   leaving out the instance that failed (the prefill, when its half failed);
+// - an instance that stops answering mid-stream ends the stream with an in-band error.
+// With a secret, decode requests carry ferry_proxy_auth and bootstrap probes are signed.
 //
 //   FERRY_ASSIGN_OR_RETURN(auto proxy, ProxyServer::Create(options));
 //   proxy->Wait();   // until Stop() (e.g. from a signal handler thread)
 //
 // Endpoints: POST /v1/completions, POST /v1/chat/completions, GET /v1/models (from a
-// decoder), GET /health (200 when at least one prefill and one decode are healthy),
-// GET /status (backends as JSON), GET /metrics (Prometheus text).
-//
-// The client-facing HTTP layer is http::HttpServer (src/http) with options.http_threads
-// workers and options.http_limits: slow or idle clients hold a connection slot, never a
-// worker; its own errors (408, 413, 503 when full, ...) are OpenAI-shaped like the rest.
+// decoder), GET /health (200 while any instance is healthy;
+// its "mode" is disaggregated, decode_only, prefill_only or down), GET /status (backends as
+// JSON), GET /metrics (Prometheus text).
 // Thread safety: Stop() may be called from any thread.
 #pragma once
 

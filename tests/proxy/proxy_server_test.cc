@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "../http/raw_http.h"
+#include "common/message_auth.h"
 
 namespace ferry::proxy {
 namespace {
@@ -49,7 +50,9 @@ struct Instance {
   std::vector<nlohmann::json> bodies;
   std::atomic<bool> healthy{true};
   std::atomic<int> status{200};
+  std::atomic<int> delay_ms{0};  // before answering a completion (a slow or paused instance)
   bool stream_sse = false;
+  std::string bootstrap_secret;  // set before the proxy starts
 
   Instance() {
     http.server().Get("/health", [this](const httplib::Request&, httplib::Response& r) {
@@ -64,6 +67,7 @@ struct Instance {
         std::lock_guard lock(mu);
         bodies.push_back(body);
       }
+      if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
       if (status != 200) {
         r.status = status;
         r.set_content(R"({"error":{"message":"prompt too long","code":400}})", "application/json");
@@ -84,9 +88,19 @@ struct Instance {
     };
     http.server().Post("/v1/completions", handler);
     http.server().Post("/v1/chat/completions", handler);
-    bootstrap.server().Get("/query", [](const httplib::Request&, httplib::Response& r) {
+    bootstrap.server().Get("/query", [this](const httplib::Request& q, httplib::Response& r) {
       r.set_content(R"({"0":{"engine_id":"eng-p","worker_addr":{"0":{"0":"tcp://x:1"}}}})",
                     "application/json");
+      if (!bootstrap_secret.empty()) {  // as a BootstrapServer with the secret answers
+        MessageAuth auth(bootstrap_secret, "bootstrap");
+        auto tag = AuthTag::Parse(q.get_header_value(kAuthHeader));
+        if (!tag.ok() || !auth.Verify(HttpAuthMessage("GET", "/query", ""), *tag).ok()) {
+          r.status = 401;
+          return;
+        }
+        r.set_header(kAuthReplyHeader,
+                     auth.SignReply(tag->nonce, HttpAuthMessage("200", "", r.body)));
+      }
     });
   }
 
@@ -119,8 +133,10 @@ uint16_t FreePort() {
 
 class ProxyServerTest : public ::testing::Test {
  protected:
-  void StartProxy(std::vector<Instance*> prefill, std::vector<Instance*> decode) {
+  void StartProxy(std::vector<Instance*> prefill, std::vector<Instance*> decode,
+                  const std::string& secret = "") {
     ProxyOptions o;
+    o.secret = secret;
     o.host = "127.0.0.1";
     o.port = FreePort();
     o.health_interval = std::chrono::milliseconds(100);
@@ -209,21 +225,112 @@ TEST_F(ProxyServerTest, UnhealthyInstancesLeaveRotationAndComeBack) {
   EXPECT_EQ(d1.count(), 2u);
 }
 
-TEST_F(ProxyServerTest, NoHealthyPrefillMeans503AndHealthSaysSo) {
+TEST_F(ProxyServerTest, NoHealthyPrefillServesRequestsWholeOnADecoder) {
+  // The proxy used to answer 503 to everything while a healthy decoder could prefill itself.
   Instance p, d;
   p.healthy = false;
   ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
   auto health = client_->Get("/health");
   ASSERT_TRUE(health);
-  EXPECT_EQ(health->status, 503);
+  EXPECT_EQ(health->status, 200);  // degraded, but serving
+  auto res = Post({{"prompt", "x"}, {"max_tokens", 3}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  ASSERT_EQ(d.count(), 1u);
+  EXPECT_FALSE(d.bodies[0].contains("kv_transfer_params"));  // a plain request
+  EXPECT_EQ(d.bodies[0]["max_tokens"], 3);
+  EXPECT_EQ(p.count(), 0u);
+  EXPECT_NE(
+      client_->Get("/metrics")->body.find("ferry_proxy_degraded_total{mode=\"decode_only\"} 1"),
+      std::string::npos);
+  p.healthy = true;
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  EXPECT_EQ(Post({{"prompt", "x"}})->status, 200);
+  EXPECT_EQ(d.bodies.back()["kv_transfer_params"]["do_remote_prefill"], true);
+}
+
+TEST_F(ProxyServerTest, NoHealthyDecodeServesRequestsWholeOnAPrefill) {
+  Instance p, d;
+  d.healthy = false;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  auto res = Post({{"prompt", "x"}, {"max_tokens", 4}, {"stream", true}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  EXPECT_NE(res->body.find("[DONE]"), std::string::npos);
+  ASSERT_EQ(p.count(), 1u);
+  EXPECT_FALSE(p.bodies[0].contains("kv_transfer_params"));
+  EXPECT_EQ(p.bodies[0]["max_tokens"], 4);  // not cut to 1: it serves the whole request
+  EXPECT_EQ(p.bodies[0]["stream"], true);
+}
+
+TEST_F(ProxyServerTest, NothingHealthyIs503) {
+  Instance p, d;
+  p.healthy = false;
+  d.healthy = false;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  EXPECT_EQ(client_->Get("/health")->status, 503);
   auto res = Post({{"prompt", "x"}});
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 503);
-  EXPECT_NE(res->body.find("prefill"), std::string::npos);
-  p.healthy = true;
-  std::this_thread::sleep_for(std::chrono::milliseconds(400));
-  EXPECT_EQ(client_->Get("/health")->status, 200);
-  EXPECT_EQ(Post({{"prompt", "x"}})->status, 200);
+}
+
+TEST_F(ProxyServerTest, ServerErrorIsRetriedOnceElsewhere) {
+  Instance p, d1, d2;
+  d1.status = 503;  // e.g. stopping, or its KV load failed under the fail policy
+  d2.status = 503;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d1, &d2}));
+  auto res = Post({{"prompt", "x"}});
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503);  // both failed: the second answer is the client's
+  EXPECT_EQ(d1.count() + d2.count(), 2u);
+  d2.status = 200;
+  for (int i = 0; i < 4; ++i) {
+    res = Post({{"prompt", "x"}});
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);  // whichever is tried first, d2 answers
+  }
+  EXPECT_NE(client_->Get("/metrics")->body.find("ferry_proxy_retries_total"), std::string::npos);
+}
+
+TEST_F(ProxyServerTest, PausedDecoderFailsOverWithinSeconds) {
+  Instance p, d1, d2;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d1, &d2}));
+  d1.delay_ms = 4000;  // paused: accepts, never answers in time ...
+  d1.healthy = false;  // ... and fails its health probes
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 2; ++i) {  // one of the two goes to d1 first, unless probes beat it
+    auto res = Post({{"prompt", "x"}});
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(3000));
+  EXPECT_GE(d2.count(), 2u);
+}
+
+TEST_F(ProxyServerTest, DecodeRequestsCarryASignedBootstrapAddressWithASecret) {
+  Instance p, d;
+  p.bootstrap_secret = "k";
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}, "k"));
+  ASSERT_EQ(Post({{"prompt", "x"}})->status, 200);
+  ASSERT_EQ(d.count(), 1u);
+  const auto& kv = d.bodies[0]["kv_transfer_params"];
+  auto tag = AuthTag::Parse(kv["ferry_proxy_auth"].get<std::string>());
+  ASSERT_TRUE(tag.ok());
+  MessageAuth decoder("k", "proxy");
+  EXPECT_TRUE(decoder
+                  .Verify(ProxySignedFields(kv["transfer_id"].get<std::string>(),
+                                            kv["remote_bootstrap_addr"].get<std::string>(),
+                                            kv["remote_engine_id"].get<std::string>()),
+                          *tag)
+                  .ok());
+}
+
+TEST_F(ProxyServerTest, BootstrapWithoutTheSecretIsNotAHealthyPrefill) {
+  Instance p, d;  // p's bootstrap server answers unsigned
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}, "k"));
+  ASSERT_EQ(Post({{"prompt", "x"}})->status, 200);
+  ASSERT_EQ(d.count(), 1u);
+  EXPECT_FALSE(d.bodies[0].contains("kv_transfer_params"));  // served whole (degraded)
 }
 
 TEST_F(ProxyServerTest, ModelsComeFromADecoder) {
@@ -235,14 +342,21 @@ TEST_F(ProxyServerTest, ModelsComeFromADecoder) {
   EXPECT_NE(res->body.find("tiny"), std::string::npos);
 }
 
-TEST_F(ProxyServerTest, DeadDecoderIsABadGatewayNotAHang) {
+TEST_F(ProxyServerTest, DeadDecoderIsRetriedNotAHang) {
   Instance p;
   auto d = std::make_unique<Instance>();
   ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {d.get()}));
   d.reset();  // the decoder goes away between probes
-  auto res = Post({{"prompt", "x"}});
+  auto res = Post({{"prompt", "x"}, {"max_tokens", 2}});
   ASSERT_TRUE(res);
-  EXPECT_TRUE(res->status == 502 || res->status == 503) << res->status;
+  // Retried once: with no decoder left the prefill serves it whole.
+  EXPECT_EQ(res->status, 200) << res->body;
+  bool plain = false;
+  {
+    std::lock_guard lock(p.mu);
+    for (const auto& b : p.bodies) plain |= !b.contains("kv_transfer_params");
+  }
+  EXPECT_TRUE(plain);
 }
 
 // Regression: 8 connections trickling their headers used to hold all 8 of cpp-httplib's

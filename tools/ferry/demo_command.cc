@@ -191,8 +191,11 @@ class Demo {
           return false;
         }
       }
-      auto res = c.Get("/health");
-      if (res && res->status == 200) return true;
+      auto res = c.Get("/health");  // every instance up, not merely degraded serving
+      if (res && res->status == 200 &&
+          res->body.find("\"mode\":\"disaggregated\"") != std::string::npos) {
+        return true;
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     Fail("the deployment was not healthy within 60 s; proxy log:\n" + Tail(dir_ + "/proxy.log"));

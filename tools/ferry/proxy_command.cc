@@ -7,6 +7,7 @@
 
 #include "command.h"
 #include "common/log.h"
+#include "common/message_auth.h"
 #include "proxy/proxy_server.h"
 
 namespace {
@@ -17,14 +18,25 @@ struct ProxyFlags {
   std::vector<std::vector<std::string>> prefill;
   std::vector<std::string> decode;
   double health_interval_s = 2.0;
+  double probe_timeout_s = 2.0;
+  double request_timeout_s = 600.0;
+  std::string secret;
 };
 
 int RunProxy(const ProxyFlags& flags) {
   ferry::proxy::ProxyOptions options;
   options.host = flags.host;
   options.port = flags.port;
-  options.health_interval =
-      std::chrono::milliseconds(static_cast<int64_t>(flags.health_interval_s * 1000));
+  auto ms = [](double s) { return std::chrono::milliseconds(static_cast<int64_t>(s * 1000)); };
+  options.health_interval = ms(flags.health_interval_s);
+  options.probe_timeout = ms(flags.probe_timeout_s);
+  options.request_timeout = ms(flags.request_timeout_s);
+  options.secret = flags.secret.empty() ? ferry::SecretFromEnvironment() : flags.secret;
+  if (options.secret.empty()) {
+    FERRY_LOG_WARN(
+        "proxy: no shared secret (--secret or FERRY_KV_SECRET): decoders cannot tell the "
+        "bootstrap addresses it sends from a client's");
+  }
   for (const auto& group : flags.prefill) {
     auto backend = ferry::proxy::ParseBackendUrl(group.at(0));
     if (!backend.ok()) {
@@ -92,5 +104,15 @@ FERRY_REGISTER_COMMAND(
                      "Seconds between health probes of each instance")
           ->capture_default_str()
           ->check(CLI::Range(0.05, 3600.0));
+      cmd.add_option("--probe-timeout", flags->probe_timeout_s,
+                     "Seconds a health probe, or connecting to an instance, may take")
+          ->capture_default_str()
+          ->check(CLI::Range(0.05, 600.0));
+      cmd.add_option("--request-timeout", flags->request_timeout_s,
+                     "Seconds an instance may take to answer (and between reads of a stream)")
+          ->capture_default_str()
+          ->check(CLI::Range(0.1, 86400.0));
+      cmd.add_option("--secret", flags->secret,
+                     "Deployment secret (default: FERRY_KV_SECRET): signs what decoders are told");
       return [flags] { return RunProxy(*flags); };
     });
