@@ -103,6 +103,15 @@ std::string BackendCall::TakeAll(Deadline deadline) {
   return body;
 }
 
+bool BackendCall::WaitDone(Deadline deadline) {
+  std::unique_lock lock(mu_);
+  while (!done_ && !deadline.Expired()) {
+    cv_.wait_for(lock, std::min<std::chrono::nanoseconds>(deadline.Remaining(),
+                                                          std::chrono::milliseconds(100)));
+  }
+  return done_;
+}
+
 int BackendCall::status() const {
   std::lock_guard lock(mu_);
   return status_;

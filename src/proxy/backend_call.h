@@ -56,6 +56,8 @@ class BackendCall {
   bool NextChunks(std::chrono::milliseconds wait, std::string* out);
   // Waits (up to `deadline`) for the whole body.
   std::string TakeAll(Deadline deadline);
+  // Waits (up to `deadline`) for the call to end; true if it has.
+  bool WaitDone(Deadline deadline);
 
   int status() const;
   std::string content_type() const;

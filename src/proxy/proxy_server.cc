@@ -254,6 +254,9 @@ class ProxyServerImpl final : public ProxyServer {
         // The instance could not serve it (stopping, KV load failed under the fail policy):
         // try elsewhere, leaving out the prefill too when its half failed.
         std::string answer = a.answer_call->TakeAll(Deadline::In(options_.probe_timeout));
+        // Whose fault: a prefill half that failed too (it often ends a moment after the
+        // decoder gave up on it) is the one to leave out.
+        if (a.prefill_call) a.prefill_call->WaitDone(Deadline::In(options_.probe_timeout));
         NotePrefill(a);
         last_code = status;
         last_error = a.answer.backend.url + " answered " + std::to_string(status) + ": " +

@@ -8,6 +8,8 @@
 #   disagg_e2e_test.sh PATH/TO/ferry local   # everything on 127.0.0.1, KV over shm
 #   disagg_e2e_test.sh PATH/TO/ferry local both   # both instances kv_both (each has its
 #                                                 # own bootstrap server), same checks
+#   disagg_e2e_test.sh PATH/TO/ferry netns split secret   # the deployment shares a secret
+#                                                 # (FERRY_KV_SECRET); outsiders are refused
 #
 # netns mode falls back to 127.0.0.1 (still over tcp) where namespaces are refused.
 # Everything started here is killed, and every namespace removed, on exit.
@@ -17,6 +19,10 @@ FERRY=$(readlink -f "${1:?usage: disagg_e2e_test.sh PATH/TO/ferry netns|local}")
 MODE=${2:-local}
 ROLES=${3:-split}  # split: kv_producer + kv_consumer; both: kv_both + kv_both
 [[ $ROLES == split || $ROLES == both ]] || { echo "roles must be split or both" >&2; exit 2; }
+AUTH=${4:-open}  # open: no secret; secret: every instance and the proxy share FERRY_KV_SECRET
+[[ $AUTH == open || $AUTH == secret ]] || { echo "auth must be open or secret" >&2; exit 2; }
+SECRET_ENV=()
+if [[ $AUTH == secret ]]; then SECRET_ENV=(FERRY_KV_SECRET="e2e-$RANDOM-$RANDOM"); fi
 TMP=$(mktemp -d)
 PIDS=()
 NAMESPACES=()
@@ -177,19 +183,19 @@ start_pd() {  # start_pd POLICY ABORT_TIMEOUT_S
   if [[ $ROLES == both ]]; then prole=kv_both crole=kv_both d_boot=$(free_port); fi
   local kvp="{\"kv_connector\":\"MooncakeConnector\",\"kv_role\":\"$prole\",\"kv_connector_extra_config\":{\"mooncake_protocol\":\"$PROTOCOL\",\"num_workers\":4}}"
   local kvc="{\"kv_connector\":\"MooncakeConnector\",\"kv_role\":\"$crole\",\"kv_connector_extra_config\":{\"mooncake_protocol\":\"$PROTOCOL\"}}"
-  spawn_in "$P_NS" env VLLM_MOONCAKE_BOOTSTRAP_PORT="$BOOT_PORT" VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT="$2" \
+  spawn_in "$P_NS" env "${SECRET_ENV[@]}" VLLM_MOONCAKE_BOOTSTRAP_PORT="$BOOT_PORT" VLLM_MOONCAKE_ABORT_REQUEST_TIMEOUT="$2" \
     "$FERRY" serve "$TMP/model" --host "$P_IP" --port "$P_PORT" "${SERVE_ARGS[@]}" \
     --kv-transfer-config "$kvp" >"$TMP/prefill.log" 2>&1 &
   P_PID=$!
   PIDS+=("$P_PID")
-  spawn_in "$D_NS" env FERRY_KV_LOAD_FAILURE_POLICY="$1" VLLM_MOONCAKE_BOOTSTRAP_PORT="$d_boot" \
+  spawn_in "$D_NS" env "${SECRET_ENV[@]}" FERRY_KV_LOAD_FAILURE_POLICY="$1" VLLM_MOONCAKE_BOOTSTRAP_PORT="$d_boot" \
     "$FERRY" serve "$TMP/model" --host "$D_IP" --port "$D_PORT" "${SERVE_ARGS[@]}" \
     --kv-transfer-config "$kvc" >"$TMP/decode.log" 2>&1 &
   D_PID=$!
   PIDS+=("$D_PID")
   wait_healthy "$P_NS" "http://$P_IP:$P_PORT" "$P_PID" "prefill"
   wait_healthy "$D_NS" "http://$D_IP:$D_PORT" "$D_PID" "decode"
-  spawn_in "$D_NS" "$FERRY" proxy --host "$D_IP" --port "$PROXY_PORT" --health-interval 0.2 \
+  spawn_in "$D_NS" env "${SECRET_ENV[@]}" "$FERRY" proxy --host "$D_IP" --port "$PROXY_PORT" --health-interval 0.2 \
     --prefill "http://$P_IP:$P_PORT" "$BOOT_PORT" --decode "http://$D_IP:$D_PORT" \
     >"$TMP/proxy.log" 2>&1 &
   PROXY_PID=$!
@@ -206,7 +212,21 @@ metric() {  # metric NS URL NAME
 }
 
 start_pd recompute 480
-pass "prefill, decode and proxy up (protocol $PROTOCOL, roles $ROLES)"
+pass "prefill, decode and proxy up (protocol $PROTOCOL, roles $ROLES, $AUTH)"
+if [[ $AUTH == secret ]]; then
+  # Outsiders: the bootstrap table is not readable, a registration is refused, and a decoder
+  # will not contact a bootstrap server that a client names (not signed by the proxy).
+  code=$(in_ns "$D_NS" curl -s -o /dev/null -w '%{http_code}' "http://$P_IP:$BOOT_PORT/query")
+  [[ $code == 401 ]] || fail "unauthenticated bootstrap /query: HTTP $code"
+  code=$(in_ns "$D_NS" curl -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+    -d '{"engine_id":"evil","dp_rank":0,"addr":"tcp://10.9.9.9:1"}' "http://$P_IP:$BOOT_PORT/register")
+  [[ $code == 401 ]] || fail "unauthenticated bootstrap /register: HTTP $code"
+  evil="{\"model\":\"tiny\",\"prompt\":\"x\",\"max_tokens\":2,\"kv_transfer_params\":{\"do_remote_prefill\":true,\"do_remote_decode\":false,\"transfer_id\":\"xfer-evil\",\"remote_bootstrap_addr\":\"http://$P_IP:$BOOT_PORT\"}}"
+  code=$(in_ns "$D_NS" curl -s -o "$TMP/evil.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+    -d "$evil" "http://$D_IP:$D_PORT/v1/completions")
+  [[ $code == 403 ]] || fail "client-named bootstrap server: HTTP $code $(cat "$TMP/evil.out")"
+  pass "with the secret: bootstrap refuses outsiders (401), decode refuses a client-named bootstrap server (403)"
+fi
 
 for id in "${ORDER[@]}"; do
   code=$(ask "$D_NS" "$PROXY" "$id" "$TMP/pd-$id.out")
