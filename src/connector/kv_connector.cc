@@ -9,6 +9,7 @@
 #include "common/host_port.h"
 #include "common/log.h"
 #include "connector/internal/kv_connector_impl.h"
+#include "http/http_client_call.h"
 #include "http/http_client_timeouts.h"
 
 namespace ferry::connector {
@@ -265,43 +266,21 @@ Status KvConnectorImpl::RegisterWithBootstrap() {
                           " after 3 tries: " + last_error);
 }
 
-Result<httplib::Response> KvConnectorImpl::AuthenticatedCall(httplib::Client& client,
-                                                             const std::string& method,
-                                                             const std::string& target,
-                                                             const std::string& body) {
-  httplib::Request req;
-  req.method = method;
-  req.path = target;
-  req.body = body;
-  if (!body.empty()) req.set_header("Content-Type", "application/json");
-  AuthTag tag = bootstrap_auth_.Sign(HttpAuthMessage(method, target, body));
-  if (bootstrap_auth_.enabled()) req.set_header(kAuthHeader, tag.ToString());
+Result<http::CallReply> KvConnectorImpl::AuthenticatedCall(httplib::Client& client,
+                                                           const std::string& method,
+                                                           const std::string& target,
+                                                           const std::string& body) {
   // A bootstrap table is a few hundred bytes per rank: a reply over 1 MiB is refused.
-  constexpr size_t kMaxReply = 1u << 20;
-  std::string reply;
-  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
-    if (reply.size() + n > kMaxReply) return false;
-    reply.append(data, n);
-    return true;
-  };
-  auto res = client.send(req);
-  if (!res) {
-    return UnavailableError("bootstrap server unreachable for " + method + " " + target + ": " +
-                            httplib::to_string(res.error()));
+  auto reply = http::SendCall(client, {method, target, body, 1u << 20}, bootstrap_auth_);
+  if (!reply.ok()) {
+    return UnavailableError("bootstrap server: " + reply.status().message());
   }
-  httplib::Response out = *res;
-  out.body = std::move(reply);
-  if (bootstrap_auth_.enabled()) {
-    Status ok = bootstrap_auth_.VerifyReply(
-        tag.nonce, HttpAuthMessage(std::to_string(out.status), "", out.body),
-        out.get_header_value(kAuthReplyHeader));
-    if (!ok.ok()) {
-      metrics_.unauthenticated++;
-      return ok.WithContext("bootstrap server reply to " + method + " " + target +
-                            " (does the bootstrap server run with the same FERRY_KV_SECRET?)");
-    }
+  if (Status ok = http::VerifyCallReply(bootstrap_auth_, *reply); !ok.ok()) {
+    metrics_.unauthenticated++;
+    return ok.WithContext("bootstrap server reply to " + method + " " + target +
+                          " (does the bootstrap server run with the same FERRY_KV_SECRET?)");
   }
-  return out;
+  return reply;
 }
 
 Status KvConnectorImpl::ExpectProducerRequest(const std::string& request_id,

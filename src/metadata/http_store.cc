@@ -8,12 +8,11 @@ namespace ferry::metadata {
 namespace {
 
 using internal::ApplyDeadline;
-using internal::StatusFromHttpError;
 
 constexpr std::string_view kScheme = "http://";
 
 // Turns a non-2xx HTTP reply into a Status; `what` names the request.
-Status StatusFromHttpReply(const httplib::Response& reply, const std::string& what) {
+Status StatusFromHttpReply(const http::CallReply& reply, const std::string& what) {
   std::string body = reply.body.substr(0, 200);
   std::string msg = what + ": HTTP " + std::to_string(reply.status) +
                     (body.empty() ? std::string() : " (" + body + ")");
@@ -51,44 +50,20 @@ std::string HttpMetadataStore::Target(const std::string& key) const {
   return path_ + "?key=" + internal::PercentEncode(key);
 }
 
-Result<httplib::Response> HttpMetadataStore::Call(const std::string& method,
-                                                  const std::string& target,
-                                                  const std::string& body, Deadline deadline,
-                                                  const std::string& what) {
+Result<http::CallReply> HttpMetadataStore::Call(const std::string& method,
+                                                const std::string& target, const std::string& body,
+                                                Deadline deadline, const std::string& what) {
   if (deadline.Expired()) return ExpiredBeforeStart(what);
   httplib::Client client(server_.host, server_.port);
   ApplyDeadline(client, deadline);
-  httplib::Request req;
-  req.method = method;
-  req.path = target;
-  req.body = body;
-  if (!body.empty()) req.set_header("Content-Type", "application/json");
-  AuthTag tag = auth_.Sign(HttpAuthMessage(method, target, body));
-  if (auth_.enabled()) req.set_header(kAuthHeader, tag.ToString());
-  std::string reply;
-  bool too_big = false;
-  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
-    if (reply.size() + n > kMaxValueBytes) {
-      too_big = true;
-      return false;
-    }
-    reply.append(data, n);
-    return !deadline.Expired();
-  };
-  auto res = client.send(req);
-  if (too_big) {
-    return ResourceExhaustedError(what + ": the reply is larger than " +
-                                  std::to_string(kMaxValueBytes) + " bytes");
-  }
-  if (!res) return StatusFromHttpError(res.error(), deadline, what);
-  httplib::Response out = *res;
-  out.body = std::move(reply);
-  if (out.status == 401 && auth_.enabled()) {
+  auto reply = http::SendCall(client, {method, target, body, kMaxValueBytes}, auth_, deadline);
+  if (!reply.ok()) return Status(reply.status().code(), what + ": " + reply.status().message());
+  if (reply->status == 401 && auth_.enabled()) {
     return PermissionDeniedError(what + ": the metadata server refused our authentication (" +
-                                 out.body.substr(0, 200) +
+                                 reply->body.substr(0, 200) +
                                  "); does it run with the same secret (--secret)?");
   }
-  return out;
+  return reply;
 }
 
 Status HttpMetadataStore::Put(const std::string& key, const std::string& value, Deadline deadline) {
@@ -97,14 +72,14 @@ Status HttpMetadataStore::Put(const std::string& key, const std::string& value, 
     return InvalidArgumentError(what + ": the value is larger than " +
                                 std::to_string(kMaxValueBytes) + " bytes");
   }
-  FERRY_ASSIGN_OR_RETURN(httplib::Response res, Call("PUT", Target(key), value, deadline, what));
+  FERRY_ASSIGN_OR_RETURN(http::CallReply res, Call("PUT", Target(key), value, deadline, what));
   if (res.status == 200 || res.status == 201 || res.status == 204) return OkStatus();
   return StatusFromHttpReply(res, what);
 }
 
 Result<std::string> HttpMetadataStore::Get(const std::string& key, Deadline deadline) {
   const std::string what = "GET " + url_ + " key '" + key + "'";
-  FERRY_ASSIGN_OR_RETURN(httplib::Response res, Call("GET", Target(key), "", deadline, what));
+  FERRY_ASSIGN_OR_RETURN(http::CallReply res, Call("GET", Target(key), "", deadline, what));
   if (res.status == 200) return std::move(res.body);
   if (res.status == 404) return NotFoundError("no metadata under key '" + key + "' at " + url_);
   return StatusFromHttpReply(res, what);
@@ -112,7 +87,7 @@ Result<std::string> HttpMetadataStore::Get(const std::string& key, Deadline dead
 
 Status HttpMetadataStore::Delete(const std::string& key, Deadline deadline) {
   const std::string what = "DELETE " + url_ + " key '" + key + "'";
-  FERRY_ASSIGN_OR_RETURN(httplib::Response res, Call("DELETE", Target(key), "", deadline, what));
+  FERRY_ASSIGN_OR_RETURN(http::CallReply res, Call("DELETE", Target(key), "", deadline, what));
   if (res.status == 200 || res.status == 204 || res.status == 404) return OkStatus();
   return StatusFromHttpReply(res, what);
 }

@@ -21,10 +21,9 @@
 #include <memory>
 #include <string>
 
-#include <httplib.h>
-
 #include "common/host_port.h"
 #include "common/message_auth.h"
+#include "http/http_client_call.h"
 #include "metadata/metadata_store.h"
 
 namespace ferry::metadata {
@@ -57,9 +56,8 @@ class HttpMetadataStore final : public MetadataStore {
   // "<path>?key=<percent-encoded key>".
   std::string Target(const std::string& key) const;
   // Sends one request (signed with a secret), reading at most kMaxValueBytes of reply.
-  Result<httplib::Response> Call(const std::string& method, const std::string& target,
-                                 const std::string& body, Deadline deadline,
-                                 const std::string& what);
+  Result<http::CallReply> Call(const std::string& method, const std::string& target,
+                               const std::string& body, Deadline deadline, const std::string& what);
 
   const std::string url_;
   const HostPort server_;

@@ -8,6 +8,7 @@
 
 #include "common/json_limits.h"
 #include "common/log.h"
+#include "http/http_client_call.h"
 #include "http/http_client_timeouts.h"
 
 namespace ferry::proxy {
@@ -68,15 +69,9 @@ bool BackendPool::Probe(Role role, State& state) {
   // A prefill instance is usable once its bootstrap server knows its engine id.
   httplib::Client boot(state.backend.host, state.backend.bootstrap_port);
   http::SetTimeouts(boot, options_.probe_timeout, options_.probe_timeout);
-  httplib::Headers headers;
-  AuthTag tag = bootstrap_auth_.Sign(HttpAuthMessage("GET", "/query", ""));
-  if (bootstrap_auth_.enabled()) headers.emplace(kAuthHeader, tag.ToString());
-  auto q = boot.Get("/query", headers);
-  if (!q || q->status != 200) return false;
-  if (!bootstrap_auth_
-           .VerifyReply(tag.nonce, HttpAuthMessage("200", "", q->body),
-                        q->get_header_value(kAuthReplyHeader))
-           .ok()) {
+  auto q = http::SendCall(boot, {"GET", "/query", "", 1u << 20}, bootstrap_auth_);
+  if (!q.ok() || q->status != 200) return false;
+  if (!http::VerifyCallReply(bootstrap_auth_, *q).ok()) {
     FERRY_LOG_WARN("proxy: the bootstrap server of {} answers without this deployment's secret",
                    state.backend.url);
     return false;

@@ -25,6 +25,7 @@
 #include "connector/side_channel_client.h"
 #include "connector/side_channel_server.h"
 #include "ferry/transfer_engine.h"
+#include "http/http_client_call.h"
 
 namespace ferry::connector {
 
@@ -93,8 +94,8 @@ class KvConnectorImpl final : public KvConnector {
   // One bootstrap call: signed and its reply checked when there is a secret, the reply
   // read within 1 MiB (kv_connector.cc). Errors: Unavailable (unreachable, reply too
   // large), PermissionDenied (reply not authenticated).
-  Result<httplib::Response> AuthenticatedCall(httplib::Client& client, const std::string& method,
-                                              const std::string& target, const std::string& body);
+  Result<http::CallReply> AuthenticatedCall(httplib::Client& client, const std::string& method,
+                                            const std::string& target, const std::string& body);
 
   // Producer (kv_producer.cc).
   void HandleCall(SideChannelServer::Call call);
