@@ -27,7 +27,9 @@ TEST(HostPortTest, RejectsMalformed) {
   for (const char* bad : {"", ":80", "host:", "host:99999", "host:12ab", "a:b:c", "[::1"}) {
     auto r = ParseHostPort(bad);
     EXPECT_FALSE(r.ok()) << bad;
-    if (!r.ok()) EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    if (!r.ok()) {
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    }
   }
 }
 
