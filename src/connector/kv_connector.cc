@@ -143,9 +143,9 @@ KvConnectorImpl::~KvConnectorImpl() {
   // Senders stop waiting for their transfers at once (TransferUnlessStopping), pulls end
   // with Aborted, queued bootstrap queries see stopping_ and skip.
   side_channel_.reset();
-  side_client_.reset();
+  pullers_.reset();      // before the client its tasks start calls on
+  side_client_.reset();  // its callbacks use transfer_ and control_, still here
   senders_.reset();
-  pullers_.reset();
   bootstrap_.reset();
   transfer_.reset();  // fails what the senders left in flight, joins the transports
 }
