@@ -348,6 +348,16 @@ std::string KvConnectorImpl::MetricsText() const {
       "ferry_transfer_engine_bytes_total{{direction=\"received\"}} {}\n"
       "ferry_transfer_engine_bytes_total{{direction=\"served\"}} {}\n",
       c.bytes_written, c.bytes_read, c.bytes_received, c.bytes_served);
+  out += fmt::format(
+      "# HELP ferry_transfer_engine_inbound_rejected_total Inbound frames and connections "
+      "refused (bad range, bad frame, over a connection cap, failed HELLO).\n"
+      "# TYPE ferry_transfer_engine_inbound_rejected_total counter\n"
+      "ferry_transfer_engine_inbound_rejected_total {}\n"
+      "# HELP ferry_transfer_engine_notifications_dropped_total Notifications dropped from a "
+      "full queue.\n"
+      "# TYPE ferry_transfer_engine_notifications_dropped_total counter\n"
+      "ferry_transfer_engine_notifications_dropped_total {}\n",
+      c.inbound_rejected, c.notifications_dropped);
   return out;
 }
 

@@ -219,4 +219,32 @@ void HttpServer::Serve(internal::Job job) {
   loop_->Return(std::move(job.conn), reusable);
 }
 
+std::string RenderPrometheus(const HttpServerStats& s, const std::string& server_name) {
+  std::string out;
+  auto metric = [&](const char* name, const char* type, const char* help, uint64_t v) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" +
+           name + "{server=\"" + server_name + "\"} " + std::to_string(v) + "\n";
+  };
+  metric("ferry_http_connections_accepted_total", "counter", "Connections accepted.", s.accepted);
+  metric("ferry_http_connections_refused_total", "counter",
+         "Connections refused (503) over max_connections or max_connections_per_client.",
+         s.refused_over_limit);
+  metric("ferry_http_accept_fd_exhausted_total", "counter",
+         "Accepts that failed for lack of file descriptors.", s.accept_fd_exhausted);
+  metric("ferry_http_timeouts_total", "counter",
+         "Requests cut by the header or body deadline (408).", s.header_timeouts + s.body_timeouts);
+  metric("ferry_http_bad_requests_total", "counter", "Malformed requests (400, 417, 501, 505).",
+         s.bad_requests);
+  metric("ferry_http_too_large_total", "counter", "Requests over a size limit (413, 414, 431).",
+         s.too_large);
+  metric("ferry_http_overloaded_total", "counter", "Requests refused with a full queue (503).",
+         s.overloaded_503);
+  metric("ferry_http_handler_exceptions_total", "counter", "Handlers that threw (500).",
+         s.handler_exceptions);
+  metric("ferry_http_requests_total", "counter", "Requests handed to a handler.", s.requests);
+  metric("ferry_http_open_connections", "gauge", "Connections open now.",
+         static_cast<uint64_t>(s.open_connections));
+  return out;
+}
+
 }  // namespace ferry::http

@@ -64,6 +64,10 @@ struct HttpServerStats {
   int open_connections = 0;
 };
 
+// The stats as Prometheus text: ferry_http_<counter>_total{server="<name>"} and
+// ferry_http_open_connections{server="<name>"}.
+std::string RenderPrometheus(const HttpServerStats& stats, const std::string& server_name);
+
 class HttpServer {
  public:
   // Errors: InvalidArgument (a limit or the thread count is not positive).

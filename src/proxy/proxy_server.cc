@@ -76,7 +76,8 @@ class ProxyServerImpl final : public ProxyServer {
       r.Set(200, pool_.DescribeJson(), "application/json");
     });
     server_->Route("GET", "/metrics", [this](const http::Request&, http::Response& r) {
-      r.Set(200, MetricsText(), "text/plain; version=0.0.4");
+      r.Set(200, MetricsText() + http::RenderPrometheus(server_->stats(), "proxy"),
+            "text/plain; version=0.0.4");
     });
     pool_.Start();
     Status started = server_->Start(options_.host, options_.port);

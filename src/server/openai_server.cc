@@ -109,6 +109,7 @@ void OpenAiServer::InstallRoutes() {
   http_->Route("GET", "/metrics", [this](const http::Request&, http::Response& res) {
     std::string text = metrics_.Render(engine_->Stats());
     if (options_.extra_metrics) text += options_.extra_metrics();
+    text += http::RenderPrometheus(http_->stats(), "serve");
     res.Set(200, std::move(text), "text/plain; version=0.0.4");
   });
 }

@@ -134,6 +134,8 @@ TEST(KvConnectorTest, PrefillFinishesFirstThenDecodePullsEveryBlock) {
   EXPECT_TRUE(p->engine.WaitReleased("p-req", std::chrono::seconds(5)));
   EXPECT_NE(p->conn->MetricsText().find("ferry_kv_transfers_total 1"), std::string::npos);
   EXPECT_NE(d->conn->MetricsText().find("ferry_kv_requests_waiting 0"), std::string::npos);
+  EXPECT_NE(d->conn->MetricsText().find("ferry_transfer_engine_inbound_rejected_total 0"),
+            std::string::npos);
 }
 
 TEST(KvConnectorTest, DecodeArrivingFirstWaitsForThePrefill) {

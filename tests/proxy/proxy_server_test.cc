@@ -289,7 +289,9 @@ TEST_F(ProxyServerTest, ServerErrorIsRetriedOnceElsewhere) {
     ASSERT_TRUE(res);
     EXPECT_EQ(res->status, 200);  // whichever is tried first, d2 answers
   }
-  EXPECT_NE(client_->Get("/metrics")->body.find("ferry_proxy_retries_total"), std::string::npos);
+  std::string metrics = client_->Get("/metrics")->body;
+  EXPECT_NE(metrics.find("ferry_proxy_retries_total"), std::string::npos);
+  EXPECT_NE(metrics.find("ferry_http_requests_total{server=\"proxy\"}"), std::string::npos);
 }
 
 TEST_F(ProxyServerTest, PausedDecoderFailsOverWithinSeconds) {

@@ -185,7 +185,9 @@ TEST_F(OpenAiServerTest, ModelsHealthMetrics) {
        {"ferry_num_requests_running", "ferry_num_requests_waiting", "ferry_kv_blocks_used",
         "ferry_kv_blocks_total 256", "ferry_prompt_tokens_total 3",
         "ferry_generation_tokens_total 3", "ferry_time_to_first_token_seconds_bucket",
-        "ferry_inter_token_latency_seconds_count 2"}) {
+        "ferry_inter_token_latency_seconds_count 2",
+        "ferry_http_connections_accepted_total{server=\"serve\"}",
+        "ferry_http_open_connections{server=\"serve\"}"}) {
     EXPECT_NE(metrics->body.find(name), std::string::npos) << name << "\n" << metrics->body;
   }
 }
