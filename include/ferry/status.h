@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cassert>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -59,19 +60,30 @@ class [[nodiscard]] Status {
   // "OK" or "CODE_NAME: message".
   std::string ToString() const;
 
-  // Returns a copy whose message is "context: message"; OK stays OK.
+  // Returns a copy whose message is "context: message"; OK stays OK. Keeps detail_code.
   Status WithContext(std::string_view context) const;
+
+  // A module's own finer code, carried as data beside the canonical one (the store's
+  // ErrorCode, e.g. -706 OBJECT_HAS_LEASE under kFailedPrecondition); 0 when none. An OK
+  // status has none.
+  int32_t detail_code() const { return detail_code_; }
+  Status WithDetailCode(int32_t detail) const {
+    Status s = *this;
+    if (!s.ok()) s.detail_code_ = detail;
+    return s;
+  }
 
   // Explicitly ignores a status (for best-effort clean-up paths).
   void IgnoreError() const {}
 
   friend bool operator==(const Status& a, const Status& b) {
-    return a.code_ == b.code_ && a.message_ == b.message_;
+    return a.code_ == b.code_ && a.message_ == b.message_ && a.detail_code_ == b.detail_code_;
   }
 
  private:
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
+  int32_t detail_code_ = 0;
 };
 
 inline Status OkStatus() { return Status(); }

@@ -1,0 +1,1 @@
+# The store client library ferry_store (see CMakeLists.txt).
