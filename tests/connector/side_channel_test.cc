@@ -4,8 +4,14 @@
 #include "common/message_auth.h"
 
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <thread>
 #include <zmq.hpp>
 
@@ -157,11 +163,6 @@ TEST(SideChannelTest, SilentPeerHitsTheDeadline) {
   EXPECT_EQ(reply.status().code(), StatusCode::kDeadlineExceeded);
 }
 
-}  // namespace
-}  // namespace ferry::connector
-
-namespace ferry::connector {
-namespace {
 TEST(SideChannelTest, FailedCallDoesNotBreakLaterCalls) {
   // A call to a peer that vanished used to wedge ZeroMQ's I/O thread in the socket monitor
   // (its reader was closed before the socket), so every later call waited its deadline.
@@ -177,15 +178,7 @@ TEST(SideChannelTest, FailedCallDoesNotBreakLaterCalls) {
   }
   ExpectALiveServerAnswersAtOnce();
 }
-}  // namespace
-}  // namespace ferry::connector
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-namespace ferry::connector {
-namespace {
 // A TCP listener that never speaks: what a SIGSTOPped prefill looks like from outside.
 struct SilentListener {
   int fd = -1;
@@ -214,16 +207,6 @@ TEST(SideChannelTest, PausedPeerDoesNotBreakLaterCalls) {
   }
   ExpectALiveServerAnswersAtOnce();
 }
-}  // namespace
-}  // namespace ferry::connector
-
-#include <signal.h>
-#include <sys/wait.h>
-
-#include <cstdlib>
-
-namespace ferry::connector {
-namespace {
 
 // Runs only as the child of PausedPrefillProcessDoesNotBreakLaterCalls: a side-channel
 // server that parks every call, writing its endpoint to the pipe named in the environment.
@@ -295,12 +278,6 @@ TEST(SideChannelTest, PausedPrefillProcessDoesNotBreakLaterCalls) {
 TEST(SideChannelTest, KilledPrefillProcessDoesNotBreakLaterCalls) {
   PrefillProcessFailureDoesNotBreakLaterCalls(SIGKILL);
 }
-
-}  // namespace
-}  // namespace ferry::connector
-
-namespace ferry::connector {
-namespace {
 
 std::unique_ptr<SideChannelServer> AnsweringServer(const std::string& secret) {
   SideChannelServer::Options o;
