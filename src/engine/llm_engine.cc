@@ -192,7 +192,11 @@ void LlmEngine::DrainInbox() {
     auto it = by_request_id_.find(rid);
     if (it == by_request_id_.end()) continue;
     Sequence* seq = scheduler_->Find(it->second);
-    if (seq != nullptr) Finish(seq, "abort", OkStatus(), seq->text.TakeDelta());
+    if (seq == nullptr) continue;
+    if (seq->status == SeqStatus::kWaitingForRemoteKv && options_.remote_kv_abort_hold) {
+      HoldBlocks(it->second, options_.remote_kv_abort_hold());
+    }
+    Finish(seq, "abort", OkStatus(), seq->text.TakeDelta());
   }
   aborts_.clear();
   for (const auto& rid : releases_) {

@@ -68,6 +68,11 @@ struct EngineOptions {
   std::function<void(const std::string& request_id, const std::string& finish_reason,
                      std::span<const BlockId> blocks)>
       on_blocks_kept = nullptr;
+  // A request aborted (Abort(), e.g. its client went away) while it waits for remote KV
+  // keeps its blocks out of circulation for this long: writes of its transfer may still
+  // land after the abort (a paused prefill that resumes). Asked at each such abort.
+  // Default: none (blocks are freed at once).
+  std::function<std::chrono::milliseconds()> remote_kv_abort_hold = nullptr;
 };
 
 struct GenerateRequest {

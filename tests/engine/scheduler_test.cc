@@ -388,5 +388,35 @@ TEST(LlmEngineHooksTest, FailedRemoteLoadHoldsItsBlocksForTheGuardTime) {
   }
 }
 
+// The same when the client goes away while the request waits for remote KV: the abort
+// must not hand its blocks to the next request while the transfer may still write them.
+TEST(LlmEngineHooksTest, AbortWhileWaitingForRemoteKvHoldsItsBlocks) {
+  std::atomic<bool> parked{false};
+  EngineOptions opts{.block_size = 4, .num_kv_blocks = 64};
+  opts.on_waiting_for_remote_kv = [&](const std::string&, std::span<const BlockId>, int32_t) {
+    parked = true;  // never loaded: the client aborts first
+  };
+  opts.remote_kv_abort_hold = [] { return std::chrono::milliseconds(400); };
+  auto engine = StartEngine(opts);
+  auto req = Greedy("gone", Prompt(13, 5), 3);
+  req.wait_for_remote_kv = true;
+  auto stream = engine->Submit(req).value();
+  const Deadline parked_by = Deadline::In(std::chrono::seconds(5));
+  while (!parked && !parked_by.Expired()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  ASSERT_TRUE(parked);
+  engine->Abort("gone");
+  EXPECT_EQ(Collect(*stream).finish_reason, "abort");
+  EngineStats s = engine->Stats();
+  EXPECT_GT(s.kv_blocks_held, 0);
+  EXPECT_GE(s.kv_blocks_used, s.kv_blocks_held);
+  const Deadline d = Deadline::In(std::chrono::seconds(5));
+  while ((engine->Stats().kv_blocks_held != 0 || engine->Stats().kv_blocks_used != 0) &&
+         !d.Expired()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(engine->Stats().kv_blocks_held, 0);
+  EXPECT_EQ(engine->Stats().kv_blocks_used, 0);
+}
+
 }  // namespace
 }  // namespace ferry::engine

@@ -85,6 +85,9 @@ void ServeConnector::InstallEngineHooks(engine::EngineOptions* options) {
       connector_->OnRemoteKvNeeded(rid, {blocks.begin(), blocks.end()}, num_cached_tokens);
     }
   };
+  options->remote_kv_abort_hold = [this] {
+    return connector_ ? connector_->options().late_write_guard : std::chrono::milliseconds(0);
+  };
 }
 
 void ServeConnector::Stop() { connector_.reset(); }
