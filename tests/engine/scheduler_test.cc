@@ -348,6 +348,21 @@ TEST(LlmEngineHooksTest, RemoteKvAndKeptBlocks) {
 namespace ferry::engine {
 namespace {
 
+// A finished request's blocks are still out of the free list (held), and all come back
+// once the guard time has passed (within 5 s).
+void ExpectBlocksHeldThenReleased(LlmEngine& engine) {
+  EngineStats s = engine.Stats();
+  EXPECT_GT(s.kv_blocks_held, 0);
+  EXPECT_GE(s.kv_blocks_used, s.kv_blocks_held);
+  const Deadline d = Deadline::In(std::chrono::seconds(5));
+  while ((engine.Stats().kv_blocks_held != 0 || engine.Stats().kv_blocks_used != 0) &&
+         !d.Expired()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(engine.Stats().kv_blocks_held, 0);
+  EXPECT_EQ(engine.Stats().kv_blocks_used, 0);
+}
+
 // A failed remote load's blocks are held for a while: a late write of that transfer (data
 // a dead prefill's kernel still delivers, a paused one resuming) must never land in blocks
 // that meanwhile hold another prompt's KV.
@@ -373,18 +388,7 @@ TEST(LlmEngineHooksTest, FailedRemoteLoadHoldsItsBlocksForTheGuardTime) {
     if (std::string(id) == "recompute") {
       EXPECT_EQ(out.text, Expected(Prompt(13, 5), 3));
     }
-    // Finished, yet its blocks are still out of the free list ...
-    EngineStats s = engine->Stats();
-    EXPECT_GT(s.kv_blocks_held, 0);
-    EXPECT_GE(s.kv_blocks_used, s.kv_blocks_held);
-    // ... until the guard time has passed.
-    const Deadline d = Deadline::In(std::chrono::seconds(5));
-    while ((engine->Stats().kv_blocks_held != 0 || engine->Stats().kv_blocks_used != 0) &&
-           !d.Expired()) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    EXPECT_EQ(engine->Stats().kv_blocks_held, 0);
-    EXPECT_EQ(engine->Stats().kv_blocks_used, 0);
+    ExpectBlocksHeldThenReleased(*engine);
   }
 }
 
@@ -406,16 +410,7 @@ TEST(LlmEngineHooksTest, AbortWhileWaitingForRemoteKvHoldsItsBlocks) {
   ASSERT_TRUE(parked);
   engine->Abort("gone");
   EXPECT_EQ(Collect(*stream).finish_reason, "abort");
-  EngineStats s = engine->Stats();
-  EXPECT_GT(s.kv_blocks_held, 0);
-  EXPECT_GE(s.kv_blocks_used, s.kv_blocks_held);
-  const Deadline d = Deadline::In(std::chrono::seconds(5));
-  while ((engine->Stats().kv_blocks_held != 0 || engine->Stats().kv_blocks_used != 0) &&
-         !d.Expired()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_EQ(engine->Stats().kv_blocks_held, 0);
-  EXPECT_EQ(engine->Stats().kv_blocks_used, 0);
+  ExpectBlocksHeldThenReleased(*engine);
 }
 
 }  // namespace
