@@ -1,1 +1,5 @@
 # Master suites.
+ferry_add_gtest(store_offset_allocator_test
+  SOURCES offset_allocator_test.cc
+  LIBS ferry_store_master
+  LABELS unit store)
