@@ -3,3 +3,7 @@ ferry_add_gtest(store_offset_allocator_test
   SOURCES offset_allocator_test.cc
   LIBS ferry_store_master
   LABELS unit store)
+ferry_add_gtest(store_segment_table_test
+  SOURCES segment_table_test.cc
+  LIBS ferry_store_master
+  LABELS unit store)

@@ -1,0 +1,122 @@
+// SegmentTable: the master's view of the memory lent to the pool, and where replicas go.
+//
+// Each mounted segment is a range [base, base + size) of one member's address space with an
+// OffsetAllocator over it. AllocateReplicas places the N replicas of one object on N
+// distinct segments (all or nothing); each replica is one contiguous range of its segment.
+// Segments are chosen preferred-first (by segment name or hostname, in the caller's order),
+// then, with prefer_same_node, those on the writer's host, then most free bytes first.
+//
+// Freed space can be held back: Release(range, not_before) keeps the range out of every
+// allocator until `not_before` (the end of the last read lease on it) and Sweep(now) frees
+// what is due. This is how the master guarantees that no region is handed out again while
+// a reader may still be copying from it.
+//
+// A segment mounted again after an unmount is a new generation: releases that name the old
+// generation are ignored, so stale frees never reach the new allocator.
+//
+// Thread-safe: one mutex, held only for the short allocator calls.
+//
+//   ferry::store::SegmentTable t(64);
+//   (void)t.Mount({.id = "s1", .name = "10.0.0.2:17000", .hostname = "10.0.0.2",
+//                  .base = 0x7f0000000000, .size = 1 << 30, .client_id = "c1"});
+//   auto r = t.AllocateReplicas(4096, 1, {}, "", false);  // one range on s1
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ferry/status.h"
+#include "store/master/offset_allocator.h"
+
+namespace ferry::store {
+
+struct SegmentInfo {
+  std::string id;         // chosen by the member, stable across re-mounts
+  std::string name;       // transfer-engine segment name, "host:port"
+  std::string hostname;   // the member's host
+  uint64_t base = 0;      // address in the member's address space
+  uint64_t size = 0;      // bytes
+  std::string client_id;  // the member that mounted it
+};
+
+// One replica's space: `length` bytes at `address` (absolute, in the member's address
+// space) on one segment generation.
+struct AllocatedRange {
+  std::string segment_id;
+  std::string segment_name;
+  std::string hostname;
+  uint64_t generation = 0;
+  uint64_t address = 0;
+  uint64_t length = 0;
+};
+
+class SegmentTable {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit SegmentTable(uint64_t alignment = 64);
+
+  // Adds a segment. Mounting an identical segment again is OK (idempotent); the same id
+  // with other fields, an empty id or name, size 0, or base + size past 2^64 is refused
+  // (kInvalidParams / kSegmentAlreadyExists).
+  Status Mount(const SegmentInfo& info);
+
+  // Removes a segment and everything allocated or held on it. kSegmentNotFound if absent.
+  Status Unmount(std::string_view id);
+
+  // The ids of every segment `client_id` mounted.
+  std::vector<std::string> SegmentsOf(std::string_view client_id) const;
+
+  // N ranges of `length` bytes on N distinct segments, or kNoAvailableHandle (and nothing
+  // allocated) when fewer than N segments have room; kInvalidParams for length 0 or N 0.
+  Result<std::vector<AllocatedRange>> AllocateReplicas(uint64_t length, size_t replica_num,
+                                                       const std::vector<std::string>& preferred,
+                                                       std::string_view writer_hostname,
+                                                       bool prefer_same_node);
+
+  // Returns a range to its segment now, or at `not_before` when that is later than now.
+  // A range of a segment (generation) that is gone is ignored.
+  void Release(const AllocatedRange& range, Clock::time_point not_before, Clock::time_point now);
+
+  // Frees every held range whose time has come; returns how many.
+  size_t Sweep(Clock::time_point now);
+
+  bool Has(std::string_view id) const;
+  // The current generation of a segment, 0 if it is not mounted.
+  uint64_t GenerationOf(std::string_view id) const;
+  std::vector<SegmentInfo> List() const;
+
+  struct Totals {
+    size_t segments = 0;
+    uint64_t capacity = 0;
+    uint64_t allocated = 0;  // includes held ranges
+    uint64_t held = 0;       // freed but waiting for a lease to end
+  };
+  Totals totals() const;
+
+ private:
+  struct Held {
+    uint64_t offset = 0;
+    uint64_t length = 0;
+  };
+  struct Segment {
+    SegmentInfo info;
+    uint64_t generation = 0;
+    std::unique_ptr<OffsetAllocator> allocator;
+    std::multimap<Clock::time_point, Held> held;
+    uint64_t held_bytes = 0;
+  };
+
+  const uint64_t alignment_;
+  mutable std::mutex mu_;
+  uint64_t next_generation_ = 1;                          // GUARDED_BY(mu_)
+  std::map<std::string, Segment, std::less<>> segments_;  // GUARDED_BY(mu_)
+};
+
+}  // namespace ferry::store
