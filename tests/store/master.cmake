@@ -7,3 +7,7 @@ ferry_add_gtest(store_segment_table_test
   SOURCES segment_table_test.cc
   LIBS ferry_store_master
   LABELS unit store)
+ferry_add_gtest(store_master_service_test
+  SOURCES master_service_test.cc
+  LIBS ferry_store_master
+  LABELS unit store)

@@ -1,0 +1,466 @@
+#include "store/master/master_service.h"
+
+#include <re2/re2.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <tuple>
+#include <utility>
+
+#include "store/error_code.h"
+
+namespace ferry::store {
+
+namespace {
+
+// Upper bound on the ids of dropped clients remembered for NEED_REMOUNT.
+constexpr size_t kMaxDroppedClients = 100000;
+
+}  // namespace
+
+MasterService::MasterService(MasterServiceOptions options)
+    : options_(std::move(options)),
+      segments_(options_.alignment),
+      shards_(std::make_unique<Shard[]>(std::max<size_t>(1, options_.shards))) {}
+
+MasterService::~MasterService() = default;
+
+MasterService::Clock::time_point MasterService::Now() const {
+  return options_.clock ? options_.clock() : Clock::now();
+}
+
+MasterService::Shard& MasterService::ShardOf(std::string_view key) const {
+  const size_t n = std::max<size_t>(1, options_.shards);
+  return shards_[std::hash<std::string_view>{}(key) % n];
+}
+
+void MasterService::TouchClient(std::string_view client_id, Clock::time_point now) {
+  if (client_id.empty()) return;
+  std::lock_guard<std::mutex> lock(clients_mu_);
+  clients_[std::string(client_id)] = now;
+}
+
+Status MasterService::MountSegment(const SegmentInfo& segment) {
+  if (segment.client_id.empty()) {
+    return StoreError(ErrorCode::kInvalidParams, "a segment needs its client's id");
+  }
+  Status s = segments_.Mount(segment);
+  if (!s.ok()) return s;
+  const Clock::time_point now = Now();
+  TouchClient(segment.client_id, now);
+  std::lock_guard<std::mutex> lock(clients_mu_);
+  dropped_.erase(segment.client_id);
+  return OkStatus();
+}
+
+Status MasterService::UnmountSegment(std::string_view segment_id, std::string_view client_id) {
+  const std::vector<std::string> mine = segments_.SegmentsOf(client_id);
+  if (std::find(mine.begin(), mine.end(), segment_id) == mine.end()) {
+    if (!segments_.Has(segment_id)) {
+      return StoreError(ErrorCode::kSegmentNotFound,
+                        "segment '" + std::string(segment_id) + "' is not mounted");
+    }
+    return StoreError(ErrorCode::kInvalidParams,
+                      "segment '" + std::string(segment_id) + "' was not mounted by this client");
+  }
+  const uint64_t generation = segments_.GenerationOf(segment_id);
+  Status s = segments_.Unmount(segment_id);
+  if (!s.ok()) return s;
+  DropSegmentObjects(segment_id, generation, Now());
+  return OkStatus();
+}
+
+void MasterService::DropSegmentObjects(std::string_view segment_id, uint64_t generation,
+                                       Clock::time_point now) {
+  const size_t n = std::max<size_t>(1, options_.shards);
+  for (size_t i = 0; i < n; ++i) {
+    Shard& shard = shards_[i];
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (auto it = shard.objects.begin(); it != shard.objects.end();) {
+      Object& obj = it->second;
+      auto gone = [&](const Replica& r) {
+        return r.range.segment_id == segment_id && r.range.generation == generation;
+      };
+      const size_t before = obj.replicas.size();
+      obj.replicas.erase(std::remove_if(obj.replicas.begin(), obj.replicas.end(), gone),
+                         obj.replicas.end());
+      const bool touched = obj.replicas.size() != before;
+      if (touched && (obj.replicas.empty() || obj.status == ReplicaStatus::kProcessing)) {
+        ReleaseSpace(obj, now);
+        it = shard.objects.erase(it);
+        keys_.fetch_sub(1, std::memory_order_relaxed);
+      } else {
+        ++it;
+      }
+    }
+  }
+}
+
+bool MasterService::Ping(std::string_view client_id) {
+  const Clock::time_point now = Now();
+  std::lock_guard<std::mutex> lock(clients_mu_);
+  clients_[std::string(client_id)] = now;
+  return dropped_.erase(std::string(client_id)) > 0;
+}
+
+void MasterService::ReleaseSpace(const Object& obj, Clock::time_point now) {
+  for (const Replica& r : obj.replicas) segments_.Release(r.range, obj.lease_until, now);
+}
+
+std::vector<ReplicaDescriptor> MasterService::Describe(const Object& obj) const {
+  std::vector<ReplicaDescriptor> out;
+  out.reserve(obj.replicas.size());
+  for (const Replica& r : obj.replicas) {
+    ReplicaDescriptor d;
+    d.tier = ReplicaTier::kMemory;
+    d.status = obj.status;
+    d.segment_id = r.range.segment_id;
+    d.hostname = r.range.hostname;
+    d.buffers.push_back({r.range.segment_name, r.range.address, obj.size});
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view key, uint64_t size,
+                                                               const ReplicateConfig& config,
+                                                               std::string_view client_id,
+                                                               std::string_view writer_hostname,
+                                                               PutMode mode) {
+  if (key.empty()) return StoreError(ErrorCode::kInvalidParams, "empty key");
+  if (size == 0) return StoreError(ErrorCode::kInvalidParams, "an object needs a size > 0");
+  if (config.replica_num == 0) {
+    return StoreError(ErrorCode::kInvalidParams, "replica_num must be at least 1");
+  }
+  const Clock::time_point now = Now();
+  TouchClient(client_id, now);
+  Shard& shard = ShardOf(key);
+  // Under the shard lock: whether this put may go ahead (an old object it replaces goes),
+  // then the allocation. Eviction runs with the lock dropped (it takes every shard's lock
+  // in turn), then the put is tried once more.
+  auto admit = [&]() -> Status {
+    auto it = shard.objects.find(std::string(key));
+    if (it == shard.objects.end()) return OkStatus();
+    Object& old = it->second;
+    if (old.status == ReplicaStatus::kProcessing) {
+      if (now - old.put_start < options_.put_start_discard_timeout) {
+        return StoreError(ErrorCode::kObjectAlreadyExists,
+                          "key '" + std::string(key) + "' is being written");
+      }
+    } else if (mode == PutMode::kInsert) {
+      return StoreError(ErrorCode::kObjectAlreadyExists, "key '" + std::string(key) + "' exists");
+    }
+    ReleaseSpace(old, now);
+    shard.objects.erase(it);
+    keys_.fetch_sub(1, std::memory_order_relaxed);
+    return OkStatus();
+  };
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    std::unique_lock<std::mutex> lock(shard.mu);
+    Status s = admit();
+    if (!s.ok()) return s;
+    auto ranges = segments_.AllocateReplicas(size, config.replica_num, config.preferred_segments,
+                                             writer_hostname, config.prefer_alloc_in_same_node);
+    if (!ranges.ok()) {
+      if (ErrorCodeOf(ranges.status()) != ErrorCode::kNoAvailableHandle || attempt == 1 ||
+          config.replica_num > segments_.totals().segments) {
+        return ranges.status();
+      }
+      lock.unlock();
+      if (Evict(now) == 0) return ranges.status();
+      continue;
+    }
+    Object obj;
+    obj.size = size;
+    obj.status = ReplicaStatus::kProcessing;
+    obj.writer = std::string(client_id);
+    obj.put_start = now;
+    obj.last_access = now;
+    obj.hard_pin = config.with_hard_pin;
+    if (config.with_soft_pin) {
+      const auto ttl =
+          config.soft_pin_ttl.count() > 0 ? config.soft_pin_ttl : options_.default_kv_soft_pin_ttl;
+      obj.soft_pin_until = now + ttl;
+    }
+    for (AllocatedRange& r : *ranges) obj.replicas.push_back({std::move(r)});
+    std::vector<ReplicaDescriptor> out = Describe(obj);
+    shard.objects.emplace(std::string(key), std::move(obj));
+    keys_.fetch_add(1, std::memory_order_relaxed);
+    return out;
+  }
+  return StoreError(ErrorCode::kNoAvailableHandle, "no room after eviction");
+}
+
+Status MasterService::PutEnd(std::string_view key, std::string_view client_id) {
+  const Clock::time_point now = Now();
+  Shard& shard = ShardOf(key);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.objects.find(std::string(key));
+  if (it == shard.objects.end() || it->second.status != ReplicaStatus::kProcessing ||
+      it->second.writer != client_id) {
+    return StoreError(ErrorCode::kObjectNotFound,
+                      "no put of '" + std::string(key) + "' by this client is in progress");
+  }
+  it->second.status = ReplicaStatus::kComplete;
+  it->second.last_access = now;
+  return OkStatus();
+}
+
+Status MasterService::PutRevoke(std::string_view key, std::string_view client_id) {
+  const Clock::time_point now = Now();
+  Shard& shard = ShardOf(key);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.objects.find(std::string(key));
+  if (it == shard.objects.end() || it->second.status != ReplicaStatus::kProcessing ||
+      it->second.writer != client_id) {
+    return StoreError(ErrorCode::kObjectNotFound,
+                      "no put of '" + std::string(key) + "' by this client is in progress");
+  }
+  ReleaseSpace(it->second, now);
+  shard.objects.erase(it);
+  keys_.fetch_sub(1, std::memory_order_relaxed);
+  return OkStatus();
+}
+
+Result<ReplicaList> MasterService::GetReplicaList(std::string_view key) {
+  const Clock::time_point now = Now();
+  Shard& shard = ShardOf(key);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.objects.find(std::string(key));
+  if (it == shard.objects.end()) {
+    return StoreError(ErrorCode::kObjectNotFound, "key '" + std::string(key) + "' not found");
+  }
+  Object& obj = it->second;
+  if (obj.status != ReplicaStatus::kComplete) {
+    return StoreError(ErrorCode::kReplicaIsNotReady,
+                      "key '" + std::string(key) + "' is still being written");
+  }
+  obj.lease_until = std::max(obj.lease_until, now + options_.default_kv_lease_ttl);
+  obj.last_access = now;
+  return ReplicaList{Describe(obj), obj.size, obj.lease_until};
+}
+
+bool MasterService::Exist(std::string_view key) {
+  const Clock::time_point now = Now();
+  Shard& shard = ShardOf(key);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.objects.find(std::string(key));
+  if (it == shard.objects.end() || it->second.status != ReplicaStatus::kComplete) return false;
+  it->second.lease_until = std::max(it->second.lease_until, now + options_.default_kv_lease_ttl);
+  return true;
+}
+
+Status MasterService::Remove(std::string_view key, bool force) {
+  const Clock::time_point now = Now();
+  Shard& shard = ShardOf(key);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.objects.find(std::string(key));
+  if (it == shard.objects.end()) {
+    return StoreError(ErrorCode::kObjectNotFound, "key '" + std::string(key) + "' not found");
+  }
+  const Object& obj = it->second;
+  if (!force && obj.lease_until > now) {
+    return StoreError(ErrorCode::kObjectHasLease, "key '" + std::string(key) + "' is leased");
+  }
+  if (!force && obj.status != ReplicaStatus::kComplete) {
+    return StoreError(ErrorCode::kReplicaIsNotReady,
+                      "key '" + std::string(key) + "' is still being written");
+  }
+  ReleaseSpace(obj, now);  // even when forced: held until the lease ends
+  shard.objects.erase(it);
+  keys_.fetch_sub(1, std::memory_order_relaxed);
+  return OkStatus();
+}
+
+size_t MasterService::RemoveAll() {
+  const Clock::time_point now = Now();
+  size_t removed = 0;
+  const size_t n = std::max<size_t>(1, options_.shards);
+  for (size_t i = 0; i < n; ++i) {
+    Shard& shard = shards_[i];
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (auto it = shard.objects.begin(); it != shard.objects.end();) {
+      if (it->second.status == ReplicaStatus::kComplete && it->second.lease_until <= now) {
+        ReleaseSpace(it->second, now);
+        it = shard.objects.erase(it);
+        ++removed;
+      } else {
+        ++it;
+      }
+    }
+  }
+  keys_.fetch_sub(removed, std::memory_order_relaxed);
+  return removed;
+}
+
+Result<size_t> MasterService::RemoveByRegex(std::string_view pattern) {
+  RE2::Options opts;
+  opts.set_log_errors(false);
+  opts.set_max_mem(8 << 20);
+  RE2 re(pattern, opts);
+  if (!re.ok()) {
+    return StoreError(ErrorCode::kInvalidParams, "bad regex: " + re.error());
+  }
+  const Clock::time_point now = Now();
+  size_t removed = 0;
+  const size_t n = std::max<size_t>(1, options_.shards);
+  for (size_t i = 0; i < n; ++i) {
+    Shard& shard = shards_[i];
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (auto it = shard.objects.begin(); it != shard.objects.end();) {
+      if (it->second.status == ReplicaStatus::kComplete && it->second.lease_until <= now &&
+          RE2::FullMatch(it->first, re)) {
+        ReleaseSpace(it->second, now);
+        it = shard.objects.erase(it);
+        ++removed;
+      } else {
+        ++it;
+      }
+    }
+  }
+  keys_.fetch_sub(removed, std::memory_order_relaxed);
+  return removed;
+}
+
+std::vector<std::string> MasterService::ListKeys(size_t limit) const {
+  std::vector<std::string> keys;
+  const size_t n = std::max<size_t>(1, options_.shards);
+  for (size_t i = 0; i < n && keys.size() < limit; ++i) {
+    std::lock_guard<std::mutex> lock(shards_[i].mu);
+    for (const auto& [key, obj] : shards_[i].objects) {
+      if (keys.size() >= limit) break;
+      keys.push_back(key);
+    }
+  }
+  std::sort(keys.begin(), keys.end());
+  return keys;
+}
+
+Result<ReplicaList> MasterService::Describe(std::string_view key) const {
+  Shard& shard = ShardOf(key);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  auto it = shard.objects.find(std::string(key));
+  if (it == shard.objects.end()) {
+    return StoreError(ErrorCode::kObjectNotFound, "key '" + std::string(key) + "' not found");
+  }
+  return ReplicaList{Describe(it->second), it->second.size, it->second.lease_until};
+}
+
+size_t MasterService::Evict(Clock::time_point now) {
+  // Candidates: (pinned-last, last_access, key). Collected shard by shard, then removed
+  // with every condition checked again under the shard's lock.
+  struct Candidate {
+    bool soft_pinned;
+    Clock::time_point last_access;
+    std::string key;
+  };
+  std::vector<Candidate> candidates;
+  uint64_t total = 0;
+  const size_t n = std::max<size_t>(1, options_.shards);
+  auto evictable = [&](const Object& obj, bool* soft) {
+    if (obj.status != ReplicaStatus::kComplete || obj.hard_pin || obj.lease_until > now) {
+      return false;
+    }
+    *soft = obj.soft_pin_until > now;
+    return !*soft || options_.allow_evict_soft_pinned_objects;
+  };
+  for (size_t i = 0; i < n; ++i) {
+    std::lock_guard<std::mutex> lock(shards_[i].mu);
+    total += shards_[i].objects.size();
+    for (const auto& [key, obj] : shards_[i].objects) {
+      bool soft = false;
+      if (evictable(obj, &soft)) candidates.push_back({soft, obj.last_access, key});
+    }
+  }
+  if (candidates.empty()) return 0;
+  size_t want = static_cast<size_t>(std::ceil(options_.eviction_ratio * total));
+  want = std::clamp<size_t>(want, 1, candidates.size());
+  std::partial_sort(candidates.begin(), candidates.begin() + want, candidates.end(),
+                    [](const Candidate& a, const Candidate& b) {
+                      return std::tie(a.soft_pinned, a.last_access) <
+                             std::tie(b.soft_pinned, b.last_access);
+                    });
+  size_t evicted = 0;
+  for (size_t i = 0; i < want; ++i) {
+    Shard& shard = ShardOf(candidates[i].key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.objects.find(candidates[i].key);
+    bool soft = false;
+    if (it == shard.objects.end() || !evictable(it->second, &soft)) continue;
+    ReleaseSpace(it->second, now);
+    shard.objects.erase(it);
+    keys_.fetch_sub(1, std::memory_order_relaxed);
+    ++evicted;
+  }
+  evictions_.fetch_add(evicted, std::memory_order_relaxed);
+  return evicted;
+}
+
+void MasterService::Tick() {
+  const Clock::time_point now = Now();
+  segments_.Sweep(now);
+
+  // PutStarts never finished.
+  const size_t n = std::max<size_t>(1, options_.shards);
+  for (size_t i = 0; i < n; ++i) {
+    Shard& shard = shards_[i];
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (auto it = shard.objects.begin(); it != shard.objects.end();) {
+      if (it->second.status == ReplicaStatus::kProcessing &&
+          now - it->second.put_start >= options_.put_start_release_timeout) {
+        ReleaseSpace(it->second, now);
+        it = shard.objects.erase(it);
+        keys_.fetch_sub(1, std::memory_order_relaxed);
+        put_start_released_.fetch_add(1, std::memory_order_relaxed);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  // Silent clients.
+  std::vector<std::string> silent;
+  {
+    std::lock_guard<std::mutex> lock(clients_mu_);
+    for (auto it = clients_.begin(); it != clients_.end();) {
+      if (now - it->second >= options_.client_ttl) {
+        silent.push_back(it->first);
+        if (dropped_.size() < kMaxDroppedClients) dropped_.insert(it->first);
+        it = clients_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const std::string& client : silent) {
+    for (const std::string& seg : segments_.SegmentsOf(client)) {
+      const uint64_t generation = segments_.GenerationOf(seg);
+      if (segments_.Unmount(seg).ok()) DropSegmentObjects(seg, generation, now);
+    }
+    clients_dropped_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  // The watermark.
+  const SegmentTable::Totals t = segments_.totals();
+  if (t.capacity > 0 && static_cast<double>(t.allocated) >= options_.eviction_high_watermark_ratio *
+                                                                static_cast<double>(t.capacity)) {
+    Evict(now);
+  }
+}
+
+MasterService::Stats MasterService::stats() const {
+  Stats s;
+  s.keys = keys_.load(std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(clients_mu_);
+    s.clients = clients_.size();
+  }
+  s.evictions = evictions_.load(std::memory_order_relaxed);
+  s.put_start_released = put_start_released_.load(std::memory_order_relaxed);
+  s.clients_dropped = clients_dropped_.load(std::memory_order_relaxed);
+  s.space = segments_.totals();
+  return s;
+}
+
+}  // namespace ferry::store

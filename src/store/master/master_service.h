@@ -1,0 +1,178 @@
+// MasterService: the store master's metadata logic, without any RPC around it.
+//
+// It keeps objects (key -> size, replicas, status, lease, pins), the segments lent to the
+// pool (SegmentTable) and the clients that mounted them, and hands out space. It never
+// sees object bytes. Every call is thread-safe; objects live in `shards` independently
+// locked maps, so concurrent clients on different keys do not serialize on one lock.
+//
+// Semantics (Mooncake Store's, which its users rely on):
+// - PutStart allocates `replica_num` replicas on distinct segments and records the object
+//   as PROCESSING; PutEnd makes it COMPLETE (readable); PutRevoke drops it.
+// - Insert mode: a PutStart of an existing key is refused with OBJECT_ALREADY_EXISTS (first
+//   writer wins), unless the earlier put is still PROCESSING after
+//   put_start_discard_timeout, which it then replaces. Upsert replaces a COMPLETE object.
+// - GetReplicaList and Exist grant a read lease of default_kv_lease_ttl. Remove of a leased
+//   object is refused with OBJECT_HAS_LEASE unless forced.
+// - No range is handed out again while any lease on it is live: space of a removed,
+//   replaced or evicted object is held (SegmentTable::Release) until its lease ends.
+// - Eviction: when allocated bytes reach eviction_high_watermark_ratio of capacity (in
+//   Tick) or an allocation fails (in PutStart), eviction_ratio of the objects (at least one)
+//   are evicted, least recently used first; leased, hard-pinned and PROCESSING objects are
+//   skipped, soft-pinned ones too unless allow_evict_soft_pinned_objects (and they go after
+//   unpinned ones). A PutStart that still finds no room fails with NO_AVAILABLE_HANDLE.
+// - Tick also releases PutStarts older than put_start_release_timeout, and drops clients
+//   that have not pinged for client_ttl: their segments are unmounted, objects whose every
+//   replica was there are removed, the rest keep their other replicas. The dropped
+//   client's next Ping answers need_remount.
+//
+// Time comes from options.clock, so tests drive it without sleeping.
+//
+//   ferry::store::MasterService m(ferry::store::MasterServiceOptions{});
+//   (void)m.MountSegment({.id = "s1", .name = "h:1", .hostname = "h", .base = 4096,
+//                         .size = 1 << 20, .client_id = "c1"});
+//   auto r = m.PutStart("k", 100, ferry::store::ReplicateConfig{}, "c1", "h",
+//                       ferry::store::PutMode::kInsert);
+//   if (r.ok()) (void)m.PutEnd("k", "c1");
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "ferry/status.h"
+#include "store/master/segment_table.h"
+#include "store/store_types.h"
+
+namespace ferry::store {
+
+struct MasterServiceOptions {
+  using Clock = std::chrono::steady_clock;
+  std::chrono::milliseconds default_kv_lease_ttl{10000};
+  std::chrono::milliseconds default_kv_soft_pin_ttl{30 * 60 * 1000};
+  bool allow_evict_soft_pinned_objects = true;
+  double eviction_high_watermark_ratio = 0.90;
+  double eviction_ratio = 0.05;
+  std::chrono::milliseconds client_ttl{10000};
+  std::chrono::seconds put_start_discard_timeout{30};
+  std::chrono::seconds put_start_release_timeout{600};
+  size_t shards = 64;
+  uint64_t alignment = 64;
+  // The master's clock; steady_clock::now when empty.
+  std::function<Clock::time_point()> clock;
+};
+
+// What GetReplicaList returns: the COMPLETE replicas and until when the caller may read.
+struct ReplicaList {
+  std::vector<ReplicaDescriptor> replicas;
+  uint64_t size = 0;
+  std::chrono::steady_clock::time_point lease_until;
+};
+
+class MasterService {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit MasterService(MasterServiceOptions options);
+  ~MasterService();
+
+  MasterService(const MasterService&) = delete;
+  MasterService& operator=(const MasterService&) = delete;
+
+  // Segments. Mount also registers (and pings) the client.
+  Status MountSegment(const SegmentInfo& segment);
+  // Unmounts and drops what lived only there. kSegmentNotFound if absent; kInvalidParams if
+  // `client_id` did not mount it.
+  Status UnmountSegment(std::string_view segment_id, std::string_view client_id);
+
+  // Keeps `client_id` alive. Returns true when the client was dropped for missing pings
+  // and must mount its segments again (NEED_REMOUNT).
+  bool Ping(std::string_view client_id);
+
+  // Objects.
+  Result<std::vector<ReplicaDescriptor>> PutStart(std::string_view key, uint64_t size,
+                                                  const ReplicateConfig& config,
+                                                  std::string_view client_id,
+                                                  std::string_view writer_hostname, PutMode mode);
+  Status PutEnd(std::string_view key, std::string_view client_id);
+  Status PutRevoke(std::string_view key, std::string_view client_id);
+  Result<ReplicaList> GetReplicaList(std::string_view key);
+  // True for a COMPLETE object (and grants a lease); false when absent or still PROCESSING.
+  bool Exist(std::string_view key);
+  Status Remove(std::string_view key, bool force);
+  // Removes every COMPLETE object without a live lease; returns how many.
+  size_t RemoveAll();
+  // Removes the COMPLETE, unleased objects whose key fully matches `pattern` (RE2 syntax:
+  // linear time whatever the pattern). kInvalidParams for a pattern RE2 refuses.
+  Result<size_t> RemoveByRegex(std::string_view pattern);
+  std::vector<std::string> ListKeys(size_t limit) const;
+  // One key's metadata for the HTTP /query_key page, kObjectNotFound if absent.
+  Result<ReplicaList> Describe(std::string_view key) const;
+
+  // Housekeeping, called by the server about every 100 ms: held space, stale puts, silent
+  // clients, the eviction watermark.
+  void Tick();
+
+  std::vector<SegmentInfo> Segments() const { return segments_.List(); }
+
+  struct Stats {
+    uint64_t keys = 0;
+    uint64_t clients = 0;
+    uint64_t evictions = 0;
+    uint64_t put_start_released = 0;
+    uint64_t clients_dropped = 0;
+    SegmentTable::Totals space;
+  };
+  Stats stats() const;
+
+ private:
+  struct Replica {
+    AllocatedRange range;
+  };
+  struct Object {
+    uint64_t size = 0;
+    std::vector<Replica> replicas;
+    ReplicaStatus status = ReplicaStatus::kProcessing;
+    std::string writer;
+    Clock::time_point put_start;
+    Clock::time_point last_access;
+    Clock::time_point lease_until;     // no lease when <= now
+    Clock::time_point soft_pin_until;  // no soft pin when <= now
+    bool hard_pin = false;
+  };
+  struct Shard {
+    mutable std::mutex mu;
+    std::unordered_map<std::string, Object> objects;  // GUARDED_BY(mu)
+  };
+
+  Clock::time_point Now() const;
+  Shard& ShardOf(std::string_view key) const;
+  // Returns the object's space to the segments (held until its lease ends).
+  void ReleaseSpace(const Object& obj, Clock::time_point now);
+  std::vector<ReplicaDescriptor> Describe(const Object& obj) const;
+  // Evicts per the policy; returns how many objects went.
+  size_t Evict(Clock::time_point now);
+  void DropSegmentObjects(std::string_view segment_id, uint64_t generation, Clock::time_point now);
+  void TouchClient(std::string_view client_id, Clock::time_point now);
+
+  const MasterServiceOptions options_;
+  SegmentTable segments_;
+  std::unique_ptr<Shard[]> shards_;
+  std::atomic<uint64_t> keys_{0};
+  std::atomic<uint64_t> evictions_{0};
+  std::atomic<uint64_t> put_start_released_{0};
+  std::atomic<uint64_t> clients_dropped_{0};
+
+  mutable std::mutex clients_mu_;
+  std::unordered_map<std::string, Clock::time_point> clients_;  // GUARDED_BY(clients_mu_)
+  std::unordered_set<std::string> dropped_;                     // GUARDED_BY(clients_mu_)
+};
+
+}  // namespace ferry::store
