@@ -11,3 +11,7 @@ ferry_add_gtest(store_master_service_test
   SOURCES master_service_test.cc
   LIBS ferry_store_master
   LABELS unit store)
+ferry_add_gtest(store_master_server_test
+  SOURCES master_server_test.cc
+  LIBS ferry_store_master ferry_store_rpc PkgConfig::HTTPLIB nlohmann_json::nlohmann_json
+  LABELS integration store)

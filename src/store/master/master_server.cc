@@ -1,0 +1,645 @@
+#include "store/master/master_server.h"
+
+#include <grpcpp/grpcpp.h>
+#include <re2/re2.h>
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <sstream>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "common/log.h"
+#include "common/message_auth.h"
+#include "http/http_server.h"
+#include "metadata/http_metadata_server.h"
+#include "store/error_code.h"
+#include "store/proto/master.grpc.pb.h"
+#include "store/rpc_auth.h"
+
+namespace ferry::store {
+
+namespace {
+
+namespace pb = ::ferry::store::rpc;
+using Clock = std::chrono::steady_clock;
+
+// Latency buckets of the per-RPC histogram, in microseconds.
+constexpr std::array<uint64_t, 10> kBucketsUs = {50,   100,   250,   500,    1000,
+                                                 2500, 10000, 50000, 250000, 1000000};
+
+// The RPCs, in the order of the metrics' labels.
+enum Rpc : size_t {
+  kMount,
+  kRemount,
+  kUnmount,
+  kPing,
+  kPutStart,
+  kPutEnd,
+  kPutRevoke,
+  kGetReplicaList,
+  kExist,
+  kRemove,
+  kRemoveByRegex,
+  kRemoveAll,
+  kListKeys,
+  kGetAllSegments,
+  kHealth,
+  kRpcCount
+};
+constexpr std::array<std::string_view, kRpcCount> kRpcNames = {
+    "MountSegment",  "RemountSegments", "UnmountSegment", "Ping",
+    "BatchPutStart", "BatchPutEnd",     "BatchPutRevoke", "BatchGetReplicaList",
+    "BatchExist",    "BatchRemove",     "RemoveByRegex",  "RemoveAll",
+    "ListKeys",      "GetAllSegments",  "Health"};
+
+struct RpcStats {
+  std::atomic<uint64_t> calls{0};
+  std::atomic<uint64_t> refused{0};  // auth or limits
+  std::atomic<uint64_t> items{0};
+  std::atomic<uint64_t> micros{0};
+  std::array<std::atomic<uint64_t>, kBucketsUs.size()> buckets{};
+};
+
+void SetResult(pb::Result* out, const Status& s) {
+  out->set_code(ToInt(ErrorCodeOf(s)));
+  if (!s.ok()) out->set_message(s.message());
+}
+
+SegmentInfo FromProto(const pb::Segment& s, const std::string& client_id) {
+  return {s.id(), s.name(), s.hostname(), s.base(), s.size(), client_id};
+}
+
+void ToProto(const ReplicaDescriptor& d, pb::Replica* out) {
+  out->set_segment_id(d.segment_id);
+  out->set_hostname(d.hostname);
+  out->set_tier(d.tier == ReplicaTier::kDisk ? pb::DISK : pb::MEMORY);
+  out->set_status(d.status == ReplicaStatus::kComplete ? pb::COMPLETE : pb::PROCESSING);
+  for (const BufferDescriptor& b : d.buffers) {
+    pb::Buffer* pbuf = out->add_buffers();
+    pbuf->set_segment_name(b.segment_name);
+    pbuf->set_address(b.address);
+    pbuf->set_length(b.length);
+  }
+  out->set_disk_owner(d.disk_owner);
+  out->set_disk_size(d.disk_size);
+}
+
+ReplicateConfig FromProto(const pb::ReplicateConfig& c) {
+  ReplicateConfig r;
+  r.replica_num = c.replica_num() == 0 ? 1 : c.replica_num();
+  r.with_soft_pin = c.with_soft_pin();
+  r.soft_pin_ttl = std::chrono::milliseconds(c.soft_pin_ttl_ms());
+  r.with_hard_pin = c.with_hard_pin();
+  r.preferred_segments.assign(c.preferred_segments().begin(), c.preferred_segments().end());
+  r.prefer_alloc_in_same_node = c.prefer_alloc_in_same_node();
+  r.group_ids.assign(c.group_ids().begin(), c.group_ids().end());
+  return r;
+}
+
+nlohmann::json DescribeJson(const ReplicaList& list) {
+  nlohmann::json replicas = nlohmann::json::array();
+  for (const ReplicaDescriptor& d : list.replicas) {
+    nlohmann::json buffers = nlohmann::json::array();
+    for (const BufferDescriptor& b : d.buffers) {
+      buffers.push_back(
+          {{"segment_name", b.segment_name}, {"address", b.address}, {"length", b.length}});
+    }
+    replicas.push_back(
+        {{"segment_id", d.segment_id},
+         {"hostname", d.hostname},
+         {"status", d.status == ReplicaStatus::kComplete ? "COMPLETE" : "PROCESSING"},
+         {"buffers", std::move(buffers)}});
+  }
+  return {{"size", list.size}, {"replicas", std::move(replicas)}};
+}
+
+}  // namespace
+
+// The gRPC service: checks auth and limits, then calls the MasterService.
+class MasterRpcService final : public pb::Master::Service {
+ public:
+  MasterRpcService(MasterService* service, const MasterServer::Options& options)
+      : service_(service), options_(options), auth_(options.secret, std::string(kAuthChannel)) {}
+
+  RpcStats& stats(Rpc rpc) { return stats_[rpc]; }
+  uint64_t auth_refused() const { return auth_refused_.load(); }
+
+  grpc::Status MountSegment(grpc::ServerContext* ctx, const pb::MountSegmentRequest* req,
+                            pb::MountSegmentReply* rep) override {
+    return Run(kMount, ctx, *req, 1, [&] {
+      SetResult(rep->mutable_result(),
+                service_->MountSegment(FromProto(req->segment(), req->client_id())));
+    });
+  }
+  grpc::Status RemountSegments(grpc::ServerContext* ctx, const pb::RemountSegmentsRequest* req,
+                               pb::RemountSegmentsReply* rep) override {
+    return Run(kRemount, ctx, *req, req->segments_size(), [&] {
+      for (const pb::Segment& s : req->segments()) {
+        SetResult(rep->add_results(), service_->MountSegment(FromProto(s, req->client_id())));
+      }
+      (void)service_->Ping(req->client_id());
+    });
+  }
+  grpc::Status UnmountSegment(grpc::ServerContext* ctx, const pb::UnmountSegmentRequest* req,
+                              pb::UnmountSegmentReply* rep) override {
+    return Run(kUnmount, ctx, *req, 1, [&] {
+      SetResult(rep->mutable_result(),
+                service_->UnmountSegment(req->segment_id(), req->client_id()));
+    });
+  }
+  grpc::Status Ping(grpc::ServerContext* ctx, const pb::PingRequest* req,
+                    pb::PingReply* rep) override {
+    return Run(kPing, ctx, *req, 1, [&] {
+      if (req->client_id().empty()) {
+        SetResult(rep->mutable_result(), StoreError(ErrorCode::kInvalidParams, "no client_id"));
+        return;
+      }
+      const bool remount = service_->Ping(req->client_id());
+      SetResult(rep->mutable_result(), OkStatus());
+      rep->set_client_status(remount ? pb::NEED_REMOUNT : pb::CLIENT_OK);
+      rep->set_view_version(service_->stats().space.segments);
+    });
+  }
+  grpc::Status BatchPutStart(grpc::ServerContext* ctx, const pb::BatchPutStartRequest* req,
+                             pb::BatchPutStartReply* rep) override {
+    return Run(kPutStart, ctx, *req, req->items_size(), [&] {
+      const ReplicateConfig config = FromProto(req->config());
+      const std::string host = PeerHost(ctx);
+      for (const pb::PutStartItem& item : req->items()) {
+        pb::PutStartResult* out = rep->add_results();
+        Status bad = CheckKey(item.key());
+        if (!bad.ok()) {
+          SetResult(out->mutable_result(), bad);
+          continue;
+        }
+        auto r = service_->PutStart(item.key(), item.size(), config, req->client_id(), host,
+                                    req->upsert() ? PutMode::kUpsert : PutMode::kInsert);
+        SetResult(out->mutable_result(), r.status());
+        if (r.ok()) {
+          for (const ReplicaDescriptor& d : *r) ToProto(d, out->add_replicas());
+        }
+      }
+    });
+  }
+  grpc::Status BatchPutEnd(grpc::ServerContext* ctx, const pb::BatchKeysRequest* req,
+                           pb::BatchResultsReply* rep) override {
+    return Run(kPutEnd, ctx, *req, req->keys_size(), [&] {
+      for (const std::string& key : req->keys()) {
+        SetResult(rep->add_results(), service_->PutEnd(key, req->client_id()));
+      }
+    });
+  }
+  grpc::Status BatchPutRevoke(grpc::ServerContext* ctx, const pb::BatchKeysRequest* req,
+                              pb::BatchResultsReply* rep) override {
+    return Run(kPutRevoke, ctx, *req, req->keys_size(), [&] {
+      for (const std::string& key : req->keys()) {
+        SetResult(rep->add_results(), service_->PutRevoke(key, req->client_id()));
+      }
+    });
+  }
+  grpc::Status BatchGetReplicaList(grpc::ServerContext* ctx, const pb::BatchKeysRequest* req,
+                                   pb::BatchGetReplicaListReply* rep) override {
+    return Run(kGetReplicaList, ctx, *req, req->keys_size(), [&] {
+      const uint64_t ttl = options_.service.default_kv_lease_ttl.count();
+      for (const std::string& key : req->keys()) {
+        pb::GetReplicaListResult* out = rep->add_results();
+        Status bad = CheckKey(key);
+        if (!bad.ok()) {
+          SetResult(out->mutable_result(), bad);
+          continue;
+        }
+        auto r = service_->GetReplicaList(key);
+        SetResult(out->mutable_result(), r.status());
+        if (!r.ok()) continue;
+        out->set_size(r->size);
+        out->set_lease_ttl_ms(ttl);
+        for (const ReplicaDescriptor& d : r->replicas) ToProto(d, out->add_replicas());
+      }
+    });
+  }
+  grpc::Status BatchExist(grpc::ServerContext* ctx, const pb::BatchKeysRequest* req,
+                          pb::BatchExistReply* rep) override {
+    return Run(kExist, ctx, *req, req->keys_size(), [&] {
+      const uint64_t ttl = options_.service.default_kv_lease_ttl.count();
+      for (const std::string& key : req->keys()) {
+        pb::ExistResult* out = rep->add_results();
+        if (service_->Exist(key)) {
+          SetResult(out->mutable_result(), OkStatus());
+          out->set_lease_ttl_ms(ttl);
+          continue;
+        }
+        // Absent, or still being written.
+        auto d = service_->Describe(key);
+        SetResult(out->mutable_result(),
+                  d.ok() ? StoreError(ErrorCode::kReplicaIsNotReady, "being written")
+                         : StoreError(ErrorCode::kObjectNotFound, "not found"));
+      }
+    });
+  }
+  grpc::Status BatchRemove(grpc::ServerContext* ctx, const pb::BatchRemoveRequest* req,
+                           pb::BatchResultsReply* rep) override {
+    return Run(kRemove, ctx, *req, req->keys_size(), [&] {
+      for (const std::string& key : req->keys()) {
+        SetResult(rep->add_results(), service_->Remove(key, req->force()));
+      }
+    });
+  }
+  grpc::Status RemoveByRegex(grpc::ServerContext* ctx, const pb::RemoveByRegexRequest* req,
+                             pb::RemoveCountReply* rep) override {
+    return Run(kRemoveByRegex, ctx, *req, 1, [&] {
+      auto n = service_->RemoveByRegex(req->regex());
+      SetResult(rep->mutable_result(), n.status());
+      if (n.ok()) rep->set_removed(*n);
+    });
+  }
+  grpc::Status RemoveAll(grpc::ServerContext* ctx, const pb::RemoveAllRequest* req,
+                         pb::RemoveCountReply* rep) override {
+    return Run(kRemoveAll, ctx, *req, 1, [&] {
+      SetResult(rep->mutable_result(), OkStatus());
+      rep->set_removed(service_->RemoveAll());
+    });
+  }
+  grpc::Status ListKeys(grpc::ServerContext* ctx, const pb::ListKeysRequest* req,
+                        pb::ListKeysReply* rep) override {
+    return Run(kListKeys, ctx, *req, 1, [&] {
+      constexpr size_t kCap = 10000;
+      const size_t limit = req->limit() == 0 ? kCap : std::min<size_t>(req->limit(), kCap);
+      std::unique_ptr<RE2> re;
+      if (!req->regex().empty()) {
+        RE2::Options o;
+        o.set_log_errors(false);
+        o.set_max_mem(8 << 20);
+        re = std::make_unique<RE2>(req->regex(), o);
+        if (!re->ok()) {
+          SetResult(rep->mutable_result(),
+                    StoreError(ErrorCode::kInvalidParams, "bad regex: " + re->error()));
+          return;
+        }
+      }
+      // Listing more than the cap when filtering: take up to 4x the cap and filter.
+      std::vector<std::string> keys = service_->ListKeys(re ? 4 * kCap : limit + 1);
+      for (const std::string& key : keys) {
+        if (re && !RE2::FullMatch(key, *re)) continue;
+        if (static_cast<size_t>(rep->keys_size()) == limit) {
+          rep->set_truncated(true);
+          break;
+        }
+        auto d = service_->Describe(key);
+        if (!d.ok()) continue;
+        pb::KeyInfo* k = rep->add_keys();
+        k->set_key(key);
+        k->set_size(d->size);
+        bool complete = false;
+        for (const auto& r : d->replicas) complete |= r.status == ReplicaStatus::kComplete;
+        k->set_status(complete ? pb::COMPLETE : pb::PROCESSING);
+        k->set_replicas(d->replicas.size());
+      }
+      SetResult(rep->mutable_result(), OkStatus());
+    });
+  }
+  grpc::Status GetAllSegments(grpc::ServerContext* ctx, const pb::GetAllSegmentsRequest* req,
+                              pb::GetAllSegmentsReply* rep) override {
+    return Run(kGetAllSegments, ctx, *req, 1, [&] {
+      for (const SegmentInfo& s : service_->Segments()) {
+        pb::SegmentUsage* u = rep->add_segments();
+        pb::Segment* seg = u->mutable_segment();
+        seg->set_id(s.id);
+        seg->set_name(s.name);
+        seg->set_hostname(s.hostname);
+        seg->set_base(s.base);
+        seg->set_size(s.size);
+        u->set_client_id(s.client_id);
+      }
+      SetResult(rep->mutable_result(), OkStatus());
+    });
+  }
+  grpc::Status Health(grpc::ServerContext* ctx, const pb::HealthRequest* req,
+                      pb::HealthReply* rep) override {
+    return Run(kHealth, ctx, *req, 1, [&] {
+      SetResult(rep->mutable_result(), OkStatus());
+      rep->set_role("leader");
+      rep->set_version(FERRY_STORE_VERSION);
+    });
+  }
+
+ private:
+  template <typename Body>
+  grpc::Status Run(Rpc rpc, grpc::ServerContext* ctx, const google::protobuf::Message& req,
+                   int items, Body body) {
+    RpcStats& st = stats_[rpc];
+    const Clock::time_point start = Clock::now();
+    st.calls.fetch_add(1, std::memory_order_relaxed);
+    if (auth_.enabled()) {
+      grpc::Status s = CheckAuth(rpc, ctx, req);
+      if (!s.ok()) {
+        st.refused.fetch_add(1, std::memory_order_relaxed);
+        return s;
+      }
+    }
+    if (items < 0 || static_cast<size_t>(items) > options_.max_batch) {
+      st.refused.fetch_add(1, std::memory_order_relaxed);
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "batch of " + std::to_string(items) + " items; the limit is " +
+                              std::to_string(options_.max_batch));
+    }
+    st.items.fetch_add(items, std::memory_order_relaxed);
+    body();
+    const uint64_t us =
+        std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
+    st.micros.fetch_add(us, std::memory_order_relaxed);
+    for (size_t i = 0; i < kBucketsUs.size(); ++i) {
+      if (us <= kBucketsUs[i]) st.buckets[i].fetch_add(1, std::memory_order_relaxed);
+    }
+    return grpc::Status::OK;
+  }
+
+  grpc::Status CheckAuth(Rpc rpc, grpc::ServerContext* ctx, const google::protobuf::Message& req) {
+    auto it = ctx->client_metadata().find(std::string(kAuthMetadataKey));
+    if (it == ctx->client_metadata().end()) {
+      auth_refused_.fetch_add(1);
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED,
+                          "no x-ferry-auth tag: this master needs the deployment secret");
+    }
+    auto tag = AuthTag::Parse(std::string_view(it->second.data(), it->second.size()));
+    if (!tag.ok()) {
+      auth_refused_.fetch_add(1);
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, tag.status().message());
+    }
+    const std::string method = "/ferry.store.rpc.Master/" + std::string(kRpcNames[rpc]);
+    Status v = auth_.Verify(AuthMessage(method, req), *tag);
+    if (!v.ok()) {
+      auth_refused_.fetch_add(1);
+      return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, v.message());
+    }
+    return grpc::Status::OK;
+  }
+
+  Status CheckKey(const std::string& key) const {
+    if (key.empty()) return StoreError(ErrorCode::kInvalidParams, "empty key");
+    if (key.size() > options_.max_key_bytes) {
+      return StoreError(ErrorCode::kInvalidParams, "key of " + std::to_string(key.size()) +
+                                                       " bytes; the limit is " +
+                                                       std::to_string(options_.max_key_bytes));
+    }
+    return OkStatus();
+  }
+
+  // The writer's host as the master sees it ("ipv4:10.0.0.2:5555" -> "10.0.0.2").
+  static std::string PeerHost(grpc::ServerContext* ctx) {
+    std::string peer = ctx->peer();
+    const size_t colon = peer.find(':');
+    if (colon != std::string::npos) peer = peer.substr(colon + 1);
+    const size_t last = peer.rfind(':');
+    if (last != std::string::npos) peer = peer.substr(0, last);
+    return peer;
+  }
+
+  MasterService* service_;
+  const MasterServer::Options& options_;
+  MessageAuth auth_;
+  std::array<RpcStats, kRpcCount> stats_;
+  std::atomic<uint64_t> auth_refused_{0};
+};
+
+struct MasterServer::Impl {
+  Options options;
+  std::unique_ptr<MasterService> service;
+  std::unique_ptr<MasterRpcService> rpc;
+  std::unique_ptr<grpc::Server> grpc_server;
+  int rpc_port = 0;
+  std::unique_ptr<http::HttpServer> http;
+  std::unique_ptr<metadata::HttpMetadataServer> metadata;
+  std::thread ticker;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stopping = false;  // GUARDED_BY(mu)
+
+  std::string Metrics() const;
+  void InstallRoutes();
+};
+
+std::string MasterServer::Impl::Metrics() const {
+  const MasterService::Stats s = service->stats();
+  std::ostringstream o;
+  o << "# TYPE ferry_store_keys gauge\nferry_store_keys " << s.keys << "\n"
+    << "# TYPE ferry_store_clients gauge\nferry_store_clients " << s.clients << "\n"
+    << "# TYPE ferry_store_segments gauge\nferry_store_segments " << s.space.segments << "\n"
+    << "# TYPE ferry_store_capacity_bytes gauge\nferry_store_capacity_bytes " << s.space.capacity
+    << "\n"
+    << "# TYPE ferry_store_allocated_bytes gauge\nferry_store_allocated_bytes " << s.space.allocated
+    << "\n"
+    << "# TYPE ferry_store_held_bytes gauge\nferry_store_held_bytes " << s.space.held << "\n"
+    << "# TYPE ferry_store_evictions_total counter\nferry_store_evictions_total " << s.evictions
+    << "\n"
+    << "# TYPE ferry_store_put_start_released_total counter\n"
+    << "ferry_store_put_start_released_total " << s.put_start_released << "\n"
+    << "# TYPE ferry_store_clients_dropped_total counter\nferry_store_clients_dropped_total "
+    << s.clients_dropped << "\n"
+    << "# TYPE ferry_store_auth_refused_total counter\nferry_store_auth_refused_total "
+    << rpc->auth_refused() << "\n";
+  o << "# TYPE ferry_store_rpc_requests_total counter\n";
+  for (size_t i = 0; i < kRpcCount; ++i) {
+    o << "ferry_store_rpc_requests_total{rpc=\"" << kRpcNames[i] << "\"} "
+      << rpc->stats(static_cast<Rpc>(i)).calls.load() << "\n";
+  }
+  o << "# TYPE ferry_store_rpc_refused_total counter\n";
+  for (size_t i = 0; i < kRpcCount; ++i) {
+    o << "ferry_store_rpc_refused_total{rpc=\"" << kRpcNames[i] << "\"} "
+      << rpc->stats(static_cast<Rpc>(i)).refused.load() << "\n";
+  }
+  o << "# TYPE ferry_store_rpc_items_total counter\n";
+  for (size_t i = 0; i < kRpcCount; ++i) {
+    o << "ferry_store_rpc_items_total{rpc=\"" << kRpcNames[i] << "\"} "
+      << rpc->stats(static_cast<Rpc>(i)).items.load() << "\n";
+  }
+  o << "# TYPE ferry_store_rpc_latency_seconds histogram\n";
+  for (size_t i = 0; i < kRpcCount; ++i) {
+    RpcStats& st = rpc->stats(static_cast<Rpc>(i));
+    const uint64_t served = st.calls.load() - st.refused.load();
+    for (size_t b = 0; b < kBucketsUs.size(); ++b) {
+      o << "ferry_store_rpc_latency_seconds_bucket{rpc=\"" << kRpcNames[i] << "\",le=\""
+        << static_cast<double>(kBucketsUs[b]) / 1e6 << "\"} " << st.buckets[b].load() << "\n";
+    }
+    o << "ferry_store_rpc_latency_seconds_bucket{rpc=\"" << kRpcNames[i] << "\",le=\"+Inf\"} "
+      << served << "\n"
+      << "ferry_store_rpc_latency_seconds_sum{rpc=\"" << kRpcNames[i] << "\"} "
+      << static_cast<double>(st.micros.load()) / 1e6 << "\n"
+      << "ferry_store_rpc_latency_seconds_count{rpc=\"" << kRpcNames[i] << "\"} " << served << "\n";
+  }
+  o << http::RenderPrometheus(http->stats(), "store-master");
+  return o.str();
+}
+
+void MasterServer::Impl::InstallRoutes() {
+  http->Route("GET", "/metrics", [this](const http::Request&, http::Response& res) {
+    res.Set(200, Metrics(), "text/plain; version=0.0.4");
+  });
+  http->Route("GET", "/health", [](const http::Request&, http::Response& res) {
+    res.Set(200, "OK\n", "text/plain");
+  });
+  http->Route("GET", "/get_all_segments", [this](const http::Request&, http::Response& res) {
+    std::string body;
+    for (const SegmentInfo& s : service->Segments()) body += s.name + "\n";
+    res.Set(200, std::move(body), "text/plain");
+  });
+  http->Route("GET", "/get_all_keys", [this](const http::Request&, http::Response& res) {
+    std::string body;
+    for (const std::string& k : service->ListKeys(1000000)) body += k + "\n";
+    res.Set(200, std::move(body), "text/plain");
+  });
+  http->Route("GET", "/query_key", [this](const http::Request& req, http::Response& res) {
+    std::optional<std::string> key = req.Param("key");
+    if (!key || key->empty()) {
+      res.Set(400, "missing ?key=\n", "text/plain");
+      return;
+    }
+    auto d = service->Describe(*key);
+    if (!d.ok()) {
+      res.Set(404, d.status().message() + "\n", "text/plain");
+      return;
+    }
+    res.Set(200, DescribeJson(*d).dump() + "\n", "application/json");
+  });
+  http->Route("GET", "/batch_query_keys", [this](const http::Request& req, http::Response& res) {
+    std::optional<std::string> keys = req.Param("keys");
+    if (!keys || keys->empty()) {
+      res.Set(400, "missing ?keys=a,b\n", "text/plain");
+      return;
+    }
+    nlohmann::json out = nlohmann::json::object();
+    size_t start = 0;
+    size_t count = 0;
+    while (start <= keys->size() && count < options.max_batch) {
+      size_t comma = keys->find(',', start);
+      if (comma == std::string::npos) comma = keys->size();
+      std::string key = keys->substr(start, comma - start);
+      start = comma + 1;
+      if (key.empty()) continue;
+      ++count;
+      auto d = service->Describe(key);
+      out[key] = d.ok() ? DescribeJson(*d)
+                        : nlohmann::json{{"error", ToInt(ErrorCodeOf(d.status()))},
+                                         {"message", d.status().message()}};
+    }
+    res.Set(200, out.dump() + "\n", "application/json");
+  });
+}
+
+Result<std::unique_ptr<MasterServer>> MasterServer::Start(Options options) {
+  if (options.max_batch == 0 || options.max_key_bytes == 0 || options.max_message_bytes <= 0) {
+    return InvalidArgumentError("master: batch, key and message limits must be positive");
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->options = std::move(options);
+  const Options& o = impl->options;
+  impl->service = std::make_unique<MasterService>(o.service);
+  impl->rpc = std::make_unique<MasterRpcService>(impl->service.get(), o);
+
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(o.rpc_address + ":" + std::to_string(o.rpc_port),
+                           grpc::InsecureServerCredentials(), &impl->rpc_port);
+  builder.RegisterService(impl->rpc.get());
+  builder.SetMaxReceiveMessageSize(o.max_message_bytes);
+  builder.SetMaxSendMessageSize(o.max_message_bytes);
+  grpc::ResourceQuota quota("ferry-store-master");
+  quota.SetMaxThreads(256);
+  builder.SetResourceQuota(quota);
+  // gRPC sets SO_REUSEPORT by default: a second master on the same port would silently
+  // share it. Refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Idle connections and dead peers: keepalive pings, and no client may ping too often.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS, 10 * 60 * 1000);
+  impl->grpc_server = builder.BuildAndStart();
+  if (!impl->grpc_server || impl->rpc_port == 0) {
+    return UnavailableError("master: cannot listen on " + o.rpc_address + ":" +
+                            std::to_string(o.rpc_port) + " (in use, or not a local address)");
+  }
+
+  http::HttpServerOptions hopts;
+  hopts.name = "store-master";
+  hopts.worker_threads = 4;
+  hopts.limits.max_body_bytes = 64 << 10;
+  auto http = http::HttpServer::Create(hopts);
+  if (!http.ok()) return http.status();
+  impl->http = std::move(*http);
+  impl->InstallRoutes();
+  Status hs = impl->http->Start(o.metrics_address, o.metrics_port);
+  if (!hs.ok()) {
+    impl->grpc_server->Shutdown();
+    return hs.WithContext("master: metrics port " + std::to_string(o.metrics_port));
+  }
+
+  if (o.enable_http_metadata_server) {
+    metadata::HttpMetadataServer::Options mo;
+    mo.host = o.metrics_address;
+    mo.port = o.http_metadata_server_port;
+    mo.secret = o.secret;
+    auto md = metadata::HttpMetadataServer::Create(mo);
+    if (!md.ok()) {
+      impl->http->Stop();
+      impl->grpc_server->Shutdown();
+      return md.status().WithContext("master: http metadata server");
+    }
+    impl->metadata = std::move(*md);
+  }
+
+  Impl* raw = impl.get();
+  impl->ticker = std::thread([raw] {
+    std::unique_lock<std::mutex> lock(raw->mu);
+    while (!raw->stopping) {
+      raw->cv.wait_for(lock, raw->options.tick_interval);
+      if (raw->stopping) break;
+      lock.unlock();
+      raw->service->Tick();
+      lock.lock();
+    }
+  });
+  if (o.secret.empty()) {
+    FERRY_LOG_WARN(
+        "master: no secret (--secret or FERRY_KV_SECRET): anyone who reaches port {} can "
+        "mount segments, allocate and remove objects",
+        impl->rpc_port);
+  }
+  return std::unique_ptr<MasterServer>(new MasterServer(std::move(impl)));
+}
+
+MasterServer::MasterServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+MasterServer::~MasterServer() { Stop(); }
+
+void MasterServer::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (impl_->stopping) return;
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  if (impl_->ticker.joinable()) impl_->ticker.join();
+  impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  impl_->grpc_server->Wait();
+  impl_->http->Stop();
+  if (impl_->metadata) impl_->metadata->Stop();
+}
+
+std::string MasterServer::rpc_address() const {
+  const std::string& a = impl_->options.rpc_address;
+  const std::string host = (a == "0.0.0.0" || a.empty()) ? "127.0.0.1" : a;
+  return host + ":" + std::to_string(impl_->rpc_port);
+}
+uint16_t MasterServer::rpc_port() const { return static_cast<uint16_t>(impl_->rpc_port); }
+uint16_t MasterServer::metrics_port() const { return impl_->http->port(); }
+uint16_t MasterServer::http_metadata_server_port() const {
+  return impl_->metadata ? impl_->metadata->port() : 0;
+}
+MasterService& MasterServer::service() { return *impl_->service; }
+
+}  // namespace ferry::store
