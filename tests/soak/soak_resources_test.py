@@ -37,6 +37,16 @@ class JudgeTest(unittest.TestCase):
         series = [100] * 40 + [100 + 30] * 20
         self.assertEqual(judge(series, 16, 0.10)[0], "grows")
 
+    def test_burst_that_drains_by_the_end_levels_off(self):
+        # The hour soak's prefill0#69: fds 28, a peak of 88 while decode and proxy
+        # restarted twice each, back to 34 at the end.
+        series = [30] * 40 + [88, 80, 60] + [34] * 17
+        self.assertEqual(judge(series, 24, 0.10)[0], "ok")
+
+    def test_leak_cut_off_by_a_kill_still_grows(self):
+        series = [30] * 40 + [30 + 5 * i for i in range(20)]  # still climbing at the end
+        self.assertEqual(judge(series, 24, 0.10)[0], "grows")
+
     def test_relative_tolerance_applies_to_large_values(self):
         series = [1000] * 40 + [1090] * 20  # +9 %, above the absolute 16
         self.assertEqual(judge(series, 16, 0.10)[0], "ok")
