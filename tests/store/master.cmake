@@ -15,3 +15,11 @@ ferry_add_gtest(store_master_server_test
   SOURCES master_server_test.cc
   LIBS ferry_store_master ferry_store_rpc PkgConfig::HTTPLIB nlohmann_json::nlohmann_json
   LABELS integration store)
+if(FERRY_PYTHON_EXECUTABLE)
+add_test(NAME store_master_cli_test
+  COMMAND ${FERRY_PYTHON_EXECUTABLE} -m pytest -q -p no:cacheprovider
+    ${CMAKE_CURRENT_SOURCE_DIR}/ferry_master_cli_test.py)
+set_tests_properties(store_master_cli_test PROPERTIES
+  ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;FERRY_BIN=$<TARGET_FILE:ferry_cli>"
+  LABELS "store;integration" TIMEOUT 120)
+endif()
