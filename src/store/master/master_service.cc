@@ -273,15 +273,15 @@ Status MasterService::Remove(std::string_view key, bool force) {
   return OkStatus();
 }
 
-size_t MasterService::RemoveAll() {
-  const Clock::time_point now = Now();
+size_t MasterService::RemoveWhere(
+    const std::function<bool(const std::string&, const Object&)>& doomed, Clock::time_point now) {
   size_t removed = 0;
   const size_t n = std::max<size_t>(1, options_.shards);
   for (size_t i = 0; i < n; ++i) {
     Shard& shard = shards_[i];
     std::lock_guard<std::mutex> lock(shard.mu);
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
-      if (it->second.status == ReplicaStatus::kComplete && it->second.lease_until <= now) {
+      if (doomed(it->first, it->second)) {
         ReleaseSpace(it->second, now);
         it = shard.objects.erase(it);
         ++removed;
@@ -294,6 +294,15 @@ size_t MasterService::RemoveAll() {
   return removed;
 }
 
+size_t MasterService::RemoveAll() {
+  const Clock::time_point now = Now();
+  return RemoveWhere(
+      [now](const std::string&, const Object& obj) {
+        return obj.status == ReplicaStatus::kComplete && obj.lease_until <= now;
+      },
+      now);
+}
+
 Result<size_t> MasterService::RemoveByRegex(std::string_view pattern) {
   RE2::Options opts;
   opts.set_log_errors(false);
@@ -303,24 +312,12 @@ Result<size_t> MasterService::RemoveByRegex(std::string_view pattern) {
     return StoreError(ErrorCode::kInvalidParams, "bad regex: " + re.error());
   }
   const Clock::time_point now = Now();
-  size_t removed = 0;
-  const size_t n = std::max<size_t>(1, options_.shards);
-  for (size_t i = 0; i < n; ++i) {
-    Shard& shard = shards_[i];
-    std::lock_guard<std::mutex> lock(shard.mu);
-    for (auto it = shard.objects.begin(); it != shard.objects.end();) {
-      if (it->second.status == ReplicaStatus::kComplete && it->second.lease_until <= now &&
-          RE2::FullMatch(it->first, re)) {
-        ReleaseSpace(it->second, now);
-        it = shard.objects.erase(it);
-        ++removed;
-      } else {
-        ++it;
-      }
-    }
-  }
-  keys_.fetch_sub(removed, std::memory_order_relaxed);
-  return removed;
+  return RemoveWhere(
+      [now, &re](const std::string& key, const Object& obj) {
+        return obj.status == ReplicaStatus::kComplete && obj.lease_until <= now &&
+               RE2::FullMatch(key, re);
+      },
+      now);
 }
 
 std::vector<std::string> MasterService::ListKeys(size_t limit) const {
@@ -402,22 +399,13 @@ void MasterService::Tick() {
   segments_.Sweep(now);
 
   // PutStarts never finished.
-  const size_t n = std::max<size_t>(1, options_.shards);
-  for (size_t i = 0; i < n; ++i) {
-    Shard& shard = shards_[i];
-    std::lock_guard<std::mutex> lock(shard.mu);
-    for (auto it = shard.objects.begin(); it != shard.objects.end();) {
-      if (it->second.status == ReplicaStatus::kProcessing &&
-          now - it->second.put_start >= options_.put_start_release_timeout) {
-        ReleaseSpace(it->second, now);
-        it = shard.objects.erase(it);
-        keys_.fetch_sub(1, std::memory_order_relaxed);
-        put_start_released_.fetch_add(1, std::memory_order_relaxed);
-      } else {
-        ++it;
-      }
-    }
-  }
+  const size_t stale = RemoveWhere(
+      [this, now](const std::string&, const Object& obj) {
+        return obj.status == ReplicaStatus::kProcessing &&
+               now - obj.put_start >= options_.put_start_release_timeout;
+      },
+      now);
+  put_start_released_.fetch_add(stale, std::memory_order_relaxed);
 
   // Silent clients.
   std::vector<std::string> silent;

@@ -157,6 +157,9 @@ class MasterService {
   // Returns the object's space to the segments (held until its lease ends).
   void ReleaseSpace(const Object& obj, Clock::time_point now);
   std::vector<ReplicaDescriptor> Describe(const Object& obj) const;
+  // Removes (space held for leases) every object `doomed` picks; returns how many.
+  size_t RemoveWhere(const std::function<bool(const std::string&, const Object&)>& doomed,
+                     Clock::time_point now);
   // Evicts per the policy; returns how many objects went.
   size_t Evict(Clock::time_point now);
   void DropSegmentObjects(std::string_view segment_id, uint64_t generation, Clock::time_point now);
