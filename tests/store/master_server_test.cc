@@ -131,7 +131,8 @@ TEST_F(MasterServerTest, BatchPutGetExistRemoveOverGrpc) {
   rm.set_force(true);
   ctx = Ctx();
   ASSERT_TRUE(stub_->BatchRemove(ctx.get(), rm, &rm_rep).ok());
-  EXPECT_EQ(rm_rep.results(1).code(), 0);
+  ASSERT_EQ(rm_rep.results_size(), 1);
+  EXPECT_EQ(rm_rep.results(0).code(), 0);
 
   pb::ListKeysRequest lk;
   pb::ListKeysReply lk_rep;
