@@ -22,7 +22,8 @@ constexpr size_t kMaxDroppedClients = 100000;
 MasterService::MasterService(MasterServiceOptions options)
     : options_(std::move(options)),
       segments_(options_.alignment),
-      shards_(std::make_unique<Shard[]>(std::max<size_t>(1, options_.shards))) {}
+      shard_count_(std::max<size_t>(1, options_.shards)),
+      shards_(std::make_unique<Shard[]>(shard_count_)) {}
 
 MasterService::~MasterService() = default;
 
@@ -31,8 +32,7 @@ MasterService::Clock::time_point MasterService::Now() const {
 }
 
 MasterService::Shard& MasterService::ShardOf(std::string_view key) const {
-  const size_t n = std::max<size_t>(1, options_.shards);
-  return shards_[std::hash<std::string_view>{}(key) % n];
+  return shards_[std::hash<std::string_view>{}(key) % shard_count_];
 }
 
 void MasterService::TouchClient(std::string_view client_id, Clock::time_point now) {
@@ -73,8 +73,7 @@ Status MasterService::UnmountSegment(std::string_view segment_id, std::string_vi
 
 void MasterService::DropSegmentObjects(std::string_view segment_id, uint64_t generation,
                                        Clock::time_point now) {
-  const size_t n = std::max<size_t>(1, options_.shards);
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < shard_count_; ++i) {
     Shard& shard = shards_[i];
     std::lock_guard<std::mutex> lock(shard.mu);
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
@@ -192,16 +191,27 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
   return StoreError(ErrorCode::kNoAvailableHandle, "no room after eviction");
 }
 
+MasterService::ObjectMap::iterator MasterService::FindPutInProgress(Shard& shard,
+                                                                    std::string_view key,
+                                                                    std::string_view client_id,
+                                                                    Status* error) {
+  auto it = shard.objects.find(std::string(key));
+  if (it == shard.objects.end() || it->second.status != ReplicaStatus::kProcessing ||
+      it->second.writer != client_id) {
+    *error = StoreError(ErrorCode::kObjectNotFound,
+                        "no put of '" + std::string(key) + "' by this client is in progress");
+    return shard.objects.end();
+  }
+  return it;
+}
+
 Status MasterService::PutEnd(std::string_view key, std::string_view client_id) {
   const Clock::time_point now = Now();
   Shard& shard = ShardOf(key);
   std::lock_guard<std::mutex> lock(shard.mu);
-  auto it = shard.objects.find(std::string(key));
-  if (it == shard.objects.end() || it->second.status != ReplicaStatus::kProcessing ||
-      it->second.writer != client_id) {
-    return StoreError(ErrorCode::kObjectNotFound,
-                      "no put of '" + std::string(key) + "' by this client is in progress");
-  }
+  Status error;
+  auto it = FindPutInProgress(shard, key, client_id, &error);
+  if (it == shard.objects.end()) return error;
   it->second.status = ReplicaStatus::kComplete;
   it->second.last_access = now;
   return OkStatus();
@@ -211,12 +221,9 @@ Status MasterService::PutRevoke(std::string_view key, std::string_view client_id
   const Clock::time_point now = Now();
   Shard& shard = ShardOf(key);
   std::lock_guard<std::mutex> lock(shard.mu);
-  auto it = shard.objects.find(std::string(key));
-  if (it == shard.objects.end() || it->second.status != ReplicaStatus::kProcessing ||
-      it->second.writer != client_id) {
-    return StoreError(ErrorCode::kObjectNotFound,
-                      "no put of '" + std::string(key) + "' by this client is in progress");
-  }
+  Status error;
+  auto it = FindPutInProgress(shard, key, client_id, &error);
+  if (it == shard.objects.end()) return error;
   ReleaseSpace(it->second, now);
   shard.objects.erase(it);
   keys_.fetch_sub(1, std::memory_order_relaxed);
@@ -276,8 +283,7 @@ Status MasterService::Remove(std::string_view key, bool force) {
 size_t MasterService::RemoveWhere(
     const std::function<bool(const std::string&, const Object&)>& doomed, Clock::time_point now) {
   size_t removed = 0;
-  const size_t n = std::max<size_t>(1, options_.shards);
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < shard_count_; ++i) {
     Shard& shard = shards_[i];
     std::lock_guard<std::mutex> lock(shard.mu);
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
@@ -322,8 +328,7 @@ Result<size_t> MasterService::RemoveByRegex(std::string_view pattern) {
 
 std::vector<std::string> MasterService::ListKeys(size_t limit) const {
   std::vector<std::string> keys;
-  const size_t n = std::max<size_t>(1, options_.shards);
-  for (size_t i = 0; i < n && keys.size() < limit; ++i) {
+  for (size_t i = 0; i < shard_count_ && keys.size() < limit; ++i) {
     std::lock_guard<std::mutex> lock(shards_[i].mu);
     for (const auto& [key, obj] : shards_[i].objects) {
       if (keys.size() >= limit) break;
@@ -354,7 +359,6 @@ size_t MasterService::Evict(Clock::time_point now) {
   };
   std::vector<Candidate> candidates;
   uint64_t total = 0;
-  const size_t n = std::max<size_t>(1, options_.shards);
   auto evictable = [&](const Object& obj, bool* soft) {
     if (obj.status != ReplicaStatus::kComplete || obj.hard_pin || obj.lease_until > now) {
       return false;
@@ -362,7 +366,7 @@ size_t MasterService::Evict(Clock::time_point now) {
     *soft = obj.soft_pin_until > now;
     return !*soft || options_.allow_evict_soft_pinned_objects;
   };
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < shard_count_; ++i) {
     std::lock_guard<std::mutex> lock(shards_[i].mu);
     total += shards_[i].objects.size();
     for (const auto& [key, obj] : shards_[i].objects) {

@@ -147,13 +147,18 @@ class MasterService {
     Clock::time_point soft_pin_until;  // no soft pin when <= now
     bool hard_pin = false;
   };
+  using ObjectMap = std::unordered_map<std::string, Object>;
   struct Shard {
     mutable std::mutex mu;
-    std::unordered_map<std::string, Object> objects;  // GUARDED_BY(mu)
+    ObjectMap objects;  // GUARDED_BY(mu)
   };
 
   Clock::time_point Now() const;
   Shard& ShardOf(std::string_view key) const;
+  // The PROCESSING object `client_id` is writing under `key` (REQUIRES shard.mu), or
+  // objects.end() with *error set to kObjectNotFound.
+  ObjectMap::iterator FindPutInProgress(Shard& shard, std::string_view key,
+                                        std::string_view client_id, Status* error);
   // Returns the object's space to the segments (held until its lease ends).
   void ReleaseSpace(const Object& obj, Clock::time_point now);
   std::vector<ReplicaDescriptor> Describe(const Object& obj) const;
@@ -167,6 +172,7 @@ class MasterService {
 
   const MasterServiceOptions options_;
   SegmentTable segments_;
+  const size_t shard_count_;  // options_.shards, at least 1
   std::unique_ptr<Shard[]> shards_;
   std::atomic<uint64_t> keys_{0};
   std::atomic<uint64_t> evictions_{0};
