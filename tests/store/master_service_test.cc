@@ -50,7 +50,8 @@ TEST_F(MasterServiceTest, PutGetRoundTripGivesTheAllocatedReplica) {
   EXPECT_EQ((*r)[0].buffers[0].segment_name, "s1:17000");
   EXPECT_EQ((*r)[0].buffers[0].length, 1000u);
   EXPECT_EQ(ErrorCodeOf(m_->GetReplicaList("k").status()), ErrorCode::kReplicaIsNotReady);
-  EXPECT_FALSE(m_->Exist("k"));
+  EXPECT_EQ(ErrorCodeOf(m_->Exist("k")), ErrorCode::kReplicaIsNotReady);
+  EXPECT_EQ(ErrorCodeOf(m_->Exist("missing")), ErrorCode::kObjectNotFound);
   ASSERT_TRUE(m_->PutEnd("k", "c1").ok());
   auto g = m_->GetReplicaList("k");
   ASSERT_TRUE(g.ok());
@@ -58,7 +59,7 @@ TEST_F(MasterServiceTest, PutGetRoundTripGivesTheAllocatedReplica) {
   EXPECT_EQ(g->replicas[0].status, ReplicaStatus::kComplete);
   EXPECT_EQ(g->replicas[0].buffers[0].address, (*r)[0].buffers[0].address);
   EXPECT_EQ(g->lease_until, now_ + milliseconds(10000));
-  EXPECT_TRUE(m_->Exist("k"));
+  EXPECT_TRUE(m_->Exist("k").ok());
   EXPECT_EQ(m_->stats().keys, 1u);
 }
 
@@ -152,7 +153,7 @@ TEST_F(MasterServiceTest, ExistGrantsALeaseAndLeaseRunsOut) {
   ASSERT_TRUE(Put("k", 10).ok());
   EXPECT_TRUE(m_->Remove("k", false).ok()) << "no lease yet";
   ASSERT_TRUE(Put("k", 10).ok());
-  EXPECT_TRUE(m_->Exist("k"));
+  EXPECT_TRUE(m_->Exist("k").ok());
   EXPECT_EQ(ErrorCodeOf(m_->Remove("k", false)), ErrorCode::kObjectHasLease);
   Advance(milliseconds(10001));
   EXPECT_TRUE(m_->Remove("k", false).ok());
@@ -317,7 +318,7 @@ TEST(MasterServiceConcurrencyTest, ParallelClientsKeepTheBooksStraight) {
         cfg.replica_num = 2;
         if (!m.PutStart(key, 4096, cfg, "c", "h", PutMode::kInsert).ok()) continue;
         if (m.PutEnd(key, "c").ok()) puts.fetch_add(1);
-        (void)m.Exist(key);
+        m.Exist(key).IgnoreError();
         (void)m.PutStart("shared", 64, {}, "c", "h", PutMode::kInsert);
         if (i % 3 == 0) (void)m.Remove(key, true);
       }

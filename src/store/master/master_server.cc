@@ -230,16 +230,9 @@ class MasterRpcService final : public pb::Master::Service {
       const uint64_t ttl = options_.service.default_kv_lease_ttl.count();
       for (const std::string& key : req->keys()) {
         pb::ExistResult* out = rep->add_results();
-        if (service_->Exist(key)) {
-          SetResult(out->mutable_result(), OkStatus());
-          out->set_lease_ttl_ms(ttl);
-          continue;
-        }
-        // Absent, or still being written.
-        auto d = service_->Describe(key);
-        SetResult(out->mutable_result(),
-                  d.ok() ? StoreError(ErrorCode::kReplicaIsNotReady, "being written")
-                         : StoreError(ErrorCode::kObjectNotFound, "not found"));
+        Status s = service_->Exist(key);
+        SetResult(out->mutable_result(), s);
+        if (s.ok()) out->set_lease_ttl_ms(ttl);
       }
     });
   }

@@ -248,14 +248,20 @@ Result<ReplicaList> MasterService::GetReplicaList(std::string_view key) {
   return ReplicaList{Describe(obj), obj.size, obj.lease_until};
 }
 
-bool MasterService::Exist(std::string_view key) {
+Status MasterService::Exist(std::string_view key) {
   const Clock::time_point now = Now();
   Shard& shard = ShardOf(key);
   std::lock_guard<std::mutex> lock(shard.mu);
   auto it = shard.objects.find(std::string(key));
-  if (it == shard.objects.end() || it->second.status != ReplicaStatus::kComplete) return false;
+  if (it == shard.objects.end()) {
+    return StoreError(ErrorCode::kObjectNotFound, "key '" + std::string(key) + "' not found");
+  }
+  if (it->second.status != ReplicaStatus::kComplete) {
+    return StoreError(ErrorCode::kReplicaIsNotReady,
+                      "key '" + std::string(key) + "' is still being written");
+  }
   it->second.lease_until = std::max(it->second.lease_until, now + options_.default_kv_lease_ttl);
-  return true;
+  return OkStatus();
 }
 
 Status MasterService::Remove(std::string_view key, bool force) {

@@ -104,8 +104,9 @@ class MasterService {
   Status PutEnd(std::string_view key, std::string_view client_id);
   Status PutRevoke(std::string_view key, std::string_view client_id);
   Result<ReplicaList> GetReplicaList(std::string_view key);
-  // True for a COMPLETE object (and grants a lease); false when absent or still PROCESSING.
-  bool Exist(std::string_view key);
+  // OK for a COMPLETE object (and grants a lease); kReplicaIsNotReady while PROCESSING,
+  // kObjectNotFound when absent. One lookup either way (BatchExist's hot path).
+  Status Exist(std::string_view key);
   Status Remove(std::string_view key, bool force);
   // Removes every COMPLETE object without a live lease; returns how many.
   size_t RemoveAll();
