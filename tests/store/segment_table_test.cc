@@ -121,9 +121,15 @@ TEST(SegmentTableTest, ReleaseWithoutLeaseFreesAtOnce) {
 TEST(SegmentTableTest, StaleReleaseAfterRemountIsIgnored) {
   SegmentTable t;
   ASSERT_TRUE(t.Mount(Seg("a", "h1", 8192)).ok());
+  const uint64_t v1 = t.view_version();
+  ASSERT_TRUE(t.Mount(Seg("a", "h1", 8192)).ok());  // idempotent: same view
+  EXPECT_EQ(t.view_version(), v1);
   auto old = t.AllocateReplicas(4096, 1, {}, "", false);
   ASSERT_TRUE(t.Unmount("a").ok());
+  const uint64_t v2 = t.view_version();
+  EXPECT_NE(v2, v1);
   ASSERT_TRUE(t.Mount(Seg("a", "h1", 8192)).ok());
+  EXPECT_NE(t.view_version(), v2) << "same segment count as before, but a new view";
   auto fresh = t.AllocateReplicas(4096, 1, {}, "", false);
   ASSERT_TRUE(fresh.ok());
   EXPECT_NE((*old)[0].generation, (*fresh)[0].generation);

@@ -164,7 +164,7 @@ class MasterRpcService final : public pb::Master::Service {
       const bool remount = service_->Ping(req->client_id());
       SetResult(rep->mutable_result(), OkStatus());
       rep->set_client_status(remount ? pb::NEED_REMOUNT : pb::CLIENT_OK);
-      rep->set_view_version(service_->stats().space.segments);
+      rep->set_view_version(service_->view_version());
     });
   }
   grpc::Status BatchPutStart(grpc::ServerContext* ctx, const pb::BatchPutStartRequest* req,

@@ -122,6 +122,8 @@ class MasterService {
   void Tick();
 
   std::vector<SegmentInfo> Segments() const { return segments_.List(); }
+  // Changes whenever a segment is mounted or unmounted (PingReply.view_version).
+  uint64_t view_version() const { return segments_.view_version(); }
 
   struct Stats {
     uint64_t keys = 0;

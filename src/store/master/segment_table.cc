@@ -34,6 +34,7 @@ Status SegmentTable::Mount(const SegmentInfo& info) {
   seg.generation = next_generation_++;
   seg.allocator = std::make_unique<OffsetAllocator>(info.size, alignment_);
   segments_.emplace(info.id, std::move(seg));
+  ++view_version_;
   return OkStatus();
 }
 
@@ -45,6 +46,7 @@ Status SegmentTable::Unmount(std::string_view id) {
                       "segment '" + std::string(id) + "' is not mounted");
   }
   segments_.erase(it);
+  ++view_version_;
   return OkStatus();
 }
 
@@ -154,6 +156,11 @@ size_t SegmentTable::Sweep(Clock::time_point now) {
 bool SegmentTable::Has(std::string_view id) const {
   std::lock_guard<std::mutex> lock(mu_);
   return segments_.find(id) != segments_.end();
+}
+
+uint64_t SegmentTable::view_version() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return view_version_;
 }
 
 uint64_t SegmentTable::GenerationOf(std::string_view id) const {

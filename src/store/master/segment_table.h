@@ -88,6 +88,8 @@ class SegmentTable {
   size_t Sweep(Clock::time_point now);
 
   bool Has(std::string_view id) const;
+  // Changes whenever a segment is mounted (not counting idempotent re-mounts) or unmounted.
+  uint64_t view_version() const;
   // The current generation of a segment, 0 if it is not mounted.
   uint64_t GenerationOf(std::string_view id) const;
   std::vector<SegmentInfo> List() const;
@@ -116,6 +118,7 @@ class SegmentTable {
   const uint64_t alignment_;
   mutable std::mutex mu_;
   uint64_t next_generation_ = 1;                          // GUARDED_BY(mu_)
+  uint64_t view_version_ = 0;                             // GUARDED_BY(mu_)
   std::map<std::string, Segment, std::less<>> segments_;  // GUARDED_BY(mu_)
 };
 
