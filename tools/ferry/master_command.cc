@@ -6,7 +6,6 @@
 // Prints one line with the RPC address and the metrics port, then serves until SIGINT or
 // SIGTERM. Exit code 0 after a signal, 1 when a flag is bad or a port cannot be bound.
 #include <fmt/core.h>
-#include <signal.h>
 
 #include <cstdio>
 #include <memory>
@@ -14,6 +13,7 @@
 #include "command.h"
 #include "common/log.h"
 #include "common/message_auth.h"
+#include "stop_signals.h"
 #include "store/master/master_flags.h"
 #include "store/master/master_server.h"
 
@@ -28,11 +28,7 @@ int RunMaster(const ferry::store::MasterFlags& flags) {
     fmt::print(stderr, "ferry master: {}\n", options.status().message());
     return 1;
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = ferry::cli::BlockStopSignals();
   auto server = ferry::store::MasterServer::Start(*options);
   if (!server.ok()) {
     fmt::print(stderr, "ferry master: {}\n", server.status().ToString());
@@ -46,9 +42,7 @@ int RunMaster(const ferry::store::MasterFlags& flags) {
   }
   fmt::print(")\n");
   std::fflush(stdout);
-  timespec tick{1, 0};
-  int sig = 0;
-  while (sig <= 0) sig = sigtimedwait(&signals, nullptr, &tick);
+  const int sig = ferry::cli::WaitForStopSignal(signals);
   FERRY_LOG_INFO("master: signal {}, stopping ({} keys)", sig, (*server)->service().stats().keys);
   (*server)->Stop();
   return 0;

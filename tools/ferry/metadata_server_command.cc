@@ -7,7 +7,6 @@
 // port when --port 0 asks for a free one), then serves. Exit code 0 after a signal, 1 when
 // the server cannot start.
 #include <fmt/core.h>
-#include <signal.h>
 
 #include <cstdio>
 #include <memory>
@@ -17,28 +16,15 @@
 #include "common/log.h"
 #include "common/message_auth.h"
 #include "metadata/http_metadata_server.h"
+#include "stop_signals.h"
 
 namespace {
 
 using ferry::metadata::HttpMetadataServer;
 
-// Blocks until SIGINT or SIGTERM arrives. The signals must be blocked in every thread
-// (done before the server starts its threads) so that sigtimedwait receives them.
-int WaitForStopSignal(const sigset_t& signals) {
-  timespec tick{1, 0};
-  while (true) {
-    int sig = sigtimedwait(&signals, nullptr, &tick);
-    if (sig > 0) return sig;  // EAGAIN (tick passed) and EINTR: wait again
-  }
-}
-
 int RunMetadataServer(const HttpMetadataServer::Options& options) {
   ferry::InitLoggingFromEnv();
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = ferry::cli::BlockStopSignals();
 
   auto server = HttpMetadataServer::Create(options);
   if (!server.ok()) {
@@ -53,7 +39,7 @@ int RunMetadataServer(const HttpMetadataServer::Options& options) {
         "can read, write and delete every key",
         (*server)->port());
   }
-  int sig = WaitForStopSignal(signals);
+  int sig = ferry::cli::WaitForStopSignal(signals);
   FERRY_LOG_INFO("metadata-server: signal {}, stopping ({} keys held)", sig, (*server)->size());
   (*server)->Stop();
   return 0;

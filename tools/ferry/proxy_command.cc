@@ -2,13 +2,13 @@
 // proxy: --prefill URL [BOOTSTRAP_PORT] (repeatable), --decode URL (repeatable).
 #include <fmt/core.h>
 
-#include <csignal>
 #include <memory>
 
 #include "command.h"
 #include "common/log.h"
 #include "common/message_auth.h"
 #include "proxy/proxy_server.h"
+#include "stop_signals.h"
 
 namespace {
 
@@ -69,19 +69,14 @@ int RunProxy(const ProxyFlags& flags) {
   }
 
   // Signals are taken synchronously by this thread; every other thread inherits the mask.
-  sigset_t sigs;
-  sigemptyset(&sigs);
-  sigaddset(&sigs, SIGINT);
-  sigaddset(&sigs, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  const sigset_t sigs = ferry::cli::BlockStopSignals();
 
   auto proxy = ferry::proxy::ProxyServer::Create(options);
   if (!proxy.ok()) {
     fmt::print(stderr, "ferry proxy: {}\n", proxy.status().ToString());
     return 1;
   }
-  int sig = 0;
-  sigwait(&sigs, &sig);
+  const int sig = ferry::cli::WaitForStopSignal(sigs);
   FERRY_LOG_INFO("proxy: signal {}, shutting down", sig);
   (*proxy)->Stop();
   return 0;
