@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "command.h"
+#include "common/byte_size.h"
 #include "transfer_bench.h"
 
 namespace ferry::cli {
@@ -38,6 +39,7 @@ struct Flags {
 
 int Run(const Flags& f) {
   auto ws = ParseByteSize(f.working_set);
+  if (ws.ok() && *ws == 0) ws = InvalidArgumentError("the working set must not be empty");
   if (!ws.ok()) {
     fmt::print(stderr, "--working-set: {}\n", ws.status().message());
     return 2;
@@ -63,6 +65,7 @@ int Run(const Flags& f) {
   for (size_t start = 0; start < f.block_sizes.size();) {
     size_t comma = std::min(f.block_sizes.find(',', start), f.block_sizes.size());
     auto b = ParseByteSize(f.block_sizes.substr(start, comma - start));
+    if (b.ok() && *b == 0) b = InvalidArgumentError("a block size must be > 0");
     if (!b.ok()) {
       fmt::print(stderr, "--block-size: {}\n", b.status().message());
       return 2;
@@ -97,7 +100,7 @@ int Run(const Flags& f) {
     c.block_size = size;
     auto r = (*init)->Run(c);
     if (!r.ok()) {
-      fmt::print(stderr, "{} {} {}: {}\n", f.transport, f.op, FormatBytes(size),
+      fmt::print(stderr, "{} {} {}: {}\n", f.transport, f.op, FormatByteSize(size),
                  r.status().ToString());
       rc = 1;
       continue;

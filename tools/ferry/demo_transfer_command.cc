@@ -8,6 +8,7 @@
 #include <string>
 
 #include "command.h"
+#include "common/byte_size.h"
 #include "transfer_bench.h"
 
 namespace ferry::cli {
@@ -57,7 +58,7 @@ int MoveAndVerify(const std::string& transport, const std::string& target, uint6
   fmt::print(
       "{:<4} wrote {} in {:.2f} s ({:.2f} GB/s), read it back in {:.2f} s ({:.2f} GB/s): "
       "{}\n",
-      transport, FormatBytes(w->bytes), w->seconds, w->gbps(), r->seconds, r->gbps(),
+      transport, FormatByteSize(w->bytes), w->seconds, w->gbps(), r->seconds, r->gbps(),
       same ? "checksums match" : "CHECKSUM MISMATCH");
   fmt::print("{}\n{}\n", w->JsonLine(), r->JsonLine());
   return same ? 0 : 1;
@@ -73,6 +74,7 @@ FERRY_REGISTER_COMMAND(
       cmd.add_option("--bytes", *ws, "Bytes to move per transport (default 1G)");
       return [ws] {
         auto n = ParseByteSize(*ws);
+        if (n.ok() && *n < (4u << 20)) n = InvalidArgumentError("--bytes must be at least 4M");
         if (!n.ok()) {
           fmt::print(stderr, "--bytes: {}\n", n.status().message());
           return 2;
@@ -82,7 +84,7 @@ FERRY_REGISTER_COMMAND(
         fmt::print(
             "ferry demo-transfer: a target process registers {}; this process moves it over "
             "tcp, then shm\n",
-            FormatBytes(*n));
+            FormatByteSize(*n));
         auto target = TargetProcess::Start(*n, "auto");
         if (!target.ok()) {
           fmt::print(stderr, "cannot start the target: {}\n", target.status().ToString());

@@ -1,4 +1,5 @@
 #include "transfer_bench.h"
+#include "common/byte_size.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -29,33 +30,6 @@ std::string OpName(TransferOp op) { return op == TransferOp::kWrite ? "write" : 
 
 }  // namespace
 
-Result<uint64_t> ParseByteSize(const std::string& text) {
-  size_t i = 0;
-  while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.'))
-    ++i;
-  std::string unit = text.substr(i);
-  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  double mul = 0;
-  if (unit.empty() || unit == "B") mul = 1;
-  if (unit == "K" || unit == "KB" || unit == "KIB") mul = 1024.0;
-  if (unit == "M" || unit == "MB" || unit == "MIB") mul = 1024.0 * 1024;
-  if (unit == "G" || unit == "GB" || unit == "GIB") mul = 1024.0 * 1024 * 1024;
-  char* end = nullptr;
-  std::string num = text.substr(0, i);
-  double v = num.empty() ? -1 : std::strtod(num.c_str(), &end);
-  if (mul == 0 || v <= 0 || end != num.c_str() + num.size()) {
-    return InvalidArgumentError("'" + text + "' is not a byte size (use 4096, 64K, 1M, 1G)");
-  }
-  return static_cast<uint64_t>(v * mul);
-}
-
-std::string FormatBytes(uint64_t n) {
-  if (n >= (1ull << 30) && n % (1ull << 30) == 0) return fmt::format("{} GiB", n >> 30);
-  if (n >= (1ull << 20) && n % (1ull << 20) == 0) return fmt::format("{} MiB", n >> 20);
-  if (n >= (1ull << 10) && n % (1ull << 10) == 0) return fmt::format("{} KiB", n >> 10);
-  return fmt::format("{} B", n);
-}
-
 void FillPattern(char* p, size_t n, uint64_t offset) {
   for (size_t i = 0; i < n;) {
     uint64_t pos = offset + i, word = Mix(pos / 8);
@@ -79,7 +53,7 @@ std::string BenchResult::HumanLine() const {
   return fmt::format(
       "{:<9} {:<5} block {:>8}  batch {:>3}  threads {}  {:>7.3f} GB/s  {:>8} req  "
       "lat p50 {:.1f} p90 {:.1f} p99 {:.1f} max {:.1f} us  {}",
-      transport, OpName(config.op), FormatBytes(config.block_size), config.batch_size,
+      transport, OpName(config.op), FormatByteSize(config.block_size), config.batch_size,
       config.threads, gbps(), requests, lat_p50_us, lat_p90_us, lat_p99_us, lat_max_us,
       verified ? "verified" : "NOT VERIFIED");
 }

@@ -30,11 +30,6 @@ namespace ferry::cli {
 // The printed line with which a target announces itself: "FERRY_TARGET_READY <segment>".
 inline constexpr char kTargetReady[] = "FERRY_TARGET_READY";
 
-// "4096", "64K", "1M", "4MiB", "1G" (powers of 1024). Errors: InvalidArgument.
-Result<uint64_t> ParseByteSize(const std::string& text);
-// "4 MiB", "64 KiB", "123 B".
-std::string FormatBytes(uint64_t n);
-
 // Fills [p, p+n) with the pattern for working-set offsets [offset, offset+n): 8-byte word
 // k of the working set is a hash of k. Fast (about a byte per cycle).
 void FillPattern(char* p, size_t n, uint64_t offset);

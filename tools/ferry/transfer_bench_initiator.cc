@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "common/byte_size.h"
 #include "transfer_bench.h"
 
 namespace ferry::cli {
@@ -43,7 +44,7 @@ Result<std::unique_ptr<BenchInitiator>> BenchInitiator::Create(const std::string
                          [&](const BufferDescriptor& x) { return x.length >= working_set; });
   if (it == d.buffers.end()) {
     return FailedPreconditionError("target " + target + " has no buffer of " +
-                                   FormatBytes(working_set) + "; start it with the same " +
+                                   FormatByteSize(working_set) + "; start it with the same " +
                                    "--working-set");
   }
   b->remote_base_ = it->addr;
