@@ -193,6 +193,8 @@ TEST_F(MasterServiceTest, RemoveAllAndByRegexSkipLeasedObjects) {
   EXPECT_EQ(m_->RemoveAll(), 2u);
   EXPECT_EQ(m_->ListKeys(100), (std::vector<std::string>{"a/2"}));
   EXPECT_EQ(m_->ListKeys(0).size(), 0u);
+  EXPECT_EQ(*m_->RemoveByRegex("a/.*", /*force=*/true), 1u);  // leased, forced
+  EXPECT_EQ(m_->stats().keys, 0u);
 }
 
 TEST_F(MasterServiceTest, EvictionOnFullSkipsLeasedPinnedAndIncompleteOldestFirst) {
@@ -256,6 +258,11 @@ TEST_F(MasterServiceTest, HighWatermarkEvictsInTick) {
   m_->Tick();
   EXPECT_EQ(m_->stats().evictions, 1u);
   EXPECT_EQ(m_->ListKeys(10), (std::vector<std::string>{"b"}));
+}
+
+TEST_F(MasterServiceTest, UnknownClientIsToldToRemount) {
+  EXPECT_TRUE(m_->Ping("stranger"));  // e.g. this master started after it mounted
+  EXPECT_FALSE(m_->Ping("stranger"));
 }
 
 TEST_F(MasterServiceTest, SilentClientIsDroppedWithItsSegmentsAndMustRemount) {

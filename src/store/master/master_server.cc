@@ -247,7 +247,7 @@ class MasterRpcService final : public pb::Master::Service {
   grpc::Status RemoveByRegex(grpc::ServerContext* ctx, const pb::RemoveByRegexRequest* req,
                              pb::RemoveCountReply* rep) override {
     return Run(kRemoveByRegex, ctx, *req, 1, [&] {
-      auto n = service_->RemoveByRegex(req->regex());
+      auto n = service_->RemoveByRegex(req->regex(), req->force());
       SetResult(rep->mutable_result(), n.status());
       if (n.ok()) rep->set_removed(*n);
     });
@@ -256,7 +256,7 @@ class MasterRpcService final : public pb::Master::Service {
                          pb::RemoveCountReply* rep) override {
     return Run(kRemoveAll, ctx, *req, 1, [&] {
       SetResult(rep->mutable_result(), OkStatus());
-      rep->set_removed(service_->RemoveAll());
+      rep->set_removed(service_->RemoveAll(req->force()));
     });
   }
   grpc::Status ListKeys(grpc::ServerContext* ctx, const pb::ListKeysRequest* req,

@@ -99,8 +99,9 @@ void MasterService::DropSegmentObjects(std::string_view segment_id, uint64_t gen
 bool MasterService::Ping(std::string_view client_id) {
   const Clock::time_point now = Now();
   std::lock_guard<std::mutex> lock(clients_mu_);
-  clients_[std::string(client_id)] = now;
-  return dropped_.erase(std::string(client_id)) > 0;
+  const bool unknown = clients_.insert_or_assign(std::string(client_id), now).second;
+  const bool dropped = dropped_.erase(std::string(client_id)) > 0;
+  return unknown || dropped;
 }
 
 void MasterService::ReleaseSpace(const Object& obj, Clock::time_point now) {
@@ -306,16 +307,16 @@ size_t MasterService::RemoveWhere(
   return removed;
 }
 
-size_t MasterService::RemoveAll() {
+size_t MasterService::RemoveAll(bool force) {
   const Clock::time_point now = Now();
   return RemoveWhere(
-      [now](const std::string&, const Object& obj) {
-        return obj.status == ReplicaStatus::kComplete && obj.lease_until <= now;
+      [now, force](const std::string&, const Object& obj) {
+        return obj.status == ReplicaStatus::kComplete && (force || obj.lease_until <= now);
       },
       now);
 }
 
-Result<size_t> MasterService::RemoveByRegex(std::string_view pattern) {
+Result<size_t> MasterService::RemoveByRegex(std::string_view pattern, bool force) {
   RE2::Options opts;
   opts.set_log_errors(false);
   opts.set_max_mem(8 << 20);
@@ -325,8 +326,8 @@ Result<size_t> MasterService::RemoveByRegex(std::string_view pattern) {
   }
   const Clock::time_point now = Now();
   return RemoveWhere(
-      [now, &re](const std::string& key, const Object& obj) {
-        return obj.status == ReplicaStatus::kComplete && obj.lease_until <= now &&
+      [now, force, &re](const std::string& key, const Object& obj) {
+        return obj.status == ReplicaStatus::kComplete && (force || obj.lease_until <= now) &&
                RE2::FullMatch(key, re);
       },
       now);

@@ -92,8 +92,9 @@ class MasterService {
   // `client_id` did not mount it.
   Status UnmountSegment(std::string_view segment_id, std::string_view client_id);
 
-  // Keeps `client_id` alive. Returns true when the client was dropped for missing pings
-  // and must mount its segments again (NEED_REMOUNT).
+  // Keeps `client_id` alive. Returns true when the master did not know the client (it was
+  // dropped for missing pings, or this master started after it mounted) and the client
+  // must mount its segments again (NEED_REMOUNT). A client's first Ping also answers true.
   bool Ping(std::string_view client_id);
 
   // Objects.
@@ -108,11 +109,13 @@ class MasterService {
   // kObjectNotFound when absent. One lookup either way (BatchExist's hot path).
   Status Exist(std::string_view key);
   Status Remove(std::string_view key, bool force);
-  // Removes every COMPLETE object without a live lease; returns how many.
-  size_t RemoveAll();
-  // Removes the COMPLETE, unleased objects whose key fully matches `pattern` (RE2 syntax:
-  // linear time whatever the pattern). kInvalidParams for a pattern RE2 refuses.
-  Result<size_t> RemoveByRegex(std::string_view pattern);
+  // Removes every COMPLETE object without a live lease (with `force`, leased ones too: their
+  // space is still held until the lease ends); returns how many.
+  size_t RemoveAll(bool force = false);
+  // Removes the COMPLETE objects whose key fully matches `pattern` (RE2 syntax: linear time
+  // whatever the pattern), leased ones only with `force`, as RemoveAll. kInvalidParams for
+  // a pattern RE2 refuses.
+  Result<size_t> RemoveByRegex(std::string_view pattern, bool force = false);
   std::vector<std::string> ListKeys(size_t limit) const;
   // One key's metadata for the HTTP /query_key page, kObjectNotFound if absent.
   Result<ReplicaList> Describe(std::string_view key) const;
