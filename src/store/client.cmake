@@ -1,1 +1,6 @@
 # The store client library ferry_store (see CMakeLists.txt).
+#   master_client  the master's RPCs with deadlines, auth tags and error mapping
+#   client_impl    Client (client.h): puts and gets over the transfer engine
+add_library(ferry_store STATIC client_impl.cc master_client.cc)
+target_link_libraries(ferry_store PUBLIC ferry_store_core ferry_transfer ferry_common
+  PRIVATE ferry_store_rpc)

@@ -52,8 +52,9 @@ struct ClientOptions {
   std::string master_server_address = "127.0.0.1:50051";
   // DRAM lent to the pool, mounted as one segment; 0: a pure client. Default: 0.
   uint64_t global_segment_size = 0;
-  // Registered staging memory for the copying calls (Put, Get, ...); 0: zero-copy calls
-  // only (PutFrom, GetInto on registered memory). Default: 16 MiB.
+  // Mooncake's registered staging memory for the copying calls. Accepted and kept for
+  // compatibility; it allocates nothing today: tcp and shm move bytes straight from and
+  // into the caller's memory, so Put/Get need no staging copy. Default: 16 MiB.
   uint64_t local_buffer_size = 16 << 20;
   // "tcp", "shm", "auto" (shm to same-host members, tcp otherwise), or "rdma" (falls back
   // to "auto" with a warning until Ferry has an RDMA transport). Default: "auto".
@@ -109,7 +110,7 @@ class Client {
   virtual Status RegisterBuffer(void* addr, size_t length) = 0;
   virtual Status UnregisterBuffer(void* addr) = 0;
 
-  // --- Copying calls (staged through local_buffer_size; any size) ---
+  // --- Copying calls (any memory; Get returns a new string) ---
   virtual Status Put(std::string_view key, std::span<const std::byte> value,
                      const ReplicateConfig& config = {}, PutMode mode = PutMode::kInsert) = 0;
   // One object from several pieces, concatenated in order.
@@ -124,7 +125,8 @@ class Client {
   virtual Result<std::string> Get(std::string_view key) = 0;
   virtual std::vector<Result<std::string>> BatchGet(std::span<const std::string> keys) = 0;
 
-  // --- Zero-copy calls (memory registered with RegisterBuffer) ---
+  // --- Zero-copy calls (memory registered with RegisterBuffer, as transports that need
+  // registered memory (RDMA) will require; tcp and shm accept any memory) ---
   virtual Status PutFrom(std::string_view key, const void* data, size_t length,
                          const ReplicateConfig& config = {}, PutMode mode = PutMode::kInsert) = 0;
   virtual std::vector<Status> BatchPutFrom(std::span<const std::string> keys,
@@ -146,7 +148,8 @@ class Client {
       std::span<const std::string> keys, std::span<const std::vector<Piece>> buffers) = 0;
 
   // --- Metadata calls ---
-  // true: exists and complete; false: no such key. Grants a read lease.
+  // true: exists and complete; false: no such key, or not complete yet. Grants a read
+  // lease.
   virtual Result<bool> Exist(std::string_view key) = 0;
   virtual std::vector<Result<bool>> BatchExist(std::span<const std::string> keys) = 0;
   virtual Result<uint64_t> GetSize(std::string_view key) = 0;

@@ -1,0 +1,908 @@
+#include "store/client_impl.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
+#include "common/crypto.h"
+#include "common/host_port.h"
+#include "common/log.h"
+#include "fmt/format.h"
+
+namespace ferry::store {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Longest key the client sends; the master refuses longer ones too.
+constexpr size_t kMaxKeyBytes = 4096;
+
+void ToProto(const ReplicateConfig& c, rpc::ReplicateConfig* out) {
+  out->set_replica_num(static_cast<uint32_t>(std::max<size_t>(c.replica_num, 1)));
+  out->set_with_soft_pin(c.with_soft_pin);
+  out->set_soft_pin_ttl_ms(static_cast<uint64_t>(std::max<int64_t>(c.soft_pin_ttl.count(), 0)));
+  out->set_with_hard_pin(c.with_hard_pin);
+  for (const auto& s : c.preferred_segments) out->add_preferred_segments(s);
+  out->set_prefer_alloc_in_same_node(c.prefer_alloc_in_same_node);
+  for (const auto& g : c.group_ids) out->add_group_ids(g);
+}
+
+ReplicaDescriptor FromProto(const rpc::Replica& r) {
+  ReplicaDescriptor d;
+  d.tier = r.tier() == rpc::DISK ? ReplicaTier::kDisk : ReplicaTier::kMemory;
+  d.status = r.status() == rpc::COMPLETE ? ReplicaStatus::kComplete : ReplicaStatus::kProcessing;
+  d.segment_id = r.segment_id();
+  d.hostname = r.hostname();
+  for (const auto& b : r.buffers())
+    d.buffers.push_back({b.segment_name(), b.address(), b.length()});
+  d.disk_owner = r.disk_owner();
+  d.disk_size = r.disk_size();
+  return d;
+}
+
+Status CheckKey(std::string_view key) {
+  if (key.empty()) return StoreError(ErrorCode::kInvalidParams, "the key is empty");
+  if (key.size() > kMaxKeyBytes) {
+    return StoreError(ErrorCode::kInvalidParams, fmt::format("the key is {} bytes; the limit is {}",
+                                                             key.size(), kMaxKeyBytes));
+  }
+  return OkStatus();
+}
+
+uint64_t TotalLength(const std::vector<Piece>& pieces) {
+  uint64_t n = 0;
+  for (const Piece& p : pieces) n += p.length;
+  return n;
+}
+
+template <typename T>
+std::vector<T> Filled(size_t n, const Status& s) {
+  return std::vector<T>(n, T(s));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Client>> Client::Create(const ClientOptions& options) {
+  return ClientImpl::Start(options);
+}
+
+Client::~Client() = default;
+
+Result<std::unique_ptr<Client>> ClientImpl::Start(const ClientOptions& options) {
+  std::unique_ptr<ClientImpl> client(new ClientImpl(options));
+  Status s = client->Init();
+  if (!s.ok()) {
+    (void)client->Close();
+    return s;
+  }
+  return std::unique_ptr<Client>(std::move(client));
+}
+
+ClientImpl::ClientImpl(const ClientOptions& options) : options_(options) {}
+
+ClientImpl::~ClientImpl() { (void)Close(); }
+
+Status ClientImpl::Init() {
+  auto host = ParseHostPort(options_.local_hostname, 0);
+  if (!host.ok()) return StoreError(ErrorCode::kInvalidParams, host.status().message());
+  if (options_.ping_interval.count() <= 0 || options_.transfer_timeout.count() <= 0) {
+    return StoreError(ErrorCode::kInvalidParams, "ping_interval and transfer_timeout must be > 0");
+  }
+  std::string transport;
+  if (options_.protocol == "tcp" || options_.protocol == "shm" || options_.protocol == "auto") {
+    transport = options_.protocol;
+  } else if (options_.protocol == "rdma") {
+    FERRY_LOG_WARN(
+        "store client: protocol 'rdma' is not available yet; using 'auto' (shm to "
+        "same-host members, tcp otherwise)");
+    transport = "auto";
+  } else {
+    return StoreError(ErrorCode::kInvalidParams,
+                      "protocol '" + options_.protocol + "' is not tcp, shm, auto or rdma");
+  }
+  if (options_.engine != nullptr) {
+    engine_ = options_.engine;
+  } else {
+    TransferEngineOptions eo;
+    eo.local_name = host->ToString();
+    eo.metadata = options_.metadata_server;
+    eo.transport = transport;
+    eo.secret = options_.secret;
+    eo.default_timeout = options_.transfer_timeout;
+    auto engine = TransferEngine::Create(eo);
+    if (!engine.ok()) return engine.status().WithContext("store client: transfer engine");
+    owned_engine_ = std::move(*engine);
+    engine_ = owned_engine_.get();
+  }
+  local_name_ = engine_->local_name();
+  auto self = ParseHostPort(local_name_);
+  local_host_ = self.ok() ? self->host : host->host;
+  client_id_ = crypto::RandomHex(16);
+
+  FERRY_ASSIGN_OR_RETURN(master_, MasterClient::Create(options_.master_server_address,
+                                                       options_.secret, options_.rpc_timeout));
+  rpc::PingRequest ping;
+  ping.set_client_id(client_id_);
+  auto pong = master_->Ping(ping);
+  if (!pong.ok()) return pong.status().WithContext("store client: the master does not answer");
+
+  if (options_.global_segment_size > 0) {
+    segment_size_ = options_.global_segment_size;
+    void* p = mmap(nullptr, segment_size_, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED) {
+      segment_size_ = 0;
+      return StoreError(ErrorCode::kNoAvailableHandle,
+                        fmt::format("cannot map a {}-byte segment: {}",
+                                    options_.global_segment_size, std::strerror(errno)));
+    }
+    (void)madvise(p, segment_size_, MADV_HUGEPAGE);  // a hint; fine to be refused
+    segment_base_ = p;
+    MemoryRegion region{segment_base_, segment_size_, "cpu", true};
+    FERRY_RETURN_IF_ERROR(engine_->RegisterMemory(region));
+    segment_id_ = crypto::RandomHex(16);
+    rpc::MountSegmentRequest req;
+    req.set_client_id(client_id_);
+    *req.mutable_segment() = SegmentProto();
+    FERRY_ASSIGN_OR_RETURN(rpc::MountSegmentReply rep, master_->MountSegment(req));
+    FERRY_RETURN_IF_ERROR(ToStatus(rep.result()).WithContext("mounting the segment"));
+    mounted_ = true;
+  }
+  ping_thread_ = std::thread([this] { PingLoop(); });
+  return OkStatus();
+}
+
+rpc::Segment ClientImpl::SegmentProto() const {
+  rpc::Segment s;
+  s.set_id(segment_id_);
+  s.set_name(local_name_);
+  s.set_hostname(local_host_);
+  s.set_base(reinterpret_cast<uint64_t>(segment_base_));
+  s.set_size(segment_size_);
+  return s;
+}
+
+void ClientImpl::PingLoop() {
+  bool failing = false;
+  std::unique_lock<std::mutex> lock(ping_mu_);
+  while (!ping_cv_.wait_for(lock, options_.ping_interval, [this] { return stop_; })) {
+    lock.unlock();
+    rpc::PingRequest req;
+    req.set_client_id(client_id_);
+    auto rep = master_->Ping(req);
+    if (!rep.ok()) {
+      if (!failing) FERRY_LOG_WARN("store client: ping failed: {}", rep.status().ToString());
+      failing = true;
+    } else {
+      if (failing) FERRY_LOG_INFO("store client: the master answers again");
+      failing = false;
+      if (rep->client_status() == rpc::NEED_REMOUNT && mounted_) {
+        rpc::RemountSegmentsRequest remount;
+        remount.set_client_id(client_id_);
+        *remount.add_segments() = SegmentProto();
+        auto r = master_->RemountSegments(remount);
+        Status s = r.ok() ? (r->results_size() == 1 ? ToStatus(r->results(0))
+                                                    : InternalError("bad remount reply"))
+                          : r.status();
+        if (s.ok()) {
+          remounts_.fetch_add(1, std::memory_order_relaxed);
+          FERRY_LOG_WARN("store client: the master had dropped this client; segment re-mounted");
+        } else {
+          FERRY_LOG_WARN("store client: re-mount failed: {}", s.ToString());
+        }
+      }
+    }
+    lock.lock();
+  }
+}
+
+Status ClientImpl::Close() {
+  if (closed_.exchange(true)) return OkStatus();
+  {
+    std::lock_guard<std::mutex> lock(ping_mu_);
+    stop_ = true;
+  }
+  ping_cv_.notify_all();
+  if (ping_thread_.joinable()) ping_thread_.join();
+  Status result;
+  if (mounted_) {
+    rpc::UnmountSegmentRequest req;
+    req.set_client_id(client_id_);
+    req.set_segment_id(segment_id_);
+    auto rep = master_->UnmountSegment(req);
+    result = rep.ok() ? ToStatus(rep->result()) : rep.status();
+    mounted_ = false;
+  }
+  if (segment_base_ != nullptr) {
+    if (engine_ != nullptr) (void)engine_->UnregisterMemory(segment_base_);
+    munmap(segment_base_, segment_size_);
+    segment_base_ = nullptr;
+  }
+  owned_engine_.reset();
+  return result;
+}
+
+Status ClientImpl::CheckOpen() const {
+  if (closed_.load(std::memory_order_relaxed)) {
+    return FailedPreconditionError("the store client is closed");
+  }
+  return OkStatus();
+}
+
+Status ClientImpl::HealthCheck() {
+  FERRY_RETURN_IF_ERROR(CheckOpen());
+  FERRY_ASSIGN_OR_RETURN(rpc::HealthReply rep, master_->Health(rpc::HealthRequest()));
+  return ToStatus(rep.result());
+}
+
+Status ClientImpl::RegisterBuffer(void* addr, size_t length) {
+  FERRY_RETURN_IF_ERROR(CheckOpen());
+  return engine_->RegisterMemory(MemoryRegion{addr, length, "cpu", false});
+}
+
+Status ClientImpl::UnregisterBuffer(void* addr) {
+  FERRY_RETURN_IF_ERROR(CheckOpen());
+  return engine_->UnregisterMemory(addr);
+}
+
+// ---- Moving bytes ----
+
+Result<SegmentId> ClientImpl::Open(const std::string& segment_name) {
+  {
+    std::lock_guard<std::mutex> lock(open_mu_);
+    auto it = open_segments_.find(segment_name);
+    if (it != open_segments_.end()) return it->second;
+  }
+  FERRY_ASSIGN_OR_RETURN(SegmentId id, engine_->OpenSegment(segment_name));
+  std::lock_guard<std::mutex> lock(open_mu_);
+  open_segments_.emplace(segment_name, id);
+  return id;
+}
+
+void ClientImpl::Forget(const std::string& segment_name) {
+  std::lock_guard<std::mutex> lock(open_mu_);
+  auto it = open_segments_.find(segment_name);
+  if (it == open_segments_.end()) return;
+  (void)engine_->GetSegmentDescriptor(it->second, /*refresh=*/true);
+}
+
+Status ClientImpl::Zip(const std::vector<Piece>& pieces, const rpc::Replica& replica,
+                       std::vector<Move>* out) {
+  size_t piece = 0, piece_off = 0;
+  for (const rpc::Buffer& b : replica.buffers()) {
+    uint64_t done = 0;
+    while (done < b.length()) {
+      while (piece < pieces.size() && piece_off == pieces[piece].length) {
+        ++piece;
+        piece_off = 0;
+      }
+      if (piece == pieces.size()) {
+        return StoreError(ErrorCode::kBufferOverflow,
+                          "the object is larger than the buffers given for it");
+      }
+      const size_t take = static_cast<size_t>(
+          std::min<uint64_t>(b.length() - done, pieces[piece].length - piece_off));
+      if (b.address() + done < b.address()) {
+        return StoreError(ErrorCode::kInvalidReplica, "a replica buffer wraps the address space");
+      }
+      out->push_back({static_cast<char*>(pieces[piece].addr) + piece_off, b.segment_name(),
+                      b.address() + done, take});
+      done += take;
+      piece_off += take;
+    }
+  }
+  return OkStatus();
+}
+
+std::vector<Status> ClientImpl::Execute(TransferOp op,
+                                        const std::vector<std::vector<Move>>& groups) {
+  std::vector<Status> results(groups.size());
+  std::vector<TransferRequest> requests;
+  std::vector<size_t> owner;
+  std::vector<std::string> peers;
+  const auto seg_begin = reinterpret_cast<uint64_t>(segment_base_);
+  for (size_t g = 0; g < groups.size(); ++g) {
+    std::vector<TransferRequest> mine;
+    for (const Move& m : groups[g]) {
+      if (m.length == 0) continue;
+      if (m.segment_name == local_name_ && segment_base_ != nullptr) {
+        // This process's own segment: checked against its bounds, then one memcpy.
+        if (m.remote < seg_begin || m.remote - seg_begin > segment_size_ ||
+            m.length > segment_size_ - (m.remote - seg_begin)) {
+          results[g] = StoreError(ErrorCode::kInvalidReplica,
+                                  "a replica range lies outside this client's segment");
+          break;
+        }
+        char* mem = reinterpret_cast<char*>(m.remote);
+        if (op == TransferOp::kWrite) {
+          std::memcpy(mem, m.local, m.length);
+        } else {
+          std::memcpy(m.local, mem, m.length);
+        }
+        continue;
+      }
+      auto id = Open(m.segment_name);
+      if (!id.ok()) {
+        results[g] = StoreError(ErrorCode::kTransferFail, id.status().message());
+        break;
+      }
+      mine.push_back({op, m.local, *id, m.remote, m.length});
+      peers.push_back(m.segment_name);
+    }
+    if (!results[g].ok()) continue;
+    for (auto& r : mine) {
+      requests.push_back(r);
+      owner.push_back(g);
+    }
+  }
+  if (requests.empty()) return results;
+
+  auto fail = [&](size_t g, const Status& s) {
+    if (results[g].ok()) {
+      results[g] =
+          StoreError(ErrorCode::kTransferFail,
+                     fmt::format("{} failed: {}", op == TransferOp::kWrite ? "writing" : "reading",
+                                 s.ToString()));
+    }
+  };
+  auto batch = engine_->AllocateBatch(requests.size());
+  Status submitted =
+      batch.ok() ? engine_->Submit(*batch, requests, options_.transfer_timeout) : batch.status();
+  if (!submitted.ok()) {
+    // Nothing started. A member that re-registered its memory since we cached its
+    // descriptor refuses the whole submit: refresh the descriptors and run each key alone
+    // so that one bad key does not fail the others.
+    if (batch.ok()) (void)engine_->FreeBatch(*batch);
+    std::sort(peers.begin(), peers.end());
+    peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
+    for (const auto& p : peers) Forget(p);
+    for (size_t begin = 0; begin < requests.size();) {
+      size_t end = begin;
+      while (end < requests.size() && owner[end] == owner[begin]) ++end;
+      Status s = engine_->TransferSync(
+          std::span<const TransferRequest>(requests.data() + begin, end - begin),
+          options_.transfer_timeout);
+      if (!s.ok()) fail(owner[begin], s);
+      begin = end;
+    }
+    return results;
+  }
+  Status waited = engine_->WaitBatch(*batch, options_.transfer_timeout);
+  if (!waited.ok()) {
+    // Every request ends by its deadline; give stragglers a moment past ours.
+    (void)engine_->WaitBatch(*batch, std::chrono::seconds(2));
+    for (size_t i = 0; i < requests.size(); ++i) {
+      auto st = engine_->GetTransferStatus(*batch, i);
+      if (!st.ok()) {
+        fail(owner[i], st.status());
+      } else if (st->state == TransferState::kFailed) {
+        fail(owner[i], st->error);
+      } else if (st->state == TransferState::kPending) {
+        fail(owner[i], DeadlineExceededError("the transfer did not finish in time"));
+      }
+    }
+  }
+  Status freed = engine_->FreeBatch(*batch);
+  if (!freed.ok()) FERRY_LOG_WARN("store client: batch not freed: {}", freed.ToString());
+  return results;
+}
+
+// ---- Puts ----
+
+std::vector<Status> ClientImpl::PutPieces(std::span<const std::string> keys,
+                                          std::span<const std::vector<Piece>> values,
+                                          const ReplicateConfig& config, PutMode mode) {
+  const size_t n = keys.size();
+  if (values.size() != n) {
+    return std::vector<Status>(n,
+                               StoreError(ErrorCode::kInvalidParams,
+                                          fmt::format("{} keys but {} values", n, values.size())));
+  }
+  if (Status s = CheckOpen(); !s.ok()) return std::vector<Status>(n, s);
+  std::vector<Status> results(n);
+  rpc::BatchPutStartRequest start;
+  start.set_client_id(client_id_);
+  ToProto(config, start.mutable_config());
+  start.set_upsert(mode == PutMode::kUpsert);
+  std::vector<size_t> asked;  // request item -> key index
+  for (size_t i = 0; i < n; ++i) {
+    results[i] = CheckKey(keys[i]);
+    const uint64_t size = TotalLength(values[i]);
+    if (results[i].ok() && size == 0) {
+      results[i] = StoreError(ErrorCode::kInvalidParams, "the value is empty");
+    }
+    for (const Piece& p : values[i]) {
+      if (results[i].ok() && p.addr == nullptr && p.length > 0) {
+        results[i] = StoreError(ErrorCode::kInvalidParams, "a value piece has a null address");
+      }
+    }
+    if (!results[i].ok()) continue;
+    auto* item = start.add_items();
+    item->set_key(keys[i]);
+    item->set_size(size);
+    asked.push_back(i);
+  }
+  if (!asked.empty()) {
+    rpcs_.fetch_add(1, std::memory_order_relaxed);
+    auto rep = master_->BatchPutStart(start);
+    if (rep.ok() && rep->results_size() != static_cast<int>(asked.size())) {
+      rep = StoreError(ErrorCode::kRpcFail, "the master's PutStart reply has the wrong length");
+    }
+    if (!rep.ok()) {
+      rpc_failures_.fetch_add(1, std::memory_order_relaxed);
+      for (size_t i : asked) results[i] = rep.status();
+    } else {
+      std::vector<std::vector<Move>> groups;
+      std::vector<size_t> writing;  // group -> key index
+      for (size_t j = 0; j < asked.size(); ++j) {
+        const size_t i = asked[j];
+        const rpc::PutStartResult& r = rep->results(static_cast<int>(j));
+        Status s = ToStatus(r.result());
+        if (!s.ok()) {
+          // First writer wins: the key is kept, and the put counts as done.
+          if (ErrorCodeOf(s) != ErrorCode::kObjectAlreadyExists || mode == PutMode::kUpsert) {
+            results[i] = s;
+          }
+          continue;
+        }
+        std::vector<Move> moves;
+        if (r.replicas_size() == 0) {
+          s = StoreError(ErrorCode::kInvalidReplica, "the master gave no replica to write");
+        }
+        for (const rpc::Replica& replica : r.replicas()) {
+          uint64_t len = 0;
+          for (const auto& b : replica.buffers()) len += b.length();
+          if (!s.ok()) break;
+          if (len != TotalLength(values[i])) {
+            s = StoreError(ErrorCode::kInvalidReplica,
+                           fmt::format("the master gave a {}-byte replica for a {}-byte value", len,
+                                       TotalLength(values[i])));
+            break;
+          }
+          s = Zip(values[i], replica, &moves);
+        }
+        if (!s.ok()) {
+          results[i] = s;
+          moves.clear();
+        }
+        groups.push_back(std::move(moves));
+        writing.push_back(i);
+      }
+      std::vector<Status> moved = Execute(TransferOp::kWrite, groups);
+      rpc::BatchKeysRequest end, revoke;
+      end.set_client_id(client_id_);
+      revoke.set_client_id(client_id_);
+      std::vector<size_t> ended;
+      for (size_t g = 0; g < writing.size(); ++g) {
+        const size_t i = writing[g];
+        if (results[i].ok() && moved[g].ok()) {
+          end.add_keys(keys[i]);
+          ended.push_back(i);
+        } else {
+          if (results[i].ok()) results[i] = moved[g];
+          revoke.add_keys(keys[i]);
+        }
+      }
+      if (revoke.keys_size() > 0) {
+        rpcs_.fetch_add(1, std::memory_order_relaxed);
+        auto r = master_->BatchPutRevoke(revoke);
+        if (!r.ok()) {
+          rpc_failures_.fetch_add(1, std::memory_order_relaxed);
+          FERRY_LOG_WARN(
+              "store client: PutRevoke failed (the master reclaims the space after "
+              "its put_start timeouts): {}",
+              r.status().ToString());
+        }
+      }
+      if (end.keys_size() > 0) {
+        rpcs_.fetch_add(1, std::memory_order_relaxed);
+        auto r = master_->BatchPutEnd(end);
+        if (r.ok() && r->results_size() != end.keys_size()) {
+          r = StoreError(ErrorCode::kRpcFail, "the master's PutEnd reply has the wrong length");
+        }
+        for (size_t j = 0; j < ended.size(); ++j) {
+          results[ended[j]] = r.ok() ? ToStatus(r->results(static_cast<int>(j))) : r.status();
+        }
+        if (!r.ok()) rpc_failures_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (results[i].ok()) {
+      puts_.fetch_add(1, std::memory_order_relaxed);
+      bytes_put_.fetch_add(TotalLength(values[i]), std::memory_order_relaxed);
+    } else {
+      put_failures_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  return results;
+}
+
+namespace {
+
+std::vector<Piece> AsPieces(std::span<const std::span<const std::byte>> parts) {
+  std::vector<Piece> out;
+  out.reserve(parts.size());
+  for (const auto& p : parts) out.push_back({const_cast<std::byte*>(p.data()), p.size()});
+  return out;
+}
+
+}  // namespace
+
+Status ClientImpl::Put(std::string_view key, std::span<const std::byte> value,
+                       const ReplicateConfig& config, PutMode mode) {
+  return PutFrom(key, value.data(), value.size(), config, mode);
+}
+
+Status ClientImpl::PutParts(std::string_view key, std::span<const std::span<const std::byte>> parts,
+                            const ReplicateConfig& config, PutMode mode) {
+  const std::string k(key);
+  const std::vector<Piece> pieces = AsPieces(parts);
+  return PutPieces({&k, 1}, {&pieces, 1}, config, mode)[0];
+}
+
+std::vector<Status> ClientImpl::BatchPut(std::span<const std::string> keys,
+                                         std::span<const std::span<const std::byte>> values,
+                                         const ReplicateConfig& config, PutMode mode) {
+  std::vector<std::vector<Piece>> pieces;
+  pieces.reserve(values.size());
+  for (const auto& v : values) pieces.push_back({{const_cast<std::byte*>(v.data()), v.size()}});
+  return PutPieces(keys, pieces, config, mode);
+}
+
+Status ClientImpl::PutFrom(std::string_view key, const void* data, size_t length,
+                           const ReplicateConfig& config, PutMode mode) {
+  const std::string k(key);
+  const std::vector<Piece> pieces{{const_cast<void*>(data), length}};
+  return PutPieces({&k, 1}, {&pieces, 1}, config, mode)[0];
+}
+
+std::vector<Status> ClientImpl::BatchPutFrom(std::span<const std::string> keys,
+                                             std::span<const Piece> values,
+                                             const ReplicateConfig& config, PutMode mode) {
+  std::vector<std::vector<Piece>> pieces;
+  pieces.reserve(values.size());
+  for (const Piece& v : values) pieces.push_back({v});
+  return PutPieces(keys, pieces, config, mode);
+}
+
+std::vector<Status> ClientImpl::BatchPutFromMultiBuffers(std::span<const std::string> keys,
+                                                         std::span<const std::vector<Piece>> values,
+                                                         const ReplicateConfig& config,
+                                                         PutMode mode) {
+  return PutPieces(keys, values, config, mode);
+}
+
+// ---- Gets ----
+
+std::vector<ClientImpl::ReadPlan> ClientImpl::PlanReads(std::span<const std::string> keys) {
+  std::vector<ReadPlan> plans(keys.size());
+  if (Status s = CheckOpen(); !s.ok()) {
+    for (auto& p : plans) p.status = s;
+    return plans;
+  }
+  rpc::BatchKeysRequest req;
+  req.set_client_id(client_id_);
+  std::vector<size_t> asked;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    plans[i].status = CheckKey(keys[i]);
+    if (!plans[i].status.ok()) continue;
+    req.add_keys(keys[i]);
+    asked.push_back(i);
+  }
+  if (asked.empty()) return plans;
+  const Clock::time_point asked_at = Clock::now();
+  rpcs_.fetch_add(1, std::memory_order_relaxed);
+  auto rep = master_->BatchGetReplicaList(req);
+  if (rep.ok() && rep->results_size() != static_cast<int>(asked.size())) {
+    rep = StoreError(ErrorCode::kRpcFail, "the master's replica-list reply has the wrong length");
+  }
+  if (!rep.ok()) {
+    rpc_failures_.fetch_add(1, std::memory_order_relaxed);
+    for (size_t i : asked) plans[i].status = rep.status();
+    return plans;
+  }
+  for (size_t j = 0; j < asked.size(); ++j) {
+    ReadPlan& plan = plans[asked[j]];
+    const rpc::GetReplicaListResult& r = rep->results(static_cast<int>(j));
+    plan.status = ToStatus(r.result());
+    if (!plan.status.ok()) continue;
+    plan.size = r.size();
+    plan.lease_end = asked_at + std::chrono::milliseconds(r.lease_ttl_ms());
+    for (const rpc::Replica& replica : r.replicas()) {
+      if (replica.status() != rpc::COMPLETE || replica.tier() != rpc::MEMORY) continue;
+      uint64_t len = 0;
+      for (const auto& b : replica.buffers()) len += b.length();
+      if (len != plan.size) continue;  // a replica that does not hold the object is skipped
+      plan.replicas.push_back(replica);
+    }
+    if (plan.replicas.empty()) {
+      plan.status = StoreError(ErrorCode::kReplicaIsNotReady,
+                               "no complete in-memory replica of '" + keys[asked[j]] + "'");
+      continue;
+    }
+    // Nearest first: this process's segment, then same-host members, then the rest.
+    auto rank = [&](const rpc::Replica& rr) {
+      if (!rr.buffers().empty() && rr.buffers(0).segment_name() == local_name_) return 0;
+      return rr.hostname() == local_host_ ? 1 : 2;
+    };
+    std::stable_sort(
+        plan.replicas.begin(), plan.replicas.end(),
+        [&](const rpc::Replica& a, const rpc::Replica& b) { return rank(a) < rank(b); });
+  }
+  return plans;
+}
+
+std::vector<Result<size_t>> ClientImpl::GetPieces(
+    std::span<const std::string> keys, std::vector<std::vector<Piece>>* dest,
+    const std::function<Status(size_t, uint64_t)>& sized_dest) {
+  std::vector<ReadPlan> plans = PlanReads(keys);
+  const size_t n = keys.size();
+  std::vector<size_t> attempt(n, 0);
+  std::vector<size_t> pending;
+  for (size_t i = 0; i < n; ++i) {
+    if (!plans[i].status.ok()) continue;
+    plans[i].status = sized_dest(i, plans[i].size);
+    if (plans[i].status.ok()) pending.push_back(i);
+  }
+  // First round: every key's nearest replica, in one batch; then the next replica of the
+  // keys that failed, until each succeeded or ran out of replicas.
+  while (!pending.empty()) {
+    std::vector<std::vector<Move>> groups(pending.size());
+    std::vector<Status> zipped(pending.size());
+    for (size_t g = 0; g < pending.size(); ++g) {
+      const size_t i = pending[g];
+      zipped[g] = Zip((*dest)[i], plans[i].replicas[attempt[i]], &groups[g]);
+      if (!zipped[g].ok()) groups[g].clear();
+    }
+    std::vector<Status> moved = Execute(TransferOp::kRead, groups);
+    std::vector<size_t> retry;
+    for (size_t g = 0; g < pending.size(); ++g) {
+      const size_t i = pending[g];
+      Status s = zipped[g].ok() ? moved[g] : zipped[g];
+      if (s.ok() || !zipped[g].ok() || ++attempt[i] == plans[i].replicas.size()) {
+        plans[i].status = s;
+      } else {
+        FERRY_LOG_DEBUG("store client: '{}': {}; trying the next replica", keys[i], s.ToString());
+        retry.push_back(i);
+      }
+    }
+    pending = std::move(retry);
+  }
+  std::vector<Result<size_t>> out;
+  out.reserve(n);
+  const Clock::time_point now = Clock::now();
+  for (size_t i = 0; i < n; ++i) {
+    Status s = plans[i].status;
+    if (s.ok() && now >= plans[i].lease_end) {
+      s = StoreError(ErrorCode::kLeaseExpired,
+                     "the read lease on '" + keys[i] +
+                         "' ran out before its bytes arrived; they may belong to another object");
+    }
+    if (s.ok()) {
+      gets_.fetch_add(1, std::memory_order_relaxed);
+      bytes_got_.fetch_add(plans[i].size, std::memory_order_relaxed);
+      out.emplace_back(static_cast<size_t>(plans[i].size));
+    } else {
+      get_failures_.fetch_add(1, std::memory_order_relaxed);
+      out.emplace_back(s);
+    }
+  }
+  return out;
+}
+
+Result<std::string> ClientImpl::Get(std::string_view key) {
+  const std::string k(key);
+  return std::move(BatchGet({&k, 1})[0]);
+}
+
+std::vector<Result<std::string>> ClientImpl::BatchGet(std::span<const std::string> keys) {
+  std::vector<std::string> values(keys.size());
+  std::vector<std::vector<Piece>> dest(keys.size());
+  auto sized = [&](size_t i, uint64_t size) -> Status {
+    if (size > values[i].max_size()) {
+      return StoreError(ErrorCode::kBufferOverflow, "the object does not fit in memory");
+    }
+    values[i].resize(static_cast<size_t>(size));
+    dest[i] = {{values[i].data(), values[i].size()}};
+    return OkStatus();
+  };
+  std::vector<Result<size_t>> got = GetPieces(keys, &dest, sized);
+  std::vector<Result<std::string>> out;
+  out.reserve(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (got[i].ok()) {
+      out.emplace_back(std::move(values[i]));
+    } else {
+      out.emplace_back(got[i].status());
+    }
+  }
+  return out;
+}
+
+Result<size_t> ClientImpl::GetInto(std::string_view key, void* buffer, size_t capacity) {
+  const std::string k(key);
+  const Piece piece{buffer, capacity};
+  return BatchGetInto({&k, 1}, {&piece, 1})[0];
+}
+
+std::vector<Result<size_t>> ClientImpl::BatchGetInto(std::span<const std::string> keys,
+                                                     std::span<const Piece> buffers) {
+  std::vector<std::vector<Piece>> pieces;
+  pieces.reserve(buffers.size());
+  for (const Piece& b : buffers) pieces.push_back({b});
+  return BatchGetIntoMultiBuffers(keys, pieces);
+}
+
+std::vector<Result<size_t>> ClientImpl::BatchGetIntoMultiBuffers(
+    std::span<const std::string> keys, std::span<const std::vector<Piece>> buffers) {
+  if (buffers.size() != keys.size()) {
+    return Filled<Result<size_t>>(
+        keys.size(),
+        StoreError(ErrorCode::kInvalidParams,
+                   fmt::format("{} keys but {} buffers", keys.size(), buffers.size())));
+  }
+  std::vector<std::vector<Piece>> dest(buffers.begin(), buffers.end());
+  auto sized = [&](size_t i, uint64_t size) -> Status {
+    for (const Piece& p : dest[i]) {
+      if (p.addr == nullptr && p.length > 0) {
+        return StoreError(ErrorCode::kInvalidParams, "a buffer has a null address");
+      }
+    }
+    const uint64_t capacity = TotalLength(dest[i]);
+    if (size > capacity) {
+      return StoreError(
+          ErrorCode::kBufferOverflow,
+          fmt::format("'{}' is {} bytes; the buffer holds {}", keys[i], size, capacity));
+    }
+    return OkStatus();
+  };
+  return GetPieces(keys, &dest, sized);
+}
+
+// ---- Metadata ----
+
+Result<bool> ClientImpl::Exist(std::string_view key) {
+  const std::string k(key);
+  return BatchExist({&k, 1})[0];
+}
+
+std::vector<Result<bool>> ClientImpl::BatchExist(std::span<const std::string> keys) {
+  const size_t n = keys.size();
+  if (Status s = CheckOpen(); !s.ok()) return Filled<Result<bool>>(n, s);
+  std::vector<Result<bool>> out(n, Result<bool>(false));
+  rpc::BatchKeysRequest req;
+  req.set_client_id(client_id_);
+  std::vector<size_t> asked;
+  for (size_t i = 0; i < n; ++i) {
+    Status s = CheckKey(keys[i]);
+    if (!s.ok()) {
+      out[i] = s;
+      continue;
+    }
+    req.add_keys(keys[i]);
+    asked.push_back(i);
+  }
+  if (asked.empty()) return out;
+  rpcs_.fetch_add(1, std::memory_order_relaxed);
+  auto rep = master_->BatchExist(req);
+  if (rep.ok() && rep->results_size() != static_cast<int>(asked.size())) {
+    rep = StoreError(ErrorCode::kRpcFail, "the master's exist reply has the wrong length");
+  }
+  for (size_t j = 0; j < asked.size(); ++j) {
+    if (!rep.ok()) {
+      out[asked[j]] = rep.status();
+      continue;
+    }
+    Status s = ToStatus(rep->results(static_cast<int>(j)).result());
+    const ErrorCode code = ErrorCodeOf(s);
+    if (s.ok()) {
+      out[asked[j]] = true;
+    } else if (code == ErrorCode::kObjectNotFound || code == ErrorCode::kReplicaIsNotReady) {
+      out[asked[j]] = false;
+    } else {
+      out[asked[j]] = s;
+    }
+  }
+  if (!rep.ok()) rpc_failures_.fetch_add(1, std::memory_order_relaxed);
+  return out;
+}
+
+Result<uint64_t> ClientImpl::GetSize(std::string_view key) {
+  const std::string k(key);
+  ReadPlan plan = std::move(PlanReads({&k, 1})[0]);
+  if (!plan.status.ok()) return plan.status;
+  return plan.size;
+}
+
+Result<std::vector<ReplicaDescriptor>> ClientImpl::GetReplicaDescriptors(std::string_view key) {
+  const std::string k(key);
+  return std::move(BatchGetReplicaDescriptors({&k, 1})[0]);
+}
+
+std::vector<Result<std::vector<ReplicaDescriptor>>> ClientImpl::BatchGetReplicaDescriptors(
+    std::span<const std::string> keys) {
+  std::vector<ReadPlan> plans = PlanReads(keys);
+  std::vector<Result<std::vector<ReplicaDescriptor>>> out;
+  out.reserve(plans.size());
+  for (const ReadPlan& p : plans) {
+    if (!p.status.ok()) {
+      out.emplace_back(p.status);
+      continue;
+    }
+    std::vector<ReplicaDescriptor> d;
+    for (const rpc::Replica& r : p.replicas) d.push_back(FromProto(r));
+    out.emplace_back(std::move(d));
+  }
+  return out;
+}
+
+Status ClientImpl::Remove(std::string_view key, bool force) {
+  const std::string k(key);
+  return BatchRemove({&k, 1}, force)[0];
+}
+
+std::vector<Status> ClientImpl::BatchRemove(std::span<const std::string> keys, bool force) {
+  const size_t n = keys.size();
+  if (Status s = CheckOpen(); !s.ok()) return std::vector<Status>(n, s);
+  std::vector<Status> out(n);
+  rpc::BatchRemoveRequest req;
+  req.set_force(force);
+  std::vector<size_t> asked;
+  for (size_t i = 0; i < n; ++i) {
+    out[i] = CheckKey(keys[i]);
+    if (!out[i].ok()) continue;
+    req.add_keys(keys[i]);
+    asked.push_back(i);
+  }
+  if (asked.empty()) return out;
+  rpcs_.fetch_add(1, std::memory_order_relaxed);
+  auto rep = master_->BatchRemove(req);
+  if (rep.ok() && rep->results_size() != static_cast<int>(asked.size())) {
+    rep = StoreError(ErrorCode::kRpcFail, "the master's remove reply has the wrong length");
+  }
+  if (!rep.ok()) rpc_failures_.fetch_add(1, std::memory_order_relaxed);
+  for (size_t j = 0; j < asked.size(); ++j) {
+    out[asked[j]] = rep.ok() ? ToStatus(rep->results(static_cast<int>(j))) : rep.status();
+  }
+  return out;
+}
+
+Result<uint64_t> ClientImpl::RemoveByRegex(const std::string& regex, bool force) {
+  FERRY_RETURN_IF_ERROR(CheckOpen());
+  rpc::RemoveByRegexRequest req;
+  req.set_regex(regex);
+  req.set_force(force);
+  rpcs_.fetch_add(1, std::memory_order_relaxed);
+  FERRY_ASSIGN_OR_RETURN(rpc::RemoveCountReply rep, master_->RemoveByRegex(req));
+  FERRY_RETURN_IF_ERROR(ToStatus(rep.result()));
+  return rep.removed();
+}
+
+Result<uint64_t> ClientImpl::RemoveAll(bool force) {
+  FERRY_RETURN_IF_ERROR(CheckOpen());
+  rpc::RemoveAllRequest req;
+  req.set_force(force);
+  rpcs_.fetch_add(1, std::memory_order_relaxed);
+  FERRY_ASSIGN_OR_RETURN(rpc::RemoveCountReply rep, master_->RemoveAll(req));
+  FERRY_RETURN_IF_ERROR(ToStatus(rep.result()));
+  return rep.removed();
+}
+
+ClientCounters ClientImpl::counters() const {
+  ClientCounters c;
+  c.puts = puts_.load();
+  c.put_failures = put_failures_.load();
+  c.gets = gets_.load();
+  c.get_failures = get_failures_.load();
+  c.bytes_put = bytes_put_.load();
+  c.bytes_got = bytes_got_.load();
+  c.rpcs = rpcs_.load();
+  c.rpc_failures = rpc_failures_.load();
+  c.remounts = remounts_.load();
+  return c;
+}
+
+}  // namespace ferry::store

@@ -1,0 +1,75 @@
+// MasterClient: the store master's gRPC calls (proto/master.proto) with a deadline, the
+// deployment's auth tag and the error mapping that every store client needs.
+//
+//   FERRY_ASSIGN_OR_RETURN(auto master, MasterClient::Create("127.0.0.1:50051", secret,
+//                                                            std::chrono::seconds(5)));
+//   rpc::BatchKeysRequest req;
+//   req.add_keys("a");
+//   FERRY_ASSIGN_OR_RETURN(rpc::BatchExistReply rep, master->BatchExist(req));
+//   Status first = ToStatus(rep.results(0).result());
+//
+// A call's Status is not OK only when the call as a whole failed: the master unreachable
+// or past the deadline (RPC_FAIL), the call refused (bad secret: RPC_FAIL; over a limit or
+// malformed: INVALID_PARAMS). Per-key outcomes are in the reply's Result messages.
+//
+// Thread safety: every method is thread-safe (one gRPC channel, shared).
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/message_auth.h"
+#include "ferry/status.h"
+#include "store/proto/master.grpc.pb.h"
+
+namespace ferry::store {
+
+namespace rpc = ::ferry::store::rpc;
+
+// A per-item result of a reply as a Status (StoreError carrying the code; OK for 0).
+Status ToStatus(const rpc::Result& result);
+
+class MasterClient {
+ public:
+  // `address`: "host:port". Connects lazily (the first call connects). Errors:
+  // InvalidArgument for a malformed address.
+  static Result<std::unique_ptr<MasterClient>> Create(const std::string& address,
+                                                      const std::string& secret,
+                                                      std::chrono::milliseconds timeout);
+
+  const std::string& address() const { return address_; }
+
+  Result<rpc::MountSegmentReply> MountSegment(const rpc::MountSegmentRequest& req);
+  Result<rpc::RemountSegmentsReply> RemountSegments(const rpc::RemountSegmentsRequest& req);
+  Result<rpc::UnmountSegmentReply> UnmountSegment(const rpc::UnmountSegmentRequest& req);
+  Result<rpc::PingReply> Ping(const rpc::PingRequest& req);
+  Result<rpc::BatchPutStartReply> BatchPutStart(const rpc::BatchPutStartRequest& req);
+  Result<rpc::BatchResultsReply> BatchPutEnd(const rpc::BatchKeysRequest& req);
+  Result<rpc::BatchResultsReply> BatchPutRevoke(const rpc::BatchKeysRequest& req);
+  Result<rpc::BatchGetReplicaListReply> BatchGetReplicaList(const rpc::BatchKeysRequest& req);
+  Result<rpc::BatchExistReply> BatchExist(const rpc::BatchKeysRequest& req);
+  Result<rpc::BatchResultsReply> BatchRemove(const rpc::BatchRemoveRequest& req);
+  Result<rpc::RemoveCountReply> RemoveByRegex(const rpc::RemoveByRegexRequest& req);
+  Result<rpc::RemoveCountReply> RemoveAll(const rpc::RemoveAllRequest& req);
+  Result<rpc::ListKeysReply> ListKeys(const rpc::ListKeysRequest& req);
+  Result<rpc::GetAllSegmentsReply> GetAllSegments(const rpc::GetAllSegmentsRequest& req);
+  Result<rpc::HealthReply> Health(const rpc::HealthRequest& req);
+
+ private:
+  MasterClient(std::string address, const std::string& secret, std::chrono::milliseconds timeout);
+
+  template <typename Req, typename Rep>
+  Result<Rep> Call(std::string_view method,
+                   grpc::Status (rpc::Master::Stub::*fn)(grpc::ClientContext*, const Req&, Rep*),
+                   const Req& req);
+
+  const std::string address_;
+  const std::chrono::milliseconds timeout_;
+  MessageAuth auth_;  // disabled when the secret is empty
+  const bool signed_;
+  std::unique_ptr<rpc::Master::Stub> stub_;
+};
+
+}  // namespace ferry::store
