@@ -271,14 +271,15 @@ class MooncakeDistributedStore:
             if required not in config:
                 log.error("setup: %r is required", required)
                 return _INVALID_PARAMS
-        if _truthy(config.get("enable_ssd_offload", False)):
-            log.warning("setup: enable_ssd_offload is not supported by Ferry; ignored")
-        return self._setup(str(config["local_hostname"]), str(config["metadata_server"]),
-                           config.get("global_segment_size", 16 << 20),
-                           config.get("local_buffer_size", 16 << 20),
-                           str(config.get("protocol", "tcp")),
-                           str(config.get("rdma_devices", "")),
-                           str(config.get("master_server_addr", "127.0.0.1:50051")), None)
+        return self.setup(str(config["local_hostname"]), str(config["metadata_server"]),
+                          config.get("global_segment_size", 16 << 20),
+                          config.get("local_buffer_size", 16 << 20),
+                          str(config.get("protocol", "tcp")), str(config.get("rdma_devices", "")),
+                          str(config.get("master_server_addr", "127.0.0.1:50051")),
+                          enable_ssd_offload=config.get("enable_ssd_offload", False),
+                          tenant_id=str(config.get("tenant_id", "default")),
+                          enable_client_http_server=config.get("enable_client_http_server",
+                                                               False))
 
     def _setup(self, local_hostname, metadata_server, global_segment_size, local_buffer_size,
                protocol, rdma_devices, master_server_addr, engine):
