@@ -1,5 +1,5 @@
-"""Mooncake-compatible facade over Ferry: `from mooncake.engine import TransferEngine`.
+"""Mooncake-compatible facade over Ferry: `from mooncake.engine import TransferEngine` and
+`from mooncake.store import MooncakeDistributedStore`.
 
-Only the transfer engine is provided (no mooncake.store). See docs/python.md for the
-differences from the reference implementation.
+See docs/python.md for the differences from the reference implementation.
 """

@@ -20,6 +20,9 @@
 
 #include "errors.h"
 #include "ferry/transfer_engine.h"
+#ifdef FERRY_PYTHON_STORE
+#include "store_module.h"
+#endif
 
 namespace ferry::python {
 namespace {
@@ -270,4 +273,10 @@ PYBIND11_MODULE(_ferry, m) {
         d["notifications_dropped"] = c.notifications_dropped;
         return d;
       });
+
+#ifdef FERRY_PYTHON_STORE
+  RegisterStore(m, [](py::handle obj) { return obj.cast<Engine&>().Get(); });
+#else
+  m.attr("HAS_STORE") = false;  // built without the store client (ferry_store)
+#endif
 }
