@@ -324,7 +324,7 @@ class Store:
     # --- copying calls --------------------------------------------------------------
     def put(self, key, value, config=None, *, upsert=False):
         """Stores `value` (bytes-like) under `key`. Without upsert an existing key is kept
-        (OBJECT_ALREADY_EXISTS: the first writer wins); with upsert it is replaced."""
+        and the call still succeeds (the first writer wins); with upsert it is replaced."""
         self._store.put(key, _copy_source(value), _config(config), int(bool(upsert)))
 
     def upsert(self, key, value, config=None):
