@@ -67,26 +67,31 @@ Status MasterService::UnmountSegment(std::string_view segment_id, std::string_vi
   const uint64_t generation = segments_.GenerationOf(segment_id);
   Status s = segments_.Unmount(segment_id);
   if (!s.ok()) return s;
-  DropSegmentObjects(segment_id, generation, Now());
+  DropSegmentObjects({{std::string(segment_id), generation}}, Now());
   return OkStatus();
 }
 
-void MasterService::DropSegmentObjects(std::string_view segment_id, uint64_t generation,
+void MasterService::DropSegmentObjects(const std::vector<SegmentGeneration>& gone_segments,
                                        Clock::time_point now) {
+  if (gone_segments.empty()) return;
+  auto gone = [&](const Replica& r) {
+    for (const auto& [id, generation] : gone_segments) {
+      if (r.range.segment_id == id && r.range.generation == generation) return true;
+    }
+    return false;
+  };
   for (size_t i = 0; i < shard_count_; ++i) {
     Shard& shard = shards_[i];
     std::lock_guard<std::mutex> lock(shard.mu);
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
       Object& obj = it->second;
-      auto gone = [&](const Replica& r) {
-        return r.range.segment_id == segment_id && r.range.generation == generation;
-      };
       const size_t before = obj.replicas.size();
       obj.replicas.erase(std::remove_if(obj.replicas.begin(), obj.replicas.end(), gone),
                          obj.replicas.end());
       const bool touched = obj.replicas.size() != before;
       if (touched && (obj.replicas.empty() || obj.status == ReplicaStatus::kProcessing)) {
         ReleaseSpace(obj, now);
+        shard.in_progress.erase(it->first);
         it = shard.objects.erase(it);
         keys_.fetch_sub(1, std::memory_order_relaxed);
       } else {
@@ -152,6 +157,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
       return StoreError(ErrorCode::kObjectAlreadyExists, "key '" + std::string(key) + "' exists");
     }
     ReleaseSpace(old, now);
+    shard.in_progress.erase(it->first);
     shard.objects.erase(it);
     keys_.fetch_sub(1, std::memory_order_relaxed);
     return OkStatus();
@@ -186,6 +192,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
     for (AllocatedRange& r : *ranges) obj.replicas.push_back({std::move(r)});
     std::vector<ReplicaDescriptor> out = Describe(obj);
     shard.objects.emplace(std::string(key), std::move(obj));
+    shard.in_progress.emplace(key);
     keys_.fetch_add(1, std::memory_order_relaxed);
     return out;
   }
@@ -214,6 +221,7 @@ Status MasterService::PutEnd(std::string_view key, std::string_view client_id) {
   auto it = FindPutInProgress(shard, key, client_id, &error);
   if (it == shard.objects.end()) return error;
   it->second.status = ReplicaStatus::kComplete;
+  shard.in_progress.erase(it->first);
   it->second.last_access = now;
   return OkStatus();
 }
@@ -226,6 +234,7 @@ Status MasterService::PutRevoke(std::string_view key, std::string_view client_id
   auto it = FindPutInProgress(shard, key, client_id, &error);
   if (it == shard.objects.end()) return error;
   ReleaseSpace(it->second, now);
+  shard.in_progress.erase(it->first);
   shard.objects.erase(it);
   keys_.fetch_sub(1, std::memory_order_relaxed);
   return OkStatus();
@@ -282,6 +291,7 @@ Status MasterService::Remove(std::string_view key, bool force) {
                       "key '" + std::string(key) + "' is still being written");
   }
   ReleaseSpace(obj, now);  // even when forced: held until the lease ends
+  shard.in_progress.erase(it->first);
   shard.objects.erase(it);
   keys_.fetch_sub(1, std::memory_order_relaxed);
   return OkStatus();
@@ -296,6 +306,7 @@ size_t MasterService::RemoveWhere(
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
       if (doomed(it->first, it->second)) {
         ReleaseSpace(it->second, now);
+        shard.in_progress.erase(it->first);
         it = shard.objects.erase(it);
         ++removed;
       } else {
@@ -397,6 +408,7 @@ size_t MasterService::Evict(Clock::time_point now) {
     bool soft = false;
     if (it == shard.objects.end() || !evictable(it->second, &soft)) continue;
     ReleaseSpace(it->second, now);
+    shard.in_progress.erase(it->first);
     shard.objects.erase(it);
     keys_.fetch_sub(1, std::memory_order_relaxed);
     ++evicted;
@@ -409,13 +421,27 @@ void MasterService::Tick() {
   const Clock::time_point now = Now();
   segments_.Sweep(now);
 
-  // PutStarts never finished.
-  const size_t stale = RemoveWhere(
-      [this, now](const std::string&, const Object& obj) {
-        return obj.status == ReplicaStatus::kProcessing &&
-               now - obj.put_start >= options_.put_start_release_timeout;
-      },
-      now);
+  // PutStarts never finished: only the shards' in-progress keys are looked at.
+  size_t stale = 0;
+  for (size_t i = 0; i < shard_count_; ++i) {
+    Shard& shard = shards_[i];
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (auto k = shard.in_progress.begin(); k != shard.in_progress.end();) {
+      auto it = shard.objects.find(*k);
+      if (it != shard.objects.end() && it->second.status == ReplicaStatus::kProcessing &&
+          now - it->second.put_start < options_.put_start_release_timeout) {
+        ++k;
+        continue;
+      }
+      if (it != shard.objects.end() && it->second.status == ReplicaStatus::kProcessing) {
+        ReleaseSpace(it->second, now);
+        shard.objects.erase(it);
+        ++stale;
+      }
+      k = shard.in_progress.erase(k);
+    }
+  }
+  keys_.fetch_sub(stale, std::memory_order_relaxed);
   put_start_released_.fetch_add(stale, std::memory_order_relaxed);
 
   // Silent clients.
@@ -432,13 +458,15 @@ void MasterService::Tick() {
       }
     }
   }
+  std::vector<SegmentGeneration> unmounted;
   for (const std::string& client : silent) {
     for (const std::string& seg : segments_.SegmentsOf(client)) {
       const uint64_t generation = segments_.GenerationOf(seg);
-      if (segments_.Unmount(seg).ok()) DropSegmentObjects(seg, generation, now);
+      if (segments_.Unmount(seg).ok()) unmounted.emplace_back(seg, generation);
     }
     clients_dropped_.fetch_add(1, std::memory_order_relaxed);
   }
+  DropSegmentObjects(unmounted, now);  // one pass over the objects for every segment
 
   // The watermark.
   const SegmentTable::Totals t = segments_.totals();

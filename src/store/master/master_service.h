@@ -45,6 +45,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "ferry/status.h"
@@ -157,7 +158,11 @@ class MasterService {
   struct Shard {
     mutable std::mutex mu;
     ObjectMap objects;  // GUARDED_BY(mu)
+    // Keys whose object is PROCESSING, so that the stale-put sweep never walks every
+    // object (GUARDED_BY(mu)). May hold keys already gone; the sweep drops those.
+    std::unordered_set<std::string> in_progress;
   };
+  using SegmentGeneration = std::pair<std::string, uint64_t>;
 
   Clock::time_point Now() const;
   Shard& ShardOf(std::string_view key) const;
@@ -173,7 +178,9 @@ class MasterService {
                      Clock::time_point now);
   // Evicts per the policy; returns how many objects went.
   size_t Evict(Clock::time_point now);
-  void DropSegmentObjects(std::string_view segment_id, uint64_t generation, Clock::time_point now);
+  // Drops these segments' replicas: objects left with none, or still PROCESSING, go.
+  void DropSegmentObjects(const std::vector<SegmentGeneration>& gone_segments,
+                          Clock::time_point now);
   void TouchClient(std::string_view client_id, Clock::time_point now);
 
   const MasterServiceOptions options_;
