@@ -347,9 +347,33 @@ std::vector<Status> ClientImpl::Execute(TransferOp op,
                                  s.ToString()));
     }
   };
-  auto batch = engine_->AllocateBatch(requests.size());
+  // Neighbours in both address spaces become one request: a batch of small objects put
+  // from (or read into) one buffer and placed side by side by the allocator moves as a
+  // few large transfers. merged_from[j] is the first of requests[] that merged[j] covers.
+  std::vector<TransferRequest> merged;
+  std::vector<size_t> merged_from;
+  constexpr size_t kMaxMerged = 64u << 20;
+  for (size_t i = 0; i < requests.size(); ++i) {
+    const TransferRequest& r = requests[i];
+    if (!merged.empty()) {
+      TransferRequest& last = merged.back();
+      if (last.segment == r.segment && last.remote + last.length == r.remote &&
+          static_cast<char*>(last.local) + last.length == static_cast<char*>(r.local) &&
+          last.length + r.length <= kMaxMerged) {
+        last.length += r.length;
+        continue;
+      }
+    }
+    merged.push_back(r);
+    merged_from.push_back(i);
+  }
+  merged_from.push_back(requests.size());
+  auto fail_merged = [&](size_t j, const Status& s) {
+    for (size_t i = merged_from[j]; i < merged_from[j + 1]; ++i) fail(owner[i], s);
+  };
+  auto batch = engine_->AllocateBatch(merged.size());
   Status submitted =
-      batch.ok() ? engine_->Submit(*batch, requests, options_.transfer_timeout) : batch.status();
+      batch.ok() ? engine_->Submit(*batch, merged, options_.transfer_timeout) : batch.status();
   if (!submitted.ok()) {
     // Nothing started. A member that re-registered its memory since we cached its
     // descriptor refuses the whole submit: refresh the descriptors and run each key alone
@@ -373,14 +397,14 @@ std::vector<Status> ClientImpl::Execute(TransferOp op,
   if (!waited.ok()) {
     // Every request ends by its deadline; give stragglers a moment past ours.
     (void)engine_->WaitBatch(*batch, std::chrono::seconds(2));
-    for (size_t i = 0; i < requests.size(); ++i) {
-      auto st = engine_->GetTransferStatus(*batch, i);
+    for (size_t j = 0; j < merged.size(); ++j) {
+      auto st = engine_->GetTransferStatus(*batch, j);
       if (!st.ok()) {
-        fail(owner[i], st.status());
+        fail_merged(j, st.status());
       } else if (st->state == TransferState::kFailed) {
-        fail(owner[i], st->error);
+        fail_merged(j, st->error);
       } else if (st->state == TransferState::kPending) {
-        fail(owner[i], DeadlineExceededError("the transfer did not finish in time"));
+        fail_merged(j, DeadlineExceededError("the transfer did not finish in time"));
       }
     }
   }

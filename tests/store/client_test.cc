@@ -182,6 +182,33 @@ TEST_P(StoreClientTest, BatchAndMultiBufferForms) {
   EXPECT_EQ(*client->RemoveAll(/*force=*/true), 22u + 2u);
 }
 
+// A batch put from one buffer and read back into one: neighbouring requests are merged
+// into large transfers, and every object still lands in its own place.
+TEST_P(StoreClientTest, BatchesFromOneBufferRoundTrip) {
+  auto member = Make(16 << 20);
+  auto client = Make(0);
+  ASSERT_TRUE(member && client);
+  constexpr size_t kN = 64, kSize = 4096;
+  const std::string src = Pattern(kN * kSize, 11);
+  std::string dst(kN * kSize, '\0');
+  std::vector<std::string> keys;
+  std::vector<Piece> from, into;
+  for (size_t i = 0; i < kN; ++i) {
+    keys.push_back("c" + std::to_string(i));
+    from.push_back({const_cast<char*>(src.data()) + i * kSize, kSize});
+    into.push_back({dst.data() + (kN - 1 - i) * kSize, kSize});  // reversed on the way back
+  }
+  for (const Status& s : client->BatchPutFrom(keys, from)) ASSERT_TRUE(s.ok()) << s.ToString();
+  for (const auto& r : client->BatchGetInto(keys, into)) ASSERT_TRUE(r.ok() && *r == kSize);
+  for (size_t i = 0; i < kN; ++i) {
+    ASSERT_EQ(std::memcmp(dst.data() + (kN - 1 - i) * kSize, src.data() + i * kSize, kSize), 0)
+        << i;
+  }
+  auto one = client->Get("c7");
+  ASSERT_TRUE(one.ok());
+  EXPECT_TRUE(*one == src.substr(7 * kSize, kSize));
+}
+
 TEST_P(StoreClientTest, BadInputGetsClearErrors) {
   auto member = Make(8 << 20);
   auto client = Make(0);
