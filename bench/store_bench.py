@@ -68,7 +68,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         ferry = run_ferry(args, os.path.join(tmp, "ferry.json"))
         peer, why = run_peer(args, os.path.join(tmp, "peer.json"))
-    theirs = {key(c): c for c in (peer or {}).get("cases", []) if c.get("gbps")}
+    theirs = {key(c): c for c in (peer or {}).get("cases", []) if c.get("objects_per_s")}
     print("\nFerry vs Mooncake's store (tcp, same machine, same run)")
     print("%-6s %-10s %8s %5s %10s %12s %8s %12s %12s" % (
         "op", "mode", "size", "batch", "ferry GB/s", "mooncake GB/s", "ratio", "ferry obj/s",
@@ -77,7 +77,7 @@ def main():
         if c["mode"] == "raw":
             continue
         t = theirs.get(key(c))
-        ratio = "%.2f" % (c["gbps"] / t["gbps"]) if t and t["gbps"] > 0 else "-"
+        ratio = "%.2f" % (c["objects_per_s"] / t["objects_per_s"]) if t else "-"
         print("%-6s %-10s %8d %5d %10.3f %12s %8s %12.0f %12s" % (
             c["op"], c["mode"], c["size"], c["batch"], c["gbps"],
             "%.3f" % t["gbps"] if t else "-", ratio, c["objects_per_s"],

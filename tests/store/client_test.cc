@@ -283,6 +283,36 @@ TEST(StoreClientSetupTest, UnreachableMasterFailsFastWithRpcFail) {
   EXPECT_EQ(ErrorCodeOf(Client::Create(o).status()), ErrorCode::kInvalidParams);
 }
 
+// With a deployment secret, the master's port and the members' engines admit only clients
+// that hold it.
+TEST(StoreClientSecretTest, OnlyClientsWithTheSecretGetIn) {
+  MasterServer::Options mo;
+  mo.rpc_address = "127.0.0.1";
+  mo.rpc_port = 0;
+  mo.metrics_address = "127.0.0.1";
+  mo.metrics_port = 0;
+  mo.secret = "pool-secret";
+  auto master = MasterServer::Start(mo);
+  ASSERT_TRUE(master.ok());
+  ClientOptions o;
+  o.master_server_address = (*master)->rpc_address();
+  o.protocol = "tcp";
+  o.secret = "pool-secret";
+  o.global_segment_size = 4 << 20;
+  auto member = Client::Create(o);
+  ASSERT_TRUE(member.ok()) << member.status().ToString();
+  o.global_segment_size = 0;
+  auto client = Client::Create(o);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  ASSERT_TRUE((*client)->Put("k", Bytes(std::string("secret value"))).ok());
+  EXPECT_EQ(*(*client)->Get("k"), "secret value");
+  o.secret = "wrong";
+  auto outsider = Client::Create(o);
+  ASSERT_FALSE(outsider.ok());
+  EXPECT_EQ(ErrorCodeOf(outsider.status()), ErrorCode::kRpcFail);
+  EXPECT_NE(outsider.status().message().find("secret"), std::string::npos);
+}
+
 // A reader whose lease runs out while its bytes are on the way gets LEASE_EXPIRED, never
 // the bytes of whatever the region holds by then.
 TEST(StoreClientLeaseTest, SlowReadPastItsLeaseIsLeaseExpired) {
