@@ -199,8 +199,8 @@ class MasterClient {
     grpc::ClientContext ctx;
     Arm(&ctx);
     const grpc::Status status = stub_->BatchExist(&ctx, req, &exist_);
-    return Check(status, req.keys_size(), exist_.results_size(),
-                 [&](int i) { return exist_.results(i).result().code(); });
+    return Check(status, req.keys_size(), exist_.codes_size(),
+                 [&](int i) { return exist_.codes(i); });
   }
   bool GetReplicaList(const pb::BatchKeysRequest& req) {
     grpc::ClientContext ctx;

@@ -62,6 +62,34 @@ std::vector<T> Filled(size_t n, const Status& s) {
   return std::vector<T>(n, T(s));
 }
 
+// Adds the well-formed keys to `req`'s keys and returns their indexes in `keys`; the
+// others' errors go to bad(index, status). No RPC carries a key the master would refuse.
+template <typename Req, typename Bad>
+std::vector<size_t> AddCheckedKeys(std::span<const std::string> keys, Req* req, Bad&& bad) {
+  std::vector<size_t> asked;
+  asked.reserve(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    Status s = CheckKey(keys[i]);
+    if (!s.ok()) {
+      bad(i, std::move(s));
+      continue;
+    }
+    req->add_keys(keys[i]);
+    asked.push_back(i);
+  }
+  return asked;
+}
+
+// A reply whose result count is not `n` (the master's claim about itself) is an error.
+template <typename Rep>
+void CheckResultCount(Result<Rep>& rep, size_t n, std::string_view call) {
+  if (rep.ok() && rep->results_size() != static_cast<int>(n)) {
+    rep = StoreError(ErrorCode::kRpcFail,
+                     fmt::format("the master's {} reply has {} results for {} keys", call,
+                                 rep->results_size(), n));
+  }
+}
+
 }  // namespace
 
 Result<std::unique_ptr<Client>> Client::Create(const ClientOptions& options) {
@@ -451,9 +479,7 @@ std::vector<Status> ClientImpl::PutPieces(std::span<const std::string> keys,
   if (!asked.empty()) {
     rpcs_.fetch_add(1, std::memory_order_relaxed);
     auto rep = master_->BatchPutStart(start);
-    if (rep.ok() && rep->results_size() != static_cast<int>(asked.size())) {
-      rep = StoreError(ErrorCode::kRpcFail, "the master's PutStart reply has the wrong length");
-    }
+    CheckResultCount(rep, asked.size(), "PutStart");
     if (!rep.ok()) {
       rpc_failures_.fetch_add(1, std::memory_order_relaxed);
       for (size_t i : asked) results[i] = rep.status();
@@ -523,9 +549,7 @@ std::vector<Status> ClientImpl::PutPieces(std::span<const std::string> keys,
       if (end.keys_size() > 0) {
         rpcs_.fetch_add(1, std::memory_order_relaxed);
         auto r = master_->BatchPutEnd(end);
-        if (r.ok() && r->results_size() != end.keys_size()) {
-          r = StoreError(ErrorCode::kRpcFail, "the master's PutEnd reply has the wrong length");
-        }
+        CheckResultCount(r, ended.size(), "PutEnd");
         for (size_t j = 0; j < ended.size(); ++j) {
           results[ended[j]] = r.ok() ? ToStatus(r->results(static_cast<int>(j))) : r.status();
         }
@@ -609,20 +633,13 @@ std::vector<ClientImpl::ReadPlan> ClientImpl::PlanReads(std::span<const std::str
   }
   rpc::BatchKeysRequest req;
   req.set_client_id(client_id_);
-  std::vector<size_t> asked;
-  for (size_t i = 0; i < keys.size(); ++i) {
-    plans[i].status = CheckKey(keys[i]);
-    if (!plans[i].status.ok()) continue;
-    req.add_keys(keys[i]);
-    asked.push_back(i);
-  }
+  const std::vector<size_t> asked =
+      AddCheckedKeys(keys, &req, [&](size_t i, Status s) { plans[i].status = std::move(s); });
   if (asked.empty()) return plans;
   const Clock::time_point asked_at = Clock::now();
   rpcs_.fetch_add(1, std::memory_order_relaxed);
   auto rep = master_->BatchGetReplicaList(req);
-  if (rep.ok() && rep->results_size() != static_cast<int>(asked.size())) {
-    rep = StoreError(ErrorCode::kRpcFail, "the master's replica-list reply has the wrong length");
-  }
+  CheckResultCount(rep, asked.size(), "replica-list");
   if (!rep.ok()) {
     rpc_failures_.fetch_add(1, std::memory_order_relaxed);
     for (size_t i : asked) plans[i].status = rep.status();
@@ -799,35 +816,29 @@ std::vector<Result<bool>> ClientImpl::BatchExist(std::span<const std::string> ke
   std::vector<Result<bool>> out(n, Result<bool>(false));
   rpc::BatchKeysRequest req;
   req.set_client_id(client_id_);
-  std::vector<size_t> asked;
-  for (size_t i = 0; i < n; ++i) {
-    Status s = CheckKey(keys[i]);
-    if (!s.ok()) {
-      out[i] = s;
-      continue;
-    }
-    req.add_keys(keys[i]);
-    asked.push_back(i);
-  }
+  const std::vector<size_t> asked =
+      AddCheckedKeys(keys, &req, [&](size_t i, Status s) { out[i] = std::move(s); });
   if (asked.empty()) return out;
   rpcs_.fetch_add(1, std::memory_order_relaxed);
   auto rep = master_->BatchExist(req);
-  if (rep.ok() && rep->results_size() != static_cast<int>(asked.size())) {
-    rep = StoreError(ErrorCode::kRpcFail, "the master's exist reply has the wrong length");
+  if (rep.ok() && rep->codes_size() != static_cast<int>(asked.size())) {
+    rep = StoreError(ErrorCode::kRpcFail,
+                     fmt::format("the master's exist reply has {} codes for {} keys",
+                                 rep->codes_size(), asked.size()));
   }
   for (size_t j = 0; j < asked.size(); ++j) {
     if (!rep.ok()) {
       out[asked[j]] = rep.status();
       continue;
     }
-    Status s = ToStatus(rep->results(static_cast<int>(j)).result());
-    const ErrorCode code = ErrorCodeOf(s);
-    if (s.ok()) {
+    const auto code = static_cast<ErrorCode>(rep->codes(static_cast<int>(j)));
+    if (code == ErrorCode::kOk) {
       out[asked[j]] = true;
     } else if (code == ErrorCode::kObjectNotFound || code == ErrorCode::kReplicaIsNotReady) {
       out[asked[j]] = false;
     } else {
-      out[asked[j]] = s;
+      out[asked[j]] =
+          StoreError(code, "exist '" + keys[asked[j]] + "': " + std::string(ErrorCodeName(code)));
     }
   }
   if (!rep.ok()) rpc_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -874,19 +885,12 @@ std::vector<Status> ClientImpl::BatchRemove(std::span<const std::string> keys, b
   std::vector<Status> out(n);
   rpc::BatchRemoveRequest req;
   req.set_force(force);
-  std::vector<size_t> asked;
-  for (size_t i = 0; i < n; ++i) {
-    out[i] = CheckKey(keys[i]);
-    if (!out[i].ok()) continue;
-    req.add_keys(keys[i]);
-    asked.push_back(i);
-  }
+  const std::vector<size_t> asked =
+      AddCheckedKeys(keys, &req, [&](size_t i, Status s) { out[i] = std::move(s); });
   if (asked.empty()) return out;
   rpcs_.fetch_add(1, std::memory_order_relaxed);
   auto rep = master_->BatchRemove(req);
-  if (rep.ok() && rep->results_size() != static_cast<int>(asked.size())) {
-    rep = StoreError(ErrorCode::kRpcFail, "the master's remove reply has the wrong length");
-  }
+  CheckResultCount(rep, asked.size(), "remove");
   if (!rep.ok()) rpc_failures_.fetch_add(1, std::memory_order_relaxed);
   for (size_t j = 0; j < asked.size(); ++j) {
     out[asked[j]] = rep.ok() ? ToStatus(rep->results(static_cast<int>(j))) : rep.status();

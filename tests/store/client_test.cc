@@ -31,17 +31,24 @@ std::string Pattern(size_t n, uint32_t seed) {
 
 std::span<const std::byte> Bytes(const std::string& s) { return std::as_bytes(std::span(s)); }
 
+// A master on 127.0.0.1, free ports, housekeeping every 20 ms.
+Result<std::unique_ptr<MasterServer>> StartLocalMaster(MasterServiceOptions service = {},
+                                                       std::string secret = "") {
+  MasterServer::Options o;
+  o.rpc_address = "127.0.0.1";
+  o.rpc_port = 0;
+  o.metrics_address = "127.0.0.1";
+  o.metrics_port = 0;
+  o.service = std::move(service);
+  o.secret = std::move(secret);
+  o.tick_interval = milliseconds(20);
+  return MasterServer::Start(std::move(o));
+}
+
 class StoreClientTest : public ::testing::TestWithParam<std::string> {
  protected:
   void StartMaster(MasterServiceOptions service = {}) {
-    MasterServer::Options o;
-    o.rpc_address = "127.0.0.1";
-    o.rpc_port = 0;
-    o.metrics_address = "127.0.0.1";
-    o.metrics_port = 0;
-    o.service = service;
-    o.tick_interval = milliseconds(20);
-    auto s = MasterServer::Start(o);
+    auto s = StartLocalMaster(std::move(service));
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     master_ = std::move(*s);
   }
@@ -286,13 +293,7 @@ TEST(StoreClientSetupTest, UnreachableMasterFailsFastWithRpcFail) {
 // With a deployment secret, the master's port and the members' engines admit only clients
 // that hold it.
 TEST(StoreClientSecretTest, OnlyClientsWithTheSecretGetIn) {
-  MasterServer::Options mo;
-  mo.rpc_address = "127.0.0.1";
-  mo.rpc_port = 0;
-  mo.metrics_address = "127.0.0.1";
-  mo.metrics_port = 0;
-  mo.secret = "pool-secret";
-  auto master = MasterServer::Start(mo);
+  auto master = StartLocalMaster({}, "pool-secret");
   ASSERT_TRUE(master.ok());
   ClientOptions o;
   o.master_server_address = (*master)->rpc_address();
@@ -316,13 +317,9 @@ TEST(StoreClientSecretTest, OnlyClientsWithTheSecretGetIn) {
 // A reader whose lease runs out while its bytes are on the way gets LEASE_EXPIRED, never
 // the bytes of whatever the region holds by then.
 TEST(StoreClientLeaseTest, SlowReadPastItsLeaseIsLeaseExpired) {
-  MasterServer::Options mo;
-  mo.rpc_address = "127.0.0.1";
-  mo.rpc_port = 0;
-  mo.metrics_address = "127.0.0.1";
-  mo.metrics_port = 0;
-  mo.service.default_kv_lease_ttl = milliseconds(50);
-  auto master = MasterServer::Start(mo);
+  MasterServiceOptions service;
+  service.default_kv_lease_ttl = milliseconds(50);
+  auto master = StartLocalMaster(service);
   ASSERT_TRUE(master.ok());
   ClientOptions o;
   o.master_server_address = (*master)->rpc_address();

@@ -102,8 +102,8 @@ TEST_F(MasterServerTest, BatchPutGetExistRemoveOverGrpc) {
   pb::BatchExistReply ex;
   ctx = Ctx();
   ASSERT_TRUE(stub_->BatchExist(ctx.get(), keys, &ex).ok());
-  EXPECT_EQ(ex.results(0).result().code(), ToInt(ErrorCode::kReplicaIsNotReady));
-  EXPECT_EQ(ex.results(2).result().code(), ToInt(ErrorCode::kObjectNotFound));
+  EXPECT_EQ(ex.codes(0), ToInt(ErrorCode::kReplicaIsNotReady));
+  EXPECT_EQ(ex.codes(2), ToInt(ErrorCode::kObjectNotFound));
 
   pb::BatchResultsReply end;
   ctx = Ctx();

@@ -227,12 +227,10 @@ class MasterRpcService final : public pb::Master::Service {
   grpc::Status BatchExist(grpc::ServerContext* ctx, const pb::BatchKeysRequest* req,
                           pb::BatchExistReply* rep) override {
     return Run(kExist, ctx, *req, req->keys_size(), [&] {
-      const uint64_t ttl = options_.service.default_kv_lease_ttl.count();
+      rep->set_lease_ttl_ms(options_.service.default_kv_lease_ttl.count());
+      rep->mutable_codes()->Reserve(req->keys_size());
       for (const std::string& key : req->keys()) {
-        pb::ExistResult* out = rep->add_results();
-        Status s = service_->Exist(key);
-        SetResult(out->mutable_result(), s);
-        if (s.ok()) out->set_lease_ttl_ms(ttl);
+        rep->add_codes(ToInt(ErrorCodeOf(service_->Exist(key))));
       }
     });
   }

@@ -145,7 +145,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
   // then the allocation. Eviction runs with the lock dropped (it takes every shard's lock
   // in turn), then the put is tried once more.
   auto admit = [&]() -> Status {
-    auto it = shard.objects.find(std::string(key));
+    auto it = shard.objects.find(key);
     if (it == shard.objects.end()) return OkStatus();
     Object& old = it->second;
     if (old.status == ReplicaStatus::kProcessing) {
@@ -203,7 +203,7 @@ MasterService::ObjectMap::iterator MasterService::FindPutInProgress(Shard& shard
                                                                     std::string_view key,
                                                                     std::string_view client_id,
                                                                     Status* error) {
-  auto it = shard.objects.find(std::string(key));
+  auto it = shard.objects.find(key);
   if (it == shard.objects.end() || it->second.status != ReplicaStatus::kProcessing ||
       it->second.writer != client_id) {
     *error = StoreError(ErrorCode::kObjectNotFound,
@@ -244,7 +244,7 @@ Result<ReplicaList> MasterService::GetReplicaList(std::string_view key) {
   const Clock::time_point now = Now();
   Shard& shard = ShardOf(key);
   std::lock_guard<std::mutex> lock(shard.mu);
-  auto it = shard.objects.find(std::string(key));
+  auto it = shard.objects.find(key);
   if (it == shard.objects.end()) {
     return StoreError(ErrorCode::kObjectNotFound, "key '" + std::string(key) + "' not found");
   }
@@ -262,7 +262,7 @@ Status MasterService::Exist(std::string_view key) {
   const Clock::time_point now = Now();
   Shard& shard = ShardOf(key);
   std::lock_guard<std::mutex> lock(shard.mu);
-  auto it = shard.objects.find(std::string(key));
+  auto it = shard.objects.find(key);
   if (it == shard.objects.end()) {
     return StoreError(ErrorCode::kObjectNotFound, "key '" + std::string(key) + "' not found");
   }
@@ -278,7 +278,7 @@ Status MasterService::Remove(std::string_view key, bool force) {
   const Clock::time_point now = Now();
   Shard& shard = ShardOf(key);
   std::lock_guard<std::mutex> lock(shard.mu);
-  auto it = shard.objects.find(std::string(key));
+  auto it = shard.objects.find(key);
   if (it == shard.objects.end()) {
     return StoreError(ErrorCode::kObjectNotFound, "key '" + std::string(key) + "' not found");
   }
@@ -360,7 +360,7 @@ std::vector<std::string> MasterService::ListKeys(size_t limit) const {
 Result<ReplicaList> MasterService::Describe(std::string_view key) const {
   Shard& shard = ShardOf(key);
   std::lock_guard<std::mutex> lock(shard.mu);
-  auto it = shard.objects.find(std::string(key));
+  auto it = shard.objects.find(key);
   if (it == shard.objects.end()) {
     return StoreError(ErrorCode::kObjectNotFound, "key '" + std::string(key) + "' not found");
   }

@@ -154,7 +154,12 @@ class MasterService {
     Clock::time_point soft_pin_until;  // no soft pin when <= now
     bool hard_pin = false;
   };
-  using ObjectMap = std::unordered_map<std::string, Object>;
+  // Looked up by string_view without building a std::string per call.
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view key) const { return std::hash<std::string_view>{}(key); }
+  };
+  using ObjectMap = std::unordered_map<std::string, Object, KeyHash, std::equal_to<>>;
   struct Shard {
     mutable std::mutex mu;
     ObjectMap objects;  // GUARDED_BY(mu)
