@@ -41,9 +41,9 @@ TEST(SegmentTableTest, ReplicasLandOnDistinctSegmentsAllOrNothing) {
   auto r = t.AllocateReplicas(8192, 2, {}, "", false);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ASSERT_EQ(r->size(), 2u);
-  EXPECT_NE((*r)[0].segment_id, (*r)[1].segment_id);
-  EXPECT_NE((*r)[0].segment_id, "c");  // too small
-  EXPECT_NE((*r)[1].segment_id, "c");
+  EXPECT_NE((*r)[0].segment_id(), (*r)[1].segment_id());
+  EXPECT_NE((*r)[0].segment_id(), "c");  // too small
+  EXPECT_NE((*r)[1].segment_id(), "c");
   // Three replicas of 8 KiB cannot fit (c holds 4 KiB): refused, nothing kept.
   const uint64_t before = t.totals().allocated;
   auto three = t.AllocateReplicas(8192, 3, {}, "", false);
@@ -76,19 +76,19 @@ TEST(SegmentTableTest, PreferredThenSameNodeThenMostFree) {
   ASSERT_TRUE(t.Mount(Seg("a", "h1", 1 << 20)).ok());
   ASSERT_TRUE(t.Mount(Seg("b", "h2", 2 << 20)).ok());
   ASSERT_TRUE(t.Mount(Seg("c", "h3", 4 << 20)).ok());
-  EXPECT_EQ((*t.AllocateReplicas(64, 1, {}, "", false))[0].segment_id, "c");  // most free
-  EXPECT_EQ((*t.AllocateReplicas(64, 1, {"h1:17000"}, "", false))[0].segment_id, "a");
-  EXPECT_EQ((*t.AllocateReplicas(64, 1, {"h2"}, "", false))[0].segment_id, "b");
-  EXPECT_EQ((*t.AllocateReplicas(64, 1, {}, "h2", true))[0].segment_id, "b");
-  EXPECT_EQ((*t.AllocateReplicas(64, 1, {}, "h2", false))[0].segment_id, "c");
+  EXPECT_EQ((*t.AllocateReplicas(64, 1, {}, "", false))[0].segment_id(), "c");  // most free
+  EXPECT_EQ((*t.AllocateReplicas(64, 1, {"h1:17000"}, "", false))[0].segment_id(), "a");
+  EXPECT_EQ((*t.AllocateReplicas(64, 1, {"h2"}, "", false))[0].segment_id(), "b");
+  EXPECT_EQ((*t.AllocateReplicas(64, 1, {}, "h2", true))[0].segment_id(), "b");
+  EXPECT_EQ((*t.AllocateReplicas(64, 1, {}, "h2", false))[0].segment_id(), "c");
   auto two = t.AllocateReplicas(64, 2, {"h1", "h2"}, "", false);
   ASSERT_TRUE(two.ok());
-  EXPECT_EQ((*two)[0].segment_id, "a");
-  EXPECT_EQ((*two)[1].segment_id, "b");
+  EXPECT_EQ((*two)[0].segment_id(), "a");
+  EXPECT_EQ((*two)[1].segment_id(), "b");
   // A preferred segment without room is skipped, not an error.
   auto big = t.AllocateReplicas(3 << 20, 1, {"a"}, "", false);
   ASSERT_TRUE(big.ok());
-  EXPECT_EQ((*big)[0].segment_id, "c");
+  EXPECT_EQ((*big)[0].segment_id(), "c");
 }
 
 TEST(SegmentTableTest, HeldRangesAreNotReusedUntilTheirTime) {
@@ -170,7 +170,7 @@ TEST(SegmentTableTest, ConcurrentAllocationsNeverOverlap) {
   size_t n = 0;
   for (const auto& v : got) {
     for (const auto& r : v) {
-      EXPECT_TRUE(starts.insert({r.segment_id, r.address}).second);
+      EXPECT_TRUE(starts.insert({r.segment_id(), r.address}).second);
       ++n;
     }
   }

@@ -76,7 +76,7 @@ void MasterService::DropSegmentObjects(const std::vector<SegmentGeneration>& gon
   if (gone_segments.empty()) return;
   auto gone = [&](const Replica& r) {
     for (const auto& [id, generation] : gone_segments) {
-      if (r.range.segment_id == id && r.range.generation == generation) return true;
+      if (r.range.segment_id() == id && r.range.generation == generation) return true;
     }
     return false;
   };
@@ -120,9 +120,9 @@ std::vector<ReplicaDescriptor> MasterService::Describe(const Object& obj) const 
     ReplicaDescriptor d;
     d.tier = ReplicaTier::kMemory;
     d.status = obj.status;
-    d.segment_id = r.range.segment_id;
-    d.hostname = r.range.hostname;
-    d.buffers.push_back({r.range.segment_name, r.range.address, obj.size});
+    d.segment_id = r.range.segment_id();
+    d.hostname = r.range.hostname();
+    d.buffers.push_back({r.range.segment_name(), r.range.address, obj.size});
     out.push_back(std::move(d));
   }
   return out;
@@ -221,6 +221,7 @@ Status MasterService::PutEnd(std::string_view key, std::string_view client_id) {
   auto it = FindPutInProgress(shard, key, client_id, &error);
   if (it == shard.objects.end()) return error;
   it->second.status = ReplicaStatus::kComplete;
+  std::string().swap(it->second.writer);  // only a put in progress needs its writer
   shard.in_progress.erase(it->first);
   it->second.last_access = now;
   return OkStatus();

@@ -147,7 +147,7 @@ class MasterService {
     uint64_t size = 0;
     std::vector<Replica> replicas;
     ReplicaStatus status = ReplicaStatus::kProcessing;
-    std::string writer;
+    std::string writer;  // the client writing it; cleared once COMPLETE
     Clock::time_point put_start;
     Clock::time_point last_access;
     Clock::time_point lease_until;     // no lease when <= now

@@ -31,6 +31,8 @@ Status SegmentTable::Mount(const SegmentInfo& info) {
   }
   Segment seg;
   seg.info = info;
+  seg.names = std::make_shared<const AllocatedRange::Names>(
+      AllocatedRange::Names{info.id, info.name, info.hostname});
   seg.generation = next_generation_++;
   seg.allocator = std::make_unique<OffsetAllocator>(info.size, alignment_);
   segments_.emplace(info.id, std::move(seg));
@@ -107,12 +109,11 @@ Result<std::vector<AllocatedRange>> SegmentTable::AllocateReplicas(
     if (out.size() == replica_num) break;
     auto r = c.seg->allocator->Allocate(length);
     if (!r) continue;  // largest_free fit but alignment rounding did not
-    out.push_back({c.seg->info.id, c.seg->info.name, c.seg->info.hostname, c.seg->generation,
-                   c.seg->info.base + r->offset, r->length});
+    out.push_back({c.seg->names, c.seg->generation, c.seg->info.base + r->offset, r->length});
   }
   if (out.size() < replica_num) {
     for (const AllocatedRange& a : out) {
-      Segment& seg = segments_.find(a.segment_id)->second;
+      Segment& seg = segments_.find(a.segment_id())->second;
       seg.allocator->Free(a.address - seg.info.base, a.length).IgnoreError();
     }
     return StoreError(ErrorCode::kNoAvailableHandle, "no room for " + std::to_string(replica_num) +
@@ -125,7 +126,7 @@ Result<std::vector<AllocatedRange>> SegmentTable::AllocateReplicas(
 void SegmentTable::Release(const AllocatedRange& range, Clock::time_point not_before,
                            Clock::time_point now) {
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = segments_.find(range.segment_id);
+  auto it = segments_.find(range.segment_id());
   if (it == segments_.end() || it->second.generation != range.generation) return;
   Segment& seg = it->second;
   if (range.address < seg.info.base) return;

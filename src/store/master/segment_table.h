@@ -48,12 +48,19 @@ struct SegmentInfo {
 // One replica's space: `length` bytes at `address` (absolute, in the member's address
 // space) on one segment generation.
 struct AllocatedRange {
-  std::string segment_id;
-  std::string segment_name;
-  std::string hostname;
+  // The segment's names, one copy per mounted segment shared by all of its ranges (an
+  // object's metadata stays small: 10M objects are 10M ranges).
+  struct Names {
+    std::string id, name, hostname;
+  };
+  std::shared_ptr<const Names> names;
   uint64_t generation = 0;
   uint64_t address = 0;
   uint64_t length = 0;
+
+  const std::string& segment_id() const { return names->id; }
+  const std::string& segment_name() const { return names->name; }
+  const std::string& hostname() const { return names->hostname; }
 };
 
 class SegmentTable {
@@ -109,6 +116,7 @@ class SegmentTable {
   };
   struct Segment {
     SegmentInfo info;
+    std::shared_ptr<const AllocatedRange::Names> names;  // info's, for the ranges
     uint64_t generation = 0;
     std::unique_ptr<OffsetAllocator> allocator;
     std::multimap<Clock::time_point, Held> held;
