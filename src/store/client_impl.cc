@@ -277,25 +277,6 @@ Status ClientImpl::UnregisterBuffer(void* addr) {
 
 // ---- Moving bytes ----
 
-Result<SegmentId> ClientImpl::Open(const std::string& segment_name) {
-  {
-    std::lock_guard<std::mutex> lock(open_mu_);
-    auto it = open_segments_.find(segment_name);
-    if (it != open_segments_.end()) return it->second;
-  }
-  FERRY_ASSIGN_OR_RETURN(SegmentId id, engine_->OpenSegment(segment_name));
-  std::lock_guard<std::mutex> lock(open_mu_);
-  open_segments_.emplace(segment_name, id);
-  return id;
-}
-
-void ClientImpl::Forget(const std::string& segment_name) {
-  std::lock_guard<std::mutex> lock(open_mu_);
-  auto it = open_segments_.find(segment_name);
-  if (it == open_segments_.end()) return;
-  (void)engine_->GetSegmentDescriptor(it->second, /*refresh=*/true);
-}
-
 Status ClientImpl::Zip(const std::vector<Piece>& pieces, const rpc::Replica& replica,
                        std::vector<Move>* out) {
   size_t piece = 0, piece_off = 0;
@@ -329,7 +310,7 @@ std::vector<Status> ClientImpl::Execute(TransferOp op,
   std::vector<Status> results(groups.size());
   std::vector<TransferRequest> requests;
   std::vector<size_t> owner;
-  std::vector<std::string> peers;
+  std::vector<SegmentId> peers;
   const auto seg_begin = reinterpret_cast<uint64_t>(segment_base_);
   for (size_t g = 0; g < groups.size(); ++g) {
     std::vector<TransferRequest> mine;
@@ -351,13 +332,13 @@ std::vector<Status> ClientImpl::Execute(TransferOp op,
         }
         continue;
       }
-      auto id = Open(m.segment_name);
+      auto id = engine_->OpenSegment(m.segment_name);  // cached by name in the engine
       if (!id.ok()) {
         results[g] = StoreError(ErrorCode::kTransferFail, id.status().message());
         break;
       }
       mine.push_back({op, m.local, *id, m.remote, m.length});
-      peers.push_back(m.segment_name);
+      peers.push_back(*id);
     }
     if (!results[g].ok()) continue;
     for (auto& r : mine) {
@@ -409,7 +390,7 @@ std::vector<Status> ClientImpl::Execute(TransferOp op,
     if (batch.ok()) (void)engine_->FreeBatch(*batch);
     std::sort(peers.begin(), peers.end());
     peers.erase(std::unique(peers.begin(), peers.end()), peers.end());
-    for (const auto& p : peers) Forget(p);
+    for (SegmentId p : peers) (void)engine_->GetSegmentDescriptor(p, /*refresh=*/true);
     for (size_t begin = 0; begin < requests.size();) {
       size_t end = begin;
       while (end < requests.size() && owner[end] == owner[begin]) ++end;

@@ -20,7 +20,6 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "store/client.h"
@@ -110,8 +109,6 @@ class ClientImpl final : public Client {
   std::vector<ReadPlan> PlanReads(std::span<const std::string> keys);
   // Runs each group of moves (one group per key) in one engine batch; result per group.
   std::vector<Status> Execute(TransferOp op, const std::vector<std::vector<Move>>& groups);
-  Result<SegmentId> Open(const std::string& segment_name);
-  void Forget(const std::string& segment_name);
   // Pairs the pieces with the replica's buffers, in order, into moves.
   static Status Zip(const std::vector<Piece>& pieces, const rpc::Replica& replica,
                     std::vector<Move>* out);
@@ -130,9 +127,6 @@ class ClientImpl final : public Client {
   size_t segment_size_ = 0;
   std::string segment_id_;
   bool mounted_ = false;
-
-  std::mutex open_mu_;
-  std::unordered_map<std::string, SegmentId> open_segments_;  // GUARDED_BY(open_mu_)
 
   std::mutex ping_mu_;
   std::condition_variable ping_cv_;
