@@ -75,6 +75,21 @@ void LlmEngine::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  DetachConnector();
+}
+
+void LlmEngine::DetachConnector() {
+  if (!connector_) return;
+  // Loads write into the KV cache and saves read it: both end before it goes.
+  const Deadline deadline = Deadline::In(std::chrono::seconds(10));
+  if (Status st = connector_->WaitForLoads(deadline); !st.ok()) {
+    FERRY_LOG_WARN("engine stop: {}", st.ToString());
+  }
+  if (Status st = connector_->WaitForSaves(deadline); !st.ok()) {
+    FERRY_LOG_WARN("engine stop: {}", st.ToString());
+  }
+  scheduler_->set_connector(nullptr);
+  connector_.reset();
 }
 
 Result<std::shared_ptr<RequestStream>> LlmEngine::Submit(GenerateRequest request) {
@@ -101,22 +116,59 @@ Result<std::shared_ptr<RequestStream>> LlmEngine::Submit(GenerateRequest request
   seq->rng = MakeSamplerRng(request.params.seed);
   seq->text = OutputText(request.params.stop);
   seq->params = std::move(request.params);
-  seq->keep_blocks_on_finish = request.keep_blocks_on_finish;
-  seq->wait_for_remote_kv = request.wait_for_remote_kv;
   seq->stream = std::make_shared<RequestStream>();
   seq->arrival_ns = NowNanos();
   auto stream = seq->stream;
+  const std::string rid = seq->request_id;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_ || !alive_) return UnavailableError("the engine is not running");
     std::lock_guard<std::mutex> ids_lock(in_flight_mu_);
-    if (!in_flight_.insert(seq->request_id).second) {
-      return AlreadyExistsError("request id '" + seq->request_id + "' is already in flight");
+    if (!in_flight_.insert(rid).second) {
+      return AlreadyExistsError("request id '" + rid + "' is already in flight");
+    }
+  }
+  // Outside mu_: the connector takes its own locks, and calls OnKvTransferDone (which takes
+  // mu_) while holding them.
+  if (connector_) {
+    if (Status st = connector_->PrepareRequest(rid, request.kv_transfer_params); !st.ok()) {
+      std::lock_guard<std::mutex> ids_lock(in_flight_mu_);
+      in_flight_.erase(rid);
+      // Errors that name their field ("kv_transfer_params.transfer_id: ...") stay as they are.
+      if (st.message().rfind("kv_transfer_params", 0) == 0) return st;
+      return st.WithContext("kv_transfer_params");
+    }
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_ || !alive_) {
+      std::lock_guard<std::mutex> ids_lock(in_flight_mu_);
+      in_flight_.erase(rid);
+      if (connector_) connector_->ForgetRequest(rid);
+      return UnavailableError("the engine is not running");
     }
     inbox_.push_back(std::move(seq));
   }
   cv_.notify_all();
   return stream;
+}
+
+Status LlmEngine::AttachKvConnector(std::unique_ptr<KvConnector> connector) {
+  if (connector == nullptr) return InvalidArgumentError("no connector given");
+  if (started_) return FailedPreconditionError("attach the KV connector before Start()");
+  if (connector_) return FailedPreconditionError("a KV connector is attached already");
+  FERRY_RETURN_IF_ERROR(connector->Bind(this, *kv_cache_));
+  connector_ = std::move(connector);
+  scheduler_->set_connector(connector_.get());
+  return OkStatus();
+}
+
+void LlmEngine::OnKvTransferDone(KvTransferDone done) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    kv_done_.push_back(std::move(done));
+  }
+  cv_.notify_all();
 }
 
 void LlmEngine::Abort(const std::string& request_id) {
@@ -127,39 +179,20 @@ void LlmEngine::Abort(const std::string& request_id) {
   cv_.notify_all();
 }
 
-void LlmEngine::ReleaseKeptBlocks(const std::string& request_id) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    releases_.push_back(request_id);
-  }
-  cv_.notify_all();
-}
-
-void LlmEngine::NotifyRemoteKvLoaded(const std::string& request_id, bool ok,
-                                     std::chrono::milliseconds hold_blocks) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    remote_loaded_.push_back({request_id, ok, OkStatus(), hold_blocks});
-  }
-  cv_.notify_all();
-}
-
-void LlmEngine::FailRemoteKv(const std::string& request_id, Status error,
-                             std::chrono::milliseconds hold_blocks) {
-  if (error.ok()) error = UnavailableError("remote KV could not be loaded");
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    remote_failed_.push_back({request_id, false, std::move(error), hold_blocks});
-  }
-  cv_.notify_all();
-}
-
 void LlmEngine::HoldBlocks(SeqId seq, std::chrono::milliseconds hold) {
   if (hold.count() <= 0) return;
   const std::vector<BlockId>* table = blocks_->BlockTable(seq);
   if (table == nullptr || table->empty()) return;
   blocks_->RetainBlocks(*table);
   held_blocks_.emplace_back(SteadyClock::now() + hold, *table);
+}
+
+void LlmEngine::HoldBlockList(std::vector<BlockId> blocks, std::chrono::milliseconds hold) {
+  if (hold.count() <= 0) {
+    blocks_->ReleaseBlocks(blocks);
+    return;
+  }
+  held_blocks_.emplace_back(SteadyClock::now() + hold, std::move(blocks));
 }
 
 void LlmEngine::ReleaseExpiredHolds() {
@@ -181,58 +214,77 @@ EngineStats LlmEngine::Stats() const {
 }
 
 void LlmEngine::DrainInbox() {
-  for (auto& seq : inbox_) {
+  // The queues are taken under mu_ and handled without it: Finish and ApplyKvDone call the
+  // connector, which may call OnKvTransferDone (taking mu_) from inside those calls.
+  std::vector<std::unique_ptr<Sequence>> inbox;
+  std::vector<std::string> aborts;
+  std::vector<KvTransferDone> kv_done;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    inbox.swap(inbox_);
+    aborts.swap(aborts_);
+    kv_done.swap(kv_done_);
+  }
+  for (auto& seq : inbox) {
     seq->id = next_seq_id_++;
     by_request_id_[seq->request_id] = seq->id;
     prompt_tokens_total_ += seq->prompt_len;
     scheduler_->Add(std::move(seq));
   }
-  inbox_.clear();
-  for (const auto& rid : aborts_) {
+  for (const auto& rid : aborts) {
     auto it = by_request_id_.find(rid);
     if (it == by_request_id_.end()) continue;
     Sequence* seq = scheduler_->Find(it->second);
     if (seq == nullptr) continue;
-    if (seq->status == SeqStatus::kWaitingForRemoteKv && options_.remote_kv_abort_hold) {
-      HoldBlocks(it->second, options_.remote_kv_abort_hold());
-    }
     Finish(seq, "abort", OkStatus(), seq->text.TakeDelta());
   }
-  aborts_.clear();
-  for (const auto& rid : releases_) {
-    auto it = kept_blocks_.find(rid);
-    if (it == kept_blocks_.end()) continue;
-    blocks_->ReleaseBlocks(it->second);
-    kept_blocks_.erase(it);
-  }
-  releases_.clear();
-  for (const RemoteKvOutcome& r : remote_loaded_) {
-    auto it = by_request_id_.find(r.request_id);
-    if (it == by_request_id_.end()) continue;
-    if (!r.ok) HoldBlocks(it->second, r.hold);  // recomputed in place, never reused early
-    Status st = scheduler_->OnRemoteKvLoaded(it->second, r.ok);
-    if (!st.ok()) FERRY_LOG_WARN("remote KV for request {}: {}", r.request_id, st.ToString());
-  }
-  remote_loaded_.clear();
-  for (RemoteKvOutcome& r : remote_failed_) {
-    auto it = by_request_id_.find(r.request_id);
-    if (it == by_request_id_.end()) continue;
-    Sequence* seq = scheduler_->Find(it->second);
-    if (seq == nullptr) continue;
-    HoldBlocks(it->second, r.hold);
-    Finish(seq, "abort", std::move(r.error), {});
-  }
-  remote_failed_.clear();
+  for (KvTransferDone& done : kv_done) ApplyKvDone(done);
   ReleaseExpiredHolds();
+}
+
+void LlmEngine::ApplyKvDone(KvTransferDone& done) {
+  switch (done.kind) {
+    case KvTransferKind::kLookup:
+      return;  // the next Schedule asks again
+    case KvTransferKind::kSave: {
+      auto it = saving_blocks_.find(done.request_id);
+      if (it == saving_blocks_.end()) return;
+      blocks_->ReleaseBlocks(it->second);
+      saving_blocks_.erase(it);
+      return;
+    }
+    case KvTransferKind::kBlocksFreed: {
+      auto it = kept_blocks_.find(done.request_id);
+      if (it == kept_blocks_.end()) return;
+      HoldBlockList(std::move(it->second.blocks), it->second.hold);
+      kept_blocks_.erase(it);
+      return;
+    }
+    case KvTransferKind::kLoad:
+      break;
+  }
+  auto it = by_request_id_.find(done.request_id);
+  if (it == by_request_id_.end()) return;
+  const SeqId id = it->second;
+  Sequence* seq = scheduler_->Find(id);
+  if (seq == nullptr || seq->status != SeqStatus::kWaitingForRemoteKv) return;
+  const bool ok = done.status.ok();
+  if (!ok) HoldBlocks(id, done.hold_blocks);  // recomputed in place, never reused early
+  Status st = scheduler_->OnKvLoaded(id, ok);
+  if (!st.ok()) FERRY_LOG_WARN("KV load for request {}: {}", done.request_id, st.ToString());
+  if (!ok && done.fail_request) Finish(seq, "abort", std::move(done.status), {});
 }
 
 void LlmEngine::Loop() {
   while (true) {
-    bool idle = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (stop_) break;
-      DrainInbox();
+    }
+    DrainInbox();
+    bool idle = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
       PublishStats();
       idle = !scheduler_->HasWork();
     }
@@ -242,21 +294,21 @@ void LlmEngine::Loop() {
       continue;
     }
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(100), [&] {
-      return stop_ || !inbox_.empty() || !aborts_.empty() || !releases_.empty() ||
-             !remote_loaded_.empty() || !remote_failed_.empty();
-    });
+    cv_.wait_for(lock, std::chrono::milliseconds(100),
+                 [&] { return stop_ || !inbox_.empty() || !aborts_.empty() || !kv_done_.empty(); });
   }
+  DrainInbox();  // stop_ is set: Submit takes nothing more
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    DrainInbox();
     for (Sequence* seq : scheduler_->AllSequences()) {
       Finish(seq, "abort", UnavailableError("the engine is shutting down"), {});
     }
-    for (auto& [rid, blocks] : kept_blocks_) blocks_->ReleaseBlocks(blocks);
+    for (auto& [rid, kept] : kept_blocks_) blocks_->ReleaseBlocks(kept.blocks);
     kept_blocks_.clear();
+    for (auto& [rid, blocks] : saving_blocks_) blocks_->ReleaseBlocks(blocks);
+    saving_blocks_.clear();
     for (auto& [until, blocks] : held_blocks_) blocks_->ReleaseBlocks(blocks);
     held_blocks_.clear();
+    std::lock_guard<std::mutex> lock(mu_);
     PublishStats();
     alive_ = false;
   }
@@ -265,20 +317,17 @@ void LlmEngine::Loop() {
 
 void LlmEngine::Step() {
   SchedulerOutput batch = scheduler_->Schedule();
+  for (auto& [seq, error] : batch.refused) Finish(seq, "abort", std::move(error), {});
   for (Sequence* seq : batch.parked) {
-    if (options_.on_waiting_for_remote_kv) {
-      options_.on_waiting_for_remote_kv(seq->request_id, *blocks_->BlockTable(seq->id),
-                                        seq->num_computed);
-    }
+    connector_->StartLoad(
+        {seq->request_id, std::span<const int32_t>(seq->tokens.data(), seq->prompt_len)});
   }
   if (batch.empty()) {
     // Nothing runnable (e.g. the head request waits for blocks held by parked requests).
     std::unique_lock<std::mutex> lock(mu_);
     PublishStats();
-    cv_.wait_for(lock, std::chrono::milliseconds(5), [&] {
-      return stop_ || !inbox_.empty() || !aborts_.empty() || !releases_.empty() ||
-             !remote_loaded_.empty() || !remote_failed_.empty();
-    });
+    cv_.wait_for(lock, std::chrono::milliseconds(5),
+                 [&] { return stop_ || !inbox_.empty() || !aborts_.empty() || !kv_done_.empty(); });
     return;
   }
   std::vector<SequenceChunk> chunks;
@@ -300,6 +349,11 @@ void LlmEngine::Step() {
     for (const auto& c : batch.chunks) Finish(c.seq, "abort", st, {});
   } else {
     scheduler_->OnChunksComputed(batch);
+    for (const auto& c : batch.chunks) {
+      prompt_tokens_computed_ +=
+          std::max(0, std::min(c.start + c.num_tokens, c.seq->prompt_len) - c.start);
+    }
+    if (connector_) OfferSaves(batch);
     const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
     size_t row = 0;
     for (const auto& c : batch.chunks) {
@@ -325,6 +379,26 @@ void LlmEngine::Step() {
   DeliverOutputs();
 }
 
+void LlmEngine::OfferSaves(const SchedulerOutput& batch) {
+  for (const auto& c : batch.chunks) {
+    Sequence* seq = c.seq;
+    if (seq->saved || seq->num_computed < seq->prompt_len) continue;
+    seq->saved = true;
+    if (saving_blocks_.count(seq->request_id) > 0) continue;  // an earlier save still reads
+    const std::vector<BlockId>& table = *blocks_->BlockTable(seq->id);
+    const size_t n =
+        std::min(table.size(), static_cast<size_t>(blocks_->BlocksFor(seq->prompt_len)));
+    std::vector<BlockId> blocks(table.begin(), table.begin() + static_cast<std::ptrdiff_t>(n));
+    blocks_->RetainBlocks(blocks);  // until kSave: never reused while the connector reads
+    const std::span<const int32_t> prompt(seq->tokens.data(), seq->prompt_len);
+    if (connector_->SaveKv({seq->request_id, prompt}, blocks, seq->prompt_len)) {
+      saving_blocks_.emplace(seq->request_id, std::move(blocks));
+    } else {
+      blocks_->ReleaseBlocks(blocks);
+    }
+  }
+}
+
 void LlmEngine::DeliverOutputs() {
   for (auto& [stream, out] : outbox_) stream->Push(std::move(out));
   outbox_.clear();
@@ -336,6 +410,7 @@ void LlmEngine::OnTokenSampled(Sequence* seq, int32_t token) {
   if (seq->first_token_ns == 0) {
     seq->first_token_ns = now;
     prefix_hit_tokens_ += seq->cached_prompt_tokens;
+    connector_hit_tokens_ += seq->num_loaded_tokens;
   }
   std::string reason;
   const bool is_eos =
@@ -361,7 +436,7 @@ void LlmEngine::OnTokenSampled(Sequence* seq, int32_t token) {
   out.token_ids = {token};
   out.prompt_tokens = seq->prompt_len;
   out.completion_tokens = seq->num_output_tokens();
-  out.cached_tokens = seq->cached_prompt_tokens;
+  out.cached_tokens = seq->cached_prompt_tokens + seq->num_loaded_tokens;
   out.time_ns = now;
   outbox_.emplace_back(seq->stream, std::move(out));
 }
@@ -375,24 +450,35 @@ void LlmEngine::Finish(Sequence* seq, const std::string& reason, Status error, s
   out.error = std::move(error);
   out.prompt_tokens = seq->prompt_len;
   out.completion_tokens = std::max(0, seq->num_output_tokens());
-  out.cached_tokens = seq->cached_prompt_tokens;
+  out.cached_tokens = seq->cached_prompt_tokens + seq->num_loaded_tokens;
   out.time_ns = NowNanos();
   std::shared_ptr<RequestStream> stream = seq->stream;
   const std::string rid = seq->request_id;
-  const bool tagged = seq->keep_blocks_on_finish;
-  const bool keep = tagged && reason == "length";
-  const size_t prompt_blocks =
-      static_cast<size_t>((seq->prompt_len + options_.block_size - 1) / options_.block_size);
+  const size_t prompt_blocks = static_cast<size_t>(blocks_->BlocksFor(seq->prompt_len));
+  KvFinished answer;
+  if (connector_) {
+    const std::vector<BlockId>* table = blocks_->BlockTable(seq->id);
+    std::span<const BlockId> blocks;
+    if (table != nullptr)
+      blocks = std::span<const BlockId>(*table).first(std::min(table->size(), prompt_blocks));
+    const bool loading = seq->status == SeqStatus::kWaitingForRemoteKv;
+    answer = connector_->RequestFinished(
+        {rid, std::span<const int32_t>(seq->tokens.data(), seq->prompt_len)}, blocks, reason,
+        loading);
+    if (!answer.delay_free) HoldBlocks(seq->id, answer.hold_blocks);
+  }
+  out.kv_transfer_params = std::move(answer.response_params);
   std::vector<BlockId> kept;
   by_request_id_.erase(rid);
-  scheduler_->Remove(seq->id, keep, &kept);  // `seq` is gone after this
-  if (keep && kept.size() > prompt_blocks) {
-    // Only the prompt's KV is worth keeping; slots for sampled tokens go back now.
-    blocks_->ReleaseBlocks(std::span<const BlockId>(kept).subspan(prompt_blocks));
-    kept.resize(prompt_blocks);
+  scheduler_->Remove(seq->id, answer.delay_free, &kept);  // `seq` is gone after this
+  if (answer.delay_free) {
+    if (kept.size() > prompt_blocks) {
+      // Only the prompt's KV is worth keeping; slots for sampled tokens go back now.
+      blocks_->ReleaseBlocks(std::span<const BlockId>(kept).subspan(prompt_blocks));
+      kept.resize(prompt_blocks);
+    }
+    kept_blocks_[rid] = {std::move(kept), answer.hold_blocks};
   }
-  if (tagged && options_.on_blocks_kept) options_.on_blocks_kept(rid, reason, kept);
-  if (keep) kept_blocks_[rid] = std::move(kept);
   {
     std::lock_guard<std::mutex> lock(in_flight_mu_);
     in_flight_.erase(rid);
@@ -412,6 +498,8 @@ void LlmEngine::PublishStats() {
   stats_.prompt_tokens_total = prompt_tokens_total_;
   stats_.generation_tokens_total = generation_tokens_total_;
   stats_.prefix_cache_hit_tokens = prefix_hit_tokens_;
+  stats_.connector_hit_tokens = connector_hit_tokens_;
+  stats_.prompt_tokens_computed = prompt_tokens_computed_;
   stats_.num_preemptions = scheduler_->num_preemptions();
   stats_.steps = steps_;
 }

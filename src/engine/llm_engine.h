@@ -36,6 +36,7 @@
 #include "common/deadline.h"
 #include "engine/block_manager.h"
 #include "engine/kv_cache.h"
+#include "engine/kv_connector.h"
 #include "engine/model.h"
 #include "engine/request_stream.h"
 #include "engine/sampler.h"
@@ -53,36 +54,15 @@ struct EngineOptions {
   // Clamped to what the KV pool can hold.
   int32_t max_model_len = 0;
   bool enable_prefix_caching = true;  // Default: true.
-
-  // Connector hooks (issue 4). Called on the engine thread; must not block or call back
-  // into the engine except through its thread-safe methods. Default: none.
-  // A request with wait_for_remote_kv got blocks for its whole prompt: `blocks` is its
-  // block table, the first `num_cached_tokens` tokens are local prefix-cache hits.
-  std::function<void(const std::string& request_id, std::span<const BlockId> blocks,
-                     int32_t num_cached_tokens)>
-      on_waiting_for_remote_kv = nullptr;
-  // A request with keep_blocks_on_finish finished. Only a "length" finish keeps blocks:
-  // then `blocks` covers exactly its prompt (ceil(prompt_len / block_size) blocks, in token
-  // order) and they stay allocated until ReleaseKeptBlocks(request_id). Any other finish
-  // ("stop", "abort") frees them at once and reports no blocks.
-  std::function<void(const std::string& request_id, const std::string& finish_reason,
-                     std::span<const BlockId> blocks)>
-      on_blocks_kept = nullptr;
-  // A request aborted (Abort(), e.g. its client went away) while it waits for remote KV
-  // keeps its blocks out of circulation for this long: writes of its transfer may still
-  // land after the abort (a paused prefill that resumes). Asked at each such abort.
-  // Default: none (blocks are freed at once).
-  std::function<std::chrono::milliseconds()> remote_kv_abort_hold = nullptr;
 };
 
 struct GenerateRequest {
   std::string request_id;              // unique among requests in flight
   std::vector<int32_t> prompt_tokens;  // non-empty, ids < vocab size
   SamplingParams params;
-  bool keep_blocks_on_finish = false;  // connector hook (issue 4): see ReleaseKeptBlocks
-  // Connector hook (issue 4): allocate blocks for the prompt and wait, without computing,
-  // until NotifyRemoteKvLoaded(request_id, ...).
-  bool wait_for_remote_kv = false;
+  // The request's kv_transfer_params (a JSON object's text), "" when none: read by the KV
+  // connector (KvConnector::PrepareRequest), opaque to the engine.
+  std::string kv_transfer_params;
 };
 
 struct EngineStats {
@@ -94,18 +74,20 @@ struct EngineStats {
   int64_t prompt_tokens_total = 0;      // prompt tokens of admitted requests
   int64_t generation_tokens_total = 0;  // sampled tokens
   int64_t prefix_cache_hit_tokens = 0;  // prompt tokens found in the prefix cache
+  int64_t connector_hit_tokens = 0;     // prompt tokens loaded by the KV connector
+  int64_t prompt_tokens_computed = 0;   // prompt tokens run through the model (recomputes too)
   int64_t num_preemptions = 0;
   int64_t steps = 0;
 };
 
-class LlmEngine {
+class LlmEngine final : public KvTransferSink {
  public:
   // `tokenizer` is shared with the server (Encode/Decode are thread-safe).
   // Errors: InvalidArgument (bad options), ResourceExhausted (KV memory).
   static Result<std::unique_ptr<LlmEngine>> Create(std::unique_ptr<Model> model,
                                                    std::shared_ptr<const Tokenizer> tokenizer,
                                                    const EngineOptions& options);
-  ~LlmEngine();
+  ~LlmEngine() override;
   LlmEngine(const LlmEngine&) = delete;
   LlmEngine& operator=(const LlmEngine&) = delete;
 
@@ -123,21 +105,15 @@ class LlmEngine {
   // Finishes the request with "abort" and frees its blocks (asynchronously, within one
   // step). Unknown ids are ignored.
   void Abort(const std::string& request_id);
-  // Connector hook: frees blocks kept for a finished request (keep_blocks_on_finish).
-  void ReleaseKeptBlocks(const std::string& request_id);
-  // Connector hook: the prompt KV of a request waiting for remote KV has been written into
-  // its blocks (ok: all prompt tokens but the last count as computed) or could not be
-  // (!ok: the engine computes the prompt itself). Unknown ids are ignored.
-  // `hold_blocks` (only meaningful with !ok): writes of the failed transfer may still land
-  // in the request's blocks for this long, so they are not given to any other content
-  // before then (the request's own recompute writes the same KV into them).
-  void NotifyRemoteKvLoaded(const std::string& request_id, bool ok,
-                            std::chrono::milliseconds hold_blocks = std::chrono::milliseconds(0));
-  // Connector hook: remote KV for a waiting request cannot be had and the request must not
-  // be recomputed (the `fail` policy): it finishes with "abort" and `error`; its blocks are
-  // held for `hold_blocks` as above.
-  void FailRemoteKv(const std::string& request_id, Status error,
-                    std::chrono::milliseconds hold_blocks = std::chrono::milliseconds(0));
+  // Attaches the KV connector (engine/kv_connector.h) the engine will call, and binds it
+  // to this engine and its KV cache. The engine owns it and destroys it when it stops,
+  // after WaitForLoads/WaitForSaves and before the KV cache. Errors: FailedPrecondition
+  // (already started, or a connector attached), and what KvConnector::Bind returns.
+  Status AttachKvConnector(std::unique_ptr<KvConnector> connector);
+  // The attached connector, or null. Valid until Stop().
+  const KvConnector* kv_connector() const { return connector_.get(); }
+  // KvTransferSink: a connector's asynchronous work finished (any thread).
+  void OnKvTransferDone(KvTransferDone done) override;
 
   EngineStats Stats() const;
   int32_t max_model_len() const { return max_model_len_; }
@@ -150,9 +126,16 @@ class LlmEngine {
   LlmEngine(std::unique_ptr<Model> model, std::shared_ptr<const Tokenizer> tokenizer,
             const EngineOptions& options, int32_t max_model_len);
   void Loop();
-  void DrainInbox();  // REQUIRES(mu_)
+  // Engine thread, without mu_: admits new requests, applies aborts and KV completions.
+  void DrainInbox();
+  void ApplyKvDone(KvTransferDone& done);
   // Holds the blocks of request `seq` for `hold` (a failed remote load's late writes).
   void HoldBlocks(SeqId seq, std::chrono::milliseconds hold);
+  void HoldBlockList(std::vector<BlockId> blocks, std::chrono::milliseconds hold);
+  // Offers the prompt KV of sequences whose prefill just finished to the connector.
+  void OfferSaves(const SchedulerOutput& batch);
+  // Waits for the connector's loads and saves, then destroys it (engine thread gone).
+  void DetachConnector();
   // Releases holds whose time has come.
   void ReleaseExpiredHolds();
   void Step();
@@ -175,7 +158,15 @@ class LlmEngine {
 
   // Engine-thread state.
   std::unordered_map<std::string, SeqId> by_request_id_;
-  std::unordered_map<std::string, std::vector<BlockId>> kept_blocks_;
+  std::unique_ptr<KvConnector> connector_;
+  // Blocks kept after RequestFinished said delay_free, with the hold that follows.
+  struct KeptBlocks {
+    std::vector<BlockId> blocks;
+    std::chrono::milliseconds hold{0};
+  };
+  std::unordered_map<std::string, KeptBlocks> kept_blocks_;
+  // Blocks referenced for SaveKv until its kSave completion, by request id.
+  std::unordered_map<std::string, std::vector<BlockId>> saving_blocks_;
   // Blocks held after a failed remote load, until the time given (engine thread only).
   std::vector<std::pair<SteadyClock::time_point, std::vector<BlockId>>> held_blocks_;
   SeqId next_seq_id_ = 1;
@@ -183,6 +174,8 @@ class LlmEngine {
   int64_t prompt_tokens_total_ = 0;
   int64_t generation_tokens_total_ = 0;
   int64_t prefix_hit_tokens_ = 0;
+  int64_t connector_hit_tokens_ = 0;
+  int64_t prompt_tokens_computed_ = 0;
   int64_t steps_ = 0;
 
   mutable std::mutex mu_;
@@ -190,18 +183,10 @@ class LlmEngine {
   bool stop_ = false;                             // GUARDED_BY(mu_)
   std::vector<std::unique_ptr<Sequence>> inbox_;  // GUARDED_BY(mu_)
   std::vector<std::string> aborts_;               // GUARDED_BY(mu_)
-  std::vector<std::string> releases_;             // GUARDED_BY(mu_)
-  struct RemoteKvOutcome {
-    std::string request_id;
-    bool ok = false;
-    Status error;  // fail policy: the request ends with it
-    std::chrono::milliseconds hold{0};
-  };
-  std::vector<RemoteKvOutcome> remote_loaded_;  // GUARDED_BY(mu_)
-  std::vector<RemoteKvOutcome> remote_failed_;  // GUARDED_BY(mu_)
-  EngineStats stats_;                           // GUARDED_BY(mu_)
-  std::mutex in_flight_mu_;                     // acquired after mu_ when both are held
-  std::unordered_set<std::string> in_flight_;   // GUARDED_BY(in_flight_mu_)
+  std::vector<KvTransferDone> kv_done_;           // GUARDED_BY(mu_)
+  EngineStats stats_;                             // GUARDED_BY(mu_)
+  std::mutex in_flight_mu_;                       // acquired after mu_ when both are held
+  std::unordered_set<std::string> in_flight_;     // GUARDED_BY(in_flight_mu_)
   std::thread thread_;
   std::atomic<bool> alive_{false};
   bool started_ = false;

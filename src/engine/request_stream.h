@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,7 +36,10 @@ struct RequestOutput {
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;  // generated so far
   int32_t cached_tokens = 0;      // prompt tokens served from the prefix cache
-  int64_t time_ns = 0;            // NowNanos() when produced
+  // Final output only: the connector's kv_transfer_params for the response (a JSON
+  // object's text), if any.
+  std::optional<std::string> kv_transfer_params;
+  int64_t time_ns = 0;  // NowNanos() when produced
 };
 
 class RequestStream {

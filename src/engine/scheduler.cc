@@ -1,12 +1,14 @@
 #include "engine/scheduler.h"
 
 #include <algorithm>
+#include <cstddef>
+#include <span>
 #include <string>
 
 namespace ferry::engine {
 
-Scheduler::Scheduler(const SchedulerOptions& options, BlockManager* blocks)
-    : options_(options), blocks_(blocks) {}
+Scheduler::Scheduler(const SchedulerOptions& options, BlockManager* blocks, KvConnector* connector)
+    : options_(options), blocks_(blocks), connector_(connector) {}
 
 void Scheduler::Add(std::unique_ptr<Sequence> seq) {
   seq->status = SeqStatus::kWaiting;
@@ -26,30 +28,52 @@ void Scheduler::Preempt(Sequence* seq, SchedulerOutput* out) {
   out->preempted.push_back(seq);
 }
 
-bool Scheduler::Admit(int32_t* budget, SchedulerOutput* out) {
-  Sequence* seq = waiting_.front();
+Scheduler::AdmitResult Scheduler::Admit(size_t index, int32_t* budget, SchedulerOutput* out) {
+  Sequence* seq = waiting_[index];
   const auto total = static_cast<int32_t>(seq->tokens.size());
   const int32_t cached = blocks_->CachedPrefixTokens(seq->tokens);
-  // A parked request needs blocks for its whole prompt; others for this step's chunk.
-  const int32_t hold = seq->wait_for_remote_kv ? total : cached + std::min(total - cached, *budget);
+  int32_t external = 0;
+  if (connector_ != nullptr && !seq->kv_matched) {
+    // First admission only: a preempted sequence recomputes (its loaded KV may be gone).
+    const std::span<const int32_t> prompt(seq->tokens.data(), seq->prompt_len);
+    KvMatch m = connector_->GetNumNewMatchedTokens({seq->request_id, prompt}, cached);
+    if (m.pending) return AdmitResult::kSkipped;
+    if (!m.error.ok()) {
+      out->refused.emplace_back(seq, std::move(m.error));
+      seq->kv_matched = true;
+      return AdmitResult::kSkipped;
+    }
+    seq->kv_matched = true;
+    external = std::clamp(m.num_tokens, 0, total - cached);
+  }
+  // A loading sequence needs blocks for what it loads; others for this step's chunk.
+  const int32_t hold =
+      external > 0 ? cached + external : cached + std::min(total - cached, *budget);
   auto got = blocks_->AllocateSequence(seq->id, seq->tokens, hold);
-  if (!got.ok()) return false;
-  waiting_.pop_front();
+  if (!got.ok()) {
+    if (external > 0) seq->kv_matched = false;  // ask again when blocks are free
+    return AdmitResult::kNoBlocks;
+  }
+  waiting_.erase(waiting_.begin() + static_cast<std::ptrdiff_t>(index));
   seq->num_computed = *got;
   if (!seq->admitted_once) seq->cached_prompt_tokens = *got;
   seq->admitted_once = true;
-  if (seq->wait_for_remote_kv) {
+  if (external > 0) {
+    seq->num_external_tokens = external;
+    const std::span<const int32_t> prompt(seq->tokens.data(), seq->prompt_len);
+    connector_->UpdateStateAfterAlloc({seq->request_id, prompt}, *blocks_->BlockTable(seq->id),
+                                      *got, external);
     seq->status = SeqStatus::kWaitingForRemoteKv;
     ++num_parked_;
     out->parked.push_back(seq);
-    return true;
+    return AdmitResult::kAdmitted;
   }
   seq->status = SeqStatus::kRunning;
   running_.push_back(seq);
   const int32_t n = std::min(total - seq->num_computed, *budget);
   out->chunks.push_back({seq, seq->num_computed, n, seq->num_computed + n == total});
   *budget -= n;
-  return true;
+  return AdmitResult::kAdmitted;
 }
 
 SchedulerOutput Scheduler::Schedule() {
@@ -72,9 +96,12 @@ SchedulerOutput Scheduler::Schedule() {
     budget -= n;
   }
   if (!out.preempted.empty()) return out;
-  while (!waiting_.empty() && budget > 0 &&
+  size_t i = 0;
+  while (i < waiting_.size() && budget > 0 &&
          static_cast<int32_t>(running_.size()) + num_parked_ < options_.max_num_seqs) {
-    if (!Admit(&budget, &out)) break;
+    const AdmitResult r = Admit(i, &budget, &out);
+    if (r == AdmitResult::kNoBlocks) break;
+    if (r == AdmitResult::kSkipped) ++i;
   }
   return out;
 }
@@ -111,15 +138,21 @@ std::unique_ptr<Sequence> Scheduler::Remove(SeqId id, bool keep_blocks,
   return seq;
 }
 
-Status Scheduler::OnRemoteKvLoaded(SeqId id, bool ok) {
+Status Scheduler::OnKvLoaded(SeqId id, bool ok) {
   Sequence* seq = Find(id);
   if (seq == nullptr) return NotFoundError("unknown sequence " + std::to_string(id));
   if (seq->status != SeqStatus::kWaitingForRemoteKv) {
     return FailedPreconditionError("sequence " + std::to_string(id) + " is not waiting for KV");
   }
   --num_parked_;
-  seq->wait_for_remote_kv = false;
-  if (ok) seq->num_computed = std::max(seq->num_computed, seq->prompt_len - 1);
+  if (ok) {
+    const int32_t loaded =
+        std::min(seq->num_computed + seq->num_external_tokens, seq->prompt_len - 1);
+    seq->num_loaded_tokens = std::max(0, loaded - seq->num_computed);
+    seq->num_computed = std::max(seq->num_computed, loaded);
+    // The loaded blocks' tokens join the prefix cache like computed ones.
+    blocks_->CommitComputed(seq->id, seq->tokens, seq->num_computed);
+  }
   seq->status = SeqStatus::kRunning;
   running_.push_back(seq);
   return OkStatus();

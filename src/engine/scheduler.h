@@ -15,6 +15,12 @@
 // free blocks allow, skipping the prompt tokens found in the prefix cache (the last one is
 // always recomputed for its logits). A sequence that cannot get blocks stays waiting.
 //
+// With a KV connector (engine/kv_connector.h), a sequence's first admission asks it how
+// many tokens after the local prefix hits it can provide. A pending answer leaves the
+// sequence waiting in place (later ones may be admitted past it); n > 0 allocates blocks
+// for local + n tokens, tells the connector (UpdateStateAfterAlloc) and parks the sequence
+// (SchedulerOutput::parked) until OnKvLoaded.
+//
 // Thread safety: none; the engine thread owns the Scheduler.
 #pragma once
 
@@ -22,9 +28,11 @@
 #include <deque>
 #include <memory>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "engine/block_manager.h"
+#include "engine/kv_connector.h"
 #include "engine/sequence.h"
 
 namespace ferry::engine {
@@ -44,14 +52,18 @@ struct ScheduledChunk {
 struct SchedulerOutput {
   std::vector<ScheduledChunk> chunks;
   std::vector<Sequence*> preempted;  // requeued during this Schedule call
-  std::vector<Sequence*> parked;     // admitted with blocks, now waiting for remote KV
+  std::vector<Sequence*> parked;     // admitted with blocks, now waiting for a KV load
+  // The connector refused these (still waiting; the engine finishes them with the error).
+  std::vector<std::pair<Sequence*, Status>> refused;
   bool empty() const { return chunks.empty(); }
 };
 
 class Scheduler {
  public:
-  // `blocks` must outlive the Scheduler.
-  Scheduler(const SchedulerOptions& options, BlockManager* blocks);
+  // `blocks` and `connector` (may be null: none) must outlive the Scheduler.
+  Scheduler(const SchedulerOptions& options, BlockManager* blocks,
+            KvConnector* connector = nullptr);
+  void set_connector(KvConnector* connector) { connector_ = connector; }
 
   void Add(std::unique_ptr<Sequence> seq);
   SchedulerOutput Schedule();
@@ -62,10 +74,10 @@ class Scheduler {
   // the result is empty. Returns null if unknown.
   std::unique_ptr<Sequence> Remove(SeqId id, bool keep_blocks, std::vector<BlockId>* kept);
 
-  // Connector hook: a parked sequence's prompt KV arrived (ok) or could not be loaded
-  // (!ok: recompute locally). With ok, all prompt tokens but the last count as computed.
-  // Errors: NotFound / FailedPrecondition when `id` is not parked.
-  Status OnRemoteKvLoaded(SeqId id, bool ok);
+  // A parked sequence's external tokens were loaded (ok: they count as computed, at most
+  // prompt - 1) or could not be (!ok: computed locally). Errors: NotFound /
+  // FailedPrecondition when `id` is not parked.
+  Status OnKvLoaded(SeqId id, bool ok);
 
   Sequence* Find(SeqId id) const;
   bool HasWork() const { return !running_.empty() || !waiting_.empty(); }
@@ -76,12 +88,15 @@ class Scheduler {
   std::vector<Sequence*> AllSequences() const;
 
  private:
+  enum class AdmitResult { kAdmitted, kNoBlocks, kSkipped };
   void Preempt(Sequence* seq, SchedulerOutput* out);
-  // Admits waiting_.front(); returns false if it cannot get blocks now.
-  bool Admit(int32_t* budget, SchedulerOutput* out);
+  // Admits waiting_[index] (kAdmitted: removed from waiting_); kNoBlocks: it cannot get
+  // blocks now; kSkipped: the connector's answer is pending, or it refused the sequence.
+  AdmitResult Admit(size_t index, int32_t* budget, SchedulerOutput* out);
 
   const SchedulerOptions options_;
   BlockManager* const blocks_;
+  KvConnector* connector_;
   std::unordered_map<SeqId, std::unique_ptr<Sequence>> seqs_;
   std::vector<Sequence*> running_;  // admission order (oldest first)
   std::deque<Sequence*> waiting_;

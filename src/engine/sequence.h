@@ -17,7 +17,7 @@ namespace ferry::engine {
 enum class SeqStatus {
   kWaiting,             // queued for (re)admission; holds no blocks
   kRunning,             // holds blocks; scheduled every step
-  kWaitingForRemoteKv,  // holds blocks for its prompt; parked until the connector says so
+  kWaitingForRemoteKv,  // holds blocks; parked until the connector's load is done
 };
 
 struct Sequence {
@@ -38,9 +38,11 @@ struct Sequence {
   int64_t arrival_ns = 0;
   int64_t first_token_ns = 0;
 
-  // Connector hooks (issue 4).
-  bool keep_blocks_on_finish = false;  // detach instead of free when finished
-  bool wait_for_remote_kv = false;     // park after allocating blocks for the prompt
+  // KV connector state (engine/kv_connector.h).
+  bool kv_matched = false;          // GetNumNewMatchedTokens answered (not pending)
+  int32_t num_external_tokens = 0;  // tokens the connector loads after the local hits
+  int32_t num_loaded_tokens = 0;    // prompt tokens the connector's load provided
+  bool saved = false;               // SaveKv was offered the prompt
 
   int32_t num_output_tokens() const { return static_cast<int32_t>(tokens.size()) - prompt_len; }
 };

@@ -10,6 +10,17 @@ namespace {
 
 using engine::RequestOutput;
 
+// True when kv_transfer_params ask for a KV transfer (do_remote_decode or
+// do_remote_prefill set).
+bool AsksForKvTransfer(const nlohmann::json& params) {
+  if (!params.is_object()) return false;
+  for (const char* key : {"do_remote_decode", "do_remote_prefill"}) {
+    auto it = params.find(key);
+    if (it != params.end() && it->is_boolean() && it->get<bool>()) return true;
+  }
+  return false;
+}
+
 // Builds the engine request: model check, chat template, tokenisation, max_tokens.
 Result<engine::GenerateRequest> Prepare(const HandlerContext& ctx, OpenAiRequest& req,
                                         const std::string& request_id) {
@@ -164,18 +175,19 @@ std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind k
     *reply = ErrorReply(prepared.status());
     return nullptr;
   }
-  if (ctx.prepare_kv_transfer && !req.kv_transfer_params.is_null()) {
-    Status kv = ctx.prepare_kv_transfer(req.kv_transfer_params, request_id, &prepared.value());
-    if (!kv.ok()) {
-      *reply = ErrorReply(kv.WithContext("kv_transfer_params"));
+  if (!req.kv_transfer_params.is_null()) {
+    // The KV connector parses and checks them (KvConnector::PrepareRequest); an instance
+    // without one refuses a request that needs one rather than serve it half.
+    if (ctx.engine->kv_connector() == nullptr && AsksForKvTransfer(req.kv_transfer_params)) {
+      *reply = ErrorReply(FailedPreconditionError(
+          "kv_transfer_params: this instance was started without --kv-transfer-config; it "
+          "cannot take part in disaggregated serving"));
       return nullptr;
     }
+    prepared->kv_transfer_params = req.kv_transfer_params.dump();
   }
   auto stream = ctx.engine->Submit(std::move(prepared).value());
   if (!stream.ok()) {
-    if (ctx.abandon_kv_transfer && !req.kv_transfer_params.is_null()) {
-      ctx.abandon_kv_transfer(request_id);
-    }
     *reply = ErrorReply(stream.status());
     return nullptr;
   }
@@ -212,9 +224,11 @@ std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind k
       *reply = ErrorReply(out->error);
       return nullptr;
     }
-    nlohmann::json kv = ctx.kv_transfer_params
-                            ? ctx.kv_transfer_params(req.kv_transfer_params, request_id)
-                            : nlohmann::json(nullptr);
+    nlohmann::json kv = nullptr;
+    if (out->kv_transfer_params) {
+      kv = nlohmann::json::parse(*out->kv_transfer_params, nullptr, /*allow_exceptions=*/false);
+      if (kv.is_discarded()) kv = nullptr;
+    }
     *reply = {200, Dump(FullResponse(
                        rctx, text, out->finish_reason,
                        {out->prompt_tokens, out->completion_tokens, out->cached_tokens}, kv))};

@@ -42,13 +42,6 @@ struct HandlerContext {
   ServerMetrics* metrics = nullptr;
   std::string served_model_name;
   std::chrono::seconds request_timeout{600};
-  std::function<nlohmann::json(const nlohmann::json&, const std::string&)> kv_transfer_params;
-  // Connector hook: applies the request's kv_transfer_params to the engine request before it
-  // is submitted (see OpenAiServerOptions). Empty: kv_transfer_params are ignored.
-  std::function<Status(const nlohmann::json&, const std::string&, engine::GenerateRequest*)>
-      prepare_kv_transfer;
-  // Connector hook: the engine refused a request prepare_kv_transfer accepted; forget it.
-  std::function<void(const std::string&)> abandon_kv_transfer;
   const std::atomic<bool>* stopping = nullptr;
 };
 

@@ -192,17 +192,7 @@ Result<OpenAiRequest> ParseOpenAiRequest(std::string_view body, ApiKind kind) {
   }
   if (auto it = j.find("kv_transfer_params"); it != j.end() && !it->is_null()) {
     if (!it->is_object()) return FieldError("kv_transfer_params", "must be an object or null");
-    // The fields the connector reads must have their types; others pass through untouched.
-    for (const char* key : {"do_remote_decode", "do_remote_prefill"}) {
-      if (auto f = it->find(key); f != it->end() && !f->is_null() && !f->is_boolean()) {
-        return FieldError(std::string("kv_transfer_params.") + key, "must be a boolean");
-      }
-    }
-    for (const char* key : {"transfer_id", "remote_bootstrap_addr", "remote_engine_id"}) {
-      if (auto f = it->find(key); f != it->end() && !f->is_null() && !f->is_string()) {
-        return FieldError(std::string("kv_transfer_params.") + key, "must be a string");
-      }
-    }
+    // Their fields are the KV connector's to parse and check (KvConnector::PrepareRequest).
     req.kv_transfer_params = *it;
   }
   return req;

@@ -58,9 +58,6 @@ OpenAiServer::OpenAiServer(const OpenAiServerOptions& options, engine::LlmEngine
   handler_ctx_.metrics = &metrics_;
   handler_ctx_.served_model_name = options_.served_model_name;
   handler_ctx_.request_timeout = options_.request_timeout;
-  handler_ctx_.kv_transfer_params = options_.kv_transfer_params;
-  handler_ctx_.prepare_kv_transfer = options_.prepare_kv_transfer;
-  handler_ctx_.abandon_kv_transfer = options_.abandon_kv_transfer;
   handler_ctx_.stopping = &stopping_;
 }
 
@@ -108,6 +105,7 @@ void OpenAiServer::InstallRoutes() {
   });
   http_->Route("GET", "/metrics", [this](const http::Request&, http::Response& res) {
     std::string text = metrics_.Render(engine_->Stats());
+    if (const engine::KvConnector* c = engine_->kv_connector()) text += c->MetricsText();
     if (options_.extra_metrics) text += options_.extra_metrics();
     text += http::RenderPrometheus(http_->stats(), "serve");
     res.Set(200, std::move(text), "text/plain; version=0.0.4");

@@ -55,18 +55,8 @@ struct OpenAiServerOptions {
   // max_body_bytes 32 MiB.
   http::HttpLimits http_limits = {.max_body_bytes = 32 << 20};
   std::chrono::seconds request_timeout{600};  // A request is aborted after this. Default: 600 s.
-  // Connector hook (issue 4): the kv_transfer_params of a non-streaming response, given the
-  // request's kv_transfer_params and request id. Default (empty): null.
-  std::function<nlohmann::json(const nlohmann::json&, const std::string&)> kv_transfer_params;
-  // Connector hook (issue 4): given a request's non-null kv_transfer_params and its id, sets
-  // the engine request's connector flags (keep_blocks_on_finish, wait_for_remote_kv) before
-  // it is submitted. An error is answered as a 4xx/5xx. Default (empty): ignored.
-  std::function<Status(const nlohmann::json&, const std::string&, engine::GenerateRequest*)>
-      prepare_kv_transfer;
-  // Connector hook: the engine refused a request that prepare_kv_transfer accepted (given
-  // its id); the connector forgets it. Default (empty): nothing.
-  std::function<void(const std::string&)> abandon_kv_transfer;
-  // More Prometheus text appended to GET /metrics (e.g. the connector's). Default: none.
+  // More Prometheus text appended to GET /metrics (after the engine's KV connector's).
+  // Default: none.
   std::function<std::string()> extra_metrics;
 };
 

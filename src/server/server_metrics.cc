@@ -42,6 +42,11 @@ ServerMetrics::ServerMetrics() : registry_(std::make_shared<prometheus::Registry
   generation_tokens_ = counter("ferry_generation_tokens_total", "Generated tokens.");
   prefix_hits_ =
       counter("ferry_prefix_cache_hit_tokens_total", "Prompt tokens served from the prefix cache.");
+  connector_hits_ = counter("ferry_kv_connector_hit_tokens_total",
+                            "Prompt tokens loaded by the KV connector (another instance or the "
+                            "pool) instead of computed.");
+  prompt_computed_ = counter("ferry_prompt_tokens_computed_total",
+                             "Prompt tokens run through the model (recomputes included).");
   preemptions_ = counter("ferry_num_preemptions_total", "Requests preempted for lack of blocks.");
   success_ = &prometheus::BuildCounter()
                   .Name("ferry_request_success_total")
@@ -73,6 +78,8 @@ std::string ServerMetrics::Render(const engine::EngineStats& s) {
     add(prompt_tokens_, s.prompt_tokens_total, last_.prompt_tokens_total);
     add(generation_tokens_, s.generation_tokens_total, last_.generation_tokens_total);
     add(prefix_hits_, s.prefix_cache_hit_tokens, last_.prefix_cache_hit_tokens);
+    add(connector_hits_, s.connector_hit_tokens, last_.connector_hit_tokens);
+    add(prompt_computed_, s.prompt_tokens_computed, last_.prompt_tokens_computed);
     add(preemptions_, s.num_preemptions, last_.num_preemptions);
     last_ = s;
   }

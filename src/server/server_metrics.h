@@ -54,6 +54,8 @@ class ServerMetrics {
   prometheus::Counter* prompt_tokens_;
   prometheus::Counter* generation_tokens_;
   prometheus::Counter* prefix_hits_;
+  prometheus::Counter* connector_hits_;
+  prometheus::Counter* prompt_computed_;
   prometheus::Counter* preemptions_;
   prometheus::Family<prometheus::Counter>* success_;
   prometheus::Histogram* ttft_;

@@ -9,75 +9,21 @@
 #include <thread>
 
 #include "engine/llm_engine.h"
+#include "engine_test_util.h"
 #include "fake_model.h"
 
 namespace ferry::engine {
 namespace {
 
 using testing::ByteTokenizer;
+using testing::Collect;
+using testing::Collected;
+using testing::Expected;
 using testing::FakeModel;
 using testing::FakeNextToken;
-
-std::vector<int32_t> Prompt(int n, int seed) {
-  std::vector<int32_t> t;
-  for (int i = 0; i < n; ++i) t.push_back('A' + (i * 7 + seed * 13) % 26);
-  return t;
-}
-
-std::string Expected(std::vector<int32_t> ctx, int n) {
-  std::string out;
-  for (int i = 0; i < n; ++i) {
-    int32_t t = FakeNextToken(ctx);
-    out.push_back(static_cast<char>(t));
-    ctx.push_back(t);
-  }
-  return out;
-}
-
-struct Collected {
-  std::string text;
-  std::string finish_reason;
-  int32_t completion_tokens = 0;
-  int32_t cached_tokens = 0;
-  Status error;
-};
-
-Collected Collect(RequestStream& s) {
-  Collected c;
-  const Deadline d = Deadline::In(std::chrono::seconds(20));
-  while (!d.Expired()) {
-    auto out = s.Next(d);
-    if (!out.ok()) break;
-    c.text += out->text;
-    if (out->finished) {
-      c.finish_reason = out->finish_reason;
-      c.completion_tokens = out->completion_tokens;
-      c.cached_tokens = out->cached_tokens;
-      c.error = out->error;
-      break;
-    }
-  }
-  return c;
-}
-
-std::unique_ptr<LlmEngine> StartEngine(
-    EngineOptions opts, int32_t eos_after = 0,
-    std::chrono::microseconds delay = std::chrono::microseconds(0)) {
-  auto e = LlmEngine::Create(std::make_unique<FakeModel>(eos_after, delay),
-                             std::make_shared<ByteTokenizer>(), opts);
-  EXPECT_TRUE(e.ok()) << e.status().ToString();
-  EXPECT_TRUE((*e)->Start().ok());
-  return std::move(e).value();
-}
-
-GenerateRequest Greedy(std::string id, std::vector<int32_t> prompt, int max_tokens) {
-  GenerateRequest r;
-  r.request_id = std::move(id);
-  r.prompt_tokens = std::move(prompt);
-  r.params.temperature = 0;
-  r.params.max_tokens = max_tokens;
-  return r;
-}
+using testing::Greedy;
+using testing::Prompt;
+using testing::StartEngine;
 
 TEST(SchedulerTest, RespectsMaxNumSeqsAndTokenBudget) {
   auto bm = BlockManager::Create({.num_blocks = 64, .block_size = 4}).value();
@@ -99,25 +45,6 @@ TEST(SchedulerTest, RespectsMaxNumSeqsAndTokenBudget) {
   EXPECT_EQ(s.num_waiting(), 1);
   s.OnChunksComputed(out);
   EXPECT_EQ(s.Find(2)->num_computed, 2);
-}
-
-TEST(SchedulerTest, ParkedSequenceResumesAfterRemoteKv) {
-  auto bm = BlockManager::Create({.num_blocks = 64, .block_size = 4}).value();
-  Scheduler s({}, bm.get());
-  auto seq = std::make_unique<Sequence>();
-  seq->id = 7;
-  seq->tokens = Prompt(10, 1);
-  seq->prompt_len = 10;
-  seq->wait_for_remote_kv = true;
-  s.Add(std::move(seq));
-  EXPECT_TRUE(s.Schedule().empty());
-  EXPECT_EQ(s.num_parked(), 1);
-  EXPECT_EQ(bm->BlockTable(7)->size(), 3u);  // blocks for the whole prompt
-  ASSERT_TRUE(s.OnRemoteKvLoaded(7, true).ok());
-  SchedulerOutput out = s.Schedule();
-  ASSERT_EQ(out.chunks.size(), 1u);
-  EXPECT_EQ(out.chunks[0].start, 9);  // only the last prompt token is computed
-  EXPECT_EQ(out.chunks[0].num_tokens, 1);
 }
 
 TEST(LlmEngineTest, GreedyMatchesReference) {
@@ -264,153 +191,6 @@ TEST(LlmEngineTest, StopAbortsInFlightRequests) {
   EXPECT_EQ(Collect(*stream).finish_reason, "abort");
   EXPECT_EQ(engine->Submit(Greedy("late", Prompt(3, 1), 3)).status().code(),
             StatusCode::kUnavailable);
-}
-
-}  // namespace
-}  // namespace ferry::engine
-
-namespace ferry::engine {
-namespace {
-
-// The connector hooks: a parked request whose KV is written from outside (as the
-// connector will) generates the same text; kept blocks stay until released.
-TEST(LlmEngineHooksTest, RemoteKvAndKeptBlocks) {
-  LlmEngine* engine_ptr = nullptr;
-  std::atomic<int> parked{0};
-  std::atomic<int> kept{0};
-  EngineOptions opts{.block_size = 4, .num_kv_blocks = 64};
-  opts.on_waiting_for_remote_kv = [&](const std::string& rid, std::span<const BlockId> blocks,
-                                      int32_t cached) {
-    ++parked;
-    if (rid == "fail") {
-      engine_ptr->NotifyRemoteKvLoaded(rid, false);
-      return;
-    }
-    if (rid == "keep-abort") return;  // stays parked until FailRemoteKv
-    // Write what FakeModel would have computed for all prompt tokens but the last.
-    const KvCacheLayout& l = engine_ptr->kv_cache().layout();
-    const std::vector<int32_t> prompt = Prompt(13, 5);
-    for (int32_t pos = cached; pos + 1 < static_cast<int32_t>(prompt.size()); ++pos) {
-      const int32_t b = blocks[pos / l.block_size];
-      engine_ptr->kv_cache().data()[l.Offset(b, 0, 0, pos % l.block_size, 0)] =
-          static_cast<float>(prompt[pos]);
-      engine_ptr->kv_cache().data()[l.Offset(b, 0, 1, pos % l.block_size, 0)] =
-          static_cast<float>(pos);
-    }
-    engine_ptr->NotifyRemoteKvLoaded(rid, true);
-  };
-  std::vector<std::string> reasons;
-  opts.on_blocks_kept = [&](const std::string&, const std::string& reason,
-                            std::span<const BlockId> blocks) {
-    reasons.push_back(reason);
-    kept = static_cast<int>(blocks.size());
-  };
-  auto engine = StartEngine(opts);
-  engine_ptr = engine.get();
-  for (const char* id : {"remote", "fail"}) {
-    auto req = Greedy(id, Prompt(13, 5), 7);
-    req.wait_for_remote_kv = true;
-    EXPECT_EQ(Collect(*engine->Submit(req).value()).text, Expected(Prompt(13, 5), 7)) << id;
-  }
-  EXPECT_EQ(parked.load(), 2);
-
-  auto keep = Greedy("keep", Prompt(9, 2), 3);
-  keep.keep_blocks_on_finish = true;
-  EXPECT_EQ(Collect(*engine->Submit(keep).value()).finish_reason, "length");
-  EXPECT_EQ(kept.load(), 3);  // 9 + 3 tokens in blocks of 4
-  EXPECT_EQ(engine->Stats().kv_blocks_used, 3);
-  engine->ReleaseKeptBlocks("keep");
-  const Deadline d = Deadline::In(std::chrono::seconds(5));
-  while (engine->Stats().kv_blocks_used != 0 && !d.Expired()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_EQ(engine->Stats().kv_blocks_used, 0);
-
-  // A keep request that stops on anything but its length cap keeps nothing.
-  auto aborted = Greedy("keep-abort", Prompt(9, 2), 50);
-  aborted.keep_blocks_on_finish = true;
-  aborted.wait_for_remote_kv = true;  // parks it until FailRemoteKv below
-  auto stream = engine->Submit(aborted).value();
-  engine->FailRemoteKv("keep-abort", UnavailableError("prefill went away"));
-  auto out = Collect(*stream);
-  EXPECT_EQ(out.finish_reason, "abort");
-  EXPECT_EQ(reasons.back(), "abort");
-  EXPECT_EQ(kept.load(), 0);
-  while (engine->Stats().kv_blocks_used != 0 && !d.Expired()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  EXPECT_EQ(engine->Stats().kv_blocks_used, 0);
-}
-
-}  // namespace
-}  // namespace ferry::engine
-
-namespace ferry::engine {
-namespace {
-
-// A finished request's blocks are still out of the free list (held), and all come back
-// once the guard time has passed (within 5 s).
-void ExpectBlocksHeldThenReleased(LlmEngine& engine) {
-  EngineStats s = engine.Stats();
-  EXPECT_GT(s.kv_blocks_held, 0);
-  EXPECT_GE(s.kv_blocks_used, s.kv_blocks_held);
-  const Deadline d = Deadline::In(std::chrono::seconds(5));
-  while ((engine.Stats().kv_blocks_held != 0 || engine.Stats().kv_blocks_used != 0) &&
-         !d.Expired()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  EXPECT_EQ(engine.Stats().kv_blocks_held, 0);
-  EXPECT_EQ(engine.Stats().kv_blocks_used, 0);
-}
-
-// A failed remote load's blocks are held for a while: a late write of that transfer (data
-// a dead prefill's kernel still delivers, a paused one resuming) must never land in blocks
-// that meanwhile hold another prompt's KV.
-TEST(LlmEngineHooksTest, FailedRemoteLoadHoldsItsBlocksForTheGuardTime) {
-  LlmEngine* engine_ptr = nullptr;
-  EngineOptions opts{.block_size = 4, .num_kv_blocks = 64};
-  opts.on_waiting_for_remote_kv = [&](const std::string& rid, std::span<const BlockId>, int32_t) {
-    if (rid == "recompute") {
-      engine_ptr->NotifyRemoteKvLoaded(rid, false, std::chrono::milliseconds(400));
-    } else {
-      engine_ptr->FailRemoteKv(rid, UnavailableError("prefill died"),
-                               std::chrono::milliseconds(400));
-    }
-  };
-  auto engine = StartEngine(opts);
-  engine_ptr = engine.get();
-  for (const char* id : {"recompute", "fail"}) {
-    SCOPED_TRACE(id);
-    auto req = Greedy(id, Prompt(13, 5), 3);
-    req.wait_for_remote_kv = true;
-    auto out = Collect(*engine->Submit(req).value());
-    EXPECT_EQ(out.finish_reason, std::string(id) == "fail" ? "abort" : "length");
-    if (std::string(id) == "recompute") {
-      EXPECT_EQ(out.text, Expected(Prompt(13, 5), 3));
-    }
-    ExpectBlocksHeldThenReleased(*engine);
-  }
-}
-
-// The same when the client goes away while the request waits for remote KV: the abort
-// must not hand its blocks to the next request while the transfer may still write them.
-TEST(LlmEngineHooksTest, AbortWhileWaitingForRemoteKvHoldsItsBlocks) {
-  std::atomic<bool> parked{false};
-  EngineOptions opts{.block_size = 4, .num_kv_blocks = 64};
-  opts.on_waiting_for_remote_kv = [&](const std::string&, std::span<const BlockId>, int32_t) {
-    parked = true;  // never loaded: the client aborts first
-  };
-  opts.remote_kv_abort_hold = [] { return std::chrono::milliseconds(400); };
-  auto engine = StartEngine(opts);
-  auto req = Greedy("gone", Prompt(13, 5), 3);
-  req.wait_for_remote_kv = true;
-  auto stream = engine->Submit(req).value();
-  const Deadline parked_by = Deadline::In(std::chrono::seconds(5));
-  while (!parked && !parked_by.Expired()) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  ASSERT_TRUE(parked);
-  engine->Abort("gone");
-  EXPECT_EQ(Collect(*stream).finish_reason, "abort");
-  ExpectBlocksHeldThenReleased(*engine);
 }
 
 }  // namespace

@@ -44,7 +44,9 @@ void ExpectSameProduct(const Pair& p, int m) {
     worst = std::max(worst,
                      std::abs(double{got[i]} - want[i]) / std::max(1.0, std::abs(double{want[i]})));
   }
-  EXPECT_LE(worst, 1e-5) << "m=" << m;
+  // Both sides sum thousands of float products in different orders (sgemm kernels differ
+  // by CPU: AVX2 vs AVX-512): a few ulps of float32 apart, not 1e-5 on every machine.
+  EXPECT_LE(worst, 3e-5) << "m=" << m;
 }
 
 TEST(WeightMatrixTest, Bf16MatchesF32InOneChunk) {

@@ -13,12 +13,12 @@
 
 #include "command.h"
 #include "common/log.h"
+#include "connector/kv_connector_factory.h"
+#include "connector/kv_transfer_config.h"
 #include "engine/llm_engine.h"
 #include "engine/model.h"
 #include "engine/model_path.h"
 #include "engine/tokenizer.h"
-#include "serve_connector.h"
-#include "server/kv_transfer_config.h"
 #include "server/openai_server.h"
 
 namespace ferry::cli {
@@ -63,9 +63,9 @@ int32_t DefaultNumBlocks(const ServeFlags& f, const engine::KvCacheLayout& one_b
 }
 
 int RunServe(const ServeFlags& f) {
-  std::optional<server::KvTransferConfig> kv_config;
+  std::optional<connector::KvTransferConfig> kv_config;
   if (!f.kv_transfer_config.empty()) {
-    auto kv = server::ParseKvTransferConfig(f.kv_transfer_config);
+    auto kv = connector::ParseKvTransferConfig(f.kv_transfer_config);
     if (!kv.ok()) return Fail(2, kv.status().message());
     kv_config = *kv;
   }
@@ -107,28 +107,22 @@ int RunServe(const ServeFlags& f) {
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  // Declared before the engine so that it outlives the engine's thread.
-  ServeConnector connector;
-  if (kv_config) connector.InstallEngineHooks(&eo);
+  const std::string served_name = f.served_model_name.empty() ? f.model_dir : f.served_model_name;
   std::shared_ptr<const engine::Tokenizer> tok(std::move(tokenizer).value());
   auto eng = engine::LlmEngine::Create(std::move(model).value(), tok, eo);
   if (!eng.ok()) return Fail(1, eng.status().ToString());
   if (kv_config) {
-    if (Status st = connector.Start(*kv_config, f.host, eng->get()); !st.ok()) {
-      return Fail(1, "starting the KV connector: " + st.ToString());
-    }
+    // The engine owns the connector from here; it stops it before its KV cache goes.
+    auto conn = connector::CreateKvConnector(*kv_config, {f.host, served_name});
+    Status st = conn.ok() ? (*eng)->AttachKvConnector(std::move(conn).value()) : conn.status();
+    if (!st.ok()) return Fail(1, "starting the KV connector: " + st.ToString());
   }
   if (Status st = (*eng)->Start(); !st.ok()) return Fail(1, st.ToString());
 
   server::OpenAiServerOptions so;
   so.host = f.host;
   so.port = f.port;
-  so.served_model_name = f.served_model_name.empty() ? f.model_dir : f.served_model_name;
-  connector.InstallServerHooks(&so);
-  if (connector.connector() != nullptr) {
-    connector::KvConnector* conn = connector.connector();
-    so.extra_metrics = [conn] { return conn->MetricsText(); };
-  }
+  so.served_model_name = served_name;
   auto srv = server::OpenAiServer::Create(so, eng->get());
   if (!srv.ok()) return Fail(1, srv.status().ToString());
   if (Status st = (*srv)->Start(); !st.ok()) return Fail(1, st.ToString());
@@ -151,9 +145,7 @@ int RunServe(const ServeFlags& f) {
   if (g_stop_signal != 0)
     FERRY_LOG_INFO("signal {}: shutting down", static_cast<int>(g_stop_signal));
   (*srv)->Stop();
-  (*eng)->Stop();
-  // The connector's threads read the KV cache, which the engine owns: stop them first.
-  connector.Stop();
+  (*eng)->Stop();  // also stops the KV connector
   return exit_code;
 }
 
@@ -204,7 +196,9 @@ FERRY_REGISTER_COMMAND(
           ->check(CLI::IsMember({"auto", "float32", "float", "bfloat16"}))
           ->capture_default_str();
       cmd.add_option("--kv-transfer-config", f->kv_transfer_config,
-                     "Disaggregation connector config (JSON, as in vLLM)");
+                     "KV connector config (JSON, as in vLLM): MooncakeConnector (P2P "
+                     "disaggregation), MooncakeStoreConnector (KV pool, MOONCAKE_CONFIG_PATH) "
+                     "or MultiConnector");
       cmd.add_flag("--no-enable-prefix-caching", f->no_prefix_caching, "Turn the prefix cache off");
       return [f] { return ferry::cli::RunServe(*f); };
     });

@@ -1,14 +1,16 @@
-// KvConnector set-up, environment and metrics. The prefill side is in kv_producer.cc, the
-// decode side in kv_consumer.cc.
+// MooncakeConnector set-up, environment and metrics. The prefill side is in mooncake_producer.cc,
+// the decode side in mooncake_consumer.cc.
 #include <httplib.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "common/host_port.h"
 #include "common/log.h"
-#include "connector/internal/kv_connector_impl.h"
+#include "connector/internal/mooncake_connector_impl.h"
+#include "connector/kv_transfer_params.h"
 #include "http/http_client_call.h"
 #include "http/http_client_timeouts.h"
 
@@ -65,7 +67,7 @@ std::string ProxyAuthMessage(const RemoteKvSource& source) {
 
 std::string KvWrittenNotification(const std::string& token) { return "ferry-kv-written:" + token; }
 
-Status ApplyConnectorEnvironment(KvConnectorOptions* o) {
+Status ApplyConnectorEnvironment(MooncakeConnectorOptions* o) {
   FERRY_ASSIGN_OR_RETURN(int64_t port,
                          EnvInteger("VLLM_MOONCAKE_BOOTSTRAP_PORT", o->bootstrap_port, 1, 65535));
   o->bootstrap_port = static_cast<uint16_t>(port);
@@ -104,7 +106,8 @@ Status ApplyConnectorEnvironment(KvConnectorOptions* o) {
   return OkStatus();
 }
 
-void KvConnectorImpl::CallState::Resolve(const std::string& decode_req_id, const Status& status) {
+void MooncakeConnectorImpl::CallState::Resolve(const std::string& decode_req_id,
+                                               const Status& status) {
   std::lock_guard lock(mu);
   if (status.ok()) {
     reply.ok_reqs.push_back(decode_req_id);
@@ -119,18 +122,13 @@ void KvConnectorImpl::CallState::Resolve(const std::string& decode_req_id, const
   }
 }
 
-KvConnectorImpl::KvConnectorImpl(const KvConnectorOptions& options,
-                                 const engine::KvCacheLayout& layout, void* kv_base,
-                                 size_t kv_bytes)
+MooncakeConnectorImpl::MooncakeConnectorImpl(const MooncakeConnectorOptions& options)
     : options_(options),
-      layout_(layout),
-      kv_base_(static_cast<char*>(kv_base)),
-      kv_bytes_(kv_bytes),
       engine_id_(options.engine_id.empty() ? RandomEngineId() : options.engine_id),
       bootstrap_auth_(options.secret, "bootstrap"),
       proxy_auth_(options.secret, "proxy") {}
 
-KvConnectorImpl::~KvConnectorImpl() {
+MooncakeConnectorImpl::~MooncakeConnectorImpl() {
   {
     std::lock_guard lock(mu_);
     stopping_ = true;
@@ -144,34 +142,25 @@ KvConnectorImpl::~KvConnectorImpl() {
   // with Aborted, queued bootstrap queries see stopping_ and skip.
   side_channel_.reset();
   pullers_.reset();      // before the client its tasks start calls on
-  side_client_.reset();  // its callbacks use transfer_ and control_, still here
+  side_client_.reset();  // its callbacks use transfer_ and sink_, still here
   senders_.reset();
   bootstrap_.reset();
   transfer_.reset();  // fails what the senders left in flight, joins the transports
 }
 
-bool KvConnectorImpl::Stopping() const {
+bool MooncakeConnectorImpl::Stopping() const {
   std::lock_guard lock(mu_);
   return stopping_;
 }
 
-Status KvConnectorImpl::Init() {
+Status MooncakeConnectorImpl::Validate() {
   if (!options_.is_producer() && !options_.is_consumer()) {
     return InvalidArgumentError("kv_role '" + options_.role +
                                 "' must be kv_producer, kv_consumer or kv_both");
   }
   if (options_.num_workers < 1) return InvalidArgumentError("num_workers must be >= 1");
-  if (layout_.block_bytes() * static_cast<size_t>(layout_.num_blocks) > kv_bytes_) {
-    return InvalidArgumentError("KV region is smaller than its layout says");
-  }
-  std::string transport = options_.protocol;
-  if (transport == "rdma") {
-    FERRY_LOG_WARN(
-        "connector: mooncake_protocol 'rdma' asked for, but Ferry has no RDMA transport on "
-        "this machine; using 'auto' (shm to same-host peers, tcp otherwise). Set "
-        "mooncake_protocol to tcp, shm or auto to silence this.");
-    transport = "auto";
-  } else if (transport != "tcp" && transport != "shm" && transport != "auto") {
+  const std::string& transport = options_.protocol;
+  if (transport != "rdma" && transport != "tcp" && transport != "shm" && transport != "auto") {
     return InvalidArgumentError("mooncake_protocol '" + options_.protocol +
                                 "' is not supported; use tcp, shm, auto (or rdma, which "
                                 "falls back to auto)");
@@ -183,6 +172,31 @@ Status KvConnectorImpl::Init() {
   if (options_.transfer_timeout.count() <= 0 || options_.connector_timeout.count() <= 0 ||
       options_.abort_timeout.count() <= 0 || options_.kv_load_timeout.count() < 0) {
     return InvalidArgumentError("connector timeouts must be positive");
+  }
+  return OkStatus();
+}
+
+Status MooncakeConnectorImpl::Bind(engine::KvTransferSink* sink, const engine::KvCache& cache) {
+  if (sink == nullptr) return InvalidArgumentError("connector: no engine to bind to");
+  if (sink_ != nullptr) return FailedPreconditionError("connector: bound already");
+  sink_ = sink;
+  layout_ = cache.layout();
+  kv_base_ = static_cast<char*>(cache.base());
+  kv_bytes_ = cache.size_bytes();
+  return Start();
+}
+
+Status MooncakeConnectorImpl::Start() {
+  if (layout_.block_bytes() * static_cast<size_t>(layout_.num_blocks) > kv_bytes_) {
+    return InvalidArgumentError("KV region is smaller than its layout says");
+  }
+  std::string transport = options_.protocol;
+  if (transport == "rdma") {
+    FERRY_LOG_WARN(
+        "connector: mooncake_protocol 'rdma' asked for, but Ferry has no RDMA transport on "
+        "this machine; using 'auto' (shm to same-host peers, tcp otherwise). Set "
+        "mooncake_protocol to tcp, shm or auto to silence this.");
+    transport = "auto";
   }
   TransferEngineOptions te;
   te.local_name = options_.host + ":0";
@@ -216,7 +230,7 @@ Status KvConnectorImpl::Init() {
   return OkStatus();
 }
 
-Status KvConnectorImpl::StartProducer() {
+Status MooncakeConnectorImpl::StartProducer() {
   senders_ = std::make_unique<ThreadPool>("kv-sender", options_.num_workers);
   SideChannelServer::Options so;
   so.secret = options_.secret;
@@ -238,7 +252,7 @@ Status KvConnectorImpl::StartProducer() {
   return OkStatus();
 }
 
-Status KvConnectorImpl::RegisterWithBootstrap() {
+Status MooncakeConnectorImpl::RegisterWithBootstrap() {
   nlohmann::json body = {{"engine_id", engine_id_},
                          {"dp_rank", 0},
                          {"tp_rank", 0},
@@ -266,10 +280,10 @@ Status KvConnectorImpl::RegisterWithBootstrap() {
                           " after 3 tries: " + last_error);
 }
 
-Result<http::CallReply> KvConnectorImpl::AuthenticatedCall(httplib::Client& client,
-                                                           const std::string& method,
-                                                           const std::string& target,
-                                                           const std::string& body) {
+Result<http::CallReply> MooncakeConnectorImpl::AuthenticatedCall(httplib::Client& client,
+                                                                 const std::string& method,
+                                                                 const std::string& target,
+                                                                 const std::string& body) {
   // A bootstrap table is a few hundred bytes per rank: a reply over 1 MiB is refused.
   auto reply = http::SendCall(client, {method, target, body, 1u << 20}, bootstrap_auth_);
   if (!reply.ok()) {
@@ -283,8 +297,8 @@ Result<http::CallReply> KvConnectorImpl::AuthenticatedCall(httplib::Client& clie
   return reply;
 }
 
-Status KvConnectorImpl::ExpectProducerRequest(const std::string& request_id,
-                                              const std::string& transfer_id) {
+Status MooncakeConnectorImpl::ExpectProducerRequest(const std::string& request_id,
+                                                    const std::string& transfer_id) {
   if (!options_.is_producer()) {
     return FailedPreconditionError("do_remote_decode asked of a kv_consumer instance");
   }
@@ -306,8 +320,8 @@ Status KvConnectorImpl::ExpectProducerRequest(const std::string& request_id,
   return OkStatus();
 }
 
-Status KvConnectorImpl::ExpectConsumerRequest(const std::string& request_id,
-                                              const RemoteKvSource& source) {
+Status MooncakeConnectorImpl::ExpectConsumerRequest(const std::string& request_id,
+                                                    const RemoteKvSource& source) {
   if (!options_.is_consumer()) {
     return FailedPreconditionError("do_remote_prefill asked of a kv_producer instance");
   }
@@ -328,7 +342,7 @@ Status KvConnectorImpl::ExpectConsumerRequest(const std::string& request_id,
   return OkStatus();
 }
 
-void KvConnectorImpl::ForgetRequest(const std::string& request_id) {
+void MooncakeConnectorImpl::ForgetRequest(const std::string& request_id) {
   std::lock_guard lock(mu_);
   if (auto it = producer_tags_.find(request_id); it != producer_tags_.end()) {
     pending_transfers_.erase(it->second);
@@ -337,7 +351,7 @@ void KvConnectorImpl::ForgetRequest(const std::string& request_id) {
   consumer_sources_.erase(request_id);
 }
 
-std::string KvConnectorImpl::MetricsText() const {
+std::string MooncakeConnectorImpl::MetricsText() const {
   std::string out = metrics_.Render();
   auto c = transfer_->counters();
   out += fmt::format(
@@ -361,12 +375,109 @@ std::string KvConnectorImpl::MetricsText() const {
   return out;
 }
 
-Result<std::unique_ptr<KvConnector>> KvConnector::Create(const KvConnectorOptions& options,
-                                                         const engine::KvCacheLayout& layout,
-                                                         void* kv_base, size_t kv_bytes) {
-  auto impl = std::make_unique<KvConnectorImpl>(options, layout, kv_base, kv_bytes);
-  FERRY_RETURN_IF_ERROR(impl->Init());
-  return std::unique_ptr<KvConnector>(std::move(impl));
+Result<std::unique_ptr<MooncakeConnector>> MooncakeConnector::Create(
+    const MooncakeConnectorOptions& options) {
+  auto impl = std::make_unique<MooncakeConnectorImpl>(options);
+  FERRY_RETURN_IF_ERROR(impl->Validate());
+  return std::unique_ptr<MooncakeConnector>(std::move(impl));
+}
+
+void MooncakeConnectorImpl::Report(engine::KvTransferDone done) {
+  if (done.kind == engine::KvTransferKind::kLoad) {
+    std::lock_guard lock(mu_);
+    --loads_in_flight_;
+    cv_.notify_all();
+  }
+  if (sink_ != nullptr) sink_->OnKvTransferDone(std::move(done));
+}
+
+Status MooncakeConnectorImpl::WaitForLoads(Deadline deadline) {
+  std::unique_lock lock(mu_);
+  while (loads_in_flight_ > 0) {
+    if (deadline.Expired()) {
+      return DeadlineExceededError("connector: " + std::to_string(loads_in_flight_) +
+                                   " KV pulls still in flight");
+    }
+    cv_.wait_for(lock, std::chrono::milliseconds(20));
+  }
+  return OkStatus();
+}
+
+Status MooncakeConnectorImpl::PrepareRequest(const std::string& request_id,
+                                             const std::string& kv_transfer_params) {
+  FERRY_ASSIGN_OR_RETURN(KvTransferParams p, KvTransferParams::Parse(kv_transfer_params));
+  if (p.do_remote_decode) return ExpectProducerRequest(request_id, p.transfer_id);
+  if (p.do_remote_prefill) {
+    return ExpectConsumerRequest(request_id, {p.transfer_id, p.remote_bootstrap_addr,
+                                              p.remote_engine_id, p.ferry_proxy_auth});
+  }
+  return OkStatus();
+}
+
+engine::KvMatch MooncakeConnectorImpl::GetNumNewMatchedTokens(const engine::KvRequestView& request,
+                                                              int32_t num_local_tokens) {
+  std::lock_guard lock(mu_);
+  if (consumer_sources_.count(request.request_id) == 0) return {};
+  // The prefill writes the whole prompt's KV; the engine still computes the last token.
+  const auto prompt = static_cast<int32_t>(request.prompt_tokens.size());
+  return {std::max(0, prompt - num_local_tokens), false, OkStatus()};
+}
+
+void MooncakeConnectorImpl::UpdateStateAfterAlloc(const engine::KvRequestView& request,
+                                                  std::span<const engine::BlockId> blocks,
+                                                  int32_t num_local_tokens, int32_t) {
+  std::lock_guard lock(mu_);
+  pending_loads_[request.request_id] = {{blocks.begin(), blocks.end()}, num_local_tokens};
+}
+
+void MooncakeConnectorImpl::StartLoad(const engine::KvRequestView& request) {
+  PendingLoad load;
+  {
+    std::lock_guard lock(mu_);
+    auto it = pending_loads_.find(request.request_id);
+    if (it != pending_loads_.end()) {
+      load = std::move(it->second);
+      pending_loads_.erase(it);
+    }
+    ++loads_in_flight_;  // Report({kLoad}) ends it
+  }
+  OnRemoteKvNeeded(request.request_id, load.blocks, load.num_local_tokens);
+}
+
+engine::KvFinished MooncakeConnectorImpl::RequestFinished(
+    const engine::KvRequestView& request, std::span<const engine::BlockId> prompt_blocks,
+    const std::string& reason, bool loading) {
+  engine::KvFinished answer;
+  if (loading) {
+    // Aborted while its pull runs: writes of that transfer may still land (a paused
+    // prefill that resumes), so its blocks stay out of circulation for a while.
+    answer.hold_blocks = options_.late_write_guard;
+    return answer;
+  }
+  std::string transfer_id;
+  {
+    std::lock_guard lock(mu_);
+    consumer_sources_.erase(request.request_id);  // refused before its load started
+    pending_loads_.erase(request.request_id);
+    auto tag = producer_tags_.find(request.request_id);
+    if (tag == producer_tags_.end()) return answer;
+    transfer_id = tag->second;
+  }
+  // Only a prefill that reached its length cap (max_tokens 1, as the proxy asks) has KV a
+  // decoder can use; other finishes tell the decoder why (OnKeptBlocks).
+  const bool keep = reason == "length" && !prompt_blocks.empty();
+  OnKeptBlocks(request.request_id, reason,
+               keep ? std::vector<int32_t>(prompt_blocks.begin(), prompt_blocks.end())
+                    : std::vector<int32_t>());
+  answer.delay_free = keep;
+  // What a decoder needs to pull this prompt's KV (vLLM's producer answer).
+  KvTransferParams reply;
+  reply.do_remote_prefill = true;
+  reply.remote_engine_id = engine_id_;
+  reply.remote_bootstrap_addr = bootstrap_addr_;
+  reply.transfer_id = transfer_id;
+  answer.response_params = reply.ToJson();
+  return answer;
 }
 
 }  // namespace ferry::connector

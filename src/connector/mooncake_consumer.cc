@@ -1,10 +1,10 @@
-// KvConnector, decode side: find the prefill worker through its bootstrap server, ask it
+// MooncakeConnector, decode side: find the prefill worker through its bootstrap server, ask it
 // to write the prompt's blocks into ours, and tell the engine how it went.
 #include <httplib.h>
 
 #include "common/crypto.h"
 #include "common/log.h"
-#include "connector/internal/kv_connector_impl.h"
+#include "connector/internal/mooncake_connector_impl.h"
 #include "http/http_client_timeouts.h"
 
 namespace ferry::connector {
@@ -18,7 +18,7 @@ constexpr std::string_view kWrittenPrefix = "ferry-kv-written:";
 
 }  // namespace
 
-Status KvConnectorImpl::CheckBootstrapAllowed(const RemoteKvSource& source) {
+Status MooncakeConnectorImpl::CheckBootstrapAllowed(const RemoteKvSource& source) {
   auto normalized = NormalizeBootstrapAddr(source.bootstrap_addr);
   if (!normalized.ok()) return normalized.status().WithContext("remote_bootstrap_addr");
   if (allowed_bootstrap_.count(*normalized) > 0) return OkStatus();
@@ -41,9 +41,9 @@ Status KvConnectorImpl::CheckBootstrapAllowed(const RemoteKvSource& source) {
                              : ""));
 }
 
-void KvConnectorImpl::OnRemoteKvNeeded(const std::string& request_id,
-                                       const std::vector<int32_t>& blocks,
-                                       int32_t num_cached_tokens) {
+void MooncakeConnectorImpl::OnRemoteKvNeeded(const std::string& request_id,
+                                             const std::vector<int32_t>& blocks,
+                                             int32_t num_cached_tokens) {
   RemoteKvSource source;
   {
     std::lock_guard lock(mu_);
@@ -54,11 +54,9 @@ void KvConnectorImpl::OnRemoteKvNeeded(const std::string& request_id,
     }
   }
   if (source.transfer_id.empty()) {
-    if (control_) {
-      control_->FinishRemoteKv(request_id,
-                               FailedPreconditionError("no remote KV source for " + request_id),
-                               options_.failure_policy, std::chrono::milliseconds(0));
-    }
+    const bool fail = options_.failure_policy == engine::KvLoadFailurePolicy::kFail;
+    Report({request_id, engine::KvTransferKind::kLoad,
+            FailedPreconditionError("no remote KV source for " + request_id), fail});
     return;
   }
   metrics_.requests_waiting++;
@@ -68,8 +66,8 @@ void KvConnectorImpl::OnRemoteKvNeeded(const std::string& request_id,
   if (!posted) FinishPull(request_id, source, AbortedError("connector is shutting down"));
 }
 
-void KvConnectorImpl::FinishPull(const std::string& request_id, const RemoteKvSource& source,
-                                 const Status& s) {
+void MooncakeConnectorImpl::FinishPull(const std::string& request_id, const RemoteKvSource& source,
+                                       const Status& s) {
   metrics_.requests_waiting--;
   if (!s.ok()) {
     metrics_.transfers_failed++;
@@ -80,11 +78,13 @@ void KvConnectorImpl::FinishPull(const std::string& request_id, const RemoteKvSo
   // A failed pull may still see writes arrive (see late_write_guard); a pull that never
   // reached a prefill worker cannot.
   const auto hold = s.ok() ? std::chrono::milliseconds(0) : options_.late_write_guard;
-  if (control_) control_->FinishRemoteKv(request_id, s, options_.failure_policy, hold);
+  const bool fail = !s.ok() && options_.failure_policy == engine::KvLoadFailurePolicy::kFail;
+  Report({request_id, engine::KvTransferKind::kLoad,
+          fail ? s.WithContext("remote KV load failed") : s, fail, hold});
 }
 
-void KvConnectorImpl::Pull(const std::string& request_id, const RemoteKvSource& source,
-                           std::vector<int32_t> blocks, int32_t num_cached_tokens) {
+void MooncakeConnectorImpl::Pull(const std::string& request_id, const RemoteKvSource& source,
+                                 std::vector<int32_t> blocks, int32_t num_cached_tokens) {
   if (Stopping()) return FinishPull(request_id, source, AbortedError("connector is stopping"));
   auto endpoint = ResolveWorker(source);
   if (!endpoint.ok()) return FinishPull(request_id, source, endpoint.status());
@@ -117,9 +117,9 @@ void KvConnectorImpl::Pull(const std::string& request_id, const RemoteKvSource& 
   if (!started.ok()) FinishPull(request_id, source, started);
 }
 
-void KvConnectorImpl::OnPullReply(const std::string& request_id, const RemoteKvSource& source,
-                                  const std::string& token, size_t blocks,
-                                  SteadyClock::time_point start, Result<KvPullReply> reply) {
+void MooncakeConnectorImpl::OnPullReply(const std::string& request_id, const RemoteKvSource& source,
+                                        const std::string& token, size_t blocks,
+                                        SteadyClock::time_point start, Result<KvPullReply> reply) {
   if (!reply.ok()) {
     if (reply.status().code() == StatusCode::kPermissionDenied) metrics_.unauthenticated++;
     if (reply.status().code() == StatusCode::kUnavailable) {
@@ -151,7 +151,7 @@ void KvConnectorImpl::OnPullReply(const std::string& request_id, const RemoteKvS
   FinishPull(request_id, source, OkStatus());
 }
 
-bool KvConnectorImpl::TakeWrittenNotification(const std::string& token) {
+bool MooncakeConnectorImpl::TakeWrittenNotification(const std::string& token) {
   std::vector<Notification> notes = transfer_->TakeNotifications();
   const auto now = SteadyClock::now();
   std::lock_guard lock(mu_);
@@ -169,7 +169,7 @@ bool KvConnectorImpl::TakeWrittenNotification(const std::string& token) {
   return written_.erase(token) > 0;
 }
 
-Result<std::string> KvConnectorImpl::ResolveWorker(const RemoteKvSource& source) {
+Result<std::string> MooncakeConnectorImpl::ResolveWorker(const RemoteKvSource& source) {
   {
     std::lock_guard lock(mu_);
     auto it = worker_cache_.find(source.bootstrap_addr);

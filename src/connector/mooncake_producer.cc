@@ -1,19 +1,20 @@
-// KvConnector, prefill side: keep finished prompts' blocks, push them to decoders that ask,
+// MooncakeConnector, prefill side: keep finished prompts' blocks, push them to decoders that ask,
 // free them after the push or after the abort timeout.
 #include "common/log.h"
 #include "connector/block_runs.h"
-#include "connector/internal/kv_connector_impl.h"
+#include "connector/internal/mooncake_connector_impl.h"
 
 namespace ferry::connector {
 
-void KvConnectorImpl::OnKeptBlocks(const std::string& request_id, const std::string& finish_reason,
-                                   const std::vector<int32_t>& blocks) {
+void MooncakeConnectorImpl::OnKeptBlocks(const std::string& request_id,
+                                         const std::string& finish_reason,
+                                         const std::vector<int32_t>& blocks) {
   std::unique_lock lock(mu_);
   auto tag = producer_tags_.find(request_id);
   if (tag == producer_tags_.end()) {
     // Not ours (no transfer id): nothing will ever claim the blocks.
     lock.unlock();
-    if (!blocks.empty() && control_) control_->ReleaseKeptBlocks(request_id);
+    if (!blocks.empty()) ReleaseKept(request_id);
     return;
   }
   std::string transfer_id = std::move(tag->second);
@@ -32,7 +33,7 @@ void KvConnectorImpl::OnKeptBlocks(const std::string& request_id, const std::str
         "prefill request finished with '" + finish_reason + "' instead of reaching its length cap";
     failed_[transfer_id] = {why, now + options_.abort_timeout};
     lock.unlock();
-    if (!blocks.empty() && control_) control_->ReleaseKeptBlocks(request_id);
+    if (!blocks.empty()) ReleaseKept(request_id);
     for (auto& p : waiting) p.call->Resolve(p.decode_req_id, AbortedError(why));
     return;
   }
@@ -51,7 +52,7 @@ void KvConnectorImpl::OnKeptBlocks(const std::string& request_id, const std::str
   }
 }
 
-void KvConnectorImpl::HandleCall(SideChannelServer::Call call) {
+void MooncakeConnectorImpl::HandleCall(SideChannelServer::Call call) {
   const KvPullRequest request = call.request();  // copy: `call` moves into the state
   auto state = std::make_shared<CallState>(std::move(call), request.req_blocks.size());
   if (request.req_blocks.empty()) {
@@ -89,8 +90,9 @@ void KvConnectorImpl::HandleCall(SideChannelServer::Call call) {
   }
 }
 
-void KvConnectorImpl::DispatchLocked(std::shared_ptr<CallState> call, std::string decode_req_id,
-                                     RequestBlocks want, Ready ready) {
+void MooncakeConnectorImpl::DispatchLocked(std::shared_ptr<CallState> call,
+                                           std::string decode_req_id, RequestBlocks want,
+                                           Ready ready) {
   // The sender owns the claimed blocks from here on and frees them when done.
   senders_->Post([this, call, decode_req_id = std::move(decode_req_id), want = std::move(want),
                   ready = std::move(ready)] {
@@ -106,13 +108,13 @@ void KvConnectorImpl::DispatchLocked(std::shared_ptr<CallState> call, std::strin
                      request.remote_hostname, request.remote_port, s.ToString());
     }
     metrics_.requests_kept--;
-    if (control_) control_->ReleaseKeptBlocks(ready.request_id);
+    ReleaseKept(ready.request_id);
     call->Resolve(decode_req_id, s);
   });
 }
 
-Status KvConnectorImpl::PushBlocks(const KvPullRequest& request, const RequestBlocks& want,
-                                   const std::vector<int32_t>& have) {
+Status MooncakeConnectorImpl::PushBlocks(const KvPullRequest& request, const RequestBlocks& want,
+                                         const std::vector<int32_t>& have) {
   if (want.block_ids.size() != 1) {
     return InvalidArgumentError("expected one KV group, got " +
                                 std::to_string(want.block_ids.size()));
@@ -166,8 +168,8 @@ Status KvConnectorImpl::PushBlocks(const KvPullRequest& request, const RequestBl
   return OkStatus();
 }
 
-Status KvConnectorImpl::TransferUnlessStopping(const std::vector<TransferRequest>& reqs,
-                                               const std::string& notify) {
+Status MooncakeConnectorImpl::TransferUnlessStopping(const std::vector<TransferRequest>& reqs,
+                                                     const std::string& notify) {
   FERRY_ASSIGN_OR_RETURN(BatchId batch, transfer_->AllocateBatch(reqs.size()));
   Status s =
       transfer_->Submit(batch, reqs, options_.transfer_timeout, notify.empty() ? nullptr : &notify);
@@ -191,7 +193,7 @@ Status KvConnectorImpl::TransferUnlessStopping(const std::vector<TransferRequest
   return DeadlineExceededError("KV push still in flight after its deadline");
 }
 
-void KvConnectorImpl::SweepLoop() {
+void MooncakeConnectorImpl::SweepLoop() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     cv_.wait_for(lock, std::chrono::milliseconds(200));
@@ -234,7 +236,7 @@ void KvConnectorImpl::SweepLoop() {
     for (const auto& id : expired_requests) {
       metrics_.expired_requests++;
       metrics_.requests_kept--;
-      if (control_) control_->ReleaseKeptBlocks(id);
+      ReleaseKept(id);
     }
     for (auto& [p, why] : late) p.call->Resolve(p.decode_req_id, DeadlineExceededError(why));
     lock.lock();

@@ -1,5 +1,6 @@
-// KvConnectorImpl: the state behind KvConnector, shared by kv_connector.cc (set-up,
-// metrics), kv_producer.cc (prefill side) and kv_consumer.cc (decode side).
+// MooncakeConnectorImpl: the state behind MooncakeConnector, shared by mooncake_connector.cc
+// (set-up, the engine's calls, metrics), mooncake_producer.cc (prefill side) and
+// mooncake_consumer.cc (decode side).
 #pragma once
 
 #include <httplib.h>
@@ -21,7 +22,7 @@
 #include "common/thread_pool.h"
 #include "connector/bootstrap_server.h"
 #include "connector/internal/connector_metrics.h"
-#include "connector/kv_connector.h"
+#include "connector/mooncake_connector.h"
 #include "connector/side_channel_client.h"
 #include "connector/side_channel_server.h"
 #include "ferry/transfer_engine.h"
@@ -38,31 +39,41 @@ std::string KvWrittenNotification(const std::string& token);
 // Errors: InvalidArgument.
 Result<std::string> NormalizeBootstrapAddr(std::string_view addr);
 
-class KvConnectorImpl final : public KvConnector {
+class MooncakeConnectorImpl final : public MooncakeConnector {
  public:
-  KvConnectorImpl(const KvConnectorOptions& options, const engine::KvCacheLayout& layout,
-                  void* kv_base, size_t kv_bytes);
-  ~KvConnectorImpl() override;
+  explicit MooncakeConnectorImpl(const MooncakeConnectorOptions& options);
+  ~MooncakeConnectorImpl() override;
 
-  Status Init();
+  // The option checks of Create.
+  Status Validate();
 
-  // KvConnector
-  void AttachEngine(KvEngineControl* control) override { control_ = control; }
-  Status ExpectProducerRequest(const std::string& request_id,
-                               const std::string& transfer_id) override;
-  Status ExpectConsumerRequest(const std::string& request_id,
-                               const RemoteKvSource& source) override;
-  void ForgetRequest(const std::string& request_id) override;
-  const KvConnectorOptions& options() const override { return options_; }
+  // MooncakeConnector
+  const MooncakeConnectorOptions& options() const override { return options_; }
   std::string engine_id() const override { return engine_id_; }
   std::string bootstrap_addr() const override { return bootstrap_addr_; }
-  std::string MetricsText() const override;
 
-  // engine::KvConnectorHooks
-  void OnKeptBlocks(const std::string& request_id, const std::string& finish_reason,
-                    const std::vector<int32_t>& blocks) override;
-  void OnRemoteKvNeeded(const std::string& request_id, const std::vector<int32_t>& blocks,
-                        int32_t num_cached_tokens) override;
+  // engine::KvConnector
+  Status Bind(engine::KvTransferSink* sink, const engine::KvCache& cache) override;
+  Status PrepareRequest(const std::string& request_id,
+                        const std::string& kv_transfer_params) override;
+  void ForgetRequest(const std::string& request_id) override;
+  engine::KvMatch GetNumNewMatchedTokens(const engine::KvRequestView& request,
+                                         int32_t num_local_tokens) override;
+  void UpdateStateAfterAlloc(const engine::KvRequestView& request,
+                             std::span<const engine::BlockId> blocks, int32_t num_local_tokens,
+                             int32_t num_external_tokens) override;
+  engine::KvFinished RequestFinished(const engine::KvRequestView& request,
+                                     std::span<const engine::BlockId> prompt_blocks,
+                                     const std::string& reason, bool loading) override;
+  void StartLoad(const engine::KvRequestView& request) override;
+  bool SaveKv(const engine::KvRequestView&, std::span<const engine::BlockId>, int32_t) override {
+    return false;  // a producer's KV leaves when a decoder pulls it (RequestFinished)
+  }
+  Status WaitForLoads(Deadline deadline) override;
+  // Pushes read the KV cache until they end; the destructor joins the senders, and the
+  // engine destroys the connector before its KV cache. Nothing to wait for here.
+  Status WaitForSaves(Deadline) override { return OkStatus(); }
+  std::string MetricsText() const override;
 
  private:
   // One side-channel call; replied once all of its requests are resolved.
@@ -88,16 +99,29 @@ class KvConnectorImpl final : public KvConnector {
     SteadyClock::time_point arrived;
   };
 
-  // Set-up (kv_connector.cc).
+  // Set-up (mooncake_connector.cc).
+  Status Start();
   Status StartProducer();
+  // Producer / consumer bookkeeping behind PrepareRequest and ForgetRequest.
+  Status ExpectProducerRequest(const std::string& request_id, const std::string& transfer_id);
+  Status ExpectConsumerRequest(const std::string& request_id, const RemoteKvSource& source);
+  // The engine's answers go through here (kLoad also ends a load in flight).
+  void Report(engine::KvTransferDone done);
+  void ReleaseKept(const std::string& request_id) {
+    Report({request_id, engine::KvTransferKind::kBlocksFreed, OkStatus()});
+  }
   Status RegisterWithBootstrap();
   // One bootstrap call: signed and its reply checked when there is a secret, the reply
-  // read within 1 MiB (kv_connector.cc). Errors: Unavailable (unreachable, reply too
+  // read within 1 MiB (mooncake_connector.cc). Errors: Unavailable (unreachable, reply too
   // large), PermissionDenied (reply not authenticated).
   Result<http::CallReply> AuthenticatedCall(httplib::Client& client, const std::string& method,
                                             const std::string& target, const std::string& body);
 
-  // Producer (kv_producer.cc).
+  // Producer (mooncake_producer.cc).
+  // A do_remote_decode request finished: `blocks` (its prompt's) are kept for its
+  // transfer_id, or empty when nothing is kept (any finish but "length").
+  void OnKeptBlocks(const std::string& request_id, const std::string& finish_reason,
+                    const std::vector<int32_t>& blocks);
   void HandleCall(SideChannelServer::Call call);
   // Claims `ready` and pushes its blocks on a sender thread.
   void DispatchLocked(std::shared_ptr<CallState> call, std::string decode_req_id,
@@ -111,7 +135,10 @@ class KvConnectorImpl final : public KvConnector {
   void SweepLoop();
   bool Stopping() const;
 
-  // Consumer (kv_consumer.cc).
+  // Consumer (mooncake_consumer.cc).
+  // Pulls the prompt KV into `blocks`; the first num_cached_tokens are local already.
+  void OnRemoteKvNeeded(const std::string& request_id, const std::vector<int32_t>& blocks,
+                        int32_t num_cached_tokens);
   Status CheckBootstrapAllowed(const RemoteKvSource& source);
   void Pull(const std::string& request_id, const RemoteKvSource& source,
             std::vector<int32_t> blocks, int32_t num_cached_tokens);
@@ -123,13 +150,14 @@ class KvConnectorImpl final : public KvConnector {
   void FinishPull(const std::string& request_id, const RemoteKvSource& source, const Status& s);
   Result<std::string> ResolveWorker(const RemoteKvSource& source);
 
-  const KvConnectorOptions options_;
-  const engine::KvCacheLayout layout_;
-  char* const kv_base_;
-  const size_t kv_bytes_;
+  const MooncakeConnectorOptions options_;
+  // The engine's KV region, set by Bind before any other engine call.
+  engine::KvCacheLayout layout_;
+  char* kv_base_ = nullptr;
+  size_t kv_bytes_ = 0;
   std::string engine_id_;
   std::string bootstrap_addr_;
-  KvEngineControl* control_ = nullptr;
+  engine::KvTransferSink* sink_ = nullptr;
   MessageAuth bootstrap_auth_;               // bootstrap calls (client side)
   MessageAuth proxy_auth_;                   // ferry_proxy_auth tags (consumer side)
   std::set<std::string> allowed_bootstrap_;  // normalized "host:port"
@@ -152,7 +180,14 @@ class KvConnectorImpl final : public KvConnector {
       failed_;                                                        // GUARDED_BY(mu_)
   std::unordered_multimap<std::string, Parked> parked_;               // GUARDED_BY(mu_)
   std::unordered_map<std::string, RemoteKvSource> consumer_sources_;  // GUARDED_BY(mu_)
-  std::map<std::string, std::string> worker_cache_;                   // GUARDED_BY(mu_)
+  // Consumer: blocks allocated for a request (UpdateStateAfterAlloc) until StartLoad.
+  struct PendingLoad {
+    std::vector<int32_t> blocks;
+    int32_t num_local_tokens = 0;
+  };
+  std::unordered_map<std::string, PendingLoad> pending_loads_;  // GUARDED_BY(mu_)
+  int64_t loads_in_flight_ = 0;                                 // GUARDED_BY(mu_)
+  std::map<std::string, std::string> worker_cache_;             // GUARDED_BY(mu_)
   std::set<httplib::Client*> bootstrap_calls_;  // in flight, stopped at shutdown. GUARDED_BY(mu_)
   // Consumer: KvWrittenNotification tokens received and not yet matched, with arrival time.
   std::unordered_map<std::string, SteadyClock::time_point> written_;  // GUARDED_BY(mu_)

@@ -1,24 +1,29 @@
-// KvConnector: the Mooncake-style disaggregation connector (protocol.md).
+// MooncakeConnector: the Mooncake-style P2P disaggregation connector (protocol.md), one of
+// the engine's KV connectors (engine/kv_connector.h), as vLLM's MooncakeConnector.
 //
-// A producer (prefill) keeps the KV blocks of finished prompts for their transfer_id and,
-// when a decoder asks over the side channel, writes them into the decoder's KV memory with
-// the transfer engine (num_workers sender threads), then frees them. Blocks nobody claims
-// are freed after the abort timeout. A consumer (decode) asks the prefill's bootstrap
-// server where its worker is, sends it one side-channel request per prompt with its own
-// block addresses, and hands the result back to the engine.
+// A producer (prefill) keeps the KV blocks of finished prompts for their transfer_id
+// (RequestFinished answers delay_free) and, when a decoder asks over the side channel,
+// writes them into the decoder's KV memory with the transfer engine (num_workers sender
+// threads), then lets the engine free them (KvTransferDone{kBlocksFreed}). Blocks nobody
+// claims are freed after the abort timeout. A consumer (decode) offers the whole prompt
+// from the prefill (GetNumNewMatchedTokens), asks the prefill's bootstrap server where its
+// worker is, sends it one side-channel request per prompt with its own block addresses,
+// and reports the outcome (KvTransferDone{kLoad}).
 //
-//   KvConnectorOptions opts;  opts.role = "kv_producer";
-//   FERRY_ASSIGN_OR_RETURN(auto conn, KvConnector::Create(opts, layout, kv_base, kv_bytes));
-//   conn->AttachEngine(&engine_control);   // before the engine runs
-//   // the engine's on_blocks_kept / on_waiting_for_remote_kv call OnKeptBlocks /
-//   // OnRemoteKvNeeded (tools/ferry/serve_connector.cc wires them)
+//   MooncakeConnectorOptions opts;  opts.role = "kv_producer";
+//   FERRY_ASSIGN_OR_RETURN(auto conn, MooncakeConnector::Create(opts));
+//   FERRY_RETURN_IF_ERROR(engine->AttachKvConnector(std::move(conn)));  // Bind starts it
+//
+// Requests say what they want in kv_transfer_params (connector/kv_transfer_params.h):
+// do_remote_decode + transfer_id on the prefill, do_remote_prefill + transfer_id +
+// remote_bootstrap_addr (+ remote_engine_id, ferry_proxy_auth) on the decoder.
 //
 // Layout: Ferry's one-region block-major layout (engine/kv_cache_layout.h): block b of the
 // region lives at base + b * block_bytes for every layer at once, so a run of consecutive
 // blocks is one transfer request.
 //
-// Thread safety: all methods are thread-safe. The hooks run on the engine thread and never
-// block; transfers and side-channel calls run on the connector's own threads.
+// Thread safety: all methods are thread-safe. The engine's calls never block; transfers
+// and side-channel calls run on the connector's own threads.
 #pragma once
 
 #include <chrono>
@@ -28,12 +33,12 @@
 #include <vector>
 
 #include "engine/kv_cache_layout.h"
-#include "engine/kv_connector_hooks.h"
+#include "engine/kv_connector.h"
 #include "ferry/status.h"
 
 namespace ferry::connector {
 
-struct KvConnectorOptions {
+struct MooncakeConnectorOptions {
   std::string role = "kv_both";  // kv_producer | kv_consumer | kv_both. Default: kv_both.
   // Sender threads per prefill worker. Default: 10.
   int num_workers = 10;
@@ -95,20 +100,7 @@ struct KvConnectorOptions {
 // FERRY_KV_SECRET (unless
 // options->secret is set already) and FERRY_KV_ALLOWED_BOOTSTRAP (added to the list) into
 // `options`. Errors: InvalidArgument naming the variable and its bad value.
-Status ApplyConnectorEnvironment(KvConnectorOptions* options);
-
-// What the connector asks of the engine (LlmEngine implements it).
-class KvEngineControl {
- public:
-  virtual ~KvEngineControl() = default;
-  virtual void ReleaseKeptBlocks(const std::string& request_id) = 0;
-  // OK: the remote KV is in place. Error: apply `policy`; writes of the failed transfer
-  // may still land in the request's blocks for `hold_blocks`, so the engine must not give
-  // them to other content before then.
-  virtual void FinishRemoteKv(const std::string& request_id, const Status& status,
-                              engine::KvLoadFailurePolicy policy,
-                              std::chrono::milliseconds hold_blocks) = 0;
-};
+Status ApplyConnectorEnvironment(MooncakeConnectorOptions* options);
 
 // Where a consumer request's KV comes from (its kv_transfer_params).
 struct RemoteKvSource {
@@ -125,41 +117,20 @@ inline constexpr size_t kMaxTransferIdBytes = 256;
 // that a decoder knows the bootstrap address came from a proxy holding the secret.
 std::string ProxyAuthMessage(const RemoteKvSource& source);
 
-class KvConnector : public engine::KvConnectorHooks {
+class MooncakeConnector : public engine::KvConnector {
  public:
-  // Creates the transfer engine, registers the KV region, and for a producer starts the
-  // side channel, the bootstrap server (unless external) and registers with it.
-  // Errors: InvalidArgument (role, protocol), AlreadyExists (bootstrap port taken),
+  // Checks the options; Bind (from LlmEngine::AttachKvConnector) creates the transfer
+  // engine, registers the KV region, and for a producer starts the side channel, the
+  // bootstrap server (unless external) and registers with it. Errors: InvalidArgument
+  // (role, protocol, timeouts); from Bind also AlreadyExists (bootstrap port taken),
   // Unavailable (external bootstrap server unreachable after 3 tries).
-  static Result<std::unique_ptr<KvConnector>> Create(const KvConnectorOptions& options,
-                                                     const engine::KvCacheLayout& layout,
-                                                     void* kv_base, size_t kv_bytes);
-  ~KvConnector() override = default;
+  static Result<std::unique_ptr<MooncakeConnector>> Create(const MooncakeConnectorOptions& options);
+  ~MooncakeConnector() override = default;
 
-  // Must be called once before the engine starts; `control` must outlive the connector's
-  // use (the engine stops before the connector is destroyed).
-  virtual void AttachEngine(KvEngineControl* control) = 0;
-
-  // Producer: the next OnKeptBlocks for request_id belongs to transfer_id.
-  // Errors: InvalidArgument (empty or over kMaxTransferIdBytes), AlreadyExists (another
-  // request in flight here uses the transfer id), FailedPrecondition (not a producer).
-  virtual Status ExpectProducerRequest(const std::string& request_id,
-                                       const std::string& transfer_id) = 0;
-  // Consumer: the next OnRemoteKvNeeded for request_id pulls from `source`.
-  // Errors: InvalidArgument (missing or malformed fields), PermissionDenied (a bootstrap
-  // server this instance may not contact, see allowed_bootstrap_addrs),
-  // FailedPrecondition (not a consumer).
-  virtual Status ExpectConsumerRequest(const std::string& request_id,
-                                       const RemoteKvSource& source) = 0;
-  // Forgets what Expect*Request recorded for a request the engine then refused.
-  virtual void ForgetRequest(const std::string& request_id) = 0;
-
-  virtual const KvConnectorOptions& options() const = 0;
+  virtual const MooncakeConnectorOptions& options() const = 0;
   virtual std::string engine_id() const = 0;
-  // "http://host:port" of the bootstrap server this producer registered with.
+  // "http://host:port" of the bootstrap server this producer registered with (after Bind).
   virtual std::string bootstrap_addr() const = 0;
-  // Prometheus text exposition of the connector's metrics.
-  virtual std::string MetricsText() const = 0;
 };
 
 }  // namespace ferry::connector
