@@ -20,6 +20,7 @@
 
 #include "command.h"
 #include "common/deadline.h"
+#include "percentile.h"
 
 namespace ferry::cli {
 namespace {
@@ -60,15 +61,6 @@ struct Sample {
   int64_t output_tokens = 0;
   std::string error;
 };
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const double rank = p / 100.0 * (v.size() - 1);
-  const size_t lo = static_cast<size_t>(rank);
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (rank - lo);
-}
 
 double Seconds(SteadyClock::time_point a, SteadyClock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
