@@ -48,6 +48,10 @@ Result<std::unique_ptr<engine::KvConnector>> CreateStore(const KvTransferConfig&
   o.host = AdvertisedHostIp(context.serve_host);
   o.secret = config.secret;
   o.fail_on_load_error = config.fail_on_load_error;
+  o.rpc_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(config.store_rpc_timeout_s * 1000));
+  o.transfer_timeout =
+      std::chrono::milliseconds(static_cast<int64_t>(config.store_transfer_timeout_s * 1000));
   FERRY_ASSIGN_OR_RETURN(auto conn, MooncakeStoreConnector::Create(o));
   return std::unique_ptr<engine::KvConnector>(std::move(conn));
 }

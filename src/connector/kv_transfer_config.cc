@@ -40,10 +40,19 @@ Status ReadStoreExtra(const json& extra, KvTransferConfig* c) {
             "kv-transfer-config: load_failure_policy must be \"recompute\" or \"fail\"");
       }
       c->fail_on_load_error = value == "fail";
+    } else if (key == "rpc_timeout" || key == "transfer_timeout") {
+      if (!value.is_number() || !(value.get<double>() > 0) || value.get<double>() > 3600) {
+        return InvalidArgumentError("kv-transfer-config: " + key +
+                                    " must be a number of seconds in (0, 3600]");
+      }
+      (key == "rpc_timeout" ? c->store_rpc_timeout_s : c->store_transfer_timeout_s) =
+          value.get<double>();
     } else {
       return InvalidArgumentError(
           "kv-transfer-config: unknown MooncakeStoreConnector kv_connector_extra_config key '" +
-          key + "' (expected mooncake_config_path, load_failure_policy)");
+          key +
+          "' (expected mooncake_config_path, load_failure_policy, rpc_timeout, "
+          "transfer_timeout)");
     }
   }
   return OkStatus();

@@ -17,7 +17,9 @@
 //   {"kv_connector": "MooncakeStoreConnector", (the KV pool; settings in the file named by
 //    "kv_role": ...,                           MOONCAKE_CONFIG_PATH, see StoreConfig)
 //    "kv_connector_extra_config": {"mooncake_config_path": string,   (wins over the env)
-//                                  "load_failure_policy": "recompute" | "fail"}}
+//                                  "load_failure_policy": "recompute" | "fail",
+//                                  "rpc_timeout": seconds > 0,         (default 2)
+//                                  "transfer_timeout": seconds > 0}}   (default 10)
 //   {"kv_connector": "MultiConnector", "kv_role": ...,
 //    "kv_connector_extra_config": {"connectors": [config, ...]}}   (1 to 4 configs, none of
 //                                  them a MultiConnector; a child without kv_role takes the
@@ -50,8 +52,10 @@ struct KvTransferConfig {
   double kv_load_timeout_s = 0;  // Default: 0 (FERRY_KV_LOAD_TIMEOUT, else the abort timeout).
 
   // MooncakeStoreConnector.
-  std::string mooncake_config_path;  // Default: "" (MOONCAKE_CONFIG_PATH).
-  bool fail_on_load_error = false;   // load_failure_policy "fail". Default: recompute.
+  std::string mooncake_config_path;      // Default: "" (MOONCAKE_CONFIG_PATH).
+  bool fail_on_load_error = false;       // load_failure_policy "fail". Default: recompute.
+  double store_rpc_timeout_s = 2;        // each master RPC. Default: 2 s.
+  double store_transfer_timeout_s = 10;  // each load or save of a request. Default: 10 s.
 
   // MultiConnector: its connectors, in order.
   std::vector<KvTransferConfig> connectors;

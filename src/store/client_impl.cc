@@ -139,6 +139,9 @@ Status ClientImpl::Init() {
     eo.transport = transport;
     eo.secret = options_.secret;
     eo.default_timeout = options_.transfer_timeout;
+    // Opening a member's segment (its handshake) is part of a transfer: a paused member
+    // must not hold a get longer than the transfer deadline.
+    eo.connect_timeout = std::min(eo.connect_timeout, options_.transfer_timeout);
     auto engine = TransferEngine::Create(eo);
     if (!engine.ok()) return engine.status().WithContext("store client: transfer engine");
     owned_engine_ = std::move(*engine);

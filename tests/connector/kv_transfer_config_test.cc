@@ -85,6 +85,8 @@ TEST(KvTransferConfigTest, RejectsBadStoreAndMultiConfigs) {
                "kv_connector_extra_config":{"num_workers":3}})",
            R"({"kv_connector":"MooncakeStoreConnector","kv_role":"kv_both",
                "kv_connector_extra_config":{"load_failure_policy":"maybe"}})",
+           R"({"kv_connector":"MooncakeStoreConnector","kv_role":"kv_both",
+               "kv_connector_extra_config":{"transfer_timeout":0}})",
        }) {
     EXPECT_EQ(ParseKvTransferConfig(bad).status().code(), StatusCode::kInvalidArgument) << bad;
   }

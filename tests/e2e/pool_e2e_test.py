@@ -155,6 +155,7 @@ class Deployment:
 
 
 STORE = {"kv_connector": "MooncakeStoreConnector", "kv_role": "kv_both"}
+STORE_QUICK = {**STORE, "kv_connector_extra_config": {"rpc_timeout": 1, "transfer_timeout": 2}}
 
 
 @pytest.fixture
@@ -235,6 +236,19 @@ def test_faults_never_change_an_answer(dep):
     assert m["ferry_kv_pool_lookups_total"] == before["ferry_kv_pool_lookups_total"] + 1
     assert m["ferry_kv_pool_load_failures_total"] == 1, m
     assert m["ferry_kv_pool_hit_tokens_total"] == 0, m
+
+    # The member paused (SIGSTOP) with the blocks on it: the load runs into its deadline
+    # and the prompt is computed; the answer is the same, within that deadline.
+    e = dep.serve("e", STORE_QUICK, lend="8MB")
+    assert complete(e, prompts[2])[0] == want[prompts[2]]
+    wait_saved(e)
+    f = dep.serve("f", STORE_QUICK)
+    dep.kill("e", signal.SIGSTOP)
+    start = time.time()
+    assert complete(f, prompts[2])[0] == want[prompts[2]]
+    assert time.time() - start < 10
+    assert metrics(f)["ferry_kv_pool_load_failures_total"] == 1
+    dep.kill("e")
 
     # The master killed mid-run: requests are still answered, from compute.
     dep.kill("master")
