@@ -20,9 +20,10 @@
 // blocks: the last prompt token is always recomputed (its logits are needed) and a shared
 // block is never written.
 //
-// Connector hooks (issue 4): DetachSequence hands a finished sequence's blocks (with their
-// references) to the caller instead of freeing them; ReleaseBlocks returns them.
-// AllocateSequence with cached tokens lets a request pre-allocate blocks for KV that
+// For KV connectors (engine/kv_connector.h): DetachSequence hands a finished sequence's
+// blocks (with their references) to the caller instead of freeing them; RetainBlocks takes
+// extra references (blocks a save still reads); ReleaseBlocks returns them.
+// AllocateSequence for more tokens than are cached pre-allocates blocks for KV that
 // arrives from elsewhere.
 //
 // Thread safety: none; the engine thread owns the BlockManager.

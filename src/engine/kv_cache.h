@@ -2,7 +2,7 @@
 //
 //   FERRY_ASSIGN_OR_RETURN(auto cache, KvCache::Create(model->MakeKvLayout(16, 1024)));
 //   model->Forward(chunks, cache->data(), cache->layout(), &logits);
-//   transfer_engine->RegisterMemory(cache->base(), cache->size_bytes());  // issue 4
+//   transfer_engine->RegisterMemory(cache->base(), cache->size_bytes());  // a KV connector
 //
 // Layout: see engine/kv_cache_layout.h (block-major, float32):
 //   float kv[num_blocks][num_layers][2][block_size][num_kv_heads][head_dim];
