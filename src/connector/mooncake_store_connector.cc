@@ -15,6 +15,7 @@
 #include "common/message_auth.h"
 #include "common/thread_pool.h"
 #include "connector/kv_block_keys.h"
+#include "connector/kv_transfer_params.h"
 #include "store/client.h"
 #include "store/error_code.h"
 
@@ -96,8 +97,10 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
     return OkStatus();
   }
 
-  Status PrepareRequest(const std::string&, const std::string&) override {
-    return OkStatus();  // every request may use the pool; kv_transfer_params are the P2P's
+  Status PrepareRequest(const std::string&, const std::string& kv_transfer_params) override {
+    // Every request may use the pool; the fields are the P2P connector's, but malformed
+    // ones are refused here too, whichever connectors the instance runs.
+    return KvTransferParams::Parse(kv_transfer_params).status();
   }
 
   void ForgetRequest(const std::string& request_id) override {

@@ -218,6 +218,10 @@ TEST_F(StoreConnectorTest, FailedLoadIsReportedAndRolesAreKept) {
   auto consumer = Make(o);
   ASSERT_TRUE(consumer);
   EXPECT_FALSE(consumer->conn->SaveKv({"c", prompt}, blocks, 9));
+  EXPECT_TRUE(consumer->conn->PrepareRequest("c", "").ok());
+  EXPECT_TRUE(consumer->conn->PrepareRequest("c", R"({"do_remote_decode":true})").ok());
+  EXPECT_EQ(consumer->conn->PrepareRequest("c", R"({"transfer_id":3})").code(),
+            StatusCode::kInvalidArgument);
   o.role = "kv_sideways";
   EXPECT_EQ(MooncakeStoreConnector::Create(o).status().code(), StatusCode::kInvalidArgument);
 }
