@@ -131,16 +131,18 @@ class KvConnector {
   virtual void ForgetRequest(const std::string& request_id) = 0;
 
   // --- Scheduler side (engine thread, never blocking) ---
-  // Asked once per request, at its first admission, until it is not pending.
+  // Asked at a request's first admission until the answer is not pending (and again if
+  // the blocks for a positive answer could not be had yet); not after a preemption.
   virtual KvMatch GetNumNewMatchedTokens(const KvRequestView& request,
                                          int32_t num_local_tokens) = 0;
   // `blocks` is the request's block table, covering at least num_local + num_external
   // tokens. Called only when GetNumNewMatchedTokens gave num_external > 0.
   virtual void UpdateStateAfterAlloc(const KvRequestView& request, std::span<const BlockId> blocks,
                                      int32_t num_local_tokens, int32_t num_external_tokens) = 0;
-  // The request finished with `reason` ("stop", "length", "abort"). `prompt_blocks` covers
-  // its prompt (ceil(prompt / block_size) blocks, in token order). `loading`: its
-  // StartLoad had not completed.
+  // The request finished with `reason` ("stop", "length", "abort"). `prompt_blocks` is its
+  // block table up to its prompt (ceil(prompt / block_size) blocks in token order; fewer,
+  // or none, if it finished before holding them all). `loading`: its StartLoad had not
+  // completed.
   virtual KvFinished RequestFinished(const KvRequestView& request,
                                      std::span<const BlockId> prompt_blocks,
                                      const std::string& reason, bool loading) = 0;

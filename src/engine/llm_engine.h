@@ -14,8 +14,11 @@
 // "stop" (EOS or a stop string, which is trimmed), "length" (max_tokens or max_model_len)
 // or "abort" (Abort(), engine stop, or a failed forward pass; then error is set).
 //
-// Thread safety: Submit, Abort, Stats, alive and the accessors are thread-safe. Start and
-// Stop must not race each other.
+// A KV connector (engine/kv_connector.h: another instance's KV, a KV pool) may be attached
+// before Start; the engine calls it at admission, after prefills and at finish, and owns it.
+//
+// Thread safety: Submit, Abort, Stats, alive, OnKvTransferDone and the accessors are
+// thread-safe. Start, Stop and AttachKvConnector must not race each other.
 #pragma once
 
 #include <atomic>
