@@ -3,7 +3,8 @@
 // prefilled is loaded, not recomputed, by any instance of the same model.
 //
 //   MooncakeStoreConnectorOptions o;
-//   o.model = "Qwen2-0.5B";  o.store = *LoadStoreConfig(getenv("MOONCAKE_CONFIG_PATH"));
+//   o.model = "Qwen2-0.5B";
+//   FERRY_ASSIGN_OR_RETURN(o.store, LoadStoreConfig("/etc/ferry/mooncake.json"));
 //   FERRY_ASSIGN_OR_RETURN(auto conn, MooncakeStoreConnector::Create(o));
 //   FERRY_RETURN_IF_ERROR(engine->AttachKvConnector(std::move(conn)));
 //

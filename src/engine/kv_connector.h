@@ -4,8 +4,9 @@
 // MooncakeStoreConnector for the pool, MultiConnector for several in order) implement it.
 // The engine knows nothing of transfers, sockets, keys or kv_transfer_params' fields.
 //
-//   auto conn = ...;                               // built by tools/ (connector factory)
-//   FERRY_RETURN_IF_ERROR(engine->AttachKvConnector(std::move(conn)));  // before Start
+//   // tools/ builds it (connector/kv_connector_factory.h) and attaches it, before Start:
+//   FERRY_ASSIGN_OR_RETURN(auto conn, connector::CreateKvConnector(config, context));
+//   FERRY_RETURN_IF_ERROR(engine->AttachKvConnector(std::move(conn)));
 //   FERRY_RETURN_IF_ERROR(engine->Start());
 //
 // Life of a request, and which call the engine makes when (all on the engine thread unless
