@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -166,6 +167,17 @@ TEST(MetadataLogTest, TornTailIsDroppedWithTheFileTruncated) {
   ASSERT_TRUE(MetadataLog::Open({.dir = dir.path()}, &again).ok());
   EXPECT_FALSE(again.dropped_torn_tail);
   EXPECT_EQ(again.objects.size(), 2u);
+}
+
+TEST(MetadataLogTest, ZeroFilledTailIsATornTail) {
+  TempDir dir;
+  WriteLog(dir.path(), {MetadataRecord::Mount(Seg("s1"))});
+  const std::string path = Logs(dir.path()).back();
+  AppendBytes(path, std::string(4096, '\0'));  // blocks allocated, never written
+  RecoveredMetadata got;
+  ASSERT_TRUE(MetadataLog::Open({.dir = dir.path()}, &got).ok());
+  EXPECT_TRUE(got.dropped_torn_tail);
+  EXPECT_EQ(got.segments.size(), 1u);
 }
 
 TEST(MetadataLogTest, LastRecordWithABadChecksumIsATornTail) {
@@ -448,6 +460,51 @@ TEST_F(DurableMasterTest, CheckpointThenMoreChangesRecoverTheSameState) {
   auto m = Open(Options());
   ASSERT_TRUE(m);
   EXPECT_EQ(Layout(*m), before);
+}
+
+TEST_F(DurableMasterTest, ConcurrentChangesAndSnapshotsRecoverTheSameState) {
+  std::map<std::string, std::pair<uint64_t, uint64_t>> before;
+  uint64_t allocated = 0;
+  {
+    auto m = Open(Options());
+    ASSERT_TRUE(m);
+    SegmentInfo big = seg_;
+    big.size = 64 << 20;
+    ASSERT_TRUE(m->MountSegment(big).ok());
+    std::atomic<bool> done{false};
+    std::vector<std::thread> writers;
+    for (int t = 0; t < 4; ++t) {
+      writers.emplace_back([&, t] {
+        for (int i = 0; i < 300; ++i) {
+          const std::string key = "t" + std::to_string(t) + "-" + std::to_string(i);
+          EXPECT_TRUE(PutOne(*m, key, 64 + 64 * (i % 7)).ok());
+          if (i % 3 == 0) {
+            EXPECT_TRUE(m->Remove(key, false).ok());
+          }
+          if (i % 50 == 0) {
+            EXPECT_TRUE(PutOne(*m, key + "u", 100, PutMode::kUpsert).ok());
+          }
+        }
+      });
+    }
+    std::thread snapshots([&] {
+      while (!done) {
+        EXPECT_TRUE(m->Checkpoint().ok());
+        std::this_thread::sleep_for(milliseconds(2));
+      }
+    });
+    for (auto& w : writers) w.join();
+    done = true;
+    snapshots.join();
+    ASSERT_TRUE(m->Sync().ok());
+    before = Layout(*m);
+    allocated = m->stats().space.allocated;
+    EXPECT_GT(m->log_stats()->snapshots, 0u);
+  }
+  auto m = Open(Options());
+  ASSERT_TRUE(m);
+  EXPECT_EQ(Layout(*m), before);
+  EXPECT_EQ(m->stats().space.allocated, allocated);
 }
 
 TEST_F(DurableMasterTest, WithoutADataDirNothingIsLogged) {

@@ -111,6 +111,7 @@ Status MasterService::Sync() { return log_ ? log_->Sync() : OkStatus(); }
 
 Status MasterService::Checkpoint() {
   if (!log_) return OkStatus();
+  std::lock_guard<std::mutex> one_at_a_time(checkpoint_mu_);
   std::unique_lock<std::shared_mutex> barrier(barrier_);
   FERRY_ASSIGN_OR_RETURN(const uint64_t last_seq, log_->Rotate());
   std::vector<MetadataRecord> records;

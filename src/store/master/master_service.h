@@ -234,6 +234,8 @@ class MasterService {
   // Changes that are logged hold it shared (taken before any shard lock); Checkpoint holds
   // it exclusively while it copies the state.
   std::shared_mutex barrier_;
+  // One Checkpoint at a time: an older snapshot must never be renamed over a newer one.
+  std::mutex checkpoint_mu_;
   Clock::time_point restored_at_;
   std::atomic<bool> awaiting_remount_{false};  // restored segments not checked yet
   SegmentTable segments_;

@@ -320,6 +320,8 @@ Result<MetadataLog::ReadResult> MetadataLog::ReadFile(const std::string& path,
     } else {
       const uint32_t len = static_cast<uint32_t>(GetLE(data.data() + off, 4));
       if (len > kMaxPayload) {
+        // Never written so: torn only if nothing but zeros follows.
+        end = off;
         bad = "record length " + std::to_string(len) + " out of range";
       } else if (data.size() - off - kRecordHeaderBytes < len) {
         bad = "record runs past the end of the file";
