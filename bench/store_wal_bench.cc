@@ -1,14 +1,15 @@
 // store_wal_bench: what `ferry master --data_dir` (the metadata write-ahead log, group
 // commit, fdatasync before every reply) costs a writer, measured in one run.
 //
-//   store_wal_bench [--seconds 3] [--sizes 4K,1M] [--batches 1,32] [--data_dir DIR]
-//                   [--segment 256M] [--protocol tcp] [--json FILE]
+//   store_wal_bench [--seconds 3] [--sizes 4K,1M] [--batches 1,32] [--writers 1]
+//                   [--data_dir DIR] [--segment 256M] [--protocol tcp] [--json FILE]
 //
 // For each object size and batch (keys per call): a MasterServer in this process on
-// 127.0.0.1, a member Client lending --segment bytes and a writer Client, both in this
-// process over --protocol. The writer puts (BatchPut with `batch` keys, or Put for 1) for
-// --seconds in rounds: a round fills about half the segment with fresh keys (timed), then
-// RemoveAll frees it (not timed). Twice per row: without a data_dir (memory only) and with
+// 127.0.0.1, a member Client lending --segment bytes and --writers writer Clients (one
+// thread each), all in this process over --protocol. The writers put (BatchPut with `batch`
+// keys, or Put for 1) for --seconds in rounds: a round fills about half the segment with
+// fresh keys (timed), then RemoveAll frees it (not timed). With several writers their
+// PutEnds share fdatasyncs (group commit). Twice per row: without a data_dir (memory only) and with
 // one (a fresh directory under --data_dir, default /var/tmp), against a fresh master each
 // time. Prints objects/s and GB/s of both, the ratio durable / memory (target >= 0.7 for
 // the batched rows), the master's log commits and records per commit, one JSON object a
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -27,6 +29,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_util.h"
@@ -51,6 +54,7 @@ struct Config {
   std::string data_dir = "/var/tmp";
   std::string segment = "256M";
   std::string protocol = "tcp";
+  int writers = 1;
   std::string json_path;
 };
 
@@ -121,43 +125,51 @@ Row RunCase(const Config& c, uint64_t size, uint64_t batch, const std::string& d
   }
   const uint64_t segment = ferry::bench::ParseBytes(c.segment);
   auto member = MakeClient(**master, segment, c.protocol);
-  auto writer = MakeClient(**master, 0, c.protocol);
-  if (!member || !writer) {
+  std::vector<std::unique_ptr<Client>> writers;
+  for (int w = 0; w < std::max(1, c.writers); ++w) {
+    writers.push_back(MakeClient(**master, 0, c.protocol));
+    if (!writers.back()) {
+      row.failures = 1;
+      return row;
+    }
+  }
+  if (!member) {
     row.failures = 1;
     return row;
   }
   const std::string value(size, 'v');
-  const uint64_t per_round = std::max<uint64_t>(batch, (segment / 2) / size / batch * batch);
-  std::vector<std::string> keys(batch);
-  std::vector<std::span<const std::byte>> values(batch, std::as_bytes(std::span(value)));
-  uint64_t done = 0;
-  uint64_t next_key = 0;
+  // Each writer's share of a round: about half the segment among all of them.
+  const uint64_t per_round =
+      std::max<uint64_t>(batch, (segment / 2) / size / writers.size() / batch * batch);
+  std::atomic<uint64_t> done{0};
+  std::atomic<uint64_t> failures{0};
+  std::atomic<uint64_t> next_key{0};
   double timed = 0;
   while (timed < c.seconds) {
     const double start = ferry::bench::NowSeconds();
-    for (uint64_t n = 0; n < per_round && timed + ferry::bench::NowSeconds() - start < c.seconds;
-         n += batch) {
-      if (batch == 1) {
-        if (writer->Put("k" + std::to_string(next_key++), values[0]).ok()) {
-          ++done;
-        } else {
-          ++row.failures;
+    const double budget = c.seconds - timed;
+    std::vector<std::thread> threads;
+    for (auto& writer : writers) {
+      threads.emplace_back([&, w = writer.get()] {
+        std::vector<std::string> keys(batch);
+        std::vector<std::span<const std::byte>> values(batch, std::as_bytes(std::span(value)));
+        for (uint64_t n = 0; n < per_round && ferry::bench::NowSeconds() - start < budget;
+             n += batch) {
+          for (auto& k : keys) k = "k" + std::to_string(next_key++);
+          if (batch == 1) {
+            (w->Put(keys[0], values[0]).ok() ? done : failures)++;
+            continue;
+          }
+          for (const auto& st : w->BatchPut(keys, values)) (st.ok() ? done : failures)++;
         }
-        continue;
-      }
-      for (auto& k : keys) k = "k" + std::to_string(next_key++);
-      for (const auto& s : writer->BatchPut(keys, values)) {
-        if (s.ok()) {
-          ++done;
-        } else {
-          ++row.failures;
-        }
-      }
+      });
     }
+    for (auto& t : threads) t.join();
     timed += ferry::bench::NowSeconds() - start;
-    (void)writer->RemoveAll(true);
+    (void)writers[0]->RemoveAll(true);
   }
-  row.objects_per_s = static_cast<double>(done) / timed;
+  row.failures = failures.load();
+  row.objects_per_s = static_cast<double>(done.load()) / timed;
   row.gb_per_s = row.objects_per_s * static_cast<double>(size) / 1e9;
   if (auto st = (*master)->service().log_stats()) {
     row.commits = st->commits;
@@ -166,7 +178,7 @@ Row RunCase(const Config& c, uint64_t size, uint64_t batch, const std::string& d
                                       static_cast<double>(st->commits)
                                 : 0;
   }
-  writer.reset();
+  writers.clear();
   member.reset();
   return row;
 }
@@ -183,12 +195,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--segment", c.segment, "The member's segment")->capture_default_str();
   app.add_option("--protocol", c.protocol, "tcp or shm")->capture_default_str();
+  app.add_option("--writers", c.writers, "Writer clients putting at once, one thread each")
+      ->capture_default_str();
   app.add_option("--json", c.json_path, "Also write every figure to this file");
   CLI11_PARSE(app, argc, argv);
   (void)ferry::SetLogLevel("warn");
 
-  std::printf("store_wal_bench: log on %s (%s), %.1f s per row and mode, protocol %s\n",
-              c.data_dir.c_str(), FsType(c.data_dir).c_str(), c.seconds, c.protocol.c_str());
+  std::printf(
+      "store_wal_bench: log on %s (%s), %.1f s per row and mode, protocol %s, %d writer(s)\n",
+      c.data_dir.c_str(), FsType(c.data_dir).c_str(), c.seconds, c.protocol.c_str(), c.writers);
   std::printf("%8s %6s %14s %14s %10s %10s %7s %8s %10s %10s\n", "size", "batch", "mem obj/s",
               "wal obj/s", "mem GB/s", "wal GB/s", "ratio", "target", "rec/commit", "commit ms");
   json all = json::array();
@@ -227,6 +242,7 @@ int main(int argc, char** argv) {
                   {"wal_commits", wal.commits},
                   {"wal_records", wal.records},
                   {"wal_commit_ms", wal.commit_ms},
+                  {"writers", c.writers},
                   {"failures", mem.failures + wal.failures},
                   {"fs", FsType(c.data_dir)}};
       std::printf("%s\n", row.dump().c_str());

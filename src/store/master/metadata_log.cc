@@ -31,6 +31,8 @@ constexpr size_t kRecordHeaderBytes = 4 + 8 + 8 + 1;
 constexpr uint32_t kMaxPayload = 64u << 20;
 constexpr std::string_view kSnapshotName = "snapshot";
 constexpr std::string_view kSnapshotTmpName = "snapshot.tmp";
+// Records that no Sync waits for are written after at most this long.
+constexpr std::chrono::milliseconds kIdleFlush{20};
 
 void PutU32(std::string* out, uint32_t v) {
   for (int i = 0; i < 4; ++i) out->push_back(static_cast<char>(v >> (8 * i)));
@@ -462,16 +464,21 @@ uint64_t MetadataLog::Append(const MetadataRecord& record) {
   const uint64_t seq = next_seq_++;
   pending_.append(Encode(seq, record));
   ++pending_records_;
-  lock.unlock();
-  work_cv_.notify_one();
-  return seq;
+  return seq;  // written when someone Syncs, or within kIdleFlush
 }
 
 void MetadataLog::CommitLoop() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    work_cv_.wait(lock, [this] { return !pending_.empty() || stopping_; });
-    if (pending_.empty()) return;  // stopping, nothing left
+    // Waits for a Sync (so that the records of one batch RPC go in one commit), or at most
+    // kIdleFlush with records nobody waits for (evictions, client drops).
+    work_cv_.wait_for(lock, kIdleFlush, [this] {
+      return (wanted_seq_ > durable_seq_ && !pending_.empty()) || stopping_;
+    });
+    if (pending_.empty()) {
+      if (stopping_) return;
+      continue;
+    }
     std::string batch;
     batch.swap(pending_);
     const uint64_t last = next_seq_ - 1;
@@ -513,6 +520,10 @@ void MetadataLog::CommitLoop() {
 Status MetadataLog::Sync() {
   std::unique_lock<std::mutex> lock(mu_);
   const uint64_t target = next_seq_ - 1;
+  if (target > wanted_seq_) {
+    wanted_seq_ = target;
+    work_cv_.notify_one();
+  }
   const bool done = done_cv_.wait_for(lock, options_.sync_timeout,
                                       [&] { return durable_seq_ >= target || !failed_.ok(); });
   if (durable_seq_ >= target) return OkStatus();

@@ -18,10 +18,12 @@
 // the offset.
 //
 // Group commit: Append only encodes the record into the pending buffer (under one mutex)
-// and returns its sequence number; a committer thread writes everything pending with one
-// write and one fdatasync; Sync waits (with a deadline) until every record appended before
-// the call is durable. Callers append while holding the lock that orders the change (so the
-// log order is the order of the changes), and Sync after dropping it, before they reply.
+// and returns its sequence number; Sync asks a committer thread to write everything pending
+// with one write and one fdatasync, and waits (with a deadline) until every record appended
+// before the call is durable. While one commit runs, the next Syncs' records pile up and go
+// in the next one. Records nobody Syncs are written within 20 ms. Callers append while holding the
+// lock that orders the change (so the log order is the order of the changes), and Sync after
+// dropping it, before they reply.
 //
 // Thread-safe, except Rotate, which needs the caller to keep Append out (the master holds
 // its write barrier).
@@ -172,6 +174,7 @@ class MetadataLog {
   std::string pending_;              // GUARDED_BY(mu_)
   uint64_t next_seq_ = 1;            // GUARDED_BY(mu_)
   uint64_t durable_seq_ = 0;         // GUARDED_BY(mu_)
+  uint64_t wanted_seq_ = 0;          // GUARDED_BY(mu_): the highest seq a Sync waits for
   uint64_t pending_records_ = 0;     // GUARDED_BY(mu_)
   Status failed_;                    // GUARDED_BY(mu_)
   bool stopping_ = false;            // GUARDED_BY(mu_)
