@@ -142,6 +142,20 @@ TEST(MetadataLogTest, UnmountDropsOnlyTheObjectsLeftWithoutReplicas) {
   EXPECT_EQ(s.objects.at("two").replicas[0].segment_id, "s2");
 }
 
+TEST(MetadataLogTest, PutLoggedAfterItsSegmentsUnmountKeepsOnlyMountedReplicas) {
+  RecoveredMetadata s;
+  s.Apply(MetadataRecord::Mount(Seg("s1")));
+  s.Apply(MetadataRecord::Mount(Seg("s2")));
+  s.Apply(MetadataRecord::Unmount("s1"));
+  MetadataRecord two = Put("two", 10, "s1", 1ull << 32);
+  two.replicas.push_back({"s2", 1ull << 32, 64});
+  s.Apply(two);
+  s.Apply(Put("only-s1", 10, "s1", (1ull << 32) + 64));
+  ASSERT_EQ(s.objects.size(), 1u);
+  ASSERT_EQ(s.objects.at("two").replicas.size(), 1u);
+  EXPECT_EQ(s.objects.at("two").replicas[0].segment_id, "s2");
+}
+
 TEST(MetadataLogTest, TornTailIsDroppedWithTheFileTruncated) {
   TempDir dir;
   WriteLog(dir.path(), {MetadataRecord::Mount(Seg("s1")), Put("a", 10, "s1", 1ull << 32)});
@@ -291,6 +305,7 @@ TEST(MetadataLogTest, ConcurrentAppendsAreGroupCommitted) {
   RecoveredMetadata state;
   auto log = MetadataLog::Open({.dir = dir.path()}, &state);
   ASSERT_TRUE(log.ok());
+  (*log)->Append(MetadataRecord::Mount(Seg("s1")));
   constexpr int kThreads = 8;
   constexpr int kEach = 200;
   std::vector<std::thread> threads;
@@ -304,7 +319,7 @@ TEST(MetadataLogTest, ConcurrentAppendsAreGroupCommitted) {
   }
   for (auto& th : threads) th.join();
   const MetadataLog::Stats st = (*log)->stats();
-  EXPECT_EQ(st.committed_records, uint64_t{kThreads * kEach});
+  EXPECT_EQ(st.committed_records, uint64_t{kThreads * kEach + 1});
   EXPECT_LT(st.commits, st.committed_records);  // some commits carried several records
   log->reset();
   RecoveredMetadata got;

@@ -262,9 +262,21 @@ void RecoveredMetadata::Apply(const MetadataRecord& r) {
       }
       break;
     }
-    case MetadataRecord::Type::kPut:
-      objects[r.key] = r;
+    case MetadataRecord::Type::kPut: {
+      // A replica on a segment not mounted at this point of the log was logged by a PutEnd
+      // racing that segment's unmount: the master dropped it (and the object, with no
+      // replica left) right after.
+      MetadataRecord put = r;
+      std::erase_if(put.replicas, [&](const MetadataRecord::Replica& x) {
+        return segments.find(x.segment_id) == segments.end();
+      });
+      if (put.replicas.empty()) {
+        objects.erase(r.key);
+      } else {
+        objects[r.key] = std::move(put);
+      }
       break;
+    }
     case MetadataRecord::Type::kRemove:
       objects.erase(r.key);
       break;

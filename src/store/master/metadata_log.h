@@ -90,7 +90,8 @@ struct RecoveredMetadata {
   uint64_t log_records = 0;   // records replayed from the logs
   bool dropped_torn_tail = false;
 
-  // Applies one change (kMount, kUnmount, kPut, kRemove; others are ignored).
+  // Applies one change (kMount, kUnmount, kPut, kRemove; others are ignored). A kPut keeps
+  // only its replicas on segments mounted at that point (none left: the object goes).
   void Apply(const MetadataRecord& record);
 };
 
