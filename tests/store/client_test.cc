@@ -4,8 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstring>
+#include <filesystem>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -33,10 +37,11 @@ std::span<const std::byte> Bytes(const std::string& s) { return std::as_bytes(st
 
 // A master on 127.0.0.1, free ports, housekeeping every 20 ms.
 Result<std::unique_ptr<MasterServer>> StartLocalMaster(MasterServiceOptions service = {},
-                                                       std::string secret = "") {
+                                                       std::string secret = "",
+                                                       uint16_t rpc_port = 0) {
   MasterServer::Options o;
   o.rpc_address = "127.0.0.1";
-  o.rpc_port = 0;
+  o.rpc_port = rpc_port;
   o.metrics_address = "127.0.0.1";
   o.metrics_port = 0;
   o.service = std::move(service);
@@ -47,8 +52,8 @@ Result<std::unique_ptr<MasterServer>> StartLocalMaster(MasterServiceOptions serv
 
 class StoreClientTest : public ::testing::TestWithParam<std::string> {
  protected:
-  void StartMaster(MasterServiceOptions service = {}) {
-    auto s = StartLocalMaster(std::move(service));
+  void StartMaster(MasterServiceOptions service = {}, uint16_t rpc_port = 0) {
+    auto s = StartLocalMaster(std::move(service), "", rpc_port);
     ASSERT_TRUE(s.ok()) << s.status().ToString();
     master_ = std::move(*s);
   }
@@ -269,6 +274,71 @@ TEST_P(StoreClientTest, CloseIsIdempotentAndLaterCallsFail) {
   EXPECT_TRUE(client->Close().ok());
   EXPECT_TRUE(client->Close().ok());
   EXPECT_EQ(client->Get("k").status().code(), StatusCode::kFailedPrecondition);
+}
+
+TEST_P(StoreClientTest, AcknowledgedObjectsSurviveAMasterRestartOnTheSameDataDir) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "ferry-client-wal-XXXXXX").string();
+  const std::string dir = mkdtemp(tmpl.data());
+  MasterServiceOptions durable;
+  durable.data_dir = dir;
+  durable.client_ttl = std::chrono::seconds(10);
+  master_.reset();
+  StartMaster(durable);
+  const uint16_t port = master_->rpc_port();
+  auto member = Make(32 << 20);
+  auto client = Make(0);
+  ASSERT_TRUE(member && client);
+  std::map<std::string, std::string> acked;
+  for (int i = 0; i < 24; ++i) {
+    const size_t size = i % 4 == 0 ? (size_t{1} << 20) + i : 4096 + 13 * i;
+    const std::string key = "obj-" + std::to_string(i);
+    std::string value = Pattern(size, static_cast<uint32_t>(100 + i));
+    ASSERT_TRUE(client->Put(key, Bytes(value)).ok()) << key;
+    acked.emplace(key, std::move(value));
+  }
+  ASSERT_TRUE(client->Remove("obj-1").ok());
+  acked.erase("obj-1");
+
+  // A new master on the same port and directory; the old one leaves nothing but its log.
+  master_.reset();
+  StartMaster(durable, port);
+  ASSERT_EQ(master_->rpc_port(), port);
+  EXPECT_EQ(master_->service().stats().keys, acked.size());
+  // The member's next Ping answers NEED_REMOUNT; it mounts the same segment again.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (master_->service().stats().space.awaiting_remount != 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ASSERT_EQ(master_->service().stats().space.awaiting_remount, 0u);
+  EXPECT_EQ(master_->service().stats().space.segments, 1u);
+  for (const auto& [key, value] : acked) {
+    auto got = client->Get(key);
+    ASSERT_TRUE(got.ok()) << key << ": " << got.status().ToString();
+    EXPECT_TRUE(*got == value) << key;
+  }
+  EXPECT_FALSE(*client->Exist("obj-1"));
+  // New puts fill the free space around the old objects, never over them.
+  std::map<std::string, std::string> fresh;
+  for (int i = 0; i < 24; ++i) {
+    const std::string key = "new-" + std::to_string(i);
+    std::string value = Pattern(256 << 10, static_cast<uint32_t>(900 + i));
+    Status s = client->Put(key, Bytes(value));
+    if (!s.ok()) break;  // the segment is full
+    fresh.emplace(key, std::move(value));
+  }
+  EXPECT_GT(fresh.size(), 10u);
+  for (const auto* set : {&acked, &fresh}) {
+    for (const auto& [key, value] : *set) {
+      auto got = client->Get(key);
+      ASSERT_TRUE(got.ok()) << key << ": " << got.status().ToString();
+      EXPECT_TRUE(*got == value) << key;
+    }
+  }
+  client.reset();
+  member.reset();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, StoreClientTest, ::testing::Values("tcp", "shm"),

@@ -35,11 +35,22 @@ def get(port, path):
     (["--client_ttl=0"], "--client_ttl"),
     (["--put_start_discard_timeout_sec=60", "--put_start_release_timeout_sec=30"],
      "put_start_release_timeout_sec"),
+    (["--snapshot_every_records=0"], "--snapshot_every_records"),
+    (["--data_dir=/proc/ferry-no-such-dir"], "/proc/ferry-no-such-dir"),
 ])
 def test_bad_flags_are_clear_errors(args, message):
     p = run(*args)
     assert p.returncode != 0
     assert message in p.stdout + p.stderr
+
+
+def test_corrupt_data_dir_is_a_clear_error_naming_the_file(tmp_path):
+    (tmp_path / "wal.00000000000000000001").write_bytes(b"FERRYWAL\x01\0\0\0" + b"x" * 40 +
+                                                        b"\0" * 8 + b"more")
+    p = run("--port", "0", "--metrics_port", "0", "--data_dir", str(tmp_path))
+    assert p.returncode == 1
+    assert "DATA_LOSS" in p.stderr and "wal.00000000000000000001 at offset 12" in p.stderr, \
+        p.stderr
 
 
 def test_serves_http_pages_and_metadata_and_stops_on_sigterm():

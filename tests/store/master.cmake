@@ -23,3 +23,7 @@ set_tests_properties(store_master_cli_test PROPERTIES
   ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;FERRY_BIN=$<TARGET_FILE:ferry_cli>"
   LABELS "store;integration" TIMEOUT 120)
 endif()
+ferry_add_gtest(store_master_metadata_log_test
+  SOURCES metadata_log_test.cc
+  LIBS ferry_store_master
+  LABELS unit store)

@@ -11,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <thread>
@@ -27,8 +29,9 @@ namespace pb = ::ferry::store::rpc;
 
 class MasterServerTest : public ::testing::Test {
  protected:
-  void StartMaster(std::string secret = "") {
+  void StartMaster(std::string secret = "", std::string data_dir = "") {
     MasterServer::Options o;
+    o.service.data_dir = std::move(data_dir);
     o.rpc_address = "127.0.0.1";
     o.rpc_port = 0;
     o.metrics_address = "127.0.0.1";
@@ -286,6 +289,65 @@ TEST_F(MasterServerTest, HttpPagesDescribeThePool) {
         "ferry_http_requests_total{server=\"store-master\"}"}) {
     EXPECT_NE(metrics->body.find(name), std::string::npos) << name << "\n" << metrics->body;
   }
+}
+
+TEST_F(MasterServerTest, DataDirLogsEveryAcknowledgedChangeAndShowsItInMetrics) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "ferry-master-wal-XXXXXX").string();
+  const std::string dir = mkdtemp(tmpl.data());
+  server_.reset();
+  StartMaster("", dir);
+  MountOne("s1", 1 << 20);
+  pb::BatchPutStartRequest put;
+  put.set_client_id("c1");
+  pb::BatchKeysRequest keys;
+  keys.set_client_id("c1");
+  for (const char* k : {"a", "b", "c", "d"}) {
+    pb::PutStartItem* it = put.add_items();
+    it->set_key(k);
+    it->set_size(100);
+    keys.add_keys(k);
+  }
+  pb::BatchPutStartReply put_rep;
+  auto ctx = Ctx();
+  ASSERT_TRUE(stub_->BatchPutStart(ctx.get(), put, &put_rep).ok());
+  pb::BatchResultsReply end;
+  ctx = Ctx();
+  ASSERT_TRUE(stub_->BatchPutEnd(ctx.get(), keys, &end).ok());
+  for (const auto& r : end.results()) EXPECT_EQ(r.code(), 0) << r.message();
+  auto m = HttpGet("/metrics");
+  ASSERT_TRUE(m);
+  // The mount and four puts, each on disk before its reply.
+  EXPECT_NE(m->body.find("ferry_store_wal_records_total 5\n"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("ferry_store_wal_log_records 5\n"), std::string::npos) << m->body;
+  for (const char* name :
+       {"ferry_store_wal_commits_total ", "ferry_store_wal_commit_latency_seconds_sum ",
+        "ferry_store_wal_commit_latency_seconds_count ", "ferry_store_wal_batch_records_sum 5",
+        "ferry_store_wal_batch_records_max ", "ferry_store_wal_log_bytes ",
+        "ferry_store_snapshots_total 0"}) {
+    EXPECT_NE(m->body.find(name), std::string::npos) << name;
+  }
+  server_.reset();
+  // A corrupt log: the master does not start, and says where.
+  std::string log;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) log = e.path().string();
+  {
+    std::fstream f(log, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(20);
+    f.put('\x55');
+  }
+  MasterServer::Options o;
+  o.rpc_address = "127.0.0.1";
+  o.rpc_port = 0;
+  o.metrics_address = "127.0.0.1";
+  o.metrics_port = 0;
+  o.service.data_dir = dir;
+  auto bad = MasterServer::Start(o);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(bad.status().message().find(log + " at offset 12"), std::string::npos)
+      << bad.status().message();
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
 }
 
 TEST(MasterServerPortsTest, PortInUseIsAClearError) {

@@ -161,5 +161,29 @@ TEST(OffsetAllocatorTest, RandomizedAgainstAModel) {
   EXPECT_EQ(a.largest_free(), kUnit * kUnits);
 }
 
+TEST(OffsetAllocatorTest, AllocateAtMarksExactlyThatRangeUsed) {
+  OffsetAllocator a(1 << 16, 64);
+  ASSERT_TRUE(a.AllocateAt(4096, 1024).ok());
+  ASSERT_TRUE(a.AllocateAt(0, 64).ok());
+  EXPECT_EQ(a.allocated_bytes(), 1088u);
+  EXPECT_EQ(a.free_ranges(), 2u);
+  // Overlapping, misaligned, outside: refused, nothing changes.
+  EXPECT_FALSE(a.AllocateAt(4096 + 960, 128).ok());
+  EXPECT_FALSE(a.AllocateAt(4032, 128).ok());
+  EXPECT_FALSE(a.AllocateAt(0, 64).ok());
+  EXPECT_FALSE(a.AllocateAt(100, 64).ok());
+  EXPECT_FALSE(a.AllocateAt(1 << 16, 64).ok());
+  EXPECT_EQ(a.allocated_bytes(), 1088u);
+  // What Allocate hands out next never touches the restored ranges.
+  for (;;) {
+    auto r = a.Allocate(64);
+    if (!r) break;
+    EXPECT_TRUE(r->offset >= 64 && (r->offset < 4096 || r->offset >= 5120)) << r->offset;
+  }
+  EXPECT_EQ(a.free_bytes(), 0u);
+  ASSERT_TRUE(a.Free(4096, 1024).ok());
+  EXPECT_EQ(a.largest_free(), 1024u);
+}
+
 }  // namespace
 }  // namespace ferry::store

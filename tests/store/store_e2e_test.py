@@ -2,7 +2,7 @@
 (`ferry store put|get|ls|rm`), over tcp between network namespaces (each process its own
 address; 127.0.0.1 where namespaces are refused) and over shm on one host. Faults: a
 member killed (-9) or paused (SIGSTOP) with objects on it, a client killed between
-PutStart and PutEnd.
+PutStart and PutEnd, the master killed (-9) and restarted on its --data_dir.
 
     FERRY_BIN=build/bin/ferry python3 -m pytest -q tests/store/store_e2e_test.py
 """
@@ -242,6 +242,51 @@ def test_client_killed_between_put_start_and_put_end(pool_factory):
             break
         assert time.time() < deadline, r.stderr
         time.sleep(0.5)
+
+
+def test_master_killed_and_restarted_on_its_data_dir(pool_factory, tmp_path):
+    data_dir = str(tmp_path / "meta")
+    args = ["--data_dir", data_dir]
+    pool = pool_factory(False, "tcp", master_args=args)
+    pool.member("a")
+    acked = {}
+    for i, size in enumerate([1, 4096, 100000, 1 << 20, 3 << 20]):
+        value = os.urandom(size)
+        r = put_file(pool, "k%d" % i, value)
+        assert r.returncode == 0, r.stderr
+        acked["k%d" % i] = value
+    assert pool.cli("rm", "k0").returncode == 0
+    del acked["k0"]
+
+    # kill -9: only what the log had fsync'ed before each reply is left.
+    pool.signal("master", signal.SIGKILL)
+    pool.procs["master"][0].wait(timeout=10)
+    port = pool.master_addr.rsplit(":", 1)[1]
+    pool.start("master2", "master", ["master", "--rpc_address", pool.hosts.ip["master"],
+                                     "--rpc_port", port, "--metrics_port", "0",
+                                     "--client_ttl", "2", *args], "listening on")
+    for key, value in acked.items():
+        r, got = get_bytes(pool, key)
+        assert r.returncode == 0, r.stderr
+        assert got == value, key
+    r, _ = get_bytes(pool, "k0")
+    assert r.returncode == 1 and b"OBJECT_NOT_FOUND" in r.stderr, r.stderr
+    # Puts go to the segment once the member has mounted it again (its next Ping).
+    fresh = os.urandom(2 << 20)
+    deadline = time.time() + 15
+    while True:
+        r = put_file(pool, "fresh", fresh)
+        if r.returncode == 0:
+            break
+        assert time.time() < deadline, r.stderr
+        time.sleep(0.3)
+    assert get_bytes(pool, "fresh")[1] == fresh
+    for key, value in acked.items():  # the new put overwrote none of them
+        assert get_bytes(pool, key)[1] == value, key
+    # Past client_ttl the re-mounted segment is kept: nothing was dropped.
+    time.sleep(2.5)
+    ls = pool.cli("ls").stdout.decode()
+    assert len(ls.splitlines()) == len(acked) + 1, ls
 
 
 @pytest.mark.parametrize("args, message", [

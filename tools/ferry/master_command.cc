@@ -94,5 +94,11 @@ FERRY_REGISTER_COMMAND(
           ->capture_default_str();
       cmd.add_option("--secret", f->secret,
                      "Deployment secret (default: FERRY_KV_SECRET; none: open)");
+      cmd.add_option("--data_dir", f->data_dir,
+                     "Keep the metadata (segments, committed objects) in a write-ahead log and "
+                     "snapshots in this directory, and recover from it at start");
+      cmd.add_option("--snapshot_every_records", f->snapshot_every_records,
+                     "Write a snapshot and start a new log after this many log records")
+          ->capture_default_str();
       return [f] { return RunMaster(*f); };
     });

@@ -92,6 +92,11 @@ Result<MasterServer::Options> ToMasterOptions(const MasterFlags& f) {
   s.eviction_ratio = f.eviction_ratio;
   s.allow_evict_soft_pinned_objects = f.allow_evict_soft_pinned_objects;
   o.secret = f.secret;
+  if (f.snapshot_every_records <= 0) {
+    return InvalidArgumentError("--snapshot_every_records must be > 0");
+  }
+  s.data_dir = f.data_dir;
+  s.snapshot_every_records = static_cast<uint64_t>(f.snapshot_every_records);
   return o;
 }
 

@@ -34,7 +34,9 @@ struct MasterFlags {
   std::string put_start_release_timeout_sec = "600";  // s
   bool enable_http_metadata_server = false;
   int64_t http_metadata_server_port = 8080;
-  std::string secret;  // "" = FERRY_KV_SECRET, else open
+  std::string secret;    // "" = FERRY_KV_SECRET, else open
+  std::string data_dir;  // "" = metadata in memory only
+  int64_t snapshot_every_records = 100000;
 };
 
 // `text` as a duration; a bare number is in `unit`. InvalidArgument naming `flag` for

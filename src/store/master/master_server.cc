@@ -72,6 +72,20 @@ void SetResult(pb::Result* out, const Status& s) {
   if (!s.ok()) out->set_message(s.message());
 }
 
+// After a change that must be durable: when the log could not be written, every result
+// that said OK says why instead (the change is in memory, but the caller must not rely on
+// it).
+template <typename Results>
+void FailUnlessDurable(const Status& durable, Results* results) {
+  if (durable.ok()) return;
+  for (pb::Result& r : *results) {
+    if (r.code() == 0) SetResult(&r, durable);
+  }
+}
+void FailUnlessDurable(const Status& durable, pb::Result* result) {
+  if (!durable.ok() && result->code() == 0) SetResult(result, durable);
+}
+
 SegmentInfo FromProto(const pb::Segment& s, const std::string& client_id) {
   return {s.id(), s.name(), s.hostname(), s.base(), s.size(), client_id};
 }
@@ -136,6 +150,7 @@ class MasterRpcService final : public pb::Master::Service {
     return Run(kMount, ctx, *req, 1, [&] {
       SetResult(rep->mutable_result(),
                 service_->MountSegment(FromProto(req->segment(), req->client_id())));
+      FailUnlessDurable(service_->Sync(), rep->mutable_result());
     });
   }
   grpc::Status RemountSegments(grpc::ServerContext* ctx, const pb::RemountSegmentsRequest* req,
@@ -145,6 +160,7 @@ class MasterRpcService final : public pb::Master::Service {
         SetResult(rep->add_results(), service_->MountSegment(FromProto(s, req->client_id())));
       }
       (void)service_->Ping(req->client_id());
+      FailUnlessDurable(service_->Sync(), rep->mutable_results());
     });
   }
   grpc::Status UnmountSegment(grpc::ServerContext* ctx, const pb::UnmountSegmentRequest* req,
@@ -152,6 +168,7 @@ class MasterRpcService final : public pb::Master::Service {
     return Run(kUnmount, ctx, *req, 1, [&] {
       SetResult(rep->mutable_result(),
                 service_->UnmountSegment(req->segment_id(), req->client_id()));
+      FailUnlessDurable(service_->Sync(), rep->mutable_result());
     });
   }
   grpc::Status Ping(grpc::ServerContext* ctx, const pb::PingRequest* req,
@@ -186,6 +203,12 @@ class MasterRpcService final : public pb::Master::Service {
           for (const ReplicaDescriptor& d : *r) ToProto(d, out->add_replicas());
         }
       }
+      if (req->upsert()) {  // an upsert may have removed COMPLETE objects
+        Status durable = service_->Sync();
+        for (pb::PutStartResult& r : *rep->mutable_results()) {
+          FailUnlessDurable(durable, r.mutable_result());
+        }
+      }
     });
   }
   grpc::Status BatchPutEnd(grpc::ServerContext* ctx, const pb::BatchKeysRequest* req,
@@ -194,6 +217,7 @@ class MasterRpcService final : public pb::Master::Service {
       for (const std::string& key : req->keys()) {
         SetResult(rep->add_results(), service_->PutEnd(key, req->client_id()));
       }
+      FailUnlessDurable(service_->Sync(), rep->mutable_results());
     });
   }
   grpc::Status BatchPutRevoke(grpc::ServerContext* ctx, const pb::BatchKeysRequest* req,
@@ -240,6 +264,7 @@ class MasterRpcService final : public pb::Master::Service {
       for (const std::string& key : req->keys()) {
         SetResult(rep->add_results(), service_->Remove(key, req->force()));
       }
+      FailUnlessDurable(service_->Sync(), rep->mutable_results());
     });
   }
   grpc::Status RemoveByRegex(grpc::ServerContext* ctx, const pb::RemoveByRegexRequest* req,
@@ -248,6 +273,7 @@ class MasterRpcService final : public pb::Master::Service {
       auto n = service_->RemoveByRegex(req->regex(), req->force());
       SetResult(rep->mutable_result(), n.status());
       if (n.ok()) rep->set_removed(*n);
+      FailUnlessDurable(service_->Sync(), rep->mutable_result());
     });
   }
   grpc::Status RemoveAll(grpc::ServerContext* ctx, const pb::RemoveAllRequest* req,
@@ -255,6 +281,7 @@ class MasterRpcService final : public pb::Master::Service {
     return Run(kRemoveAll, ctx, *req, 1, [&] {
       SetResult(rep->mutable_result(), OkStatus());
       rep->set_removed(service_->RemoveAll(req->force()));
+      FailUnlessDurable(service_->Sync(), rep->mutable_result());
     });
   }
   grpc::Status ListKeys(grpc::ServerContext* ctx, const pb::ListKeysRequest* req,
@@ -435,6 +462,27 @@ std::string MasterServer::Impl::Metrics() const {
     << s.clients_dropped << "\n"
     << "# TYPE ferry_store_auth_refused_total counter\nferry_store_auth_refused_total "
     << rpc->auth_refused() << "\n";
+  if (const std::optional<MetadataLog::Stats> w = service->log_stats()) {
+    o << "# TYPE ferry_store_wal_commits_total counter\nferry_store_wal_commits_total "
+      << w->commits << "\n"
+      << "# TYPE ferry_store_wal_records_total counter\nferry_store_wal_records_total "
+      << w->committed_records << "\n"
+      << "# TYPE ferry_store_wal_commit_latency_seconds summary\n"
+      << "ferry_store_wal_commit_latency_seconds_sum "
+      << static_cast<double>(w->commit_micros) / 1e6 << "\n"
+      << "ferry_store_wal_commit_latency_seconds_count " << w->commits << "\n"
+      << "# TYPE ferry_store_wal_batch_records summary\n"
+      << "ferry_store_wal_batch_records_sum " << w->committed_records << "\n"
+      << "ferry_store_wal_batch_records_count " << w->commits << "\n"
+      << "# TYPE ferry_store_wal_batch_records_max gauge\nferry_store_wal_batch_records_max "
+      << w->max_batch << "\n"
+      << "# TYPE ferry_store_wal_log_records gauge\nferry_store_wal_log_records " << w->log_records
+      << "\n"
+      << "# TYPE ferry_store_wal_log_bytes gauge\nferry_store_wal_log_bytes " << w->log_bytes
+      << "\n"
+      << "# TYPE ferry_store_snapshots_total counter\nferry_store_snapshots_total " << w->snapshots
+      << "\n";
+  }
   o << "# TYPE ferry_store_rpc_requests_total counter\n";
   for (size_t i = 0; i < kRpcCount; ++i) {
     o << "ferry_store_rpc_requests_total{rpc=\"" << kRpcNames[i] << "\"} "
@@ -530,7 +578,7 @@ Result<std::unique_ptr<MasterServer>> MasterServer::Start(Options options) {
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   const Options& o = impl->options;
-  impl->service = std::make_unique<MasterService>(o.service);
+  FERRY_ASSIGN_OR_RETURN(impl->service, MasterService::Create(o.service));
   impl->rpc = std::make_unique<MasterRpcService>(impl->service.get(), o);
 
   grpc::ServerBuilder builder;

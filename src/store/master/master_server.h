@@ -10,6 +10,9 @@
 // - Optionally the transfer engine's HTTP metadata server (metadata/http_metadata_server.h)
 //   on http_metadata_server_port, path /metadata.
 // - A housekeeping thread calls MasterService::Tick every tick_interval.
+// - With service.data_dir, every RPC that changes durable state (mounts, unmounts, PutEnd,
+//   removals, upserts) replies only after MasterService::Sync; when the log cannot be
+//   written its OK results become INTERNAL_ERROR.
 //
 //   ferry::store::MasterServer::Options o;
 //   o.rpc_port = 0;       // any free port
@@ -45,8 +48,10 @@ class MasterServer {
     std::chrono::milliseconds tick_interval{100};
   };
 
-  // Binds every port and starts serving. Errors: Unavailable/AlreadyExists when a port
-  // cannot be bound, InvalidArgument for bad options.
+  // Recovers from options.service.data_dir when set (MasterService::Create), then binds
+  // every port and starts serving. Errors: Unavailable/AlreadyExists when a port cannot be
+  // bound, InvalidArgument for bad options, DataLoss (naming the file and offset) for a
+  // corrupt log or snapshot.
   static Result<std::unique_ptr<MasterServer>> Start(Options options);
   ~MasterServer();  // Stop()
 

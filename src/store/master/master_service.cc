@@ -8,6 +8,7 @@
 #include <tuple>
 #include <utility>
 
+#include "common/log.h"
 #include "store/error_code.h"
 
 namespace ferry::store {
@@ -27,6 +28,109 @@ MasterService::MasterService(MasterServiceOptions options)
 
 MasterService::~MasterService() = default;
 
+Result<std::unique_ptr<MasterService>> MasterService::Create(MasterServiceOptions options) {
+  auto service = std::make_unique<MasterService>(options);
+  if (options.data_dir.empty()) return service;
+  MetadataLog::Options lo;
+  lo.dir = options.data_dir;
+  lo.snapshot_every_records = std::max<uint64_t>(1, options.snapshot_every_records);
+  RecoveredMetadata state;
+  FERRY_ASSIGN_OR_RETURN(service->log_, MetadataLog::Open(lo, &state));
+  service->Restore(state);
+  FERRY_LOG_INFO(
+      "master: {} recovered: {} segment(s) awaiting remount, {} object(s) (snapshot at "
+      "sequence {}, {} log record(s) after it{})",
+      options.data_dir, state.segments.size(), service->keys_.load(), state.snapshot_seq,
+      state.log_records, state.dropped_torn_tail ? ", a torn last record dropped" : "");
+  FERRY_RETURN_IF_ERROR(service->Sync());  // the removals Restore logged
+  return service;
+}
+
+void MasterService::Restore(const RecoveredMetadata& state) {
+  const Clock::time_point now = Now();
+  restored_at_ = now;
+  for (const auto& [id, info] : state.segments) {
+    Status s = segments_.Restore(info);
+    if (!s.ok()) FERRY_LOG_WARN("master: segment '{}' not restored: {}", id, s.ToString());
+  }
+  awaiting_remount_ = !state.segments.empty();
+  for (const auto& [key, rec] : state.objects) {
+    Object obj;
+    obj.size = rec.size;
+    obj.status = ReplicaStatus::kComplete;
+    obj.put_start = now;
+    obj.last_access = now;
+    obj.hard_pin = rec.hard_pin;
+    if (rec.soft_pin) obj.soft_pin_until = now + options_.default_kv_soft_pin_ttl;
+    Status bad;
+    for (const MetadataRecord::Replica& r : rec.replicas) {
+      auto range = segments_.RestoreRange(r.segment_id, r.address, r.length);
+      if (!range.ok()) {
+        bad = range.status();
+        break;
+      }
+      obj.replicas.push_back({std::move(*range)});
+    }
+    if (!bad.ok() || obj.replicas.empty()) {
+      // The log says it exists but its space cannot be taken back: drop it, durably.
+      FERRY_LOG_WARN("master: object '{}' not restored: {}", key,
+                     bad.ok() ? "no replicas" : bad.ToString());
+      ReleaseSpace(obj, now);
+      Log(MetadataRecord::Remove(key));
+      continue;
+    }
+    Shard& shard = ShardOf(key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    shard.objects.emplace(key, std::move(obj));
+    keys_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+void MasterService::Log(const MetadataRecord& record) {
+  if (log_) log_->Append(record);
+}
+
+void MasterService::LogRemoval(const std::string& key, const Object& obj) {
+  if (log_ && obj.status == ReplicaStatus::kComplete) log_->Append(MetadataRecord::Remove(key));
+}
+
+MetadataRecord MasterService::PutRecord(const std::string& key, const Object& obj) const {
+  MetadataRecord r;
+  r.type = MetadataRecord::Type::kPut;
+  r.key = key;
+  r.size = obj.size;
+  r.hard_pin = obj.hard_pin;
+  r.soft_pin = obj.soft_pin_until > Clock::time_point{};
+  for (const Replica& rep : obj.replicas) {
+    r.replicas.push_back({rep.range.segment_id(), rep.range.address, rep.range.length});
+  }
+  return r;
+}
+
+Status MasterService::Sync() { return log_ ? log_->Sync() : OkStatus(); }
+
+Status MasterService::Checkpoint() {
+  if (!log_) return OkStatus();
+  std::lock_guard<std::mutex> one_at_a_time(checkpoint_mu_);
+  std::unique_lock<std::shared_mutex> barrier(barrier_);
+  FERRY_ASSIGN_OR_RETURN(const uint64_t last_seq, log_->Rotate());
+  std::vector<MetadataRecord> records;
+  for (const SegmentInfo& info : segments_.List()) records.push_back(MetadataRecord::Mount(info));
+  for (size_t i = 0; i < shard_count_; ++i) {
+    std::lock_guard<std::mutex> lock(shards_[i].mu);
+    for (const auto& [key, obj] : shards_[i].objects) {
+      if (obj.status == ReplicaStatus::kComplete) records.push_back(PutRecord(key, obj));
+    }
+  }
+  barrier.unlock();
+  return log_->WriteSnapshot(last_seq, records);
+}
+
+std::optional<MetadataLog::Stats> MasterService::log_stats() const {
+  if (!log_) return std::nullopt;
+  return log_->stats();
+}
+
 MasterService::Clock::time_point MasterService::Now() const {
   return options_.clock ? options_.clock() : Clock::now();
 }
@@ -45,8 +149,10 @@ Status MasterService::MountSegment(const SegmentInfo& segment) {
   if (segment.client_id.empty()) {
     return StoreError(ErrorCode::kInvalidParams, "a segment needs its client's id");
   }
+  std::shared_lock<std::shared_mutex> barrier(barrier_);
   Status s = segments_.Mount(segment);
   if (!s.ok()) return s;
+  Log(MetadataRecord::Mount(segment));
   const Clock::time_point now = Now();
   TouchClient(segment.client_id, now);
   std::lock_guard<std::mutex> lock(clients_mu_);
@@ -64,9 +170,11 @@ Status MasterService::UnmountSegment(std::string_view segment_id, std::string_vi
     return StoreError(ErrorCode::kInvalidParams,
                       "segment '" + std::string(segment_id) + "' was not mounted by this client");
   }
+  std::shared_lock<std::shared_mutex> barrier(barrier_);
   const uint64_t generation = segments_.GenerationOf(segment_id);
   Status s = segments_.Unmount(segment_id);
   if (!s.ok()) return s;
+  Log(MetadataRecord::Unmount(segment_id));
   DropSegmentObjects({{std::string(segment_id), generation}}, Now());
   return OkStatus();
 }
@@ -103,10 +211,14 @@ void MasterService::DropSegmentObjects(const std::vector<SegmentGeneration>& gon
 
 bool MasterService::Ping(std::string_view client_id) {
   const Clock::time_point now = Now();
+  // A member of the master before a restart: it may already have called (a put touches the
+  // client) without having mounted its restored segments again.
+  const bool remount =
+      awaiting_remount_.load(std::memory_order_relaxed) && segments_.AwaitingRemountBy(client_id);
   std::lock_guard<std::mutex> lock(clients_mu_);
   const bool unknown = clients_.insert_or_assign(std::string(client_id), now).second;
   const bool dropped = dropped_.erase(std::string(client_id)) > 0;
-  return unknown || dropped;
+  return unknown || dropped || remount;
 }
 
 void MasterService::ReleaseSpace(const Object& obj, Clock::time_point now) {
@@ -140,6 +252,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
   }
   const Clock::time_point now = Now();
   TouchClient(client_id, now);
+  std::shared_lock<std::shared_mutex> barrier(barrier_);
   Shard& shard = ShardOf(key);
   // Under the shard lock: whether this put may go ahead (an old object it replaces goes),
   // then the allocation. Eviction runs with the lock dropped (it takes every shard's lock
@@ -156,6 +269,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
     } else if (mode == PutMode::kInsert) {
       return StoreError(ErrorCode::kObjectAlreadyExists, "key '" + std::string(key) + "' exists");
     }
+    LogRemoval(it->first, old);
     ReleaseSpace(old, now);
     shard.in_progress.erase(it->first);
     shard.objects.erase(it);
@@ -169,8 +283,10 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
     auto ranges = segments_.AllocateReplicas(size, config.replica_num, config.preferred_segments,
                                              writer_hostname, config.prefer_alloc_in_same_node);
     if (!ranges.ok()) {
+      const SegmentTable::Totals t = segments_.totals();
+      // No eviction for want of segments (restored ones awaiting remount take no puts).
       if (ErrorCodeOf(ranges.status()) != ErrorCode::kNoAvailableHandle || attempt == 1 ||
-          config.replica_num > segments_.totals().segments) {
+          config.replica_num > t.segments - t.awaiting_remount) {
         return ranges.status();
       }
       lock.unlock();
@@ -215,6 +331,7 @@ MasterService::ObjectMap::iterator MasterService::FindPutInProgress(Shard& shard
 
 Status MasterService::PutEnd(std::string_view key, std::string_view client_id) {
   const Clock::time_point now = Now();
+  std::shared_lock<std::shared_mutex> barrier(barrier_);
   Shard& shard = ShardOf(key);
   std::lock_guard<std::mutex> lock(shard.mu);
   Status error;
@@ -224,6 +341,7 @@ Status MasterService::PutEnd(std::string_view key, std::string_view client_id) {
   std::string().swap(it->second.writer);  // only a put in progress needs its writer
   shard.in_progress.erase(it->first);
   it->second.last_access = now;
+  if (log_) log_->Append(PutRecord(it->first, it->second));
   return OkStatus();
 }
 
@@ -277,6 +395,7 @@ Status MasterService::Exist(std::string_view key) {
 
 Status MasterService::Remove(std::string_view key, bool force) {
   const Clock::time_point now = Now();
+  std::shared_lock<std::shared_mutex> barrier(barrier_);
   Shard& shard = ShardOf(key);
   std::lock_guard<std::mutex> lock(shard.mu);
   auto it = shard.objects.find(key);
@@ -291,6 +410,7 @@ Status MasterService::Remove(std::string_view key, bool force) {
     return StoreError(ErrorCode::kReplicaIsNotReady,
                       "key '" + std::string(key) + "' is still being written");
   }
+  LogRemoval(it->first, obj);
   ReleaseSpace(obj, now);  // even when forced: held until the lease ends
   shard.in_progress.erase(it->first);
   shard.objects.erase(it);
@@ -306,6 +426,7 @@ size_t MasterService::RemoveWhere(
     std::lock_guard<std::mutex> lock(shard.mu);
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
       if (doomed(it->first, it->second)) {
+        LogRemoval(it->first, it->second);
         ReleaseSpace(it->second, now);
         shard.in_progress.erase(it->first);
         it = shard.objects.erase(it);
@@ -321,6 +442,7 @@ size_t MasterService::RemoveWhere(
 
 size_t MasterService::RemoveAll(bool force) {
   const Clock::time_point now = Now();
+  std::shared_lock<std::shared_mutex> barrier(barrier_);
   return RemoveWhere(
       [now, force](const std::string&, const Object& obj) {
         return obj.status == ReplicaStatus::kComplete && (force || obj.lease_until <= now);
@@ -337,6 +459,7 @@ Result<size_t> MasterService::RemoveByRegex(std::string_view pattern, bool force
     return StoreError(ErrorCode::kInvalidParams, "bad regex: " + re.error());
   }
   const Clock::time_point now = Now();
+  std::shared_lock<std::shared_mutex> barrier(barrier_);
   return RemoveWhere(
       [now, force, &re](const std::string& key, const Object& obj) {
         return obj.status == ReplicaStatus::kComplete && (force || obj.lease_until <= now) &&
@@ -408,6 +531,7 @@ size_t MasterService::Evict(Clock::time_point now) {
     auto it = shard.objects.find(candidates[i].key);
     bool soft = false;
     if (it == shard.objects.end() || !evictable(it->second, &soft)) continue;
+    LogRemoval(it->first, it->second);
     ReleaseSpace(it->second, now);
     shard.in_progress.erase(it->first);
     shard.objects.erase(it);
@@ -419,7 +543,16 @@ size_t MasterService::Evict(Clock::time_point now) {
 }
 
 void MasterService::Tick() {
+  TickLogged();
+  if (log_ && log_->SnapshotDue()) {
+    Status s = Checkpoint();
+    if (!s.ok()) FERRY_LOG_WARN("master: snapshot failed: {}", s.ToString());
+  }
+}
+
+void MasterService::TickLogged() {
   const Clock::time_point now = Now();
+  std::shared_lock<std::shared_mutex> barrier(barrier_);
   segments_.Sweep(now);
 
   // PutStarts never finished: only the shards' in-progress keys are looked at.
@@ -463,9 +596,28 @@ void MasterService::Tick() {
   for (const std::string& client : silent) {
     for (const std::string& seg : segments_.SegmentsOf(client)) {
       const uint64_t generation = segments_.GenerationOf(seg);
-      if (segments_.Unmount(seg).ok()) unmounted.emplace_back(seg, generation);
+      if (segments_.Unmount(seg).ok()) {
+        Log(MetadataRecord::Unmount(seg));
+        unmounted.emplace_back(seg, generation);
+      }
     }
     clients_dropped_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Restored segments whose member did not mount them again within client_ttl.
+  if (awaiting_remount_.load(std::memory_order_relaxed) &&
+      now - restored_at_ >= options_.client_ttl) {
+    awaiting_remount_ = false;
+    for (const std::string& seg : segments_.AwaitingRemount()) {
+      const uint64_t generation = segments_.GenerationOf(seg);
+      if (segments_.Unmount(seg).ok()) {
+        FERRY_LOG_WARN(
+            "master: restored segment '{}' was not mounted again within {} ms; "
+            "its objects are dropped",
+            seg, options_.client_ttl.count());
+        Log(MetadataRecord::Unmount(seg));
+        unmounted.emplace_back(seg, generation);
+      }
+    }
   }
   DropSegmentObjects(unmounted, now);  // one pass over the objects for every segment
 

@@ -25,6 +25,17 @@
 //   replica was there are removed, the rest keep their other replicas. The dropped
 //   client's next Ping answers need_remount.
 //
+// Durability (options.data_dir, through Create): every change a caller is told succeeded
+// that must survive a restart (segment mounts and unmounts, PutEnd, removals of COMPLETE
+// objects, evictions) is appended to a MetadataLog while the lock that orders it is held;
+// Sync makes everything appended so far durable, and the server calls it before replying.
+// Create replays snapshot + log: segments come back awaiting remount (nothing new is placed
+// on them) and objects with their ranges marked used. A Mount with the same parameters (the
+// member re-mounting after its Ping answered need_remount) takes the segment back as it
+// was; a restored segment not mounted again within client_ttl is unmounted, and its
+// objects dropped, then. Leases, pins' deadlines and unfinished puts are not kept. Tick
+// writes a snapshot when the log is long.
+//
 // Time comes from options.clock, so tests drive it without sleeping.
 //
 //   ferry::store::MasterService m(ferry::store::MasterServiceOptions{});
@@ -41,6 +52,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -49,6 +62,7 @@
 #include <vector>
 
 #include "ferry/status.h"
+#include "store/master/metadata_log.h"
 #include "store/master/segment_table.h"
 #include "store/store_types.h"
 
@@ -68,6 +82,11 @@ struct MasterServiceOptions {
   uint64_t alignment = 64;
   // The master's clock; steady_clock::now when empty.
   std::function<Clock::time_point()> clock;
+  // Where the metadata log and snapshots live (MasterService::Create); "" keeps everything
+  // in memory only. Default: "".
+  std::string data_dir;
+  // A snapshot is written (by Tick) after this many log records. Default: 100000.
+  uint64_t snapshot_every_records = 100000;
 };
 
 // What GetReplicaList returns: the COMPLETE replicas and until when the caller may read.
@@ -81,7 +100,11 @@ class MasterService {
  public:
   using Clock = std::chrono::steady_clock;
 
+  // A master that keeps everything in memory (options.data_dir is not looked at).
   explicit MasterService(MasterServiceOptions options);
+  // With options.data_dir: recovers from it and logs to it (see above); without, as the
+  // constructor. Errors: MetadataLog::Open's (the file and offset of a corrupt record).
+  static Result<std::unique_ptr<MasterService>> Create(MasterServiceOptions options);
   ~MasterService();
 
   MasterService(const MasterService&) = delete;
@@ -122,8 +145,17 @@ class MasterService {
   Result<ReplicaList> Describe(std::string_view key) const;
 
   // Housekeeping, called by the server about every 100 ms: held space, stale puts, silent
-  // clients, the eviction watermark.
+  // clients, restored segments not mounted again, the eviction watermark, the snapshot.
   void Tick();
+
+  // Returns once every change made before the call is durable (at once without a data_dir).
+  // Internal when the log cannot be written, DeadlineExceeded when the disk does not answer.
+  Status Sync();
+  // Writes a snapshot now and starts a new log (Tick does it when the log is long). Changes
+  // wait while the state is copied. OK without a data_dir.
+  Status Checkpoint();
+  // The log's counters; nullopt without a data_dir.
+  std::optional<MetadataLog::Stats> log_stats() const;
 
   std::vector<SegmentInfo> Segments() const { return segments_.List(); }
   // Changes whenever a segment is mounted or unmounted (PingReply.view_version).
@@ -187,8 +219,25 @@ class MasterService {
   void DropSegmentObjects(const std::vector<SegmentGeneration>& gone_segments,
                           Clock::time_point now);
   void TouchClient(std::string_view client_id, Clock::time_point now);
+  // Tick without the snapshot (which needs barrier_ exclusively).
+  void TickLogged();
+  // Appends to the log, if there is one.
+  void Log(const MetadataRecord& record);
+  // Logs the removal of a COMPLETE object (nothing for one still PROCESSING).
+  void LogRemoval(const std::string& key, const Object& obj);
+  MetadataRecord PutRecord(const std::string& key, const Object& obj) const;
+  // Create's replay: segments awaiting remount, objects with their ranges.
+  void Restore(const RecoveredMetadata& state);
 
   const MasterServiceOptions options_;
+  std::unique_ptr<MetadataLog> log_;  // set once, by Create
+  // Changes that are logged hold it shared (taken before any shard lock); Checkpoint holds
+  // it exclusively while it copies the state.
+  std::shared_mutex barrier_;
+  // One Checkpoint at a time: an older snapshot must never be renamed over a newer one.
+  std::mutex checkpoint_mu_;
+  Clock::time_point restored_at_;
+  std::atomic<bool> awaiting_remount_{false};  // restored segments not checked yet
   SegmentTable segments_;
   const size_t shard_count_;  // options_.shards, at least 1
   std::unique_ptr<Shard[]> shards_;

@@ -53,6 +53,31 @@ std::optional<OffsetAllocator::Range> OffsetAllocator::Allocate(uint64_t length)
   return Range{offset, want};
 }
 
+Status OffsetAllocator::AllocateAt(uint64_t offset, uint64_t length) {
+  if (length == 0 || offset % alignment_ != 0 || length % alignment_ != 0 || offset > capacity_ ||
+      length > capacity_ - offset) {
+    return InvalidArgumentError("range [" + std::to_string(offset) + ", +" +
+                                std::to_string(length) + ") is not an aligned range of a " +
+                                std::to_string(capacity_) + "-byte segment");
+  }
+  // The free range that starts at or before `offset` must cover all of it.
+  auto it = by_offset_.upper_bound(offset);
+  if (it == by_offset_.begin()) {
+    return InvalidArgumentError("range at " + std::to_string(offset) + " is in use");
+  }
+  --it;
+  const uint64_t start = it->first;
+  const uint64_t have = it->second;
+  if (start + have < offset + length) {
+    return InvalidArgumentError("range [" + std::to_string(offset) + ", +" +
+                                std::to_string(length) + ") overlaps a range in use");
+  }
+  EraseFree(it);
+  if (offset > start) InsertFree(start, offset - start);
+  if (start + have > offset + length) InsertFree(offset + length, start + have - offset - length);
+  return OkStatus();
+}
+
 Status OffsetAllocator::Free(uint64_t offset, uint64_t length) {
   if (length == 0 || offset % alignment_ != 0 || length % alignment_ != 0 || offset > capacity_ ||
       length > capacity_ - offset) {

@@ -45,6 +45,11 @@ class OffsetAllocator {
   // nullopt when length is 0 or nothing fits.
   std::optional<Range> Allocate(uint64_t length);
 
+  // Marks [offset, offset + length) used, as if Allocate had handed it out (recovery of a
+  // range recorded before a restart). InvalidArgument (and no change) when the range is
+  // misaligned, empty, leaves the segment or is not entirely free.
+  Status AllocateAt(uint64_t offset, uint64_t length);
+
   // Returns [offset, offset + length) to the free space. InvalidArgument (and no change)
   // when the range is misaligned, empty, leaves the segment or overlaps free space.
   Status Free(uint64_t offset, uint64_t length);

@@ -24,6 +24,7 @@ Status SegmentTable::Mount(const SegmentInfo& info) {
     const SegmentInfo& old = it->second.info;
     if (old.name == info.name && old.hostname == info.hostname && old.base == info.base &&
         old.size == info.size && old.client_id == info.client_id) {
+      it->second.awaiting_remount = false;
       return OkStatus();
     }
     return StoreError(ErrorCode::kSegmentAlreadyExists,
@@ -38,6 +39,47 @@ Status SegmentTable::Mount(const SegmentInfo& info) {
   segments_.emplace(info.id, std::move(seg));
   ++view_version_;
   return OkStatus();
+}
+
+Status SegmentTable::Restore(const SegmentInfo& info) {
+  FERRY_RETURN_IF_ERROR(Mount(info));
+  std::lock_guard<std::mutex> lock(mu_);
+  segments_.find(info.id)->second.awaiting_remount = true;
+  return OkStatus();
+}
+
+Result<AllocatedRange> SegmentTable::RestoreRange(std::string_view segment_id, uint64_t address,
+                                                  uint64_t length) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = segments_.find(segment_id);
+  if (it == segments_.end()) {
+    return StoreError(ErrorCode::kSegmentNotFound,
+                      "segment '" + std::string(segment_id) + "' is not mounted");
+  }
+  Segment& seg = it->second;
+  if (address < seg.info.base) {
+    return StoreError(ErrorCode::kInvalidParams, "address below segment '" + seg.info.id + "'");
+  }
+  Status s = seg.allocator->AllocateAt(address - seg.info.base, length);
+  if (!s.ok()) return StoreError(ErrorCode::kInvalidParams, s.message());
+  return AllocatedRange{seg.names, seg.generation, address, length};
+}
+
+std::vector<std::string> SegmentTable::AwaitingRemount() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::string> ids;
+  for (const auto& [id, seg] : segments_) {
+    if (seg.awaiting_remount) ids.push_back(id);
+  }
+  return ids;
+}
+
+bool SegmentTable::AwaitingRemountBy(std::string_view client_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (const auto& [id, seg] : segments_) {
+    if (seg.awaiting_remount && seg.info.client_id == client_id) return true;
+  }
+  return false;
 }
 
 Status SegmentTable::Unmount(std::string_view id) {
@@ -83,7 +125,7 @@ Result<std::vector<AllocatedRange>> SegmentTable::AllocateReplicas(
   std::vector<Candidate> candidates;
   candidates.reserve(segments_.size());
   for (auto& [id, seg] : segments_) {
-    if (seg.allocator->largest_free() < length) continue;
+    if (seg.awaiting_remount || seg.allocator->largest_free() < length) continue;
     size_t rank = preferred.size() + 1;
     for (size_t i = 0; i < preferred.size(); ++i) {
       if (preferred[i] == seg.info.name || preferred[i] == seg.info.hostname ||
@@ -186,6 +228,7 @@ SegmentTable::Totals SegmentTable::totals() const {
     t.capacity += seg.allocator->capacity();
     t.allocated += seg.allocator->allocated_bytes();
     t.held += seg.held_bytes;
+    t.awaiting_remount += seg.awaiting_remount ? 1 : 0;
   }
   return t;
 }

@@ -74,6 +74,19 @@ class SegmentTable {
   // (kInvalidParams / kSegmentAlreadyExists).
   Status Mount(const SegmentInfo& info);
 
+  // Recovery (MasterService::Create): adds a segment known from before a restart as
+  // awaiting remount: nothing new is placed on it until a Mount with the same parameters
+  // (the member mounting again) clears the mark. Errors as Mount's.
+  Status Restore(const SegmentInfo& info);
+  // Marks a recorded range of a restored segment used and returns it; kSegmentNotFound for
+  // an unknown segment, kInvalidParams for a range outside it or overlapping one in use.
+  Result<AllocatedRange> RestoreRange(std::string_view segment_id, uint64_t address,
+                                      uint64_t length);
+  // The ids of the restored segments not mounted again yet.
+  std::vector<std::string> AwaitingRemount() const;
+  // Whether `client_id` mounted a restored segment that is not mounted again yet.
+  bool AwaitingRemountBy(std::string_view client_id) const;
+
   // Removes a segment and everything allocated or held on it. kSegmentNotFound if absent.
   Status Unmount(std::string_view id);
 
@@ -104,8 +117,9 @@ class SegmentTable {
   struct Totals {
     size_t segments = 0;
     uint64_t capacity = 0;
-    uint64_t allocated = 0;  // includes held ranges
-    uint64_t held = 0;       // freed but waiting for a lease to end
+    uint64_t allocated = 0;       // includes held ranges
+    uint64_t held = 0;            // freed but waiting for a lease to end
+    size_t awaiting_remount = 0;  // restored segments not mounted again (no new space)
   };
   Totals totals() const;
 
@@ -121,6 +135,7 @@ class SegmentTable {
     std::unique_ptr<OffsetAllocator> allocator;
     std::multimap<Clock::time_point, Held> held;
     uint64_t held_bytes = 0;
+    bool awaiting_remount = false;
   };
 
   const uint64_t alignment_;

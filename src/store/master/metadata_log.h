@@ -1,0 +1,189 @@
+// MetadataLog: the store master's write-ahead log and snapshots in one directory
+// (`ferry master --data_dir DIR`), and their replay at start.
+//
+// What is logged: every change a client is told succeeded that must survive a restart:
+// segment mounts and unmounts, committed objects (PutEnd) and removals of committed
+// objects (Remove, RemoveAll, RemoveByRegex, eviction, upsert). Leases, pins' deadlines and
+// unfinished puts are not.
+//
+// Files in DIR (format in docs/store.md):
+//   wal.<first seq, 20 digits>  records in sequence order after an 8-byte magic and a
+//                               u32 version; the newest is appended to
+//   snapshot                    the state as of one sequence number; replaced atomically
+//                               (snapshot.tmp, fsync, rename, fsync DIR)
+// Every record: u32 payload length, u64 XXH64 of (seq, type, payload), u64 seq, u8 type,
+// payload. A record that fails its checksum or runs past the end of the newest log is a
+// torn tail: it and what follows are dropped (with a warning) and the file is truncated.
+// The same anywhere else, a sequence gap or an unknown type is an error naming the file and
+// the offset.
+//
+// Group commit: Append only encodes the record into the pending buffer (under one mutex)
+// and returns its sequence number; Sync asks a committer thread to write everything pending
+// with one write and one fdatasync, and waits (with a deadline) until every record appended
+// before the call is durable. While one commit runs, the next Syncs' records pile up and go
+// in the next one. Records nobody Syncs are written within 20 ms. Callers append while holding the
+// lock that orders the change (so the log order is the order of the changes), and Sync after
+// dropping it, before they reply.
+//
+// Thread-safe, except Rotate, which needs the caller to keep Append out (the master holds
+// its write barrier).
+//
+//   ferry::store::RecoveredMetadata state;
+//   auto log = ferry::store::MetadataLog::Open({.dir = "/var/lib/ferry"}, &state);
+//   if (log.ok()) {
+//     (*log)->Append(ferry::store::MetadataRecord::Remove("k"));
+//     ferry::Status s = (*log)->Sync();  // durable, or the reason it is not
+//   }
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "ferry/status.h"
+#include "store/master/segment_table.h"
+
+namespace ferry::store {
+
+// One logged change (or one snapshot entry).
+struct MetadataRecord {
+  enum class Type : uint8_t {
+    kMount = 1,          // segment
+    kUnmount = 2,        // segment.id; drops its replicas and objects left with none
+    kPut = 3,            // key, size, pins, replicas: a committed object
+    kRemove = 4,         // key
+    kSnapshotBegin = 5,  // size = the last sequence number the snapshot covers
+    kSnapshotEnd = 6,    // size = how many records came between begin and end
+  };
+  struct Replica {
+    std::string segment_id;
+    uint64_t address = 0;  // absolute, in the member's address space
+    uint64_t length = 0;   // the allocated (rounded) length
+  };
+  Type type = Type::kRemove;
+  std::string key;
+  uint64_t size = 0;
+  bool hard_pin = false;
+  bool soft_pin = false;
+  std::vector<Replica> replicas;
+  SegmentInfo segment;
+
+  static MetadataRecord Mount(const SegmentInfo& segment);
+  static MetadataRecord Unmount(std::string_view segment_id);
+  static MetadataRecord Remove(std::string_view key);
+  bool operator==(const MetadataRecord& other) const;
+};
+
+// The state that snapshot + log replay to: what MasterService restores.
+struct RecoveredMetadata {
+  std::map<std::string, SegmentInfo, std::less<>> segments;    // by id
+  std::map<std::string, MetadataRecord, std::less<>> objects;  // kPut records by key
+  uint64_t last_seq = 0;      // of the last record applied (0: none)
+  uint64_t snapshot_seq = 0;  // the snapshot's (0: no snapshot)
+  uint64_t log_records = 0;   // records replayed from the logs
+  bool dropped_torn_tail = false;
+
+  // Applies one change (kMount, kUnmount, kPut, kRemove; others are ignored). A kPut keeps
+  // only its replicas on segments mounted at that point (none left: the object goes).
+  void Apply(const MetadataRecord& record);
+};
+
+class MetadataLog {
+ public:
+  struct Options {
+    // The directory; created if missing. Required.
+    std::string dir;
+    // A snapshot is due after this many records in the logs. Default: 100000.
+    uint64_t snapshot_every_records = 100000;
+    // ... or this many bytes. Default: 64 MiB.
+    uint64_t snapshot_every_bytes = 64ull << 20;
+    // The longest Sync waits. Default: 30 s.
+    std::chrono::milliseconds sync_timeout{30000};
+  };
+
+  // Replays DIR's snapshot and logs into *recovered, then opens the newest log for
+  // appending. Errors: InvalidArgument without a dir; Unavailable when DIR cannot be made or
+  // written; DataLoss naming the file and offset for a corrupt file.
+  static Result<std::unique_ptr<MetadataLog>> Open(const Options& options,
+                                                   RecoveredMetadata* recovered);
+  ~MetadataLog();  // stops the committer after writing what is pending
+
+  MetadataLog(const MetadataLog&) = delete;
+  MetadataLog& operator=(const MetadataLog&) = delete;
+
+  // Queues a record; returns its sequence number. Never blocks on I/O.
+  uint64_t Append(const MetadataRecord& record);
+  // Waits until every record appended before this call is on disk. Internal after a failed
+  // write or fdatasync (and from then on: the log is broken), DeadlineExceeded after
+  // sync_timeout.
+  Status Sync();
+
+  // Whether the logs have grown past the snapshot thresholds.
+  bool SnapshotDue() const;
+  // Makes everything appended durable and starts a new log file; returns the last sequence
+  // number in the old files. REQUIRES: no concurrent Append.
+  Result<uint64_t> Rotate();
+  // Writes `records` (kMount and kPut) as the snapshot at `last_seq` (from Rotate), then
+  // deletes the log files it covers.
+  Status WriteSnapshot(uint64_t last_seq, const std::vector<MetadataRecord>& records);
+
+  struct Stats {
+    uint64_t commits = 0;  // write + fdatasync batches
+    uint64_t committed_records = 0;
+    uint64_t commit_micros = 0;  // sum over commits
+    uint64_t max_batch = 0;      // most records in one commit
+    uint64_t log_records = 0;    // in the log files now
+    uint64_t log_bytes = 0;
+    uint64_t snapshots = 0;  // written by this process
+  };
+  Stats stats() const;
+
+  // The wire form of one record, and a file's records read back (for tests and tools).
+  static std::string Encode(uint64_t seq, const MetadataRecord& record);
+  struct ReadRecord {
+    uint64_t seq = 0;
+    uint64_t offset = 0;  // of the record in its file
+    MetadataRecord record;
+  };
+  struct ReadResult {
+    std::vector<ReadRecord> records;
+    uint64_t valid_bytes = 0;  // offset just past the last good record
+    bool torn_tail = false;    // bytes after valid_bytes were dropped
+  };
+  // Reads a log or snapshot file (`magic` "FERRYWAL" or "FERRYSNP"). With
+  // `allow_torn_tail`, a bad last record is reported as torn_tail, else DataLoss.
+  static Result<ReadResult> ReadFile(const std::string& path, std::string_view magic,
+                                     bool allow_torn_tail);
+
+ private:
+  explicit MetadataLog(Options options);
+  Status OpenLogFile(uint64_t first_seq);  // REQUIRES file_mu_
+  void CommitLoop();
+
+  const Options options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_;  // something pending, or stopping
+  std::condition_variable done_cv_;  // durable_seq_ or failed_ changed
+  std::string pending_;              // GUARDED_BY(mu_)
+  uint64_t next_seq_ = 1;            // GUARDED_BY(mu_)
+  uint64_t durable_seq_ = 0;         // GUARDED_BY(mu_)
+  uint64_t wanted_seq_ = 0;          // GUARDED_BY(mu_): the highest seq a Sync waits for
+  uint64_t pending_records_ = 0;     // GUARDED_BY(mu_)
+  Status failed_;                    // GUARDED_BY(mu_)
+  bool stopping_ = false;            // GUARDED_BY(mu_)
+  Stats stats_;                      // GUARDED_BY(mu_)
+
+  std::mutex file_mu_;  // held while writing or switching the file
+  int fd_ = -1;         // GUARDED_BY(file_mu_)
+  std::thread committer_;
+};
+
+}  // namespace ferry::store
