@@ -294,8 +294,7 @@ void LlmEngine::Loop() {
       continue;
     }
     std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(100),
-                 [&] { return stop_ || !inbox_.empty() || !aborts_.empty() || !kv_done_.empty(); });
+    cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_ || HasInbox(); });
   }
   DrainInbox();  // stop_ is set: Submit takes nothing more
   {
@@ -319,15 +318,13 @@ void LlmEngine::Step() {
   SchedulerOutput batch = scheduler_->Schedule();
   for (auto& [seq, error] : batch.refused) Finish(seq, "abort", std::move(error), {});
   for (Sequence* seq : batch.parked) {
-    connector_->StartLoad(
-        {seq->request_id, std::span<const int32_t>(seq->tokens.data(), seq->prompt_len)});
+    connector_->StartLoad({seq->request_id, seq->prompt()});
   }
   if (batch.empty()) {
     // Nothing runnable (e.g. the head request waits for blocks held by parked requests).
     std::unique_lock<std::mutex> lock(mu_);
     PublishStats();
-    cv_.wait_for(lock, std::chrono::milliseconds(5),
-                 [&] { return stop_ || !inbox_.empty() || !aborts_.empty() || !kv_done_.empty(); });
+    cv_.wait_for(lock, std::chrono::milliseconds(5), [&] { return stop_ || HasInbox(); });
     return;
   }
   std::vector<SequenceChunk> chunks;
@@ -390,8 +387,7 @@ void LlmEngine::OfferSaves(const SchedulerOutput& batch) {
         std::min(table.size(), static_cast<size_t>(blocks_->BlocksFor(seq->prompt_len)));
     std::vector<BlockId> blocks(table.begin(), table.begin() + static_cast<std::ptrdiff_t>(n));
     blocks_->RetainBlocks(blocks);  // until kSave: never reused while the connector reads
-    const std::span<const int32_t> prompt(seq->tokens.data(), seq->prompt_len);
-    if (connector_->SaveKv({seq->request_id, prompt}, blocks, seq->prompt_len)) {
+    if (connector_->SaveKv({seq->request_id, seq->prompt()}, blocks, seq->prompt_len)) {
       saving_blocks_.emplace(seq->request_id, std::move(blocks));
     } else {
       blocks_->ReleaseBlocks(blocks);
@@ -462,9 +458,7 @@ void LlmEngine::Finish(Sequence* seq, const std::string& reason, Status error, s
     if (table != nullptr)
       blocks = std::span<const BlockId>(*table).first(std::min(table->size(), prompt_blocks));
     const bool loading = seq->status == SeqStatus::kWaitingForRemoteKv;
-    answer = connector_->RequestFinished(
-        {rid, std::span<const int32_t>(seq->tokens.data(), seq->prompt_len)}, blocks, reason,
-        loading);
+    answer = connector_->RequestFinished({rid, seq->prompt()}, blocks, reason, loading);
     if (!answer.delay_free) HoldBlocks(seq->id, answer.hold_blocks);
   }
   out.kv_transfer_params = std::move(answer.response_params);

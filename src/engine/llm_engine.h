@@ -131,6 +131,8 @@ class LlmEngine final : public KvTransferSink {
   void Loop();
   // Engine thread, without mu_: admits new requests, applies aborts and KV completions.
   void DrainInbox();
+  // Requests, aborts or KV completions are queued. REQUIRES(mu_)
+  bool HasInbox() const { return !inbox_.empty() || !aborts_.empty() || !kv_done_.empty(); }
   void ApplyKvDone(KvTransferDone& done);
   // Holds the blocks of request `seq` for `hold` (a failed remote load's late writes).
   void HoldBlocks(SeqId seq, std::chrono::milliseconds hold);

@@ -35,8 +35,7 @@ Scheduler::AdmitResult Scheduler::Admit(size_t index, int32_t* budget, Scheduler
   int32_t external = 0;
   if (connector_ != nullptr && !seq->kv_matched) {
     // First admission only: a preempted sequence recomputes (its loaded KV may be gone).
-    const std::span<const int32_t> prompt(seq->tokens.data(), seq->prompt_len);
-    KvMatch m = connector_->GetNumNewMatchedTokens({seq->request_id, prompt}, cached);
+    KvMatch m = connector_->GetNumNewMatchedTokens({seq->request_id, seq->prompt()}, cached);
     if (m.pending) return AdmitResult::kSkipped;
     if (!m.error.ok()) {
       out->refused.emplace_back(seq, std::move(m.error));
@@ -60,9 +59,8 @@ Scheduler::AdmitResult Scheduler::Admit(size_t index, int32_t* budget, Scheduler
   seq->admitted_once = true;
   if (external > 0) {
     seq->num_external_tokens = external;
-    const std::span<const int32_t> prompt(seq->tokens.data(), seq->prompt_len);
-    connector_->UpdateStateAfterAlloc({seq->request_id, prompt}, *blocks_->BlockTable(seq->id),
-                                      *got, external);
+    connector_->UpdateStateAfterAlloc({seq->request_id, seq->prompt()},
+                                      *blocks_->BlockTable(seq->id), *got, external);
     seq->status = SeqStatus::kWaitingForRemoteKv;
     ++num_parked_;
     out->parked.push_back(seq);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,9 @@ struct Sequence {
   bool saved = false;               // SaveKv was offered the prompt
 
   int32_t num_output_tokens() const { return static_cast<int32_t>(tokens.size()) - prompt_len; }
+  std::span<const int32_t> prompt() const {
+    return std::span<const int32_t>(tokens.data(), static_cast<size_t>(prompt_len));
+  }
 };
 
 }  // namespace ferry::engine
