@@ -82,7 +82,8 @@ struct EtcdTxn {
 struct EtcdTxnResult {
   bool succeeded = false;
   int64_t revision = 0;  // the store's revision after the txn
-  // One entry per kRange op of the branch that ran, in order (others: empty).
+  // One entry per op of the branch that ran, in order: the keys a kRange op read (other
+  // ops: empty).
   std::vector<std::vector<EtcdKeyValue>> ranges;
 };
 
@@ -131,7 +132,8 @@ class EtcdClient {
                               Deadline deadline);
   Result<EtcdTxnResult> Txn(const EtcdTxn& txn, Deadline deadline);
 
-  // Leases (whole seconds, as etcd keeps them; etcd refuses TTLs below its minimum).
+  // Leases (whole seconds, as etcd keeps them; etcd raises a TTL below its minimum, about
+  // 2 s, to that minimum: EtcdLease::ttl says what was granted).
   Result<EtcdLease> LeaseGrant(std::chrono::seconds ttl, Deadline deadline);
   // One keep-alive; returns the TTL the lease has again. NotFound when the lease has
   // expired or was revoked.
