@@ -462,45 +462,34 @@ class EtcdWatchImpl final : public EtcdWatch {
 }  // namespace
 
 EtcdCompare EtcdCompare::CreateRevision(std::string key, Op op, int64_t revision) {
-  EtcdCompare c;
-  c.key = std::move(key);
-  c.target = kCreateRevision;
-  c.op = op;
-  c.number = revision;
-  return c;
+  return {
+      .key = std::move(key), .target = kCreateRevision, .op = op, .number = revision, .value = {}};
 }
 
 EtcdCompare EtcdCompare::Value(std::string key, Op op, std::string value) {
-  EtcdCompare c;
-  c.key = std::move(key);
-  c.target = kValue;
-  c.op = op;
-  c.value = std::move(value);
-  return c;
+  return {
+      .key = std::move(key), .target = kValue, .op = op, .number = 0, .value = std::move(value)};
 }
 
 EtcdOp EtcdOp::Put(std::string key, std::string value, int64_t lease) {
-  EtcdOp op;
-  op.type = kPut;
-  op.key = std::move(key);
-  op.value = std::move(value);
-  op.lease = lease;
-  return op;
+  return {.type = kPut,
+          .key = std::move(key),
+          .range_end = {},
+          .value = std::move(value),
+          .lease = lease};
 }
 
 EtcdOp EtcdOp::Delete(std::string key, std::string range_end) {
-  EtcdOp op;
-  op.type = kDeleteRange;
-  op.key = std::move(key);
-  op.range_end = std::move(range_end);
-  return op;
+  return {.type = kDeleteRange,
+          .key = std::move(key),
+          .range_end = std::move(range_end),
+          .value = {},
+          .lease = 0};
 }
 
 EtcdOp EtcdOp::Get(std::string key, std::string range_end) {
-  EtcdOp op;
+  EtcdOp op = Delete(std::move(key), std::move(range_end));  // the same fields
   op.type = kRange;
-  op.key = std::move(key);
-  op.range_end = std::move(range_end);
   return op;
 }
 

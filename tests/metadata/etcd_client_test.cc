@@ -22,12 +22,6 @@ using std::chrono::seconds;
 
 Deadline Soon() { return Deadline::In(seconds(10)); }
 
-std::unique_ptr<testing::EtcdProcess> StartEtcd() {
-  auto etcd = testing::EtcdProcess::Start(Deadline::In(seconds(30)));
-  EXPECT_TRUE(etcd.ok()) << etcd.status().ToString();
-  return etcd.ok() ? std::move(etcd).value() : nullptr;
-}
-
 std::unique_ptr<EtcdClient> Connect(const std::string& endpoints) {
   auto client = EtcdClient::Create(endpoints);
   EXPECT_TRUE(client.ok()) << client.status().ToString();
@@ -83,7 +77,7 @@ class WatchLog {
 // One etcd for the suite; each test uses its own key prefix.
 class EtcdClientTest : public ::testing::Test {
  protected:
-  static void SetUpTestSuite() { etcd_ = StartEtcd().release(); }
+  static void SetUpTestSuite() { etcd_ = testing::StartEtcdOrFail().release(); }
   static void TearDownTestSuite() {
     delete etcd_;
     etcd_ = nullptr;
@@ -393,7 +387,7 @@ TEST_F(EtcdClientTest, WatchMovesPastADeadEndpoint) {
 }
 
 TEST(EtcdClientCompactionTest, CompactedRevisionIsOutOfRange) {
-  auto etcd = StartEtcd();
+  auto etcd = testing::StartEtcdOrFail();
   ASSERT_NE(etcd, nullptr);
   auto client = Connect(etcd->endpoint());
   ASSERT_NE(client, nullptr);

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -184,6 +185,12 @@ std::string EtcdProcess::Log() const {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::unique_ptr<EtcdProcess> StartEtcdOrFail() {
+  auto etcd = EtcdProcess::Start(Deadline::In(std::chrono::seconds(30)));
+  EXPECT_TRUE(etcd.ok()) << etcd.status().ToString();
+  return etcd.ok() ? std::move(etcd).value() : nullptr;
 }
 
 }  // namespace ferry::metadata::testing

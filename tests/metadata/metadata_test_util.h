@@ -85,4 +85,8 @@ class EtcdProcess {
   uint16_t peer_port_ = 0;
 };
 
+// EtcdProcess::Start with 30 s to start; on failure, a test failure (with the reason)
+// and nullptr.
+std::unique_ptr<EtcdProcess> StartEtcdOrFail();
+
 }  // namespace ferry::metadata::testing
