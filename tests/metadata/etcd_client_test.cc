@@ -428,6 +428,29 @@ TEST(EtcdClientCompactionTest, CompactedRevisionIsOutOfRange) {
   EXPECT_EQ(events[0].kv.value, "new");
 }
 
+TEST(EtcdClientRestartTest, WatchResumesAfterEtcdRestarts) {
+  auto etcd = testing::StartEtcdOrFail();
+  ASSERT_NE(etcd, nullptr);
+  auto client = Connect(etcd->endpoint());
+  ASSERT_NE(client, nullptr);
+  auto first = client->Put("k", "1", 0, Soon());
+  ASSERT_TRUE(first.ok()) << first.status().ToString();
+  WatchLog log;
+  auto watch = client->Watch("k", "", *first, log.EventsFn(), log.ErrorFn());
+  ASSERT_TRUE(watch.ok());
+  ASSERT_EQ(log.WaitEvents(1).size(), 1u);
+
+  Status restarted = etcd->Restart(Deadline::In(seconds(30)));
+  ASSERT_TRUE(restarted.ok()) << restarted.ToString();
+  ASSERT_TRUE(client->Put("k", "2", 0, Soon()).ok());
+  auto events = log.WaitEvents(2);
+  ASSERT_EQ(events.size(), 2u);  // nothing lost, nothing repeated
+  EXPECT_EQ(events[0].kv.value, "1");
+  EXPECT_EQ(events[1].kv.value, "2");
+  EXPECT_EQ(events[1].kv.mod_revision, *first + 1);
+  EXPECT_FALSE(log.WaitErrors(1).empty());
+}
+
 TEST(EtcdClientUnreachableTest, UnavailableWithinTheDeadline) {
   auto client = Connect("127.0.0.1:" + std::to_string(testing::FreePort()) +
                         ",127.0.0.1:" + std::to_string(testing::FreePort()));

@@ -101,8 +101,14 @@ Status EtcdProcess::Launch(const std::string& binary) {
   char tmpl[] = "/tmp/ferry-etcd-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return ErrnoToStatus(errno, "mkdtemp");
   dir_ = tmpl;
+  binary_ = binary;
   client_port_ = FreePort();
   peer_port_ = FreePort();
+  return Exec();
+}
+
+Status EtcdProcess::Exec() {
+  const std::string binary = binary_;
   const std::string client_url = "http://127.0.0.1:" + std::to_string(client_port_);
   const std::string peer_url = "http://127.0.0.1:" + std::to_string(peer_port_);
   std::vector<std::string> args = {binary,
@@ -126,7 +132,7 @@ Status EtcdProcess::Launch(const std::string& binary) {
   if (pid == 0) {
     // Child: only async-signal-safe calls until exec.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
-    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (log >= 0) {
       ::dup2(log, STDOUT_FILENO);
       ::dup2(log, STDERR_FILENO);
@@ -168,6 +174,12 @@ void EtcdProcess::Kill() {
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   pid_ = -1;
+}
+
+Status EtcdProcess::Restart(Deadline deadline) {
+  Kill();
+  FERRY_RETURN_IF_ERROR(Exec());
+  return WaitHealthy(deadline);
 }
 
 EtcdProcess::~EtcdProcess() {
