@@ -519,9 +519,16 @@ TEST(EtcdClientMalformedTest, WrongShapesAreUnavailableNotCrashes) {
     res.status = 500;
     res.set_content("oops", "text/plain");
   });
-  fake.server().Post("/v3/watch",
-                     reply("{\"result\": {\"created\": true}}\n{\"result\": {\"events\": "
-                           "[{\"type\": \"BOGUS\"}]}}\n"));
+  fake.server().Post("/v3/watch", [](const httplib::Request& req, httplib::Response& res) {
+    if (req.body.find("Ymln") != std::string::npos) {  // "big": a message past the cap
+      res.set_content(std::string(5u << 20, 'x'), "application/json");
+    } else {
+      res.set_content(
+          "{\"result\": {\"created\": true}}\n{\"result\": {\"events\": [{\"type\": "
+          "\"BOGUS\"}]}}\n",
+          "application/json");
+    }
+  });
   ASSERT_TRUE(fake.Start());
   auto client = Connect("127.0.0.1:" + std::to_string(fake.port()));
   ASSERT_NE(client, nullptr);
@@ -557,6 +564,14 @@ TEST(EtcdClientMalformedTest, WrongShapesAreUnavailableNotCrashes) {
   EXPECT_NE(errors[0].message().find("etcd watch 'k'"), std::string::npos);
   EXPECT_TRUE(log.WaitEvents(0).empty());
   watch->reset();
+
+  WatchLog big;
+  auto huge = client->Watch("big", "", 0, big.EventsFn(), big.ErrorFn());
+  ASSERT_TRUE(huge.ok());
+  errors = big.WaitErrors(1);
+  ASSERT_FALSE(errors.empty());
+  EXPECT_EQ(errors[0].code(), StatusCode::kUnavailable) << errors[0].ToString();
+  EXPECT_NE(errors[0].message().find("larger than"), std::string::npos) << errors[0].ToString();
 }
 
 }  // namespace
