@@ -313,10 +313,11 @@ class EtcdWatchImpl final : public EtcdWatch {
   }
 
   ~EtcdWatchImpl() override {
+    std::unique_lock<std::mutex> lock(mu_);
     cancelled_.store(true);
+    cv_.notify_all();  // ends a backoff wait
     // stop() only interrupts a request in flight, and the thread may be between
     // connecting and sending: repeat until the thread has seen `cancelled_`.
-    std::unique_lock<std::mutex> lock(mu_);
     while (!done_) {
       if (client_ != nullptr) client_->stop();
       cv_.wait_for(lock, std::chrono::milliseconds(10));

@@ -463,6 +463,17 @@ TEST(EtcdClientUnreachableTest, UnavailableWithinTheDeadline) {
   EXPECT_EQ(client->LeaseGrant(seconds(2), deadline).status().code(), StatusCode::kUnavailable);
   EXPECT_LT(SteadyClock::now() - start, seconds(3));
 
+  // A watch reports each failed try, backing off; destroying it ends the backoff at once.
+  WatchLog log;
+  auto watch = client->Watch("k", "", 0, log.EventsFn(), log.ErrorFn());
+  ASSERT_TRUE(watch.ok());
+  auto errors = log.WaitErrors(4);  // backoffs of 200, 400, 800 ms so far: now 1 s
+  ASSERT_GE(errors.size(), 4u);
+  EXPECT_EQ(errors[0].code(), StatusCode::kUnavailable) << errors[0].ToString();
+  start = SteadyClock::now();
+  watch->reset();
+  EXPECT_LT(SteadyClock::now() - start, milliseconds(500));
+
   // An endpoint that accepts and never answers: DeadlineExceeded, on time.
   testing::BlackHoleListener hole;
   auto silent = Connect("127.0.0.1:" + std::to_string(hole.port()));
@@ -563,7 +574,9 @@ TEST(EtcdClientMalformedTest, WrongShapesAreUnavailableNotCrashes) {
   EXPECT_EQ(errors[0].code(), StatusCode::kUnavailable) << errors[0].ToString();
   EXPECT_NE(errors[0].message().find("etcd watch 'k'"), std::string::npos);
   EXPECT_TRUE(log.WaitEvents(0).empty());
-  watch->reset();
+  auto start = SteadyClock::now();
+  watch->reset();  // most likely in its backoff between two tries
+  EXPECT_LT(SteadyClock::now() - start, milliseconds(500));
 
   WatchLog big;
   auto huge = client->Watch("big", "", 0, big.EventsFn(), big.ErrorFn());
