@@ -129,8 +129,8 @@ Result<int64_t> EtcdLogStorage::PutFenced(std::vector<EtcdOp> puts, std::vector<
                                                          options_.fence_revision));
     }
     size_t bytes = 0;
-    while (i < puts.size() && (txn.success.empty() || bytes + EncodedBytes(puts[i]) <=
-                                                          options_.max_txn_bytes)) {
+    while (i < puts.size() &&
+           (txn.success.empty() || bytes + EncodedBytes(puts[i]) <= options_.max_txn_bytes)) {
       bytes += EncodedBytes(puts[i]);
       txn.success.push_back(std::move(puts[i++]));
     }
@@ -139,10 +139,10 @@ Result<int64_t> EtcdLogStorage::PutFenced(std::vector<EtcdOp> puts, std::vector<
     }
     FERRY_ASSIGN_OR_RETURN(metadata::EtcdTxnResult r, etcd_->Txn(txn, NextDeadline()));
     if (!r.succeeded) {
-      return FailedPreconditionError(
-          "fenced: " + options_.fence_key + " is no longer held at revision " +
-          std::to_string(options_.fence_revision) +
-          " (this master lost its lease; another master leads now)");
+      return FailedPreconditionError("fenced: " + options_.fence_key +
+                                     " is no longer held at revision " +
+                                     std::to_string(options_.fence_revision) +
+                                     " (this master lost its lease; another master leads now)");
     }
     revision = r.revision;
   } while (i < puts.size());
@@ -158,21 +158,20 @@ Status EtcdLogStorage::Append(uint64_t first_seq, uint64_t last_seq, std::string
   while (off < records.size()) {
     size_t size = 0;
     uint64_t seq = 0;
-    if (!MetadataLog::PeekRecord(records.substr(off), &size, &seq) ||
-        size > records.size() - off) {
+    if (!MetadataLog::PeekRecord(records.substr(off), &size, &seq) || size > records.size() - off) {
       return InternalError("etcd log: a malformed batch at offset " + std::to_string(off));
     }
     if (off > piece_start && off - piece_start + size > options_.max_value_bytes) {
-      puts.push_back(
-          EtcdOp::Put(LogKey(piece_seq), std::string(records.substr(piece_start, off - piece_start))));
+      puts.push_back(EtcdOp::Put(LogKey(piece_seq),
+                                 std::string(records.substr(piece_start, off - piece_start))));
       piece_start = off;
       piece_seq = seq;
     }
     off += size;
   }
   if (off > piece_start) {
-    puts.push_back(
-        EtcdOp::Put(LogKey(piece_seq), std::string(records.substr(piece_start, off - piece_start))));
+    puts.push_back(EtcdOp::Put(LogKey(piece_seq),
+                               std::string(records.substr(piece_start, off - piece_start))));
   }
   (void)last_seq;
   return PutFenced(std::move(puts), {}).status();

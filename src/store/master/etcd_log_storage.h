@@ -43,9 +43,9 @@ namespace ferry::store {
 class EtcdLogStorage final : public LogStorage {
  public:
   struct Options {
-    std::string prefix;          // required; ends in '/'
-    std::string fence_key;       // "" = unfenced (tests)
-    int64_t fence_revision = 0;  // the fence key's create revision while we lead
+    std::string prefix;                       // required; ends in '/'
+    std::string fence_key;                    // "" = unfenced (tests)
+    int64_t fence_revision = 0;               // the fence key's create revision while we lead
     std::chrono::milliseconds timeout{5000};  // per etcd call
     size_t max_value_bytes = 512 << 10;
     size_t max_txn_bytes = 768 << 10;
@@ -73,8 +73,7 @@ class EtcdLogStorage final : public LogStorage {
                             std::vector<metadata::EtcdOp> extra);
   // Every key with `prefix`, in key order, read at `revision` (0: newest; set to the
   // revision read at).
-  Result<std::vector<metadata::EtcdKeyValue>> ReadAll(const std::string& prefix,
-                                                      int64_t* revision);
+  Result<std::vector<metadata::EtcdKeyValue>> ReadAll(const std::string& prefix, int64_t* revision);
   Deadline NextDeadline() const;
 
   const std::shared_ptr<metadata::EtcdClient> etcd_;

@@ -100,9 +100,10 @@ Result<int64_t> LeaderElection::Campaign() {
       term_ = txn->revision;
       lost_reason_.clear();
       valid_until_ns_.store(ToNs(sent + lease->ttl), std::memory_order_release);
-      keepalive_ = std::thread([this, id = lease->id, ttl = lease->ttl] { KeepAliveLoop(id, ttl); });
-      FERRY_LOG_INFO("master: elected leader of {} (term {}, lease ttl {} s)", options_.key,
-                     term_, lease->ttl.count());
+      keepalive_ =
+          std::thread([this, id = lease->id, ttl = lease->ttl] { KeepAliveLoop(id, ttl); });
+      FERRY_LOG_INFO("master: elected leader of {} (term {}, lease ttl {} s)", options_.key, term_,
+                     lease->ttl.count());
       return term_;
     }
     // Someone leads: give our lease back and wait until the key goes (or a lease's worth of
@@ -130,7 +131,8 @@ Result<int64_t> LeaderElection::Campaign() {
 
 void LeaderElection::KeepAliveLoop(int64_t lease, std::chrono::seconds ttl) {
   const auto interval = std::max<std::chrono::milliseconds>(
-      std::chrono::milliseconds(100), std::chrono::duration_cast<std::chrono::milliseconds>(ttl) / 4);
+      std::chrono::milliseconds(100),
+      std::chrono::duration_cast<std::chrono::milliseconds>(ttl) / 4);
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);

@@ -84,12 +84,12 @@ class LeaderElection {
 
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  bool stopping_ = false;              // GUARDED_BY(mu_)
-  bool leading_ = false;               // GUARDED_BY(mu_)
-  int64_t lease_ = 0;                  // GUARDED_BY(mu_)
-  int64_t term_ = 0;                   // GUARDED_BY(mu_)
-  std::string lost_reason_;            // GUARDED_BY(mu_)
-  bool key_changed_ = false;           // GUARDED_BY(mu_): the watch saw the key go
+  bool stopping_ = false;                   // GUARDED_BY(mu_)
+  bool leading_ = false;                    // GUARDED_BY(mu_)
+  int64_t lease_ = 0;                       // GUARDED_BY(mu_)
+  int64_t term_ = 0;                        // GUARDED_BY(mu_)
+  std::string lost_reason_;                 // GUARDED_BY(mu_)
+  bool key_changed_ = false;                // GUARDED_BY(mu_): the watch saw the key go
   std::atomic<int64_t> valid_until_ns_{0};  // steady_clock; the lease is held before it
   std::thread keepalive_;
 };
