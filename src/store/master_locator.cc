@@ -112,12 +112,12 @@ Status MasterLocator::StartWatch(Deadline deadline) {
                   leader_key_, "", now.revision + 1,
                   [this](const std::vector<metadata::EtcdWatchEvent>& events, int64_t) {
                     const metadata::EtcdWatchEvent& last = events.back();
-                    LeaderChanged(last.type == metadata::EtcdWatchEvent::kPut ? last.kv.value
-                                                                              : "");
+                    LeaderChanged(last.type == metadata::EtcdWatchEvent::kPut ? last.kv.value : "");
                   },
                   [this](const Status& broken) {
-                    FERRY_LOG_WARN("store client: watch on {} broke ({}); resuming",
-                                   leader_key_, broken.ToString());
+                    // An idle watch reconnects about once a minute: that is no news.
+                    FERRY_LOG_DEBUG("store client: watch on {} broke ({}); resuming",
+                                    leader_key_, broken.ToString());
                   }));
   return OkStatus();
 }
