@@ -156,9 +156,9 @@ TEST_F(EtcdLogStorageTest, ACorruptValueIsDataLossNamingTheKey) {
   EtcdLogStorage::Options o;
   o.prefix = "/ferry/store/t4/";
   EtcdLogStorage storage(etcd_, o);
-  ASSERT_TRUE(etcd_->Put(storage.LogKey(1), "garbage that is not a record", 0,
-                         Deadline::In(seconds(5)))
-                  .ok());
+  ASSERT_TRUE(
+      etcd_->Put(storage.LogKey(1), "garbage that is not a record", 0, Deadline::In(seconds(5)))
+          .ok());
   RecoveredMetadata state;
   auto log = MetadataLog::Open({}, std::make_unique<EtcdLogStorage>(etcd_, o), &state);
   ASSERT_FALSE(log.ok());
@@ -247,8 +247,7 @@ class MasterHaTest : public EtcdTest {
     return nlohmann::json::parse(res->body);
   }
   std::unique_ptr<MasterClient> Client() {
-    auto c = MasterClient::Create("etcd://" + etcd_process_->endpoint(), "", seconds(8),
-                                  "ha-test");
+    auto c = MasterClient::Create("etcd://" + etcd_process_->endpoint(), "", seconds(8), "ha-test");
     EXPECT_TRUE(c.ok());
     return std::move(*c);
   }
