@@ -341,10 +341,21 @@ TEST_F(MasterHaTest, AStandbyTakesOverWithEveryObjectAndTheClientFollows) {
   for (size_t i = 1; i < ranges.size(); ++i) EXPECT_LE(ranges[i - 1].second, ranges[i].first);
 }
 
-TEST_F(MasterHaTest, WithEtcdGoneTheLeaderStopsAnsweringWithAClearError) {
+TEST_F(MasterHaTest, WithEtcdGoneTheLeaderStopsAnsweringAndResumesWhenItReturns) {
   auto m = StartMaster();
   ASSERT_TRUE(m);
   ASSERT_TRUE(WaitLeading(*m, milliseconds(5000)));
+  auto client = Client();
+  rpc::MountSegmentRequest mount;
+  mount.set_client_id("c1");
+  mount.mutable_segment()->set_id("s1");
+  mount.mutable_segment()->set_name("127.0.0.1:17000");
+  mount.mutable_segment()->set_hostname("127.0.0.1");
+  mount.mutable_segment()->set_base(1ull << 32);
+  mount.mutable_segment()->set_size(16 << 20);
+  ASSERT_TRUE(client->MountSegment(mount).ok());
+  MountAndPut(*client, "before");
+
   auto direct = MasterClient::Create(m->rpc_address(), "", seconds(2));
   ASSERT_TRUE(direct.ok());
   rpc::PingRequest ping;
@@ -362,6 +373,16 @@ TEST_F(MasterHaTest, WithEtcdGoneTheLeaderStopsAnsweringWithAClearError) {
   EXPECT_NE(refused.status().message().find("not the leader"), std::string::npos)
       << refused.status().ToString();
   EXPECT_EQ(Leader(*m)["role"], "standby");
+
+  // etcd comes back (same data): the master leads again, with what it acknowledged.
+  ASSERT_TRUE(etcd_process_->Restart(Deadline::In(seconds(20))).ok());
+  ASSERT_TRUE(WaitLeading(*m, milliseconds(10000)));
+  rpc::BatchKeysRequest get;
+  get.set_client_id("c1");
+  get.add_keys("before");
+  auto got = client->BatchGetReplicaList(get);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->results(0).result().code(), 0) << got->results(0).result().message();
 }
 
 TEST(MasterHaOptionsTest, BadHaOptionsAreClearErrors) {

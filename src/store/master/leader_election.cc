@@ -45,6 +45,11 @@ int64_t LeaderElection::term() const {
   return leading_ ? term_ : 0;
 }
 
+std::string LeaderElection::holder() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return holder_;
+}
+
 std::string LeaderElection::lost_reason() const {
   std::lock_guard<std::mutex> lock(mu_);
   return lost_reason_;
@@ -57,6 +62,7 @@ void LeaderElection::EndTerm(const std::string& reason) {
   leading_ = false;
   term_ = 0;
   lost_reason_ = reason;
+  holder_.clear();
   cv_.notify_all();
 }
 
@@ -99,6 +105,7 @@ Result<int64_t> LeaderElection::Campaign() {
       lease_ = lease->id;
       term_ = txn->revision;
       lost_reason_.clear();
+      holder_ = options_.value;
       valid_until_ns_.store(ToNs(sent + lease->ttl), std::memory_order_release);
       keepalive_ =
           std::thread([this, id = lease->id, ttl = lease->ttl] { KeepAliveLoop(id, ttl); });
@@ -109,6 +116,12 @@ Result<int64_t> LeaderElection::Campaign() {
     // Someone leads: give our lease back and wait until the key goes (or a lease's worth of
     // time, in case the watch cannot be set up), then try again.
     (void)etcd_->LeaseRevoke(lease->id, Deadline::In(options_.rpc_timeout));
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      const auto& found =
+          txn->ranges.empty() ? std::vector<metadata::EtcdKeyValue>{} : txn->ranges.front();
+      holder_ = found.empty() ? "" : found.front().value;
+    }
     if (outage_logged) {
       FERRY_LOG_INFO("master: etcd answers again; standing by");
       outage_logged = false;
@@ -116,9 +129,13 @@ Result<int64_t> LeaderElection::Campaign() {
     auto watch = etcd_->Watch(
         options_.key, "", txn->revision + 1,
         [this](const std::vector<EtcdWatchEvent>& events, int64_t) {
+          std::lock_guard<std::mutex> lock(mu_);
           for (const EtcdWatchEvent& e : events) {
-            if (e.type != EtcdWatchEvent::kDelete) continue;
-            std::lock_guard<std::mutex> lock(mu_);
+            if (e.type == EtcdWatchEvent::kPut) {
+              holder_ = e.kv.value;
+              continue;
+            }
+            holder_.clear();
             key_changed_ = true;
             cv_.notify_all();
           }

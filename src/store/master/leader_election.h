@@ -69,8 +69,11 @@ class LeaderElection {
   // Makes Campaign and WaitLost return. Idempotent.
   void Stop();
 
-  // The leader's value as etcd has it now ("" when nobody leads).
+  // The leader's value as etcd has it now ("" when nobody leads): one etcd read.
   Result<std::string> Leader() const;
+  // The leader's value as this election last saw it (its own while leading; the holder
+  // its campaign found or watched; "" when unknown). No etcd call.
+  std::string holder() const;
   // The current term (0 when not leading) and why the last one ended ("" while leading).
   int64_t term() const;
   std::string lost_reason() const;
@@ -90,6 +93,7 @@ class LeaderElection {
   int64_t term_ = 0;                        // GUARDED_BY(mu_)
   std::string lost_reason_;                 // GUARDED_BY(mu_)
   bool key_changed_ = false;                // GUARDED_BY(mu_): the watch saw the key go
+  std::string holder_;                      // GUARDED_BY(mu_): the leader key's value as last seen
   std::atomic<int64_t> valid_until_ns_{0};  // steady_clock; the lease is held before it
   std::thread keepalive_;
 };

@@ -494,7 +494,7 @@ struct MasterServer::Impl {
   // The service if this master may answer now; else null, why, and the leader if known.
   std::shared_ptr<MasterService> Acquire(std::string* why, std::string* leader) const;
   bool Leading() const { return !election || election->IsLeader(); }
-  // The leader's rpc address as etcd has it ("" when none or etcd is unreachable).
+  // The leader's rpc address as the election last saw it ("" when unknown).
   std::string LeaderAddress() const;
   // HA: campaign, serve the term from etcd's log, step down when the lease goes; repeat.
   void CampaignLoop();
@@ -517,9 +517,7 @@ std::shared_ptr<MasterService> MasterServer::Impl::Acquire(std::string* why,
 }
 
 std::string MasterServer::Impl::LeaderAddress() const {
-  if (!election) return advertised;
-  auto v = election->Leader();
-  return v.ok() ? *v : "";
+  return election ? election->holder() : advertised;
 }
 
 void MasterServer::Impl::CampaignLoop() {
@@ -852,7 +850,16 @@ Result<std::unique_ptr<MasterServer>> MasterServer::Start(Options options) {
       raw->cv.wait_for(lock, raw->options.tick_interval);
       if (raw->stopping) break;
       lock.unlock();
-      if (std::shared_ptr<MasterService> svc = raw->Current(); svc && raw->Leading()) svc->Tick();
+      if (std::shared_ptr<MasterService> svc = raw->Current(); svc && raw->Leading()) {
+        svc->Tick();
+        // HA: a log that failed (an etcd call that timed out may still have applied) is
+        // not trusted for the rest of the term: hand over, and rebuild from etcd if this
+        // master wins again.
+        if (Status log = svc->LogHealth(); !log.ok() && raw->election) {
+          FERRY_LOG_ERROR("master: the log failed ({}); resigning the term", log.ToString());
+          raw->election->Resign();
+        }
+      }
       lock.lock();
     }
   });

@@ -65,6 +65,10 @@ void MasterService::Restore(const RecoveredMetadata& state) {
     obj.status = ReplicaStatus::kComplete;
     obj.put_start = now;
     obj.last_access = now;
+    // Readers may hold leases the last master granted (it kept them in memory): every
+    // restored object counts as leased for one lease term, so that none is removed,
+    // evicted or has its space handed out while such a read may still run.
+    obj.lease_until = now + options_.default_kv_lease_ttl;
     obj.hard_pin = rec.hard_pin;
     if (rec.soft_pin) obj.soft_pin_until = now + options_.default_kv_soft_pin_ttl;
     Status bad;
@@ -130,6 +134,8 @@ Status MasterService::Checkpoint() {
   barrier.unlock();
   return log_->WriteSnapshot(last_seq, records);
 }
+
+Status MasterService::LogHealth() const { return log_ ? log_->health() : OkStatus(); }
 
 std::optional<MetadataLog::Stats> MasterService::log_stats() const {
   if (!log_) return std::nullopt;

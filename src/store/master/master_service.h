@@ -33,7 +33,9 @@
 // on them) and objects with their ranges marked used. A Mount with the same parameters (the
 // member re-mounting after its Ping answered need_remount) takes the segment back as it
 // was; a restored segment not mounted again within client_ttl is unmounted, and its
-// objects dropped, then. Leases, pins' deadlines and unfinished puts are not kept. Tick
+// objects dropped, then. Leases, pins' deadlines and unfinished puts are not kept; every
+// restored object is leased for default_kv_lease_ttl from the restore instead (covering the
+// leases the last master granted). Tick
 // writes a snapshot when the log is long.
 //
 // Time comes from options.clock, so tests drive it without sleeping.
@@ -156,6 +158,8 @@ class MasterService {
   // Writes a snapshot now and starts a new log (Tick does it when the log is long). Changes
   // wait while the state is copied. OK without a data_dir.
   Status Checkpoint();
+  // OK, or why the log failed (every change is refused from then on). OK without a log.
+  Status LogHealth() const;
   // The log's counters; nullopt without a data_dir.
   std::optional<MetadataLog::Stats> log_stats() const;
 

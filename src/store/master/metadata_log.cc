@@ -523,6 +523,11 @@ Status MetadataLog::WriteSnapshot(uint64_t last_seq, const std::vector<MetadataR
   return OkStatus();
 }
 
+Status MetadataLog::health() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return failed_;
+}
+
 MetadataLog::Stats MetadataLog::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;

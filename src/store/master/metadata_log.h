@@ -179,6 +179,8 @@ class MetadataLog {
   static constexpr std::array<uint64_t, 7> kBatchBuckets = {1, 4, 16, 64, 256, 1024, 8192};
   Stats stats() const;
   std::string Describe() const { return storage_->Describe(); }
+  // OK, or the failure that broke the log.
+  Status health() const;
 
   // The wire form of one record.
   static std::string Encode(uint64_t seq, const MetadataRecord& record);
