@@ -316,12 +316,13 @@ TEST_F(MasterServerTest, DataDirLogsEveryAcknowledgedChangeAndShowsItInMetrics) 
   for (const auto& r : end.results()) EXPECT_EQ(r.code(), 0) << r.message();
   auto m = HttpGet("/metrics");
   ASSERT_TRUE(m);
-  // The mount and four puts, each on disk before its reply.
-  EXPECT_NE(m->body.find("ferry_store_wal_records_total 5\n"), std::string::npos) << m->body;
-  EXPECT_NE(m->body.find("ferry_store_wal_log_records 5\n"), std::string::npos) << m->body;
+  // The mount, four PutStarts and four PutEnds, each on disk before its reply.
+  EXPECT_NE(m->body.find("ferry_store_wal_records_total 9\n"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("ferry_store_wal_log_records 9\n"), std::string::npos) << m->body;
+  EXPECT_NE(m->body.find("ferry_store_wal_commits_total 3\n"), std::string::npos) << m->body;
   for (const char* name :
        {"ferry_store_wal_commits_total ", "ferry_store_wal_commit_latency_seconds_sum ",
-        "ferry_store_wal_commit_latency_seconds_count ", "ferry_store_wal_batch_records_sum 5",
+        "ferry_store_wal_commit_latency_seconds_count ", "ferry_store_wal_batch_records_sum 9",
         "ferry_store_wal_batch_records_max ", "ferry_store_wal_log_bytes ",
         "ferry_store_snapshots_total 0"}) {
     EXPECT_NE(m->body.find(name), std::string::npos) << name;

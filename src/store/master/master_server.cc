@@ -215,11 +215,12 @@ class MasterRpcService final : public pb::Master::Service {
           for (const ReplicaDescriptor& d : *r) ToProto(d, out->add_replicas());
         }
       }
-      if (req->upsert()) {  // an upsert may have removed COMPLETE objects
-        Status durable = svc.Sync();
-        for (pb::PutStartResult& r : *rep->mutable_results()) {
-          FailUnlessDurable(durable, r.mutable_result());
-        }
+      // The space handed out (and what an upsert removed) is durable before the writer
+      // hears of it: a master that takes over never hands that space out again while the
+      // writer may still write there.
+      Status durable = svc.Sync();
+      for (pb::PutStartResult& r : *rep->mutable_results()) {
+        FailUnlessDurable(durable, r.mutable_result());
       }
     });
   }

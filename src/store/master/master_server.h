@@ -10,9 +10,10 @@
 // - Optionally the transfer engine's HTTP metadata server (metadata/http_metadata_server.h)
 //   on http_metadata_server_port, path /metadata.
 // - A housekeeping thread calls MasterService::Tick every tick_interval.
-// - With service.data_dir, every RPC that changes durable state (mounts, unmounts, PutEnd,
-//   removals, upserts) replies only after MasterService::Sync; when the log cannot be
-//   written its OK results become INTERNAL_ERROR.
+// - With service.data_dir (or HA), every RPC that changes durable state (mounts, unmounts,
+//   PutStart, PutEnd, removals) replies only after MasterService::Sync (a PutRevoke is
+//   logged but not waited for: lost, it only holds the space until the stale-put release);
+//   when the log cannot be written its OK results become INTERNAL_ERROR.
 // - With ha.etcd_endpoints (HA): the ports open at once, and the master campaigns for
 //   /ferry/store/<cluster_id>/leader (LeaderElection). While it leads, a MasterService
 //   rebuilt from etcd's log (EtcdLogStorage, fenced on the term) answers; otherwise every

@@ -62,13 +62,17 @@ void MasterService::Restore(const RecoveredMetadata& state) {
   for (const auto& [key, rec] : state.objects) {
     Object obj;
     obj.size = rec.size;
-    obj.status = ReplicaStatus::kComplete;
+    const bool in_progress = rec.type == MetadataRecord::Type::kPutStart;
+    // A put in progress keeps its space and its writer, who may still write and then
+    // PutEnd here; it is released as stale put_start_release_timeout from now.
+    obj.status = in_progress ? ReplicaStatus::kProcessing : ReplicaStatus::kComplete;
+    if (in_progress) obj.writer = rec.writer;
     obj.put_start = now;
     obj.last_access = now;
     // Readers may hold leases the last master granted (it kept them in memory): every
     // restored object counts as leased for one lease term, so that none is removed,
     // evicted or has its space handed out while such a read may still run.
-    obj.lease_until = now + options_.default_kv_lease_ttl;
+    if (!in_progress) obj.lease_until = now + options_.default_kv_lease_ttl;
     obj.hard_pin = rec.hard_pin;
     if (rec.soft_pin) obj.soft_pin_until = now + options_.default_kv_soft_pin_ttl;
     Status bad;
@@ -91,6 +95,7 @@ void MasterService::Restore(const RecoveredMetadata& state) {
     Shard& shard = ShardOf(key);
     std::lock_guard<std::mutex> lock(shard.mu);
     shard.objects.emplace(key, std::move(obj));
+    if (in_progress) shard.in_progress.emplace(key);
     keys_.fetch_add(1, std::memory_order_relaxed);
   }
 }
@@ -99,13 +104,15 @@ void MasterService::Log(const MetadataRecord& record) {
   if (log_) log_->Append(record);
 }
 
-void MasterService::LogRemoval(const std::string& key, const Object& obj) {
-  if (log_ && obj.status == ReplicaStatus::kComplete) log_->Append(MetadataRecord::Remove(key));
+void MasterService::LogRemoval(const std::string& key, const Object&) {
+  if (log_) log_->Append(MetadataRecord::Remove(key));
 }
 
 MetadataRecord MasterService::PutRecord(const std::string& key, const Object& obj) const {
   MetadataRecord r;
-  r.type = MetadataRecord::Type::kPut;
+  const bool in_progress = obj.status == ReplicaStatus::kProcessing;
+  r.type = in_progress ? MetadataRecord::Type::kPutStart : MetadataRecord::Type::kPut;
+  if (in_progress) r.writer = obj.writer;
   r.key = key;
   r.size = obj.size;
   r.hard_pin = obj.hard_pin;
@@ -128,7 +135,7 @@ Status MasterService::Checkpoint() {
   for (size_t i = 0; i < shard_count_; ++i) {
     std::lock_guard<std::mutex> lock(shards_[i].mu);
     for (const auto& [key, obj] : shards_[i].objects) {
-      if (obj.status == ReplicaStatus::kComplete) records.push_back(PutRecord(key, obj));
+      records.push_back(PutRecord(key, obj));
     }
   }
   barrier.unlock();
@@ -323,8 +330,9 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
     }
     for (AllocatedRange& r : *ranges) obj.replicas.push_back({std::move(r)});
     std::vector<ReplicaDescriptor> out = Describe(obj);
-    shard.objects.emplace(std::string(key), std::move(obj));
+    auto placed = shard.objects.emplace(std::string(key), std::move(obj)).first;
     shard.in_progress.emplace(key);
+    Log(PutRecord(placed->first, placed->second));
     keys_.fetch_add(1, std::memory_order_relaxed);
     return out;
   }
@@ -363,11 +371,13 @@ Status MasterService::PutEnd(std::string_view key, std::string_view client_id) {
 
 Status MasterService::PutRevoke(std::string_view key, std::string_view client_id) {
   const Clock::time_point now = Now();
+  std::shared_lock<std::shared_mutex> barrier(barrier_);
   Shard& shard = ShardOf(key);
   std::lock_guard<std::mutex> lock(shard.mu);
   Status error;
   auto it = FindPutInProgress(shard, key, client_id, &error);
   if (it == shard.objects.end()) return error;
+  LogRemoval(it->first, it->second);
   ReleaseSpace(it->second, now);
   shard.in_progress.erase(it->first);
   shard.objects.erase(it);
@@ -584,6 +594,7 @@ void MasterService::TickLogged() {
         continue;
       }
       if (it != shard.objects.end() && it->second.status == ReplicaStatus::kProcessing) {
+        LogRemoval(it->first, it->second);
         ReleaseSpace(it->second, now);
         shard.objects.erase(it);
         ++stale;

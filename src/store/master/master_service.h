@@ -25,17 +25,19 @@
 //   replica was there are removed, the rest keep their other replicas. The dropped
 //   client's next Ping answers need_remount.
 //
-// Durability (options.data_dir, through Create): every change a caller is told succeeded
-// that must survive a restart (segment mounts and unmounts, PutEnd, removals of COMPLETE
-// objects, evictions) is appended to a MetadataLog while the lock that orders it is held;
+// Durability (options.data_dir or an HA storage, through Create): every change a caller is
+// told succeeded that must survive a restart (segment mounts and unmounts, PutStart's
+// space, PutEnd, removals, PutRevoke, evictions, stale puts released) is appended to a
+// MetadataLog while the lock that orders it is held;
 // Sync makes everything appended so far durable, and the server calls it before replying.
 // Create replays snapshot + log: segments come back awaiting remount (nothing new is placed
 // on them) and objects with their ranges marked used. A Mount with the same parameters (the
 // member re-mounting after its Ping answered need_remount) takes the segment back as it
 // was; a restored segment not mounted again within client_ttl is unmounted, and its
-// objects dropped, then. Leases, pins' deadlines and unfinished puts are not kept; every
-// restored object is leased for default_kv_lease_ttl from the restore instead (covering the
-// leases the last master granted). Tick
+// objects dropped, then. Puts in progress come back in progress (same writer, space kept,
+// their timers restarted). Leases and pins' deadlines are not kept; every restored COMPLETE
+// object is leased for default_kv_lease_ttl from the restore instead (covering the leases
+// the last master granted). Tick
 // writes a snapshot when the log is long.
 //
 // Time comes from options.clock, so tests drive it without sleeping.
@@ -229,7 +231,7 @@ class MasterService {
   void TickLogged();
   // Appends to the log, if there is one.
   void Log(const MetadataRecord& record);
-  // Logs the removal of a COMPLETE object (nothing for one still PROCESSING).
+  // Logs the removal of an object (COMPLETE or PROCESSING: both are in the log).
   void LogRemoval(const std::string& key, const Object& obj);
   MetadataRecord PutRecord(const std::string& key, const Object& obj) const;
   // Create's replay: segments awaiting remount, objects with their ranges.

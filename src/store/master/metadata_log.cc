@@ -94,6 +94,7 @@ std::string EncodePayload(const MetadataRecord& r) {
       PutStr(&p, r.segment.id);
       break;
     case MetadataRecord::Type::kPut:
+    case MetadataRecord::Type::kPutStart:
       PutStr(&p, r.key);
       PutU64(&p, r.size);
       p.push_back(static_cast<char>((r.hard_pin ? 1 : 0) | (r.soft_pin ? 2 : 0)));
@@ -103,6 +104,7 @@ std::string EncodePayload(const MetadataRecord& r) {
         PutU64(&p, rep.address);
         PutU64(&p, rep.length);
       }
+      if (r.type == MetadataRecord::Type::kPutStart) PutStr(&p, r.writer);
       break;
     case MetadataRecord::Type::kRemove:
       PutStr(&p, r.key);
@@ -127,7 +129,8 @@ bool DecodePayload(uint8_t type, std::string_view payload, MetadataRecord* r) {
     case MetadataRecord::Type::kUnmount:
       ok = d.Str(&r->segment.id);
       break;
-    case MetadataRecord::Type::kPut: {
+    case MetadataRecord::Type::kPut:
+    case MetadataRecord::Type::kPutStart: {
       uint8_t flags = 0;
       uint32_t n = 0;
       ok = d.Str(&r->key) && d.U64(&r->size) && d.U8(&flags) && d.U32(&n) && n <= 1024;
@@ -138,6 +141,7 @@ bool DecodePayload(uint8_t type, std::string_view payload, MetadataRecord* r) {
         ok = d.Str(&rep.segment_id) && d.U64(&rep.address) && d.U64(&rep.length);
         r->replicas.push_back(std::move(rep));
       }
+      if (ok && r->type == MetadataRecord::Type::kPutStart) ok = d.Str(&r->writer);
       break;
     }
     case MetadataRecord::Type::kRemove:
@@ -190,7 +194,7 @@ bool MetadataRecord::operator==(const MetadataRecord& o) const {
     if (rep(replicas[i]) != rep(o.replicas[i])) return false;
   }
   return type == o.type && key == o.key && size == o.size && hard_pin == o.hard_pin &&
-         soft_pin == o.soft_pin && seg(segment) == seg(o.segment);
+         soft_pin == o.soft_pin && writer == o.writer && seg(segment) == seg(o.segment);
 }
 
 void RecoveredMetadata::Apply(const MetadataRecord& r) {
@@ -202,16 +206,20 @@ void RecoveredMetadata::Apply(const MetadataRecord& r) {
       segments.erase(r.segment.id);
       for (auto it = objects.begin(); it != objects.end();) {
         auto& reps = it->second.replicas;
+        const size_t before = reps.size();
         reps.erase(std::remove_if(reps.begin(), reps.end(),
                                   [&](const MetadataRecord::Replica& x) {
                                     return x.segment_id == r.segment.id;
                                   }),
                    reps.end());
-        it = reps.empty() ? objects.erase(it) : std::next(it);
+        const bool in_progress = it->second.type == MetadataRecord::Type::kPutStart;
+        it = reps.empty() || (in_progress && reps.size() != before) ? objects.erase(it)
+                                                                    : std::next(it);
       }
       break;
     }
-    case MetadataRecord::Type::kPut: {
+    case MetadataRecord::Type::kPut:
+    case MetadataRecord::Type::kPutStart: {
       // A replica on a segment not mounted at this point of the log was logged by a PutEnd
       // racing that segment's unmount: the master dropped it (and the object, with no
       // replica left) right after.
@@ -313,7 +321,7 @@ Result<ParsedLog> MetadataLog::Parse(std::string_view data, std::string_view mag
           rec.seq = GetLE(body, 8);
           rec.offset = off;
           const uint8_t type = static_cast<uint8_t>(body[8]);
-          if (type < 1 || type > 6 ||
+          if (type < 1 || type > 7 ||
               !DecodePayload(type, std::string_view(body + 9, len), &rec.record)) {
             return DataLossError(path + " at offset " + std::to_string(off) +
                                  ": malformed record of type " + std::to_string(type));

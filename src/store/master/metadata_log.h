@@ -3,9 +3,10 @@
 // (`ferry master --data_dir DIR`, FileLogStorage) or keys in etcd (HA, EtcdLogStorage).
 //
 // What is logged: every change a client is told succeeded that must survive a restart:
-// segment mounts and unmounts, committed objects (PutEnd) and removals of committed
-// objects (Remove, RemoveAll, RemoveByRegex, eviction, upsert). Leases, pins' deadlines and
-// unfinished puts are not.
+// segment mounts and unmounts, puts started (PutStart: the space handed out, so that a new
+// master never hands it out again while the writer may still write), committed objects
+// (PutEnd) and removals (Remove, RemoveAll, RemoveByRegex, eviction, upsert, PutRevoke, a
+// put released as stale). Leases and pins' deadlines are not.
 //
 // Every record (format in docs/store.md): u32 payload length, u64 XXH64 of (seq, type,
 // payload), u64 seq, u8 type, payload. A snapshot is a file header ("FERRYSNP", u32
@@ -62,6 +63,7 @@ struct MetadataRecord {
     kRemove = 4,         // key
     kSnapshotBegin = 5,  // size = the last sequence number the snapshot covers
     kSnapshotEnd = 6,    // size = how many records came between begin and end
+    kPutStart = 7,       // as kPut, plus writer: a put in progress (its space is taken)
   };
   struct Replica {
     std::string segment_id;
@@ -74,6 +76,7 @@ struct MetadataRecord {
   bool hard_pin = false;
   bool soft_pin = false;
   std::vector<Replica> replicas;
+  std::string writer;  // kPutStart: the client writing it
   SegmentInfo segment;
 
   static MetadataRecord Mount(const SegmentInfo& segment);
@@ -98,15 +101,16 @@ struct ParsedLog {
 // The state that snapshot + log replay to: what MasterService restores.
 struct RecoveredMetadata {
   std::map<std::string, SegmentInfo, std::less<>> segments;    // by id
-  std::map<std::string, MetadataRecord, std::less<>> objects;  // kPut records by key
+  std::map<std::string, MetadataRecord, std::less<>> objects;  // kPut/kPutStart by key
   uint64_t last_seq = 0;      // of the last record applied (0: none)
   uint64_t snapshot_seq = 0;  // the snapshot's (0: no snapshot)
   uint64_t log_records = 0;   // records replayed from the logs
   uint64_t log_bytes = 0;     // bytes of log replayed (what the storage holds after the snapshot)
   bool dropped_torn_tail = false;
 
-  // Applies one change (kMount, kUnmount, kPut, kRemove; others are ignored). A kPut keeps
-  // only its replicas on segments mounted at that point (none left: the object goes).
+  // Applies one change (kMount, kUnmount, kPut, kPutStart, kRemove; others are ignored). A
+  // put keeps only its replicas on segments mounted at that point (none left: the object
+  // goes); an unmount drops a put in progress with a replica there.
   void Apply(const MetadataRecord& record);
   // Applies a snapshot (MetadataLog::EncodeSnapshot's bytes) to an empty state; `where`
   // names it in errors. DataLoss for anything but a complete, intact snapshot.
@@ -157,7 +161,7 @@ class MetadataLog {
   // Makes everything appended durable and starts a new log file; returns the last sequence
   // number in the old files. REQUIRES: no concurrent Append.
   Result<uint64_t> Rotate();
-  // Writes `records` (kMount and kPut) as the snapshot at `last_seq` (from Rotate), then
+  // Writes `records` (kMount, kPut, kPutStart) as the snapshot at `last_seq` (from Rotate), then
   // deletes the log files it covers.
   Status WriteSnapshot(uint64_t last_seq, const std::vector<MetadataRecord>& records);
 
@@ -184,7 +188,7 @@ class MetadataLog {
 
   // The wire form of one record.
   static std::string Encode(uint64_t seq, const MetadataRecord& record);
-  // The bytes of a snapshot of `records` (kMount and kPut) covering up to last_seq.
+  // The bytes of a snapshot of `records` (kMount, kPut, kPutStart) covering up to last_seq.
   static std::string EncodeSnapshot(uint64_t last_seq, const std::vector<MetadataRecord>& records);
   // The header a log file starts with ("FERRYWAL", version) and its size.
   static std::string LogFileHeader();
