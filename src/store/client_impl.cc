@@ -182,6 +182,14 @@ Status ClientImpl::Init() {
     FERRY_RETURN_IF_ERROR(ToStatus(rep.result()).WithContext("mounting the segment"));
     mounted_ = true;
   }
+  // A new leader does not know this client: ping it at once (and re-mount), not a ping
+  // interval later, so that its segment takes puts again within milliseconds.
+  master_->OnLeaderChange([this](const std::string& leader) {
+    if (leader.empty()) return;
+    std::lock_guard<std::mutex> lock(ping_mu_);
+    ping_now_ = true;
+    ping_cv_.notify_all();
+  });
   ping_thread_ = std::thread([this] { PingLoop(); });
   return OkStatus();
 }
@@ -199,7 +207,10 @@ rpc::Segment ClientImpl::SegmentProto() const {
 void ClientImpl::PingLoop() {
   bool failing = false;
   std::unique_lock<std::mutex> lock(ping_mu_);
-  while (!ping_cv_.wait_for(lock, options_.ping_interval, [this] { return stop_; })) {
+  for (;;) {
+    ping_cv_.wait_for(lock, options_.ping_interval, [this] { return stop_ || ping_now_; });
+    if (stop_) break;
+    ping_now_ = false;
     lock.unlock();
     rpc::PingRequest req;
     req.set_client_id(client_id_);
@@ -232,6 +243,7 @@ void ClientImpl::PingLoop() {
 
 Status ClientImpl::Close() {
   if (closed_.exchange(true)) return OkStatus();
+  if (master_) master_->OnLeaderChange(nullptr);
   {
     std::lock_guard<std::mutex> lock(ping_mu_);
     stop_ = true;

@@ -130,7 +130,8 @@ class ClientImpl final : public Client {
 
   std::mutex ping_mu_;
   std::condition_variable ping_cv_;
-  bool stop_ = false;  // GUARDED_BY(ping_mu_)
+  bool stop_ = false;      // GUARDED_BY(ping_mu_)
+  bool ping_now_ = false;  // GUARDED_BY(ping_mu_): the leader changed
   std::thread ping_thread_;
   std::atomic<bool> closed_{false};
 

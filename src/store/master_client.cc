@@ -72,6 +72,10 @@ MasterClient::~MasterClient() = default;
 
 std::string MasterClient::current_master() const { return leader_->locator->current(); }
 
+void MasterClient::OnLeaderChange(std::function<void(const std::string&)> callback) {
+  leader_->locator->OnLeaderChange(std::move(callback));
+}
+
 template <typename Req, typename Rep>
 Result<Rep> MasterClient::Call(std::string_view method,
                                grpc::Status (rpc::Master::Stub::*fn)(grpc::ClientContext*,

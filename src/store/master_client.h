@@ -27,6 +27,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -57,6 +58,10 @@ class MasterClient {
   const std::string& address() const { return address_; }
   // The master calls go to now ("" while no leader is known).
   std::string current_master() const;
+  // With etcd://: `callback` runs (on the watch's thread; keep it short) with the new
+  // leader's address when etcd names another one, "" when none. nullptr clears it (waiting
+  // for a call in progress).
+  void OnLeaderChange(std::function<void(const std::string&)> callback);
 
   Result<rpc::MountSegmentReply> MountSegment(const rpc::MountSegmentRequest& req);
   Result<rpc::RemountSegmentsReply> RemountSegments(const rpc::RemountSegmentsRequest& req);

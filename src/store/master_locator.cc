@@ -75,6 +75,9 @@ std::shared_ptr<rpc::Master::Stub> MasterLocator::StubFor(const std::string& add
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // gRPC shares subchannels (and their backoff) between channels to one address by
+  // default: a fresh channel after a failure would inherit the old one's backoff.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   std::shared_ptr<rpc::Master::Stub> stub = rpc::Master::NewStub(
       grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
   stubs_.emplace(address, stub);
@@ -87,19 +90,28 @@ void MasterLocator::LeaderChanged(const std::string& leader) {
                    leader.substr(0, 100));
     return;
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (leader == current_) return;
-  if (!leader.empty()) {
-    FERRY_LOG_INFO("store client: the master leader is now {}", leader);
-  }
-  current_ = leader;
-  for (auto& [ctx, call] : in_flight_) {
-    if (call.address != leader && !call.cancelled) {
-      call.cancelled = true;
-      ctx->TryCancel();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (leader == current_) return;
+    if (!leader.empty()) {
+      FERRY_LOG_INFO("store client: the master leader is now {}", leader);
     }
+    current_ = leader;
+    for (auto& [ctx, call] : in_flight_) {
+      if (call.address != leader && !call.cancelled) {
+        call.cancelled = true;
+        ctx->TryCancel();
+      }
+    }
+    changed_.notify_all();
   }
-  changed_.notify_all();
+  std::lock_guard<std::mutex> lock(callback_mu_);
+  if (on_change_) on_change_(leader);
+}
+
+void MasterLocator::OnLeaderChange(std::function<void(const std::string&)> callback) {
+  std::lock_guard<std::mutex> lock(callback_mu_);
+  on_change_ = std::move(callback);
 }
 
 Status MasterLocator::StartWatch(Deadline deadline) {
@@ -116,8 +128,8 @@ Status MasterLocator::StartWatch(Deadline deadline) {
                   },
                   [this](const Status& broken) {
                     // An idle watch reconnects about once a minute: that is no news.
-                    FERRY_LOG_DEBUG("store client: watch on {} broke ({}); resuming",
-                                    leader_key_, broken.ToString());
+                    FERRY_LOG_DEBUG("store client: watch on {} broke ({}); resuming", leader_key_,
+                                    broken.ToString());
                   }));
   return OkStatus();
 }
@@ -157,7 +169,9 @@ Result<MasterLocator::Target> MasterLocator::Pick(Deadline deadline) {
 
 void MasterLocator::Failed(const Target& target, const std::string& hint) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (current_ != target.address || mode_ == Mode::kSingle) return;
+  if (mode_ == Mode::kSingle) return;
+  stubs_.erase(target.address);  // dialled afresh when chosen again
+  if (current_ != target.address) return;
   current_.clear();
   if (mode_ == Mode::kList) {
     // A standby's hint is taken only when it names one of the masters we were given.

@@ -8,7 +8,9 @@
 //   the watch sees the leader change (or its key go: its lease ran out), calls in flight to
 //   the old one are cancelled (grpc::ClientContext::TryCancel), so that they are retried on
 //   the new leader instead of waiting out their deadline on a paused or dead master.
-// Channels are kept per address, with short reconnect backoff (100 ms .. 1 s).
+// Channels are kept per address, each with its own subchannel (no reconnect backoff
+// shared with other channels), and dropped when a call through one fails: a master that
+// comes back on the same address (a restarted standby that wins) is dialled afresh.
 //
 // Thread-safe.
 //
@@ -22,6 +24,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,6 +70,10 @@ class MasterLocator {
   // The master calls go to now ("" while none is known).
   std::string current() const;
 
+  // Called (on the watch's thread) with the new leader's address each time etcd names
+  // another one; empty: none. Setting it waits for a call in progress to return.
+  void OnLeaderChange(std::function<void(const std::string&)> callback);
+
  private:
   enum class Mode { kSingle, kList, kEtcd };
   MasterLocator() = default;
@@ -90,6 +97,8 @@ class MasterLocator {
     bool cancelled = false;
   };
   std::unordered_map<grpc::ClientContext*, InFlight> in_flight_;  // GUARDED_BY(mu_)
+  std::mutex callback_mu_;                                        // held while on_change_ runs
+  std::function<void(const std::string&)> on_change_;             // GUARDED_BY(callback_mu_)
   std::mutex watch_mu_;                                           // one StartWatch at a time
   std::unique_ptr<metadata::EtcdWatch> watch_;                    // GUARDED_BY(watch_mu_)
 };
