@@ -168,18 +168,21 @@ class HaCluster:
     """etcd + `masters` HA masters (the last with Mooncake's flag spelling) + members:
     member0 finds the leader through etcd, member1 through the plain list of masters."""
 
-    def __init__(self, tmp, masters=3, members=2):
+    def __init__(self, tmp):
         self.tmp = tmp
         self.cluster_id = "ferry-ha-%d-%d" % (os.getpid(), next(_cluster_ids))
         self.env = {"MC_STORE_CLUSTER_ID": self.cluster_id}
         self.procs = []
         self.workers = []
-        self.etcd = Etcd(tmp)
+
+    def boot(self, masters=3, members=2):
+        self.etcd = Etcd(self.tmp, start=False)
         self.procs.append(self.etcd)
+        self.etcd.start_and_wait()
         self.masters = [Master(self, i, mooncake_spelling=(i == masters - 1 and i > 0))
                         for i in range(masters)]
+        self.procs += [m.proc for m in self.masters]
         for m in self.masters:
-            self.procs.append(m.proc)
             m.start()
         self.leader, self.leader_info = self.wait_leader()
         for m in self.masters:
@@ -258,7 +261,9 @@ class HaCluster:
             w.close()
         for p in reversed(self.procs):
             p.kill()
-        for p in self.procs:  # shown by pytest when the test failed
+        for p in self.procs:
+            if p.popen is None:
+                continue  # shown by pytest when the test failed
             print("----- %s (%s) -----\n%s" % (p.name, p.log_path, p.log(whole=True)[-3000:]))
 
 
@@ -267,7 +272,8 @@ def ha(tmp_path):
     clusters = []
 
     def make(**kw):
-        clusters.append(HaCluster(tmp_path, **kw))
+        clusters.append(HaCluster(tmp_path))  # closed (its logs shown) even if boot fails
+        clusters[-1].boot(**kw)
         return clusters[-1]
 
     yield make

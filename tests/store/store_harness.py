@@ -82,6 +82,7 @@ class Proc:
         self.env = env
         self.popen = None
         self._log = None
+        self._log_start = 0
 
     def start(self, ready=None, timeout=20):
         """Starts it (appending to its log); then wait_ready(ready) when given."""
