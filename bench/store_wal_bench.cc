@@ -15,6 +15,14 @@
 // the batched rows), the master's log commits and records per commit, one JSON object a
 // row, and the file system the log lives on (an fdatasync on tmpfs costs nothing).
 // Commits and records per commit count the whole durable run, RemoveAll rounds included.
+//
+// With --etcd ENDPOINTS, each row also runs an HA master (the log in etcd, one leader
+// elected; clients given etcd://...) and prints its objects/s and ratio beside the others.
+//
+// With --recover_objects N (e.g. 1000000), it measures recovery instead: a MasterService in
+// this process commits N objects (one segment, 64-byte objects) to a fresh --data_dir
+// directory (and to etcd with --etcd), then a new MasterService is created on it and timed:
+// once replaying the log alone, once from a snapshot (checkpoint) of the same state.
 #include <sys/vfs.h>
 #include <unistd.h>
 
@@ -34,8 +42,11 @@
 
 #include "bench_util.h"
 #include "common/log.h"
+#include "metadata/etcd_client.h"
 #include "store/client.h"
+#include "store/master/etcd_log_storage.h"
 #include "store/master/master_server.h"
+#include "store/master/master_service.h"
 
 namespace {
 
@@ -55,8 +66,12 @@ struct Config {
   std::string segment = "256M";
   std::string protocol = "tcp";
   int writers = 1;
+  std::string etcd;  // "" = no HA rows
+  uint64_t recover_objects = 0;
   std::string json_path;
 };
+
+enum class Mode { kMemory, kDataDir, kEtcd };
 
 struct Row {
   double objects_per_s = 0;
@@ -94,11 +109,11 @@ std::string FsType(const std::string& dir) {
   }
 }
 
-std::unique_ptr<Client> MakeClient(const MasterServer& master, uint64_t segment,
+std::unique_ptr<Client> MakeClient(const std::string& master, uint64_t segment,
                                    const std::string& protocol) {
   ClientOptions o;
   o.local_hostname = "127.0.0.1";
-  o.master_server_address = master.rpc_address();
+  o.master_server_address = master;
   o.global_segment_size = segment;
   o.protocol = protocol;
   auto c = Client::Create(o);
@@ -109,25 +124,44 @@ std::unique_ptr<Client> MakeClient(const MasterServer& master, uint64_t segment,
   return std::move(*c);
 }
 
-Row RunCase(const Config& c, uint64_t size, uint64_t batch, const std::string& data_dir) {
+// A cluster id of its own for each HA master, so that no run sees another's log.
+std::string FreshClusterId() {
+  static int n = 0;
+  return "wal-bench-" + std::to_string(getpid()) + "-" + std::to_string(++n);
+}
+
+Row RunCase(const Config& c, uint64_t size, uint64_t batch, Mode mode,
+            const std::string& data_dir) {
   Row row;
   MasterServer::Options mo;
   mo.rpc_address = "127.0.0.1";
   mo.rpc_port = 0;
   mo.metrics_address = "127.0.0.1";
   mo.metrics_port = 0;
-  mo.service.data_dir = data_dir;
+  if (mode == Mode::kDataDir) mo.service.data_dir = data_dir;
+  if (mode == Mode::kEtcd) {
+    mo.ha.etcd_endpoints = c.etcd;
+    mo.ha.cluster_id = FreshClusterId();
+  }
   auto master = MasterServer::Start(mo);
   if (!master.ok()) {
     std::fprintf(stderr, "master: %s\n", master.status().ToString().c_str());
     row.failures = 1;
     return row;
   }
+  std::string address = (*master)->rpc_address();
+  if (mode == Mode::kEtcd) {
+    for (int i = 0; i < 500 && !(*master)->leading(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    address = "etcd://" + c.etcd;
+    setenv("MC_STORE_CLUSTER_ID", mo.ha.cluster_id.c_str(), 1);
+  }
   const uint64_t segment = ferry::bench::ParseBytes(c.segment);
-  auto member = MakeClient(**master, segment, c.protocol);
+  auto member = MakeClient(address, segment, c.protocol);
   std::vector<std::unique_ptr<Client>> writers;
   for (int w = 0; w < std::max(1, c.writers); ++w) {
-    writers.push_back(MakeClient(**master, 0, c.protocol));
+    writers.push_back(MakeClient(address, 0, c.protocol));
     if (!writers.back()) {
       row.failures = 1;
       return row;
@@ -183,6 +217,74 @@ Row RunCase(const Config& c, uint64_t size, uint64_t batch, const std::string& d
   return row;
 }
 
+// Commits `n` objects to a fresh log (`storage` or `data_dir`), then times a new master's
+// recovery from the log alone and from a checkpoint. Returns {log seconds, checkpoint s}.
+std::pair<double, double> MeasureRecovery(uint64_t n, const std::string& data_dir,
+                                          const std::string& etcd) {
+  using ferry::store::MasterService;
+  using ferry::store::MasterServiceOptions;
+  MasterServiceOptions o;
+  o.data_dir = data_dir;
+  o.snapshot_every_records = UINT64_MAX;  // checkpoints only when asked
+  std::shared_ptr<ferry::metadata::EtcdClient> client;
+  ferry::store::EtcdLogStorage::Options eo;
+  if (!etcd.empty()) {
+    client = std::shared_ptr<ferry::metadata::EtcdClient>(
+        ferry::metadata::EtcdClient::Create(etcd).value());
+    eo.prefix = "/ferry/store/" + FreshClusterId() + "/";
+  }
+  auto open = [&]() -> std::unique_ptr<MasterService> {
+    auto m = etcd.empty() ? MasterService::Create(o)
+                          : MasterService::Create(
+                                o, std::make_unique<ferry::store::EtcdLogStorage>(client, eo));
+    if (!m.ok()) {
+      std::fprintf(stderr, "recovery: %s\n", m.status().ToString().c_str());
+      std::exit(1);
+    }
+    return std::move(*m);
+  };
+  {
+    auto m = open();
+    (void)m->MountSegment({.id = "s1",
+                           .name = "127.0.0.1:17000",
+                           .hostname = "127.0.0.1",
+                           .base = 1ull << 32,
+                           .size = n * 64 + (1 << 20),
+                           .client_id = "c1"});
+    for (uint64_t i = 0; i < n; ++i) {
+      const std::string key = "key-" + std::to_string(i);
+      auto r = m->PutStart(key, 64, ferry::store::ReplicateConfig{}, "c1", "127.0.0.1",
+                           ferry::store::PutMode::kInsert);
+      if (r.ok()) (void)m->PutEnd(key, "c1");
+      if (i % 4096 == 4095) (void)m->Sync();  // a client's batches, as they would come
+    }
+    if (!m->Sync().ok() || m->stats().keys != n) {
+      std::fprintf(stderr, "recovery: the fill failed (%llu keys)\n",
+                   static_cast<unsigned long long>(m->stats().keys));
+      std::exit(1);
+    }
+  }
+  double t = ferry::bench::NowSeconds();
+  uint64_t keys = 0;
+  {
+    auto m = open();
+    keys = m->stats().keys;
+    const double from_log = ferry::bench::NowSeconds() - t;
+    if (!m->Checkpoint().ok()) std::exit(1);
+    m.reset();
+    t = ferry::bench::NowSeconds();
+    auto again = open();
+    const double from_checkpoint = ferry::bench::NowSeconds() - t;
+    if (keys != n || again->stats().keys != n) {
+      std::fprintf(stderr, "recovery: %llu objects came back, not %llu\n",
+                   static_cast<unsigned long long>(again->stats().keys),
+                   static_cast<unsigned long long>(n));
+      std::exit(1);
+    }
+    return {from_log, from_checkpoint};
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -197,9 +299,37 @@ int main(int argc, char** argv) {
   app.add_option("--protocol", c.protocol, "tcp or shm")->capture_default_str();
   app.add_option("--writers", c.writers, "Writer clients putting at once, one thread each")
       ->capture_default_str();
+  app.add_option("--etcd", c.etcd, "Also run an HA master with its log in this etcd");
+  app.add_option("--recover_objects", c.recover_objects,
+                 "Measure recovery of this many objects instead of put throughput");
   app.add_option("--json", c.json_path, "Also write every figure to this file");
   CLI11_PARSE(app, argc, argv);
   (void)ferry::SetLogLevel("warn");
+
+  if (c.recover_objects > 0) {
+    std::string tmpl = (fs::path(c.data_dir) / "ferry-wal-bench-XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) return 1;
+    json all = json::array();
+    std::printf("store_wal_bench: recovery of %llu objects\n%10s %14s %18s\n",
+                static_cast<unsigned long long>(c.recover_objects), "log on", "from log s",
+                "from checkpoint s");
+    for (const std::string& where : {std::string("data_dir"), std::string("etcd")}) {
+      if (where == "etcd" && c.etcd.empty()) continue;
+      const auto [from_log, from_checkpoint] = MeasureRecovery(
+          c.recover_objects, where == "data_dir" ? tmpl : "", where == "etcd" ? c.etcd : "");
+      std::printf("%10s %14.2f %18.2f\n", where.c_str(), from_log, from_checkpoint);
+      json row = {{"recover_objects", c.recover_objects},
+                  {"log", where},
+                  {"from_log_s", from_log},
+                  {"from_checkpoint_s", from_checkpoint}};
+      std::printf("%s\n", row.dump().c_str());
+      all.push_back(std::move(row));
+    }
+    std::error_code ec;
+    fs::remove_all(tmpl, ec);
+    if (!c.json_path.empty()) std::ofstream(c.json_path) << all.dump(2) << "\n";
+    return 0;
+  }
 
   std::printf(
       "store_wal_bench: log on %s (%s), %.1f s per row and mode, protocol %s, %d writer(s)\n",
@@ -217,8 +347,9 @@ int main(int argc, char** argv) {
                      std::strerror(errno));
         return 1;
       }
-      const Row mem = RunCase(c, size, batch, "");
-      const Row wal = RunCase(c, size, batch, tmpl);
+      const Row mem = RunCase(c, size, batch, Mode::kMemory, "");
+      const Row wal = RunCase(c, size, batch, Mode::kDataDir, tmpl);
+      const Row ha = c.etcd.empty() ? Row{} : RunCase(c, size, batch, Mode::kEtcd, "");
       std::error_code ec;
       fs::remove_all(tmpl, ec);
       const double ratio = mem.objects_per_s > 0 ? wal.objects_per_s / mem.objects_per_s : 0;
@@ -230,7 +361,16 @@ int main(int argc, char** argv) {
                   mem.objects_per_s, wal.objects_per_s, mem.gb_per_s, wal.gb_per_s, ratio,
                   targeted ? (ratio >= kTargetRatio ? ">=0.7 ok" : ">=0.7 NO") : "-", per_commit,
                   wal.commit_ms);
-      failed |= mem.failures > 0 || wal.failures > 0;
+      const double ha_ratio = mem.objects_per_s > 0 ? ha.objects_per_s / mem.objects_per_s : 0;
+      if (!c.etcd.empty()) {
+        const double ha_per_commit =
+            ha.commits ? static_cast<double>(ha.records) / static_cast<double>(ha.commits) : 0;
+        std::printf("%8s %6s %14s %14.0f %10s %10.3f %7.2f %8s %10.1f %10.3f  (HA: log in etcd)\n",
+                    "", "", "etcd", ha.objects_per_s, "", ha.gb_per_s, ha_ratio,
+                    targeted ? (ha_ratio >= kTargetRatio ? ">=0.7 ok" : ">=0.7 NO") : "-",
+                    ha_per_commit, ha.commit_ms);
+      }
+      failed |= mem.failures > 0 || wal.failures > 0 || ha.failures > 0;
       json row = {{"size", size},
                   {"batch", batch},
                   {"memory_objects_per_s", mem.objects_per_s},
@@ -245,6 +385,12 @@ int main(int argc, char** argv) {
                   {"writers", c.writers},
                   {"failures", mem.failures + wal.failures},
                   {"fs", FsType(c.data_dir)}};
+      if (!c.etcd.empty()) {
+        row["etcd_objects_per_s"] = ha.objects_per_s;
+        row["etcd_ratio"] = ha_ratio;
+        row["etcd_commits"] = ha.commits;
+        row["etcd_commit_ms"] = ha.commit_ms;
+      }
       std::printf("%s\n", row.dump().c_str());
       all.push_back(std::move(row));
     }

@@ -1,5 +1,9 @@
 #include "common/host_port.h"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
 #include <charconv>
 
 namespace ferry {
@@ -49,6 +53,23 @@ Result<HostPort> ParseHostPort(std::string_view text, int default_port) {
   }
   out.port = static_cast<uint16_t>(value);
   return out;
+}
+
+std::string LocalIpv4Address() {
+  std::string found = "127.0.0.1";
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return found;
+  for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
+    if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
+    auto* in = reinterpret_cast<sockaddr_in*>(a->ifa_addr);
+    if ((ntohl(in->sin_addr.s_addr) >> 24) == 127) continue;
+    char buf[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
+    found = buf;
+    break;
+  }
+  freeifaddrs(list);
+  return found;
 }
 
 }  // namespace ferry

@@ -22,4 +22,8 @@ struct HostPort {
 // naming the offending text.
 Result<HostPort> ParseHostPort(std::string_view text, int default_port = -1);
 
+// The first non-loopback IPv4 address of this host's interfaces, or "127.0.0.1" when it
+// has none: what a server bound to 0.0.0.0 tells peers to dial.
+std::string LocalIpv4Address();
+
 }  // namespace ferry

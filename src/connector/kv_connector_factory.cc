@@ -1,12 +1,9 @@
 #include "connector/kv_connector_factory.h"
 
-#include <arpa/inet.h>
-#include <ifaddrs.h>
-#include <netinet/in.h>
-
 #include <cstdlib>
 #include <vector>
 
+#include "common/host_port.h"
 #include "connector/mooncake_connector.h"
 #include "connector/mooncake_store_connector.h"
 #include "connector/multi_connector.h"
@@ -83,21 +80,7 @@ std::string AdvertisedHostIp(const std::string& serve_host) {
       serve_host != "localhost") {
     return serve_host;
   }
-  std::string found = "127.0.0.1";
-  ifaddrs* list = nullptr;
-  if (getifaddrs(&list) == 0) {
-    for (ifaddrs* a = list; a != nullptr; a = a->ifa_next) {
-      if (a->ifa_addr == nullptr || a->ifa_addr->sa_family != AF_INET) continue;
-      auto* in = reinterpret_cast<sockaddr_in*>(a->ifa_addr);
-      if ((ntohl(in->sin_addr.s_addr) >> 24) == 127) continue;
-      char buf[INET_ADDRSTRLEN];
-      inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
-      found = buf;
-      break;
-    }
-    freeifaddrs(list);
-  }
-  return found;
+  return LocalIpv4Address();
 }
 
 }  // namespace ferry::connector

@@ -82,7 +82,8 @@ struct EtcdTxn {
 struct EtcdTxnResult {
   bool succeeded = false;
   int64_t revision = 0;  // the store's revision after the txn
-  // One entry per kRange op of the branch that ran, in order (others: empty).
+  // One entry per op of the branch that ran, in order: the keys a kRange op read (other
+  // ops: empty).
   std::vector<std::vector<EtcdKeyValue>> ranges;
 };
 
@@ -131,7 +132,8 @@ class EtcdClient {
                               Deadline deadline);
   Result<EtcdTxnResult> Txn(const EtcdTxn& txn, Deadline deadline);
 
-  // Leases (whole seconds, as etcd keeps them; etcd refuses TTLs below its minimum).
+  // Leases (whole seconds, as etcd keeps them; etcd raises a TTL below its minimum, about
+  // 2 s, to that minimum: EtcdLease::ttl says what was granted).
   Result<EtcdLease> LeaseGrant(std::chrono::seconds ttl, Deadline deadline);
   // One keep-alive; returns the TTL the lease has again. NotFound when the lease has
   // expired or was revoked.
@@ -142,11 +144,14 @@ class EtcdClient {
   Status Compact(int64_t revision, Deadline deadline);
 
   // Watches [key, range_end) from `start_revision` (0: from now). `on_events` is called on
-  // the watch's own thread, in revision order, with each batch etcd sends. When the stream
+  // the watch's own thread, in revision order, with each batch etcd sends and the store's
+  // revision etcd reported with it (>= the batch's last mod_revision). When the stream
   // breaks the watch reconnects (to any endpoint) and resumes after the last revision it
   // delivered, so no event is lost or repeated; `on_error` (may be empty) is told of each
   // break. When the resume revision has been compacted, `on_error` gets OutOfRange and the
-  // watch resumes from the newest revision (the caller re-reads the keys).
+  // watch resumes from the newest revision (the caller re-reads the keys). Errors:
+  // InvalidArgument when `on_events` is empty; etcd is contacted on the watch's thread, so
+  // an unreachable etcd is reported to `on_error`, not here.
   Result<std::unique_ptr<EtcdWatch>> Watch(
       const std::string& key, const std::string& range_end, int64_t start_revision,
       std::function<void(const std::vector<EtcdWatchEvent>&, int64_t revision)> on_events,

@@ -9,27 +9,29 @@
 //   POST /v3/kv/range        {"key": K}            -> {"kvs": [{"value": V, ...}]} or no kvs
 //   POST /v3/kv/deleterange  {"key": K}
 //
-// Endpoints are tried in order starting from the last one that answered; a request moves
-// on to the next endpoint only when it could not connect (nothing reached the server), so
-// a write is never sent twice. The connect timeout for each try is the time left divided
-// by the endpoints not yet tried. One connection per call. Thread-safe.
+// A thin wrapper over EtcdClient (etcd_client.h), which does the HTTP: endpoints are tried
+// in order starting from the last one that answered; a request moves on to the next
+// endpoint only when it could not connect (nothing reached the server), so a write is
+// never sent twice. The connect timeout for each try is the time left divided by the
+// endpoints not yet tried. One connection per call. Thread-safe.
 #pragma once
 
-#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "common/host_port.h"
+#include "metadata/etcd_client.h"
 #include "metadata/metadata_store.h"
 
 namespace ferry::metadata {
 
 class EtcdMetadataStore final : public MetadataStore {
  public:
-  // `endpoints` is "host:port[,host:port...]" without a scheme (the port defaults to
-  // 2379); `description` is what Describe() returns (the caller's connection string).
-  // Errors: InvalidArgument for an empty list or a malformed endpoint. Contacts nothing.
+  // `endpoints` is "host:port[,host:port...]" as EtcdClient::Create takes it (the port
+  // defaults to 2379); `description` is what Describe() returns (the caller's connection
+  // string). Errors: InvalidArgument for an empty list or a malformed endpoint. Contacts
+  // nothing.
   static Result<std::unique_ptr<EtcdMetadataStore>> Create(const std::string& endpoints,
                                                            std::string description = "");
 
@@ -43,20 +45,14 @@ class EtcdMetadataStore final : public MetadataStore {
 
   std::string Describe() const override { return description_; }
 
-  const std::vector<HostPort>& endpoints() const { return endpoints_; }
+  const std::vector<HostPort>& endpoints() const { return client_->endpoints(); }
 
  private:
-  EtcdMetadataStore(std::vector<HostPort> endpoints, std::string description)
-      : endpoints_(std::move(endpoints)), description_(std::move(description)) {}
+  EtcdMetadataStore(std::unique_ptr<EtcdClient> client, std::string description)
+      : client_(std::move(client)), description_(std::move(description)) {}
 
-  // POSTs `json_body` to `api_path` with failover; returns the body of an HTTP 200 reply.
-  Result<std::string> Post(const std::string& api_path, const std::string& json_body,
-                           const std::string& what, Deadline deadline);
-
-  const std::vector<HostPort> endpoints_;
+  const std::unique_ptr<EtcdClient> client_;
   const std::string description_;
-  // Index of the endpoint that answered last; where the next call starts.
-  std::atomic<size_t> preferred_{0};
 };
 
 }  // namespace ferry::metadata

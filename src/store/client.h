@@ -48,8 +48,13 @@ struct ClientOptions {
   // Transfer-engine metadata: "P2PHANDSHAKE", "http://host:port/path" or
   // "etcd://host:port". Default: "P2PHANDSHAKE".
   std::string metadata_server = "P2PHANDSHAKE";
-  // The master, "host:port". Default: "127.0.0.1:50051".
+  // The master: "host:port"; with HA, "etcd://h1:2379;h2:2379" (the leader named in etcd,
+  // followed when it changes) or a list "h1:50051,h2:50051" (master_client.h). Default:
+  // "127.0.0.1:50051".
   std::string master_server_address = "127.0.0.1:50051";
+  // The HA cluster's name in etcd. Default: "" ($MC_STORE_CLUSTER_ID, else
+  // "mooncake_cluster").
+  std::string cluster_id;
   // DRAM lent to the pool, mounted as one segment; 0: a pure client. Default: 0.
   uint64_t global_segment_size = 0;
   // Mooncake's registered staging memory for the copying calls. Accepted and kept for

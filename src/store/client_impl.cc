@@ -152,8 +152,9 @@ Status ClientImpl::Init() {
   local_host_ = self.ok() ? self->host : host->host;
   client_id_ = crypto::RandomHex(16);
 
-  FERRY_ASSIGN_OR_RETURN(master_, MasterClient::Create(options_.master_server_address,
-                                                       options_.secret, options_.rpc_timeout));
+  FERRY_ASSIGN_OR_RETURN(master_,
+                         MasterClient::Create(options_.master_server_address, options_.secret,
+                                              options_.rpc_timeout, options_.cluster_id));
   rpc::PingRequest ping;
   ping.set_client_id(client_id_);
   auto pong = master_->Ping(ping);

@@ -2,17 +2,17 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
+#include <thread>
 #include <utility>
 
-#include "common/host_port.h"
+#include "common/deadline.h"
 #include "store/error_code.h"
+#include "store/master_locator.h"
 #include "store/rpc_auth.h"
 
 namespace ferry::store {
 namespace {
-
-// The largest reply the client accepts: the master's own message limit.
-constexpr int kMaxMessageBytes = 64 << 20;
 
 Status FromGrpc(std::string_view method, const grpc::Status& s, const std::string& address) {
   const std::string what =
@@ -42,18 +42,22 @@ Status ToStatus(const rpc::Result& result) {
                         : result.message());
 }
 
+struct MasterClient::Leader {
+  std::unique_ptr<MasterLocator> locator;
+};
+
 Result<std::unique_ptr<MasterClient>> MasterClient::Create(const std::string& address,
                                                            const std::string& secret,
-                                                           std::chrono::milliseconds timeout) {
-  auto hp = ParseHostPort(address);
-  if (!hp.ok() || hp->port == 0) {
-    return StoreError(ErrorCode::kInvalidParams,
-                      "master address '" + address + "' is not host:port");
-  }
+                                                           std::chrono::milliseconds timeout,
+                                                           const std::string& cluster_id) {
   if (timeout.count() <= 0) {
     return StoreError(ErrorCode::kInvalidParams, "the master RPC timeout must be positive");
   }
-  return std::unique_ptr<MasterClient>(new MasterClient(address, secret, timeout));
+  FERRY_ASSIGN_OR_RETURN(std::unique_ptr<MasterLocator> locator,
+                         MasterLocator::Create(address, cluster_id));
+  auto client = std::unique_ptr<MasterClient>(new MasterClient(address, secret, timeout));
+  client->leader_->locator = std::move(locator);
+  return client;
 }
 
 MasterClient::MasterClient(std::string address, const std::string& secret,
@@ -61,29 +65,64 @@ MasterClient::MasterClient(std::string address, const std::string& secret,
     : address_(std::move(address)),
       timeout_(timeout),
       auth_(secret, std::string(kAuthChannel)),
-      signed_(!secret.empty()) {
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(kMaxMessageBytes);
-  args.SetMaxSendMessageSize(kMaxMessageBytes);
-  stub_ = rpc::Master::NewStub(
-      grpc::CreateCustomChannel(address_, grpc::InsecureChannelCredentials(), args));
-}
+      signed_(!secret.empty()),
+      leader_(std::make_unique<Leader>()) {}
+
+MasterClient::~MasterClient() = default;
+
+std::string MasterClient::current_master() const { return leader_->locator->current(); }
 
 template <typename Req, typename Rep>
 Result<Rep> MasterClient::Call(std::string_view method,
                                grpc::Status (rpc::Master::Stub::*fn)(grpc::ClientContext*,
                                                                      const Req&, Rep*),
                                const Req& req) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + timeout_);
-  if (signed_) {
-    const std::string full = "/ferry.store.rpc.Master/" + std::string(method);
-    ctx.AddMetadata(std::string(kAuthMetadataKey), auth_.Sign(AuthMessage(full, req)).ToString());
+  MasterLocator& locator = *leader_->locator;
+  const Deadline deadline = Deadline::In(timeout_);
+  std::string tried;
+  for (int attempt = 1;; ++attempt) {
+    auto target = locator.Pick(deadline);
+    if (!target.ok()) {
+      return StoreError(ErrorCode::kRpcFail, "master " + address_ + " " + std::string(method) +
+                                                 ": " + target.status().message() + tried);
+    }
+    grpc::ClientContext ctx;
+    // A list of masters: one that does not answer must leave time for the others (with
+    // etcd, a leader change cancels the call instead).
+    Deadline attempt_deadline = deadline;
+    if (locator.retries() && address_.rfind("etcd://", 0) != 0) {
+      attempt_deadline = Deadline::Min(deadline, Deadline::In(timeout_ / 3));
+    }
+    ctx.set_deadline(std::chrono::system_clock::now() + attempt_deadline.Remaining());
+    if (signed_) {
+      const std::string full = "/ferry.store.rpc.Master/" + std::string(method);
+      ctx.AddMetadata(std::string(kAuthMetadataKey), auth_.Sign(AuthMessage(full, req)).ToString());
+    }
+    locator.Track(&ctx, target->address);
+    Rep rep;
+    grpc::Status s = ((*target->stub).*fn)(&ctx, req, &rep);
+    const bool leader_changed = locator.Untrack(&ctx);
+    if (s.ok()) return rep;
+    const bool retryable = s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                           s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED || leader_changed;
+    if (!locator.retries() || !retryable || deadline.Expired()) {
+      Status st = FromGrpc(method, s, target->address);
+      return tried.empty() ? st : Status(st.code(), st.message() + tried);
+    }
+    tried = " (after " + std::to_string(attempt) + " attempt(s); last at " + target->address +
+            ": " + s.error_message() + ")";
+    if (!leader_changed) {
+      std::string hint;
+      const auto& md = ctx.GetServerTrailingMetadata();
+      auto it = md.find(std::string(kLeaderMetadataKey));
+      if (it != md.end()) hint.assign(it->second.data(), it->second.size());
+      locator.Failed(*target, hint);
+      // Not a hot loop against a master that is going away.
+      const auto pause = std::min<std::chrono::nanoseconds>(
+          deadline.Remaining(), std::chrono::milliseconds(20 * std::min(attempt, 10)));
+      std::this_thread::sleep_for(pause);
+    }
   }
-  Rep rep;
-  grpc::Status s = ((*stub_).*fn)(&ctx, req, &rep);
-  if (!s.ok()) return FromGrpc(method, s, address_);
-  return rep;
 }
 
 #define FERRY_MASTER_CALL(Name, Req, Rep)                                  \

@@ -12,10 +12,21 @@
 // or past the deadline (RPC_FAIL), the call refused (bad secret: RPC_FAIL; over a limit or
 // malformed: INVALID_PARAMS). Per-key outcomes are in the reply's Result messages.
 //
-// Thread safety: every method is thread-safe (one gRPC channel, shared).
+// Masters with HA (docs/store.md): the address may be
+// - "etcd://h1:2379;h2:2379": the leader is read from etcd (the key
+//   /ferry/store/<cluster_id>/leader) and followed through a watch; when it changes, calls
+//   in flight to the old leader are cancelled and sent to the new one;
+// - "h1:50051,h2:50051": a list of masters, tried in turn until one answers as leader.
+// A call refused by a standby (UNAVAILABLE, naming the leader in x-ferry-leader), or that
+// cannot reach the master it picked, is retried against the leader until the call's
+// deadline (`timeout`); a single "host:port" is never retried. A retried write may have
+// taken effect at the old leader (a PutEnd then reports the object as not in progress).
+//
+// Thread safety: every method is thread-safe (one gRPC channel per master, shared).
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -33,13 +44,19 @@ Status ToStatus(const rpc::Result& result);
 
 class MasterClient {
  public:
-  // `address`: "host:port". Connects lazily (the first call connects). Errors:
-  // InvalidArgument for a malformed address.
+  // `address`: "host:port", a list, or "etcd://..." (above). `cluster_id` names the HA
+  // cluster in etcd ("": $MC_STORE_CLUSTER_ID, else "mooncake_cluster"). Connects lazily
+  // (the first call connects). Errors: InvalidArgument for a malformed address.
   static Result<std::unique_ptr<MasterClient>> Create(const std::string& address,
                                                       const std::string& secret,
-                                                      std::chrono::milliseconds timeout);
+                                                      std::chrono::milliseconds timeout,
+                                                      const std::string& cluster_id = "");
+  ~MasterClient();
 
+  // As given to Create.
   const std::string& address() const { return address_; }
+  // The master calls go to now ("" while no leader is known).
+  std::string current_master() const;
 
   Result<rpc::MountSegmentReply> MountSegment(const rpc::MountSegmentRequest& req);
   Result<rpc::RemountSegmentsReply> RemountSegments(const rpc::RemountSegmentsRequest& req);
@@ -58,6 +75,9 @@ class MasterClient {
   Result<rpc::HealthReply> Health(const rpc::HealthRequest& req);
 
  private:
+  struct Channel;
+  struct Leader;
+
   MasterClient(std::string address, const std::string& secret, std::chrono::milliseconds timeout);
 
   template <typename Req, typename Rep>
@@ -69,7 +89,7 @@ class MasterClient {
   const std::chrono::milliseconds timeout_;
   MessageAuth auth_;  // disabled when the secret is empty
   const bool signed_;
-  std::unique_ptr<rpc::Master::Stub> stub_;
+  std::unique_ptr<Leader> leader_;  // which master to call, and following it
 };
 
 }  // namespace ferry::store

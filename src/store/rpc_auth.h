@@ -18,6 +18,8 @@
 namespace ferry::store {
 
 inline constexpr std::string_view kAuthMetadataKey = "x-ferry-auth";
+// A standby master refusing a call names the leader in this trailing metadata entry.
+inline constexpr std::string_view kLeaderMetadataKey = "x-ferry-leader";
 inline constexpr std::string_view kAuthChannel = "store-master";
 
 std::string AuthMessage(std::string_view full_method, const google::protobuf::Message& request);

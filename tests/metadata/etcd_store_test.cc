@@ -13,14 +13,8 @@ using std::chrono::seconds;
 
 Deadline Soon() { return Deadline::In(seconds(10)); }
 
-std::unique_ptr<testing::EtcdProcess> StartEtcd() {
-  auto etcd = testing::EtcdProcess::Start(Deadline::In(seconds(30)));
-  EXPECT_TRUE(etcd.ok()) << etcd.status().ToString();
-  return etcd.ok() ? std::move(etcd).value() : nullptr;
-}
-
 TEST(EtcdStoreTest, FailsOverPastADeadEndpoint) {
-  auto etcd = StartEtcd();
+  auto etcd = testing::StartEtcdOrFail();
   ASSERT_NE(etcd, nullptr);
   const std::string dead = "127.0.0.1:" + std::to_string(testing::FreePort());
   auto store = MetadataStore::Create("etcd://" + dead + "," + etcd->endpoint());
@@ -39,7 +33,7 @@ TEST(EtcdStoreTest, FailsOverPastADeadEndpoint) {
 }
 
 TEST(EtcdStoreTest, EtcdKilledMidTestIsUnavailableNotAHang) {
-  auto etcd = StartEtcd();
+  auto etcd = testing::StartEtcdOrFail();
   ASSERT_NE(etcd, nullptr);
   auto store = MetadataStore::Create("etcd://" + etcd->endpoint());
   ASSERT_TRUE(store.ok());

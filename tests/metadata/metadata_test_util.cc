@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <httplib.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -100,8 +101,14 @@ Status EtcdProcess::Launch(const std::string& binary) {
   char tmpl[] = "/tmp/ferry-etcd-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return ErrnoToStatus(errno, "mkdtemp");
   dir_ = tmpl;
+  binary_ = binary;
   client_port_ = FreePort();
   peer_port_ = FreePort();
+  return Exec();
+}
+
+Status EtcdProcess::Exec() {
+  const std::string binary = binary_;
   const std::string client_url = "http://127.0.0.1:" + std::to_string(client_port_);
   const std::string peer_url = "http://127.0.0.1:" + std::to_string(peer_port_);
   std::vector<std::string> args = {binary,
@@ -125,7 +132,7 @@ Status EtcdProcess::Launch(const std::string& binary) {
   if (pid == 0) {
     // Child: only async-signal-safe calls until exec.
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the test
-    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     if (log >= 0) {
       ::dup2(log, STDOUT_FILENO);
       ::dup2(log, STDERR_FILENO);
@@ -169,6 +176,12 @@ void EtcdProcess::Kill() {
   pid_ = -1;
 }
 
+Status EtcdProcess::Restart(Deadline deadline) {
+  Kill();
+  FERRY_RETURN_IF_ERROR(Exec());
+  return WaitHealthy(deadline);
+}
+
 EtcdProcess::~EtcdProcess() {
   Kill();
   if (!dir_.empty()) {
@@ -184,6 +197,12 @@ std::string EtcdProcess::Log() const {
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+std::unique_ptr<EtcdProcess> StartEtcdOrFail() {
+  auto etcd = EtcdProcess::Start(Deadline::In(std::chrono::seconds(30)));
+  EXPECT_TRUE(etcd.ok()) << etcd.status().ToString();
+  return etcd.ok() ? std::move(etcd).value() : nullptr;
 }
 
 }  // namespace ferry::metadata::testing

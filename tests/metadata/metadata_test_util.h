@@ -68,6 +68,9 @@ class EtcdProcess {
 
   // SIGKILLs etcd and reaps it (bounded by 5 s). Idempotent.
   void Kill();
+  // Kills etcd and starts it again on the same ports and data dir (keys and revisions
+  // survive), waiting until it is healthy. Errors: as Start.
+  Status Restart(Deadline deadline);
   uint16_t client_port() const { return client_port_; }
   // "127.0.0.1:<client port>".
   std::string endpoint() const;
@@ -76,13 +79,21 @@ class EtcdProcess {
 
  private:
   EtcdProcess() = default;
+  // Picks the data dir and ports, then Exec().
   Status Launch(const std::string& binary);
+  // Forks and execs `binary_` with the chosen dir and ports.
+  Status Exec();
   Status WaitHealthy(Deadline deadline);
 
   pid_t pid_ = -1;
+  std::string binary_;
   std::string dir_;
   uint16_t client_port_ = 0;
   uint16_t peer_port_ = 0;
 };
+
+// EtcdProcess::Start with 30 s to start; on failure, a test failure (with the reason)
+// and nullptr.
+std::unique_ptr<EtcdProcess> StartEtcdOrFail();
 
 }  // namespace ferry::metadata::testing

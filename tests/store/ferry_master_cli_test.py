@@ -5,6 +5,7 @@ for bad and unknown flags, its HTTP pages, the metadata server, and a clean SIGT
 """
 
 import os
+import json
 import re
 import signal
 import subprocess
@@ -70,7 +71,8 @@ def test_serves_http_pages_and_metadata_and_stops_on_sigterm():
                 break
         assert m, line
         metrics_port, md_port = int(m.group(2)), int(m.group(3))
-        assert get(metrics_port, "/health") == (200, "OK\n")
+        status, body = get(metrics_port, "/health")
+        assert status == 200 and json.loads(body)["role"] == "leader", body
         status, body = get(metrics_port, "/metrics")
         assert status == 200 and "ferry_store_keys 0" in body
         assert get(metrics_port, "/get_all_segments") == (200, "")

@@ -27,3 +27,10 @@ ferry_add_gtest(store_master_metadata_log_test
   SOURCES metadata_log_test.cc
   LIBS ferry_store_master
   LABELS unit store)
+# HA against a real etcd: the log in etcd, the election, failover with a following client.
+ferry_add_gtest(store_master_ha_test
+  SOURCES master_ha_test.cc ../metadata/metadata_test_util.cc
+  LIBS ferry_store_master ferry_store ferry_store_rpc ferry_metadata PkgConfig::HTTPLIB
+    nlohmann_json::nlohmann_json
+  LABELS integration store
+  TIMEOUT 300)

@@ -43,7 +43,11 @@ int RunMaster(const ferry::store::MasterFlags& flags) {
   fmt::print(")\n");
   std::fflush(stdout);
   const int sig = ferry::cli::WaitForStopSignal(signals);
-  FERRY_LOG_INFO("master: signal {}, stopping ({} keys)", sig, (*server)->service().stats().keys);
+  if ((*server)->leading()) {
+    FERRY_LOG_INFO("master: signal {}, stopping ({} keys)", sig, (*server)->service().stats().keys);
+  } else {
+    FERRY_LOG_INFO("master: signal {}, stopping (standby)", sig);
+  }
   (*server)->Stop();
   return 0;
 }
@@ -99,6 +103,21 @@ FERRY_REGISTER_COMMAND(
                      "snapshots in this directory, and recover from it at start");
       cmd.add_option("--snapshot_every_records", f->snapshot_every_records,
                      "Write a snapshot and start a new log after this many log records")
+          ->capture_default_str();
+      cmd.add_option("--etcd_endpoints", f->etcd_endpoints,
+                     "HA: etcd endpoints host:port[,host:port]; masters with the same "
+                     "--cluster_id elect one leader and keep the log in etcd");
+      cmd.add_option("--cluster_id", f->cluster_id, "HA: the cluster's name in etcd")
+          ->capture_default_str();
+      cmd.add_option("--enable_ha", f->enable_ha,
+                     "HA, Mooncake's spelling (with --ha_backend_connstring)")
+          ->capture_default_str()
+          ->expected(0, 1)
+          ->default_str("true");
+      cmd.add_option("--ha_backend_connstring", f->ha_backend_connstring,
+                     "HA: etcd://host:port[;host:port]");
+      cmd.add_option("--ha_lease_ttl", f->ha_lease_ttl,
+                     "HA: the leader's etcd lease (s); failover takes about this long")
           ->capture_default_str();
       return [f] { return RunMaster(*f); };
     });

@@ -1,5 +1,7 @@
 #include "store/master/master_flags.h"
 
+#include "metadata/etcd_client.h"
+
 #include <charconv>
 #include <limits>
 
@@ -97,6 +99,48 @@ Result<MasterServer::Options> ToMasterOptions(const MasterFlags& f) {
   }
   s.data_dir = f.data_dir;
   s.snapshot_every_records = static_cast<uint64_t>(f.snapshot_every_records);
+
+  std::string endpoints = f.etcd_endpoints;
+  if (f.enable_ha || !f.ha_backend_connstring.empty()) {
+    if (!f.enable_ha) {
+      return InvalidArgumentError(
+          "--ha_backend_connstring needs --enable_ha (or give --etcd_endpoints alone)");
+    }
+    if (f.ha_backend_connstring.empty()) {
+      return InvalidArgumentError(
+          "--enable_ha needs --ha_backend_connstring etcd://host:port[;host:port...]");
+    }
+    const std::string_view conn = f.ha_backend_connstring;
+    const size_t scheme = conn.find("://");
+    if (scheme != std::string_view::npos && conn.substr(0, scheme) != "etcd") {
+      return InvalidArgumentError("--ha_backend_connstring '" + f.ha_backend_connstring +
+                                  "': only etcd:// is supported");
+    }
+    if (!endpoints.empty() && endpoints != f.ha_backend_connstring) {
+      return InvalidArgumentError("--etcd_endpoints and --ha_backend_connstring disagree");
+    }
+    endpoints = f.ha_backend_connstring;
+  }
+  if (!endpoints.empty()) {
+    auto parsed = metadata::EtcdClient::Create(endpoints);
+    if (!parsed.ok()) return InvalidArgumentError("--etcd_endpoints: " + parsed.status().message());
+    if (!f.data_dir.empty()) {
+      return InvalidArgumentError(
+          "--data_dir is for a single master; with etcd (HA) the log lives in etcd");
+    }
+    FERRY_ASSIGN_OR_RETURN(auto ttl,
+                           ParseFlagDuration("ha_lease_ttl", f.ha_lease_ttl, milliseconds(1000)));
+    if (ttl.count() < 1000 || ttl.count() % 1000 != 0) {
+      return InvalidArgumentError("--ha_lease_ttl '" + f.ha_lease_ttl +
+                                  "': whole seconds, at least 1 (etcd leases are in seconds)");
+    }
+    o.ha.etcd_endpoints = endpoints;
+    o.ha.cluster_id = f.cluster_id;
+    o.ha.lease_ttl = std::chrono::duration_cast<std::chrono::seconds>(ttl);
+    if (f.cluster_id.empty() || f.cluster_id.find('/') != std::string::npos) {
+      return InvalidArgumentError("--cluster_id '" + f.cluster_id + "': non-empty, no '/'");
+    }
+  }
   return o;
 }
 

@@ -37,6 +37,13 @@ struct MasterFlags {
   std::string secret;    // "" = FERRY_KV_SECRET, else open
   std::string data_dir;  // "" = metadata in memory only
   int64_t snapshot_every_records = 100000;
+  // HA: several masters, one leader elected through etcd. --etcd_endpoints h1:2379,h2:2379,
+  // or Mooncake's --enable_ha --ha_backend_connstring etcd://h1:2379;h2:2379.
+  std::string etcd_endpoints;
+  std::string cluster_id = "mooncake_cluster";
+  bool enable_ha = false;
+  std::string ha_backend_connstring;
+  std::string ha_lease_ttl = "2";  // s, whole seconds (etcd's leases are)
 };
 
 // `text` as a duration; a bare number is in `unit`. InvalidArgument naming `flag` for
@@ -44,7 +51,8 @@ struct MasterFlags {
 Result<std::chrono::milliseconds> ParseFlagDuration(std::string_view flag, std::string_view text,
                                                     std::chrono::milliseconds unit);
 
-// Checked options: ports in 0..65535, ratios in (0, 1], put_start_release >= discard.
+// Checked options: ports in 0..65535, ratios in (0, 1], put_start_release >= discard, etcd
+// endpoints well formed, one of --data_dir and HA.
 Result<MasterServer::Options> ToMasterOptions(const MasterFlags& flags);
 
 }  // namespace ferry::store

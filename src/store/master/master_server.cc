@@ -6,6 +6,7 @@
 #include <array>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -15,11 +16,15 @@
 #include <utility>
 #include <vector>
 
+#include "common/host_port.h"
 #include "common/log.h"
 #include "common/message_auth.h"
 #include "http/http_server.h"
+#include "metadata/etcd_client.h"
 #include "metadata/http_metadata_server.h"
 #include "store/error_code.h"
+#include "store/master/etcd_log_storage.h"
+#include "store/master/leader_election.h"
 #include "store/proto/master.grpc.pb.h"
 #include "store/rpc_auth.h"
 
@@ -139,54 +144,61 @@ nlohmann::json DescribeJson(const ReplicaList& list) {
 // The gRPC service: checks auth and limits, then calls the MasterService.
 class MasterRpcService final : public pb::Master::Service {
  public:
-  MasterRpcService(MasterService* service, const MasterServer::Options& options)
-      : service_(service), options_(options), auth_(options.secret, std::string(kAuthChannel)) {}
+  // `acquire` returns the service while this master leads, or null and the reason (and the
+  // leader's address, "" if unknown) while it does not.
+  using Acquire =
+      std::function<std::shared_ptr<MasterService>(std::string* why, std::string* leader)>;
+  MasterRpcService(Acquire acquire, std::function<bool()> still_leading,
+                   const MasterServer::Options& options)
+      : acquire_(std::move(acquire)),
+        still_leading_(std::move(still_leading)),
+        options_(options),
+        auth_(options.secret, std::string(kAuthChannel)) {}
 
   RpcStats& stats(Rpc rpc) { return stats_[rpc]; }
   uint64_t auth_refused() const { return auth_refused_.load(); }
 
   grpc::Status MountSegment(grpc::ServerContext* ctx, const pb::MountSegmentRequest* req,
                             pb::MountSegmentReply* rep) override {
-    return Run(kMount, ctx, *req, 1, [&] {
+    return Run(kMount, ctx, *req, 1, [&](MasterService& svc) {
       SetResult(rep->mutable_result(),
-                service_->MountSegment(FromProto(req->segment(), req->client_id())));
-      FailUnlessDurable(service_->Sync(), rep->mutable_result());
+                svc.MountSegment(FromProto(req->segment(), req->client_id())));
+      FailUnlessDurable(svc.Sync(), rep->mutable_result());
     });
   }
   grpc::Status RemountSegments(grpc::ServerContext* ctx, const pb::RemountSegmentsRequest* req,
                                pb::RemountSegmentsReply* rep) override {
-    return Run(kRemount, ctx, *req, req->segments_size(), [&] {
+    return Run(kRemount, ctx, *req, req->segments_size(), [&](MasterService& svc) {
       for (const pb::Segment& s : req->segments()) {
-        SetResult(rep->add_results(), service_->MountSegment(FromProto(s, req->client_id())));
+        SetResult(rep->add_results(), svc.MountSegment(FromProto(s, req->client_id())));
       }
-      (void)service_->Ping(req->client_id());
-      FailUnlessDurable(service_->Sync(), rep->mutable_results());
+      (void)svc.Ping(req->client_id());
+      FailUnlessDurable(svc.Sync(), rep->mutable_results());
     });
   }
   grpc::Status UnmountSegment(grpc::ServerContext* ctx, const pb::UnmountSegmentRequest* req,
                               pb::UnmountSegmentReply* rep) override {
-    return Run(kUnmount, ctx, *req, 1, [&] {
-      SetResult(rep->mutable_result(),
-                service_->UnmountSegment(req->segment_id(), req->client_id()));
-      FailUnlessDurable(service_->Sync(), rep->mutable_result());
+    return Run(kUnmount, ctx, *req, 1, [&](MasterService& svc) {
+      SetResult(rep->mutable_result(), svc.UnmountSegment(req->segment_id(), req->client_id()));
+      FailUnlessDurable(svc.Sync(), rep->mutable_result());
     });
   }
   grpc::Status Ping(grpc::ServerContext* ctx, const pb::PingRequest* req,
                     pb::PingReply* rep) override {
-    return Run(kPing, ctx, *req, 1, [&] {
+    return Run(kPing, ctx, *req, 1, [&](MasterService& svc) {
       if (req->client_id().empty()) {
         SetResult(rep->mutable_result(), StoreError(ErrorCode::kInvalidParams, "no client_id"));
         return;
       }
-      const bool remount = service_->Ping(req->client_id());
+      const bool remount = svc.Ping(req->client_id());
       SetResult(rep->mutable_result(), OkStatus());
       rep->set_client_status(remount ? pb::NEED_REMOUNT : pb::CLIENT_OK);
-      rep->set_view_version(service_->view_version());
+      rep->set_view_version(svc.view_version());
     });
   }
   grpc::Status BatchPutStart(grpc::ServerContext* ctx, const pb::BatchPutStartRequest* req,
                              pb::BatchPutStartReply* rep) override {
-    return Run(kPutStart, ctx, *req, req->items_size(), [&] {
+    return Run(kPutStart, ctx, *req, req->items_size(), [&](MasterService& svc) {
       const ReplicateConfig config = FromProto(req->config());
       const std::string host = PeerHost(ctx);
       for (const pb::PutStartItem& item : req->items()) {
@@ -196,15 +208,15 @@ class MasterRpcService final : public pb::Master::Service {
           SetResult(out->mutable_result(), bad);
           continue;
         }
-        auto r = service_->PutStart(item.key(), item.size(), config, req->client_id(), host,
-                                    req->upsert() ? PutMode::kUpsert : PutMode::kInsert);
+        auto r = svc.PutStart(item.key(), item.size(), config, req->client_id(), host,
+                              req->upsert() ? PutMode::kUpsert : PutMode::kInsert);
         SetResult(out->mutable_result(), r.status());
         if (r.ok()) {
           for (const ReplicaDescriptor& d : *r) ToProto(d, out->add_replicas());
         }
       }
       if (req->upsert()) {  // an upsert may have removed COMPLETE objects
-        Status durable = service_->Sync();
+        Status durable = svc.Sync();
         for (pb::PutStartResult& r : *rep->mutable_results()) {
           FailUnlessDurable(durable, r.mutable_result());
         }
@@ -213,24 +225,24 @@ class MasterRpcService final : public pb::Master::Service {
   }
   grpc::Status BatchPutEnd(grpc::ServerContext* ctx, const pb::BatchKeysRequest* req,
                            pb::BatchResultsReply* rep) override {
-    return Run(kPutEnd, ctx, *req, req->keys_size(), [&] {
+    return Run(kPutEnd, ctx, *req, req->keys_size(), [&](MasterService& svc) {
       for (const std::string& key : req->keys()) {
-        SetResult(rep->add_results(), service_->PutEnd(key, req->client_id()));
+        SetResult(rep->add_results(), svc.PutEnd(key, req->client_id()));
       }
-      FailUnlessDurable(service_->Sync(), rep->mutable_results());
+      FailUnlessDurable(svc.Sync(), rep->mutable_results());
     });
   }
   grpc::Status BatchPutRevoke(grpc::ServerContext* ctx, const pb::BatchKeysRequest* req,
                               pb::BatchResultsReply* rep) override {
-    return Run(kPutRevoke, ctx, *req, req->keys_size(), [&] {
+    return Run(kPutRevoke, ctx, *req, req->keys_size(), [&](MasterService& svc) {
       for (const std::string& key : req->keys()) {
-        SetResult(rep->add_results(), service_->PutRevoke(key, req->client_id()));
+        SetResult(rep->add_results(), svc.PutRevoke(key, req->client_id()));
       }
     });
   }
   grpc::Status BatchGetReplicaList(grpc::ServerContext* ctx, const pb::BatchKeysRequest* req,
                                    pb::BatchGetReplicaListReply* rep) override {
-    return Run(kGetReplicaList, ctx, *req, req->keys_size(), [&] {
+    return Run(kGetReplicaList, ctx, *req, req->keys_size(), [&](MasterService& svc) {
       const uint64_t ttl = options_.service.default_kv_lease_ttl.count();
       for (const std::string& key : req->keys()) {
         pb::GetReplicaListResult* out = rep->add_results();
@@ -239,7 +251,7 @@ class MasterRpcService final : public pb::Master::Service {
           SetResult(out->mutable_result(), bad);
           continue;
         }
-        auto r = service_->GetReplicaList(key);
+        auto r = svc.GetReplicaList(key);
         SetResult(out->mutable_result(), r.status());
         if (!r.ok()) continue;
         out->set_size(r->size);
@@ -250,43 +262,43 @@ class MasterRpcService final : public pb::Master::Service {
   }
   grpc::Status BatchExist(grpc::ServerContext* ctx, const pb::BatchKeysRequest* req,
                           pb::BatchExistReply* rep) override {
-    return Run(kExist, ctx, *req, req->keys_size(), [&] {
+    return Run(kExist, ctx, *req, req->keys_size(), [&](MasterService& svc) {
       rep->set_lease_ttl_ms(options_.service.default_kv_lease_ttl.count());
       rep->mutable_codes()->Reserve(req->keys_size());
       for (const std::string& key : req->keys()) {
-        rep->add_codes(ToInt(ErrorCodeOf(service_->Exist(key))));
+        rep->add_codes(ToInt(ErrorCodeOf(svc.Exist(key))));
       }
     });
   }
   grpc::Status BatchRemove(grpc::ServerContext* ctx, const pb::BatchRemoveRequest* req,
                            pb::BatchResultsReply* rep) override {
-    return Run(kRemove, ctx, *req, req->keys_size(), [&] {
+    return Run(kRemove, ctx, *req, req->keys_size(), [&](MasterService& svc) {
       for (const std::string& key : req->keys()) {
-        SetResult(rep->add_results(), service_->Remove(key, req->force()));
+        SetResult(rep->add_results(), svc.Remove(key, req->force()));
       }
-      FailUnlessDurable(service_->Sync(), rep->mutable_results());
+      FailUnlessDurable(svc.Sync(), rep->mutable_results());
     });
   }
   grpc::Status RemoveByRegex(grpc::ServerContext* ctx, const pb::RemoveByRegexRequest* req,
                              pb::RemoveCountReply* rep) override {
-    return Run(kRemoveByRegex, ctx, *req, 1, [&] {
-      auto n = service_->RemoveByRegex(req->regex(), req->force());
+    return Run(kRemoveByRegex, ctx, *req, 1, [&](MasterService& svc) {
+      auto n = svc.RemoveByRegex(req->regex(), req->force());
       SetResult(rep->mutable_result(), n.status());
       if (n.ok()) rep->set_removed(*n);
-      FailUnlessDurable(service_->Sync(), rep->mutable_result());
+      FailUnlessDurable(svc.Sync(), rep->mutable_result());
     });
   }
   grpc::Status RemoveAll(grpc::ServerContext* ctx, const pb::RemoveAllRequest* req,
                          pb::RemoveCountReply* rep) override {
-    return Run(kRemoveAll, ctx, *req, 1, [&] {
+    return Run(kRemoveAll, ctx, *req, 1, [&](MasterService& svc) {
       SetResult(rep->mutable_result(), OkStatus());
-      rep->set_removed(service_->RemoveAll(req->force()));
-      FailUnlessDurable(service_->Sync(), rep->mutable_result());
+      rep->set_removed(svc.RemoveAll(req->force()));
+      FailUnlessDurable(svc.Sync(), rep->mutable_result());
     });
   }
   grpc::Status ListKeys(grpc::ServerContext* ctx, const pb::ListKeysRequest* req,
                         pb::ListKeysReply* rep) override {
-    return Run(kListKeys, ctx, *req, 1, [&] {
+    return Run(kListKeys, ctx, *req, 1, [&](MasterService& svc) {
       constexpr size_t kCap = 10000;
       const size_t limit = req->limit() == 0 ? kCap : std::min<size_t>(req->limit(), kCap);
       std::unique_ptr<RE2> re;
@@ -302,14 +314,14 @@ class MasterRpcService final : public pb::Master::Service {
         }
       }
       // Listing more than the cap when filtering: take up to 4x the cap and filter.
-      std::vector<std::string> keys = service_->ListKeys(re ? 4 * kCap : limit + 1);
+      std::vector<std::string> keys = svc.ListKeys(re ? 4 * kCap : limit + 1);
       for (const std::string& key : keys) {
         if (re && !RE2::FullMatch(key, *re)) continue;
         if (static_cast<size_t>(rep->keys_size()) == limit) {
           rep->set_truncated(true);
           break;
         }
-        auto d = service_->Describe(key);
+        auto d = svc.Describe(key);
         if (!d.ok()) continue;
         pb::KeyInfo* k = rep->add_keys();
         k->set_key(key);
@@ -324,8 +336,8 @@ class MasterRpcService final : public pb::Master::Service {
   }
   grpc::Status GetAllSegments(grpc::ServerContext* ctx, const pb::GetAllSegmentsRequest* req,
                               pb::GetAllSegmentsReply* rep) override {
-    return Run(kGetAllSegments, ctx, *req, 1, [&] {
-      for (const SegmentInfo& s : service_->Segments()) {
+    return Run(kGetAllSegments, ctx, *req, 1, [&](MasterService& svc) {
+      for (const SegmentInfo& s : svc.Segments()) {
         pb::SegmentUsage* u = rep->add_segments();
         pb::Segment* seg = u->mutable_segment();
         seg->set_id(s.id);
@@ -340,7 +352,7 @@ class MasterRpcService final : public pb::Master::Service {
   }
   grpc::Status Health(grpc::ServerContext* ctx, const pb::HealthRequest* req,
                       pb::HealthReply* rep) override {
-    return Run(kHealth, ctx, *req, 1, [&] {
+    return Run(kHealth, ctx, *req, 1, [&](MasterService&) {
       SetResult(rep->mutable_result(), OkStatus());
       rep->set_role("leader");
       rep->set_version(FERRY_STORE_VERSION);
@@ -367,8 +379,21 @@ class MasterRpcService final : public pb::Master::Service {
                           "batch of " + std::to_string(items) + " items; the limit is " +
                               std::to_string(options_.max_batch));
     }
+    std::string why;
+    std::string leader;
+    std::shared_ptr<MasterService> service = acquire_(&why, &leader);
+    if (!service) {
+      st.refused.fetch_add(1, std::memory_order_relaxed);
+      return NotLeader(ctx, why, leader);
+    }
     st.items.fetch_add(items, std::memory_order_relaxed);
-    body();
+    body(*service);
+    // The term may have ended while the body ran (a pause past the lease): what it handed
+    // out (a PutStart's space) may be another leader's by now, so none of it is sent.
+    if (!still_leading_()) {
+      st.refused.fetch_add(1, std::memory_order_relaxed);
+      return NotLeader(ctx, "this master lost its leadership while answering", "");
+    }
     const uint64_t us =
         std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count();
     st.micros.fetch_add(us, std::memory_order_relaxed);
@@ -376,6 +401,16 @@ class MasterRpcService final : public pb::Master::Service {
       if (us <= kBucketsUs[i]) st.buckets[i].fetch_add(1, std::memory_order_relaxed);
     }
     return grpc::Status::OK;
+  }
+
+  // UNAVAILABLE, so that clients try the leader; its address (when known) in the trailing
+  // metadata.
+  static grpc::Status NotLeader(grpc::ServerContext* ctx, const std::string& why,
+                                const std::string& leader) {
+    if (!leader.empty()) ctx->AddTrailingMetadata(std::string(kLeaderMetadataKey), leader);
+    return grpc::Status(
+        grpc::StatusCode::UNAVAILABLE,
+        "not the leader: " + why + (leader.empty() ? "" : "; the leader is " + leader));
   }
 
   grpc::Status CheckAuth(Rpc rpc, grpc::ServerContext* ctx, const google::protobuf::Message& req) {
@@ -419,7 +454,8 @@ class MasterRpcService final : public pb::Master::Service {
     return peer;
   }
 
-  MasterService* service_;
+  const Acquire acquire_;
+  const std::function<bool()> still_leading_;
   const MasterServer::Options& options_;
   MessageAuth auth_;
   std::array<RpcStats, kRpcCount> stats_;
@@ -428,7 +464,17 @@ class MasterRpcService final : public pb::Master::Service {
 
 struct MasterServer::Impl {
   Options options;
-  std::unique_ptr<MasterService> service;
+  // HA (options.ha.etcd_endpoints): the election, and the etcd client it shares with the
+  // log of each term.
+  std::shared_ptr<metadata::EtcdClient> etcd;
+  std::unique_ptr<LeaderElection> election;
+  std::string leader_key;
+  std::string advertised;  // the rpc address this master puts in the leader key
+  std::thread campaigner;
+  std::atomic<uint64_t> terms{0};  // terms this master has led
+  // The service while this master serves (always without HA; while leading with it).
+  mutable std::mutex service_mu;
+  std::shared_ptr<MasterService> service;  // GUARDED_BY(service_mu)
   std::unique_ptr<MasterRpcService> rpc;
   std::unique_ptr<grpc::Server> grpc_server;
   int rpc_port = 0;
@@ -441,47 +487,143 @@ struct MasterServer::Impl {
 
   std::string Metrics() const;
   void InstallRoutes();
+  std::shared_ptr<MasterService> Current() const {
+    std::lock_guard<std::mutex> lock(service_mu);
+    return service;
+  }
+  // The service if this master may answer now; else null, why, and the leader if known.
+  std::shared_ptr<MasterService> Acquire(std::string* why, std::string* leader) const;
+  bool Leading() const { return !election || election->IsLeader(); }
+  // The leader's rpc address as etcd has it ("" when none or etcd is unreachable).
+  std::string LeaderAddress() const;
+  // HA: campaign, serve the term from etcd's log, step down when the lease goes; repeat.
+  void CampaignLoop();
+  bool Stopping() {
+    std::lock_guard<std::mutex> lock(mu);
+    return stopping;
+  }
 };
 
+std::shared_ptr<MasterService> MasterServer::Impl::Acquire(std::string* why,
+                                                           std::string* leader) const {
+  std::shared_ptr<MasterService> svc = Current();
+  if (svc && Leading()) return svc;
+  const std::string reason = election ? election->lost_reason() : "";
+  *why = "this master is a standby of cluster '" + options.ha.cluster_id + "'" +
+         (reason.empty() ? "" : " (" + reason + ")");
+  *leader = LeaderAddress();
+  if (*leader == advertised) leader->clear();  // etcd has not seen us go yet
+  return nullptr;
+}
+
+std::string MasterServer::Impl::LeaderAddress() const {
+  if (!election) return advertised;
+  auto v = election->Leader();
+  return v.ok() ? *v : "";
+}
+
+void MasterServer::Impl::CampaignLoop() {
+  while (!Stopping()) {
+    Result<int64_t> term = election->Campaign();
+    if (!term.ok()) return;  // stopping
+    EtcdLogStorage::Options lo;
+    lo.prefix = "/ferry/store/" + options.ha.cluster_id + "/";
+    lo.fence_key = leader_key;
+    lo.fence_revision = *term;
+    const auto start = Clock::now();
+    auto svc = MasterService::Create(options.service, std::make_unique<EtcdLogStorage>(etcd, lo));
+    if (!svc.ok()) {
+      FERRY_LOG_ERROR("master: cannot take over term {}: {}; resigning", *term,
+                      svc.status().ToString());
+      election->Resign();
+      std::unique_lock<std::mutex> lock(mu);
+      cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; });
+      continue;
+    }
+    FERRY_LOG_INFO(
+        "master: serving term {} ({} ms to load the log from etcd)", *term,
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
+    {
+      std::lock_guard<std::mutex> lock(service_mu);
+      service = std::shared_ptr<MasterService>(std::move(*svc));
+    }
+    terms.fetch_add(1, std::memory_order_relaxed);
+    election->WaitLost();
+    std::shared_ptr<MasterService> old;
+    {
+      std::lock_guard<std::mutex> lock(service_mu);
+      old.swap(service);
+    }
+    // `old` goes when the last RPC holding it returns; its log is fenced already.
+  }
+}
+
 std::string MasterServer::Impl::Metrics() const {
-  const MasterService::Stats s = service->stats();
   std::ostringstream o;
-  o << "# TYPE ferry_store_keys gauge\nferry_store_keys " << s.keys << "\n"
-    << "# TYPE ferry_store_clients gauge\nferry_store_clients " << s.clients << "\n"
-    << "# TYPE ferry_store_segments gauge\nferry_store_segments " << s.space.segments << "\n"
-    << "# TYPE ferry_store_capacity_bytes gauge\nferry_store_capacity_bytes " << s.space.capacity
+  const std::shared_ptr<MasterService> service = Current();
+  const bool leading = service && Leading();
+  o << "# TYPE ferry_store_master_leader gauge\nferry_store_master_leader " << (leading ? 1 : 0)
     << "\n"
-    << "# TYPE ferry_store_allocated_bytes gauge\nferry_store_allocated_bytes " << s.space.allocated
-    << "\n"
-    << "# TYPE ferry_store_held_bytes gauge\nferry_store_held_bytes " << s.space.held << "\n"
-    << "# TYPE ferry_store_evictions_total counter\nferry_store_evictions_total " << s.evictions
-    << "\n"
-    << "# TYPE ferry_store_put_start_released_total counter\n"
-    << "ferry_store_put_start_released_total " << s.put_start_released << "\n"
-    << "# TYPE ferry_store_clients_dropped_total counter\nferry_store_clients_dropped_total "
-    << s.clients_dropped << "\n"
+    << "# TYPE ferry_store_master_terms_total counter\nferry_store_master_terms_total "
+    << terms.load() << "\n"
     << "# TYPE ferry_store_auth_refused_total counter\nferry_store_auth_refused_total "
     << rpc->auth_refused() << "\n";
-  if (const std::optional<MetadataLog::Stats> w = service->log_stats()) {
-    o << "# TYPE ferry_store_wal_commits_total counter\nferry_store_wal_commits_total "
-      << w->commits << "\n"
-      << "# TYPE ferry_store_wal_records_total counter\nferry_store_wal_records_total "
-      << w->committed_records << "\n"
-      << "# TYPE ferry_store_wal_commit_latency_seconds summary\n"
-      << "ferry_store_wal_commit_latency_seconds_sum "
-      << static_cast<double>(w->commit_micros) / 1e6 << "\n"
-      << "ferry_store_wal_commit_latency_seconds_count " << w->commits << "\n"
-      << "# TYPE ferry_store_wal_batch_records summary\n"
-      << "ferry_store_wal_batch_records_sum " << w->committed_records << "\n"
-      << "ferry_store_wal_batch_records_count " << w->commits << "\n"
-      << "# TYPE ferry_store_wal_batch_records_max gauge\nferry_store_wal_batch_records_max "
-      << w->max_batch << "\n"
-      << "# TYPE ferry_store_wal_log_records gauge\nferry_store_wal_log_records " << w->log_records
+  if (service) {
+    const MasterService::Stats s = service->stats();
+    o << "# TYPE ferry_store_keys gauge\nferry_store_keys " << s.keys << "\n"
+      << "# TYPE ferry_store_clients gauge\nferry_store_clients " << s.clients << "\n"
+      << "# TYPE ferry_store_segments gauge\nferry_store_segments " << s.space.segments << "\n"
+      << "# TYPE ferry_store_capacity_bytes gauge\nferry_store_capacity_bytes " << s.space.capacity
       << "\n"
-      << "# TYPE ferry_store_wal_log_bytes gauge\nferry_store_wal_log_bytes " << w->log_bytes
+      << "# TYPE ferry_store_allocated_bytes gauge\nferry_store_allocated_bytes "
+      << s.space.allocated << "\n"
+      << "# TYPE ferry_store_held_bytes gauge\nferry_store_held_bytes " << s.space.held << "\n"
+      << "# TYPE ferry_store_evictions_total counter\nferry_store_evictions_total " << s.evictions
       << "\n"
-      << "# TYPE ferry_store_snapshots_total counter\nferry_store_snapshots_total " << w->snapshots
-      << "\n";
+      << "# TYPE ferry_store_put_start_released_total counter\n"
+      << "ferry_store_put_start_released_total " << s.put_start_released << "\n"
+      << "# TYPE ferry_store_clients_dropped_total counter\nferry_store_clients_dropped_total "
+      << s.clients_dropped << "\n";
+    if (const std::optional<MetadataLog::Stats> w = service->log_stats()) {
+      o << "# TYPE ferry_store_wal_commits_total counter\nferry_store_wal_commits_total "
+        << w->commits << "\n"
+        << "# TYPE ferry_store_wal_records_total counter\nferry_store_wal_records_total "
+        << w->committed_records << "\n"
+        << "# TYPE ferry_store_wal_commit_latency_seconds summary\n"
+        << "ferry_store_wal_commit_latency_seconds_sum "
+        << static_cast<double>(w->commit_micros) / 1e6 << "\n"
+        << "ferry_store_wal_commit_latency_seconds_count " << w->commits << "\n"
+        << "# TYPE ferry_store_wal_batch_records summary\n"
+        << "ferry_store_wal_batch_records_sum " << w->committed_records << "\n"
+        << "ferry_store_wal_batch_records_count " << w->commits << "\n"
+        << "# TYPE ferry_store_wal_batch_records_max gauge\nferry_store_wal_batch_records_max "
+        << w->max_batch << "\n"
+        << "# TYPE ferry_store_wal_log_records gauge\nferry_store_wal_log_records "
+        << w->log_records << "\n"
+        << "# TYPE ferry_store_wal_log_bytes gauge\nferry_store_wal_log_bytes " << w->log_bytes
+        << "\n"
+        << "# TYPE ferry_store_snapshots_total counter\nferry_store_snapshots_total "
+        << w->snapshots << "\n"
+        << "# TYPE ferry_store_wal_durable_seq gauge\nferry_store_wal_durable_seq "
+        << w->durable_seq << "\n";
+      o << "# TYPE ferry_store_wal_commit_seconds histogram\n";
+      for (size_t i = 0; i < MetadataLog::kCommitBucketsUs.size(); ++i) {
+        o << "ferry_store_wal_commit_seconds_bucket{le=\""
+          << static_cast<double>(MetadataLog::kCommitBucketsUs[i]) / 1e6 << "\"} "
+          << w->commit_buckets[i] << "\n";
+      }
+      o << "ferry_store_wal_commit_seconds_bucket{le=\"+Inf\"} " << w->commits << "\n"
+        << "ferry_store_wal_commit_seconds_sum " << static_cast<double>(w->commit_micros) / 1e6
+        << "\nferry_store_wal_commit_seconds_count " << w->commits << "\n";
+      o << "# TYPE ferry_store_wal_batch_size histogram\n";
+      for (size_t i = 0; i < MetadataLog::kBatchBuckets.size(); ++i) {
+        o << "ferry_store_wal_batch_size_bucket{le=\"" << MetadataLog::kBatchBuckets[i] << "\"} "
+          << w->batch_buckets[i] << "\n";
+      }
+      o << "ferry_store_wal_batch_size_bucket{le=\"+Inf\"} " << w->commits << "\n"
+        << "ferry_store_wal_batch_size_sum " << w->committed_records << "\n"
+        << "ferry_store_wal_batch_size_count " << w->commits << "\n";
+    }
   }
   o << "# TYPE ferry_store_rpc_requests_total counter\n";
   for (size_t i = 0; i < kRpcCount; ++i) {
@@ -520,20 +662,58 @@ void MasterServer::Impl::InstallRoutes() {
   http->Route("GET", "/metrics", [this](const http::Request&, http::Response& res) {
     res.Set(200, Metrics(), "text/plain; version=0.0.4");
   });
-  http->Route("GET", "/health", [](const http::Request&, http::Response& res) {
-    res.Set(200, "OK\n", "text/plain");
+  // Role, leader and log position: /health for probes (200 whatever the role), /leader.
+  auto role = [this] {
+    const std::shared_ptr<MasterService> svc = Current();
+    const bool leading = svc && Leading();
+    nlohmann::json j = {{"role", leading ? "leader" : "standby"},
+                        {"leader", leading ? advertised : LeaderAddress()},
+                        {"cluster_id", election ? options.ha.cluster_id : ""},
+                        {"term", election ? election->term() : 0},
+                        {"log_position", 0}};
+    if (svc) {
+      if (auto w = svc->log_stats()) j["log_position"] = w->durable_seq;
+    }
+    if (election && !leading) j["lost_reason"] = election->lost_reason();
+    return j;
+  };
+  http->Route("GET", "/health", [role](const http::Request&, http::Response& res) {
+    nlohmann::json j = role();
+    j["status"] = "ok";
+    res.Set(200, j.dump() + "\n", "application/json");
   });
-  http->Route("GET", "/get_all_segments", [this](const http::Request&, http::Response& res) {
+  http->Route("GET", "/leader", [role](const http::Request&, http::Response& res) {
+    res.Set(200, role().dump() + "\n", "application/json");
+  });
+  // The query pages answer from the leader's state; a standby says where the leader is.
+  auto serving = [this](http::Response& res) {
+    std::string why;
+    std::string leader;
+    std::shared_ptr<MasterService> svc = Acquire(&why, &leader);
+    if (!svc) {
+      res.Set(503,
+              "not the leader: " + why + (leader.empty() ? "" : "; the leader is " + leader) + "\n",
+              "text/plain");
+    }
+    return svc;
+  };
+  http->Route("GET", "/get_all_segments", [serving](const http::Request&, http::Response& res) {
+    std::shared_ptr<MasterService> service = serving(res);
+    if (!service) return;
     std::string body;
     for (const SegmentInfo& s : service->Segments()) body += s.name + "\n";
     res.Set(200, std::move(body), "text/plain");
   });
-  http->Route("GET", "/get_all_keys", [this](const http::Request&, http::Response& res) {
+  http->Route("GET", "/get_all_keys", [serving](const http::Request&, http::Response& res) {
+    std::shared_ptr<MasterService> service = serving(res);
+    if (!service) return;
     std::string body;
     for (const std::string& k : service->ListKeys(1000000)) body += k + "\n";
     res.Set(200, std::move(body), "text/plain");
   });
-  http->Route("GET", "/query_key", [this](const http::Request& req, http::Response& res) {
+  http->Route("GET", "/query_key", [serving](const http::Request& req, http::Response& res) {
+    std::shared_ptr<MasterService> service = serving(res);
+    if (!service) return;
     std::optional<std::string> key = req.Param("key");
     if (!key || key->empty()) {
       res.Set(400, "missing ?key=\n", "text/plain");
@@ -546,29 +726,32 @@ void MasterServer::Impl::InstallRoutes() {
     }
     res.Set(200, DescribeJson(*d).dump() + "\n", "application/json");
   });
-  http->Route("GET", "/batch_query_keys", [this](const http::Request& req, http::Response& res) {
-    std::optional<std::string> keys = req.Param("keys");
-    if (!keys || keys->empty()) {
-      res.Set(400, "missing ?keys=a,b\n", "text/plain");
-      return;
-    }
-    nlohmann::json out = nlohmann::json::object();
-    size_t start = 0;
-    size_t count = 0;
-    while (start <= keys->size() && count < options.max_batch) {
-      size_t comma = keys->find(',', start);
-      if (comma == std::string::npos) comma = keys->size();
-      std::string key = keys->substr(start, comma - start);
-      start = comma + 1;
-      if (key.empty()) continue;
-      ++count;
-      auto d = service->Describe(key);
-      out[key] = d.ok() ? DescribeJson(*d)
-                        : nlohmann::json{{"error", ToInt(ErrorCodeOf(d.status()))},
-                                         {"message", d.status().message()}};
-    }
-    res.Set(200, out.dump() + "\n", "application/json");
-  });
+  http->Route("GET", "/batch_query_keys",
+              [this, serving](const http::Request& req, http::Response& res) {
+                std::shared_ptr<MasterService> service = serving(res);
+                if (!service) return;
+                std::optional<std::string> keys = req.Param("keys");
+                if (!keys || keys->empty()) {
+                  res.Set(400, "missing ?keys=a,b\n", "text/plain");
+                  return;
+                }
+                nlohmann::json out = nlohmann::json::object();
+                size_t start = 0;
+                size_t count = 0;
+                while (start <= keys->size() && count < options.max_batch) {
+                  size_t comma = keys->find(',', start);
+                  if (comma == std::string::npos) comma = keys->size();
+                  std::string key = keys->substr(start, comma - start);
+                  start = comma + 1;
+                  if (key.empty()) continue;
+                  ++count;
+                  auto d = service->Describe(key);
+                  out[key] = d.ok() ? DescribeJson(*d)
+                                    : nlohmann::json{{"error", ToInt(ErrorCodeOf(d.status()))},
+                                                     {"message", d.status().message()}};
+                }
+                res.Set(200, out.dump() + "\n", "application/json");
+              });
 }
 
 Result<std::unique_ptr<MasterServer>> MasterServer::Start(Options options) {
@@ -578,8 +761,31 @@ Result<std::unique_ptr<MasterServer>> MasterServer::Start(Options options) {
   auto impl = std::make_unique<Impl>();
   impl->options = std::move(options);
   const Options& o = impl->options;
-  FERRY_ASSIGN_OR_RETURN(impl->service, MasterService::Create(o.service));
-  impl->rpc = std::make_unique<MasterRpcService>(impl->service.get(), o);
+  const bool ha = !o.ha.etcd_endpoints.empty();
+  if (!ha) {
+    FERRY_ASSIGN_OR_RETURN(std::unique_ptr<MasterService> svc, MasterService::Create(o.service));
+    impl->service = std::move(svc);
+  } else {
+    if (!o.service.data_dir.empty()) {
+      return InvalidArgumentError(
+          "master: --data_dir is for a single master; with etcd the log lives in etcd");
+    }
+    if (o.ha.cluster_id.empty() || o.ha.cluster_id.size() > 128 ||
+        o.ha.cluster_id.find_first_of("/\n\0", 0, 3) != std::string::npos) {
+      return InvalidArgumentError("master: bad cluster_id '" + o.ha.cluster_id +
+                                  "' (1-128 characters, no '/')");
+    }
+    if (o.ha.lease_ttl.count() < 1)
+      return InvalidArgumentError("master: the HA lease TTL must be >= 1 s");
+    FERRY_ASSIGN_OR_RETURN(std::unique_ptr<metadata::EtcdClient> etcd,
+                           metadata::EtcdClient::Create(o.ha.etcd_endpoints));
+    impl->etcd = std::move(etcd);
+    impl->leader_key = "/ferry/store/" + o.ha.cluster_id + "/leader";
+  }
+  Impl* raw = impl.get();
+  impl->rpc = std::make_unique<MasterRpcService>(
+      [raw](std::string* why, std::string* leader) { return raw->Acquire(why, leader); },
+      [raw] { return raw->Leading(); }, o);
 
   grpc::ServerBuilder builder;
   builder.AddListeningPort(o.rpc_address + ":" + std::to_string(o.rpc_port),
@@ -631,17 +837,36 @@ Result<std::unique_ptr<MasterServer>> MasterServer::Start(Options options) {
     impl->metadata = std::move(*md);
   }
 
-  Impl* raw = impl.get();
+  {
+    std::string host = o.ha.advertise_address;
+    if (host.empty()) {
+      host = (o.rpc_address == "0.0.0.0" || o.rpc_address.empty())
+                 ? (ha ? LocalIpv4Address() : "127.0.0.1")
+                 : o.rpc_address;
+    }
+    impl->advertised = HostPort{host, static_cast<uint16_t>(impl->rpc_port)}.ToString();
+  }
   impl->ticker = std::thread([raw] {
     std::unique_lock<std::mutex> lock(raw->mu);
     while (!raw->stopping) {
       raw->cv.wait_for(lock, raw->options.tick_interval);
       if (raw->stopping) break;
       lock.unlock();
-      raw->service->Tick();
+      if (std::shared_ptr<MasterService> svc = raw->Current(); svc && raw->Leading()) svc->Tick();
       lock.lock();
     }
   });
+  if (ha) {
+    LeaderElection::Options eo;
+    eo.key = impl->leader_key;
+    eo.value = impl->advertised;
+    eo.lease_ttl = o.ha.lease_ttl;
+    impl->election = std::make_unique<LeaderElection>(impl->etcd, eo);
+    impl->campaigner = std::thread([raw] { raw->CampaignLoop(); });
+    FERRY_LOG_INFO("master: HA through {} as {} of cluster '{}' (lease {} s); standing by",
+                   impl->etcd->Describe(), impl->advertised, o.ha.cluster_id,
+                   o.ha.lease_ttl.count());
+  }
   if (o.secret.empty()) {
     FERRY_LOG_WARN(
         "master: no secret (--secret or FERRY_KV_SECRET): anyone who reaches port {} can "
@@ -663,22 +888,24 @@ void MasterServer::Stop() {
   }
   impl_->cv.notify_all();
   if (impl_->ticker.joinable()) impl_->ticker.join();
+  if (impl_->election) {
+    impl_->election->Stop();
+    if (impl_->campaigner.joinable()) impl_->campaigner.join();
+    impl_->election->Resign();  // another master takes over now, not after the lease
+  }
   impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   impl_->grpc_server->Wait();
   impl_->http->Stop();
   if (impl_->metadata) impl_->metadata->Stop();
 }
 
-std::string MasterServer::rpc_address() const {
-  const std::string& a = impl_->options.rpc_address;
-  const std::string host = (a == "0.0.0.0" || a.empty()) ? "127.0.0.1" : a;
-  return host + ":" + std::to_string(impl_->rpc_port);
-}
+std::string MasterServer::rpc_address() const { return impl_->advertised; }
 uint16_t MasterServer::rpc_port() const { return static_cast<uint16_t>(impl_->rpc_port); }
 uint16_t MasterServer::metrics_port() const { return impl_->http->port(); }
 uint16_t MasterServer::http_metadata_server_port() const {
   return impl_->metadata ? impl_->metadata->port() : 0;
 }
-MasterService& MasterServer::service() { return *impl_->service; }
+MasterService& MasterServer::service() { return *impl_->Current(); }
+bool MasterServer::leading() const { return impl_->Current() != nullptr && impl_->Leading(); }
 
 }  // namespace ferry::store

@@ -13,6 +13,15 @@
 // - With service.data_dir, every RPC that changes durable state (mounts, unmounts, PutEnd,
 //   removals, upserts) replies only after MasterService::Sync; when the log cannot be
 //   written its OK results become INTERNAL_ERROR.
+// - With ha.etcd_endpoints (HA): the ports open at once, and the master campaigns for
+//   /ferry/store/<cluster_id>/leader (LeaderElection). While it leads, a MasterService
+//   rebuilt from etcd's log (EtcdLogStorage, fenced on the term) answers; otherwise every
+//   RPC is refused with UNAVAILABLE "not the leader", naming the leader in the trailing
+//   metadata x-ferry-leader, and a reply is withheld the same way when the term ended while
+//   it was computed. A lost term (lease expired, etcd unreachable) makes it a standby that
+//   campaigns again; Stop resigns, so a standby takes over at once.
+// - /health (200 in every role) and /leader answer JSON: role, leader, term, log_position
+//   (the last durable log record), cluster_id.
 //
 //   ferry::store::MasterServer::Options o;
 //   o.rpc_port = 0;       // any free port
@@ -46,6 +55,15 @@ class MasterServer {
     size_t max_key_bytes = 4096;
     int max_message_bytes = 64 << 20;
     std::chrono::milliseconds tick_interval{100};
+    // High availability: several masters, one leader elected through etcd (docs/store.md).
+    struct Ha {
+      std::string etcd_endpoints;  // "h1:2379,h2:2379"; "" = a single master
+      std::string cluster_id = "mooncake_cluster";
+      std::chrono::seconds lease_ttl{2};
+      // The host clients dial, put in the leader key. "" = rpc_address, or this host's
+      // first non-loopback IPv4 address when that is 0.0.0.0.
+      std::string advertise_address;
+    } ha;
   };
 
   // Recovers from options.service.data_dir when set (MasterService::Create), then binds
@@ -61,11 +79,15 @@ class MasterServer {
   // Stops every port and the housekeeping thread. Idempotent.
   void Stop();
 
-  // "host:port" clients dial (127.0.0.1 when bound to 0.0.0.0).
+  // "host:port" clients dial (127.0.0.1 when bound to 0.0.0.0; with HA, what the leader key
+  // says: this host's address).
   std::string rpc_address() const;
+  // Whether this master answers RPCs now (always without HA).
+  bool leading() const;
   uint16_t rpc_port() const;
   uint16_t metrics_port() const;
   uint16_t http_metadata_server_port() const;
+  // The service answering now. REQUIRES: leading().
   MasterService& service();
 
  private:

@@ -28,19 +28,24 @@ MasterService::MasterService(MasterServiceOptions options)
 
 MasterService::~MasterService() = default;
 
-Result<std::unique_ptr<MasterService>> MasterService::Create(MasterServiceOptions options) {
+Result<std::unique_ptr<MasterService>> MasterService::Create(MasterServiceOptions options,
+                                                             std::unique_ptr<LogStorage> storage) {
   auto service = std::make_unique<MasterService>(options);
-  if (options.data_dir.empty()) return service;
+  if (!storage && options.data_dir.empty()) return service;
   MetadataLog::Options lo;
   lo.dir = options.data_dir;
   lo.snapshot_every_records = std::max<uint64_t>(1, options.snapshot_every_records);
   RecoveredMetadata state;
-  FERRY_ASSIGN_OR_RETURN(service->log_, MetadataLog::Open(lo, &state));
+  if (storage) {
+    FERRY_ASSIGN_OR_RETURN(service->log_, MetadataLog::Open(lo, std::move(storage), &state));
+  } else {
+    FERRY_ASSIGN_OR_RETURN(service->log_, MetadataLog::Open(lo, &state));
+  }
   service->Restore(state);
   FERRY_LOG_INFO(
       "master: {} recovered: {} segment(s) awaiting remount, {} object(s) (snapshot at "
       "sequence {}, {} log record(s) after it{})",
-      options.data_dir, state.segments.size(), service->keys_.load(), state.snapshot_seq,
+      service->log_->Describe(), state.segments.size(), service->keys_.load(), state.snapshot_seq,
       state.log_records, state.dropped_torn_tail ? ", a torn last record dropped" : "");
   FERRY_RETURN_IF_ERROR(service->Sync());  // the removals Restore logged
   return service;

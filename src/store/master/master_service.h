@@ -102,9 +102,11 @@ class MasterService {
 
   // A master that keeps everything in memory (options.data_dir is not looked at).
   explicit MasterService(MasterServiceOptions options);
-  // With options.data_dir: recovers from it and logs to it (see above); without, as the
-  // constructor. Errors: MetadataLog::Open's (the file and offset of a corrupt record).
-  static Result<std::unique_ptr<MasterService>> Create(MasterServiceOptions options);
+  // With `storage` (HA: EtcdLogStorage) or else options.data_dir: recovers from it and logs
+  // to it (see above); with neither, as the constructor. Errors: the storage's Load (where
+  // a corrupt record is).
+  static Result<std::unique_ptr<MasterService>> Create(
+      MasterServiceOptions options, std::unique_ptr<LogStorage> storage = nullptr);
   ~MasterService();
 
   MasterService(const MasterService&) = delete;

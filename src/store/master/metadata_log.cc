@@ -1,36 +1,30 @@
 #include "store/master/metadata_log.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <xxhash.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <utility>
 
 #include "common/log.h"
+#include "store/master/file_log_storage.h"
 
 namespace ferry::store {
 
 namespace {
 
-namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 constexpr std::string_view kWalMagic = "FERRYWAL";
 constexpr std::string_view kSnapshotMagic = "FERRYSNP";
 constexpr uint32_t kVersion = 1;
-constexpr size_t kFileHeaderBytes = 8 + 4;
+constexpr size_t kFileHeaderBytes = MetadataLog::kFileHeaderBytes;
 // u32 payload length, u64 checksum, u64 seq, u8 type.
 constexpr size_t kRecordHeaderBytes = 4 + 8 + 8 + 1;
 constexpr uint32_t kMaxPayload = 64u << 20;
-constexpr std::string_view kSnapshotName = "snapshot";
-constexpr std::string_view kSnapshotTmpName = "snapshot.tmp";
 // Records that no Sync waits for are written after at most this long.
 constexpr std::chrono::milliseconds kIdleFlush{20};
 
@@ -163,51 +157,6 @@ std::string FileHeader(std::string_view magic) {
   return h;
 }
 
-std::string Errno(std::string_view what, const std::string& path) {
-  return std::string(what) + " " + path + ": " + std::strerror(errno);
-}
-
-Status WriteAll(int fd, std::string_view data, const std::string& path) {
-  while (!data.empty()) {
-    const ssize_t n = ::write(fd, data.data(), data.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return InternalError(Errno("cannot write", path));
-    }
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return OkStatus();
-}
-
-Status FsyncDir(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return UnavailableError(Errno("cannot open directory", dir));
-  const int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return UnavailableError(Errno("cannot fsync directory", dir));
-  return OkStatus();
-}
-
-std::string WalName(uint64_t first_seq) {
-  std::string digits = std::to_string(first_seq);
-  return "wal." + std::string(20 - std::min<size_t>(20, digits.size()), '0') + digits;
-}
-
-// The log files in `dir` by first sequence number.
-std::map<uint64_t, std::string> ListLogs(const std::string& dir) {
-  std::map<uint64_t, std::string> out;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(dir, ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.size() != 24 || name.rfind("wal.", 0) != 0) continue;
-    if (!std::all_of(name.begin() + 4, name.end(), [](char c) { return c >= '0' && c <= '9'; })) {
-      continue;
-    }
-    out.emplace(std::stoull(name.substr(4)), entry.path().string());
-  }
-  return out;
-}
-
 }  // namespace
 
 MetadataRecord MetadataRecord::Mount(const SegmentInfo& segment) {
@@ -301,28 +250,42 @@ std::string MetadataLog::Encode(uint64_t seq, const MetadataRecord& record) {
   return out;
 }
 
-Result<MetadataLog::ReadResult> MetadataLog::ReadFile(const std::string& path,
-                                                      std::string_view magic,
-                                                      bool allow_torn_tail) {
+Result<ParsedLog> MetadataLog::ReadFile(const std::string& path, std::string_view magic,
+                                        bool allow_torn_tail) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return UnavailableError(Errno("cannot open", path));
+  if (!in) return UnavailableError("cannot open " + path + ": " + std::strerror(errno));
   const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ReadResult result;
-  if (data.size() < kFileHeaderBytes || std::string_view(data).substr(0, 8) != magic) {
-    if (allow_torn_tail && data.size() < kFileHeaderBytes &&
-        std::string_view(magic).substr(0, data.size()) == data) {
-      result.torn_tail = !data.empty();  // a header never completely written
-      return result;
+  return Parse(data, magic, path, allow_torn_tail);
+}
+
+bool MetadataLog::PeekRecord(std::string_view data, size_t* size, uint64_t* seq) {
+  if (data.size() < kRecordHeaderBytes) return false;
+  *size = kRecordHeaderBytes + static_cast<size_t>(GetLE(data.data(), 4));
+  *seq = GetLE(data.data() + 12, 8);
+  return true;
+}
+
+Result<ParsedLog> MetadataLog::Parse(std::string_view data, std::string_view magic,
+                                     const std::string& path, bool allow_torn_tail) {
+  ParsedLog result;
+  size_t off = 0;
+  if (!magic.empty()) {
+    if (data.size() < kFileHeaderBytes || data.substr(0, 8) != magic) {
+      if (allow_torn_tail && data.size() < kFileHeaderBytes &&
+          magic.substr(0, data.size()) == data) {
+        result.torn_tail = !data.empty();  // a header never completely written
+        return result;
+      }
+      return DataLossError(path + " at offset 0: not a ferry " +
+                           std::string(magic == kWalMagic ? "log" : "snapshot") + " file");
     }
-    return DataLossError(path + " at offset 0: not a ferry " +
-                         std::string(magic == kWalMagic ? "log" : "snapshot") + " file");
+    const uint32_t version = static_cast<uint32_t>(GetLE(data.data() + 8, 4));
+    if (version != kVersion) {
+      return DataLossError(path + " at offset 8: format version " + std::to_string(version) +
+                           ", this master reads " + std::to_string(kVersion));
+    }
+    off = kFileHeaderBytes;
   }
-  const uint32_t version = static_cast<uint32_t>(GetLE(data.data() + 8, 4));
-  if (version != kVersion) {
-    return DataLossError(path + " at offset 8: format version " + std::to_string(version) +
-                         ", this master reads " + std::to_string(kVersion));
-  }
-  size_t off = kFileHeaderBytes;
   result.valid_bytes = off;
   while (off < data.size()) {
     // What is wrong with the record at `off`, if anything; a bad record with nothing but
@@ -346,7 +309,7 @@ Result<MetadataLog::ReadResult> MetadataLog::ReadFile(const std::string& path,
         if (XXH64(body, 9 + len, 0) != sum) {
           bad = "checksum mismatch";
         } else {
-          ReadRecord rec;
+          LoggedRecord rec;
           rec.seq = GetLE(body, 8);
           rec.offset = off;
           const uint8_t type = static_cast<uint8_t>(body[8]);
@@ -373,7 +336,8 @@ Result<MetadataLog::ReadResult> MetadataLog::ReadFile(const std::string& path,
   return result;
 }
 
-MetadataLog::MetadataLog(Options options) : options_(std::move(options)) {}
+MetadataLog::MetadataLog(Options options, std::unique_ptr<LogStorage> storage)
+    : options_(std::move(options)), storage_(std::move(storage)) {}
 
 MetadataLog::~MetadataLog() {
   {
@@ -382,92 +346,77 @@ MetadataLog::~MetadataLog() {
   }
   work_cv_.notify_all();
   if (committer_.joinable()) committer_.join();
-  std::lock_guard<std::mutex> lock(file_mu_);
-  if (fd_ >= 0) ::close(fd_);
 }
 
 Result<std::unique_ptr<MetadataLog>> MetadataLog::Open(const Options& options,
                                                        RecoveredMetadata* recovered) {
   if (options.dir.empty()) return InvalidArgumentError("metadata log: no directory");
-  std::error_code ec;
-  fs::create_directories(options.dir, ec);
-  if (ec) {
-    return UnavailableError("metadata log: cannot create " + options.dir + ": " + ec.message());
-  }
+  return Open(options, std::make_unique<FileLogStorage>(options.dir), recovered);
+}
+
+Result<std::unique_ptr<MetadataLog>> MetadataLog::Open(const Options& options,
+                                                       std::unique_ptr<LogStorage> storage,
+                                                       RecoveredMetadata* recovered) {
   *recovered = RecoveredMetadata{};
-  fs::remove(fs::path(options.dir) / kSnapshotTmpName, ec);  // a snapshot never renamed
-
-  const std::string snap_path = (fs::path(options.dir) / kSnapshotName).string();
-  if (fs::exists(snap_path, ec)) {
-    FERRY_ASSIGN_OR_RETURN(ReadResult snap, ReadFile(snap_path, kSnapshotMagic, false));
-    const auto& recs = snap.records;
-    if (recs.size() < 2 || recs.front().record.type != MetadataRecord::Type::kSnapshotBegin ||
-        recs.back().record.type != MetadataRecord::Type::kSnapshotEnd ||
-        recs.back().record.size != recs.size() - 2) {
-      return DataLossError(snap_path + " at offset " + std::to_string(snap.valid_bytes) +
-                           ": the snapshot is incomplete (no begin/end records)");
-    }
-    for (size_t i = 1; i + 1 < recs.size(); ++i) recovered->Apply(recs[i].record);
-    recovered->snapshot_seq = recs.front().record.size;
-    recovered->last_seq = recovered->snapshot_seq;
-  }
-
-  const std::map<uint64_t, std::string> logs = ListLogs(options.dir);
-  uint64_t log_records = 0;
-  uint64_t log_bytes = 0;
-  for (auto it = logs.begin(); it != logs.end(); ++it) {
-    const bool newest = std::next(it) == logs.end();
-    FERRY_ASSIGN_OR_RETURN(ReadResult log, ReadFile(it->second, kWalMagic, newest));
-    for (const ReadRecord& rec : log.records) {
-      if (rec.seq <= recovered->last_seq) continue;  // covered by the snapshot
-      if (rec.seq != recovered->last_seq + 1) {
-        return DataLossError(it->second + " at offset " + std::to_string(rec.offset) +
-                             ": sequence " + std::to_string(rec.seq) + " after " +
-                             std::to_string(recovered->last_seq) + " (records are missing)");
-      }
-      recovered->Apply(rec.record);
-      recovered->last_seq = rec.seq;
-      ++log_records;
-    }
-    log_bytes += log.valid_bytes;
-    if (log.torn_tail) {
-      FERRY_LOG_WARN("metadata log: {}: dropped a torn record at offset {} (a crash mid-write)",
-                     it->second, log.valid_bytes);
-      recovered->dropped_torn_tail = true;
-      if (::truncate(it->second.c_str(), static_cast<off_t>(log.valid_bytes)) != 0) {
-        return UnavailableError(Errno("metadata log: cannot truncate", it->second));
-      }
-    }
-  }
-  recovered->log_records = log_records;
-
-  auto log = std::unique_ptr<MetadataLog>(new MetadataLog(options));
+  FERRY_RETURN_IF_ERROR(storage->Load(recovered));
+  auto log = std::unique_ptr<MetadataLog>(new MetadataLog(options, std::move(storage)));
   log->next_seq_ = recovered->last_seq + 1;
   log->durable_seq_ = recovered->last_seq;
-  log->stats_.log_records = log_records;
-  log->stats_.log_bytes = log_bytes;
-  {
-    std::lock_guard<std::mutex> lock(log->file_mu_);
-    FERRY_RETURN_IF_ERROR(log->OpenLogFile(recovered->last_seq + 1));
-  }
+  log->stats_.log_records = recovered->log_records;
+  log->stats_.log_bytes = recovered->log_bytes;
+  log->stats_.durable_seq = recovered->last_seq;
   MetadataLog* raw = log.get();
   log->committer_ = std::thread([raw] { raw->CommitLoop(); });
   return log;
 }
 
-Status MetadataLog::OpenLogFile(uint64_t first_seq) {
-  const std::string path = (fs::path(options_.dir) / WalName(first_seq)).string();
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return UnavailableError(Errno("metadata log: cannot create", path));
-  Status s = WriteAll(fd, FileHeader(kWalMagic), path);
-  if (s.ok() && ::fdatasync(fd) != 0) s = UnavailableError(Errno("cannot fdatasync", path));
-  if (s.ok()) s = FsyncDir(options_.dir);
-  if (!s.ok()) {
-    ::close(fd);
-    return s;
+std::string MetadataLog::LogFileHeader() { return FileHeader(kWalMagic); }
+
+std::string MetadataLog::EncodeSnapshot(uint64_t last_seq,
+                                        const std::vector<MetadataRecord>& records) {
+  std::string data = FileHeader(kSnapshotMagic);
+  MetadataRecord begin;
+  begin.type = MetadataRecord::Type::kSnapshotBegin;
+  begin.size = last_seq;
+  uint64_t seq = 1;
+  data.append(Encode(seq++, begin));
+  for (const MetadataRecord& r : records) data.append(Encode(seq++, r));
+  MetadataRecord end;
+  end.type = MetadataRecord::Type::kSnapshotEnd;
+  end.size = records.size();
+  data.append(Encode(seq++, end));
+  return data;
+}
+
+Status RecoveredMetadata::ApplySnapshot(std::string_view snapshot, const std::string& where) {
+  FERRY_ASSIGN_OR_RETURN(ParsedLog snap, MetadataLog::Parse(snapshot, kSnapshotMagic, where,
+                                                            /*allow_torn_tail=*/false));
+  const auto& recs = snap.records;
+  if (recs.size() < 2 || recs.front().record.type != MetadataRecord::Type::kSnapshotBegin ||
+      recs.back().record.type != MetadataRecord::Type::kSnapshotEnd ||
+      recs.back().record.size != recs.size() - 2) {
+    return DataLossError(where + " at offset " + std::to_string(snap.valid_bytes) +
+                         ": the snapshot is incomplete (no begin/end records)");
   }
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
+  for (size_t i = 1; i + 1 < recs.size(); ++i) Apply(recs[i].record);
+  snapshot_seq = recs.front().record.size;
+  last_seq = snapshot_seq;
+  return OkStatus();
+}
+
+Status RecoveredMetadata::Replay(const ParsedLog& log, const std::string& where) {
+  for (const LoggedRecord& rec : log.records) {
+    if (rec.seq <= last_seq) continue;  // covered by the snapshot
+    if (rec.seq != last_seq + 1) {
+      return DataLossError(where + " at offset " + std::to_string(rec.offset) + ": sequence " +
+                           std::to_string(rec.seq) + " after " + std::to_string(last_seq) +
+                           " (records are missing)");
+    }
+    Apply(rec.record);
+    last_seq = rec.seq;
+    ++log_records;
+  }
+  log_bytes += log.valid_bytes;
   return OkStatus();
 }
 
@@ -501,20 +450,16 @@ void MetadataLog::CommitLoop() {
 
     const Clock::time_point start = Clock::now();
     Status s;
-    if (!broken) {
-      std::lock_guard<std::mutex> file_lock(file_mu_);
-      const std::string what = options_.dir + "/" + "wal";
-      s = WriteAll(fd_, batch, what);
-      if (s.ok() && ::fdatasync(fd_) != 0) s = InternalError(Errno("cannot fdatasync", what));
-    }
+    // Nothing more is written after a failure: the storage may end in a partial batch.
+    if (!broken) s = storage_->Append(last - records + 1, last, batch);
     const uint64_t us = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
 
     lock.lock();
     if (broken) {
-      // Nothing more is written after a failure: the file may end in a partial batch.
     } else if (!s.ok()) {
-      FERRY_LOG_ERROR("metadata log: {}; refusing further changes", s.ToString());
+      FERRY_LOG_ERROR("metadata log {}: {}; refusing further changes", storage_->Describe(),
+                      s.ToString());
       failed_ = s;
     } else {
       durable_seq_ = last;
@@ -524,6 +469,13 @@ void MetadataLog::CommitLoop() {
       stats_.max_batch = std::max(stats_.max_batch, records);
       stats_.log_records += records;
       stats_.log_bytes += batch.size();
+      stats_.durable_seq = last;
+      for (size_t i = 0; i < kCommitBucketsUs.size(); ++i) {
+        if (us <= kCommitBucketsUs[i]) ++stats_.commit_buckets[i];
+      }
+      for (size_t i = 0; i < kBatchBuckets.size(); ++i) {
+        if (records <= kBatchBuckets[i]) ++stats_.batch_buckets[i];
+      }
     }
     done_cv_.notify_all();
   }
@@ -536,12 +488,11 @@ Status MetadataLog::Sync() {
     wanted_seq_ = target;
     work_cv_.notify_one();
   }
-  const bool done = done_cv_.wait_for(lock, options_.sync_timeout,
-                                      [&] { return durable_seq_ >= target || !failed_.ok(); });
+  done_cv_.wait_for(lock, options_.sync_timeout,
+                    [&] { return durable_seq_ >= target || !failed_.ok(); });
   if (durable_seq_ >= target) return OkStatus();
-  if (!failed_.ok()) return InternalError("metadata log: " + failed_.message());
-  (void)done;
-  return DeadlineExceededError("metadata log: no fdatasync within " +
+  if (!failed_.ok()) return failed_.WithContext("metadata log " + storage_->Describe());
+  return DeadlineExceededError("metadata log " + storage_->Describe() + ": not durable within " +
                                std::to_string(options_.sync_timeout.count()) + " ms");
 }
 
@@ -558,46 +509,15 @@ Result<uint64_t> MetadataLog::Rotate() {
     std::lock_guard<std::mutex> lock(mu_);
     last = next_seq_ - 1;
   }
-  std::lock_guard<std::mutex> file_lock(file_mu_);
-  FERRY_RETURN_IF_ERROR(OpenLogFile(last + 1));
+  FERRY_RETURN_IF_ERROR(storage_->Rotate(last + 1));
   std::lock_guard<std::mutex> lock(mu_);
   stats_.log_records = 0;
-  stats_.log_bytes = kFileHeaderBytes;
+  stats_.log_bytes = 0;
   return last;
 }
 
 Status MetadataLog::WriteSnapshot(uint64_t last_seq, const std::vector<MetadataRecord>& records) {
-  std::string data = FileHeader(kSnapshotMagic);
-  MetadataRecord begin;
-  begin.type = MetadataRecord::Type::kSnapshotBegin;
-  begin.size = last_seq;
-  uint64_t seq = 1;
-  data.append(Encode(seq++, begin));
-  for (const MetadataRecord& r : records) data.append(Encode(seq++, r));
-  MetadataRecord end;
-  end.type = MetadataRecord::Type::kSnapshotEnd;
-  end.size = records.size();
-  data.append(Encode(seq++, end));
-
-  const std::string tmp = (fs::path(options_.dir) / kSnapshotTmpName).string();
-  const std::string path = (fs::path(options_.dir) / kSnapshotName).string();
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return UnavailableError(Errno("snapshot: cannot create", tmp));
-  Status s = WriteAll(fd, data, tmp);
-  if (s.ok() && ::fsync(fd) != 0) s = UnavailableError(Errno("snapshot: cannot fsync", tmp));
-  ::close(fd);
-  if (s.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    s = UnavailableError(Errno("snapshot: cannot rename", tmp));
-  }
-  if (s.ok()) s = FsyncDir(options_.dir);
-  if (!s.ok()) return s;
-  // The logs the snapshot covers: every file before the one that starts after last_seq.
-  for (const auto& [first, name] : ListLogs(options_.dir)) {
-    if (first <= last_seq) {
-      std::error_code ec;
-      fs::remove(name, ec);
-    }
-  }
+  FERRY_RETURN_IF_ERROR(storage_->WriteSnapshot(last_seq, EncodeSnapshot(last_seq, records)));
   std::lock_guard<std::mutex> lock(mu_);
   ++stats_.snapshots;
   return OkStatus();
