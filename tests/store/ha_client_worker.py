@@ -37,22 +37,32 @@ def main():
     p.add_argument("--loop_cap", type=int, default=1200, help="most keys the loop puts")
     p.add_argument("--prefix", default="w")
     args = p.parse_args()
+    # The answers get stdout to themselves: the library's log lines (written to fd 1) go to
+    # stderr instead.
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def answer(reply):
+        answers.write(json.dumps(reply) + "\n")
+        answers.flush()
+
     try:
         import ferry.store as fs
         store = fs.Store(args.master, local_hostname="127.0.0.1", global_segment_size=0,
                          protocol="tcp", rpc_timeout=args.rpc_timeout)
     except Exception as e:  # noqa: BLE001 (reported to the test)
-        print(json.dumps({"error": "%s: %s" % (type(e).__name__, e)}), flush=True)
+        answer({"error": "%s: %s" % (type(e).__name__, e)})
         return 1
     w = Worker(store, fs, args)
-    print(json.dumps({"ready": True}), flush=True)
+    answer({"ready": True})
     for line in sys.stdin:
         cmd = json.loads(line)
         try:
             reply = w.handle(cmd)
         except Exception:  # noqa: BLE001
             reply = {"exception": traceback.format_exc()}
-        print(json.dumps(reply), flush=True)
+        answer(reply)
         if cmd["cmd"] == "exit":
             break
     w.stop_loop()

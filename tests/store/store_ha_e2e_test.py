@@ -84,10 +84,11 @@ class Master:
         self.proc.start(ready=self.healthy, timeout=30)
 
     def healthy(self):
-        return http_get(self.metrics_port, "/health")[0] == 200
+        return http_get(self.metrics_port, "/health", timeout=3.0)[0] == 200
 
-    def info(self, timeout=1.0):
-        """/leader's JSON, or None (not answering)."""
+    def info(self, timeout=3.0):
+        """/leader's JSON, or None (not answering). With etcd unreachable it answers after
+        about a second (it asks etcd who leads), hence the 3 s."""
         return http_json(self.metrics_port, "/leader", timeout)
 
     def role(self):
