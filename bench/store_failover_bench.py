@@ -81,20 +81,26 @@ class PutLoop:
             start = time.monotonic()
             try:
                 self.put("fo-%d" % n, os.urandom(4096))
-                ok = True
+                error = None
             except Exception as e:  # noqa: BLE001 (a failed put is what we time)
-                ok = False
+                error = str(e)
                 with self.lock:
                     if len(self.errors) < 5:
-                        self.errors.append(str(e)[:200])
+                        self.errors.append(error[:200])
             with self.lock:
-                self.records.append((start, time.monotonic(), ok))
+                self.records.append((start, time.monotonic(), error))
             time.sleep(self.interval)
 
     def first_ok_after(self, t):
         with self.lock:
-            ends = [end for start, end, ok in self.records if ok and start >= t]
+            ends = [end for start, end, error in self.records if error is None and start >= t]
         return min(ends) if ends else None
+
+    def failures(self, t0, t1):
+        """[(start, end, error)] of the puts that failed, ending in [t0, t1]."""
+        with self.lock:
+            return [(s - t0, e - t0, err) for s, e, err in self.records
+                    if err is not None and t0 <= e <= t1]
 
     def stop(self):
         self.running = False
@@ -177,6 +183,12 @@ def main():
                 killed = masters.procs[leader]
                 t_kill = time.monotonic()
                 killed.kill()
+                try:  # when /leader names the new one (the client's put comes after)
+                    new, new_info = masters.leader(exclude=leader, above_term=info["term"],
+                                                   timeout=args.give_up)
+                    elected = time.monotonic() - t_kill
+                except AssertionError:
+                    sys.exit("round %d: no new leader within %.0fs" % (r, args.give_up))
                 try:
                     done = wait_for("a put after the kill", lambda: loop.first_ok_after(t_kill),
                                     args.give_up, interval=0.01)
@@ -184,12 +196,16 @@ def main():
                     sys.exit("round %d: no successful put within %.0fs of the kill (%s)" % (
                         r, args.give_up, loop.errors))
                 seconds = done - t_kill
-                new, new_info = masters.leader(exclude=leader, above_term=info["term"])
+                failed = loop.failures(t_kill, done)
                 failovers.append(seconds)
-                rows.append({"round": r, "failover_s": seconds, "leader": new_info["leader"],
-                             "term": new_info["term"]})
-                print("round %2d  failover %6.3f s  new leader %-21s term %d" % (
-                    r, seconds, new_info["leader"], new_info["term"]), flush=True)
+                rows.append({"round": r, "failover_s": seconds, "elected_s": elected,
+                             "leader": new_info["leader"], "term": new_info["term"],
+                             "failed_puts": [list(f) for f in failed[:5]]})
+                print("round %2d  failover %6.3f s  (leader elected after %.3f s, %d failed "
+                      "put(s))  new leader %s" % (r, seconds, elected, len(failed),
+                                                 new_info["leader"]), flush=True)
+                for f in failed[:2]:
+                    print("          failed put [%.3f, %.3f] s: %s" % (f[0], f[1], f[2][:160]))
                 masters.start(leader)  # back as a standby
                 leader, info = new, new_info
         except AssertionError as e:
