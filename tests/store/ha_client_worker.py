@@ -100,7 +100,8 @@ class Worker:
             other = self.by_digest.get(hashlib.sha256(bytes(got)).digest())
         if other is not None and other != key:
             return "foreign", "%s returned the bytes of %s" % (key, other)
-        return "mismatched", "%s: %d bytes, want %d" % (key, len(got), len(want))
+        return "mismatched", "%s: %d bytes (sha256 %s), want %d" % (
+            key, len(got), hashlib.sha256(bytes(got)).hexdigest()[:16], len(want))
 
     def put_one(self):
         key, value = self.new_value()
