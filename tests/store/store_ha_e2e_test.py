@@ -400,6 +400,36 @@ def test_put_in_flight_across_a_failover(ha):
     assert r.returncode == 0 and got == value, r.stderr
 
 
+@pytest.mark.xfail(strict=False, reason=(
+    "product bugs: (1) a new leader answers NO_AVAILABLE_HANDLE until the members re-mount "
+    "(their next Ping), and the client does not retry it; (2) when the new leader is a master "
+    "restarted on the same address, clients and members reach it only 5-8 s after the kill "
+    "(their channel to that address backs off: 'tcp handshaker shutdown'), so the put ends "
+    "RPC_FAIL at its deadline or takes 5-8 s"))
+def test_one_put_spans_each_failover(ha):
+    """Two masters killed in turn, each restarted on its address: one put issued at each
+    kill (the client retries it on the new leader) succeeds within the lease plus 3 s."""
+    require_store_module()
+    c = ha(masters=2, members=1)
+    w = c.worker(rpc_timeout=8.0)
+    w.put(3)
+    leader, info = c.leader, c.leader_info
+    results = []
+    for _ in range(4):
+        t0 = time.monotonic()
+        leader.proc.kill()
+        r = w.ask(cmd="put", count=1, deadline=0.1, timeout=60)  # one attempt
+        results.append((bool(r["acked"]), round(time.monotonic() - t0, 2), r["errors"]))
+        new, info = c.wait_leader(exclude=[leader], above_term=info["term"])
+        w.put(2, deadline=20)
+        leader.start()
+        c.wait_standby(leader, new)
+        leader = new
+    w.verify(at_least=3 + 4 * 2)
+    print("one put per failover (ok, seconds, errors):", results)
+    assert all(ok and took < 5.0 for ok, took, _ in results), results
+
+
 @pytest.mark.parametrize("outage", ["paused", "killed"])
 def test_etcd_unreachable_is_a_bounded_error_then_heals(ha, outage):
     require_store_module()
