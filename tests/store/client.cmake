@@ -11,3 +11,14 @@ set_tests_properties(store_e2e_test PROPERTIES
   ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;FERRY_BIN=$<TARGET_FILE:ferry_cli>"
   LABELS "store;e2e" TIMEOUT 240)
 endif()
+# The master's HA (etcd leader election, failover): needs etcd (skips without) and the
+# ferry.store module (build/python) for its long-running client.
+if(FERRY_PYTHON_EXECUTABLE)
+find_program(FERRY_ETCD_BIN etcd)
+add_test(NAME store_ha_e2e
+  COMMAND ${FERRY_PYTHON_EXECUTABLE} -m pytest -q -p no:cacheprovider
+    ${CMAKE_CURRENT_SOURCE_DIR}/store_ha_e2e_test.py)
+set_tests_properties(store_ha_e2e PROPERTIES
+  ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;FERRY_BIN=$<TARGET_FILE:ferry_cli>;PYTHONPATH=${PROJECT_BINARY_DIR}/python;ETCD_BIN=${FERRY_ETCD_BIN}"
+  LABELS "store;e2e" TIMEOUT 300)
+endif()

@@ -10,19 +10,14 @@ PutStart and PutEnd, the master killed (-9) and restarted on its --data_dir.
 import os
 import re
 import signal
-import socket
 import subprocess
+import sys
 import time
 
 import pytest
 
-FERRY = os.environ.get("FERRY_BIN", "build/bin/ferry")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from store_harness import FERRY, Proc, free_port  # noqa: E402
 
 
 class Hosts:
@@ -91,19 +86,9 @@ class Pool:
                                         "--client_ttl", "2", *master_args], "listening on")
 
     def start(self, name, host, args, ready):
-        log = open(self.tmp / (name + ".log"), "w+")
-        p = subprocess.Popen(self.hosts.prefix[host] + [FERRY, *args], stdout=log,
-                             stderr=subprocess.STDOUT, start_new_session=True)
-        self.procs[name] = (p, log)
-        deadline = time.time() + 20
-        while time.time() < deadline:
-            log.seek(0)
-            text = log.read()
-            if ready in text:
-                return text
-            assert p.poll() is None, "%s exited: %s" % (name, text)
-            time.sleep(0.05)
-        raise AssertionError("%s not ready: %s" % (name, text))
+        p = Proc(name, [FERRY, *args], self.tmp / (name + ".log"), prefix=self.hosts.prefix[host])
+        self.procs[name] = p
+        return p.start(ready=ready, timeout=20)
 
     def member(self, name, size="64MB"):
         return self.start(name, name, ["store", "member", *self.client_flags(name),
@@ -119,18 +104,11 @@ class Pool:
         return subprocess.run(cmd, capture_output=True, timeout=timeout)
 
     def signal(self, name, sig):
-        os.killpg(self.procs[name][0].pid, sig)
+        self.procs[name].signal(sig)
 
     def close(self):
-        for p, log in self.procs.values():
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, signal.SIGCONT)
-                    os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            p.wait(timeout=10)
-            log.close()
+        for p in self.procs.values():
+            p.kill()
         self.hosts.cleanup()
 
 
@@ -260,7 +238,7 @@ def test_master_killed_and_restarted_on_its_data_dir(pool_factory, tmp_path):
 
     # kill -9: only what the log had fsync'ed before each reply is left.
     pool.signal("master", signal.SIGKILL)
-    pool.procs["master"][0].wait(timeout=10)
+    pool.procs["master"].wait(timeout=10)
     port = pool.master_addr.rsplit(":", 1)[1]
     pool.start("master2", "master", ["master", "--rpc_address", pool.hosts.ip["master"],
                                      "--rpc_port", port, "--metrics_port", "0",
