@@ -483,9 +483,11 @@ std::vector<Status> ClientImpl::PutPieces(std::span<const std::string> keys,
     } else {
       std::vector<std::vector<Move>> groups;
       std::vector<size_t> writing;  // group -> key index
+      std::vector<const rpc::PutStartResult*> started(n, nullptr);
       for (size_t j = 0; j < asked.size(); ++j) {
         const size_t i = asked[j];
         const rpc::PutStartResult& r = rep->results(static_cast<int>(j));
+        started[i] = &r;
         Status s = ToStatus(r.result());
         if (!s.ok()) {
           // First writer wins: the key is kept, and the put counts as done.
@@ -551,6 +553,7 @@ std::vector<Status> ClientImpl::PutPieces(std::span<const std::string> keys,
           results[ended[j]] = r.ok() ? ToStatus(r->results(static_cast<int>(j))) : r.status();
         }
         if (!r.ok()) rpc_failures_.fetch_add(1, std::memory_order_relaxed);
+        ConfirmRetriedPutEnds(keys, started, ended, &results);
       }
     }
   }
@@ -563,6 +566,42 @@ std::vector<Status> ClientImpl::PutPieces(std::span<const std::string> keys,
     }
   }
   return results;
+}
+
+void ClientImpl::ConfirmRetriedPutEnds(std::span<const std::string> keys,
+                                       const std::vector<const rpc::PutStartResult*>& started,
+                                       const std::vector<size_t>& ended,
+                                       std::vector<Status>* results) {
+  rpc::BatchKeysRequest query;
+  query.set_client_id(client_id_);
+  std::vector<size_t> asked;
+  for (size_t i : ended) {
+    if (ErrorCodeOf((*results)[i]) != ErrorCode::kObjectNotFound) continue;
+    query.add_keys(keys[i]);
+    asked.push_back(i);
+  }
+  if (asked.empty()) return;
+  // A PutEnd that the old leader applied (and logged) before it died answers "not in
+  // progress" when retried on the new one: the put is done if the object is COMPLETE on the
+  // very space this client wrote.
+  rpcs_.fetch_add(1, std::memory_order_relaxed);
+  auto now = master_->BatchGetReplicaList(query);
+  if (!now.ok() || now->results_size() != static_cast<int>(asked.size())) return;
+  auto first_buffer = [](const rpc::Replica& r) {
+    return r.buffers_size() == 0 ? std::pair<std::string, uint64_t>()
+                                 : std::pair(r.buffers(0).segment_name(), r.buffers(0).address());
+  };
+  for (size_t j = 0; j < asked.size(); ++j) {
+    const rpc::GetReplicaListResult& got = now->results(static_cast<int>(j));
+    if (got.result().code() != 0 || started[asked[j]] == nullptr) continue;
+    for (const rpc::Replica& mine : started[asked[j]]->replicas()) {
+      for (const rpc::Replica& theirs : got.replicas()) {
+        if (theirs.status() == rpc::COMPLETE && first_buffer(mine) == first_buffer(theirs)) {
+          (*results)[asked[j]] = OkStatus();
+        }
+      }
+    }
+  }
 }
 
 namespace {

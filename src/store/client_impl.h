@@ -94,6 +94,12 @@ class ClientImpl final : public Client {
 
   explicit ClientImpl(const ClientOptions& options);
   Status Init();
+  // PutEnds answered OBJECT_NOT_FOUND (`ended`, indices into keys): OK when the object is
+  // COMPLETE on the space PutStart gave this client (`started`), i.e. a retried PutEnd the
+  // old leader had already applied.
+  void ConfirmRetriedPutEnds(std::span<const std::string> keys,
+                             const std::vector<const rpc::PutStartResult*>& started,
+                             const std::vector<size_t>& ended, std::vector<Status>* results);
   void PingLoop();
   Status CheckOpen() const;
 

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "common/deadline.h"
+#include "common/log.h"
 #include "store/error_code.h"
 #include "store/master_locator.h"
 #include "store/rpc_auth.h"
@@ -115,6 +116,8 @@ Result<Rep> MasterClient::Call(std::string_view method,
     }
     tried = " (after " + std::to_string(attempt) + " attempt(s); last at " + target->address +
             ": " + s.error_message() + ")";
+    FERRY_LOG_DEBUG("store client: {} to {} failed ({}{}); retrying", method, target->address,
+                    s.error_message(), leader_changed ? ", the leader changed" : "");
     if (!leader_changed) {
       std::string hint;
       const auto& md = ctx.GetServerTrailingMetadata();
@@ -123,7 +126,7 @@ Result<Rep> MasterClient::Call(std::string_view method,
       locator.Failed(*target, hint);
       // Not a hot loop against a master that is going away.
       const auto pause = std::min<std::chrono::nanoseconds>(
-          deadline.Remaining(), std::chrono::milliseconds(20 * std::min(attempt, 10)));
+          deadline.Remaining(), std::chrono::milliseconds(10 * std::min(attempt, 5)));
       std::this_thread::sleep_for(pause);
     }
   }

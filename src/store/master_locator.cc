@@ -93,8 +93,9 @@ void MasterLocator::LeaderChanged(const std::string& leader) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (leader == current_) return;
-    if (!leader.empty()) {
+    if (!leader.empty() && leader != announced_) {
       FERRY_LOG_INFO("store client: the master leader is now {}", leader);
+      announced_ = leader;
     }
     current_ = leader;
     for (auto& [ctx, call] : in_flight_) {
@@ -171,15 +172,15 @@ void MasterLocator::Failed(const Target& target, const std::string& hint) {
   std::lock_guard<std::mutex> lock(mu_);
   if (mode_ == Mode::kSingle) return;
   stubs_.erase(target.address);  // dialled afresh when chosen again
-  if (current_ != target.address) return;
+  // kEtcd: etcd names the leader and the watch says when that changes (a standby's word is
+  // not etcd's); until then the caller retries the same master, which may be a leader
+  // still loading its state, or a dead one whose lease has not run out yet.
+  if (current_ != target.address || mode_ == Mode::kEtcd) return;
   current_.clear();
-  if (mode_ == Mode::kList) {
-    // A standby's hint is taken only when it names one of the masters we were given.
-    for (const std::string& m : masters_) {
-      if (!hint.empty() && m == hint) current_ = hint;
-    }
+  // A standby's hint is taken only when it names one of the masters we were given.
+  for (const std::string& m : masters_) {
+    if (!hint.empty() && m == hint) current_ = hint;
   }
-  // kEtcd: the next Pick asks etcd (a standby's word is not etcd's).
 }
 
 void MasterLocator::Track(grpc::ClientContext* ctx, const std::string& address) {

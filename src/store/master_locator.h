@@ -58,8 +58,10 @@ class MasterLocator {
   // The master to call now, waiting until `deadline` for a leader to be known. Errors:
   // Unavailable (no leader known before the deadline, with what etcd said).
   Result<Target> Pick(Deadline deadline);
-  // A call to `target` was refused as not the leader, or could not reach it: it is not
-  // called again until chosen again. `hint`: the leader its refusal named ("" if none).
+  // A call to `target` was refused as not the leader, or could not reach it: its channel is
+  // dropped (dialled afresh next time). A list moves on (to `hint`, the leader the refusal
+  // named, if it is in the list); with etcd the master etcd names stays current until the
+  // watch sees the key change.
   void Failed(const Target& target, const std::string& hint);
 
   // Calls in flight, so that a leader change can cancel them. Untrack returns true when the
@@ -89,8 +91,9 @@ class MasterLocator {
 
   mutable std::mutex mu_;
   std::condition_variable changed_;
-  std::string current_;  // GUARDED_BY(mu_)
-  size_t next_ = 0;      // GUARDED_BY(mu_): kList, the next master to try
+  std::string current_;    // GUARDED_BY(mu_)
+  std::string announced_;  // GUARDED_BY(mu_): the leader last logged
+  size_t next_ = 0;        // GUARDED_BY(mu_): kList, the next master to try
   std::map<std::string, std::shared_ptr<rpc::Master::Stub>> stubs_;  // GUARDED_BY(mu_)
   struct InFlight {
     std::string address;

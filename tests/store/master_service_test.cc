@@ -106,6 +106,18 @@ TEST_F(MasterServiceTest, ConcurrentPutOfOneKeyIsRefusedUntilTheDiscardTimeout) 
   EXPECT_EQ(m_->stats().space.allocated, 128u) << "the discarded put's space came back";
 }
 
+TEST_F(MasterServiceTest, APutStartSentAgainByItsWriterGetsTheSameSpace) {
+  Mount("s1", 1 << 20);
+  auto first = m_->PutStart("k", 100, {}, "c1", "h", PutMode::kInsert);
+  ASSERT_TRUE(first.ok());
+  auto again = m_->PutStart("k", 100, {}, "c1", "h", PutMode::kInsert);  // a retry
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ((*again)[0].buffers[0].address, (*first)[0].buffers[0].address);
+  EXPECT_EQ(m_->stats().space.allocated, 128u) << "one allocation, not two";
+  EXPECT_EQ(m_->stats().keys, 1u);
+  EXPECT_TRUE(m_->PutEnd("k", "c1").ok());
+}
+
 TEST_F(MasterServiceTest, RevokeFreesTheSpaceAndTheKey) {
   Mount("s1", 4096);
   ASSERT_TRUE(m_->PutStart("k", 4096, {}, "c1", "h", PutMode::kInsert).ok());

@@ -4,8 +4,7 @@ mode (one leader holding an etcd lease, the others standby; --ha_lease_ttl 2s), 
 ferry.store Python module, one process for the whole test). Faults: the leader killed -9
 again and again, the leader paused (SIGSTOP) past its lease and resumed, a put in flight
 (PutStart answered, bytes late) across a failover, one put issued at each kill, etcd paused
-or killed and restarted; flags that are wrong. The two marked xfail show product bugs
-(their reasons say which); they pass once those are fixed.
+or killed and restarted; flags that are wrong.
 
 What must hold: every acknowledged object stays readable and byte-exact across every
 failover, no get returns another object's bytes (a region allocated twice), the same client
@@ -366,10 +365,6 @@ def test_paused_leader_loses_its_lease_and_stays_deposed(ha):
     assert c.wait_leader()[0] is new
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "product bug: a PutStart answered by the old leader is not in etcd's log, so the new "
-    "leader allocates the same region again; the late bytes overwrite an acknowledged object "
-    "and the in-flight put's PutEnd fails OBJECT_NOT_FOUND 'no put of ... in progress'"))
 def test_put_in_flight_across_a_failover(ha):
     """PutStart answered by the old leader, the bytes still on their way (a 6 s transfer
     delay), the leader killed. Objects put through the new leader meanwhile stay byte-exact
@@ -402,12 +397,6 @@ def test_put_in_flight_across_a_failover(ha):
     assert r.returncode == 0 and got == value, r.stderr
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "product bugs: (1) a new leader answers NO_AVAILABLE_HANDLE until the members re-mount "
-    "(their next Ping), and the client does not retry it; (2) when the new leader is a master "
-    "restarted on the same address, clients and members reach it only 5-8 s after the kill "
-    "(their channel to that address backs off: 'tcp handshaker shutdown'), so the put ends "
-    "RPC_FAIL at its deadline or takes 5-8 s"))
 def test_one_put_spans_each_failover(ha):
     """Two masters killed in turn, each restarted on its address: one put issued at each
     kill (the client retries it on the new leader) succeeds within the lease plus 3 s."""

@@ -198,7 +198,8 @@ class MasterRpcService final : public pb::Master::Service {
   }
   grpc::Status BatchPutStart(grpc::ServerContext* ctx, const pb::BatchPutStartRequest* req,
                              pb::BatchPutStartReply* rep) override {
-    return Run(kPutStart, ctx, *req, req->items_size(), [&](MasterService& svc) {
+    bool not_ready = false;
+    grpc::Status status = Run(kPutStart, ctx, *req, req->items_size(), [&](MasterService& svc) {
       const ReplicateConfig config = FromProto(req->config());
       const std::string host = PeerHost(ctx);
       for (const pb::PutStartItem& item : req->items()) {
@@ -222,7 +223,23 @@ class MasterRpcService final : public pb::Master::Service {
       for (pb::PutStartResult& r : *rep->mutable_results()) {
         FailUnlessDurable(durable, r.mutable_result());
       }
+      // HA, right after a takeover: members have not re-mounted yet (they do within
+      // milliseconds of seeing the new leader). A batch refused only for want of space
+      // then is refused as a whole with UNAVAILABLE, which clients retry.
+      if (!options_.ha.etcd_endpoints.empty() && svc.stats().space.awaiting_remount > 0) {
+        not_ready = rep->results_size() > 0;
+        for (const pb::PutStartResult& r : rep->results()) {
+          not_ready &= r.result().code() == ToInt(ErrorCode::kNoAvailableHandle);
+        }
+      }
     });
+    if (status.ok() && not_ready) {
+      rep->Clear();
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "no room yet: segments await their members' re-mount after a "
+                          "takeover; retry");
+    }
+    return status;
   }
   grpc::Status BatchPutEnd(grpc::ServerContext* ctx, const pb::BatchKeysRequest* req,
                            pb::BatchResultsReply* rep) override {

@@ -20,7 +20,9 @@
 //   RPC is refused with UNAVAILABLE "not the leader", naming the leader in the trailing
 //   metadata x-ferry-leader, and a reply is withheld the same way when the term ended while
 //   it was computed. A lost term (lease expired, etcd unreachable) makes it a standby that
-//   campaigns again; Stop resigns, so a standby takes over at once.
+//   campaigns again; Stop resigns, so a standby takes over at once. Right after a takeover,
+//   a BatchPutStart refused only for want of space while segments await their members'
+//   re-mount is refused as a whole with UNAVAILABLE (clients retry it).
 // - /health (200 in every role) and /leader answer JSON: role, leader, term, log_position
 //   (the last durable log record), cluster_id.
 //

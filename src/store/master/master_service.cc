@@ -279,11 +279,19 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
   Shard& shard = ShardOf(key);
   // Under the shard lock: whether this put may go ahead (an old object it replaces goes),
   // then the allocation. Eviction runs with the lock dropped (it takes every shard's lock
-  // in turn), then the put is tried once more.
+  // in turn), then the put is tried once more. `*retry` is set for a PutStart sent again by
+  // the client writing the key (its reply was lost, or it went to a master that has since
+  // failed over): it gets the same space, so that bytes already on their way land where the
+  // put ends.
+  bool retry = false;
   auto admit = [&]() -> Status {
     auto it = shard.objects.find(key);
     if (it == shard.objects.end()) return OkStatus();
     Object& old = it->second;
+    if (old.status == ReplicaStatus::kProcessing && old.writer == client_id) {
+      retry = true;
+      return OkStatus();
+    }
     if (old.status == ReplicaStatus::kProcessing) {
       if (now - old.put_start < options_.put_start_discard_timeout) {
         return StoreError(ErrorCode::kObjectAlreadyExists,
@@ -303,6 +311,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
     std::unique_lock<std::mutex> lock(shard.mu);
     Status s = admit();
     if (!s.ok()) return s;
+    if (retry) return Describe(shard.objects.find(key)->second);
     auto ranges = segments_.AllocateReplicas(size, config.replica_num, config.preferred_segments,
                                              writer_hostname, config.prefer_alloc_in_same_node);
     if (!ranges.ok()) {

@@ -11,6 +11,7 @@
 // - Insert mode: a PutStart of an existing key is refused with OBJECT_ALREADY_EXISTS (first
 //   writer wins), unless the earlier put is still PROCESSING after
 //   put_start_discard_timeout, which it then replaces. Upsert replaces a COMPLETE object.
+//   A PutStart by the client already writing that key (a retry) gets the same replicas.
 // - GetReplicaList and Exist grant a read lease of default_kv_lease_ttl. Remove of a leased
 //   object is refused with OBJECT_HAS_LEASE unless forced.
 // - No range is handed out again while any lease on it is live: space of a removed,
