@@ -251,7 +251,19 @@ class MasterHaTest : public EtcdTest {
     EXPECT_TRUE(c.ok());
     return std::move(*c);
   }
-  static void MountAndPut(MasterClient& c, const std::string& key) {
+  // Segment s1 of client c1, 16 MiB.
+  static rpc::MountSegmentRequest MountRequest() {
+    rpc::MountSegmentRequest mount;
+    mount.set_client_id("c1");
+    mount.mutable_segment()->set_id("s1");
+    mount.mutable_segment()->set_name("127.0.0.1:17000");
+    mount.mutable_segment()->set_hostname("127.0.0.1");
+    mount.mutable_segment()->set_base(1ull << 32);
+    mount.mutable_segment()->set_size(16 << 20);
+    return mount;
+  }
+  // PutStart + PutEnd of a 4 KiB object by c1; both must succeed.
+  static void PutOne(MasterClient& c, const std::string& key) {
     rpc::BatchPutStartRequest put;
     put.set_client_id("c1");
     put.add_items()->set_key(key);
@@ -296,17 +308,11 @@ TEST_F(MasterHaTest, AStandbyTakesOverWithEveryObjectAndTheClientFollows) {
   }
 
   auto client = Client();
-  rpc::MountSegmentRequest mount;
-  mount.set_client_id("c1");
-  mount.mutable_segment()->set_id("s1");
-  mount.mutable_segment()->set_name("127.0.0.1:17000");
-  mount.mutable_segment()->set_hostname("127.0.0.1");
-  mount.mutable_segment()->set_base(1ull << 32);
-  mount.mutable_segment()->set_size(16 << 20);
+  const rpc::MountSegmentRequest mount = MountRequest();
   auto mounted = client->MountSegment(mount);
   ASSERT_TRUE(mounted.ok()) << mounted.status().ToString();
   ASSERT_EQ(mounted->result().code(), 0) << mounted->result().message();
-  for (int i = 0; i < 20; ++i) MountAndPut(*client, "k" + std::to_string(i));
+  for (int i = 0; i < 20; ++i) PutOne(*client, "k" + std::to_string(i));
   EXPECT_GT(Leader(*first)["log_position"].get<int64_t>(), 20);
 
   first->Stop();  // resigns: the standby leads at once
@@ -326,7 +332,7 @@ TEST_F(MasterHaTest, AStandbyTakesOverWithEveryObjectAndTheClientFollows) {
   auto remounted = client->MountSegment(mount);
   ASSERT_TRUE(remounted.ok()) << remounted.status().ToString();
   EXPECT_EQ(remounted->result().code(), 0) << remounted->result().message();
-  MountAndPut(*client, "after");
+  PutOne(*client, "after");
   // Distinct space: the new object does not overlap any restored one.
   get.add_keys("after");
   got = client->BatchGetReplicaList(get);
@@ -346,15 +352,9 @@ TEST_F(MasterHaTest, WithEtcdGoneTheLeaderStopsAnsweringAndResumesWhenItReturns)
   ASSERT_TRUE(m);
   ASSERT_TRUE(WaitLeading(*m, milliseconds(5000)));
   auto client = Client();
-  rpc::MountSegmentRequest mount;
-  mount.set_client_id("c1");
-  mount.mutable_segment()->set_id("s1");
-  mount.mutable_segment()->set_name("127.0.0.1:17000");
-  mount.mutable_segment()->set_hostname("127.0.0.1");
-  mount.mutable_segment()->set_base(1ull << 32);
-  mount.mutable_segment()->set_size(16 << 20);
+  const rpc::MountSegmentRequest mount = MountRequest();
   ASSERT_TRUE(client->MountSegment(mount).ok());
-  MountAndPut(*client, "before");
+  PutOne(*client, "before");
 
   auto direct = MasterClient::Create(m->rpc_address(), "", seconds(2));
   ASSERT_TRUE(direct.ok());
