@@ -72,8 +72,9 @@ std::shared_ptr<rpc::Master::Stub> MasterLocator::StubFor(const std::string& add
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
   // A master that comes back (or a new leader) is dialled again soon.
+  // (Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC takes it as the connect timeout, and a
+  // loaded host does not finish the HTTP/2 handshake within a fraction of a second.)
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   // gRPC shares subchannels (and their backoff) between channels to one address by
   // default: a fresh channel after a failure would inherit the old one's backoff.

@@ -81,14 +81,15 @@ Result<int64_t> LeaderElection::Campaign() {
     }
     const Clock::time_point sent = Clock::now();
     auto lease = etcd_->LeaseGrant(options_.lease_ttl, Deadline::In(options_.rpc_timeout));
-    Result<metadata::EtcdTxnResult> txn = lease.status();
-    if (lease.ok()) {
+    auto campaign = [&]() -> Result<metadata::EtcdTxnResult> {
+      if (!lease.ok()) return lease.status();
       EtcdTxn t;
       t.compares.push_back(EtcdCompare::CreateRevision(options_.key, EtcdCompare::kEqual, 0));
       t.success.push_back(EtcdOp::Put(options_.key, options_.value, lease->id));
       t.failure.push_back(EtcdOp::Get(options_.key));
-      txn = etcd_->Txn(t, Deadline::In(options_.rpc_timeout));
-    }
+      return etcd_->Txn(t, Deadline::In(options_.rpc_timeout));
+    };
+    Result<metadata::EtcdTxnResult> txn = campaign();
     if (!txn.ok()) {
       if (!outage_logged) {
         FERRY_LOG_WARN("master: cannot campaign for {} ({}); retrying", options_.key,
