@@ -498,6 +498,8 @@ TEST_F(DurableMasterTest, ConcurrentChangesAndSnapshotsRecoverTheSameState) {
     for (int t = 0; t < 4; ++t) {
       writers.emplace_back([&, t] {
         for (int i = 0; i < 300; ++i) {
+          // Halfway, each writer waits for a snapshot, so that one is taken mid-stream.
+          while (i == 150 && m->log_stats()->snapshots == 0) std::this_thread::yield();
           const std::string key = "t" + std::to_string(t) + "-" + std::to_string(i);
           EXPECT_TRUE(PutOne(*m, key, 64 + 64 * (i % 7)).ok());
           if (i % 3 == 0) {

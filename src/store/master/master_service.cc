@@ -128,8 +128,14 @@ Status MasterService::Sync() { return log_ ? log_->Sync() : OkStatus(); }
 Status MasterService::Checkpoint() {
   if (!log_) return OkStatus();
   std::lock_guard<std::mutex> one_at_a_time(checkpoint_mu_);
+  // Changes wait only while the log is rotated (one sync). The copy that follows is fuzzy:
+  // it may already hold changes logged after last_seq, which replay applies again on top of
+  // it. That is safe because every record sets a key's (or a segment's) whole state, so
+  // replaying the records after last_seq in order converges on the same state from any copy
+  // taken after the rotation.
   std::unique_lock<std::shared_mutex> barrier(barrier_);
   FERRY_ASSIGN_OR_RETURN(const uint64_t last_seq, log_->Rotate());
+  barrier.unlock();
   std::vector<MetadataRecord> records;
   for (const SegmentInfo& info : segments_.List()) records.push_back(MetadataRecord::Mount(info));
   for (size_t i = 0; i < shard_count_; ++i) {
@@ -138,7 +144,6 @@ Status MasterService::Checkpoint() {
       records.push_back(PutRecord(key, obj));
     }
   }
-  barrier.unlock();
   // In key order (mounts first): replay then inserts into its ordered map at the end, which
   // halves recovery time at a million objects.
   std::sort(records.begin(), records.end(), [](const MetadataRecord& a, const MetadataRecord& b) {

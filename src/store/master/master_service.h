@@ -159,7 +159,7 @@ class MasterService {
   // Internal when the log cannot be written, DeadlineExceeded when the disk does not answer.
   Status Sync();
   // Writes a snapshot now and starts a new log (Tick does it when the log is long). Changes
-  // wait while the state is copied. OK without a data_dir.
+  // wait only for the log's rotation (one sync), not for the copy. OK without a data_dir.
   Status Checkpoint();
   // OK, or why the log failed (every change is refused from then on). OK without a log.
   Status LogHealth() const;
@@ -241,7 +241,7 @@ class MasterService {
   const MasterServiceOptions options_;
   std::unique_ptr<MetadataLog> log_;  // set once, by Create
   // Changes that are logged hold it shared (taken before any shard lock); Checkpoint holds
-  // it exclusively while it copies the state.
+  // it exclusively while it rotates the log.
   std::shared_mutex barrier_;
   // One Checkpoint at a time: an older snapshot must never be renamed over a newer one.
   std::mutex checkpoint_mu_;
