@@ -44,6 +44,7 @@
 #include "common/log.h"
 #include "metadata/etcd_client.h"
 #include "store/client.h"
+#include "store/ha_cluster.h"
 #include "store/master/etcd_log_storage.h"
 #include "store/master/master_server.h"
 #include "store/master/master_service.h"
@@ -231,7 +232,7 @@ std::pair<double, double> MeasureRecovery(uint64_t n, const std::string& data_di
   if (!etcd.empty()) {
     client = std::shared_ptr<ferry::metadata::EtcdClient>(
         ferry::metadata::EtcdClient::Create(etcd).value());
-    eo.prefix = "/ferry/store/" + FreshClusterId() + "/";
+    eo.prefix = ferry::store::ClusterPrefix(FreshClusterId());
   }
   auto open = [&]() -> std::unique_ptr<MasterService> {
     auto m = etcd.empty() ? MasterService::Create(o)

@@ -6,6 +6,7 @@
 #include "common/host_port.h"
 #include "common/log.h"
 #include "store/error_code.h"
+#include "store/ha_cluster.h"
 
 namespace ferry::store {
 namespace {
@@ -32,14 +33,14 @@ Result<std::unique_ptr<MasterLocator>> MasterLocator::Create(const std::string& 
     std::string cid = cluster_id;
     if (cid.empty()) {
       const char* env = std::getenv("MC_STORE_CLUSTER_ID");
-      cid = env != nullptr && *env != '\0' ? env : "mooncake_cluster";
+      cid = env != nullptr && *env != '\0' ? env : std::string(kDefaultClusterId);
     }
-    if (cid.find('/') != std::string::npos) {
-      return StoreError(ErrorCode::kInvalidParams, "cluster id '" + cid + "' contains '/'");
+    if (Status bad = CheckClusterId(cid); !bad.ok()) {
+      return StoreError(ErrorCode::kInvalidParams, bad.message());
     }
     locator->mode_ = Mode::kEtcd;
     locator->etcd_ = std::shared_ptr<metadata::EtcdClient>(std::move(*etcd));
-    locator->leader_key_ = "/ferry/store/" + cid + "/leader";
+    locator->leader_key_ = LeaderKey(cid);
     return locator;
   }
   size_t start = 0;

@@ -137,8 +137,8 @@ Result<MasterServer::Options> ToMasterOptions(const MasterFlags& f) {
     o.ha.etcd_endpoints = endpoints;
     o.ha.cluster_id = f.cluster_id;
     o.ha.lease_ttl = std::chrono::duration_cast<std::chrono::seconds>(ttl);
-    if (f.cluster_id.empty() || f.cluster_id.find('/') != std::string::npos) {
-      return InvalidArgumentError("--cluster_id '" + f.cluster_id + "': non-empty, no '/'");
+    if (Status bad = CheckClusterId(f.cluster_id); !bad.ok()) {
+      return bad.WithContext("--cluster_id");
     }
   }
   return o;

@@ -16,6 +16,7 @@
 #include <string_view>
 
 #include "ferry/status.h"
+#include "store/ha_cluster.h"
 #include "store/master/master_server.h"
 
 namespace ferry::store {
@@ -40,7 +41,7 @@ struct MasterFlags {
   // HA: several masters, one leader elected through etcd. --etcd_endpoints h1:2379,h2:2379,
   // or Mooncake's --enable_ha --ha_backend_connstring etcd://h1:2379;h2:2379.
   std::string etcd_endpoints;
-  std::string cluster_id = "mooncake_cluster";
+  std::string cluster_id = std::string(kDefaultClusterId);
   bool enable_ha = false;
   std::string ha_backend_connstring;
   std::string ha_lease_ttl = "2";  // s, whole seconds (etcd's leases are)

@@ -23,6 +23,7 @@
 #include "metadata/etcd_client.h"
 #include "metadata/http_metadata_server.h"
 #include "store/error_code.h"
+#include "store/ha_cluster.h"
 #include "store/master/etcd_log_storage.h"
 #include "store/master/leader_election.h"
 #include "store/proto/master.grpc.pb.h"
@@ -137,6 +138,11 @@ nlohmann::json DescribeJson(const ReplicaList& list) {
          {"buffers", std::move(buffers)}});
   }
   return {{"size", list.size}, {"replicas", std::move(replicas)}};
+}
+
+// What a standby answers, on either port: why, and where the leader is when known.
+std::string NotLeaderMessage(const std::string& why, const std::string& leader) {
+  return "not the leader: " + why + (leader.empty() ? "" : "; the leader is " + leader);
 }
 
 }  // namespace
@@ -426,9 +432,7 @@ class MasterRpcService final : public pb::Master::Service {
   static grpc::Status NotLeader(grpc::ServerContext* ctx, const std::string& why,
                                 const std::string& leader) {
     if (!leader.empty()) ctx->AddTrailingMetadata(std::string(kLeaderMetadataKey), leader);
-    return grpc::Status(
-        grpc::StatusCode::UNAVAILABLE,
-        "not the leader: " + why + (leader.empty() ? "" : "; the leader is " + leader));
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, NotLeaderMessage(why, leader));
   }
 
   grpc::Status CheckAuth(Rpc rpc, grpc::ServerContext* ctx, const google::protobuf::Message& req) {
@@ -511,6 +515,8 @@ struct MasterServer::Impl {
   }
   // The service if this master may answer now; else null, why, and the leader if known.
   std::shared_ptr<MasterService> Acquire(std::string* why, std::string* leader) const;
+  // For the HTTP query pages: the service, or null with a 503 saying where the leader is.
+  std::shared_ptr<MasterService> ServingOrRefuse(http::Response& res) const;
   bool Leading() const { return !election || election->IsLeader(); }
   // The leader's rpc address as the election last saw it ("" when unknown).
   std::string LeaderAddress() const;
@@ -534,6 +540,14 @@ std::shared_ptr<MasterService> MasterServer::Impl::Acquire(std::string* why,
   return nullptr;
 }
 
+std::shared_ptr<MasterService> MasterServer::Impl::ServingOrRefuse(http::Response& res) const {
+  std::string why;
+  std::string leader;
+  std::shared_ptr<MasterService> svc = Acquire(&why, &leader);
+  if (!svc) res.Set(503, NotLeaderMessage(why, leader) + "\n", "text/plain");
+  return svc;
+}
+
 std::string MasterServer::Impl::LeaderAddress() const {
   return election ? election->holder() : advertised;
 }
@@ -543,7 +557,7 @@ void MasterServer::Impl::CampaignLoop() {
     Result<int64_t> term = election->Campaign();
     if (!term.ok()) return;  // stopping
     EtcdLogStorage::Options lo;
-    lo.prefix = "/ferry/store/" + options.ha.cluster_id + "/";
+    lo.prefix = ClusterPrefix(options.ha.cluster_id);
     lo.fence_key = leader_key;
     lo.fence_revision = *term;
     const auto start = Clock::now();
@@ -702,33 +716,22 @@ void MasterServer::Impl::InstallRoutes() {
     res.Set(200, role().dump() + "\n", "application/json");
   });
   // The query pages answer from the leader's state; a standby says where the leader is.
-  auto serving = [this](http::Response& res) {
-    std::string why;
-    std::string leader;
-    std::shared_ptr<MasterService> svc = Acquire(&why, &leader);
-    if (!svc) {
-      res.Set(503,
-              "not the leader: " + why + (leader.empty() ? "" : "; the leader is " + leader) + "\n",
-              "text/plain");
-    }
-    return svc;
-  };
-  http->Route("GET", "/get_all_segments", [serving](const http::Request&, http::Response& res) {
-    std::shared_ptr<MasterService> service = serving(res);
+  http->Route("GET", "/get_all_segments", [this](const http::Request&, http::Response& res) {
+    std::shared_ptr<MasterService> service = ServingOrRefuse(res);
     if (!service) return;
     std::string body;
     for (const SegmentInfo& s : service->Segments()) body += s.name + "\n";
     res.Set(200, std::move(body), "text/plain");
   });
-  http->Route("GET", "/get_all_keys", [serving](const http::Request&, http::Response& res) {
-    std::shared_ptr<MasterService> service = serving(res);
+  http->Route("GET", "/get_all_keys", [this](const http::Request&, http::Response& res) {
+    std::shared_ptr<MasterService> service = ServingOrRefuse(res);
     if (!service) return;
     std::string body;
     for (const std::string& k : service->ListKeys(1000000)) body += k + "\n";
     res.Set(200, std::move(body), "text/plain");
   });
-  http->Route("GET", "/query_key", [serving](const http::Request& req, http::Response& res) {
-    std::shared_ptr<MasterService> service = serving(res);
+  http->Route("GET", "/query_key", [this](const http::Request& req, http::Response& res) {
+    std::shared_ptr<MasterService> service = ServingOrRefuse(res);
     if (!service) return;
     std::optional<std::string> key = req.Param("key");
     if (!key || key->empty()) {
@@ -742,32 +745,31 @@ void MasterServer::Impl::InstallRoutes() {
     }
     res.Set(200, DescribeJson(*d).dump() + "\n", "application/json");
   });
-  http->Route("GET", "/batch_query_keys",
-              [this, serving](const http::Request& req, http::Response& res) {
-                std::shared_ptr<MasterService> service = serving(res);
-                if (!service) return;
-                std::optional<std::string> keys = req.Param("keys");
-                if (!keys || keys->empty()) {
-                  res.Set(400, "missing ?keys=a,b\n", "text/plain");
-                  return;
-                }
-                nlohmann::json out = nlohmann::json::object();
-                size_t start = 0;
-                size_t count = 0;
-                while (start <= keys->size() && count < options.max_batch) {
-                  size_t comma = keys->find(',', start);
-                  if (comma == std::string::npos) comma = keys->size();
-                  std::string key = keys->substr(start, comma - start);
-                  start = comma + 1;
-                  if (key.empty()) continue;
-                  ++count;
-                  auto d = service->Describe(key);
-                  out[key] = d.ok() ? DescribeJson(*d)
-                                    : nlohmann::json{{"error", ToInt(ErrorCodeOf(d.status()))},
-                                                     {"message", d.status().message()}};
-                }
-                res.Set(200, out.dump() + "\n", "application/json");
-              });
+  http->Route("GET", "/batch_query_keys", [this](const http::Request& req, http::Response& res) {
+    std::shared_ptr<MasterService> service = ServingOrRefuse(res);
+    if (!service) return;
+    std::optional<std::string> keys = req.Param("keys");
+    if (!keys || keys->empty()) {
+      res.Set(400, "missing ?keys=a,b\n", "text/plain");
+      return;
+    }
+    nlohmann::json out = nlohmann::json::object();
+    size_t start = 0;
+    size_t count = 0;
+    while (start <= keys->size() && count < options.max_batch) {
+      size_t comma = keys->find(',', start);
+      if (comma == std::string::npos) comma = keys->size();
+      std::string key = keys->substr(start, comma - start);
+      start = comma + 1;
+      if (key.empty()) continue;
+      ++count;
+      auto d = service->Describe(key);
+      out[key] = d.ok() ? DescribeJson(*d)
+                        : nlohmann::json{{"error", ToInt(ErrorCodeOf(d.status()))},
+                                         {"message", d.status().message()}};
+    }
+    res.Set(200, out.dump() + "\n", "application/json");
+  });
 }
 
 Result<std::unique_ptr<MasterServer>> MasterServer::Start(Options options) {
@@ -786,17 +788,15 @@ Result<std::unique_ptr<MasterServer>> MasterServer::Start(Options options) {
       return InvalidArgumentError(
           "master: --data_dir is for a single master; with etcd the log lives in etcd");
     }
-    if (o.ha.cluster_id.empty() || o.ha.cluster_id.size() > 128 ||
-        o.ha.cluster_id.find_first_of("/\n\0", 0, 3) != std::string::npos) {
-      return InvalidArgumentError("master: bad cluster_id '" + o.ha.cluster_id +
-                                  "' (1-128 characters, no '/')");
+    if (Status bad = CheckClusterId(o.ha.cluster_id); !bad.ok()) {
+      return bad.WithContext("master");
     }
     if (o.ha.lease_ttl.count() < 1)
       return InvalidArgumentError("master: the HA lease TTL must be >= 1 s");
     FERRY_ASSIGN_OR_RETURN(std::unique_ptr<metadata::EtcdClient> etcd,
                            metadata::EtcdClient::Create(o.ha.etcd_endpoints));
     impl->etcd = std::move(etcd);
-    impl->leader_key = "/ferry/store/" + o.ha.cluster_id + "/leader";
+    impl->leader_key = LeaderKey(o.ha.cluster_id);
   }
   Impl* raw = impl.get();
   impl->rpc = std::make_unique<MasterRpcService>(

@@ -39,6 +39,7 @@
 #include <string>
 
 #include "ferry/status.h"
+#include "store/ha_cluster.h"
 #include "store/master/master_service.h"
 
 namespace ferry::store {
@@ -61,7 +62,7 @@ class MasterServer {
     // High availability: several masters, one leader elected through etcd (docs/store.md).
     struct Ha {
       std::string etcd_endpoints;  // "h1:2379,h2:2379"; "" = a single master
-      std::string cluster_id = "mooncake_cluster";
+      std::string cluster_id = std::string(kDefaultClusterId);
       std::chrono::seconds lease_ttl{2};
       // The host clients dial, put in the leader key. "" = rpc_address, or this host's
       // first non-loopback IPv4 address when that is 0.0.0.0.
