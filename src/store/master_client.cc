@@ -43,10 +43,6 @@ Status ToStatus(const rpc::Result& result) {
                         : result.message());
 }
 
-struct MasterClient::Leader {
-  std::unique_ptr<MasterLocator> locator;
-};
-
 Result<std::unique_ptr<MasterClient>> MasterClient::Create(const std::string& address,
                                                            const std::string& secret,
                                                            std::chrono::milliseconds timeout,
@@ -56,25 +52,25 @@ Result<std::unique_ptr<MasterClient>> MasterClient::Create(const std::string& ad
   }
   FERRY_ASSIGN_OR_RETURN(std::unique_ptr<MasterLocator> locator,
                          MasterLocator::Create(address, cluster_id));
-  auto client = std::unique_ptr<MasterClient>(new MasterClient(address, secret, timeout));
-  client->leader_->locator = std::move(locator);
-  return client;
+  return std::unique_ptr<MasterClient>(
+      new MasterClient(address, secret, timeout, std::move(locator)));
 }
 
 MasterClient::MasterClient(std::string address, const std::string& secret,
-                           std::chrono::milliseconds timeout)
+                           std::chrono::milliseconds timeout,
+                           std::unique_ptr<MasterLocator> locator)
     : address_(std::move(address)),
       timeout_(timeout),
       auth_(secret, std::string(kAuthChannel)),
       signed_(!secret.empty()),
-      leader_(std::make_unique<Leader>()) {}
+      locator_(std::move(locator)) {}
 
 MasterClient::~MasterClient() = default;
 
-std::string MasterClient::current_master() const { return leader_->locator->current(); }
+std::string MasterClient::current_master() const { return locator_->current(); }
 
 void MasterClient::OnLeaderChange(std::function<void(const std::string&)> callback) {
-  leader_->locator->OnLeaderChange(std::move(callback));
+  locator_->OnLeaderChange(std::move(callback));
 }
 
 template <typename Req, typename Rep>
@@ -82,7 +78,7 @@ Result<Rep> MasterClient::Call(std::string_view method,
                                grpc::Status (rpc::Master::Stub::*fn)(grpc::ClientContext*,
                                                                      const Req&, Rep*),
                                const Req& req) {
-  MasterLocator& locator = *leader_->locator;
+  MasterLocator& locator = *locator_;
   const Deadline deadline = Deadline::In(timeout_);
   std::string tried;
   for (int attempt = 1;; ++attempt) {
@@ -95,7 +91,7 @@ Result<Rep> MasterClient::Call(std::string_view method,
     // A list of masters: one that does not answer must leave time for the others (with
     // etcd, a leader change cancels the call instead).
     Deadline attempt_deadline = deadline;
-    if (locator.retries() && address_.rfind("etcd://", 0) != 0) {
+    if (locator.retries() && !locator.watches_leader()) {
       attempt_deadline = Deadline::Min(deadline, Deadline::In(timeout_ / 3));
     }
     ctx.set_deadline(std::chrono::system_clock::now() + attempt_deadline.Remaining());

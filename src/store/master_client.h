@@ -40,6 +40,8 @@ namespace ferry::store {
 
 namespace rpc = ::ferry::store::rpc;
 
+class MasterLocator;
+
 // A per-item result of a reply as a Status (StoreError carrying the code; OK for 0).
 Status ToStatus(const rpc::Result& result);
 
@@ -80,10 +82,8 @@ class MasterClient {
   Result<rpc::HealthReply> Health(const rpc::HealthRequest& req);
 
  private:
-  struct Channel;
-  struct Leader;
-
-  MasterClient(std::string address, const std::string& secret, std::chrono::milliseconds timeout);
+  MasterClient(std::string address, const std::string& secret, std::chrono::milliseconds timeout,
+               std::unique_ptr<MasterLocator> locator);
 
   template <typename Req, typename Rep>
   Result<Rep> Call(std::string_view method,
@@ -94,7 +94,7 @@ class MasterClient {
   const std::chrono::milliseconds timeout_;
   MessageAuth auth_;  // disabled when the secret is empty
   const bool signed_;
-  std::unique_ptr<Leader> leader_;  // which master to call, and following it
+  const std::unique_ptr<MasterLocator> locator_;  // which master to call, and following it
 };
 
 }  // namespace ferry::store

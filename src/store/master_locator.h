@@ -54,6 +54,9 @@ class MasterLocator {
 
   // Whether a failed call may be retried on another master (not for a single address).
   bool retries() const { return mode_ != Mode::kSingle; }
+  // Whether a leader change cancels calls in flight (etcd://); a list gives each master a
+  // share of the deadline instead.
+  bool watches_leader() const { return mode_ == Mode::kEtcd; }
 
   // The master to call now, waiting until `deadline` for a leader to be known. Errors:
   // Unavailable (no leader known before the deadline, with what etcd said).
