@@ -119,9 +119,10 @@ Result<int64_t> LeaderElection::Campaign() {
     (void)etcd_->LeaseRevoke(lease->id, Deadline::In(options_.rpc_timeout));
     {
       std::lock_guard<std::mutex> lock(mu_);
-      const auto& found =
-          txn->ranges.empty() ? std::vector<metadata::EtcdKeyValue>{} : txn->ranges.front();
-      holder_ = found.empty() ? "" : found.front().value;
+      holder_.clear();  // the failure branch's one range: the holder, if it still holds
+      if (!txn->ranges.empty() && !txn->ranges.front().empty()) {
+        holder_ = txn->ranges.front().front().value;
+      }
     }
     if (outage_logged) {
       FERRY_LOG_INFO("master: etcd answers again; standing by");
@@ -163,7 +164,7 @@ void LeaderElection::KeepAliveLoop(int64_t lease, std::chrono::seconds ttl) {
     if (!leading_ || lease_ != lease) return;
     if (renewed.ok() && renewed->count() > 0) {
       const int64_t until = ToNs(sent + *renewed);
-      if (ToNs(Clock::now()) >= valid_until_ns_.load()) {
+      if (!IsLeader()) {
         // Renewed, but only after the lease may already have run out here: another master
         // may have won in between, so the term is over whatever etcd says now.
         EndTerm("the lease ran out before a renewal was accepted");
@@ -176,7 +177,7 @@ void LeaderElection::KeepAliveLoop(int64_t lease, std::chrono::seconds ttl) {
       EndTerm("etcd says the lease has expired");
       return;
     }
-    if (ToNs(Clock::now()) >= valid_until_ns_.load()) {
+    if (!IsLeader()) {
       EndTerm("no lease renewal accepted before it ran out (" + renewed.status().ToString() + ")");
       return;
     }
