@@ -10,6 +10,7 @@
 
 #include "common/log.h"
 #include "store/error_code.h"
+#include "store/master/file_log_storage.h"
 
 namespace ferry::store {
 
@@ -36,11 +37,8 @@ Result<std::unique_ptr<MasterService>> MasterService::Create(MasterServiceOption
   lo.dir = options.data_dir;
   lo.snapshot_every_records = std::max<uint64_t>(1, options.snapshot_every_records);
   RecoveredMetadata state;
-  if (storage) {
-    FERRY_ASSIGN_OR_RETURN(service->log_, MetadataLog::Open(lo, std::move(storage), &state));
-  } else {
-    FERRY_ASSIGN_OR_RETURN(service->log_, MetadataLog::Open(lo, &state));
-  }
+  if (!storage) storage = std::make_unique<FileLogStorage>(options.data_dir);
+  FERRY_ASSIGN_OR_RETURN(service->log_, MetadataLog::Open(lo, std::move(storage), &state));
   service->Restore(state);
   FERRY_LOG_INFO(
       "master: {} recovered: {} segment(s) awaiting remount, {} object(s) (snapshot at "
@@ -104,7 +102,7 @@ void MasterService::Log(const MetadataRecord& record) {
   if (log_) log_->Append(record);
 }
 
-void MasterService::LogRemoval(const std::string& key, const Object&) {
+void MasterService::LogRemoval(const std::string& key) {
   if (log_) log_->Append(MetadataRecord::Remove(key));
 }
 
@@ -284,7 +282,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
   Shard& shard = ShardOf(key);
   // Under the shard lock: whether this put may go ahead (an old object it replaces goes),
   // then the allocation. Eviction runs with the lock dropped (it takes every shard's lock
-  // in turn), then the put is tried once more. `*retry` is set for a PutStart sent again by
+  // in turn), then the put is tried once more. `retry` is set for a PutStart sent again by
   // the client writing the key (its reply was lost, or it went to a master that has since
   // failed over): it gets the same space, so that bytes already on their way land where the
   // put ends.
@@ -305,7 +303,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
     } else if (mode == PutMode::kInsert) {
       return StoreError(ErrorCode::kObjectAlreadyExists, "key '" + std::string(key) + "' exists");
     }
-    LogRemoval(it->first, old);
+    LogRemoval(it->first);
     ReleaseSpace(old, now);
     shard.in_progress.erase(it->first);
     shard.objects.erase(it);
@@ -391,7 +389,7 @@ Status MasterService::PutRevoke(std::string_view key, std::string_view client_id
   Status error;
   auto it = FindPutInProgress(shard, key, client_id, &error);
   if (it == shard.objects.end()) return error;
-  LogRemoval(it->first, it->second);
+  LogRemoval(it->first);
   ReleaseSpace(it->second, now);
   shard.in_progress.erase(it->first);
   shard.objects.erase(it);
@@ -450,7 +448,7 @@ Status MasterService::Remove(std::string_view key, bool force) {
     return StoreError(ErrorCode::kReplicaIsNotReady,
                       "key '" + std::string(key) + "' is still being written");
   }
-  LogRemoval(it->first, obj);
+  LogRemoval(it->first);
   ReleaseSpace(obj, now);  // even when forced: held until the lease ends
   shard.in_progress.erase(it->first);
   shard.objects.erase(it);
@@ -466,7 +464,7 @@ size_t MasterService::RemoveWhere(
     std::lock_guard<std::mutex> lock(shard.mu);
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
       if (doomed(it->first, it->second)) {
-        LogRemoval(it->first, it->second);
+        LogRemoval(it->first);
         ReleaseSpace(it->second, now);
         shard.in_progress.erase(it->first);
         it = shard.objects.erase(it);
@@ -571,7 +569,7 @@ size_t MasterService::Evict(Clock::time_point now) {
     auto it = shard.objects.find(candidates[i].key);
     bool soft = false;
     if (it == shard.objects.end() || !evictable(it->second, &soft)) continue;
-    LogRemoval(it->first, it->second);
+    LogRemoval(it->first);
     ReleaseSpace(it->second, now);
     shard.in_progress.erase(it->first);
     shard.objects.erase(it);
@@ -608,7 +606,7 @@ void MasterService::TickLogged() {
         continue;
       }
       if (it != shard.objects.end() && it->second.status == ReplicaStatus::kProcessing) {
-        LogRemoval(it->first, it->second);
+        LogRemoval(it->first);
         ReleaseSpace(it->second, now);
         shard.objects.erase(it);
         ++stale;

@@ -233,7 +233,7 @@ class MasterService {
   // Appends to the log, if there is one.
   void Log(const MetadataRecord& record);
   // Logs the removal of an object (COMPLETE or PROCESSING: both are in the log).
-  void LogRemoval(const std::string& key, const Object& obj);
+  void LogRemoval(const std::string& key);
   MetadataRecord PutRecord(const std::string& key, const Object& obj) const;
   // Create's replay: segments awaiting remount, objects with their ranges.
   void Restore(const RecoveredMetadata& state);
