@@ -115,6 +115,7 @@ void ToProto(const ReplicaDescriptor& d, pb::Replica* out) {
   }
   out->set_disk_owner(d.disk_owner);
   out->set_disk_size(d.disk_size);
+  out->set_disk_rpc_address(d.disk_rpc_address);
 }
 
 ReplicateConfig FromProto(const pb::ReplicateConfig& c) {
