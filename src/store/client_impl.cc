@@ -1043,6 +1043,7 @@ std::vector<Result<std::vector<ReplicaDescriptor>>> ClientImpl::BatchGetReplicaD
     }
     std::vector<ReplicaDescriptor> d;
     for (const rpc::Replica& r : p.replicas) d.push_back(FromProto(r));
+    if (p.disk) d.push_back(FromProto(*p.disk));
     out.emplace_back(std::move(d));
   }
   return out;
