@@ -4,10 +4,13 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 #include <utility>
 
+#include "common/crypto.h"
 #include "common/log.h"
 #include "common/message_auth.h"
 #include "fmt/format.h"
@@ -86,6 +89,30 @@ class MemberRpcService final : public rpc::Member::Service {
   MessageAuth auth_;
 };
 
+// The directory's id in its TIER_ID file, created (atomically) on first use. The caller
+// holds the directory's lock.
+Result<std::string> ReadOrCreateTierId(const std::string& dir) {
+  const std::string path = dir + "/TIER_ID";
+  {
+    std::ifstream in(path);
+    std::string id;
+    if (in && std::getline(in, id) && id.size() == 32) return id;
+  }
+  const std::string id = crypto::RandomHex(16);
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << id << "\n";
+    out.flush();
+    if (!out) return StoreError(ErrorCode::kFileWriteFail, "cannot write " + tmp);
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    return StoreError(ErrorCode::kFileWriteFail,
+                      fmt::format("cannot rename {}: {}", tmp, std::strerror(errno)));
+  }
+  return id;
+}
+
 }  // namespace
 
 void DiskTier::Histogram::Add(Clock::duration d) {
@@ -126,6 +153,7 @@ Result<std::unique_ptr<DiskTier>> DiskTier::Start(const DiskTierOptions& options
   auto disk = BucketStore::Open(bo);
   if (!disk.ok()) return AsStoreError(disk.status()).WithContext("SSD tier " + options.path);
   t->disk_ = std::move(*disk);
+  FERRY_ASSIGN_OR_RETURN(t->tier_id_, ReadOrCreateTierId(options.path));
 
   const size_t staging = std::max<uint64_t>(options.staging_bytes, 1 << 20);
   void* p = mmap(nullptr, staging, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -192,6 +220,7 @@ Status DiskTier::Register() {
     req.set_segment_name(self_.segment_name);
     req.set_hostname(self_.hostname);
     req.set_rpc_address(rpc_address_);
+    req.set_tier_id(tier_id_);
     const size_t end = std::min(objects.size(), begin + kRegisterChunk);
     for (size_t i = begin; i < end; ++i) {
       rpc::DiskObjectInfo* o = req.add_objects();
@@ -250,6 +279,11 @@ void DiskTier::RunTasks(rpc::DiskTasksReply& tasks) {
   }
   rpc::ReportDiskTasksRequest report;
   report.set_client_id(self_.client_id);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (std::string& key : lost_) report.add_evicted(std::move(key));
+    lost_.clear();
+  }
   for (const rpc::PromoteTask& t : tasks.promotions()) Promote(t, &report);
   // Offloads, packed into buckets of up to bucket_bytes.
   std::vector<const rpc::OffloadTask*> batch;
@@ -264,7 +298,9 @@ void DiskTier::RunTasks(rpc::DiskTasksReply& tasks) {
     bytes += t.size();
   }
   if (!batch.empty()) Offload(batch, &report);
-  if (report.offloaded_size() == 0 && report.promoted_size() == 0) return;
+  if (report.offloaded_size() == 0 && report.promoted_size() == 0 && report.evicted_size() == 0) {
+    return;
+  }
   auto rep = master_->ReportDiskTasks(report);
   if (!rep.ok()) {
     // The master abandons the tasks after offload_timeout; the copies written are kept
@@ -371,6 +407,12 @@ Result<size_t> DiskTier::TimedRead(const std::string& key, void* dst, size_t cap
   const Clock::time_point start = Clock::now();
   auto n = disk_->Read(key, dst, capacity);
   read_latency_.Add(Clock::now() - start);
+  if (!n.ok() && n.status().code() == StatusCode::kDataLoss) {
+    // The store dropped the copy; the worker tells the master, which stops listing it.
+    FERRY_LOG_WARN("store member: disk copy of '{}' is damaged: {}", key, n.status().ToString());
+    std::lock_guard<std::mutex> lock(mu_);
+    lost_.push_back(key);
+  }
   if (!n.ok()) return AsStoreError(n.status());
   readbacks_.fetch_add(1, std::memory_order_relaxed);
   readback_bytes_.fetch_add(*n, std::memory_order_relaxed);

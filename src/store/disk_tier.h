@@ -145,10 +145,12 @@ class DiskTier {
   std::unique_ptr<grpc::Service> service_;
   std::unique_ptr<grpc::Server> server_;
   std::string rpc_address_;
+  std::string tier_id_;  // the directory's stable id (its TIER_ID file)
 
   std::mutex mu_;
   std::condition_variable cv_;
-  bool stop_ = false;  // GUARDED_BY(mu_)
+  bool stop_ = false;              // GUARDED_BY(mu_)
+  std::vector<std::string> lost_;  // GUARDED_BY(mu_): copies failing their checksum, to report
   std::thread worker_;
   std::atomic<bool> registered_{false};
 
