@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <array>
@@ -17,6 +16,7 @@
 #include <filesystem>
 
 #include "common/log.h"
+#include "store/disk/internal/checksum.h"
 
 namespace ferry::store {
 
@@ -215,7 +215,7 @@ Status ReadBucketIndex(int fd, uint64_t id, const std::string& path, uint64_t* f
     return err < 0 ? DataLossError("truncated header") : IoError(err, "cannot read", path);
   }
   if (std::string_view(header, 8) != kHeaderMagic) return DataLossError("bad header magic");
-  if (XXH3_64bits(header, kHeaderChecked) != GetU64(header + kHeaderChecked)) {
+  if (internal::Checksum(header, kHeaderChecked) != GetU64(header + kHeaderChecked)) {
     return DataLossError("header checksum mismatch");
   }
   if (GetU32(header + 8) != kVersion) {
@@ -246,7 +246,7 @@ Status ReadBucketIndex(int fd, uint64_t id, const std::string& path, uint64_t* f
   if (int err = PreadFull(fd, index.data(), index_len, index_offset); err != 0) {
     return err < 0 ? DataLossError("truncated index") : IoError(err, "cannot read", path);
   }
-  if (XXH3_64bits(index.data(), index.size()) != index_sum) {
+  if (internal::Checksum(index.data(), index.size()) != index_sum) {
     return DataLossError("index checksum mismatch");
   }
   entries->clear();
@@ -303,6 +303,7 @@ Status BucketStore::LoadBuckets() {
   if (ec) return InternalError("bucket store: cannot list " + options_.path + ": " + ec.message());
 
   std::vector<char> chunk;
+  internal::ChecksumStream stream;
   std::vector<std::string> emptied;
   for (const auto& [id, path] : files) {
     auto file = std::make_shared<BucketFile>();
@@ -317,8 +318,7 @@ Status BucketStore::LoadBuckets() {
     if (s.ok()) ::posix_fadvise(file->fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
     for (size_t i = 0; s.ok() && i < entries.size(); ++i) {
       const auto& [offset, length, sum] = entries[i].second;
-      XXH3_state_t* state = XXH3_createState();
-      XXH3_64bits_reset(state);
+      stream.Reset();
       for (uint64_t done = 0; s.ok() && done < length;) {
         const uint64_t n = std::min(kVerifyChunk, length - done);
         chunk.resize(n);
@@ -326,11 +326,10 @@ Status BucketStore::LoadBuckets() {
         if (err != 0) {
           s = err < 0 ? DataLossError("truncated data") : IoError(err, "cannot read", path);
         }
-        XXH3_64bits_update(state, chunk.data(), n);
+        stream.Update(chunk.data(), n);
         done += n;
       }
-      const uint64_t actual = XXH3_64bits_digest(state);
-      XXH3_freeState(state);
+      const uint64_t actual = stream.Digest();
       if (s.ok() && actual != sum) {
         FERRY_LOG_WARN("bucket store: {}: object '{}' at offset {} fails its checksum; dropped",
                        path, entries[i].first, offset);
@@ -454,7 +453,7 @@ Result<uint64_t> BucketStore::WriteBucket(std::span<const WriteItem> items) {
   PutU64(&header, static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                             std::chrono::system_clock::now().time_since_epoch())
                                             .count()));
-  PutU64(&header, XXH3_64bits(header.data(), kHeaderChecked));
+  PutU64(&header, internal::Checksum(header.data(), kHeaderChecked));
   header.resize(kHeaderBytes, '\0');
 
   std::vector<iovec> iov;
@@ -464,18 +463,18 @@ Result<uint64_t> BucketStore::WriteBucket(std::span<const WriteItem> items) {
   index.reserve(index_bytes);
   std::vector<Location> locs(items.size());
   uint64_t offset = kHeaderBytes;
-  XXH3_state_t* state = XXH3_createState();
+  internal::ChecksumStream stream;
   for (size_t i = 0; i < items.size(); ++i) {
-    XXH3_64bits_reset(state);
+    stream.Reset();
     uint64_t size = 0;
     for (const auto& part : items[i].parts) {
       if (part.empty()) continue;
-      XXH3_64bits_update(state, part.data(), part.size());
+      stream.Update(part.data(), part.size());
       iov.push_back(Iov(part.data(), part.size()));
       size += part.size();
     }
     if (const uint64_t pad = AlignUp(size) - size; pad > 0) iov.push_back(Iov(kZeros, pad));
-    locs[i] = Location{id, offset, size, XXH3_64bits_digest(state)};
+    locs[i] = Location{id, offset, size, stream.Digest()};
     PutU32(&index, static_cast<uint32_t>(items[i].key.size()));
     index.append(items[i].key);
     PutU64(&index, offset);
@@ -483,12 +482,11 @@ Result<uint64_t> BucketStore::WriteBucket(std::span<const WriteItem> items) {
     PutU64(&index, locs[i].checksum);
     offset += AlignUp(size);
   }
-  XXH3_freeState(state);
   std::string footer;
   PutU64(&footer, offset);
   PutU64(&footer, index.size());
   PutU64(&footer, items.size());
-  PutU64(&footer, XXH3_64bits(index.data(), index.size()));
+  PutU64(&footer, internal::Checksum(index.data(), index.size()));
   footer.append(kFooterMagic);
   iov.push_back(Iov(index.data(), index.size()));
   iov.push_back(Iov(footer.data(), footer.size()));
@@ -568,7 +566,7 @@ Result<size_t> BucketStore::Read(std::string_view key, void* dst, size_t capacit
     if (err > 0) return IoError(err, "cannot read", file->path);
     s = DataLossError("bucket store: " + file->path + " is truncated: object '" + std::string(key) +
                       "' at offset " + std::to_string(loc.offset) + " cut");
-  } else if (XXH3_64bits(dst, loc.size) != loc.checksum) {
+  } else if (internal::Checksum(dst, loc.size) != loc.checksum) {
     s = DataLossError("bucket store: checksum mismatch reading object '" + std::string(key) +
                       "' at offset " + std::to_string(loc.offset) + " of " + file->path +
                       "; the object is dropped");
