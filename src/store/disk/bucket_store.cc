@@ -40,7 +40,8 @@ constexpr std::string_view kLockName = "LOCK";
 constexpr std::string_view kBucketPrefix = "bucket.";
 constexpr std::string_view kTempSuffix = ".tmp";
 constexpr size_t kIdDigits = 20;
-constexpr uint64_t kVerifyChunk = 4 << 20;  // Open reads object data in pieces of this size
+constexpr uint64_t kVerifyChunk = 4 << 20;     // Open reads object data in pieces of this size
+constexpr uint64_t kWritebackChunk = 8 << 20;  // WriteBucket starts writeback after each
 
 alignas(4096) constexpr std::byte kZeros[BucketStore::kAlignment] = {};
 
@@ -87,27 +88,42 @@ int PreadFull(int fd, void* buf, uint64_t len, uint64_t offset) {
   return 0;
 }
 
-// Writes every byte of `iov` (which it consumes) from offset 0, IOV_MAX vectors per call.
-Status PwritevAll(int fd, std::vector<iovec>& iov, const std::string& path) {
-  size_t i = 0;
+// Writes every byte of `iov` from offset 0: pwritev calls of at most IOV_MAX vectors and
+// kWritebackChunk bytes, each followed by starting (not waiting for) the writeback of what
+// it wrote, so that the device works while the next piece is copied and the final fdatasync
+// has little left to wait for.
+Status PwritevAll(int fd, const std::vector<iovec>& iov, const std::string& path) {
+  size_t i = 0;     // the first vector not written in full
+  size_t skip = 0;  // bytes of iov[i] written
   uint64_t pos = 0;
+  std::vector<iovec> batch;
+  batch.reserve(std::min<size_t>(iov.size(), IOV_MAX));
   while (i < iov.size()) {
-    const int count = static_cast<int>(std::min<size_t>(iov.size() - i, IOV_MAX));
-    const ssize_t n = ::pwritev(fd, &iov[i], count, static_cast<off_t>(pos));
+    batch.clear();
+    uint64_t bytes = 0;
+    for (size_t j = i, s = skip;
+         j < iov.size() && batch.size() < IOV_MAX && bytes < kWritebackChunk; ++j, s = 0) {
+      const size_t n = std::min<uint64_t>(iov[j].iov_len - s, kWritebackChunk - bytes);
+      batch.push_back(iovec{static_cast<char*>(iov[j].iov_base) + s, n});
+      bytes += n;
+    }
+    const ssize_t n =
+        ::pwritev(fd, batch.data(), static_cast<int>(batch.size()), static_cast<off_t>(pos));
     if (n < 0) {
       if (errno == EINTR) continue;
       return IoError(errno, "cannot write", path);
     }
     if (n == 0) return InternalError("bucket store: cannot write " + path + ": no progress");
+    ::sync_file_range(fd, static_cast<off_t>(pos), n, SYNC_FILE_RANGE_WRITE);
     pos += static_cast<uint64_t>(n);
-    size_t left = static_cast<size_t>(n);
-    while (left > 0) {
-      if (left >= iov[i].iov_len) {
-        left -= iov[i].iov_len;
+    for (size_t left = static_cast<size_t>(n); left > 0 && i < iov.size();) {
+      const size_t avail = iov[i].iov_len - skip;
+      if (left >= avail) {
+        left -= avail;
         ++i;
+        skip = 0;
       } else {
-        iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + left;
-        iov[i].iov_len -= left;
+        skip += left;
         left = 0;
       }
     }
