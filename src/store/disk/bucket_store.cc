@@ -360,7 +360,8 @@ Status BucketStore::LoadBuckets() {
       ++dropped_at_open_;
       continue;
     }
-    if (options_.direct_io) file->direct_fd.Reset(::open(path.c_str(), O_RDONLY | O_DIRECT));
+    if (options_.direct_io)
+      file->direct_fd.Reset(::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
     Bucket& bucket = buckets_[id];
     bucket.file = std::move(file);
     bucket.file_bytes = file_bytes;
@@ -530,7 +531,8 @@ Result<uint64_t> BucketStore::WriteBucket(std::span<const WriteItem> items) {
     ::unlink(renamed ? path.c_str() : temp.c_str());
     return s;
   }
-  if (options_.direct_io) file->direct_fd.Reset(::open(path.c_str(), O_RDONLY | O_DIRECT));
+  if (options_.direct_io)
+    file->direct_fd.Reset(::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
 
   std::vector<std::string> emptied;
   {
@@ -577,12 +579,14 @@ Result<size_t> BucketStore::Read(std::string_view key, void* dst, size_t capacit
     if (err == 0) done = direct;  // else EINVAL (alignment the device refuses) or worse:
   }                               // the buffered read below tells
   Status s;
+  bool mismatch = false;
   if (int err = PreadFull(file->fd.get(), out + done, loc.size - done, loc.offset + done);
       err != 0) {
     if (err > 0) return IoError(err, "cannot read", file->path);
     s = DataLossError("bucket store: " + file->path + " is truncated: object '" + std::string(key) +
                       "' at offset " + std::to_string(loc.offset) + " cut");
   } else if (internal::Checksum(dst, loc.size) != loc.checksum) {
+    mismatch = true;
     s = DataLossError("bucket store: checksum mismatch reading object '" + std::string(key) +
                       "' at offset " + std::to_string(loc.offset) + " of " + file->path +
                       "; the object is dropped");
@@ -595,7 +599,7 @@ Result<size_t> BucketStore::Read(std::string_view key, void* dst, size_t capacit
       auto it = objects_.find(key);
       if (it != objects_.end() && it->second.bucket == loc.bucket &&
           it->second.offset == loc.offset) {
-        ++checksum_errors_;
+        if (mismatch) ++checksum_errors_;
         emptied = EraseLocked(it);
       }
     }
