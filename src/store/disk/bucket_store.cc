@@ -353,6 +353,8 @@ Status BucketStore::LoadBuckets() {
         ++checksum_errors_;
       }
     }
+    // The check read the whole file; it need not stay in the page cache.
+    if (file->fd.valid()) ::posix_fadvise(file->fd.get(), 0, 0, POSIX_FADV_DONTNEED);
     if (!s.ok()) {
       FERRY_LOG_WARN("bucket store: dropping bucket file {}: {}", path, s.message());
       std::error_code rm_ec;
