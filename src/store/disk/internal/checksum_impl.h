@@ -1,6 +1,6 @@
-// One code path of checksum.h: XXH3 compiled inline with this file's target options.
-// Included by checksum.cc (the baseline) and checksum_avx2.cc (built with -mavx2), each in
-// its own namespace, so that no AVX2 code can be reached without the CPU check.
+// The code paths behind checksum.h. checksum.cc defines the baseline over libxxhash and
+// picks a path once; checksum_avx2.cc (built with -mavx2) defines the AVX2 one over an inline
+// copy of XXH3, so that no AVX2 code can be reached without the CPU check.
 #pragma once
 
 #include <cstddef>
@@ -23,7 +23,7 @@ const ChecksumPath* Avx2ChecksumPath();
 
 }  // namespace ferry::store::internal
 
-// Defines `const ChecksumPath& name()` over the XXH3 that xxhash.h compiles inline here.
+// Defines `const ChecksumPath& name()` over the XXH3 functions visible where it is used.
 #define FERRY_DEFINE_CHECKSUM_PATH(name)                                       \
   const ::ferry::store::internal::ChecksumPath& name() {                       \
     static const ::ferry::store::internal::ChecksumPath path = {               \
