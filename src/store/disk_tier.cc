@@ -338,7 +338,7 @@ void DiskTier::Offload(const std::vector<const rpc::OffloadTask*>& batch,
     bytes += t->size();
   }
   if (items.empty()) return;
-  Status s = MakeRoom(bytes);
+  Status s = MakeRoom(BucketStore::BucketBytes(items));
   if (s.ok()) {
     const Clock::time_point start = Clock::now();
     auto bucket = disk_->WriteBucket(items);
@@ -356,8 +356,8 @@ void DiskTier::Offload(const std::vector<const rpc::OffloadTask*>& batch,
   for (const rpc::OffloadTask* t : written) report(*t, s);
 }
 
-Status DiskTier::MakeRoom(uint64_t bytes) {
-  FERRY_ASSIGN_OR_RETURN(std::vector<uint64_t> doomed, disk_->PlanEviction(bytes));
+Status DiskTier::MakeRoom(uint64_t bucket_bytes) {
+  FERRY_ASSIGN_OR_RETURN(std::vector<uint64_t> doomed, disk_->PlanEviction(bucket_bytes));
   if (doomed.empty()) return OkStatus();
   rpc::ReportDiskTasksRequest req;
   req.set_client_id(self_.client_id);
