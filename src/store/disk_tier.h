@@ -57,6 +57,8 @@ struct DiskTierOptions {
   std::chrono::milliseconds poll_wait{500};
   // The most bytes written as one bucket.
   uint64_t bucket_bytes = 64 << 20;
+  // How long the worker waits for more offloads before writing a bucket that is not full.
+  std::chrono::milliseconds offload_linger{2};
 };
 
 // Who the member is, as the master knows it.
