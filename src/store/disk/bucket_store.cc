@@ -521,8 +521,7 @@ void BucketStore::MaybeCompactLocked() {
   const uint64_t body = log_->bytes() - internal::TombstoneLog::kHeaderBytes;
   const uint64_t dead = body > live ? body - live : 0;
   if (dead <= options_.tombstone_compact_bytes || dead <= live) return;
-  if (Status s = RewriteLogLocked(); !s.ok()) {
-    log_stale_ = true;  // the old file may be cut or half replaced: rewrite before trusting it
+  if (Status s = RewriteLogLocked(); !s.ok()) {  // the file in use still holds every record
     FERRY_LOG_WARN("bucket store: compacting the tombstone log failed: {}", s.message());
   }
 }

@@ -174,8 +174,9 @@ class BucketStore {
   // footer to a temp file, fdatasync, rename, fsync of the directory) and returns its id
   // (increasing, also across reopens). All or nothing: on failure no file of it remains and
   // the store is unchanged. A key already stored is replaced (its old copy becomes dead, and
-  // a bucket left with no live object is deleted). It does not evict: call PlanEviction and
-  // DropBucket first.
+  // a bucket left with no live object is deleted; the old copy is named in the tombstone log,
+  // one append and fdatasync for all of them, whose failure is logged, not returned). It does
+  // not evict: call PlanEviction and DropBucket first.
   // Errors: InvalidArgument for no items, an empty or too long key (kMaxKeyBytes), a key
   // twice in `items`, more than kMaxObjects items or an index over kMaxIndexBytes;
   // ResourceExhausted("disk full: ...") on ENOSPC or EDQUOT; Internal naming the path and the
@@ -216,8 +217,8 @@ class BucketStore {
   // Deletes the bucket's file and forgets its objects (durably: the file is gone; its
   // tombstone records become dead). Reads of it in flight complete.
   // Errors: NotFound if there is no such bucket; Internal naming the path and errno text when
-  // the file cannot be deleted or a pending rewrite of the tombstone log fails (the bucket
-  // stays).
+  // a pending rewrite of the tombstone log fails or the file cannot be deleted (the bucket
+  // stays either way), or the directory cannot be fsync'ed after the delete (it is gone).
   Status DropBucket(uint64_t bucket);
 
   Stats stats() const;
