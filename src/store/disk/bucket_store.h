@@ -17,7 +17,7 @@
 //   bucket.<id, 20 digits>        a bucket (format below)
 //   bucket.<id, 20 digits>.tmp    a bucket being written; removed by Open (a crash mid-write)
 //   TOMBSTONES            the dead copies in bucket files that stay (format below)
-//   TOMBSTONES.tmp        a compaction of TOMBSTONES being written; replaced by the next one
+//   TOMBSTONES.tmp        a compaction of TOMBSTONES being written; removed by Open
 //
 // Bucket file format (all integers little-endian; offsets are from the start of the file):
 //   header  kHeaderBytes (4096) bytes:
@@ -56,12 +56,14 @@
 // old copy dead after the new one is removed or dropped); so does a Read that drops a copy.
 // If such an append fails (the write itself succeeded), the store notes it and the next
 // Remove, RemoveBatch or DropBucket first rewrites the whole log, and fails if it cannot.
-// DropBucket deletes the file and needs no record. Records are lost only to corruption of
-// TOMBSTONES (everything after a bad record is ignored).
+// DropBucket deletes the file and fsyncs the directory; it needs no record. Records are
+// lost only to corruption of TOMBSTONES (everything after a bad record is ignored).
 //
 // Thread safety: every method is thread-safe. Reads do not hold the index lock while they
 // touch the disk and run concurrently with each other and with writes; a read of a bucket
-// that is dropped meanwhile still completes from the open file.
+// that is dropped meanwhile still completes from the open file. Remove, RemoveBatch,
+// DropBucket and the last step of WriteBucket (installing its index) are serialized with
+// each other, one tombstone append and fdatasync at a time; reads never wait for those.
 #pragma once
 
 #include <atomic>
