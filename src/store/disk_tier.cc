@@ -231,11 +231,12 @@ Status DiskTier::Register() {
     }
     FERRY_ASSIGN_OR_RETURN(rpc::RegisterDiskTierReply rep, master_->RegisterDiskTier(req));
     FERRY_RETURN_IF_ERROR(ToStatus(rep.result()).WithContext("registering the SSD tier"));
+    std::vector<std::string> superseded;
     for (int j = 0; j < rep.codes_size() && begin + j < end; ++j) {
-      if (rep.codes(j) == 0) continue;
-      ++refused;
-      (void)disk_->Remove(objects[begin + j].key);
+      if (rep.codes(j) != 0) superseded.push_back(objects[begin + j].key);
     }
+    refused += superseded.size();
+    RemoveFromDisk(superseded);
     if (objects.empty()) break;
   }
   if (!objects.empty()) {
@@ -245,6 +246,17 @@ Status DiskTier::Register() {
   }
   if (!registered_.exchange(true)) worker_ = std::thread([this] { WorkLoop(); });
   return OkStatus();
+}
+
+size_t DiskTier::RemoveFromDisk(const std::vector<std::string>& keys) {
+  if (keys.empty()) return 0;
+  auto removed = disk_->RemoveBatch(keys);  // one tombstone append and fdatasync
+  if (!removed.ok()) {
+    FERRY_LOG_WARN("store member: removing {} disk copies failed: {}", keys.size(),
+                   removed.status().ToString());
+    return 0;
+  }
+  return *removed;
 }
 
 void DiskTier::WorkLoop() {
@@ -294,9 +306,9 @@ void DiskTier::WorkLoop() {
 }
 
 void DiskTier::RunTasks(rpc::DiskTasksReply& tasks) {
-  for (const std::string& key : tasks.deletes()) {
-    if (disk_->Remove(key).ok()) deletes_.fetch_add(1, std::memory_order_relaxed);
-  }
+  deletes_.fetch_add(
+      RemoveFromDisk(std::vector<std::string>(tasks.deletes().begin(), tasks.deletes().end())),
+      std::memory_order_relaxed);
   rpc::ReportDiskTasksRequest report;
   report.set_client_id(self_.client_id);
   {
@@ -328,7 +340,7 @@ void DiskTier::RunTasks(rpc::DiskTasksReply& tasks) {
     FERRY_LOG_WARN("store member: reporting disk tasks failed: {}", rep.status().ToString());
     return;
   }
-  for (const std::string& key : rep->gone()) (void)disk_->Remove(key);
+  RemoveFromDisk(std::vector<std::string>(rep->gone().begin(), rep->gone().end()));
 }
 
 void DiskTier::Offload(const std::vector<const rpc::OffloadTask*>& batch,

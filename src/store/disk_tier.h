@@ -110,6 +110,9 @@ class DiskTier {
            MasterClient* master, RemoteWrite remote_write);
   void WorkLoop();
   void RunTasks(rpc::DiskTasksReply& tasks);
+  // Removes the disk copies of `keys` with one durable BucketStore::RemoveBatch; returns how
+  // many were present (0 after an IO error, logged: the copies stay until the next delete).
+  size_t RemoveFromDisk(const std::vector<std::string>& keys);
   // Offloads one batch (one bucket); appends the outcomes.
   void Offload(const std::vector<const rpc::OffloadTask*>& batch, rpc::ReportDiskTasksRequest* out);
   void Promote(const rpc::PromoteTask& task, rpc::ReportDiskTasksRequest* out);

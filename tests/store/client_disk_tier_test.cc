@@ -1,8 +1,8 @@
 // The SSD tier end to end in one process: a master (gRPC on 127.0.0.1) with
 // --enable_offload, a member lending a small segment and a disk directory, a reader.
 // Objects that do not fit in DRAM go to the member's disk and read back byte-exact from
-// the member itself and from the reader; promotion; a restart on the same directory; a
-// damaged bucket.
+// the member itself and from the reader; promotion; a restart on the same directory (an
+// object removed before it stays removed); a damaged bucket.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -174,6 +174,45 @@ TEST_F(ClientDiskTierTest, AMemberRestartedOnItsDirectoryServesItsCopiesAgain) {
     auto got = reader_->Get("k" + std::to_string(i));
     ASSERT_TRUE(got.ok()) << i << ": " << got.status().ToString();
     EXPECT_TRUE(*got == values[i]);
+  }
+}
+
+// Regression: a removed object's bucket stays on disk while it holds other objects, and a
+// restarted member used to register the removed copy with the pool again.
+TEST_F(ClientDiskTierTest, AnObjectRemovedFromThePoolStaysRemovedAfterAMemberRestart) {
+  MasterServiceOptions o;
+  o.enable_offload = true;
+  o.eviction_ratio = 0.5;  // an eviction frees half the segment: one round of offloads
+  auto m = StartLocalMaster(std::move(o));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  master_ = std::move(*m);
+  StartMember(8 * kObject);
+  StartReader();
+  const std::vector<std::string> values = PutMany(12);
+  std::vector<int> disk_only;
+  for (int i = 0; i < 12; ++i) {
+    if (OnlyOnDisk("k" + std::to_string(i))) disk_only.push_back(i);
+  }
+  ASSERT_GE(disk_only.size(), 2u);
+  const std::string removed = "k" + std::to_string(disk_only[0]);
+  ASSERT_TRUE(reader_->Remove(removed, true).ok());
+  // The member deletes its copy when it next polls for tasks.
+  auto deletes = [this] {
+    const std::string text = member_->MetricsText();
+    const std::string name = "\nferry_store_disk_deletes_total ";
+    const size_t at = text.find(name);
+    return at == std::string::npos ? -1 : std::stol(text.substr(at + name.size()));
+  };
+  for (int w = 0; w < 200 && deletes() < 1; ++w) std::this_thread::sleep_for(milliseconds(20));
+  ASSERT_EQ(deletes(), 1);
+  ASSERT_TRUE(member_->Close().ok());
+  member_.reset();
+  StartMember();
+  EXPECT_EQ(ErrorCodeOf(reader_->Get(removed).status()), ErrorCode::kObjectNotFound);
+  for (size_t j = 1; j < disk_only.size(); ++j) {
+    auto got = reader_->Get("k" + std::to_string(disk_only[j]));
+    ASSERT_TRUE(got.ok()) << disk_only[j] << ": " << got.status().ToString();
+    EXPECT_TRUE(*got == values[disk_only[j]]);
   }
 }
 

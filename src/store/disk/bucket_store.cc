@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <set>
 
 #include "common/log.h"
 #include "store/disk/internal/checksum.h"
@@ -37,6 +38,7 @@ constexpr std::string_view kFooterMagic = "FERRYBKF";
 constexpr uint32_t kVersion = 1;
 constexpr uint64_t kHeaderChecked = 32;  // header bytes covered by its checksum
 constexpr std::string_view kLockName = "LOCK";
+constexpr std::string_view kTombstonesName = "TOMBSTONES";
 constexpr std::string_view kBucketPrefix = "bucket.";
 constexpr std::string_view kTempSuffix = ".tmp";
 constexpr size_t kIdDigits = 20;
@@ -294,7 +296,8 @@ Status ReadBucketIndex(int fd, uint64_t id, const std::string& path, uint64_t* f
 }  // namespace
 
 Status BucketStore::LoadBuckets() {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::lock_guard<std::mutex> log_lock(log_mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   {  // The highest id handed out, kept in LOCK (bucket files may all be gone).
     char text[kIdDigits + 1] = {};
     const ssize_t n = ::pread(lock_fd_.get(), text, kIdDigits, 0);
@@ -321,6 +324,7 @@ Status BucketStore::LoadBuckets() {
   std::vector<char> chunk;
   internal::ChecksumStream stream;
   std::vector<std::string> emptied;
+  std::vector<Tombstone> killed;  // copies a later bucket replaced
   for (const auto& [id, path] : files) {
     auto file = std::make_shared<BucketFile>();
     file->path = path;
@@ -371,14 +375,48 @@ Status BucketStore::LoadBuckets() {
     for (size_t i = 0; i < entries.size(); ++i) {
       if (!good[i]) continue;
       const auto& [offset, length, sum] = entries[i].second;
-      InstallLocked(entries[i].first, Location{id, offset, length, sum}, &emptied);
+      InstallLocked(entries[i].first, Location{id, offset, length, sum}, &emptied, &killed);
     }
     if (auto it = buckets_.find(id); it != buckets_.end() && it->second.live_keys.empty()) {
-      emptied.push_back(it->second.file->path);
-      bytes_ -= it->second.file_bytes;
-      buckets_.erase(it);
+      emptied.push_back(ForgetBucketLocked(it));
     }
   }
+
+  // The tombstone log, after every bucket: a live record drops the copy it names (a copy a
+  // later bucket replaced is already dead and was marked above).
+  std::set<std::pair<uint64_t, std::string>> unlogged;  // marked above, not (yet) seen in the log
+  for (Tombstone& t : killed) unlogged.emplace(t.bucket, std::move(t.key));
+  killed.clear();
+  const std::string log_path = (fs::path(options_.path) / kTombstonesName).string();
+  std::error_code tmp_ec;
+  fs::remove(log_path + ".tmp", tmp_ec);  // a compaction that did not finish
+  auto visit = [&](uint64_t bucket, std::string_view key_view) {
+    auto b = buckets_.find(bucket);
+    if (b == buckets_.end()) return;  // dead: the bucket is gone
+    std::string key(key_view);
+    if (!KillCopyLocked(bucket, key)) {
+      unlogged.erase({bucket, key});  // marked already (or a repeated record)
+      return;
+    }
+    if (auto it = objects_.find(key); it != objects_.end() && it->second.bucket == bucket) {
+      if (auto path = EraseLocked(it)) emptied.push_back(std::move(*path));
+    }
+  };
+  FERRY_ASSIGN_OR_RETURN(log_, internal::TombstoneLog::Open(log_path, visit));
+  for (auto& [bucket, key] : unlogged) {
+    if (auto b = buckets_.find(bucket); b != buckets_.end() && b->second.tombstones.contains(key)) {
+      killed.push_back(Tombstone{bucket, key});
+    }
+  }
+  lock.unlock();
+
+  log_file_bytes_.store(log_->bytes(), std::memory_order_relaxed);
+  if (!killed.empty()) {  // a crash between a replacing WriteBucket and its records
+    FERRY_LOG_INFO("bucket store: logging {} replaced copies that had no tombstone", killed.size());
+    FERRY_RETURN_IF_ERROR(log_->Append(killed));
+    log_file_bytes_.store(log_->bytes(), std::memory_order_relaxed);
+  }
+  MaybeCompactLocked();
   for (const std::string& path : emptied) {
     FERRY_LOG_INFO("bucket store: removing {}: no live object", path);
     ::unlink(path.c_str());
@@ -387,15 +425,20 @@ Status BucketStore::LoadBuckets() {
 }
 
 void BucketStore::InstallLocked(const std::string& key, const Location& loc,
-                                std::vector<std::string>* emptied) {
+                                std::vector<std::string>* emptied, std::vector<Tombstone>* killed) {
   auto it = objects_.find(key);
   if (it != objects_.end()) {
-    if (it->second.bucket > loc.bucket) return;  // a later bucket holds it: this copy is dead
-    if (it->second.bucket == loc.bucket) {       // a file listing a key twice: the later wins
+    if (it->second.bucket > loc.bucket) {  // a later bucket holds it: this copy is dead
+      if (KillCopyLocked(loc.bucket, key)) killed->push_back(Tombstone{loc.bucket, key});
+      return;
+    }
+    if (it->second.bucket == loc.bucket) {  // a file listing a key twice: the later wins
       live_bytes_ = live_bytes_ - it->second.size + loc.size;
       it->second = loc;
       return;
     }
+    if (KillCopyLocked(it->second.bucket, key))
+      killed->push_back(Tombstone{it->second.bucket, key});
     if (auto path = EraseLocked(it)) emptied->push_back(std::move(*path));
   }
   objects_.emplace(key, loc);
@@ -409,14 +452,78 @@ std::optional<std::string> BucketStore::EraseLocked(ObjectMap::iterator it) {
   std::optional<std::string> path;
   if (auto b = buckets_.find(loc.bucket); b != buckets_.end()) {
     b->second.live_keys.erase(it->first);
-    if (b->second.live_keys.empty()) {
-      path = b->second.file->path;
-      bytes_ -= b->second.file_bytes;
-      buckets_.erase(b);
-    }
+    if (b->second.live_keys.empty()) path = ForgetBucketLocked(b);
   }
   objects_.erase(it);
   return path;
+}
+
+bool BucketStore::KillCopyLocked(uint64_t bucket, const std::string& key) {
+  auto it = buckets_.find(bucket);
+  if (it == buckets_.end() || !it->second.tombstones.insert(key).second) return false;
+  const uint64_t record = internal::TombstoneLog::RecordBytes(key.size());
+  it->second.tombstone_bytes += record;
+  ++tombstones_;
+  tombstone_live_bytes_ += record;
+  return true;
+}
+
+std::string BucketStore::ForgetBucketLocked(std::map<uint64_t, Bucket>::iterator it) {
+  std::string path = it->second.file->path;
+  bytes_ -= it->second.file_bytes;
+  tombstones_ -= it->second.tombstones.size();
+  tombstone_live_bytes_ -= it->second.tombstone_bytes;
+  buckets_.erase(it);
+  return path;
+}
+
+Status BucketStore::SyncLogLocked() {
+  if (!log_stale_ && !log_->broken()) return OkStatus();
+  return RewriteLogLocked();
+}
+
+void BucketStore::PersistLocked(std::span<const Tombstone> records) {
+  if (records.empty()) return;
+  const Status s = log_stale_ || log_->broken() ? RewriteLogLocked() : log_->Append(records);
+  log_file_bytes_.store(log_->bytes(), std::memory_order_relaxed);
+  if (!s.ok()) {
+    log_stale_ = true;
+    FERRY_LOG_WARN(
+        "bucket store: {} tombstone(s) not logged ({}); the next Remove or DropBucket "
+        "rewrites the log",
+        records.size(), s.message());
+  }
+}
+
+Status BucketStore::RewriteLogLocked() {
+  std::vector<Tombstone> live;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    live.reserve(tombstones_);
+    for (const auto& [id, bucket] : buckets_) {
+      for (const std::string& key : bucket.tombstones) live.push_back(Tombstone{id, key});
+    }
+  }
+  const Status s = log_->Rewrite(live);
+  log_file_bytes_.store(log_->bytes(), std::memory_order_relaxed);
+  FERRY_RETURN_IF_ERROR(s);
+  log_stale_ = false;
+  log_rewrites_.fetch_add(1, std::memory_order_relaxed);
+  return OkStatus();
+}
+
+void BucketStore::MaybeCompactLocked() {
+  uint64_t live = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    live = tombstone_live_bytes_;
+  }
+  const uint64_t body = log_->bytes() - internal::TombstoneLog::kHeaderBytes;
+  const uint64_t dead = body > live ? body - live : 0;
+  if (dead <= options_.tombstone_compact_bytes || dead <= live) return;
+  if (Status s = RewriteLogLocked(); !s.ok()) {  // the file in use still holds every record
+    FERRY_LOG_WARN("bucket store: compacting the tombstone log failed: {}", s.message());
+  }
 }
 
 Status BucketStore::RecordHighestId(uint64_t id) {
@@ -538,19 +645,27 @@ Result<uint64_t> BucketStore::WriteBucket(std::span<const WriteItem> items) {
 
   std::vector<std::string> emptied;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    Bucket& bucket = buckets_[id];
-    bucket.file = std::move(file);
-    bucket.file_bytes = file_bytes;
-    bytes_ += file_bytes;
-    for (size_t i = 0; i < items.size(); ++i) InstallLocked(items[i].key, locs[i], &emptied);
-    if (auto it = buckets_.find(id); it != buckets_.end() && it->second.live_keys.empty()) {
-      emptied.push_back(it->second.file->path);  // every key is held by a later bucket
-      bytes_ -= it->second.file_bytes;
-      buckets_.erase(it);
+    std::lock_guard<std::mutex> log_lock(log_mu_);
+    std::vector<Tombstone> killed;  // copies this bucket replaces (or that replace its own)
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      Bucket& bucket = buckets_[id];
+      bucket.file = std::move(file);
+      bucket.file_bytes = file_bytes;
+      bytes_ += file_bytes;
+      for (size_t i = 0; i < items.size(); ++i) {
+        InstallLocked(items[i].key, locs[i], &emptied, &killed);
+      }
+      if (auto it = buckets_.find(id); it != buckets_.end() && it->second.live_keys.empty()) {
+        emptied.push_back(ForgetBucketLocked(it));  // every key is held by a later bucket
+      }
+      ++bucket_writes_;
+      write_bytes_ += file_bytes;
     }
-    ++bucket_writes_;
-    write_bytes_ += file_bytes;
+    // Until these are durable the new bucket, which wins at Open, keeps the old copies dead;
+    // it cannot be removed or dropped before (those calls hold log_mu_ and sync first).
+    PersistLocked(killed);
+    MaybeCompactLocked();
   }
   for (const std::string& p : emptied) ::unlink(p.c_str());
   return id;
@@ -597,13 +712,20 @@ Result<size_t> BucketStore::Read(std::string_view key, void* dst, size_t capacit
     FERRY_LOG_WARN("{}", s.message());
     std::optional<std::string> emptied;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = objects_.find(key);
-      if (it != objects_.end() && it->second.bucket == loc.bucket &&
-          it->second.offset == loc.offset) {
-        if (mismatch) ++checksum_errors_;
-        emptied = EraseLocked(it);
+      std::lock_guard<std::mutex> log_lock(log_mu_);
+      std::vector<Tombstone> killed;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        auto it = objects_.find(key);
+        if (it != objects_.end() && it->second.bucket == loc.bucket &&
+            it->second.offset == loc.offset) {
+          if (mismatch) ++checksum_errors_;
+          if (KillCopyLocked(loc.bucket, it->first))
+            killed.push_back(Tombstone{loc.bucket, it->first});
+          emptied = EraseLocked(it);
+        }
       }
+      PersistLocked(killed);
     }
     if (emptied) ::unlink(emptied->c_str());
     return s;
@@ -621,19 +743,52 @@ std::optional<uint64_t> BucketStore::SizeOf(std::string_view key) const {
 }
 
 Status BucketStore::Remove(std::string_view key) {
-  std::optional<std::string> emptied;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = objects_.find(key);
-    if (it == objects_.end()) {
-      return NotFoundError("bucket store: no object '" + std::string(key) + "'");
-    }
-    emptied = EraseLocked(it);
-  }
-  if (emptied && ::unlink(emptied->c_str()) != 0) {
-    FERRY_LOG_WARN("bucket store: cannot remove {}: {}", *emptied, ErrnoText(errno));
-  }
+  const std::string k(key);
+  FERRY_ASSIGN_OR_RETURN(const size_t removed, RemoveBatch({&k, 1}));
+  if (removed == 0) return NotFoundError("bucket store: no object '" + k + "'");
   return OkStatus();
+}
+
+Result<size_t> BucketStore::RemoveBatch(std::span<const std::string> keys) {
+  std::vector<std::string> emptied;
+  size_t removed = 0;
+  {
+    std::lock_guard<std::mutex> log_lock(log_mu_);
+    FERRY_RETURN_IF_ERROR(SyncLogLocked());
+    std::vector<Tombstone> records;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      std::unordered_set<std::string_view> seen;
+      for (const std::string& key : keys) {
+        if (!seen.insert(key).second) continue;
+        if (auto it = objects_.find(key); it != objects_.end()) {
+          records.push_back(Tombstone{it->second.bucket, key});
+        }
+      }
+    }
+    if (records.empty()) return size_t{0};
+    // Durable first; the index cannot change meanwhile (every change holds log_mu_).
+    const Status s = log_->Append(records);
+    log_file_bytes_.store(log_->bytes(), std::memory_order_relaxed);
+    FERRY_RETURN_IF_ERROR(s);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const Tombstone& t : records) {
+        auto it = objects_.find(t.key);
+        if (it == objects_.end() || it->second.bucket != t.bucket) continue;
+        KillCopyLocked(t.bucket, t.key);
+        if (auto path = EraseLocked(it)) emptied.push_back(std::move(*path));
+        ++removed;
+      }
+    }
+    MaybeCompactLocked();
+  }
+  for (const std::string& path : emptied) {
+    if (::unlink(path.c_str()) != 0) {
+      FERRY_LOG_WARN("bucket store: cannot remove {}: {}", path, ErrnoText(errno));
+    }
+  }
+  return removed;
 }
 
 std::vector<DiskObject> BucketStore::List() const {
@@ -671,21 +826,28 @@ std::vector<std::string> BucketStore::KeysOf(uint64_t bucket) const {
 }
 
 Status BucketStore::DropBucket(uint64_t bucket) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = buckets_.find(bucket);
-  if (it == buckets_.end()) {
-    return NotFoundError("bucket store: no bucket " + std::to_string(bucket));
+  std::lock_guard<std::mutex> log_lock(log_mu_);
+  // A pending record may be what keeps an older copy of this bucket's keys dead.
+  FERRY_RETURN_IF_ERROR(SyncLogLocked());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = buckets_.find(bucket);
+    if (it == buckets_.end()) {
+      return NotFoundError("bucket store: no bucket " + std::to_string(bucket));
+    }
+    if (::unlink(it->second.file->path.c_str()) != 0 && errno != ENOENT) {
+      return IoError(errno, "cannot remove", it->second.file->path);
+    }
+    for (const std::string& key : it->second.live_keys) {
+      auto obj = objects_.find(key);
+      live_bytes_ -= obj->second.size;
+      objects_.erase(obj);
+    }
+    ForgetBucketLocked(it);
   }
-  if (::unlink(it->second.file->path.c_str()) != 0 && errno != ENOENT) {
-    return IoError(errno, "cannot remove", it->second.file->path);
-  }
-  for (const std::string& key : it->second.live_keys) {
-    auto obj = objects_.find(key);
-    live_bytes_ -= obj->second.size;
-    objects_.erase(obj);
-  }
-  bytes_ -= it->second.file_bytes;
-  buckets_.erase(it);
+  // The file's removal is durable before its records can be compacted away.
+  FERRY_RETURN_IF_ERROR(FsyncDir(options_.path));
+  MaybeCompactLocked();
   return OkStatus();
 }
 
@@ -702,6 +864,9 @@ BucketStore::Stats BucketStore::stats() const {
   s.read_bytes = read_bytes_.load(std::memory_order_relaxed);
   s.checksum_errors = checksum_errors_;
   s.dropped_at_open = dropped_at_open_;
+  s.tombstones = tombstones_;
+  s.tombstone_bytes = log_file_bytes_.load(std::memory_order_relaxed);
+  s.tombstone_rewrites = log_rewrites_.load(std::memory_order_relaxed);
   return s;
 }
 

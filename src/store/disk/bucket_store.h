@@ -1,6 +1,7 @@
 // BucketStore: a member's SSD tier. Objects offloaded from the DRAM segment are written to
 // the local disk in buckets: one file per WriteBucket call, written once, never modified,
 // deleted whole (by DropBucket, or when Remove or a replacement leaves it no live object).
+// A copy forgotten while its file stays is named in an append-only tombstone log.
 //
 //   FERRY_ASSIGN_OR_RETURN(auto store, ferry::store::BucketStore::Open({.path = "/ssd/ferry"}));
 //   std::vector<ferry::store::BucketStore::WriteItem> items = ...;  // key + byte spans
@@ -15,6 +16,8 @@
 //                         out (decimal), so that ids keep increasing when every bucket is gone
 //   bucket.<id, 20 digits>        a bucket (format below)
 //   bucket.<id, 20 digits>.tmp    a bucket being written; removed by Open (a crash mid-write)
+//   TOMBSTONES            the dead copies in bucket files that stay (format below)
+//   TOMBSTONES.tmp        a compaction of TOMBSTONES being written; removed by Open
 //
 // Bucket file format (all integers little-endian; offsets are from the start of the file):
 //   header  kHeaderBytes (4096) bytes:
@@ -33,14 +36,34 @@
 // the limits below before it allocates or reads (an index is at most kMaxIndexBytes, a bucket
 // holds at most kMaxObjects objects, entries are in file order and do not overlap).
 //
+// Tombstone log format (internal/tombstone_log.h; integers little-endian):
+//   header  16 bytes: magic "FERRYTMB" (8) | version u32 (1) | reserved u32 (0)
+//   record  bucket id u64 | key length u32 (1..kMaxKeyBytes) | key | XXH3-64 of the
+//           record's previous 12 + key length bytes u64
+// A record (bucket id, key) kills that key's copy in that bucket only: a later copy of the
+// key in a newer bucket is not touched. A record is live while its bucket file exists (ids
+// are never reused); Open reads records up to the first bad one (a crash tears only the
+// last append), cuts the file there with one warning, and drops what the live ones name.
+// When the dead records pass options.tombstone_compact_bytes and outnumber (in bytes) the
+// live ones, the log is rewritten with the live ones only (temp file, fdatasync, rename,
+// fsync of the directory).
+//
 // Durability: a bucket is durable when WriteBucket returns (fdatasync of the file, rename,
-// fsync of the directory). Remove, replacement and DropBucket only change the index in memory
-// and delete files: a removed or replaced object whose bucket still holds other live objects
-// is back after a reopen, unless a later bucket holds the same key (the later bucket wins).
+// fsync of the directory). A Remove or RemoveBatch is durable when it returns: its records
+// are appended to TOMBSTONES and fdatasync'ed before the index changes, then emptied bucket
+// files are deleted. A replacement appends records for the copies it kills in older buckets
+// as part of WriteBucket (the later bucket wins at Open anyway, but the record keeps the
+// old copy dead after the new one is removed or dropped); so does a Read that drops a copy.
+// If such an append fails (the write itself succeeded), the store notes it and the next
+// Remove, RemoveBatch or DropBucket first rewrites the whole log, and fails if it cannot.
+// DropBucket deletes the file and fsyncs the directory; it needs no record. Records are
+// lost only to corruption of TOMBSTONES (everything after a bad record is ignored).
 //
 // Thread safety: every method is thread-safe. Reads do not hold the index lock while they
 // touch the disk and run concurrently with each other and with writes; a read of a bucket
-// that is dropped meanwhile still completes from the open file.
+// that is dropped meanwhile still completes from the open file. Remove, RemoveBatch,
+// DropBucket and the last step of WriteBucket (installing its index) are serialized with
+// each other, one tombstone append and fdatasync at a time; reads never wait for those.
 #pragma once
 
 #include <atomic>
@@ -60,6 +83,7 @@
 
 #include "common/unique_fd.h"
 #include "ferry/status.h"
+#include "store/disk/internal/tombstone_log.h"
 
 namespace ferry::store {
 
@@ -77,6 +101,10 @@ struct BucketStoreOptions {
   // file system without O_DIRECT (tmpfs) falls back to buffered reads.
   // Default: false.
   bool direct_io = false;
+  // The tombstone log is compacted when its dead records (those naming buckets that are
+  // gone) pass this many bytes and the bytes of its live records.
+  // Default: 1 MiB.
+  uint64_t tombstone_compact_bytes = 1 << 20;
 };
 
 // One live object on disk.
@@ -104,16 +132,19 @@ class BucketStore {
   };
 
   struct Stats {
-    uint64_t bytes = 0;            // bucket file bytes on disk (what capacity limits)
-    uint64_t objects = 0;          // live objects
-    uint64_t live_bytes = 0;       // sum of live object sizes
-    uint64_t buckets = 0;          // bucket files
-    uint64_t bucket_writes = 0;    // WriteBucket calls that succeeded since Open
-    uint64_t write_bytes = 0;      // bucket file bytes they wrote
-    uint64_t reads = 0;            // Read calls that succeeded since Open
-    uint64_t read_bytes = 0;       // object bytes they returned
-    uint64_t checksum_errors = 0;  // objects dropped for a checksum mismatch, at Open or Read
-    uint64_t dropped_at_open = 0;  // bucket files Open found bad or truncated and deleted
+    uint64_t bytes = 0;               // bucket file bytes on disk (what capacity limits)
+    uint64_t objects = 0;             // live objects
+    uint64_t live_bytes = 0;          // sum of live object sizes
+    uint64_t buckets = 0;             // bucket files
+    uint64_t bucket_writes = 0;       // WriteBucket calls that succeeded since Open
+    uint64_t write_bytes = 0;         // bucket file bytes they wrote
+    uint64_t reads = 0;               // Read calls that succeeded since Open
+    uint64_t read_bytes = 0;          // object bytes they returned
+    uint64_t checksum_errors = 0;     // objects dropped for a checksum mismatch, at Open or Read
+    uint64_t dropped_at_open = 0;     // bucket files Open found bad or truncated and deleted
+    uint64_t tombstones = 0;          // live tombstone records (dead copies in kept files)
+    uint64_t tombstone_bytes = 0;     // length of the TOMBSTONES file
+    uint64_t tombstone_rewrites = 0;  // compactions of TOMBSTONES since Open (Open's included)
   };
 
   // Opens (or creates) the store in options.path: takes the directory's lock, removes
@@ -121,7 +152,9 @@ class BucketStore {
   // each bucket once, sequentially). A bucket whose header, footer or index is bad or which
   // is truncated is deleted (one warning naming it, counted in dropped_at_open); an object
   // whose data fails its checksum is dropped (one warning, counted in checksum_errors). Of
-  // two copies of a key the one in the later bucket wins.
+  // two copies of a key the one in the later bucket wins; then the tombstone log is read and
+  // the copies it names are dropped (a bad tail of it is cut off, with one warning). A
+  // bucket left with no live object is deleted.
   // Errors: InvalidArgument for an empty path, FailedPrecondition when another store holds
   // the directory, Internal naming the path and errno text when it cannot be created or read.
   static Result<std::unique_ptr<BucketStore>> Open(const BucketStoreOptions& options);
@@ -143,8 +176,9 @@ class BucketStore {
   // footer to a temp file, fdatasync, rename, fsync of the directory) and returns its id
   // (increasing, also across reopens). All or nothing: on failure no file of it remains and
   // the store is unchanged. A key already stored is replaced (its old copy becomes dead, and
-  // a bucket left with no live object is deleted). It does not evict: call PlanEviction and
-  // DropBucket first.
+  // a bucket left with no live object is deleted; the old copy is named in the tombstone log,
+  // one append and fdatasync for all of them, whose failure is logged, not returned). It does
+  // not evict: call PlanEviction and DropBucket first.
   // Errors: InvalidArgument for no items, an empty or too long key (kMaxKeyBytes), a key
   // twice in `items`, more than kMaxObjects items or an index over kMaxIndexBytes;
   // ResourceExhausted("disk full: ...") on ENOSPC or EDQUOT; Internal naming the path and the
@@ -163,9 +197,15 @@ class BucketStore {
   // The size of the live object `key`, or nullopt if absent.
   std::optional<uint64_t> SizeOf(std::string_view key) const;
 
-  // Forgets the object `key`; a bucket left with no live object is deleted.
-  // Errors: NotFound if absent.
+  // Forgets the object `key`, durably: a tombstone record is appended and fdatasync'ed
+  // first; then a bucket left with no live object is deleted.
+  // Errors: NotFound if absent; on an IO error (ResourceExhausted "disk full: ...", Internal
+  // naming the path and errno text) the object stays.
   Status Remove(std::string_view key);
+
+  // Remove for many keys with one append and one fdatasync; returns how many were present
+  // (absent keys and repeats are skipped). Errors: as Remove (none of the keys is removed).
+  Result<size_t> RemoveBatch(std::span<const std::string> keys);
 
   // The buckets to drop, oldest (lowest id) first, so that a new bucket of `incoming` bytes
   // (its file size: BucketBytes(items)) fits with stats().bytes under capacity. Empty when
@@ -176,8 +216,11 @@ class BucketStore {
   // The live keys of bucket `bucket` (empty if there is no such bucket).
   std::vector<std::string> KeysOf(uint64_t bucket) const;
 
-  // Deletes the bucket's file and forgets its objects. Reads of it in flight complete.
-  // Errors: NotFound if there is no such bucket.
+  // Deletes the bucket's file and forgets its objects (durably: the file is gone; its
+  // tombstone records become dead). Reads of it in flight complete.
+  // Errors: NotFound if there is no such bucket; Internal naming the path and errno text when
+  // a pending rewrite of the tombstone log fails or the file cannot be deleted (the bucket
+  // stays either way), or the directory cannot be fsync'ed after the delete (it is gone).
   Status DropBucket(uint64_t bucket);
 
   Stats stats() const;
@@ -189,6 +232,8 @@ class BucketStore {
     std::shared_ptr<BucketFile> file;
     uint64_t file_bytes = 0;
     std::unordered_set<std::string> live_keys;
+    std::unordered_set<std::string> tombstones;  // dead copies in the file named in the log
+    uint64_t tombstone_bytes = 0;                // their record bytes
   };
   // Keys looked up by string_view without a copy.
   struct KeyHash {
@@ -205,20 +250,49 @@ class BucketStore {
 
   BucketStore(BucketStoreOptions options, UniqueFd lock_fd);
 
+  using Tombstone = internal::Tombstone;
+
   Status LoadBuckets();  // Open's scan; before the store is shared
   // Points `key` at `loc` (in a bucket already in buckets_) unless a later bucket holds it;
   // the path of a bucket this leaves with no live object (now forgotten) goes to `emptied`
-  // for the caller to unlink. REQUIRES mu_.
-  void InstallLocked(const std::string& key, const Location& loc,
-                     std::vector<std::string>* emptied);
+  // for the caller to unlink, and the copy it kills in another bucket (marked with
+  // KillCopyLocked) to `killed` for the caller to log. REQUIRES mu_.
+  void InstallLocked(const std::string& key, const Location& loc, std::vector<std::string>* emptied,
+                     std::vector<Tombstone>* killed);
   // Forgets the object at `it`; returns the path of its bucket if that is now empty and was
   // forgotten too (the caller unlinks it). REQUIRES mu_.
   std::optional<std::string> EraseLocked(ObjectMap::iterator it);
+  // Notes a live tombstone for `key` in the present bucket `bucket`; false if it had one.
+  // REQUIRES mu_.
+  bool KillCopyLocked(uint64_t bucket, const std::string& key);
+  // Forgets the bucket at `it` (its bytes and tombstones); returns its path. REQUIRES mu_.
+  std::string ForgetBucketLocked(std::map<uint64_t, Bucket>::iterator it);
+
+  // Makes the log hold every live tombstone: rewrites it when an append was lost
+  // (log_stale_) or could not be undone. REQUIRES log_mu_.
+  Status SyncLogLocked();
+  // Writes `records` (already marked in memory) to the log, rewriting it instead when it is
+  // stale; a failure is logged and leaves log_stale_ set. REQUIRES log_mu_.
+  void PersistLocked(std::span<const Tombstone> records);
+  // Rewrites the log with the live tombstones only. REQUIRES log_mu_.
+  Status RewriteLogLocked();
+  // RewriteLogLocked when the dead records pass the threshold (a failure is logged only).
+  // REQUIRES log_mu_.
+  void MaybeCompactLocked();
   std::string BucketPath(uint64_t bucket, bool temp) const;
   Status RecordHighestId(uint64_t id);  // into LOCK
 
   const BucketStoreOptions options_;
   const UniqueFd lock_fd_;
+
+  // Serializes every change of the index that the tombstone log must follow (Remove,
+  // RemoveBatch, DropBucket, the install step of WriteBucket, a Read that drops a copy) and
+  // every write of the log. Acquired before mu_, never while holding it.
+  std::mutex log_mu_;
+  std::unique_ptr<internal::TombstoneLog> log_;  // GUARDED_BY(log_mu_)
+  bool log_stale_ = false;  // GUARDED_BY(log_mu_): live tombstones missing from the file
+  std::atomic<uint64_t> log_file_bytes_{0};  // log_->bytes(), for stats()
+  std::atomic<uint64_t> log_rewrites_{0};    // rewrites of the log since Open
 
   mutable std::mutex mu_;
   ObjectMap objects_;                   // GUARDED_BY(mu_)
@@ -230,6 +304,8 @@ class BucketStore {
   uint64_t write_bytes_ = 0;            // GUARDED_BY(mu_)
   uint64_t checksum_errors_ = 0;        // GUARDED_BY(mu_)
   uint64_t dropped_at_open_ = 0;        // GUARDED_BY(mu_)
+  uint64_t tombstones_ = 0;             // GUARDED_BY(mu_): live tombstone records
+  uint64_t tombstone_live_bytes_ = 0;   // GUARDED_BY(mu_): their record bytes
   std::atomic<uint64_t> reads_{0};
   std::atomic<uint64_t> read_bytes_{0};
 };
