@@ -35,14 +35,6 @@ Status FromGrpc(std::string_view method, const grpc::Status& s, const std::strin
 
 }  // namespace
 
-Status ToStatus(const rpc::Result& result) {
-  if (result.code() == 0) return OkStatus();
-  return StoreError(static_cast<ErrorCode>(result.code()),
-                    result.message().empty()
-                        ? std::string(ErrorCodeName(static_cast<ErrorCode>(result.code())))
-                        : result.message());
-}
-
 Result<std::unique_ptr<MasterClient>> MasterClient::Create(const std::string& address,
                                                            const std::string& secret,
                                                            std::chrono::milliseconds timeout,
@@ -148,6 +140,9 @@ FERRY_MASTER_CALL(RemoveAll, RemoveAllRequest, RemoveCountReply)
 FERRY_MASTER_CALL(ListKeys, ListKeysRequest, ListKeysReply)
 FERRY_MASTER_CALL(GetAllSegments, GetAllSegmentsRequest, GetAllSegmentsReply)
 FERRY_MASTER_CALL(Health, HealthRequest, HealthReply)
+FERRY_MASTER_CALL(RegisterDiskTier, RegisterDiskTierRequest, RegisterDiskTierReply)
+FERRY_MASTER_CALL(PollDiskTasks, PollDiskTasksRequest, DiskTasksReply)
+FERRY_MASTER_CALL(ReportDiskTasks, ReportDiskTasksRequest, ReportDiskTasksReply)
 
 #undef FERRY_MASTER_CALL
 

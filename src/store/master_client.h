@@ -35,15 +35,13 @@
 #include "common/message_auth.h"
 #include "ferry/status.h"
 #include "store/proto/master.grpc.pb.h"
+#include "store/rpc_result.h"
 
 namespace ferry::store {
 
 namespace rpc = ::ferry::store::rpc;
 
 class MasterLocator;
-
-// A per-item result of a reply as a Status (StoreError carrying the code; OK for 0).
-Status ToStatus(const rpc::Result& result);
 
 class MasterClient {
  public:
@@ -80,6 +78,9 @@ class MasterClient {
   Result<rpc::ListKeysReply> ListKeys(const rpc::ListKeysRequest& req);
   Result<rpc::GetAllSegmentsReply> GetAllSegments(const rpc::GetAllSegmentsRequest& req);
   Result<rpc::HealthReply> Health(const rpc::HealthRequest& req);
+  Result<rpc::RegisterDiskTierReply> RegisterDiskTier(const rpc::RegisterDiskTierRequest& req);
+  Result<rpc::DiskTasksReply> PollDiskTasks(const rpc::PollDiskTasksRequest& req);
+  Result<rpc::ReportDiskTasksReply> ReportDiskTasks(const rpc::ReportDiskTasksRequest& req);
 
  private:
   MasterClient(std::string address, const std::string& secret, std::chrono::milliseconds timeout,

@@ -28,7 +28,9 @@ struct ReplicateConfig {
   std::vector<std::string> group_ids;
 };
 
-enum class ReplicaTier : uint8_t { kMemory = 0, kDisk = 1 };
+// kDisk is Mooncake's shared-file-system tier, which Ferry never hands out; kLocalDisk is the
+// SSD tier: a copy on one member's local disk, read through that member.
+enum class ReplicaTier : uint8_t { kMemory = 0, kDisk = 1, kLocalDisk = 2 };
 enum class ReplicaStatus : uint8_t { kProcessing = 0, kComplete = 1 };
 
 // A contiguous range of a member's segment.
@@ -45,11 +47,13 @@ struct ReplicaDescriptor {
   std::string segment_id;
   std::string hostname;
   std::vector<BufferDescriptor> buffers;  // memory: the bytes in order
-  std::string disk_owner;                 // disk: the owning member's segment name
+  std::string disk_owner;                 // local disk: the owning member's segment name
   uint64_t disk_size = 0;
+  std::string disk_rpc_address;  // local disk: the owner's Member service
 
   bool is_memory_replica() const { return tier == ReplicaTier::kMemory; }
   bool is_disk_replica() const { return tier == ReplicaTier::kDisk; }
+  bool is_local_disk_replica() const { return tier == ReplicaTier::kLocalDisk; }
 };
 
 // One piece of a scatter-gather object: registered memory of this process.

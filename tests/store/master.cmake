@@ -11,6 +11,10 @@ ferry_add_gtest(store_master_service_test
   SOURCES master_service_test.cc
   LIBS ferry_store_master
   LABELS unit store)
+ferry_add_gtest(store_master_disk_tier_test
+  SOURCES master_disk_tier_test.cc
+  LIBS ferry_store_master
+  LABELS unit store)
 ferry_add_gtest(store_master_server_test
   SOURCES master_server_test.cc
   LIBS ferry_store_master ferry_store_rpc PkgConfig::HTTPLIB nlohmann_json::nlohmann_json

@@ -104,6 +104,23 @@ FERRY_REGISTER_COMMAND(
       cmd.add_option("--snapshot_every_records", f->snapshot_every_records,
                      "Write a snapshot and start a new log after this many log records")
           ->capture_default_str();
+      auto bool_flag = [&cmd](const char* name, bool& v, const char* what) {
+        cmd.add_option(name, v, what)->capture_default_str()->expected(0, 1)->default_str("true");
+      };
+      bool_flag("--enable_offload", f->enable_offload,
+                "The SSD tier: members started with --enable_ssd_offload lend their disk");
+      bool_flag("--offload_on_evict", f->offload_on_evict,
+                "SSD tier: an evicted object goes to its member's disk instead of away");
+      bool_flag("--eager_offload", f->eager_offload,
+                "SSD tier: every object is written to disk right after its put");
+      bool_flag("--promotion_on_hit", f->promotion_on_hit,
+                "SSD tier: a disk-only object read often enough is copied back to memory");
+      cmd.add_option("--promotion_admission_threshold", f->promotion_admission_threshold,
+                     "SSD tier: reads of a disk-only object before its promotion")
+          ->capture_default_str();
+      cmd.add_option("--offload_timeout", f->offload_timeout,
+                     "SSD tier: an offload or promotion not reported by then is abandoned (s)")
+          ->capture_default_str();
       cmd.add_option("--etcd_endpoints", f->etcd_endpoints,
                      "HA: etcd endpoints host:port[,host:port]; masters with the same "
                      "--cluster_id elect one leader and keep the log in etcd");

@@ -99,6 +99,20 @@ Result<MasterServer::Options> ToMasterOptions(const MasterFlags& f) {
   }
   s.data_dir = f.data_dir;
   s.snapshot_every_records = static_cast<uint64_t>(f.snapshot_every_records);
+  s.enable_offload = f.enable_offload;
+  s.offload_on_evict = f.offload_on_evict;
+  s.eager_offload = f.eager_offload;
+  s.promotion_on_hit = f.promotion_on_hit;
+  if (f.promotion_admission_threshold < 1 || f.promotion_admission_threshold > 1000000) {
+    return InvalidArgumentError("--promotion_admission_threshold must be in 1..1000000");
+  }
+  s.promotion_admission_threshold = static_cast<uint32_t>(f.promotion_admission_threshold);
+  FERRY_ASSIGN_OR_RETURN(s.offload_timeout, ParseFlagDuration("offload_timeout", f.offload_timeout,
+                                                              milliseconds(1000)));
+  if (s.offload_timeout.count() == 0) return InvalidArgumentError("--offload_timeout must be > 0");
+  if (!f.enable_offload && (f.eager_offload || f.promotion_on_hit)) {
+    return InvalidArgumentError("--eager_offload and --promotion_on_hit need --enable_offload");
+  }
 
   std::string endpoints = f.etcd_endpoints;
   if (f.enable_ha || !f.ha_backend_connstring.empty()) {

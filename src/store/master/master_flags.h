@@ -45,6 +45,13 @@ struct MasterFlags {
   bool enable_ha = false;
   std::string ha_backend_connstring;
   std::string ha_lease_ttl = "2";  // s, whole seconds (etcd's leases are)
+  // The SSD tier (MasterServiceOptions).
+  bool enable_offload = false;
+  bool offload_on_evict = true;
+  bool eager_offload = false;
+  bool promotion_on_hit = false;
+  int64_t promotion_admission_threshold = 2;
+  std::string offload_timeout = "30";  // s
 };
 
 // `text` as a duration; a bare number is in `unit`. InvalidArgument naming `flag` for

@@ -28,6 +28,7 @@
 #include "store/master/leader_election.h"
 #include "store/proto/master.grpc.pb.h"
 #include "store/rpc_auth.h"
+#include "store/rpc_result.h"
 
 namespace ferry::store {
 
@@ -57,13 +58,21 @@ enum Rpc : size_t {
   kListKeys,
   kGetAllSegments,
   kHealth,
+  kRegisterDiskTier,
+  kPollDiskTasks,
+  kReportDiskTasks,
   kRpcCount
 };
 constexpr std::array<std::string_view, kRpcCount> kRpcNames = {
     "MountSegment",  "RemountSegments", "UnmountSegment", "Ping",
     "BatchPutStart", "BatchPutEnd",     "BatchPutRevoke", "BatchGetReplicaList",
     "BatchExist",    "BatchRemove",     "RemoveByRegex",  "RemoveAll",
-    "ListKeys",      "GetAllSegments",  "Health"};
+    "ListKeys",      "GetAllSegments",  "Health",         "RegisterDiskTier",
+    "PollDiskTasks", "ReportDiskTasks"};
+
+// The longest a PollDiskTasks waits for work, and the most tasks one reply carries.
+constexpr uint32_t kMaxDiskPollWaitMs = 1000;
+constexpr uint32_t kMaxDiskTasks = 1024;
 
 struct RpcStats {
   std::atomic<uint64_t> calls{0};
@@ -72,11 +81,6 @@ struct RpcStats {
   std::atomic<uint64_t> micros{0};
   std::array<std::atomic<uint64_t>, kBucketsUs.size()> buckets{};
 };
-
-void SetResult(pb::Result* out, const Status& s) {
-  out->set_code(ToInt(ErrorCodeOf(s)));
-  if (!s.ok()) out->set_message(s.message());
-}
 
 // After a change that must be durable: when the log could not be written, every result
 // that said OK says why instead (the change is in memory, but the caller must not rely on
@@ -99,7 +103,9 @@ SegmentInfo FromProto(const pb::Segment& s, const std::string& client_id) {
 void ToProto(const ReplicaDescriptor& d, pb::Replica* out) {
   out->set_segment_id(d.segment_id);
   out->set_hostname(d.hostname);
-  out->set_tier(d.tier == ReplicaTier::kDisk ? pb::DISK : pb::MEMORY);
+  out->set_tier(d.tier == ReplicaTier::kLocalDisk ? pb::LOCAL_DISK
+                : d.tier == ReplicaTier::kDisk    ? pb::DISK
+                                                  : pb::MEMORY);
   out->set_status(d.status == ReplicaStatus::kComplete ? pb::COMPLETE : pb::PROCESSING);
   for (const BufferDescriptor& b : d.buffers) {
     pb::Buffer* pbuf = out->add_buffers();
@@ -131,11 +137,17 @@ nlohmann::json DescribeJson(const ReplicaList& list) {
       buffers.push_back(
           {{"segment_name", b.segment_name}, {"address", b.address}, {"length", b.length}});
     }
-    replicas.push_back(
-        {{"segment_id", d.segment_id},
-         {"hostname", d.hostname},
-         {"status", d.status == ReplicaStatus::kComplete ? "COMPLETE" : "PROCESSING"},
-         {"buffers", std::move(buffers)}});
+    nlohmann::json r = {
+        {"segment_id", d.segment_id},
+        {"hostname", d.hostname},
+        {"tier", d.is_local_disk_replica() ? "local_disk" : "memory"},
+        {"status", d.status == ReplicaStatus::kComplete ? "COMPLETE" : "PROCESSING"},
+        {"buffers", std::move(buffers)}};
+    if (d.is_local_disk_replica()) {
+      r["disk_owner"] = d.disk_owner;
+      r["disk_rpc_address"] = d.disk_rpc_address;
+    }
+    replicas.push_back(std::move(r));
   }
   return {{"size", list.size}, {"replicas", std::move(replicas)}};
 }
@@ -228,6 +240,16 @@ class MasterRpcService final : public pb::Master::Service {
       Status durable = svc.Sync();
       for (pb::PutStartResult& r : *rep->mutable_results()) {
         FailUnlessDurable(durable, r.mutable_result());
+      }
+      // SSD tier: no room now, but offloads in flight will free some. The client sends the
+      // batch again (a retried PutStart gets the space it was given).
+      if (svc.offloads_in_flight() > 0) {
+        for (pb::PutStartResult& r : *rep->mutable_results()) {
+          if (r.result().code() != ToInt(ErrorCode::kNoAvailableHandle)) continue;
+          SetResult(r.mutable_result(),
+                    StoreError(ErrorCode::kUnavailableInCurrentStatus,
+                               "no room until the offloads in flight finish; retry"));
+        }
       }
       // HA, right after a takeover: members have not re-mounted yet (they do within
       // milliseconds of seeing the new leader). A batch refused only for want of space
@@ -372,6 +394,71 @@ class MasterRpcService final : public pb::Master::Service {
         u->set_client_id(s.client_id);
       }
       SetResult(rep->mutable_result(), OkStatus());
+    });
+  }
+  grpc::Status RegisterDiskTier(grpc::ServerContext* ctx, const pb::RegisterDiskTierRequest* req,
+                                pb::RegisterDiskTierReply* rep) override {
+    return Run(kRegisterDiskTier, ctx, *req, req->objects_size(), [&](MasterService& svc) {
+      DiskTierInfo tier{req->client_id(), req->segment_name(), req->hostname(), req->rpc_address()};
+      std::vector<DiskObjectInfo> objects;
+      objects.reserve(req->objects_size());
+      for (const pb::DiskObjectInfo& o : req->objects()) objects.push_back({o.key(), o.size()});
+      auto r = svc.RegisterDiskTier(tier, objects);
+      SetResult(rep->mutable_result(), r.status());
+      if (!r.ok()) return;
+      for (size_t i = 0; i < r->size(); ++i) {
+        Status bad = CheckKey(objects[i].key);
+        rep->add_codes(ToInt(ErrorCodeOf(bad.ok() ? (*r)[i] : bad)));
+      }
+    });
+  }
+  grpc::Status PollDiskTasks(grpc::ServerContext* ctx, const pb::PollDiskTasksRequest* req,
+                             pb::DiskTasksReply* rep) override {
+    return Run(kPollDiskTasks, ctx, *req, 1, [&](MasterService& svc) {
+      const uint32_t max =
+          req->max_tasks() == 0 ? kMaxDiskTasks : std::min(req->max_tasks(), kMaxDiskTasks);
+      DiskTasks tasks = svc.PollDiskTasks(
+          req->client_id(), std::chrono::milliseconds(std::min(req->wait_ms(), kMaxDiskPollWaitMs)),
+          max);
+      SetResult(rep->mutable_result(), OkStatus());
+      for (const OffloadTask& t : tasks.offloads) {
+        pb::OffloadTask* o = rep->add_offloads();
+        o->set_key(t.key);
+        o->set_ticket(t.ticket);
+        o->set_address(t.address);
+        o->set_size(t.size);
+      }
+      for (std::string& k : tasks.deletes) rep->add_deletes(std::move(k));
+      for (const PromoteTask& t : tasks.promotions) {
+        pb::PromoteTask* o = rep->add_promotions();
+        o->set_key(t.key);
+        o->set_ticket(t.ticket);
+        o->set_size(t.size);
+        o->mutable_dest()->set_segment_name(t.dest.segment_name);
+        o->mutable_dest()->set_address(t.dest.address);
+        o->mutable_dest()->set_length(t.dest.length);
+      }
+    });
+  }
+  grpc::Status ReportDiskTasks(grpc::ServerContext* ctx, const pb::ReportDiskTasksRequest* req,
+                               pb::ReportDiskTasksReply* rep) override {
+    const int items = req->offloaded_size() + req->promoted_size() + req->evicted_size();
+    return Run(kReportDiskTasks, ctx, *req, items, [&](MasterService& svc) {
+      auto outcomes = [](const auto& in) {
+        std::vector<DiskTaskOutcome> out;
+        out.reserve(in.size());
+        for (const pb::KeyResult& r : in) {
+          out.push_back({r.key(), r.ticket(), ToStatus(r.result())});
+        }
+        return out;
+      };
+      std::vector<std::string> evicted(req->evicted().begin(), req->evicted().end());
+      std::vector<std::string> gone = svc.ReportDiskTasks(
+          req->client_id(), outcomes(req->offloaded()), outcomes(req->promoted()), evicted);
+      // A promoted copy is a memory replica from now on: durable before the member hears.
+      Status durable = svc.Sync();
+      SetResult(rep->mutable_result(), durable);
+      for (std::string& k : gone) rep->add_gone(std::move(k));
     });
   }
   grpc::Status Health(grpc::ServerContext* ctx, const pb::HealthRequest* req,
@@ -584,6 +671,7 @@ void MasterServer::Impl::CampaignLoop() {
       std::lock_guard<std::mutex> lock(service_mu);
       old.swap(service);
     }
+    if (old) old->ShutdownDiskTier();  // its members poll the next leader
     // `old` goes when the last RPC holding it returns; its log is fenced already.
   }
 }
@@ -614,6 +702,31 @@ std::string MasterServer::Impl::Metrics() const {
       << "ferry_store_put_start_released_total " << s.put_start_released << "\n"
       << "# TYPE ferry_store_clients_dropped_total counter\nferry_store_clients_dropped_total "
       << s.clients_dropped << "\n";
+    if (options.service.enable_offload) {
+      const MasterService::TierStats t = service->tier_stats();
+      o << "# TYPE ferry_store_tier_objects gauge\n"
+        << "ferry_store_tier_objects{tier=\"memory\"} " << t.memory_objects << "\n"
+        << "ferry_store_tier_objects{tier=\"local_disk\"} " << t.disk_objects << "\n"
+        << "# TYPE ferry_store_tier_bytes gauge\n"
+        << "ferry_store_tier_bytes{tier=\"memory\"} " << t.memory_bytes << "\n"
+        << "ferry_store_tier_bytes{tier=\"local_disk\"} " << t.disk_bytes << "\n"
+        << "# TYPE ferry_store_disk_only_objects gauge\nferry_store_disk_only_objects "
+        << t.disk_only_objects << "\n"
+        << "# TYPE ferry_store_disk_members gauge\nferry_store_disk_members " << t.disk_members
+        << "\n"
+        << "# TYPE ferry_store_offloads_total counter\nferry_store_offloads_total " << s.offloads
+        << "\n"
+        << "# TYPE ferry_store_offload_failures_total counter\n"
+        << "ferry_store_offload_failures_total " << s.offload_failures << "\n"
+        << "# TYPE ferry_store_offloads_in_flight gauge\nferry_store_offloads_in_flight "
+        << service->offloads_in_flight() << "\n"
+        << "# TYPE ferry_store_disk_readbacks_total counter\nferry_store_disk_readbacks_total "
+        << s.disk_readbacks << "\n"
+        << "# TYPE ferry_store_promotions_total counter\nferry_store_promotions_total "
+        << s.promotions << "\n"
+        << "# TYPE ferry_store_disk_evictions_total counter\nferry_store_disk_evictions_total "
+        << s.disk_evictions << "\n";
+    }
     if (const std::optional<MetadataLog::Stats> w = service->log_stats()) {
       o << "# TYPE ferry_store_wal_commits_total counter\nferry_store_wal_commits_total "
         << w->commits << "\n"
@@ -918,6 +1031,7 @@ void MasterServer::Stop() {
     if (impl_->campaigner.joinable()) impl_->campaigner.join();
     impl_->election->Resign();  // another master takes over now, not after the lease
   }
+  if (std::shared_ptr<MasterService> svc = impl_->Current()) svc->ShutdownDiskTier();
   impl_->grpc_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
   impl_->grpc_server->Wait();
   impl_->http->Stop();

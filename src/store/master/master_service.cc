@@ -139,7 +139,8 @@ Status MasterService::Checkpoint() {
   for (size_t i = 0; i < shard_count_; ++i) {
     std::lock_guard<std::mutex> lock(shards_[i].mu);
     for (const auto& [key, obj] : shards_[i].objects) {
-      records.push_back(PutRecord(key, obj));
+      // Disk-only objects are not in the log: their members register them again.
+      if (!obj.replicas.empty()) records.push_back(PutRecord(key, obj));
     }
   }
   // In key order (mounts first): replay then inserts into its ordered map at the end, which
@@ -201,7 +202,11 @@ Status MasterService::UnmountSegment(std::string_view segment_id, std::string_vi
   Status s = segments_.Unmount(segment_id);
   if (!s.ok()) return s;
   Log(MetadataRecord::Unmount(segment_id));
-  DropSegmentObjects({{std::string(segment_id), generation}}, Now());
+  const Clock::time_point now = Now();
+  DropSegmentObjects({{std::string(segment_id), generation}}, now);
+  if (segments_.SegmentsOf(client_id).empty() && disk_tiers_.Find(client_id)) {
+    DropDiskCopies({std::string(client_id)}, now);
+  }
   return OkStatus();
 }
 
@@ -223,11 +228,12 @@ void MasterService::DropSegmentObjects(const std::vector<SegmentGeneration>& gon
       obj.replicas.erase(std::remove_if(obj.replicas.begin(), obj.replicas.end(), gone),
                          obj.replicas.end());
       const bool touched = obj.replicas.size() != before;
-      if (touched && (obj.replicas.empty() || obj.status == ReplicaStatus::kProcessing)) {
-        ReleaseSpace(obj, now);
-        shard.in_progress.erase(it->first);
-        it = shard.objects.erase(it);
-        keys_.fetch_sub(1, std::memory_order_relaxed);
+      if (touched && obj.status == ReplicaStatus::kComplete && obj.replicas.empty() && obj.disk) {
+        // Disk-only from now on; an offload reading the lost segment cannot finish.
+        if (obj.work == DiskWork::kOffload) EndDiskWork(obj, now);
+        ++it;
+      } else if (touched && (obj.replicas.empty() || obj.status == ReplicaStatus::kProcessing)) {
+        it = Erase(shard, it, now);
       } else {
         ++it;
       }
@@ -248,7 +254,74 @@ bool MasterService::Ping(std::string_view client_id) {
 }
 
 void MasterService::ReleaseSpace(const Object& obj, Clock::time_point now) {
-  for (const Replica& r : obj.replicas) segments_.Release(r.range, obj.lease_until, now);
+  const Clock::time_point not_before = std::max(obj.lease_until, obj.work_until);
+  for (const Replica& r : obj.replicas) segments_.Release(r.range, not_before, now);
+  if (obj.promoting) segments_.Release(*obj.promoting, not_before, now);
+}
+
+MasterService::ObjectMap::iterator MasterService::Erase(Shard& shard, ObjectMap::iterator it,
+                                                        Clock::time_point now) {
+  Object& obj = it->second;
+  ReleaseSpace(obj, now);
+  if (obj.work == DiskWork::kOffload) offloads_in_flight_.fetch_sub(1);
+  if (obj.disk) disk_tiers_.PushDelete(obj.disk->client_id, it->first);
+  shard.in_progress.erase(it->first);
+  keys_.fetch_sub(1, std::memory_order_relaxed);
+  return shard.objects.erase(it);
+}
+
+void MasterService::EndDiskWork(Object& obj, Clock::time_point now) {
+  if (obj.work == DiskWork::kOffload) offloads_in_flight_.fetch_sub(1);
+  if (obj.promoting) {
+    segments_.Release(*obj.promoting, obj.lease_until, now);
+    obj.promoting.reset();
+  }
+  obj.work = DiskWork::kNone;
+  obj.work_ticket = 0;
+  obj.work_until = {};
+}
+
+bool MasterService::StartOffload(Shard& shard, const std::string& key, Object& obj,
+                                 Clock::time_point now) {
+  if (!options_.enable_offload || obj.disk || obj.work != DiskWork::kNone || obj.offload_refused ||
+      obj.status != ReplicaStatus::kComplete) {
+    return false;
+  }
+  for (const Replica& r : obj.replicas) {
+    if (!disk_tiers_.Find(r.range.client_id())) continue;
+    obj.work = DiskWork::kOffload;
+    obj.work_ticket = next_ticket_.fetch_add(1);
+    obj.work_until = now + options_.offload_timeout;
+    offloads_in_flight_.fetch_add(1);
+    shard.disk_work.insert(key);
+    disk_tiers_.PushOffload(r.range.client_id(), {key, obj.work_ticket, r.range.address, obj.size});
+    return true;
+  }
+  return false;
+}
+
+void MasterService::NoteDiskRead(const std::string& key, Object& obj, Clock::time_point now) {
+  disk_readbacks_.fetch_add(1, std::memory_order_relaxed);
+  ++obj.disk_reads;
+  if (!options_.promotion_on_hit || obj.work != DiskWork::kNone ||
+      obj.disk_reads < std::max<uint32_t>(1, options_.promotion_admission_threshold)) {
+    return;
+  }
+  obj.disk_reads = 0;
+  // The owner's own segment first: the copy is then a local memcpy. No eviction for it.
+  auto ranges =
+      segments_.AllocateReplicas(obj.size, 1, {obj.disk->segment_name}, obj.disk->hostname, true);
+  if (!ranges.ok()) return;
+  obj.promoting = std::move(ranges->front());
+  obj.work = DiskWork::kPromote;
+  obj.work_ticket = next_ticket_.fetch_add(1);
+  obj.work_until = now + options_.offload_timeout;
+  ShardOf(key).disk_work.insert(key);
+  disk_tiers_.PushPromote(obj.disk->client_id,
+                          {key,
+                           obj.work_ticket,
+                           obj.size,
+                           {obj.promoting->segment_name(), obj.promoting->address, obj.size}});
 }
 
 std::vector<ReplicaDescriptor> MasterService::Describe(const Object& obj) const {
@@ -261,6 +334,16 @@ std::vector<ReplicaDescriptor> MasterService::Describe(const Object& obj) const 
     d.segment_id = r.range.segment_id();
     d.hostname = r.range.hostname();
     d.buffers.push_back({r.range.segment_name(), r.range.address, obj.size});
+    out.push_back(std::move(d));
+  }
+  if (obj.disk) {
+    ReplicaDescriptor d;
+    d.tier = ReplicaTier::kLocalDisk;
+    d.status = obj.status;
+    d.hostname = obj.disk->hostname;
+    d.disk_owner = obj.disk->segment_name;
+    d.disk_size = obj.size;
+    d.disk_rpc_address = obj.disk->rpc_address;
     out.push_back(std::move(d));
   }
   return out;
@@ -304,10 +387,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
       return StoreError(ErrorCode::kObjectAlreadyExists, "key '" + std::string(key) + "' exists");
     }
     LogRemoval(it->first);
-    ReleaseSpace(old, now);
-    shard.in_progress.erase(it->first);
-    shard.objects.erase(it);
-    keys_.fetch_sub(1, std::memory_order_relaxed);
+    Erase(shard, it, now);
     return OkStatus();
   };
   for (int attempt = 0; attempt < 2; ++attempt) {
@@ -378,6 +458,7 @@ Status MasterService::PutEnd(std::string_view key, std::string_view client_id) {
   shard.in_progress.erase(it->first);
   it->second.last_access = now;
   if (log_) log_->Append(PutRecord(it->first, it->second));
+  if (options_.eager_offload) StartOffload(shard, it->first, it->second, now);
   return OkStatus();
 }
 
@@ -390,10 +471,7 @@ Status MasterService::PutRevoke(std::string_view key, std::string_view client_id
   auto it = FindPutInProgress(shard, key, client_id, &error);
   if (it == shard.objects.end()) return error;
   LogRemoval(it->first);
-  ReleaseSpace(it->second, now);
-  shard.in_progress.erase(it->first);
-  shard.objects.erase(it);
-  keys_.fetch_sub(1, std::memory_order_relaxed);
+  Erase(shard, it, now);
   return OkStatus();
 }
 
@@ -412,6 +490,7 @@ Result<ReplicaList> MasterService::GetReplicaList(std::string_view key) {
   }
   obj.lease_until = std::max(obj.lease_until, now + options_.default_kv_lease_ttl);
   obj.last_access = now;
+  if (obj.replicas.empty()) NoteDiskRead(it->first, obj, now);
   return ReplicaList{Describe(obj), obj.size, obj.lease_until};
 }
 
@@ -449,10 +528,7 @@ Status MasterService::Remove(std::string_view key, bool force) {
                       "key '" + std::string(key) + "' is still being written");
   }
   LogRemoval(it->first);
-  ReleaseSpace(obj, now);  // even when forced: held until the lease ends
-  shard.in_progress.erase(it->first);
-  shard.objects.erase(it);
-  keys_.fetch_sub(1, std::memory_order_relaxed);
+  Erase(shard, it, now);  // even when forced, the space is held until the lease ends
   return OkStatus();
 }
 
@@ -465,16 +541,13 @@ size_t MasterService::RemoveWhere(
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
       if (doomed(it->first, it->second)) {
         LogRemoval(it->first);
-        ReleaseSpace(it->second, now);
-        shard.in_progress.erase(it->first);
-        it = shard.objects.erase(it);
+        it = Erase(shard, it, now);
         ++removed;
       } else {
         ++it;
       }
     }
   }
-  keys_.fetch_sub(removed, std::memory_order_relaxed);
   return removed;
 }
 
@@ -539,8 +612,10 @@ size_t MasterService::Evict(Clock::time_point now) {
   };
   std::vector<Candidate> candidates;
   uint64_t total = 0;
+  // Disk-only objects have no memory to give back; objects with disk work are busy.
   auto evictable = [&](const Object& obj, bool* soft) {
-    if (obj.status != ReplicaStatus::kComplete || obj.hard_pin || obj.lease_until > now) {
+    if (obj.status != ReplicaStatus::kComplete || obj.hard_pin || obj.lease_until > now ||
+        obj.replicas.empty() || obj.work != DiskWork::kNone) {
       return false;
     }
     *soft = obj.soft_pin_until > now;
@@ -569,11 +644,17 @@ size_t MasterService::Evict(Clock::time_point now) {
     auto it = shard.objects.find(candidates[i].key);
     bool soft = false;
     if (it == shard.objects.end() || !evictable(it->second, &soft)) continue;
-    LogRemoval(it->first);
-    ReleaseSpace(it->second, now);
-    shard.in_progress.erase(it->first);
-    shard.objects.erase(it);
-    keys_.fetch_sub(1, std::memory_order_relaxed);
+    Object& obj = it->second;
+    // With the SSD tier an object goes to disk instead of away; its memory is given back
+    // once the disk copy exists (a later eviction).
+    if (options_.offload_on_evict && StartOffload(shard, it->first, obj, now)) continue;
+    LogRemoval(it->first);  // a disk-only object is not in the log
+    if (obj.disk) {
+      ReleaseSpace(obj, now);
+      obj.replicas.clear();
+    } else {
+      Erase(shard, it, now);
+    }
     ++evicted;
   }
   evictions_.fetch_add(evicted, std::memory_order_relaxed);
@@ -605,16 +686,29 @@ void MasterService::TickLogged() {
         ++k;
         continue;
       }
+      k = shard.in_progress.erase(k);
       if (it != shard.objects.end() && it->second.status == ReplicaStatus::kProcessing) {
         LogRemoval(it->first);
-        ReleaseSpace(it->second, now);
-        shard.objects.erase(it);
+        Erase(shard, it, now);
         ++stale;
       }
-      k = shard.in_progress.erase(k);
+    }
+    // Disk work that did not report in time.
+    for (auto k = shard.disk_work.begin(); k != shard.disk_work.end();) {
+      auto it = shard.objects.find(*k);
+      if (it != shard.objects.end() && it->second.work != DiskWork::kNone &&
+          it->second.work_until > now) {
+        ++k;
+        continue;
+      }
+      if (it != shard.objects.end() && it->second.work != DiskWork::kNone) {
+        FERRY_LOG_WARN("master: disk work on '{}' timed out", it->first);
+        if (it->second.work == DiskWork::kOffload) offload_failures_.fetch_add(1);
+        EndDiskWork(it->second, now);
+      }
+      k = shard.disk_work.erase(k);
     }
   }
-  keys_.fetch_sub(stale, std::memory_order_relaxed);
   put_start_released_.fetch_add(stale, std::memory_order_relaxed);
 
   // Silent clients.
@@ -642,6 +736,10 @@ void MasterService::TickLogged() {
     }
     clients_dropped_.fetch_add(1, std::memory_order_relaxed);
   }
+  std::vector<std::string> silent_tiers;
+  for (const std::string& client : silent) {
+    if (disk_tiers_.Find(client)) silent_tiers.push_back(client);
+  }
   // Restored segments whose member did not mount them again within client_ttl.
   if (awaiting_remount_.load(std::memory_order_relaxed) &&
       now - restored_at_ >= options_.client_ttl) {
@@ -659,6 +757,7 @@ void MasterService::TickLogged() {
     }
   }
   DropSegmentObjects(unmounted, now);  // one pass over the objects for every segment
+  DropDiskCopies(silent_tiers, now);
 
   // The watermark.
   const SegmentTable::Totals t = segments_.totals();
@@ -678,8 +777,180 @@ MasterService::Stats MasterService::stats() const {
   s.evictions = evictions_.load(std::memory_order_relaxed);
   s.put_start_released = put_start_released_.load(std::memory_order_relaxed);
   s.clients_dropped = clients_dropped_.load(std::memory_order_relaxed);
+  s.offloads = offloads_.load(std::memory_order_relaxed);
+  s.offload_failures = offload_failures_.load(std::memory_order_relaxed);
+  s.disk_readbacks = disk_readbacks_.load(std::memory_order_relaxed);
+  s.promotions = promotions_.load(std::memory_order_relaxed);
+  s.disk_evictions = disk_evictions_.load(std::memory_order_relaxed);
   s.space = segments_.totals();
   return s;
+}
+
+MasterService::TierStats MasterService::tier_stats() const {
+  TierStats t;
+  for (size_t i = 0; i < shard_count_; ++i) {
+    std::lock_guard<std::mutex> lock(shards_[i].mu);
+    for (const auto& [key, obj] : shards_[i].objects) {
+      if (!obj.replicas.empty()) {
+        ++t.memory_objects;
+        t.memory_bytes += obj.size * obj.replicas.size();
+      }
+      if (obj.disk) {
+        ++t.disk_objects;
+        t.disk_bytes += obj.size;
+        if (obj.replicas.empty()) ++t.disk_only_objects;
+      }
+    }
+  }
+  t.disk_members = disk_tiers_.members();
+  return t;
+}
+
+Result<std::vector<Status>> MasterService::RegisterDiskTier(
+    const DiskTierInfo& tier, const std::vector<DiskObjectInfo>& objects) {
+  if (!options_.enable_offload) {
+    return StoreError(ErrorCode::kUnavailableInCurrentMode,
+                      "this master runs without the SSD tier (start it with --enable_offload)");
+  }
+  if (tier.client_id.empty() || tier.segment_name.empty() || tier.rpc_address.empty()) {
+    return StoreError(ErrorCode::kInvalidParams,
+                      "a disk tier needs its client, segment and rpc address");
+  }
+  if (segments_.SegmentsOf(tier.client_id).empty()) {
+    return StoreError(ErrorCode::kInvalidParams,
+                      "a disk tier needs a mounted segment of the same client");
+  }
+  const Clock::time_point now = Now();
+  TouchClient(tier.client_id, now);
+  std::shared_ptr<const DiskTierInfo> info = disk_tiers_.Register(tier);
+  std::vector<Status> out;
+  out.reserve(objects.size());
+  for (const DiskObjectInfo& o : objects) {
+    if (o.key.empty() || o.size == 0) {
+      out.push_back(StoreError(ErrorCode::kInvalidParams, "empty key or size 0"));
+      continue;
+    }
+    Shard& shard = ShardOf(o.key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.objects.find(o.key);
+    if (it == shard.objects.end()) {
+      Object obj;
+      obj.size = o.size;
+      obj.status = ReplicaStatus::kComplete;
+      obj.put_start = now;
+      obj.last_access = now;
+      obj.disk = info;
+      shard.objects.emplace(o.key, std::move(obj));
+      keys_.fetch_add(1, std::memory_order_relaxed);
+      out.push_back(OkStatus());
+      continue;
+    }
+    Object& obj = it->second;
+    const bool mine = obj.disk && obj.disk->client_id == tier.client_id;
+    if (obj.status != ReplicaStatus::kComplete || obj.size != o.size || (obj.disk && !mine)) {
+      out.push_back(StoreError(ErrorCode::kObjectAlreadyExists,
+                               "key '" + o.key + "' holds another value in the pool"));
+      continue;
+    }
+    obj.disk = info;
+    out.push_back(OkStatus());
+  }
+  return out;
+}
+
+DiskTasks MasterService::PollDiskTasks(std::string_view client_id, std::chrono::milliseconds wait,
+                                       size_t max) {
+  return disk_tiers_.Take(client_id, wait, std::max<size_t>(1, max));
+}
+
+std::vector<std::string> MasterService::ReportDiskTasks(
+    std::string_view client_id, const std::vector<DiskTaskOutcome>& offloaded,
+    const std::vector<DiskTaskOutcome>& promoted, const std::vector<std::string>& evicted) {
+  const Clock::time_point now = Now();
+  TouchClient(client_id, now);
+  std::shared_lock<std::shared_mutex> barrier(barrier_);
+  const std::shared_ptr<const DiskTierInfo> tier = disk_tiers_.Find(client_id);
+  std::vector<std::string> gone;
+  for (const DiskTaskOutcome& o : offloaded) {
+    Shard& shard = ShardOf(o.key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.objects.find(o.key);
+    const bool current = it != shard.objects.end() && it->second.work == DiskWork::kOffload &&
+                         it->second.work_ticket == o.ticket;
+    if (!current) {
+      if (o.status.ok()) gone.push_back(o.key);
+      continue;
+    }
+    Object& obj = it->second;
+    EndDiskWork(obj, now);
+    if (!o.status.ok() || !tier) {
+      obj.offload_refused = true;
+      offload_failures_.fetch_add(1, std::memory_order_relaxed);
+      if (o.status.ok()) gone.push_back(o.key);
+      continue;
+    }
+    obj.disk = tier;
+    offloads_.fetch_add(1, std::memory_order_relaxed);
+  }
+  for (const DiskTaskOutcome& o : promoted) {
+    Shard& shard = ShardOf(o.key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.objects.find(o.key);
+    if (it == shard.objects.end() || it->second.work != DiskWork::kPromote ||
+        it->second.work_ticket != o.ticket) {
+      continue;
+    }
+    Object& obj = it->second;
+    if (o.status.ok()) {
+      obj.replicas.push_back({std::move(*obj.promoting)});
+      obj.promoting.reset();
+      promotions_.fetch_add(1, std::memory_order_relaxed);
+      Log(PutRecord(it->first, obj));
+    }
+    EndDiskWork(obj, now);
+    if (obj.replicas.empty() && !obj.disk) Erase(shard, it, now);
+  }
+  for (const std::string& key : evicted) {
+    Shard& shard = ShardOf(key);
+    std::lock_guard<std::mutex> lock(shard.mu);
+    auto it = shard.objects.find(key);
+    if (it == shard.objects.end() || !it->second.disk || it->second.disk->client_id != client_id) {
+      continue;
+    }
+    Object& obj = it->second;
+    obj.disk.reset();
+    disk_evictions_.fetch_add(1, std::memory_order_relaxed);
+    if (obj.work == DiskWork::kPromote) EndDiskWork(obj, now);
+    if (obj.replicas.empty()) Erase(shard, it, now);
+  }
+  return gone;
+}
+
+void MasterService::DropDiskCopies(const std::vector<std::string>& clients, Clock::time_point now) {
+  if (clients.empty()) return;
+  for (const std::string& c : clients) disk_tiers_.Drop(c);
+  auto gone = [&](const Object& obj) {
+    return obj.disk &&
+           std::find(clients.begin(), clients.end(), obj.disk->client_id) != clients.end();
+  };
+  for (size_t i = 0; i < shard_count_; ++i) {
+    Shard& shard = shards_[i];
+    std::lock_guard<std::mutex> lock(shard.mu);
+    for (auto it = shard.objects.begin(); it != shard.objects.end();) {
+      Object& obj = it->second;
+      if (!gone(obj)) {
+        ++it;
+        continue;
+      }
+      obj.disk.reset();
+      if (obj.work == DiskWork::kPromote) EndDiskWork(obj, now);
+      if (obj.replicas.empty()) {
+        it = Erase(shard, it, now);
+      } else {
+        ++it;
+      }
+    }
+  }
 }
 
 }  // namespace ferry::store

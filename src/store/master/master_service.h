@@ -41,6 +41,28 @@
 // the last master granted). Tick
 // writes a snapshot when the log is long.
 //
+// The SSD tier (options.enable_offload; docs/store.md, "SSD tier"): members that lend a
+// disk register it (RegisterDiskTier, also listing the objects their disk already holds)
+// and take work from PollDiskTasks. An object has at most one disk copy (LOCAL_DISK), on
+// the member whose segment held its memory copy when it was offloaded.
+// - Offload: with offload_on_evict, eviction does not drop an object that has no disk copy
+//   while its member has a tier: it queues an offload and drops the memory copy once the
+//   member reports the disk copy (an object with a disk copy only loses its memory copy).
+//   With eager_offload, every object is queued at PutEnd. An object being offloaded or
+//   promoted is not evicted, and its space is held until the work reports or times out
+//   (offload_timeout). A member that fails an offload (disk full) leaves the object to
+//   plain eviction.
+// - Read-back: GetReplicaList lists the disk copy after the memory ones; the reader asks
+//   the owner for the bytes. With promotion_on_hit, the promotion_admission_threshold-th
+//   read of a disk-only object allocates memory space (the owner's segment first) and asks
+//   the owner to copy the bytes there; the copy becomes a memory replica when it reports.
+// - Removal of an object deletes its disk copy (a task for the owner); a member that
+//   evicts disk copies reports them first; a member dropped (client_ttl) or unmounted takes
+//   its disk copies with it.
+// - Durability: disk copies are soft state, not logged: members register them again after
+//   a master restart (NEED_REMOUNT). An object that lost its memory copy is logged as
+//   removed; one promoted back is logged as a put.
+//
 // Time comes from options.clock, so tests drive it without sleeping.
 //
 //   ferry::store::MasterService m(ferry::store::MasterServiceOptions{});
@@ -67,6 +89,7 @@
 #include <vector>
 
 #include "ferry/status.h"
+#include "store/master/disk_tier_table.h"
 #include "store/master/metadata_log.h"
 #include "store/master/segment_table.h"
 #include "store/store_types.h"
@@ -92,6 +115,32 @@ struct MasterServiceOptions {
   std::string data_dir;
   // A snapshot is written (by Tick) after this many log records. Default: 100000.
   uint64_t snapshot_every_records = 100000;
+  // The SSD tier (see above). Default: off.
+  bool enable_offload = false;
+  // Eviction offloads objects that have no disk copy instead of dropping them. Default: on.
+  bool offload_on_evict = true;
+  // Every object is offloaded after its PutEnd. Default: off.
+  bool eager_offload = false;
+  // Disk-only objects read often enough get a memory replica again. Default: off.
+  bool promotion_on_hit = false;
+  // Reads of a disk-only object that trigger its promotion. Default: 2.
+  uint32_t promotion_admission_threshold = 2;
+  // How long an offload or promotion may take before the master gives up on it. Default:
+  // 30 s.
+  std::chrono::milliseconds offload_timeout{30000};
+};
+
+// An object a member's disk holds, as RegisterDiskTier lists it.
+struct DiskObjectInfo {
+  std::string key;
+  uint64_t size = 0;
+};
+
+// A member's report of one task (PollDiskTasks): the task's key and ticket, and how it went.
+struct DiskTaskOutcome {
+  std::string key;
+  uint64_t ticket = 0;
+  Status status;
 };
 
 // What GetReplicaList returns: the COMPLETE replicas and until when the caller may read.
@@ -151,6 +200,27 @@ class MasterService {
   // One key's metadata for the HTTP /query_key page, kObjectNotFound if absent.
   Result<ReplicaList> Describe(std::string_view key) const;
 
+  // --- The SSD tier ---
+  // Registers (or refreshes) `tier`'s disk and the objects on it: one result per object,
+  // OK (readable from that disk from now on) or kObjectAlreadyExists (the pool holds
+  // another value, or it is being written: the member deletes its copy). kInvalidParams
+  // (and nothing registered) without enable_offload or for a client with no segment.
+  Result<std::vector<Status>> RegisterDiskTier(const DiskTierInfo& tier,
+                                               const std::vector<DiskObjectInfo>& objects);
+  // The member's queued tasks, waiting up to `wait` while there are none.
+  DiskTasks PollDiskTasks(std::string_view client_id, std::chrono::milliseconds wait, size_t max);
+  // The member's outcomes. Returns the offloaded keys the pool no longer wants on disk
+  // (removed or replaced meanwhile, or already on another disk): the member deletes them.
+  std::vector<std::string> ReportDiskTasks(std::string_view client_id,
+                                           const std::vector<DiskTaskOutcome>& offloaded,
+                                           const std::vector<DiskTaskOutcome>& promoted,
+                                           const std::vector<std::string>& evicted);
+  // Offloads queued or running: while any is, a put refused for want of space may succeed
+  // soon (the server answers it UNAVAILABLE, which clients retry).
+  uint64_t offloads_in_flight() const { return offloads_in_flight_.load(); }
+  // Wakes every PollDiskTasks (the server is stopping).
+  void ShutdownDiskTier() { disk_tiers_.Shutdown(); }
+
   // Housekeeping, called by the server about every 100 ms: held space, stale puts, silent
   // clients, restored segments not mounted again, the eviction watermark, the snapshot.
   void Tick();
@@ -176,14 +246,24 @@ class MasterService {
     uint64_t evictions = 0;
     uint64_t put_start_released = 0;
     uint64_t clients_dropped = 0;
+    uint64_t offloads = 0, offload_failures = 0, disk_readbacks = 0, promotions = 0;
+    uint64_t disk_evictions = 0;
     SegmentTable::Totals space;
   };
   Stats stats() const;
+  // Objects and bytes per tier (a pass over every object: for the metrics page).
+  struct TierStats {
+    uint64_t memory_objects = 0, memory_bytes = 0;  // bytes: size x memory replicas
+    uint64_t disk_objects = 0, disk_bytes = 0, disk_only_objects = 0;
+    uint64_t disk_members = 0;
+  };
+  TierStats tier_stats() const;
 
  private:
   struct Replica {
     AllocatedRange range;
   };
+  enum class DiskWork : uint8_t { kNone, kOffload, kPromote };
   struct Object {
     uint64_t size = 0;
     std::vector<Replica> replicas;
@@ -194,6 +274,18 @@ class MasterService {
     Clock::time_point lease_until;     // no lease when <= now
     Clock::time_point soft_pin_until;  // no soft pin when <= now
     bool hard_pin = false;
+    // The SSD tier. `disk`: the member holding the disk copy (null: none). `work`: an
+    // offload or promotion in flight until `work_until`, answered by `work_ticket`;
+    // meanwhile the object is not evicted and its space is held. `promoting`: the space a
+    // promotion writes. `disk_reads`: reads of the disk-only object since the last
+    // promotion. `offload_refused`: its member failed to offload it.
+    std::shared_ptr<const DiskTierInfo> disk;
+    DiskWork work = DiskWork::kNone;
+    bool offload_refused = false;
+    uint32_t disk_reads = 0;
+    uint64_t work_ticket = 0;
+    Clock::time_point work_until;
+    std::optional<AllocatedRange> promoting;
   };
   // Looked up by string_view without building a std::string per call.
   struct KeyHash {
@@ -207,6 +299,9 @@ class MasterService {
     // Keys whose object is PROCESSING, so that the stale-put sweep never walks every
     // object (GUARDED_BY(mu)). May hold keys already gone; the sweep drops those.
     std::unordered_set<std::string> in_progress;
+    // Keys with disk work in flight (GUARDED_BY(mu)), for Tick's timeout sweep; may hold
+    // keys already gone.
+    std::unordered_set<std::string> disk_work;
   };
   using SegmentGeneration = std::pair<std::string, uint64_t>;
 
@@ -216,8 +311,21 @@ class MasterService {
   // objects.end() with *error set to kObjectNotFound.
   ObjectMap::iterator FindPutInProgress(Shard& shard, std::string_view key,
                                         std::string_view client_id, Status* error);
-  // Returns the object's space to the segments (held until its lease ends).
+  // Returns the object's space to the segments (held until its lease ends, and until its
+  // disk work's deadline).
   void ReleaseSpace(const Object& obj, Clock::time_point now);
+  // Erases the object (REQUIRES shard.mu; the caller logs the removal where it must):
+  // returns its space, ends its disk work, deletes its disk copy. Returns the next entry.
+  ObjectMap::iterator Erase(Shard& shard, ObjectMap::iterator it, Clock::time_point now);
+  // Queues an offload of `key` to the member whose segment holds its memory copy, when
+  // that member has a disk tier (REQUIRES shard.mu). Returns whether it did.
+  bool StartOffload(Shard& shard, const std::string& key, Object& obj, Clock::time_point now);
+  // Clears the object's disk work (REQUIRES shard.mu), releasing a promotion's space.
+  void EndDiskWork(Object& obj, Clock::time_point now);
+  // A read of a disk-only object: counts it and starts a promotion when due.
+  void NoteDiskRead(const std::string& key, Object& obj, Clock::time_point now);
+  // Drops the disk copies on these members' tiers; objects left with no copy go.
+  void DropDiskCopies(const std::vector<std::string>& clients, Clock::time_point now);
   std::vector<ReplicaDescriptor> Describe(const Object& obj) const;
   // Removes (space held for leases) every object `doomed` picks; returns how many.
   size_t RemoveWhere(const std::function<bool(const std::string&, const Object&)>& doomed,
@@ -254,6 +362,11 @@ class MasterService {
   std::atomic<uint64_t> evictions_{0};
   std::atomic<uint64_t> put_start_released_{0};
   std::atomic<uint64_t> clients_dropped_{0};
+  DiskTierTable disk_tiers_;
+  std::atomic<uint64_t> next_ticket_{1};
+  std::atomic<uint64_t> offloads_in_flight_{0};
+  std::atomic<uint64_t> offloads_{0}, offload_failures_{0}, disk_readbacks_{0}, promotions_{0};
+  std::atomic<uint64_t> disk_evictions_{0};
 
   mutable std::mutex clients_mu_;
   std::unordered_map<std::string, Clock::time_point> clients_;  // GUARDED_BY(clients_mu_)

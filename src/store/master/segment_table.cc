@@ -33,7 +33,7 @@ Status SegmentTable::Mount(const SegmentInfo& info) {
   Segment seg;
   seg.info = info;
   seg.names = std::make_shared<const AllocatedRange::Names>(
-      AllocatedRange::Names{info.id, info.name, info.hostname});
+      AllocatedRange::Names{info.id, info.name, info.hostname, info.client_id});
   seg.generation = next_generation_++;
   seg.allocator = std::make_unique<OffsetAllocator>(info.size, alignment_);
   segments_.emplace(info.id, std::move(seg));

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "ferry/status.h"
-#include "store/master/offset_allocator.h"
+#include "store/offset_allocator.h"
 
 namespace ferry::store {
 
@@ -51,7 +51,7 @@ struct AllocatedRange {
   // The segment's names, one copy per mounted segment shared by all of its ranges (an
   // object's metadata stays small: 10M objects are 10M ranges).
   struct Names {
-    std::string id, name, hostname;
+    std::string id, name, hostname, client_id;
   };
   std::shared_ptr<const Names> names;
   uint64_t generation = 0;
@@ -61,6 +61,7 @@ struct AllocatedRange {
   const std::string& segment_id() const { return names->id; }
   const std::string& segment_name() const { return names->name; }
   const std::string& hostname() const { return names->hostname; }
+  const std::string& client_id() const { return names->client_id; }
 };
 
 class SegmentTable {

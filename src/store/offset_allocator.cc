@@ -1,4 +1,4 @@
-#include "store/master/offset_allocator.h"
+#include "store/offset_allocator.h"
 
 #include <iterator>
 #include <limits>

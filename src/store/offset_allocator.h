@@ -1,9 +1,9 @@
 // OffsetAllocator: hands out ranges of one segment [0, capacity) by offset.
 //
-// The master owns one per mounted segment. It never touches the segment's memory: it only
-// decides which offsets are in use. Best fit with coalescing: free ranges are indexed by
-// (length, offset) and by offset, so Allocate and Free are O(log n) in the number of free
-// ranges, and a freed range merges with free neighbours at once.
+// The master owns one per mounted segment; a member's SSD tier one over its staging memory.
+// It never touches the memory: it only decides which offsets are in use. Best fit with coalescing:
+// free ranges are indexed by (length, offset) and by offset, so Allocate and Free are O(log n) in
+// the number of free ranges, and a freed range merges with free neighbours at once.
 //
 // Lengths are rounded up to `alignment` (a power of two), and every offset handed out is a
 // multiple of it. The caller keeps the (offset, length) it was given and passes both back

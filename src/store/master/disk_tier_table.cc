@@ -1,0 +1,94 @@
+#include "store/master/disk_tier_table.h"
+
+#include <utility>
+
+namespace ferry::store {
+
+DiskTierTable::~DiskTierTable() { Shutdown(); }
+
+std::shared_ptr<const DiskTierInfo> DiskTierTable::Register(DiskTierInfo info) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Member& m = members_[info.client_id];
+  if (!m.info || m.info->segment_name != info.segment_name || m.info->hostname != info.hostname ||
+      m.info->rpc_address != info.rpc_address) {
+    m.info = std::make_shared<const DiskTierInfo>(std::move(info));
+  }
+  return m.info;
+}
+
+std::shared_ptr<const DiskTierInfo> DiskTierTable::Find(std::string_view client_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = members_.find(client_id);
+  return it == members_.end() ? nullptr : it->second.info;
+}
+
+bool DiskTierTable::Drop(std::string_view client_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = members_.find(client_id);
+  if (it == members_.end()) return false;
+  members_.erase(it);
+  cv_.notify_all();
+  return true;
+}
+
+void DiskTierTable::PushOffload(std::string_view client_id, OffloadTask task) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = members_.find(client_id);
+  if (it == members_.end()) return;
+  it->second.offloads.push_back(std::move(task));
+  cv_.notify_all();
+}
+
+void DiskTierTable::PushDelete(std::string_view client_id, std::string key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = members_.find(client_id);
+  if (it == members_.end()) return;
+  it->second.deletes.push_back(std::move(key));
+  cv_.notify_all();
+}
+
+void DiskTierTable::PushPromote(std::string_view client_id, PromoteTask task) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = members_.find(client_id);
+  if (it == members_.end()) return;
+  it->second.promotions.push_back(std::move(task));
+  cv_.notify_all();
+}
+
+DiskTasks DiskTierTable::Take(std::string_view client_id, std::chrono::milliseconds wait,
+                              size_t max) {
+  DiskTasks out;
+  std::unique_lock<std::mutex> lock(mu_);
+  auto ready = [&] {
+    if (shutdown_) return true;
+    auto it = members_.find(client_id);
+    return it == members_.end() || !it->second.empty();
+  };
+  cv_.wait_for(lock, wait, ready);
+  auto it = members_.find(client_id);
+  if (shutdown_ || it == members_.end()) return out;
+  Member& m = it->second;
+  auto move_some = [&](auto& from, auto& to) {
+    while (!from.empty() && out.size() < max) {
+      to.push_back(std::move(from.front()));
+      from.pop_front();
+    }
+  };
+  move_some(m.deletes, out.deletes);
+  move_some(m.promotions, out.promotions);
+  move_some(m.offloads, out.offloads);
+  return out;
+}
+
+void DiskTierTable::Shutdown() {
+  std::lock_guard<std::mutex> lock(mu_);
+  shutdown_ = true;
+  cv_.notify_all();
+}
+
+size_t DiskTierTable::members() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return members_.size();
+}
+
+}  // namespace ferry::store

@@ -1,0 +1,110 @@
+// DiskTierTable: the members that lend an SSD tier to the pool, and the work queued for
+// each (docs/store.md, "SSD tier").
+//
+// The master decides what goes to disk and what comes back; a member only carries tasks
+// out. Tasks wait here until the member's next PollDiskTasks takes them (Take blocks for
+// up to its wait while there are none). A task names the object by key and a ticket: the
+// member echoes both when it reports, so an outcome for an object that was removed or
+// replaced meanwhile is recognised as stale.
+//
+// Thread-safe: one mutex; Take waits on a condition variable without holding it.
+//
+//   ferry::store::DiskTierTable t;
+//   auto tier = t.Register({.client_id = "c1", .segment_name = "h:1", .hostname = "h",
+//                           .rpc_address = "h:2"});
+//   t.PushDelete("c1", "k");
+//   ferry::store::DiskTasks tasks = t.Take("c1", std::chrono::milliseconds(0), 100);
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "store/store_types.h"
+
+namespace ferry::store {
+
+// A member's disk tier: who it is and where its Member service (ReadDisk) listens.
+struct DiskTierInfo {
+  std::string client_id;
+  std::string segment_name;  // its transfer-engine segment name
+  std::string hostname;
+  std::string rpc_address;  // "host:port"
+};
+
+// Write an object from the member's own segment to its disk.
+struct OffloadTask {
+  std::string key;
+  uint64_t ticket = 0;
+  uint64_t address = 0;  // in the member's segment
+  uint64_t size = 0;
+};
+
+// Read an object from the member's disk into `dest` (memory space the master allocated).
+struct PromoteTask {
+  std::string key;
+  uint64_t ticket = 0;
+  uint64_t size = 0;
+  BufferDescriptor dest;
+};
+
+struct DiskTasks {
+  std::vector<OffloadTask> offloads;
+  std::vector<std::string> deletes;  // disk copies the pool no longer wants
+  std::vector<PromoteTask> promotions;
+
+  size_t size() const { return offloads.size() + deletes.size() + promotions.size(); }
+};
+
+class DiskTierTable {
+ public:
+  DiskTierTable() = default;
+  ~DiskTierTable();
+  DiskTierTable(const DiskTierTable&) = delete;
+  DiskTierTable& operator=(const DiskTierTable&) = delete;
+
+  // Adds a member's tier, or updates it (the same pointer comes back while nothing changed).
+  std::shared_ptr<const DiskTierInfo> Register(DiskTierInfo info);
+  // The member's tier, or null.
+  std::shared_ptr<const DiskTierInfo> Find(std::string_view client_id) const;
+  // Forgets a member and its queued tasks, waking its Take. Returns whether it was known.
+  bool Drop(std::string_view client_id);
+
+  // Queue a task for a member; ignored for a member without a tier.
+  void PushOffload(std::string_view client_id, OffloadTask task);
+  void PushDelete(std::string_view client_id, std::string key);
+  void PushPromote(std::string_view client_id, PromoteTask task);
+
+  // Up to `max` queued tasks of the member (deletes first), waiting up to `wait` while it
+  // has none. Empty for an unknown member, and at once after Shutdown.
+  DiskTasks Take(std::string_view client_id, std::chrono::milliseconds wait, size_t max);
+
+  // Wakes every Take; later ones return at once.
+  void Shutdown();
+
+  size_t members() const;
+
+ private:
+  struct Member {
+    std::shared_ptr<const DiskTierInfo> info;
+    std::deque<OffloadTask> offloads;
+    std::deque<std::string> deletes;
+    std::deque<PromoteTask> promotions;
+    bool empty() const { return offloads.empty() && deletes.empty() && promotions.empty(); }
+  };
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, Member, std::less<>> members_;  // GUARDED_BY(mu_)
+  bool shutdown_ = false;                               // GUARDED_BY(mu_)
+};
+
+}  // namespace ferry::store
