@@ -159,10 +159,11 @@ _DEFAULT_CONFIG = ReplicateConfig()
 
 # One range of a member's segment holding (part of) a replica.
 BufferRange = collections.namedtuple("BufferRange", "segment_name address length")
-# tier: "memory" | "disk"; status: "processing" | "complete"; buffers: [BufferRange].
+# tier: "memory" | "disk" | "local_disk" (the SSD tier: a copy on the member disk_owner's
+# disk); status: "processing" | "complete"; buffers: [BufferRange].
 Replica = collections.namedtuple(
     "Replica", "tier status segment_id hostname buffers disk_owner disk_size")
-_TIERS = ("memory", "disk")
+_TIERS = ("memory", "disk", "local_disk")
 _STATUSES = ("processing", "complete")
 
 
@@ -211,6 +212,10 @@ class Store:
     (falls back to "auto"). secret: the deployment secret (None: FERRY_KV_SECRET).
     rpc_timeout, transfer_timeout, ping_interval: seconds (None: 5, 30, 1).
     engine: a ferry.TransferEngine to use instead of creating one (kept alive by the store).
+    enable_ssd_offload, ssd_offload_path, ssd_capacity: lend a disk to the pool (the SSD
+    tier: needs a segment and a master started with --enable_offload); the directory
+    defaults to $MOONCAKE_OFFLOAD_FILE_STORAGE_PATH, ssd_capacity (int or "64GB") to 0,
+    as much as the disk holds.
     Raises StoreError (RPC_FAIL if the master is unreachable, INVALID_PARAMS for bad
     options).
     """
@@ -218,7 +223,8 @@ class Store:
     def __init__(self, master_server_address="127.0.0.1:50051", *, local_hostname="127.0.0.1",
                  metadata_server="P2PHANDSHAKE", global_segment_size=0,
                  local_buffer_size=16 << 20, protocol="auto", device_name="", secret=None,
-                 rpc_timeout=None, transfer_timeout=None, ping_interval=None, engine=None):
+                 rpc_timeout=None, transfer_timeout=None, ping_interval=None, engine=None,
+                 enable_ssd_offload=False, ssd_offload_path="", ssd_capacity=0):
         if not HAS_STORE:
             raise make_error(ErrorCode.INTERNAL_ERROR,
                              "this build of ferry has no store client (ferry_store)")
@@ -226,12 +232,14 @@ class Store:
         raw_engine = getattr(engine, "_engine", engine)
         try:
             segment, staging = parse_size(global_segment_size), parse_size(local_buffer_size)
+            disk = parse_size(ssd_capacity)
         except ValueError as e:
             raise make_error(ErrorCode.INVALID_PARAMS, str(e)) from None
         self._store = _ferry.Store(
             str(local_hostname), str(metadata_server), str(master_server_address), segment,
             staging, str(protocol), str(device_name), secret, _ms(rpc_timeout),
-            _ms(transfer_timeout), _ms(ping_interval), raw_engine)
+            _ms(transfer_timeout), _ms(ping_interval), raw_engine, bool(enable_ssd_offload),
+            str(ssd_offload_path or ""), disk)
         self._lock = threading.Lock()
         self._registered = {}  # addr -> (length, keepalive object); GUARDED_BY(_lock)
         self._starts = []      # sorted keys of _registered; GUARDED_BY(_lock)

@@ -155,7 +155,8 @@ class ReplicaDescriptor:
         return self._replica.tier == "disk"
 
     def is_local_disk_replica(self):
-        return False  # Ferry has no local-disk tier
+        """A copy in a member's SSD tier (Mooncake's LOCAL_DISK)."""
+        return self._replica.tier == "local_disk"
 
     def get_memory_descriptor(self):
         """Raises RuntimeError for a disk replica."""
@@ -172,7 +173,7 @@ class ReplicaDescriptor:
         return DiskDescriptor(self._replica.disk_owner, self._replica.disk_size)
 
     def __repr__(self):
-        kind = "memory" if self.is_memory_replica() else "disk"
+        kind = self._replica.tier
         return f"ReplicaDescriptor({kind}, status={self.status.name}, " \
                f"segment={self._replica.segment_id!r})"
 
@@ -253,15 +254,13 @@ class MooncakeDistributedStore:
                         ("master_server_addr", master_server_addr)):
             if not isinstance(v, str):
                 raise TypeError(f"{name} must be str, got {type(v).__name__}")
-        if _truthy(enable_ssd_offload):
-            log.warning("setup: enable_ssd_offload is not supported by Ferry; ignored")
         if _truthy(enable_client_http_server):
             log.warning("setup: enable_client_http_server is not supported by Ferry; ignored")
         if tenant_id not in ("", "default"):
             log.warning("setup: tenant_id %r ignored (Ferry has one tenant)", tenant_id)
         return self._setup(local_hostname, metadata_server, global_segment_size,
                            local_buffer_size, protocol, rdma_devices, master_server_addr,
-                           engine)
+                           engine, _truthy(enable_ssd_offload), ssd_offload_path)
 
     def _setup_dict(self, config):
         unknown = sorted(set(map(str, config)) - set(_SETUP_KEYS))
@@ -277,12 +276,14 @@ class MooncakeDistributedStore:
                           str(config.get("protocol", "tcp")), str(config.get("rdma_devices", "")),
                           str(config.get("master_server_addr", "127.0.0.1:50051")),
                           enable_ssd_offload=config.get("enable_ssd_offload", False),
+                          ssd_offload_path=str(config.get("ssd_offload_path", "")),
                           tenant_id=str(config.get("tenant_id", "default")),
                           enable_client_http_server=config.get("enable_client_http_server",
                                                                False))
 
     def _setup(self, local_hostname, metadata_server, global_segment_size, local_buffer_size,
-               protocol, rdma_devices, master_server_addr, engine):
+               protocol, rdma_devices, master_server_addr, engine, enable_ssd_offload=False,
+               ssd_offload_path=""):
         from mooncake.engine import _metadata_url  # same metadata strings as the engine
         if self._store is not None:  # the reference replaces its client
             self.close()
@@ -307,7 +308,9 @@ class MooncakeDistributedStore:
             self._store = fs.Store(master_server_addr, local_hostname=local_hostname,
                                    metadata_server=metadata, global_segment_size=segment,
                                    local_buffer_size=staging, protocol=proto,
-                                   device_name=rdma_devices, engine=inner)
+                                   device_name=rdma_devices, engine=inner,
+                                   enable_ssd_offload=enable_ssd_offload,
+                                   ssd_offload_path=ssd_offload_path or "")
         except fs.StoreError as e:
             log.error("setup: %s", e)
             return e.code

@@ -54,7 +54,8 @@ using ConfigTuple = std::tuple<size_t, bool, int64_t, bool, std::vector<std::str
 // (addr, length) of one piece of registered (or, for copying calls, any live) memory.
 using PieceTuple = std::tuple<uint64_t, uint64_t>;
 // (tier, status, segment_id, hostname, [(segment_name, address, length)], disk_owner,
-//  disk_size); tier 0 memory / 1 disk, status 0 processing / 1 complete.
+//  disk_size); tier 0 memory / 1 disk / 2 local disk (the SSD tier), status 0 processing /
+//  1 complete.
 using BufferTuple = std::tuple<std::string, uint64_t, uint64_t>;
 using ReplicaTuple =
     std::tuple<int, int, std::string, std::string, std::vector<BufferTuple>, std::string, uint64_t>;
@@ -364,35 +365,42 @@ void RegisterStore(py::module_& m, EngineOf engine_of) {
       });
 
   py::class_<Store>(m, "Store")
-      .def(py::init([engine_of](std::string local_hostname, std::string metadata_server,
-                                std::string master_server_address, uint64_t global_segment_size,
-                                uint64_t local_buffer_size, std::string protocol,
-                                std::string device_name, std::optional<std::string> secret,
-                                int64_t rpc_timeout_ms, int64_t transfer_timeout_ms,
-                                int64_t ping_interval_ms, py::object engine) {
-             store::ClientOptions o;
-             o.local_hostname = std::move(local_hostname);
-             o.metadata_server = std::move(metadata_server);
-             o.master_server_address = std::move(master_server_address);
-             o.global_segment_size = global_segment_size;
-             o.local_buffer_size = local_buffer_size;
-             o.protocol = std::move(protocol);
-             o.device_name = std::move(device_name);
-             if (secret) o.secret = std::move(*secret);
-             if (rpc_timeout_ms > 0) o.rpc_timeout = milliseconds(rpc_timeout_ms);
-             if (transfer_timeout_ms > 0) o.transfer_timeout = milliseconds(transfer_timeout_ms);
-             if (ping_interval_ms > 0) o.ping_interval = milliseconds(ping_interval_ms);
-             std::shared_ptr<TransferEngine> adopted;
-             if (!engine.is_none()) adopted = engine_of(engine);
-             return std::make_unique<Store>(o, std::move(adopted));
-           }),
-           py::arg("local_hostname"), py::arg("metadata_server"), py::arg("master_server_address"),
-           py::arg("global_segment_size"), py::arg("local_buffer_size"), py::arg("protocol"),
-           py::arg("device_name"), py::arg("secret") = py::none(), py::arg("rpc_timeout_ms") = 0,
-           py::arg("transfer_timeout_ms") = 0, py::arg("ping_interval_ms") = 0,
-           py::arg("engine") = py::none(),
-           "Creates the client: mounts global_segment_size bytes (0: none), registers "
-           "local_buffer_size bytes of staging. Timeouts <= 0 take the client's defaults.")
+      .def(
+          py::init([engine_of](std::string local_hostname, std::string metadata_server,
+                               std::string master_server_address, uint64_t global_segment_size,
+                               uint64_t local_buffer_size, std::string protocol,
+                               std::string device_name, std::optional<std::string> secret,
+                               int64_t rpc_timeout_ms, int64_t transfer_timeout_ms,
+                               int64_t ping_interval_ms, py::object engine, bool enable_ssd_offload,
+                               std::string ssd_offload_path, uint64_t ssd_capacity) {
+            store::ClientOptions o;
+            o.local_hostname = std::move(local_hostname);
+            o.metadata_server = std::move(metadata_server);
+            o.master_server_address = std::move(master_server_address);
+            o.global_segment_size = global_segment_size;
+            o.local_buffer_size = local_buffer_size;
+            o.protocol = std::move(protocol);
+            o.device_name = std::move(device_name);
+            if (secret) o.secret = std::move(*secret);
+            if (rpc_timeout_ms > 0) o.rpc_timeout = milliseconds(rpc_timeout_ms);
+            if (transfer_timeout_ms > 0) o.transfer_timeout = milliseconds(transfer_timeout_ms);
+            if (ping_interval_ms > 0) o.ping_interval = milliseconds(ping_interval_ms);
+            o.enable_ssd_offload = enable_ssd_offload;
+            o.ssd_offload_path = std::move(ssd_offload_path);
+            o.ssd_capacity = ssd_capacity;
+            std::shared_ptr<TransferEngine> adopted;
+            if (!engine.is_none()) adopted = engine_of(engine);
+            return std::make_unique<Store>(o, std::move(adopted));
+          }),
+          py::arg("local_hostname"), py::arg("metadata_server"), py::arg("master_server_address"),
+          py::arg("global_segment_size"), py::arg("local_buffer_size"), py::arg("protocol"),
+          py::arg("device_name"), py::arg("secret") = py::none(), py::arg("rpc_timeout_ms") = 0,
+          py::arg("transfer_timeout_ms") = 0, py::arg("ping_interval_ms") = 0,
+          py::arg("engine") = py::none(), py::arg("enable_ssd_offload") = false,
+          py::arg("ssd_offload_path") = "", py::arg("ssd_capacity") = 0,
+          "Creates the client: mounts global_segment_size bytes (0: none), registers "
+          "local_buffer_size bytes of staging, lends a disk with enable_ssd_offload. "
+          "Timeouts <= 0 take the client's defaults.")
       .def("close", &Store::Close)
       .def_property_readonly("closed", &Store::closed)
       .def_property_readonly(

@@ -79,6 +79,16 @@ struct ClientOptions {
   // An engine to use instead of creating one (not owned; must outlive the client). Its
   // metadata and transport settings win over the ones above. Default: null.
   TransferEngine* engine = nullptr;
+  // The SSD tier (docs/store.md, "SSD tier"; needs a segment and a master started with
+  // --enable_offload): objects the master evicts from this member's segment, or offloads
+  // eagerly, go to bucket files in `ssd_offload_path` and are served from there. Default:
+  // off; on when MOONCAKE_OFFLOAD_FILE_STORAGE_PATH is set and the client lends a segment.
+  bool enable_ssd_offload = false;
+  // The offload directory. Default: $MOONCAKE_OFFLOAD_FILE_STORAGE_PATH, else "".
+  std::string ssd_offload_path;
+  // Bytes of bucket files kept; the oldest buckets are evicted beyond it. 0: as much as the
+  // disk holds. Default: 0.
+  uint64_t ssd_capacity = 0;
 };
 
 // Counters since the client started. Monotonic.
@@ -170,6 +180,9 @@ class Client {
   virtual Result<uint64_t> RemoveAll(bool force = false) = 0;
 
   virtual ClientCounters counters() const = 0;
+  // Prometheus text: the counters (ferry_store_client_*) and, with the SSD tier, its gauges,
+  // counters and latency histograms (ferry_store_disk_*).
+  virtual std::string MetricsText() const = 0;
 };
 
 }  // namespace ferry::store

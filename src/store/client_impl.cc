@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <utility>
 
@@ -31,7 +32,9 @@ void ToProto(const ReplicateConfig& c, rpc::ReplicateConfig* out) {
 
 ReplicaDescriptor FromProto(const rpc::Replica& r) {
   ReplicaDescriptor d;
-  d.tier = r.tier() == rpc::DISK ? ReplicaTier::kDisk : ReplicaTier::kMemory;
+  d.tier = r.tier() == rpc::LOCAL_DISK ? ReplicaTier::kLocalDisk
+           : r.tier() == rpc::DISK     ? ReplicaTier::kDisk
+                                       : ReplicaTier::kMemory;
   d.status = r.status() == rpc::COMPLETE ? ReplicaStatus::kComplete : ReplicaStatus::kProcessing;
   d.segment_id = r.segment_id();
   d.hostname = r.hostname();
@@ -39,6 +42,7 @@ ReplicaDescriptor FromProto(const rpc::Replica& r) {
     d.buffers.push_back({b.segment_name(), b.address(), b.length()});
   d.disk_owner = r.disk_owner();
   d.disk_size = r.disk_size();
+  d.disk_rpc_address = r.disk_rpc_address();
   return d;
 }
 
@@ -182,6 +186,7 @@ Status ClientImpl::Init() {
     FERRY_RETURN_IF_ERROR(ToStatus(rep.result()).WithContext("mounting the segment"));
     mounted_ = true;
   }
+  FERRY_RETURN_IF_ERROR(StartDiskTier());
   // A new leader does not know this client: ping it at once (and re-mount), not a ping
   // interval later, so that its segment takes puts again within milliseconds.
   master_->OnLeaderChange([this](const std::string& leader) {
@@ -192,6 +197,32 @@ Status ClientImpl::Init() {
   });
   ping_thread_ = std::thread([this] { PingLoop(); });
   return OkStatus();
+}
+
+Status ClientImpl::StartDiskTier() {
+  const char* env = std::getenv("MOONCAKE_OFFLOAD_FILE_STORAGE_PATH");
+  const std::string path = !options_.ssd_offload_path.empty() ? options_.ssd_offload_path
+                           : env != nullptr                   ? env
+                                                              : "";
+  const bool wanted = options_.enable_ssd_offload || (env != nullptr && *env != 0 && mounted_);
+  if (!wanted) return OkStatus();
+  DiskTierOptions o;
+  o.path = path;
+  o.capacity = options_.ssd_capacity;
+  o.listen_host = local_host_;
+  o.secret = options_.secret;
+  o.staging_lease = options_.transfer_timeout;
+  o.poll_wait =
+      std::min<std::chrono::milliseconds>(std::chrono::milliseconds(500), options_.rpc_timeout / 2);
+  DiskTierIdentity self{client_id_, local_name_, local_host_,
+                        static_cast<const char*>(segment_base_), segment_size_};
+  auto write = [this](const char* local, const std::string& segment, uint64_t remote,
+                      size_t length) {
+    return Execute(TransferOp::kWrite, {{Move{const_cast<char*>(local), segment, remote, length}}})
+        .front();
+  };
+  FERRY_ASSIGN_OR_RETURN(disk_tier_, DiskTier::Start(o, self, engine_, master_.get(), write));
+  return disk_tier_->Register();
 }
 
 rpc::Segment ClientImpl::SegmentProto() const {
@@ -232,6 +263,8 @@ void ClientImpl::PingLoop() {
         if (s.ok()) {
           remounts_.fetch_add(1, std::memory_order_relaxed);
           FERRY_LOG_WARN("store client: the master had dropped this client; segment re-mounted");
+          if (disk_tier_) s = disk_tier_->Register();
+          if (!s.ok()) FERRY_LOG_WARN("store client: SSD tier not registered: {}", s.ToString());
         } else {
           FERRY_LOG_WARN("store client: re-mount failed: {}", s.ToString());
         }
@@ -250,6 +283,7 @@ Status ClientImpl::Close() {
   }
   ping_cv_.notify_all();
   if (ping_thread_.joinable()) ping_thread_.join();
+  if (disk_tier_) disk_tier_->Stop();  // its files stay for the next start
   Status result;
   if (mounted_) {
     rpc::UnmountSegmentRequest req;
@@ -259,6 +293,7 @@ Status ClientImpl::Close() {
     result = rep.ok() ? ToStatus(rep->result()) : rep.status();
     mounted_ = false;
   }
+  disk_tier_.reset();
   if (segment_base_ != nullptr) {
     if (engine_ != nullptr) (void)engine_->UnregisterMemory(segment_base_);
     munmap(segment_base_, segment_size_);
@@ -474,8 +509,7 @@ std::vector<Status> ClientImpl::PutPieces(std::span<const std::string> keys,
     asked.push_back(i);
   }
   if (!asked.empty()) {
-    rpcs_.fetch_add(1, std::memory_order_relaxed);
-    auto rep = master_->BatchPutStart(start);
+    auto rep = PutStartRetrying(start);
     CheckResultCount(rep, asked.size(), "PutStart");
     if (!rep.ok()) {
       rpc_failures_.fetch_add(1, std::memory_order_relaxed);
@@ -566,6 +600,22 @@ std::vector<Status> ClientImpl::PutPieces(std::span<const std::string> keys,
     }
   }
   return results;
+}
+
+Result<rpc::BatchPutStartReply> ClientImpl::PutStartRetrying(const rpc::BatchPutStartRequest& req) {
+  const Clock::time_point give_up = Clock::now() + options_.rpc_timeout;
+  for (int attempt = 1;; ++attempt) {
+    rpcs_.fetch_add(1, std::memory_order_relaxed);
+    auto rep = master_->BatchPutStart(req);
+    if (!rep.ok()) return rep;
+    bool wait = false;
+    for (const rpc::PutStartResult& r : rep->results()) {
+      wait |= r.result().code() == ToInt(ErrorCode::kUnavailableInCurrentStatus);
+    }
+    const auto pause = std::chrono::milliseconds(5 * std::min(attempt, 20));
+    if (!wait || Clock::now() + pause >= give_up) return rep;
+    std::this_thread::sleep_for(pause);
+  }
 }
 
 void ClientImpl::ConfirmRetriedPutEnds(std::span<const std::string> keys,
@@ -689,15 +739,19 @@ std::vector<ClientImpl::ReadPlan> ClientImpl::PlanReads(std::span<const std::str
     plan.size = r.size();
     plan.lease_end = asked_at + std::chrono::milliseconds(r.lease_ttl_ms());
     for (const rpc::Replica& replica : r.replicas()) {
+      if (replica.status() == rpc::COMPLETE && replica.tier() == rpc::LOCAL_DISK &&
+          replica.disk_size() == plan.size && !replica.disk_rpc_address().empty()) {
+        plan.disk = replica;
+      }
       if (replica.status() != rpc::COMPLETE || replica.tier() != rpc::MEMORY) continue;
       uint64_t len = 0;
       for (const auto& b : replica.buffers()) len += b.length();
       if (len != plan.size) continue;  // a replica that does not hold the object is skipped
       plan.replicas.push_back(replica);
     }
-    if (plan.replicas.empty()) {
+    if (plan.replicas.empty() && !plan.disk) {
       plan.status = StoreError(ErrorCode::kReplicaIsNotReady,
-                               "no complete in-memory replica of '" + keys[asked[j]] + "'");
+                               "no complete replica of '" + keys[asked[j]] + "'");
       continue;
     }
     // Nearest first: this process's segment, then same-host members, then the rest.
@@ -719,10 +773,12 @@ std::vector<Result<size_t>> ClientImpl::GetPieces(
   const size_t n = keys.size();
   std::vector<size_t> attempt(n, 0);
   std::vector<size_t> pending;
+  std::vector<size_t> from_disk;  // no memory replica, or none could be read
   for (size_t i = 0; i < n; ++i) {
     if (!plans[i].status.ok()) continue;
     plans[i].status = sized_dest(i, plans[i].size);
-    if (plans[i].status.ok()) pending.push_back(i);
+    if (!plans[i].status.ok()) continue;
+    (plans[i].replicas.empty() ? from_disk : pending).push_back(i);
   }
   // First round: every key's nearest replica, in one batch; then the next replica of the
   // keys that failed, until each succeeded or ran out of replicas.
@@ -739,7 +795,10 @@ std::vector<Result<size_t>> ClientImpl::GetPieces(
     for (size_t g = 0; g < pending.size(); ++g) {
       const size_t i = pending[g];
       Status s = zipped[g].ok() ? moved[g] : zipped[g];
-      if (s.ok() || !zipped[g].ok() || ++attempt[i] == plans[i].replicas.size()) {
+      if (!s.ok() && zipped[g].ok() && attempt[i] + 1 == plans[i].replicas.size() &&
+          plans[i].disk) {
+        from_disk.push_back(i);
+      } else if (s.ok() || !zipped[g].ok() || ++attempt[i] == plans[i].replicas.size()) {
         plans[i].status = s;
       } else {
         FERRY_LOG_DEBUG("store client: '{}': {}; trying the next replica", keys[i], s.ToString());
@@ -748,6 +807,7 @@ std::vector<Result<size_t>> ClientImpl::GetPieces(
     }
     pending = std::move(retry);
   }
+  if (!from_disk.empty()) ReadDiskCopies(keys, from_disk, &plans, dest);
   std::vector<Result<size_t>> out;
   out.reserve(n);
   const Clock::time_point now = Clock::now();
@@ -768,6 +828,84 @@ std::vector<Result<size_t>> ClientImpl::GetPieces(
     }
   }
   return out;
+}
+
+MemberClient& ClientImpl::MemberAt(const std::string& address) {
+  std::lock_guard<std::mutex> lock(members_mu_);
+  std::unique_ptr<MemberClient>& m = members_[address];
+  if (!m) m = std::make_unique<MemberClient>(address, options_.secret, options_.rpc_timeout);
+  return *m;
+}
+
+void ClientImpl::ReadDiskCopies(std::span<const std::string> keys, const std::vector<size_t>& which,
+                                std::vector<ReadPlan>* plans,
+                                std::vector<std::vector<Piece>>* dest) {
+  constexpr int kMaxKeysPerCall = 1024;  // the Member service's limit
+  constexpr int kRounds = 8;             // while the owner's staging memory is full
+  std::map<std::string, std::vector<size_t>> by_owner;
+  for (size_t i : which) {
+    ReadPlan& plan = (*plans)[i];
+    // The bytes come from the owner's staging (kept for its own lease), not the segment.
+    plan.lease_end = Clock::time_point::max();
+    by_owner[plan.disk->disk_rpc_address()].push_back(i);
+  }
+  for (auto& [address, owned] : by_owner) {
+    if (disk_tier_ && address == disk_tier_->rpc_address()) {
+      for (size_t i : owned) {
+        auto n = disk_tier_->ReadLocal(keys[i], (*dest)[i]);
+        (*plans)[i].status = n.status();
+      }
+      continue;
+    }
+    MemberClient& member = MemberAt(address);
+    std::vector<size_t> todo = owned;
+    for (int round = 0; round < kRounds && !todo.empty(); ++round) {
+      std::vector<size_t> again;
+      for (size_t begin = 0; begin < todo.size(); begin += kMaxKeysPerCall) {
+        const size_t end = std::min(todo.size(), begin + kMaxKeysPerCall);
+        rpc::ReadDiskRequest req;
+        for (size_t t = begin; t < end; ++t) req.add_keys(keys[todo[t]]);
+        rpcs_.fetch_add(1, std::memory_order_relaxed);
+        auto rep = member.ReadDisk(req);
+        if (rep.ok() && rep->items_size() != req.keys_size()) {
+          rep = StoreError(ErrorCode::kRpcFail, "the member's ReadDisk reply has the wrong count");
+        }
+        if (!rep.ok()) {
+          rpc_failures_.fetch_add(1, std::memory_order_relaxed);
+          for (size_t t = begin; t < end; ++t) (*plans)[todo[t]].status = rep.status();
+          continue;
+        }
+        std::vector<std::vector<Move>> groups;
+        std::vector<size_t> moving;
+        for (size_t t = begin; t < end; ++t) {
+          const size_t i = todo[t];
+          const rpc::ReadDiskItem& item = rep->items(static_cast<int>(t - begin));
+          Status s = ToStatus(item.result());
+          if (ErrorCodeOf(s) == ErrorCode::kNoAvailableHandle && round + 1 < kRounds) {
+            again.push_back(i);
+            continue;
+          }
+          if (s.ok() && item.staged().length() != (*plans)[i].size) {
+            s = StoreError(ErrorCode::kInvalidReplica, "the member staged the wrong size");
+          }
+          std::vector<Move> moves;
+          if (s.ok()) {
+            rpc::Replica staged;
+            *staged.add_buffers() = item.staged();
+            s = Zip((*dest)[i], staged, &moves);
+          }
+          (*plans)[i].status = s;
+          if (!s.ok()) continue;
+          groups.push_back(std::move(moves));
+          moving.push_back(i);
+        }
+        std::vector<Status> moved = Execute(TransferOp::kRead, groups);
+        for (size_t g = 0; g < moving.size(); ++g) (*plans)[moving[g]].status = moved[g];
+        if (rep->token() != 0) (void)member.ReleaseDisk(rep->token());
+      }
+      todo = std::move(again);
+    }
+  }
 }
 
 Result<std::string> ClientImpl::Get(std::string_view key) {
@@ -905,6 +1043,7 @@ std::vector<Result<std::vector<ReplicaDescriptor>>> ClientImpl::BatchGetReplicaD
     }
     std::vector<ReplicaDescriptor> d;
     for (const rpc::Replica& r : p.replicas) d.push_back(FromProto(r));
+    if (p.disk) d.push_back(FromProto(*p.disk));
     out.emplace_back(std::move(d));
   }
   return out;
@@ -967,6 +1106,25 @@ ClientCounters ClientImpl::counters() const {
   c.rpc_failures = rpc_failures_.load();
   c.remounts = remounts_.load();
   return c;
+}
+
+std::string ClientImpl::MetricsText() const {
+  const ClientCounters c = counters();
+  std::string out;
+  auto counter = [&out](const char* name, uint64_t v) {
+    out += fmt::format("# TYPE {0} counter\n{0} {1}\n", name, v);
+  };
+  counter("ferry_store_client_puts_total", c.puts);
+  counter("ferry_store_client_put_failures_total", c.put_failures);
+  counter("ferry_store_client_gets_total", c.gets);
+  counter("ferry_store_client_get_failures_total", c.get_failures);
+  counter("ferry_store_client_put_bytes_total", c.bytes_put);
+  counter("ferry_store_client_get_bytes_total", c.bytes_got);
+  counter("ferry_store_client_rpcs_total", c.rpcs);
+  counter("ferry_store_client_rpc_failures_total", c.rpc_failures);
+  counter("ferry_store_client_remounts_total", c.remounts);
+  if (disk_tier_) out += disk_tier_->MetricsText();
+  return out;
 }
 
 }  // namespace ferry::store

@@ -15,15 +15,19 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
 #include "store/client.h"
+#include "store/disk_tier.h"
 #include "store/master_client.h"
+#include "store/member_client.h"
 
 namespace ferry::store {
 
@@ -75,6 +79,7 @@ class ClientImpl final : public Client {
   Result<uint64_t> RemoveAll(bool force) override;
 
   ClientCounters counters() const override;
+  std::string MetricsText() const override;
 
  private:
   // One contiguous copy between this process and a replica's buffer.
@@ -88,7 +93,8 @@ class ClientImpl final : public Client {
   struct ReadPlan {
     Status status;
     uint64_t size = 0;
-    std::vector<rpc::Replica> replicas;  // nearest first
+    std::vector<rpc::Replica> replicas;  // in memory, nearest first
+    std::optional<rpc::Replica> disk;    // the SSD-tier copy, read through its owner
     std::chrono::steady_clock::time_point lease_end;
   };
 
@@ -100,6 +106,9 @@ class ClientImpl final : public Client {
   void ConfirmRetriedPutEnds(std::span<const std::string> keys,
                              const std::vector<const rpc::PutStartResult*>& started,
                              const std::vector<size_t>& ended, std::vector<Status>* results);
+  // BatchPutStart, sent again while the master answers that offloads in flight will free
+  // room (UNAVAILABLE_IN_CURRENT_STATUS), until options_.rpc_timeout.
+  Result<rpc::BatchPutStartReply> PutStartRetrying(const rpc::BatchPutStartRequest& req);
   void PingLoop();
   Status CheckOpen() const;
 
@@ -113,6 +122,14 @@ class ClientImpl final : public Client {
                                         std::vector<std::vector<Piece>>* dest,
                                         const std::function<Status(size_t, uint64_t)>& sized_dest);
   std::vector<ReadPlan> PlanReads(std::span<const std::string> keys);
+  // Reads the disk copies of keys[i] for i in `which` into (*dest)[i]: from this member's
+  // own tier directly, else staged by the owner (ReadDisk) and pulled. Sets the plans'
+  // status.
+  void ReadDiskCopies(std::span<const std::string> keys, const std::vector<size_t>& which,
+                      std::vector<ReadPlan>* plans, std::vector<std::vector<Piece>>* dest);
+  MemberClient& MemberAt(const std::string& address);
+  // Starts the SSD tier (options_.enable_ssd_offload or the environment).
+  Status StartDiskTier();
   // Runs each group of moves (one group per key) in one engine batch; result per group.
   std::vector<Status> Execute(TransferOp op, const std::vector<std::vector<Move>>& groups);
   // Pairs the pieces with the replica's buffers, in order, into moves.
@@ -133,6 +150,10 @@ class ClientImpl final : public Client {
   size_t segment_size_ = 0;
   std::string segment_id_;
   bool mounted_ = false;
+  std::unique_ptr<DiskTier> disk_tier_;  // set once, by Init
+
+  std::mutex members_mu_;
+  std::map<std::string, std::unique_ptr<MemberClient>> members_;  // GUARDED_BY(members_mu_)
 
   std::mutex ping_mu_;
   std::condition_variable ping_cv_;

@@ -246,6 +246,31 @@ TEST_F(MasterDiskTierTest, DiskEvictionsAndDroppedMembersTakeTheirCopies) {
   EXPECT_EQ(m_->tier_stats().disk_members, 0u);
 }
 
+TEST_F(MasterDiskTierTest, AMemberRestartedOnItsDirectoryTakesItsCopiesOver) {
+  ASSERT_TRUE(
+      m_->RegisterDiskTier({"c1", "m1:1", "h1", "m1:2", "dir-1"}, {{"a", 10}, {"b", 10}}).ok());
+  ASSERT_TRUE(Put("mem").ok());
+  m_->ReportDiskTasks("c1", {}, {}, {});
+  ASSERT_TRUE(m_->Remove("b", /*force=*/true).ok());  // a delete queued for the old process
+  // The new process: another client id and segment, the same directory, "a" still there.
+  ASSERT_TRUE(m_->MountSegment({"s3", "m3:1", "h1", 1ull << 40, kSegment, "c3"}).ok());
+  auto r = m_->RegisterDiskTier({"c3", "m3:1", "h1", "m3:2", "dir-1"}, {{"a", 10}});
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->size(), 1u);
+  EXPECT_TRUE((*r)[0].ok()) << (*r)[0].ToString();
+  auto list = m_->GetReplicaList("a");
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ(list->replicas.back().disk_rpc_address, "m3:2");
+  EXPECT_EQ(m_->PollDiskTasks("c3", milliseconds(0), 10).deletes, std::vector<std::string>{"b"});
+  EXPECT_EQ(m_->tier_stats().disk_members, 1u);
+  // The old process's client times out; the copies it handed over stay.
+  Advance(milliseconds(6000));
+  ASSERT_FALSE(m_->Ping("c3"));
+  Advance(milliseconds(6000));
+  m_->Tick();
+  EXPECT_TRUE(m_->Exist("a").ok());
+}
+
 TEST_F(MasterDiskTierTest, AnUnmountedMemberTakesItsDiskCopies) {
   ASSERT_TRUE(RegisterTier({{"disk", 10}}).ok());
   ASSERT_TRUE(m_->UnmountSegment("s1", "c1").ok());

@@ -21,8 +21,10 @@
 
 #include "command.h"
 #include "common/byte_size.h"
+#include "common/host_port.h"
 #include "common/log.h"
 #include "common/message_auth.h"
+#include "http/http_server.h"
 #include "stop_signals.h"
 #include "store/client.h"
 #include "store/master_client.h"
@@ -45,6 +47,10 @@ struct StoreFlags {
   std::string fault;  // testing: fault-transport parameters wrapped around --protocol
   int rpc_timeout_ms = 5000;
   int transfer_timeout_ms = 30000;
+  bool enable_ssd_offload = false;
+  std::string ssd_offload_path;  // "" = MOONCAKE_OFFLOAD_FILE_STORAGE_PATH
+  std::string ssd_capacity = "0";
+  int metrics_port = -1;  // member only: -1 none, 0 any free port
 };
 
 void AddClientFlags(CLI::App& cmd, StoreFlags* f, const std::string& segment_default) {
@@ -70,6 +76,16 @@ void AddClientFlags(CLI::App& cmd, StoreFlags* f, const std::string& segment_def
       ->capture_default_str();
   cmd.add_option("--fault", f->fault,
                  "Testing: fault-transport parameters around --protocol (delay_ms=...)");
+  cmd.add_option("--enable_ssd_offload", f->enable_ssd_offload,
+                 "Lend a disk to the pool (the master needs --enable_offload)")
+      ->capture_default_str()
+      ->expected(0, 1)
+      ->default_str("true");
+  cmd.add_option("--ssd_offload_path", f->ssd_offload_path,
+                 "The SSD tier's directory (default: MOONCAKE_OFFLOAD_FILE_STORAGE_PATH)");
+  cmd.add_option("--ssd_capacity", f->ssd_capacity,
+                 "Most bytes the SSD tier keeps (0: as much as the disk holds)")
+      ->capture_default_str();
 }
 
 // A client and, with --fault, the engine it was given.
@@ -106,6 +122,14 @@ int OpenClient(const StoreFlags& f, const char* what, OpenedClient* out) {
   o.device_name = f.device_name;
   o.rpc_timeout = std::chrono::milliseconds(f.rpc_timeout_ms);
   o.transfer_timeout = std::chrono::milliseconds(f.transfer_timeout_ms);
+  auto ssd = ferry::ParseByteSize(f.ssd_capacity);
+  if (!ssd.ok()) {
+    fmt::print(stderr, "ferry store {}: --ssd_capacity: {}\n", what, ssd.status().message());
+    return 2;
+  }
+  o.enable_ssd_offload = f.enable_ssd_offload;
+  o.ssd_offload_path = f.ssd_offload_path;
+  o.ssd_capacity = *ssd;
   if (!f.fault.empty()) {
     ferry::TransferEngineOptions eo;
     eo.local_name = f.local_hostname.find(':') == std::string::npos ? f.local_hostname + ":0"
@@ -130,11 +154,31 @@ int RunMember(const StoreFlags& f) {
   OpenedClient opened;
   if (int rc = OpenClient(f, "member", &opened); rc != 0) return rc;
   Client& c = *opened.client;
-  fmt::print("ferry store member ready {} ({} lent to {})\n", c.hostname(),
+  std::unique_ptr<ferry::http::HttpServer> metrics;
+  if (f.metrics_port >= 0) {
+    ferry::http::HttpServerOptions ho;
+    ho.name = "store-member";
+    ho.worker_threads = 1;
+    auto http = ferry::http::HttpServer::Create(ho);
+    if (!http.ok()) return Fail("member", http.status());
+    metrics = std::move(*http);
+    metrics->Route("GET", "/metrics", [&c](const ferry::http::Request&, ferry::http::Response& r) {
+      r.Set(200, c.MetricsText(), "text/plain; version=0.0.4");
+    });
+    auto self = ferry::ParseHostPort(f.local_hostname, 0);
+    if (!self.ok() || f.metrics_port > 65535) {
+      return Fail("member", ferry::InvalidArgumentError("--metrics_port or --local_hostname"));
+    }
+    ferry::Status s = metrics->Start(self->host, static_cast<uint16_t>(f.metrics_port));
+    if (!s.ok()) return Fail("member", s.WithContext("--metrics_port"));
+  }
+  fmt::print("ferry store member ready {} ({} lent to {}{})\n", c.hostname(),
              ferry::FormatByteSize(*ferry::ParseByteSize(f.global_segment_size)),
-             f.master_server_address);
+             f.master_server_address,
+             metrics ? fmt::format("; metrics on port {}", metrics->port()) : "");
   std::fflush(stdout);
   const int sig = ferry::cli::WaitForStopSignal(signals);
+  if (metrics) metrics->Stop();
   FERRY_LOG_INFO("store member: signal {}, unmounting", sig);
   ferry::Status s = c.Close();
   if (!s.ok()) return Fail("member", s);
@@ -244,6 +288,8 @@ int RunRm(const StoreFlags& f, const std::string& key, bool all, const std::stri
 ferry::cli::Runner SetupMember(CLI::App& cmd) {
   auto f = std::make_shared<StoreFlags>();
   AddClientFlags(cmd, f.get(), "1GB");
+  cmd.add_option("--metrics_port", f->metrics_port,
+                 "HTTP /metrics of this member (0: any free port; default: none)");
   return [f] { return RunMember(*f); };
 }
 

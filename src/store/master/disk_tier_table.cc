@@ -8,9 +8,22 @@ DiskTierTable::~DiskTierTable() { Shutdown(); }
 
 std::shared_ptr<const DiskTierInfo> DiskTierTable::Register(DiskTierInfo info) {
   std::lock_guard<std::mutex> lock(mu_);
+  std::deque<std::string> inherited;
+  if (!info.tier_id.empty()) {
+    for (auto it = members_.begin(); it != members_.end();) {
+      if (it->first != info.client_id && it->second.info->tier_id == info.tier_id) {
+        inherited.insert(inherited.end(), it->second.deletes.begin(), it->second.deletes.end());
+        it = members_.erase(it);
+        cv_.notify_all();
+      } else {
+        ++it;
+      }
+    }
+  }
   Member& m = members_[info.client_id];
+  m.deletes.insert(m.deletes.end(), inherited.begin(), inherited.end());
   if (!m.info || m.info->segment_name != info.segment_name || m.info->hostname != info.hostname ||
-      m.info->rpc_address != info.rpc_address) {
+      m.info->rpc_address != info.rpc_address || m.info->tier_id != info.tier_id) {
     m.info = std::make_shared<const DiskTierInfo>(std::move(info));
   }
   return m.info;

@@ -38,6 +38,7 @@ struct DiskTierInfo {
   std::string segment_name;  // its transfer-engine segment name
   std::string hostname;
   std::string rpc_address;  // "host:port"
+  std::string tier_id;      // the directory's stable id ("" unknown)
 };
 
 // Write an object from the member's own segment to its disk.
@@ -72,6 +73,9 @@ class DiskTierTable {
   DiskTierTable& operator=(const DiskTierTable&) = delete;
 
   // Adds a member's tier, or updates it (the same pointer comes back while nothing changed).
+  // Another member registered with the same non-empty tier_id is the same directory under
+  // an earlier process, which is gone (the directory is locked): it is forgotten and its
+  // queued deletes pass to the new one.
   std::shared_ptr<const DiskTierInfo> Register(DiskTierInfo info);
   // The member's tier, or null.
   std::shared_ptr<const DiskTierInfo> Find(std::string_view client_id) const;

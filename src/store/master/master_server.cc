@@ -115,6 +115,7 @@ void ToProto(const ReplicaDescriptor& d, pb::Replica* out) {
   }
   out->set_disk_owner(d.disk_owner);
   out->set_disk_size(d.disk_size);
+  out->set_disk_rpc_address(d.disk_rpc_address);
 }
 
 ReplicateConfig FromProto(const pb::ReplicateConfig& c) {
@@ -399,7 +400,8 @@ class MasterRpcService final : public pb::Master::Service {
   grpc::Status RegisterDiskTier(grpc::ServerContext* ctx, const pb::RegisterDiskTierRequest* req,
                                 pb::RegisterDiskTierReply* rep) override {
     return Run(kRegisterDiskTier, ctx, *req, req->objects_size(), [&](MasterService& svc) {
-      DiskTierInfo tier{req->client_id(), req->segment_name(), req->hostname(), req->rpc_address()};
+      DiskTierInfo tier{req->client_id(), req->segment_name(), req->hostname(), req->rpc_address(),
+                        req->tier_id()};
       std::vector<DiskObjectInfo> objects;
       objects.reserve(req->objects_size());
       for (const pb::DiskObjectInfo& o : req->objects()) objects.push_back({o.key(), o.size()});

@@ -846,7 +846,10 @@ Result<std::vector<Status>> MasterService::RegisterDiskTier(
       continue;
     }
     Object& obj = it->second;
-    const bool mine = obj.disk && obj.disk->client_id == tier.client_id;
+    // This member's copy, also one its earlier process (same directory) registered: that
+    // process is gone, and its copies not listed again go when it is dropped (client_ttl).
+    const bool mine = obj.disk && (obj.disk->client_id == tier.client_id ||
+                                   (!tier.tier_id.empty() && obj.disk->tier_id == tier.tier_id));
     if (obj.status != ReplicaStatus::kComplete || obj.size != o.size || (obj.disk && !mine)) {
       out.push_back(StoreError(ErrorCode::kObjectAlreadyExists,
                                "key '" + o.key + "' holds another value in the pool"));
