@@ -21,6 +21,7 @@ distribution, and on/off ratios.
 import argparse
 import bisect
 import hashlib
+import json
 import os
 import random
 import shutil
@@ -52,6 +53,22 @@ def metric_sum(port, name):
             total += float(line.rsplit(None, 1)[-1])
             seen = True
     return total if seen else None
+
+
+def disk_only_keys(pool, keys):
+    """The keys whose every replica is on disk now (the master's /batch_query_keys)."""
+    out = set()
+    for i in range(0, len(keys), 256):
+        chunk = keys[i:i + 256]
+        status, body = http_get(pool.metrics_port, "/batch_query_keys?keys=" + ",".join(chunk),
+                                timeout=10.0)
+        if status != 200:
+            return None
+        for k, d in json.loads(body).items():
+            tiers = {r.get("tier") for r in d.get("replicas", [])}
+            if tiers == {"local_disk"}:
+                out.add(k)
+    return out
 
 
 def stamp(key, size):
@@ -144,10 +161,11 @@ def chooser(keys, dist, zipf_s, rng):
     return lambda: order[min(len(order) - 1, bisect.bisect_left(cdf, rng.random() * total))]
 
 
-def read_phase(store, fs, keys, size, dist, seconds, zipf_s, seed):
+def read_phase(store, fs, keys, size, dist, seconds, zipf_s, seed, on_disk):
     rng = random.Random(seed)
     pick = chooser(keys, dist, zipf_s, rng)
     lat_all, lat_hit, hits, misses = [], [], 0, 0
+    lat_tier = {"memory": [], "disk": []}
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         k = pick()
@@ -167,12 +185,20 @@ def read_phase(store, fs, keys, size, dist, seconds, zipf_s, seed):
         hits += 1
         lat_all.append(dt)
         lat_hit.append(dt)
+        if on_disk is not None:
+            lat_tier["disk" if k in on_disk else "memory"].append(dt)
     lat_all.sort()
     lat_hit.sort()
+    for v in lat_tier.values():
+        v.sort()
     n = hits + misses
     return dict(gets=n, hits=hits, hit_rate=hits / n if n else 0.0, gets_per_s=n / seconds,
                 p50=percentile(lat_all, 50), p99=percentile(lat_all, 99),
-                hit_p50=percentile(lat_hit, 50), hit_p99=percentile(lat_hit, 99))
+                hit_p50=percentile(lat_hit, 50), hit_p99=percentile(lat_hit, 99),
+                mem_p50=percentile(lat_tier["memory"], 50),
+                disk_p50=percentile(lat_tier["disk"], 50),
+                disk_p99=percentile(lat_tier["disk"], 99),
+                disk_hits=len(lat_tier["disk"]))
 
 
 def run_mode(args, mode, tmp, fs):
@@ -188,8 +214,10 @@ def run_mode(args, mode, tmp, fs):
         out = {"loaded": loaded, "load_s": load_s, "objects": n, "dists": {}}
         for i, dist in enumerate(args.dists.split(",")):
             readbacks0 = metric_sum(pool.member_port, "ferry_store_disk_readbacks_total")
+            on_disk = disk_only_keys(pool, keys)
             r = read_phase(store, fs, keys, size, dist, args.seconds, args.zipf_s,
-                           args.seed + i)
+                           args.seed + i, on_disk)
+            r["disk_only_at_start"] = None if on_disk is None else len(on_disk)
             readbacks1 = metric_sum(pool.member_port, "ferry_store_disk_readbacks_total")
             r["disk_reads"] = (readbacks1 - readbacks0) if readbacks0 is not None and \
                 readbacks1 is not None else None
@@ -239,17 +267,18 @@ def main():
 
     print("\nSSD tier: working set %s, DRAM %s, objects %s, %.0fs per cell, tcp, one host" % (
         args.working_set, args.segment, args.object_size, args.seconds))
-    head = "%-8s %-8s %8s %8s %9s %9s %9s %9s %9s %10s" % (
+    head = "%-8s %-8s %8s %8s %9s %9s %9s %9s %9s %9s %9s %9s %10s" % (
         "dist", "mode", "loaded", "hit rate", "gets/s", "p50 ms", "p99 ms", "hit p50",
-        "hit p99", "disk reads")
+        "hit p99", "mem p50", "disk p50", "disk p99", "disk reads")
     print(head)
     print("-" * len(head))
     for dist in args.dists.split(","):
         for mode in modes:
             r = results[mode]["dists"][dist]
-            print("%-8s %-8s %8d %7.1f%% %9.0f %9s %9s %9s %9s %10s" % (
+            print("%-8s %-8s %8d %7.1f%% %9.0f %9s %9s %9s %9s %9s %9s %9s %10s" % (
                 dist, mode, results[mode]["loaded"], 100 * r["hit_rate"], r["gets_per_s"],
                 ms(r["p50"]), ms(r["p99"]), ms(r["hit_p50"]), ms(r["hit_p99"]),
+                ms(r["mem_p50"]), ms(r["disk_p50"]), ms(r["disk_p99"]),
                 "-" if r["disk_reads"] is None else "%d" % r["disk_reads"]))
         if "off" in modes:
             base = results["off"]["dists"][dist]
@@ -264,8 +293,10 @@ def main():
                     else "-",
                     "%.2fx" % (r["p50"] / base["p50"]) if base["p50"] else "-",
                     "%.2fx" % (r["p99"] / base["p99"]) if base["p99"] else "-", mode))
-    print("(p50/p99: all gets, a miss included; hit p50/p99: gets that returned the object; "
-          "disk reads: the member's ferry_store_disk_readbacks_total over the cell)")
+    print("(p50/p99: all gets, a miss included; hit p50/p99: gets that returned the object;\n"
+          " mem/disk p50, p99: hits on keys that were in DRAM / disk-only when the cell began\n"
+          " (with promotion, keys move during the cell); disk reads: the member's\n"
+          " ferry_store_disk_readbacks_total over the cell)")
     return 0
 
 
