@@ -8,7 +8,8 @@ one JSON answer per line on stdout.
 
 Values are files: the value of key K is the file DIR/K that the test wrote. Commands:
 
-  {"cmd": "put", "dir": D, "keys": [...], "batch": false}
+  {"cmd": "put", "dir": D, "keys": [...], "batch": false | true | N}  one put per key, or
+      put_batch of all keys (true) or of N keys at a time
       -> {"ok": [keys], "failed": {key: message}}
   {"cmd": "get", "dir": D, "keys": [...]}  each key read whole (ferry.store.Store.get, for the
       error message), compared with DIR/K
@@ -89,17 +90,23 @@ def handle(store, inner, fs, cmd):
     if c == "put":
         ok, failed = [], {}
         keys = cmd["keys"]
-        if cmd.get("batch"):
-            values = [value_of(cmd["dir"], k) for k in keys]
-            try:
-                inner.put_batch(keys, values)
-                ok = list(keys)
-            except fs.StoreBatchError as e:
-                for k, r in zip(keys, e.results):
-                    if isinstance(r, fs.StoreError):
-                        failed[k] = str(r)
-                    else:
-                        ok.append(k)
+        batch = cmd.get("batch")
+        if batch:
+            step = len(keys) if batch is True else int(batch)
+            for i in range(0, len(keys), step):
+                chunk = keys[i:i + step]
+                values = [value_of(cmd["dir"], k) for k in chunk]
+                try:
+                    inner.put_batch(chunk, values)
+                    ok += chunk
+                except fs.StoreBatchError as e:
+                    for k, r in zip(chunk, e.results):
+                        if isinstance(r, fs.StoreError):
+                            failed[k] = str(r)
+                        else:
+                            ok.append(k)
+                except fs.StoreError as e:
+                    failed.update({k: str(e) for k in chunk})
             return {"ok": ok, "failed": failed}
         for k in keys:
             try:

@@ -352,6 +352,8 @@ def test_evicted_objects_become_disk_only_and_read_back(pool_factory, tmp_path):
     disk_only = [k for k in acked if tiers[k] == ["local_disk"]]
     in_memory = [k for k in acked if "memory" in tiers[k]]
     on_disk = [k for k in acked if "local_disk" in tiers[k]]
+    print("%d of 64 puts acknowledged; %d disk-only, %d in memory, %d with both copies" % (
+        len(acked), len(disk_only), len(in_memory), len(set(in_memory) & set(on_disk))))
     assert in_memory, tiers
     assert len(disk_only) >= len(acked) - 32, (len(disk_only), tiers)
 
@@ -435,19 +437,29 @@ def test_member_killed_while_it_offloads_restarts_on_its_directory(pool_factory,
     for k in keys:
         pool.value(k, 512 << 10)
     writer = pool.worker("writer")
-    writer.send(cmd="put", dir=str(pool.vals), keys=keys)
-    # kill -9 once the first bucket is on disk, while puts (and their offloads) go on.
+    # Batches of 8 (one offload batch, one 4 MiB bucket, each): kill -9 once a quarter of
+    # the working set is in buckets, while puts (and their offloads) go on.
+    writer.send(cmd="put", dir=str(pool.vals), keys=keys, batch=8)
+
+    def bucket_bytes():
+        return sum(os.path.getsize(p) for p in bucket_files(disk) if os.path.exists(p))
     deadline = time.monotonic() + 30
-    while not bucket_files(disk) and time.monotonic() < deadline:
+    while bucket_bytes() < 12 * MiB and time.monotonic() < deadline:
         time.sleep(0.005)
-    assert bucket_files(disk), "no bucket within 30 s"
     member.signal(signal.SIGKILL)
     member.wait(timeout=10)
     put = writer.answer(120)
-    left_behind = temp_files(disk)
-    print("killed with %d buckets and temp files %s on disk; %d of %d puts acknowledged" % (
-        len(bucket_files(disk)), left_behind, len(put["ok"]), len(keys)))
+    assert bucket_files(disk), "no bucket within 30 s"
+    print("killed with %d buckets (%d bytes) and temp files %s on disk; %d of %d puts "
+          "acknowledged" % (len(bucket_files(disk)), bucket_bytes(), temp_files(disk),
+                            len(put["ok"]), len(keys)))
     assert put["ok"], put["failed"]
+    # What a crash in the middle of a bucket's write leaves (made by hand, as the kill may
+    # have come between two writes): a temp file holding the first half of a bucket.
+    first = bucket_files(disk)[0]
+    with open(first, "rb") as f:
+        half = f.read(os.path.getsize(first) // 2)
+    (disk / "bucket.00000000000000099999.tmp").write_bytes(half)
 
     # Past client_ttl the master has dropped the dead member's segment; the member comes
     # back on the same directory and registers what its disk holds.
