@@ -376,6 +376,24 @@ def test_evicted_objects_become_disk_only_and_read_back(pool_factory, tmp_path):
     assert pool.member_metric("a", "ferry_store_disk_readbacks_total") >= \
         readbacks + len(disk_only)
     assert pool.master_metric("ferry_store_disk_readbacks_total") >= len(disk_only)
+    # Only the owner opens its files: a reader that cannot see the directory (its own mount
+    # namespace, a tmpfs over it) still gets disk-only objects.
+    hidden = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+              'mount -t tmpfs tmpfs "$0" && exec "$@"', str(disk)]
+    probe = subprocess.run([*hidden, "ls", str(disk)], capture_output=True, timeout=10)
+    if probe.returncode == 0:
+        assert probe.stdout == b"", probe.stdout  # the bucket files are out of its sight
+        for k in disk_only[:4]:
+            out = tmp_path / "hidden.bin"
+            r = subprocess.run([*hidden, FERRY, "store", "get", k, "--local_hostname",
+                                "127.0.0.1", "--master_server_address", pool.master_addr,
+                                "--protocol", "tcp", "--out", str(out)],
+                               capture_output=True, timeout=30)
+            assert r.returncode == 0, (k, r.stderr)
+            assert out.read_bytes() == pool.expected(k), k
+    else:
+        print("no mount namespace (%s): the hidden-directory reader is skipped" %
+              probe.stderr.decode(errors="replace").strip())
     # ... and from one long-lived second reader (mooncake.store).
     reader = pool.worker()
     got = reader.ask(cmd="get", dir=str(pool.vals), keys=acked)
@@ -588,6 +606,121 @@ def test_a_full_disk_fails_offloads_and_dram_keeps_working(pool_factory, tmp_pat
     assert pool.member_metric("a", "ferry_store_disk_objects") == len(on_disk)
     assert pool.master_metric("ferry_store_tier_objects", tier="local_disk") == len(on_disk)
     assert temp_files(disk) == [], os.listdir(disk)
+
+
+def test_ssd_capacity_evicts_the_oldest_buckets_and_lists_only_what_reads(pool_factory,
+                                                                          tmp_path):
+    pool = pool_factory(["--enable_offload", *EVICT_EARLY])
+    disk = tmp_path / "a"
+    pool.member("a", "16MB", ssd_dir=disk, extra=["--ssd_capacity", "8MB"])
+    keys = ["e%02d" % i for i in range(40)]
+    for k in keys:
+        pool.value(k, MiB)
+    acked = [k for k in keys if pool.put(k).returncode == 0]
+    assert len(acked) >= 36, "only %d of 40 puts succeeded" % len(acked)
+    tiers = settle(lambda: {k: pool.tiers(k) for k in keys})
+    # 40 MiB into 16 MiB of DRAM and 8 MiB of disk: the oldest disk copies went away.
+    gone = [k for k in acked if tiers[k] is None]
+    kept = [k for k in acked if tiers[k] is not None]
+    print("%d acknowledged, %d kept, %d gone" % (len(acked), len(kept), len(gone)))
+    assert gone, tiers
+    assert pool.master_metric("ferry_store_disk_evictions_total") >= 1
+    assert pool.member_metric("a", "ferry_store_disk_evictions_total") >= 1
+    assert pool.member_metric("a", "ferry_store_disk_bytes") <= 8 * MiB
+    assert sum(os.path.getsize(p) for p in bucket_files(disk)) <= 8 * MiB
+    on_disk = [k for k in kept if "local_disk" in tiers[k]]
+    assert pool.member_metric("a", "ferry_store_disk_objects") == len(on_disk)
+    assert pool.master_metric("ferry_store_tier_objects", tier="local_disk") == len(on_disk)
+    assert set(pool.ls()) == set(kept)
+    # Whatever is listed reads exactly; what is gone is a clean OBJECT_NOT_FOUND.
+    for k in kept:
+        pool.assert_reads_exact(k)
+    for k in gone[:4]:
+        r, _ = pool.get(k)
+        assert r.returncode == 1 and b"OBJECT_NOT_FOUND" in r.stderr, r.stderr
+
+
+def offload_together(pool, disk, keys):
+    """Puts keys in one batch (master --eager_offload: few offload batches, few buckets),
+    waits until each has its disk copy, and returns the keys of the bucket that holds the
+    most of them (at least two)."""
+    for k in keys:
+        pool.value(k, MiB)
+    w = pool.worker("writer")
+    put = w.ask(cmd="put", dir=str(pool.vals), keys=keys, batch=True)
+    assert sorted(put["ok"]) == sorted(keys), put
+    wait_for("every object offloaded", lambda: all(
+        "local_disk" in (pool.tiers(k) or []) for k in keys), 15)
+    w.close()
+    pool.workers.remove(w)
+    indexes = [sorted(bucket_index(p) or {}) for p in bucket_files(disk)]
+    shared = max(indexes, key=len)
+    assert len(shared) >= 2, "every object in a bucket of its own: %s" % indexes
+    return shared
+
+
+def test_an_upserted_key_never_reads_its_old_disk_copy_after_a_restart(pool_factory,
+                                                                       tmp_path):
+    """K=V1 is on member a's disk, in a bucket with other live objects; K is upserted to V2
+    (same size), which lands in member b's DRAM (b has no disk tier); a is killed and
+    restarted on its directory. The old bytes V1 must never be served for K again: not
+    while V2 is there, and not once V2 is gone (b killed)."""
+    pool = pool_factory(["--enable_offload", "--eager_offload"], client_ttl=2)
+    disk = tmp_path / "a"
+    pool.member("a", "16MB", ssd_dir=disk)
+    key = offload_together(pool, disk, ["k%d" % i for i in range(6)])[0]
+    old = pool.expected(key)
+    pool.member("b", "64MB")  # no disk tier; the most free bytes: V2 goes here
+    new = pool.value(key, MiB)
+    r = pool.cli("put", key, "--file", str(pool.vals / key), "--upsert")
+    assert r.returncode == 0, r.stderr
+    assert pool.tiers(key) == ["memory"], pool.query(key)
+    pool.assert_reads_exact(key)
+
+    pool.procs["a"].kill()
+    time.sleep(3)  # past client_ttl: a's copies are dropped
+    pool.restart("a")
+    wait_for("a registered its disk", lambda: "registered with the master" in
+             pool.procs["a"].log(), 15)
+    time.sleep(0.5)
+    r, got = pool.get(key)
+    assert r.returncode == 0 and got == new, "%s reads %s" % (
+        key, "its OLD value" if got == old else r.stderr)
+    replicas = pool.query(key)
+    # V2 gone (b killed): the key is gone, never back to V1.
+    pool.procs["b"].kill()
+    time.sleep(3)
+    r, got = pool.get(key)
+    stale = got == old
+    assert not stale, "%s reads its value from before the upsert once the new value is " \
+        "gone: the restarted member's stale disk copy was attached to the key (its replicas " \
+        "after the restart: %s)" % (key, replicas)
+    assert r.returncode == 1 and b"OBJECT_NOT_FOUND" in r.stderr, r.stderr
+    assert "local_disk" not in [x["tier"] for x in replicas["replicas"]], replicas
+
+
+def test_a_removed_object_stays_removed_after_its_member_restarts(pool_factory, tmp_path):
+    """`ferry store rm` of an object whose disk copy shares a bucket with live objects, then
+    the member restarts on its directory: the removed object must not come back."""
+    pool = pool_factory(["--enable_offload", "--eager_offload"], client_ttl=2)
+    disk = tmp_path / "a"
+    pool.member("a", "16MB", ssd_dir=disk)
+    key, neighbour = offload_together(pool, disk, ["k%d" % i for i in range(6)])[:2]
+    assert pool.cli("rm", key).returncode == 0
+    r, _ = pool.get(key)
+    assert r.returncode == 1 and b"OBJECT_NOT_FOUND" in r.stderr, r.stderr
+    pool.procs["a"].stop()
+    time.sleep(3)
+    pool.restart("a")
+    wait_for("a registered its disk", lambda: "registered with the master" in
+             pool.procs["a"].log(), 15)
+    wait_for("the neighbour back", lambda: pool.tiers(neighbour) == ["local_disk"], 15)
+    pool.assert_reads_exact(neighbour)
+    r, got = pool.get(key)
+    back = r.returncode == 0
+    assert not back, "a removed object is back after its member restarted (%s)" % (
+        "its old bytes" if got == pool.expected(key) else "other bytes")
+    assert b"OBJECT_NOT_FOUND" in r.stderr, r.stderr
 
 
 @pytest.mark.parametrize("setup", ["positional", "dict"])
