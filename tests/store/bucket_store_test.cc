@@ -619,6 +619,10 @@ TEST(BucketStoreTest, DiskFullIsResourceExhaustedAndTheStoreStillWorks) {
   if (::mount("tmpfs", mnt.c_str(), "tmpfs", 0, "size=4m") != 0) {
     GTEST_SKIP() << "cannot mount a tmpfs here: " << std::strerror(errno);
   }
+  struct Unmount {
+    std::string path;
+    ~Unmount() { ::umount(path.c_str()); }
+  } unmount{mnt};
   {
     auto store = OpenOrDie(Options(mnt + "/store"));
     ASSERT_NE(store, nullptr);
@@ -647,7 +651,6 @@ TEST(BucketStoreTest, DiskFullIsResourceExhaustedAndTheStoreStillWorks) {
     EXPECT_TRUE(id.ok()) << id.status().ToString();
     ExpectObject(store.get(), "again", 1 << 20);
   }
-  ::umount(mnt.c_str());
 }
 
 }  // namespace

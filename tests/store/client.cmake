@@ -3,6 +3,11 @@ ferry_add_gtest(store_client_test
   SOURCES client_test.cc
   LIBS ferry_store ferry_store_master
   LABELS integration store)
+# The SSD tier: a master with --enable_offload, a member lending a disk directory.
+ferry_add_gtest(store_client_disk_tier_test
+  SOURCES client_disk_tier_test.cc
+  LIBS ferry_store ferry_store_master
+  LABELS integration store)
 if(FERRY_PYTHON_EXECUTABLE)
 add_test(NAME store_e2e_test
   COMMAND ${FERRY_PYTHON_EXECUTABLE} -m pytest -q -p no:cacheprovider

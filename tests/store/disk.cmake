@@ -4,3 +4,7 @@ ferry_add_gtest(store_bucket_store_test
   SOURCES bucket_store_test.cc
   LIBS ferry_store_disk ${FERRY_XXHASH_LIB}
   LABELS unit store)
+ferry_add_gtest(store_disk_checksum_test
+  SOURCES disk_checksum_test.cc
+  LIBS ferry_store_disk ${FERRY_XXHASH_LIB}
+  LABELS unit store)

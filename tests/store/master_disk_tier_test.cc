@@ -49,7 +49,10 @@ class MasterDiskTierTest : public ::testing::Test {
     if (!r.ok()) return r.status();
     return m_->PutEnd(key, "c2");
   }
-  DiskTasks Poll() { return m_->PollDiskTasks("c1", milliseconds(0), 100); }
+  DiskTasks Poll() {
+    auto t = m_->PollDiskTasks("c1", milliseconds(0), 100);
+    return t.ok() ? std::move(*t) : DiskTasks{};
+  }
   // Reports every offload in `tasks` as written.
   std::vector<std::string> Offloaded(const DiskTasks& tasks, Status outcome = OkStatus()) {
     std::vector<DiskTaskOutcome> done;
@@ -261,7 +264,11 @@ TEST_F(MasterDiskTierTest, AMemberRestartedOnItsDirectoryTakesItsCopiesOver) {
   auto list = m_->GetReplicaList("a");
   ASSERT_TRUE(list.ok());
   EXPECT_EQ(list->replicas.back().disk_rpc_address, "m3:2");
-  EXPECT_EQ(m_->PollDiskTasks("c3", milliseconds(0), 10).deletes, std::vector<std::string>{"b"});
+  auto tasks = m_->PollDiskTasks("c3", milliseconds(0), 10);
+  ASSERT_TRUE(tasks.ok());
+  EXPECT_EQ(tasks->deletes, std::vector<std::string>{"b"});
+  EXPECT_EQ(ErrorCodeOf(m_->PollDiskTasks("c1", milliseconds(0), 10).status()),
+            ErrorCode::kClientNotFound);  // the earlier process's tier is gone
   EXPECT_EQ(m_->tier_stats().disk_members, 1u);
   // The old process's client times out; the copies it handed over stay.
   Advance(milliseconds(6000));

@@ -6,7 +6,6 @@
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <array>
@@ -17,6 +16,7 @@
 #include <filesystem>
 
 #include "common/log.h"
+#include "store/disk/internal/checksum.h"
 
 namespace ferry::store {
 
@@ -40,7 +40,8 @@ constexpr std::string_view kLockName = "LOCK";
 constexpr std::string_view kBucketPrefix = "bucket.";
 constexpr std::string_view kTempSuffix = ".tmp";
 constexpr size_t kIdDigits = 20;
-constexpr uint64_t kVerifyChunk = 4 << 20;  // Open reads object data in pieces of this size
+constexpr uint64_t kVerifyChunk = 4 << 20;     // Open reads object data in pieces of this size
+constexpr uint64_t kWritebackChunk = 8 << 20;  // WriteBucket starts writeback after each
 
 alignas(4096) constexpr std::byte kZeros[BucketStore::kAlignment] = {};
 
@@ -87,27 +88,42 @@ int PreadFull(int fd, void* buf, uint64_t len, uint64_t offset) {
   return 0;
 }
 
-// Writes every byte of `iov` (which it consumes) from offset 0, IOV_MAX vectors per call.
-Status PwritevAll(int fd, std::vector<iovec>& iov, const std::string& path) {
-  size_t i = 0;
+// Writes every byte of `iov` from offset 0: pwritev calls of at most IOV_MAX vectors and
+// kWritebackChunk bytes, each followed by starting (not waiting for) the writeback of what
+// it wrote, so that the device works while the next piece is copied and the final fdatasync
+// has little left to wait for.
+Status PwritevAll(int fd, const std::vector<iovec>& iov, const std::string& path) {
+  size_t i = 0;     // the first vector not written in full
+  size_t skip = 0;  // bytes of iov[i] written
   uint64_t pos = 0;
+  std::vector<iovec> batch;
+  batch.reserve(std::min<size_t>(iov.size(), IOV_MAX));
   while (i < iov.size()) {
-    const int count = static_cast<int>(std::min<size_t>(iov.size() - i, IOV_MAX));
-    const ssize_t n = ::pwritev(fd, &iov[i], count, static_cast<off_t>(pos));
+    batch.clear();
+    uint64_t bytes = 0;
+    for (size_t j = i, s = skip;
+         j < iov.size() && batch.size() < IOV_MAX && bytes < kWritebackChunk; ++j, s = 0) {
+      const size_t n = std::min<uint64_t>(iov[j].iov_len - s, kWritebackChunk - bytes);
+      batch.push_back(iovec{static_cast<char*>(iov[j].iov_base) + s, n});
+      bytes += n;
+    }
+    const ssize_t n =
+        ::pwritev(fd, batch.data(), static_cast<int>(batch.size()), static_cast<off_t>(pos));
     if (n < 0) {
       if (errno == EINTR) continue;
       return IoError(errno, "cannot write", path);
     }
     if (n == 0) return InternalError("bucket store: cannot write " + path + ": no progress");
+    ::sync_file_range(fd, static_cast<off_t>(pos), n, SYNC_FILE_RANGE_WRITE);
     pos += static_cast<uint64_t>(n);
-    size_t left = static_cast<size_t>(n);
-    while (left > 0) {
-      if (left >= iov[i].iov_len) {
-        left -= iov[i].iov_len;
+    for (size_t left = static_cast<size_t>(n); left > 0 && i < iov.size();) {
+      const size_t avail = iov[i].iov_len - skip;
+      if (left >= avail) {
+        left -= avail;
         ++i;
+        skip = 0;
       } else {
-        iov[i].iov_base = static_cast<char*>(iov[i].iov_base) + left;
-        iov[i].iov_len -= left;
+        skip += left;
         left = 0;
       }
     }
@@ -215,7 +231,7 @@ Status ReadBucketIndex(int fd, uint64_t id, const std::string& path, uint64_t* f
     return err < 0 ? DataLossError("truncated header") : IoError(err, "cannot read", path);
   }
   if (std::string_view(header, 8) != kHeaderMagic) return DataLossError("bad header magic");
-  if (XXH3_64bits(header, kHeaderChecked) != GetU64(header + kHeaderChecked)) {
+  if (internal::Checksum(header, kHeaderChecked) != GetU64(header + kHeaderChecked)) {
     return DataLossError("header checksum mismatch");
   }
   if (GetU32(header + 8) != kVersion) {
@@ -246,7 +262,7 @@ Status ReadBucketIndex(int fd, uint64_t id, const std::string& path, uint64_t* f
   if (int err = PreadFull(fd, index.data(), index_len, index_offset); err != 0) {
     return err < 0 ? DataLossError("truncated index") : IoError(err, "cannot read", path);
   }
-  if (XXH3_64bits(index.data(), index.size()) != index_sum) {
+  if (internal::Checksum(index.data(), index.size()) != index_sum) {
     return DataLossError("index checksum mismatch");
   }
   entries->clear();
@@ -303,6 +319,7 @@ Status BucketStore::LoadBuckets() {
   if (ec) return InternalError("bucket store: cannot list " + options_.path + ": " + ec.message());
 
   std::vector<char> chunk;
+  internal::ChecksumStream stream;
   std::vector<std::string> emptied;
   for (const auto& [id, path] : files) {
     auto file = std::make_shared<BucketFile>();
@@ -317,8 +334,7 @@ Status BucketStore::LoadBuckets() {
     if (s.ok()) ::posix_fadvise(file->fd.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
     for (size_t i = 0; s.ok() && i < entries.size(); ++i) {
       const auto& [offset, length, sum] = entries[i].second;
-      XXH3_state_t* state = XXH3_createState();
-      XXH3_64bits_reset(state);
+      stream.Reset();
       for (uint64_t done = 0; s.ok() && done < length;) {
         const uint64_t n = std::min(kVerifyChunk, length - done);
         chunk.resize(n);
@@ -326,11 +342,10 @@ Status BucketStore::LoadBuckets() {
         if (err != 0) {
           s = err < 0 ? DataLossError("truncated data") : IoError(err, "cannot read", path);
         }
-        XXH3_64bits_update(state, chunk.data(), n);
+        stream.Update(chunk.data(), n);
         done += n;
       }
-      const uint64_t actual = XXH3_64bits_digest(state);
-      XXH3_freeState(state);
+      const uint64_t actual = stream.Digest();
       if (s.ok() && actual != sum) {
         FERRY_LOG_WARN("bucket store: {}: object '{}' at offset {} fails its checksum; dropped",
                        path, entries[i].first, offset);
@@ -338,6 +353,8 @@ Status BucketStore::LoadBuckets() {
         ++checksum_errors_;
       }
     }
+    // The check read the whole file; it need not stay in the page cache.
+    if (file->fd.valid()) ::posix_fadvise(file->fd.get(), 0, 0, POSIX_FADV_DONTNEED);
     if (!s.ok()) {
       FERRY_LOG_WARN("bucket store: dropping bucket file {}: {}", path, s.message());
       std::error_code rm_ec;
@@ -345,7 +362,8 @@ Status BucketStore::LoadBuckets() {
       ++dropped_at_open_;
       continue;
     }
-    if (options_.direct_io) file->direct_fd.Reset(::open(path.c_str(), O_RDONLY | O_DIRECT));
+    if (options_.direct_io)
+      file->direct_fd.Reset(::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
     Bucket& bucket = buckets_[id];
     bucket.file = std::move(file);
     bucket.file_bytes = file_bytes;
@@ -454,7 +472,7 @@ Result<uint64_t> BucketStore::WriteBucket(std::span<const WriteItem> items) {
   PutU64(&header, static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                             std::chrono::system_clock::now().time_since_epoch())
                                             .count()));
-  PutU64(&header, XXH3_64bits(header.data(), kHeaderChecked));
+  PutU64(&header, internal::Checksum(header.data(), kHeaderChecked));
   header.resize(kHeaderBytes, '\0');
 
   std::vector<iovec> iov;
@@ -464,18 +482,18 @@ Result<uint64_t> BucketStore::WriteBucket(std::span<const WriteItem> items) {
   index.reserve(index_bytes);
   std::vector<Location> locs(items.size());
   uint64_t offset = kHeaderBytes;
-  XXH3_state_t* state = XXH3_createState();
+  internal::ChecksumStream stream;
   for (size_t i = 0; i < items.size(); ++i) {
-    XXH3_64bits_reset(state);
+    stream.Reset();
     uint64_t size = 0;
     for (const auto& part : items[i].parts) {
       if (part.empty()) continue;
-      XXH3_64bits_update(state, part.data(), part.size());
+      stream.Update(part.data(), part.size());
       iov.push_back(Iov(part.data(), part.size()));
       size += part.size();
     }
     if (const uint64_t pad = AlignUp(size) - size; pad > 0) iov.push_back(Iov(kZeros, pad));
-    locs[i] = Location{id, offset, size, XXH3_64bits_digest(state)};
+    locs[i] = Location{id, offset, size, stream.Digest()};
     PutU32(&index, static_cast<uint32_t>(items[i].key.size()));
     index.append(items[i].key);
     PutU64(&index, offset);
@@ -483,12 +501,11 @@ Result<uint64_t> BucketStore::WriteBucket(std::span<const WriteItem> items) {
     PutU64(&index, locs[i].checksum);
     offset += AlignUp(size);
   }
-  XXH3_freeState(state);
   std::string footer;
   PutU64(&footer, offset);
   PutU64(&footer, index.size());
   PutU64(&footer, items.size());
-  PutU64(&footer, XXH3_64bits(index.data(), index.size()));
+  PutU64(&footer, internal::Checksum(index.data(), index.size()));
   footer.append(kFooterMagic);
   iov.push_back(Iov(index.data(), index.size()));
   iov.push_back(Iov(footer.data(), footer.size()));
@@ -516,7 +533,8 @@ Result<uint64_t> BucketStore::WriteBucket(std::span<const WriteItem> items) {
     ::unlink(renamed ? path.c_str() : temp.c_str());
     return s;
   }
-  if (options_.direct_io) file->direct_fd.Reset(::open(path.c_str(), O_RDONLY | O_DIRECT));
+  if (options_.direct_io)
+    file->direct_fd.Reset(::open(path.c_str(), O_RDONLY | O_DIRECT | O_CLOEXEC));
 
   std::vector<std::string> emptied;
   {
@@ -563,12 +581,14 @@ Result<size_t> BucketStore::Read(std::string_view key, void* dst, size_t capacit
     if (err == 0) done = direct;  // else EINVAL (alignment the device refuses) or worse:
   }                               // the buffered read below tells
   Status s;
+  bool mismatch = false;
   if (int err = PreadFull(file->fd.get(), out + done, loc.size - done, loc.offset + done);
       err != 0) {
     if (err > 0) return IoError(err, "cannot read", file->path);
     s = DataLossError("bucket store: " + file->path + " is truncated: object '" + std::string(key) +
                       "' at offset " + std::to_string(loc.offset) + " cut");
-  } else if (XXH3_64bits(dst, loc.size) != loc.checksum) {
+  } else if (internal::Checksum(dst, loc.size) != loc.checksum) {
+    mismatch = true;
     s = DataLossError("bucket store: checksum mismatch reading object '" + std::string(key) +
                       "' at offset " + std::to_string(loc.offset) + " of " + file->path +
                       "; the object is dropped");
@@ -581,7 +601,7 @@ Result<size_t> BucketStore::Read(std::string_view key, void* dst, size_t capacit
       auto it = objects_.find(key);
       if (it != objects_.end() && it->second.bucket == loc.bucket &&
           it->second.offset == loc.offset) {
-        ++checksum_errors_;
+        if (mismatch) ++checksum_errors_;
         emptied = EraseLocked(it);
       }
     }

@@ -66,7 +66,7 @@ namespace ferry::store {
 struct BucketStoreOptions {
   // The directory of the store; created (with its parents) if missing. One store per
   // directory: a second Open of a directory that is open fails FailedPrecondition.
-  // Default: none, required.
+  // Required (no default).
   std::string path;
   // Bytes of bucket files (their full size on disk, BucketBytes) the store may keep; only
   // PlanEviction looks at it, WriteBucket never refuses for it. 0 = no limit.
@@ -112,7 +112,7 @@ class BucketStore {
     uint64_t write_bytes = 0;      // bucket file bytes they wrote
     uint64_t reads = 0;            // Read calls that succeeded since Open
     uint64_t read_bytes = 0;       // object bytes they returned
-    uint64_t checksum_errors = 0;  // objects dropped for a bad checksum, at Open or by Read
+    uint64_t checksum_errors = 0;  // objects dropped for a checksum mismatch, at Open or Read
     uint64_t dropped_at_open = 0;  // bucket files Open found bad or truncated and deleted
   };
 
@@ -151,12 +151,13 @@ class BucketStore {
   // errno text on other IO errors.
   Result<uint64_t> WriteBucket(std::span<const WriteItem> items);
 
-  // Copies the object `key` into dst (dst holds `capacity` bytes) and returns its size.
-  // Verifies its checksum.
+  // Copies the object `key` into dst (dst holds `capacity` bytes, and only the object's
+  // first size bytes of it are written) and returns its size. Verifies its checksum.
   // Errors: NotFound if absent; InvalidArgument if capacity < size; DataLoss("checksum
-  // mismatch ...") when the bytes read fail the checksum (the object is then dropped, counted
-  // in checksum_errors); DataLoss when the file is shorter than the index says; Internal on
-  // an IO error. dst's contents are unspecified after an error.
+  // mismatch ...") when the bytes read fail the checksum, counted in checksum_errors, and
+  // DataLoss when the file is shorter than its index says: either way the object is dropped;
+  // Internal naming the file and errno text on an IO error (the object stays). dst's
+  // contents are unspecified after an error.
   Result<size_t> Read(std::string_view key, void* dst, size_t capacity);
 
   // The size of the live object `key`, or nullopt if absent.

@@ -419,10 +419,12 @@ class MasterRpcService final : public pb::Master::Service {
     return Run(kPollDiskTasks, ctx, *req, 1, [&](MasterService& svc) {
       const uint32_t max =
           req->max_tasks() == 0 ? kMaxDiskTasks : std::min(req->max_tasks(), kMaxDiskTasks);
-      DiskTasks tasks = svc.PollDiskTasks(
+      auto polled = svc.PollDiskTasks(
           req->client_id(), std::chrono::milliseconds(std::min(req->wait_ms(), kMaxDiskPollWaitMs)),
           max);
-      SetResult(rep->mutable_result(), OkStatus());
+      SetResult(rep->mutable_result(), polled.status());
+      if (!polled.ok()) return;
+      DiskTasks& tasks = *polled;
       for (const OffloadTask& t : tasks.offloads) {
         pb::OffloadTask* o = rep->add_offloads();
         o->set_key(t.key);

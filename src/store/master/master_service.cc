@@ -861,8 +861,12 @@ Result<std::vector<Status>> MasterService::RegisterDiskTier(
   return out;
 }
 
-DiskTasks MasterService::PollDiskTasks(std::string_view client_id, std::chrono::milliseconds wait,
-                                       size_t max) {
+Result<DiskTasks> MasterService::PollDiskTasks(std::string_view client_id,
+                                               std::chrono::milliseconds wait, size_t max) {
+  if (!disk_tiers_.Find(client_id)) {
+    return StoreError(ErrorCode::kClientNotFound,
+                      "no disk tier registered by this client (it registers with its re-mount)");
+  }
   return disk_tiers_.Take(client_id, wait, std::max<size_t>(1, max));
 }
 

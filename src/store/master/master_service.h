@@ -207,8 +207,10 @@ class MasterService {
   // (and nothing registered) without enable_offload or for a client with no segment.
   Result<std::vector<Status>> RegisterDiskTier(const DiskTierInfo& tier,
                                                const std::vector<DiskObjectInfo>& objects);
-  // The member's queued tasks, waiting up to `wait` while there are none.
-  DiskTasks PollDiskTasks(std::string_view client_id, std::chrono::milliseconds wait, size_t max);
+  // The member's queued tasks, waiting up to `wait` while there are none. kClientNotFound
+  // for a member without a registered tier (it registers again after its re-mount).
+  Result<DiskTasks> PollDiskTasks(std::string_view client_id, std::chrono::milliseconds wait,
+                                  size_t max);
   // The member's outcomes. Returns the offloaded keys the pool no longer wants on disk
   // (removed or replaced meanwhile, or already on another disk): the member deletes them.
   std::vector<std::string> ReportDiskTasks(std::string_view client_id,
