@@ -608,6 +608,65 @@ def test_a_full_disk_fails_offloads_and_dram_keeps_working(pool_factory, tmp_pat
     assert temp_files(disk) == [], os.listdir(disk)
 
 
+def test_a_full_disk_under_eviction_does_not_stall_puts(pool_factory, tmp_path):
+    """No eager offload, DRAM smaller than the data, a 4 MiB tmpfs: once the disk is full
+    evicted objects can no longer be offloaded and are evicted as without a tier; puts keep
+    succeeding, and whatever the pool lists reads exactly."""
+    disk = tmp_path / "small"
+    disk.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
+                       capture_output=True)
+    if r.returncode != 0:
+        pytest.skip("cannot mount a tmpfs: %s" % r.stderr.decode(errors="replace").strip())
+    pool = pool_factory(["--enable_offload", *EVICT_EARLY])
+    pool.mounts.append(disk)
+    pool.member("a", "16MB", ssd_dir=disk)
+    keys = ["d%02d" % i for i in range(40)]
+    for k in keys:
+        pool.value(k, MiB)
+    start = time.monotonic()
+    acked = [k for k in keys if pool.put(k).returncode == 0]
+    took = time.monotonic() - start
+    assert len(acked) >= 36, "only %d of 40 puts succeeded" % len(acked)
+    assert took < 40, "40 puts took %.1fs" % took
+    assert (pool.master_metric("ferry_store_offload_failures_total") or 0) >= 1
+    tiers = settle(lambda: {k: pool.tiers(k) for k in keys})
+    kept = [k for k in acked if tiers[k] is not None]
+    assert set(pool.ls()) == set(kept)
+    on_disk = [k for k in kept if "local_disk" in tiers[k]]
+    assert len(on_disk) <= 3, on_disk
+    for k in kept:
+        pool.assert_reads_exact(k)
+    assert temp_files(disk) == [], os.listdir(disk)
+
+
+def test_disk_copies_come_back_after_a_master_restart(pool_factory, tmp_path):
+    """The master's log does not hold disk copies: killed -9 and restarted on its
+    --data_dir, it learns them again from the member's re-mount."""
+    data_dir = tmp_path / "meta"
+    pool = pool_factory(["--enable_offload", "--data_dir", str(data_dir), *EVICT_EARLY])
+    disk = tmp_path / "a"
+    pool.member("a", "16MB", ssd_dir=disk)
+    keys = ["m%02d" % i for i in range(24)]
+    for k in keys:
+        pool.value(k, MiB)
+    acked = [k for k in keys if pool.put(k).returncode == 0]
+    assert len(acked) >= 20, "only %d of 24 puts succeeded" % len(acked)
+    before = settle(lambda: {k: pool.tiers(k) for k in acked})
+    disk_only = [k for k in acked if before[k] == ["local_disk"]]
+    assert disk_only, before
+    pool.master.kill()
+    pool.master.start(ready="listening on", timeout=20)
+    wait_for("the disk-only objects registered again", lambda: all(
+        pool.tiers(k) == ["local_disk"] for k in disk_only), 20)
+    after = settle(lambda: {k: pool.tiers(k) for k in acked})
+    lost = [k for k in acked if after[k] is None]
+    assert lost == [], "gone after the master's restart: %s (before: %s)" % (
+        lost, {k: before[k] for k in lost})
+    for k in acked:
+        pool.assert_reads_exact(k)
+
+
 def test_ssd_capacity_evicts_the_oldest_buckets_and_lists_only_what_reads(pool_factory,
                                                                           tmp_path):
     pool = pool_factory(["--enable_offload", *EVICT_EARLY])
