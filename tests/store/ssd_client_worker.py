@@ -16,6 +16,8 @@ Values are files: the value of key K is the file DIR/K that the test wrote. Comm
       -> {"exact": [keys], "mismatched": {key: "got N bytes, want M"}, "failed": {key: message}}
   {"cmd": "desc", "keys": [...]}  get_replica_desc(key) of each
       -> {key: [{"memory": b, "disk": b, "local_disk": b, "status": "COMPLETE"}]}
+  {"cmd": "stress", "dir": D, "keys": [...], "threads": N, "seconds": S}  N threads get
+      random keys for S seconds -> {"gets", "exact", "mismatched", "foreign", "failed"}
   {"cmd": "exit"}
 """
 
@@ -136,9 +138,57 @@ def handle(store, inner, fs, cmd):
                        "local_disk": d.is_local_disk_replica(), "status": d.status.name}
                       for d in store.get_replica_desc(k)]
         return out
+    if c == "stress":
+        return stress(inner, fs, cmd)
     if c == "exit":
         return {"ok": True}
     return {"exception": "unknown command %r" % c}
+
+
+def stress(inner, fs, cmd):
+    """cmd["threads"] threads get random keys of cmd["keys"] for cmd["seconds"]; every
+    answer is compared with the key's value (and, when wrong, with every other value: a
+    foreign object's bytes)."""
+    import hashlib
+    import random
+    import threading
+    import time
+    values = {k: value_of(cmd["dir"], k) for k in cmd["keys"]}
+    by_digest = {hashlib.sha256(v).digest(): k for k, v in values.items()}
+    lock = threading.Lock()
+    out = {"gets": 0, "exact": 0, "mismatched": [], "foreign": [], "failed": {}}
+    end = time.monotonic() + float(cmd["seconds"])
+
+    def run(seed):
+        rng = random.Random(seed)
+        keys = list(values)
+        while time.monotonic() < end:
+            k = rng.choice(keys)
+            try:
+                got = bytes(inner.get(k))
+            except fs.StoreError as e:
+                with lock:
+                    out["gets"] += 1
+                    out["failed"][k] = str(e)
+                continue
+            with lock:
+                out["gets"] += 1
+                if got == values[k]:
+                    out["exact"] += 1
+                    continue
+                other = by_digest.get(hashlib.sha256(got).digest())
+                if other is not None:
+                    out["foreign"].append("%s returned the bytes of %s" % (k, other))
+                else:
+                    out["mismatched"].append("%s: %d bytes, want %d" % (
+                        k, len(got), len(values[k])))
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(int(cmd["threads"]))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
 
 
 if __name__ == "__main__":

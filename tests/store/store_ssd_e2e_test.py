@@ -447,6 +447,42 @@ def test_a_disk_only_object_read_twice_is_promoted(pool_factory, tmp_path):
     assert "memory" in pool.tiers("hot")
 
 
+def test_concurrent_readers_of_disk_only_objects_never_get_foreign_bytes(pool_factory,
+                                                                        tmp_path):
+    """Two reader processes, four threads each, get random objects of a working set four
+    times the DRAM (most disk-only; promotion on, so objects move between the tiers while
+    they read): every answer is the key's exact bytes; none is another object's (staging
+    memory handed out twice); nothing fails but (rarely) a read whose lease ran out."""
+    # A read lease long enough for 8 threads on two loaded cores (a get whose lease runs
+    # out before its bytes arrive is refused, LEASE_EXPIRED: clean, but not what this is
+    # about).
+    pool = pool_factory(["--enable_offload", "--promotion_on_hit",
+                         "--eviction_high_watermark_ratio", "0.7", "--eviction_ratio", "0.3",
+                         "--default_kv_lease_ttl", "2000"])
+    pool.member("a", "8MB", ssd_dir=tmp_path / "a")
+    keys = ["s%03d" % i for i in range(128)]  # 32 MiB
+    for k in keys:
+        pool.value(k, 256 << 10)
+    writer = pool.worker("writer")
+    put = writer.ask(cmd="put", dir=str(pool.vals), keys=keys)
+    assert sorted(put["ok"]) == sorted(keys), put["failed"]
+    tiers = settle(lambda: {k: pool.tiers(k) for k in keys})
+    assert sum(t == ["local_disk"] for t in tiers.values()) >= 64, tiers
+    readers = [writer, pool.worker("reader2")]
+    for r in readers:
+        r.send(cmd="stress", dir=str(pool.vals), keys=keys, threads=4, seconds=6)
+    results = [r.answer(60) for r in readers]
+    for got in results:
+        assert got["foreign"] == [], got["foreign"][:5]
+        assert got["mismatched"] == [], got["mismatched"][:5]
+        unclean = {k: m for k, m in got["failed"].items() if "LEASE_EXPIRED" not in m}
+        assert unclean == {}, unclean
+        assert got["exact"] >= 0.98 * got["gets"] > 0, got
+    print("%d gets, promotions %s, disk readbacks %s" % (
+        sum(g["gets"] for g in results), pool.master_metric("ferry_store_promotions_total"),
+        pool.member_metric("a", "ferry_store_disk_readbacks_total")))
+
+
 def test_member_killed_while_it_offloads_restarts_on_its_directory(pool_factory, tmp_path):
     pool = pool_factory(["--enable_offload", "--eager_offload"], client_ttl=2)
     disk = tmp_path / "a"
