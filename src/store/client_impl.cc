@@ -860,6 +860,8 @@ void ClientImpl::ReadDiskCopies(std::span<const std::string> keys, const std::ve
     MemberClient& member = MemberAt(address);
     std::vector<size_t> todo = owned;
     for (int round = 0; round < kRounds && !todo.empty(); ++round) {
+      // Staging full at the owner: give other readers a moment to release theirs.
+      if (round > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5 * round));
       std::vector<size_t> again;
       for (size_t begin = 0; begin < todo.size(); begin += kMaxKeysPerCall) {
         const size_t end = std::min(todo.size(), begin + kMaxKeysPerCall);

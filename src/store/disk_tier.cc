@@ -30,6 +30,8 @@ constexpr std::array<uint64_t, 12> kBucketsUs = {100,   250,   500,    1000,   2
 constexpr size_t kRegisterChunk = 10000;
 constexpr int kMaxReadKeys = 1024;
 constexpr size_t kMaxKeyBytes = 4096;
+// Polls for more offloads before writing a bucket that is not full yet.
+constexpr int kLingerRounds = 16;
 
 Status AsStoreError(const Status& s) {
   if (s.ok() || s.detail_code() != 0) return s;
@@ -269,6 +271,24 @@ void DiskTier::WorkLoop() {
       continue;
     }
     failing = false;
+    // Offloads arrive one PutEnd (or one eviction) at a time: wait a moment for more, so
+    // that they go to disk as a few large buckets rather than many small ones.
+    uint64_t bytes = 0;
+    for (const rpc::OffloadTask& t : tasks->offloads()) bytes += t.size();
+    for (int more = 0; more < kLingerRounds && bytes > 0 && bytes < options_.bucket_bytes;
+         ++more) {
+      req.set_wait_ms(static_cast<uint32_t>(options_.offload_linger.count()));
+      auto next = master_->PollDiskTasks(req);
+      if (!next.ok() || next->result().code() != 0 ||
+          (next->offloads_size() == 0 && next->deletes_size() == 0 &&
+           next->promotions_size() == 0)) {
+        break;
+      }
+      for (const rpc::OffloadTask& t : next->offloads()) bytes += t.size();
+      tasks->mutable_offloads()->MergeFrom(next->offloads());
+      tasks->mutable_deletes()->MergeFrom(next->deletes());
+      tasks->mutable_promotions()->MergeFrom(next->promotions());
+    }
     RunTasks(*tasks);
   }
 }
@@ -338,7 +358,7 @@ void DiskTier::Offload(const std::vector<const rpc::OffloadTask*>& batch,
     bytes += t->size();
   }
   if (items.empty()) return;
-  Status s = MakeRoom(bytes);
+  Status s = MakeRoom(BucketStore::BucketBytes(items));
   if (s.ok()) {
     const Clock::time_point start = Clock::now();
     auto bucket = disk_->WriteBucket(items);
@@ -356,8 +376,8 @@ void DiskTier::Offload(const std::vector<const rpc::OffloadTask*>& batch,
   for (const rpc::OffloadTask* t : written) report(*t, s);
 }
 
-Status DiskTier::MakeRoom(uint64_t bytes) {
-  FERRY_ASSIGN_OR_RETURN(std::vector<uint64_t> doomed, disk_->PlanEviction(bytes));
+Status DiskTier::MakeRoom(uint64_t bucket_bytes) {
+  FERRY_ASSIGN_OR_RETURN(std::vector<uint64_t> doomed, disk_->PlanEviction(bucket_bytes));
   if (doomed.empty()) return OkStatus();
   rpc::ReportDiskTasksRequest req;
   req.set_client_id(self_.client_id);

@@ -57,6 +57,8 @@ struct DiskTierOptions {
   std::chrono::milliseconds poll_wait{500};
   // The most bytes written as one bucket.
   uint64_t bucket_bytes = 64 << 20;
+  // How long the worker waits for more offloads before writing a bucket that is not full.
+  std::chrono::milliseconds offload_linger{2};
 };
 
 // Who the member is, as the master knows it.
@@ -111,9 +113,9 @@ class DiskTier {
   // Offloads one batch (one bucket); appends the outcomes.
   void Offload(const std::vector<const rpc::OffloadTask*>& batch, rpc::ReportDiskTasksRequest* out);
   void Promote(const rpc::PromoteTask& task, rpc::ReportDiskTasksRequest* out);
-  // Makes room for `bytes` under the disk limit: the master hears of the evicted copies
-  // before their buckets go.
-  Status MakeRoom(uint64_t bytes);
+  // Makes room for a bucket file of `bucket_bytes` (BucketStore::BucketBytes) under the
+  // disk limit: the master hears of the evicted copies before their buckets go.
+  Status MakeRoom(uint64_t bucket_bytes);
   void ReclaimExpiredStaging();
   Result<size_t> TimedRead(const std::string& key, void* dst, size_t capacity);
 

@@ -21,7 +21,10 @@ std::shared_ptr<const DiskTierInfo> DiskTierTable::Register(DiskTierInfo info) {
     }
   }
   Member& m = members_[info.client_id];
-  m.deletes.insert(m.deletes.end(), inherited.begin(), inherited.end());
+  for (std::string& key : inherited) {
+    m.deleting.insert(key);
+    m.deletes.push_back(std::move(key));
+  }
   if (!m.info || m.info->segment_name != info.segment_name || m.info->hostname != info.hostname ||
       m.info->rpc_address != info.rpc_address || m.info->tier_id != info.tier_id) {
     m.info = std::make_shared<const DiskTierInfo>(std::move(info));
@@ -44,6 +47,12 @@ bool DiskTierTable::Drop(std::string_view client_id) {
   return true;
 }
 
+bool DiskTierTable::DeletePending(std::string_view client_id, const std::string& key) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = members_.find(client_id);
+  return it != members_.end() && it->second.deleting.count(key) > 0;
+}
+
 void DiskTierTable::PushOffload(std::string_view client_id, OffloadTask task) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = members_.find(client_id);
@@ -56,6 +65,7 @@ void DiskTierTable::PushDelete(std::string_view client_id, std::string key) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = members_.find(client_id);
   if (it == members_.end()) return;
+  it->second.deleting.insert(key);
   it->second.deletes.push_back(std::move(key));
   cv_.notify_all();
 }
@@ -88,6 +98,10 @@ DiskTasks DiskTierTable::Take(std::string_view client_id, std::chrono::milliseco
     }
   };
   move_some(m.deletes, out.deletes);
+  for (const std::string& key : out.deletes) {
+    auto one = m.deleting.find(key);
+    if (one != m.deleting.end()) m.deleting.erase(one);
+  }
   move_some(m.promotions, out.promotions);
   move_some(m.offloads, out.offloads);
   return out;

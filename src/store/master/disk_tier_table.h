@@ -26,6 +26,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_set>
 #include <vector>
 
 #include "store/store_types.h"
@@ -82,6 +83,9 @@ class DiskTierTable {
   // Forgets a member and its queued tasks, waking its Take. Returns whether it was known.
   bool Drop(std::string_view client_id);
 
+  // Whether a delete of `key` is queued for the member (not taken yet).
+  bool DeletePending(std::string_view client_id, const std::string& key) const;
+
   // Queue a task for a member; ignored for a member without a tier.
   void PushOffload(std::string_view client_id, OffloadTask task);
   void PushDelete(std::string_view client_id, std::string key);
@@ -101,6 +105,7 @@ class DiskTierTable {
     std::shared_ptr<const DiskTierInfo> info;
     std::deque<OffloadTask> offloads;
     std::deque<std::string> deletes;
+    std::unordered_multiset<std::string> deleting;  // the keys in `deletes`
     std::deque<PromoteTask> promotions;
     bool empty() const { return offloads.empty() && deletes.empty() && promotions.empty(); }
   };

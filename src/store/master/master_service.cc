@@ -830,6 +830,11 @@ Result<std::vector<Status>> MasterService::RegisterDiskTier(
       out.push_back(StoreError(ErrorCode::kInvalidParams, "empty key or size 0"));
       continue;
     }
+    if (disk_tiers_.DeletePending(tier.client_id, o.key)) {
+      out.push_back(StoreError(ErrorCode::kObjectAlreadyExists,
+                               "key '" + o.key + "' was removed from the pool"));
+      continue;
+    }
     Shard& shard = ShardOf(o.key);
     std::lock_guard<std::mutex> lock(shard.mu);
     auto it = shard.objects.find(o.key);
@@ -846,13 +851,15 @@ Result<std::vector<Status>> MasterService::RegisterDiskTier(
       continue;
     }
     Object& obj = it->second;
-    // This member's copy, also one its earlier process (same directory) registered: that
-    // process is gone, and its copies not listed again go when it is dropped (client_ttl).
+    // Only this member's own copy, also one its earlier process (same directory)
+    // registered: that process is gone, and its copies not listed again go when it is
+    // dropped (client_ttl). A copy of an object the pool holds otherwise may be of an older
+    // value under the same key (replaced while the member was away): it is refused.
     const bool mine = obj.disk && (obj.disk->client_id == tier.client_id ||
                                    (!tier.tier_id.empty() && obj.disk->tier_id == tier.tier_id));
-    if (obj.status != ReplicaStatus::kComplete || obj.size != o.size || (obj.disk && !mine)) {
+    if (!mine || obj.status != ReplicaStatus::kComplete || obj.size != o.size) {
       out.push_back(StoreError(ErrorCode::kObjectAlreadyExists,
-                               "key '" + o.key + "' holds another value in the pool"));
+                               "key '" + o.key + "' holds another copy in the pool"));
       continue;
     }
     obj.disk = info;
