@@ -794,6 +794,37 @@ def test_an_upserted_key_never_reads_its_old_disk_copy_after_a_restart(pool_fact
     assert "local_disk" not in [x["tier"] for x in replicas["replicas"]], replicas
 
 
+def test_an_upserted_key_whose_new_value_is_lost_never_reads_its_old_value(pool_factory,
+                                                                           tmp_path):
+    """K=V1 on member a's disk (a bucket shared with live objects); K upserted to V2 in
+    member b's DRAM; b dies, so V2 and K are gone; then a restarts on its directory. K must
+    stay gone: its old value V1 coming back would be a read going back in time."""
+    pool = pool_factory(["--enable_offload", "--eager_offload"], client_ttl=2)
+    disk = tmp_path / "a"
+    pool.member("a", "16MB", ssd_dir=disk)
+    key = offload_together(pool, disk, ["k%d" % i for i in range(6)])[0]
+    old = pool.expected(key)
+    pool.member("b", "64MB")  # no disk tier; the most free bytes: V2 goes here
+    pool.value(key, MiB)
+    r = pool.cli("put", key, "--file", str(pool.vals / key), "--upsert")
+    assert r.returncode == 0, r.stderr
+    assert pool.tiers(key) == ["memory"], pool.query(key)
+    pool.assert_reads_exact(key)
+    pool.procs["b"].kill()
+    wait_for("%s gone with b" % key, lambda: pool.tiers(key) is None, 10)
+    pool.procs["a"].stop()
+    time.sleep(3)
+    pool.restart("a")
+    wait_for("a registered its disk", lambda: "registered with the master" in
+             pool.procs["a"].log(), 15)
+    time.sleep(0.5)
+    r, got = pool.get(key)
+    stale = got == old
+    assert not stale, "%s reads its value from before the upsert after a's restart " \
+        "(replicas: %s)" % (key, pool.query(key))
+    assert r.returncode == 1 and b"OBJECT_NOT_FOUND" in r.stderr, r.stderr
+
+
 def test_a_removed_object_stays_removed_after_its_member_restarts(pool_factory, tmp_path):
     """`ferry store rm` of an object whose disk copy shares a bucket with live objects, then
     the member restarts on its directory: the removed object must not come back."""
