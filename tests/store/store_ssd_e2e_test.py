@@ -1,15 +1,18 @@
 """The store's SSD tier with real processes: `ferry master --enable_offload`, `ferry store
 member --enable_ssd_offload --ssd_offload_path DIR` (bucket files on a real directory),
-clients (`ferry store put|get|ls`, and tests/store/ssd_client_worker.py, a Python process on
-mooncake.store). Faults: the member killed -9 while it offloads and restarted on its
-directory, a bucket file corrupted by hand, a disk that fills up (a 4 MiB tmpfs).
+clients (`ferry store put|get|ls|rm`, and tests/store/ssd_client_worker.py, a Python process
+on mooncake.store). Faults: the member killed -9 while it offloads and restarted on its
+directory, a bucket file corrupted by hand (member running, and stopped), a disk that fills
+up (a 4 MiB tmpfs), --ssd_capacity, the master killed -9 and restarted on its --data_dir,
+an upsert or a removal followed by the disk's member restarting, concurrent readers.
 
 What must hold: an object evicted from DRAM becomes disk-only instead of disappearing and
-reads back byte-exact from any process; a disk-only object read often enough gets a memory
-copy again, after which reads stop touching the disk; after a crash every object the member
-re-registers is byte-exact, no temp file is left and nothing reads as garbage; a corrupt
-object fails with a checksum error while its neighbours still read; a full disk only makes
-offloads fail (counted), DRAM keeps working.
+reads back byte-exact from any process, also one that cannot see the owner's directory; a
+disk-only object read often enough gets a memory copy again, after which reads stop
+touching the disk; after a crash every object the member re-registers is byte-exact, no
+temp file is left and nothing reads as garbage; a corrupt object fails with a checksum error
+while its neighbours still read; a full disk only makes offloads fail (counted), DRAM keeps
+working; the pool lists only what reads; a removed or replaced value never comes back.
 
     FERRY_BIN=build/bin/ferry PYTHONPATH=build/python \
         python3 -m pytest -q tests/store/store_ssd_e2e_test.py
