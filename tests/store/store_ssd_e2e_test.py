@@ -486,6 +486,31 @@ def test_concurrent_readers_of_disk_only_objects_never_get_foreign_bytes(pool_fa
         pool.member_metric("a", "ferry_store_disk_readbacks_total")))
 
 
+def test_a_paused_owner_is_a_clean_error_in_bounded_time(pool_factory, tmp_path):
+    """The owner of a disk-only object stopped (SIGSTOP): a get fails with an error name
+    within its deadlines instead of hanging, and reads again once the owner resumes."""
+    pool = pool_factory(["--enable_offload", "--eager_offload"], client_ttl=30)  # not dropped
+    pool.member("a", "16MB", ssd_dir=tmp_path / "a")
+    keys = offload_together(pool, tmp_path / "a", ["p%d" % i for i in range(4)])
+    pool.procs["a"].stop()  # unmounts: the memory copies go at once
+    pool.restart("a")  # the disk copies are registered again
+    wait_for("disk-only objects", lambda: all(pool.tiers(k) == ["local_disk"] for k in keys),
+             20)
+    pool.procs["a"].signal(signal.SIGSTOP)
+    try:
+        start = time.monotonic()
+        r, got = pool.get(keys[0], extra=["--rpc_timeout_ms", "2000",
+                                          "--transfer_timeout_ms", "2000"])
+        took = time.monotonic() - start
+        assert r.returncode == 1 and got is None, r.stdout[:100]
+        assert ERROR_NAME.search(r.stderr), r.stderr
+        assert took < 15, "the get took %.1fs against a paused owner" % took
+    finally:
+        pool.procs["a"].signal(signal.SIGCONT)
+    for k in keys:
+        pool.assert_reads_exact(k)
+
+
 def test_member_killed_while_it_offloads_restarts_on_its_directory(pool_factory, tmp_path):
     pool = pool_factory(["--enable_offload", "--eager_offload"], client_ttl=2)
     disk = tmp_path / "a"
