@@ -27,3 +27,13 @@ set_tests_properties(store_ha_e2e PROPERTIES
   ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;FERRY_BIN=$<TARGET_FILE:ferry_cli>;PYTHONPATH=${PROJECT_BINARY_DIR}/python;ETCD_BIN=${FERRY_ETCD_BIN}"
   LABELS "store;e2e" TIMEOUT 300)
 endif()
+# The SSD tier (offload to a member's disk, read back, promotion, crash, corruption, full
+# disk): the master, members and clients as processes; the Python reader needs build/python.
+if(FERRY_PYTHON_EXECUTABLE)
+add_test(NAME store_ssd_e2e
+  COMMAND ${FERRY_PYTHON_EXECUTABLE} -m pytest -q -p no:cacheprovider
+    ${CMAKE_CURRENT_SOURCE_DIR}/store_ssd_e2e_test.py)
+set_tests_properties(store_ssd_e2e PROPERTIES
+  ENVIRONMENT "PYTHONDONTWRITEBYTECODE=1;FERRY_BIN=$<TARGET_FILE:ferry_cli>;PYTHONPATH=${PROJECT_BINARY_DIR}/python"
+  LABELS "store;e2e" TIMEOUT 300)
+endif()
