@@ -416,11 +416,11 @@ void DiskTier::Promote(const rpc::PromoteTask& t, rpc::ReportDiskTasksRequest* o
         t.size() > self_.segment_size - (dest.address() - base)) {
       s = StoreError(ErrorCode::kInvalidParams, "promotion destination outside the segment");
     } else {
-      s = TimedRead(t.key(), reinterpret_cast<void*>(dest.address()), t.size()).status();
+      s = TimedRead(t.key(), reinterpret_cast<void*>(dest.address()), t.size(), false).status();
     }
   } else {
     std::vector<char> buf(t.size());
-    auto n = TimedRead(t.key(), buf.data(), buf.size());
+    auto n = TimedRead(t.key(), buf.data(), buf.size(), false);
     s = n.ok() ? remote_write_(buf.data(), dest.segment_name(), dest.address(), t.size())
                : n.status();
   }
@@ -435,7 +435,8 @@ void DiskTier::Promote(const rpc::PromoteTask& t, rpc::ReportDiskTasksRequest* o
   SetResult(r->mutable_result(), AsStoreError(s));
 }
 
-Result<size_t> DiskTier::TimedRead(const std::string& key, void* dst, size_t capacity) {
+Result<size_t> DiskTier::TimedRead(const std::string& key, void* dst, size_t capacity,
+                                   bool readback) {
   const Clock::time_point start = Clock::now();
   auto n = disk_->Read(key, dst, capacity);
   read_latency_.Add(Clock::now() - start);
@@ -446,8 +447,10 @@ Result<size_t> DiskTier::TimedRead(const std::string& key, void* dst, size_t cap
     lost_.push_back(key);
   }
   if (!n.ok()) return AsStoreError(n.status());
-  readbacks_.fetch_add(1, std::memory_order_relaxed);
-  readback_bytes_.fetch_add(*n, std::memory_order_relaxed);
+  if (readback) {
+    readbacks_.fetch_add(1, std::memory_order_relaxed);
+    readback_bytes_.fetch_add(*n, std::memory_order_relaxed);
+  }
   return n;
 }
 

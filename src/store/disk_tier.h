@@ -120,7 +120,10 @@ class DiskTier {
   // disk limit: the master hears of the evicted copies before their buckets go.
   Status MakeRoom(uint64_t bucket_bytes);
   void ReclaimExpiredStaging();
-  Result<size_t> TimedRead(const std::string& key, void* dst, size_t capacity);
+  // Reads a copy (timed); `readback`: a read for a reader (counted as a read-back), not a
+  // promotion.
+  Result<size_t> TimedRead(const std::string& key, void* dst, size_t capacity,
+                           bool readback = true);
 
   struct Histogram {
     std::array<std::atomic<uint64_t>, 12> buckets{};
