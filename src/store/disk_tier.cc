@@ -287,8 +287,7 @@ void DiskTier::WorkLoop() {
     // that they go to disk as a few large buckets rather than many small ones.
     uint64_t bytes = 0;
     for (const rpc::OffloadTask& t : tasks->offloads()) bytes += t.size();
-    for (int more = 0; more < kLingerRounds && bytes > 0 && bytes < options_.bucket_bytes;
-         ++more) {
+    for (int more = 0; more < kLingerRounds && bytes > 0 && bytes < options_.bucket_bytes; ++more) {
       req.set_wait_ms(static_cast<uint32_t>(options_.offload_linger.count()));
       auto next = master_->PollDiskTasks(req);
       if (!next.ok() || next->result().code() != 0 ||
