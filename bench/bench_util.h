@@ -9,7 +9,30 @@
 #include <string>
 #include <vector>
 
+#include <sys/vfs.h>
+
 namespace ferry::bench {
+
+// The file system `dir` is on: "ext4", "tmpfs", "xfs", "btrfs", "overlayfs", else
+// "fs-0x<magic>" ("unknown" when statfs fails).
+inline std::string FsType(const std::string& dir) {
+  struct statfs s;
+  if (statfs(dir.c_str(), &s) != 0) return "unknown";
+  switch (static_cast<unsigned long>(s.f_type)) {
+    case 0xEF53:
+      return "ext4";
+    case 0x01021994:
+      return "tmpfs";
+    case 0x58465342:
+      return "xfs";
+    case 0x9123683E:
+      return "btrfs";
+    case 0x794C7630:
+      return "overlayfs";
+    default:
+      return "fs-0x" + std::to_string(static_cast<unsigned long>(s.f_type));
+  }
+}
 
 // "4096", "64K", "1M", "4MiB", "1G" -> bytes (K = 1024). Returns 0 on malformed input.
 inline uint64_t ParseBytes(const std::string& s) {

@@ -56,25 +56,6 @@ struct Config {
   std::string json_path;
 };
 
-std::string FsType(const std::string& dir) {
-  struct statfs s;
-  if (statfs(dir.c_str(), &s) != 0) return "unknown";
-  switch (static_cast<unsigned long>(s.f_type)) {
-    case 0xEF53:
-      return "ext4";
-    case 0x01021994:
-      return "tmpfs";
-    case 0x58465342:
-      return "xfs";
-    case 0x9123683E:
-      return "btrfs";
-    case 0x794C7630:
-      return "overlayfs";
-    default:
-      return "fs-0x" + std::to_string(static_cast<unsigned long>(s.f_type));
-  }
-}
-
 // sync, then drops the page cache. Returns false where /proc/sys/vm/drop_caches is not
 // writable (not root, or a container).
 bool DropCaches() {
@@ -175,7 +156,7 @@ int main(int argc, char** argv) {
   std::error_code ec;
   fs::remove_all(path, ec);
   fs::create_directories(c.dir, ec);
-  const std::string fs_type = FsType(c.dir);
+  const std::string fs_type = ferry::bench::FsType(c.dir);
   json rows = json::array();
   std::printf("store_disk_bench: %s (%s), %llu MiB of %llu KiB objects, %llu MiB buckets\n",
               c.dir.c_str(), fs_type.c_str(), static_cast<unsigned long long>(c.total_mib),

@@ -91,25 +91,6 @@ std::vector<uint64_t> ParseList(const std::string& text) {
   return out;
 }
 
-std::string FsType(const std::string& dir) {
-  struct statfs s;
-  if (statfs(dir.c_str(), &s) != 0) return "unknown";
-  switch (static_cast<unsigned long>(s.f_type)) {
-    case 0xEF53:
-      return "ext4";
-    case 0x01021994:
-      return "tmpfs";
-    case 0x58465342:
-      return "xfs";
-    case 0x9123683E:
-      return "btrfs";
-    case 0x794C7630:
-      return "overlayfs";
-    default:
-      return "fs-0x" + std::to_string(static_cast<unsigned long>(s.f_type));
-  }
-}
-
 std::unique_ptr<Client> MakeClient(const std::string& master, uint64_t segment,
                                    const std::string& protocol) {
   ClientOptions o;
@@ -334,7 +315,8 @@ int main(int argc, char** argv) {
 
   std::printf(
       "store_wal_bench: log on %s (%s), %.1f s per row and mode, protocol %s, %d writer(s)\n",
-      c.data_dir.c_str(), FsType(c.data_dir).c_str(), c.seconds, c.protocol.c_str(), c.writers);
+      c.data_dir.c_str(), ferry::bench::FsType(c.data_dir).c_str(), c.seconds, c.protocol.c_str(),
+      c.writers);
   std::printf("%8s %6s %14s %14s %10s %10s %7s %8s %10s %10s\n", "size", "batch", "mem obj/s",
               "wal obj/s", "mem GB/s", "wal GB/s", "ratio", "target", "rec/commit", "commit ms");
   json all = json::array();
@@ -385,7 +367,7 @@ int main(int argc, char** argv) {
                   {"wal_commit_ms", wal.commit_ms},
                   {"writers", c.writers},
                   {"failures", mem.failures + wal.failures},
-                  {"fs", FsType(c.data_dir)}};
+                  {"fs", ferry::bench::FsType(c.data_dir)}};
       if (!c.etcd.empty()) {
         row["etcd_objects_per_s"] = ha.objects_per_s;
         row["etcd_ratio"] = ha_ratio;

@@ -12,27 +12,11 @@
 #include <vector>
 
 #include "store/disk/bucket_store.h"
+#include "temp_dir.h"
 
 namespace ferry::store {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = fs::temp_directory_path() / "bucket_store_test.XXXXXX";
-    EXPECT_NE(::mkdtemp(tmpl.data()), nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // The bytes of object `key` with `size` bytes: a stream seeded by the key, so any reader can
 // check what it got.

@@ -27,6 +27,9 @@ import threading
 import time
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from store_harness import answer_channel  # noqa: E402
+
 
 def main():
     p = argparse.ArgumentParser()
@@ -37,15 +40,7 @@ def main():
     p.add_argument("--loop_cap", type=int, default=1200, help="most keys the loop puts")
     p.add_argument("--prefix", default="w")
     args = p.parse_args()
-    # The answers get stdout to themselves: the library's log lines (written to fd 1) go to
-    # stderr instead.
-    answers = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-
-    def answer(reply):
-        answers.write(json.dumps(reply) + "\n")
-        answers.flush()
+    answer = answer_channel()
 
     try:
         import ferry.store as fs

@@ -15,28 +15,13 @@
 
 #include "store/error_code.h"
 #include "store/master/master_service.h"
+#include "temp_dir.h"
 
 namespace ferry::store {
 namespace {
 
 namespace fs = std::filesystem;
 using std::chrono::milliseconds;
-
-class TempDir {
- public:
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "ferry-wal-XXXXXX").string();
-    path_ = mkdtemp(tmpl.data());
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 SegmentInfo Seg(const std::string& id, uint64_t base = 1ull << 32, uint64_t size = 1 << 20) {
   return {id, id + ":17000", "host-" + id, base, size, "client-" + id};

@@ -27,6 +27,9 @@ import os
 import sys
 import traceback
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from store_harness import answer_channel  # noqa: E402
+
 
 def main():
     p = argparse.ArgumentParser()
@@ -35,14 +38,7 @@ def main():
     p.add_argument("--setup", choices=("positional", "dict"), default="positional")
     p.add_argument("--ssd_dir", default="")
     args = p.parse_args()
-    # The answers get stdout to themselves: the library's log lines go to stderr instead.
-    answers = os.fdopen(os.dup(1), "w")
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-
-    def answer(reply):
-        answers.write(json.dumps(reply) + "\n")
-        answers.flush()
+    answer = answer_channel()
 
     try:
         from mooncake.store import MooncakeDistributedStore

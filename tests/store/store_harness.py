@@ -15,6 +15,7 @@ import shutil
 from signal import SIGCONT, SIGKILL, SIGTERM
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,21 @@ FERRY = os.environ.get("FERRY_BIN", "build/bin/ferry")
 ETCD = os.environ.get("ETCD_BIN") or shutil.which("etcd") or "/usr/bin/etcd"
 
 _handed_out = set()
+
+
+def answer_channel():
+    """For worker processes that answer a test in JSON lines on stdout: keeps stdout for the
+    answers (the library's log lines, written to fd 1, go to stderr instead) and returns
+    answer(reply), which writes one line and flushes."""
+    answers = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def answer(reply):
+        answers.write(json.dumps(reply) + "\n")
+        answers.flush()
+
+    return answer
 
 
 def free_port():
