@@ -14,7 +14,7 @@ Baselines: dd bs=1M (write with conv=fdatasync, read after a cache drop); fio se
 1 MiB write/read and 64 KiB random reads (psync, one job) when fio is installed.
 
     PYTHONPATH=build/python python3 bench/store_ssd_throughput.py --ferry build/bin/ferry \
-        [--dir /tmp/ferry_ssd_bench] [--total_mib 1024] [--small_mib 128]
+        [--dir /tmp/ferry_ssd_bench] [--total_mib 1024] [--small_mib 128] [--serial]
 """
 
 import argparse
@@ -52,6 +52,21 @@ def drop_caches():
         return True
     except OSError:
         return False
+
+
+def pretouch(mib):
+    """Fills and frees `mib` MiB of /dev/shm. In a VM whose balloon reports free pages to the
+    host (virtio_balloon here), memory idle for a few seconds costs a host fault per page on
+    its next use, which slows whichever program runs first after a pause (both the member's
+    segment and the page cache it writes through); every program measured here starts right
+    after this, on pages freed a moment ago (as bench/store_disk_bench.sh does)."""
+    path = "/dev/shm/ferry_ssd_bench.pretouch"
+    try:
+        subprocess.run(["dd", "if=/dev/zero", "of=" + path, "bs=1M", "count=%d" % mib],
+                       capture_output=True)
+    finally:
+        if os.path.exists(path):
+            os.unlink(path)
 
 
 def dd(args):
@@ -111,11 +126,13 @@ class Pool:
                 p.kill()
 
 
-def put_all(client, prefix, count, size, batch=32):
+def put_all(client, prefix, count, size, batch=32, after_batch=None):
     value = os.urandom(size)
     keys = ["%s%d" % (prefix, i) for i in range(count)]
     for b in range(0, count, batch):
         client.put_batch(keys[b:b + batch], [value] * len(keys[b:b + batch]))
+        if after_batch is not None:
+            after_batch(b + len(keys[b:b + batch]))
     return keys, value
 
 
@@ -143,6 +160,8 @@ def main():
     ap.add_argument("--dir", default="/tmp/ferry_ssd_bench")
     ap.add_argument("--total_mib", type=int, default=1024)
     ap.add_argument("--small_mib", type=int, default=128)
+    ap.add_argument("--serial", action="store_true",
+                    help="wait for each batch's offload before the next put")
     a = ap.parse_args()
     shutil.rmtree(a.dir, ignore_errors=True)
     os.makedirs(a.dir)
@@ -153,14 +172,19 @@ def main():
     n_small = a.small_mib * 16
     pool = Pool(a.ferry, tmp, disk_dir, a.total_mib + a.small_mib + 256)
     try:
+        pretouch(4 * a.total_mib + a.small_mib + 512)
         pool.start_member()
         client = fs.Store(pool.master_addr, protocol="tcp", transfer_timeout=60)
         # Offload write, 1 MiB.
         t0 = time.monotonic()
-        big_keys, big_value = put_all(client, "big", n_big, MIB)
+        # --serial: each batch of 64 is on disk before the next is put, so that the disk
+        # writes do not share the CPUs with the puts' transfers.
+        wait = (lambda done: wait_offloaded(pool, done)) if a.serial else None
+        big_keys, big_value = put_all(client, "big", n_big, MIB, batch=64, after_batch=wait)
         wait_offloaded(pool, n_big)
         t_offload = time.monotonic() - t0
         disk_write_s = metric(pool.member_metrics, "ferry_store_disk_write_seconds_sum")
+        buckets = metric(pool.member_metrics, "ferry_store_disk_write_seconds_count")
         small_keys, small_value = put_all(client, "small", n_small, 64 << 10)
         wait_offloaded(pool, n_big + n_small)
         # Read-back: the member again on its directory, its copies now disk-only.
@@ -179,11 +203,13 @@ def main():
 
     dd_file = os.path.join(a.dir, "dd.bin")
     dd_w = dd(["if=/dev/urandom", "of=/dev/null", "bs=1M", "count=1"])  # warm dd itself
+    pretouch(4 * a.total_mib + a.small_mib + 512)
     dd_w = dd(["if=/dev/zero", "of=" + dd_file, "bs=1M", "count=%d" % n_big, "conv=fdatasync"])
     drop_caches()
     dd_r = dd(["if=" + dd_file, "of=/dev/null", "bs=1M"])
     os.unlink(dd_file)
     fio_file = os.path.join(a.dir, "fio.bin")
+    pretouch(4 * a.total_mib + a.small_mib + 512)
     fio_w = fio("w", fio_file, "write", "1M", n_big)
     drop_caches()
     fio_r = fio("r", fio_file, "read", "1M", n_big)
@@ -201,6 +227,7 @@ def main():
     small_batch_ops = n_small / t_small_batch
     small_one_ops = len(one) / t_small_one
     print("page cache dropped before reads: %s" % ("yes" if dropped else "no (reads warm)"))
+    print("offload: %d buckets written, %.1f MiB each on average" % (buckets, n_big / max(buckets, 1)))
     print("%-34s %10s %10s %8s %10s %8s" % ("figure", "Ferry", "dd", "ratio", "fio", "ratio"))
 
     def row(name, ferry_v, dd_v, fio_v, unit):

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <future>
 #include <utility>
 
 #include "common/crypto.h"
@@ -840,8 +841,9 @@ MemberClient& ClientImpl::MemberAt(const std::string& address) {
 void ClientImpl::ReadDiskCopies(std::span<const std::string> keys, const std::vector<size_t>& which,
                                 std::vector<ReadPlan>* plans,
                                 std::vector<std::vector<Piece>>* dest) {
-  constexpr int kMaxKeysPerCall = 1024;  // the Member service's limit
-  constexpr int kRounds = 8;             // while the owner's staging memory is full
+  constexpr int kMaxKeysPerCall = 1024;      // the Member service's limit
+  constexpr int kRounds = 8;                 // while the owner's staging memory is full
+  constexpr uint64_t kChunkBytes = 4 << 20;  // one ReadDisk's bytes (two in flight)
   std::map<std::string, std::vector<size_t>> by_owner;
   for (size_t i : which) {
     ReadPlan& plan = (*plans)[i];
@@ -863,13 +865,34 @@ void ClientImpl::ReadDiskCopies(std::span<const std::string> keys, const std::ve
       // Staging full at the owner: give other readers a moment to release theirs.
       if (round > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5 * round));
       std::vector<size_t> again;
-      for (size_t begin = 0; begin < todo.size(); begin += kMaxKeysPerCall) {
-        const size_t end = std::min(todo.size(), begin + kMaxKeysPerCall);
+      // Chunks of at most kChunkBytes (one key at least), pipelined: the owner reads chunk
+      // c + 1 from disk while this client pulls chunk c over the network.
+      std::vector<std::pair<size_t, size_t>> chunks;
+      for (size_t begin = 0; begin < todo.size();) {
+        size_t end = begin;
+        uint64_t bytes = 0;
+        while (end < todo.size() && end - begin < kMaxKeysPerCall &&
+               (end == begin || bytes + (*plans)[todo[end]].size <= kChunkBytes)) {
+          bytes += (*plans)[todo[end]].size;
+          ++end;
+        }
+        chunks.emplace_back(begin, end);
+        begin = end;
+      }
+      auto ask = [&](size_t c) {
         rpc::ReadDiskRequest req;
-        for (size_t t = begin; t < end; ++t) req.add_keys(keys[todo[t]]);
+        for (size_t t = chunks[c].first; t < chunks[c].second; ++t) req.add_keys(keys[todo[t]]);
         rpcs_.fetch_add(1, std::memory_order_relaxed);
-        auto rep = member.ReadDisk(req);
-        if (rep.ok() && rep->items_size() != req.keys_size()) {
+        return std::async(std::launch::async,
+                          [&member, req = std::move(req)] { return member.ReadDisk(req); });
+      };
+      std::future<Result<rpc::ReadDiskReply>> next;
+      if (!chunks.empty()) next = ask(0);
+      for (size_t c = 0; c < chunks.size(); ++c) {
+        const auto [begin, end] = chunks[c];
+        auto rep = next.get();
+        if (c + 1 < chunks.size()) next = ask(c + 1);
+        if (rep.ok() && rep->items_size() != static_cast<int>(end - begin)) {
           rep = StoreError(ErrorCode::kRpcFail, "the member's ReadDisk reply has the wrong count");
         }
         if (!rep.ok()) {
