@@ -14,7 +14,8 @@ Baselines: dd bs=1M (write with conv=fdatasync, read after a cache drop); fio se
 1 MiB write/read and 64 KiB random reads (psync, one job) when fio is installed.
 
     PYTHONPATH=build/python python3 bench/store_ssd_throughput.py --ferry build/bin/ferry \
-        [--dir /tmp/ferry_ssd_bench] [--total_mib 1024] [--small_mib 128] [--serial]
+        [--dir /tmp/ferry_ssd_bench] [--total_mib 1024] [--small_mib 128] [--serial] \
+        [--protocol tcp|shm]
 """
 
 import argparse
@@ -91,8 +92,9 @@ def fio(name, path, rw, bs, size_mib, direct=0):
 
 
 class Pool:
-    def __init__(self, ferry, tmp, disk_dir, segment_mib):
+    def __init__(self, ferry, tmp, disk_dir, segment_mib, protocol):
         self.ferry, self.tmp, self.disk_dir, self.segment_mib = ferry, tmp, disk_dir, segment_mib
+        self.protocol = protocol
         port = free_port()
         self.master_addr = "127.0.0.1:%d" % port
         self.master_metrics = free_port()
@@ -108,7 +110,7 @@ class Pool:
         self.member_metrics = free_port()
         self.member = Proc("member", [self.ferry, "store", "member", "--local_hostname",
                                       "127.0.0.1", "--master_server_address", self.master_addr,
-                                      "--protocol", "tcp", "--global_segment_size",
+                                      "--protocol", self.protocol, "--global_segment_size",
                                       "%dMB" % self.segment_mib, "--enable_ssd_offload",
                                       "--ssd_offload_path", self.disk_dir, "--metrics_port",
                                       self.member_metrics],
@@ -160,6 +162,8 @@ def main():
     ap.add_argument("--dir", default="/tmp/ferry_ssd_bench")
     ap.add_argument("--total_mib", type=int, default=1024)
     ap.add_argument("--small_mib", type=int, default=128)
+    ap.add_argument("--protocol", default="tcp", help="tcp, or shm (reader and owner on one host)")
+    ap.add_argument("--batch", type=int, default=64, help="1 MiB objects per get_batch")
     ap.add_argument("--serial", action="store_true",
                     help="wait for each batch's offload before the next put")
     a = ap.parse_args()
@@ -170,11 +174,12 @@ def main():
     rows = []
     n_big = a.total_mib
     n_small = a.small_mib * 16
-    pool = Pool(a.ferry, tmp, disk_dir, a.total_mib + a.small_mib + 256)
+    pool = Pool(a.ferry, tmp, disk_dir, a.total_mib + a.small_mib + 256, a.protocol)
     try:
         pretouch(4 * a.total_mib + a.small_mib + 512)
         pool.start_member()
-        client = fs.Store(pool.master_addr, protocol="tcp", transfer_timeout=60)
+        client = fs.Store(pool.master_addr, protocol=a.protocol, transfer_timeout=60)
+        print("protocol: %s" % a.protocol)
         # Offload write, 1 MiB.
         t0 = time.monotonic()
         # --serial: each batch of 64 is on disk before the next is put, so that the disk
@@ -191,7 +196,9 @@ def main():
         pool.restart_member()
         time.sleep(0.5)
         dropped = drop_caches()
-        t_read = read_all(client, big_keys, big_value, 16)
+        read_s0 = metric(pool.member_metrics, "ferry_store_disk_read_seconds_sum")
+        t_read = read_all(client, big_keys, big_value, a.batch)
+        disk_read_s = metric(pool.member_metrics, "ferry_store_disk_read_seconds_sum") - read_s0
         drop_caches()
         t_small_batch = read_all(client, small_keys, small_value, 64)
         drop_caches()
@@ -228,6 +235,8 @@ def main():
     small_one_ops = len(one) / t_small_one
     print("page cache dropped before reads: %s" % ("yes" if dropped else "no (reads warm)"))
     print("offload: %d buckets written, %.1f MiB each on average" % (buckets, n_big / max(buckets, 1)))
+    print("read-back 1 MiB: %.2f s in all, %.2f s of it in the owner's disk reads" % (
+        t_read, disk_read_s))
     print("%-34s %10s %10s %8s %10s %8s" % ("figure", "Ferry", "dd", "ratio", "fio", "ratio"))
 
     def row(name, ferry_v, dd_v, fio_v, unit):
@@ -243,7 +252,7 @@ def main():
         "GB/s")
     row("offload write 1 MiB (member disk)", ferry_w_disk, gb / dd_w,
         fio_w and fio_w["bw"] / 1e9, "GB/s")
-    row("read-back 1 MiB, batches of 16", ferry_r, gb / dd_r, fio_r and fio_r["bw"] / 1e9,
+    row("read-back 1 MiB, batches of %d" % a.batch, ferry_r, gb / dd_r, fio_r and fio_r["bw"] / 1e9,
         "GB/s")
     row("read-back 64 KiB, batches of 64", small_batch_ops, None,
         fio_small and fio_small["iops"], "ops/s")

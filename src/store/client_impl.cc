@@ -879,9 +879,12 @@ void ClientImpl::ReadDiskCopies(std::span<const std::string> keys, const std::ve
         chunks.emplace_back(begin, end);
         begin = end;
       }
+      std::vector<uint64_t> pulled;  // tokens of chunks pulled, released with the next ask
       auto ask = [&](size_t c) {
         rpc::ReadDiskRequest req;
         for (size_t t = chunks[c].first; t < chunks[c].second; ++t) req.add_keys(keys[todo[t]]);
+        for (uint64_t token : pulled) req.add_release(token);
+        pulled.clear();
         rpcs_.fetch_add(1, std::memory_order_relaxed);
         return std::async(std::launch::async,
                           [&member, req = std::move(req)] { return member.ReadDisk(req); });
@@ -926,8 +929,9 @@ void ClientImpl::ReadDiskCopies(std::span<const std::string> keys, const std::ve
         }
         std::vector<Status> moved = Execute(TransferOp::kRead, groups);
         for (size_t g = 0; g < moving.size(); ++g) (*plans)[moving[g]].status = moved[g];
-        if (rep->token() != 0) (void)member.ReleaseDisk(rep->token());
+        if (rep->token() != 0) pulled.push_back(rep->token());
       }
+      if (!pulled.empty()) (void)member.ReleaseDisk(pulled);
       todo = std::move(again);
     }
   }

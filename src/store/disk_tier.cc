@@ -56,17 +56,22 @@ class MemberRpcService final : public rpc::Member::Service {
   grpc::Status ReadDisk(grpc::ServerContext* ctx, const rpc::ReadDiskRequest* req,
                         rpc::ReadDiskReply* rep) override {
     if (grpc::Status s = Check(ctx, "ReadDisk", *req); !s.ok()) return s;
-    if (req->keys_size() > kMaxReadKeys) {
+    if (req->keys_size() > kMaxReadKeys || req->release_size() > kMaxReadKeys) {
       return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          fmt::format("{} keys; the limit is {}", req->keys_size(), kMaxReadKeys));
+                          fmt::format("{} keys, {} tokens; the limit is {}", req->keys_size(),
+                                      req->release_size(), kMaxReadKeys));
     }
+    for (uint64_t token : req->release()) tier_->ReleaseForPeer(token);
     tier_->ReadForPeer(*req, rep);
     return grpc::Status::OK;
   }
   grpc::Status ReleaseDisk(grpc::ServerContext* ctx, const rpc::ReleaseDiskRequest* req,
                            rpc::ReleaseDiskReply* rep) override {
     if (grpc::Status s = Check(ctx, "ReleaseDisk", *req); !s.ok()) return s;
-    tier_->ReleaseForPeer(req->token());
+    if (req->tokens_size() > kMaxReadKeys) {
+      return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many tokens");
+    }
+    for (uint64_t token : req->tokens()) tier_->ReleaseForPeer(token);
     SetResult(rep->mutable_result(), OkStatus());
     return grpc::Status::OK;
   }

@@ -41,9 +41,9 @@ Result<rpc::ReadDiskReply> MemberClient::ReadDisk(const rpc::ReadDiskRequest& re
                                                         req);
 }
 
-Status MemberClient::ReleaseDisk(uint64_t token) {
+Status MemberClient::ReleaseDisk(const std::vector<uint64_t>& tokens) {
   rpc::ReleaseDiskRequest req;
-  req.set_token(token);
+  for (uint64_t t : tokens) req.add_tokens(t);
   auto rep = Call<rpc::ReleaseDiskRequest, rpc::ReleaseDiskReply>(
       "ReleaseDisk", &rpc::Member::Stub::ReleaseDisk, req);
   return rep.ok() ? ToStatus(rep->result()) : rep.status();

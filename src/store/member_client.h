@@ -7,8 +7,8 @@
 //   rpc::ReadDiskRequest req;
 //   req.add_keys("k");
 //   FERRY_ASSIGN_OR_RETURN(rpc::ReadDiskReply rep, m.ReadDisk(req));
-//   // ... read rep.items(0).staged() ..., then:
-//   (void)m.ReleaseDisk(rep.token());
+//   // ... read rep.items(0).staged() ..., then (or in the next ReadDisk's `release`):
+//   (void)m.ReleaseDisk({rep.token()});
 //
 // Errors: RPC_FAIL when the member does not answer within the deadline.
 // Thread-safe.
@@ -17,6 +17,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/message_auth.h"
 #include "ferry/status.h"
@@ -29,7 +30,7 @@ class MemberClient {
   MemberClient(std::string address, const std::string& secret, std::chrono::milliseconds timeout);
 
   Result<rpc::ReadDiskReply> ReadDisk(const rpc::ReadDiskRequest& req);
-  Status ReleaseDisk(uint64_t token);
+  Status ReleaseDisk(const std::vector<uint64_t>& tokens);
 
  private:
   template <typename Req, typename Rep, typename Fn>
