@@ -176,6 +176,10 @@ TEST_F(MasterDiskTierTest, AnOutcomeForAnObjectRemovedMeanwhileIsGone) {
   EXPECT_TRUE(Offloaded(Poll()).empty());
   ASSERT_TRUE(m_->Remove("j", /*force=*/true).ok());
   EXPECT_EQ(Poll().deletes, std::vector<std::string>{"j"});
+  // A stale report for a copy this member has registered since (a master restart) keeps it.
+  ASSERT_TRUE(RegisterTier({{"a", 10}}).ok());
+  EXPECT_TRUE(m_->ReportDiskTasks("c1", {{"a", 12345, OkStatus()}}, {}, {}).empty());
+  EXPECT_EQ(Tiers("a"), std::vector{ReplicaTier::kLocalDisk});
 }
 
 TEST_F(MasterDiskTierTest, AReplacedObjectIgnoresTheOldOffload) {

@@ -892,7 +892,11 @@ std::vector<std::string> MasterService::ReportDiskTasks(
     const bool current = it != shard.objects.end() && it->second.work == DiskWork::kOffload &&
                          it->second.work_ticket == o.ticket;
     if (!current) {
-      if (o.status.ok()) gone.push_back(o.key);
+      // Stale; unless the copy is already this member's (registered meanwhile, e.g. after
+      // a master restart), the member deletes what it wrote.
+      const bool kept =
+          it != shard.objects.end() && it->second.disk && it->second.disk->client_id == client_id;
+      if (o.status.ok() && !kept) gone.push_back(o.key);
       continue;
     }
     Object& obj = it->second;
