@@ -370,8 +370,7 @@ std::vector<Status> ClientImpl::Execute(TransferOp op,
       if (m.length == 0) continue;
       if (m.segment_name == local_name_ && segment_base_ != nullptr) {
         // This process's own segment: checked against its bounds, then one memcpy.
-        if (m.remote < seg_begin || m.remote - seg_begin > segment_size_ ||
-            m.length > segment_size_ - (m.remote - seg_begin)) {
+        if (!RangeWithin(seg_begin, segment_size_, m.remote, m.length)) {
           results[g] = StoreError(ErrorCode::kInvalidReplica,
                                   "a replica range lies outside this client's segment");
           break;
@@ -841,9 +840,6 @@ MemberClient& ClientImpl::MemberAt(const std::string& address) {
 void ClientImpl::ReadDiskCopies(std::span<const std::string> keys, const std::vector<size_t>& which,
                                 std::vector<ReadPlan>* plans,
                                 std::vector<std::vector<Piece>>* dest) {
-  constexpr int kMaxKeysPerCall = 1024;      // the Member service's limit
-  constexpr int kRounds = 8;                 // while the owner's staging memory is full
-  constexpr uint64_t kChunkBytes = 4 << 20;  // one ReadDisk's bytes (two in flight)
   std::map<std::string, std::vector<size_t>> by_owner;
   for (size_t i : which) {
     ReadPlan& plan = (*plans)[i];
@@ -853,88 +849,97 @@ void ClientImpl::ReadDiskCopies(std::span<const std::string> keys, const std::ve
   }
   for (auto& [address, owned] : by_owner) {
     if (disk_tier_ && address == disk_tier_->rpc_address()) {
-      for (size_t i : owned) {
-        auto n = disk_tier_->ReadLocal(keys[i], (*dest)[i]);
-        (*plans)[i].status = n.status();
-      }
+      for (size_t i : owned)
+        (*plans)[i].status = disk_tier_->ReadLocal(keys[i], (*dest)[i]).status();
       continue;
     }
+    constexpr int kRounds = 8;  // while the owner's staging memory is full
     MemberClient& member = MemberAt(address);
-    std::vector<size_t> todo = owned;
+    std::vector<size_t> todo = std::move(owned);
     for (int round = 0; round < kRounds && !todo.empty(); ++round) {
       // Staging full at the owner: give other readers a moment to release theirs.
       if (round > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5 * round));
-      std::vector<size_t> again;
-      // Chunks of at most kChunkBytes (one key at least), pipelined: the owner reads chunk
-      // c + 1 from disk while this client pulls chunk c over the network.
-      std::vector<std::pair<size_t, size_t>> chunks;
-      for (size_t begin = 0; begin < todo.size();) {
-        size_t end = begin;
-        uint64_t bytes = 0;
-        while (end < todo.size() && end - begin < kMaxKeysPerCall &&
-               (end == begin || bytes + (*plans)[todo[end]].size <= kChunkBytes)) {
-          bytes += (*plans)[todo[end]].size;
-          ++end;
-        }
-        chunks.emplace_back(begin, end);
-        begin = end;
-      }
-      std::vector<uint64_t> pulled;  // tokens of chunks pulled, released with the next ask
-      auto ask = [&](size_t c) {
-        rpc::ReadDiskRequest req;
-        for (size_t t = chunks[c].first; t < chunks[c].second; ++t) req.add_keys(keys[todo[t]]);
-        for (uint64_t token : pulled) req.add_release(token);
-        pulled.clear();
-        rpcs_.fetch_add(1, std::memory_order_relaxed);
-        return std::async(std::launch::async,
-                          [&member, req = std::move(req)] { return member.ReadDisk(req); });
-      };
-      std::future<Result<rpc::ReadDiskReply>> next;
-      if (!chunks.empty()) next = ask(0);
-      for (size_t c = 0; c < chunks.size(); ++c) {
-        const auto [begin, end] = chunks[c];
-        auto rep = next.get();
-        if (c + 1 < chunks.size()) next = ask(c + 1);
-        if (rep.ok() && rep->items_size() != static_cast<int>(end - begin)) {
-          rep = StoreError(ErrorCode::kRpcFail, "the member's ReadDisk reply has the wrong count");
-        }
-        if (!rep.ok()) {
-          rpc_failures_.fetch_add(1, std::memory_order_relaxed);
-          for (size_t t = begin; t < end; ++t) (*plans)[todo[t]].status = rep.status();
-          continue;
-        }
-        std::vector<std::vector<Move>> groups;
-        std::vector<size_t> moving;
-        for (size_t t = begin; t < end; ++t) {
-          const size_t i = todo[t];
-          const rpc::ReadDiskItem& item = rep->items(static_cast<int>(t - begin));
-          Status s = ToStatus(item.result());
-          if (ErrorCodeOf(s) == ErrorCode::kNoAvailableHandle && round + 1 < kRounds) {
-            again.push_back(i);
-            continue;
-          }
-          if (s.ok() && item.staged().length() != (*plans)[i].size) {
-            s = StoreError(ErrorCode::kInvalidReplica, "the member staged the wrong size");
-          }
-          std::vector<Move> moves;
-          if (s.ok()) {
-            rpc::Replica staged;
-            *staged.add_buffers() = item.staged();
-            s = Zip((*dest)[i], staged, &moves);
-          }
-          (*plans)[i].status = s;
-          if (!s.ok()) continue;
-          groups.push_back(std::move(moves));
-          moving.push_back(i);
-        }
-        std::vector<Status> moved = Execute(TransferOp::kRead, groups);
-        for (size_t g = 0; g < moving.size(); ++g) (*plans)[moving[g]].status = moved[g];
-        if (rep->token() != 0) pulled.push_back(rep->token());
-      }
-      if (!pulled.empty()) (void)member.ReleaseDisk(pulled);
-      todo = std::move(again);
+      todo = ReadFromOwner(member, keys, todo, round + 1 < kRounds, plans, dest);
     }
   }
+}
+
+std::vector<size_t> ClientImpl::ReadFromOwner(MemberClient& member,
+                                              std::span<const std::string> keys,
+                                              const std::vector<size_t>& todo, bool may_retry,
+                                              std::vector<ReadPlan>* plans,
+                                              std::vector<std::vector<Piece>>* dest) {
+  constexpr size_t kMaxKeysPerCall = 1024;   // the Member service's limit
+  constexpr uint64_t kChunkBytes = 4 << 20;  // one ReadDisk's bytes (two in flight)
+  // Chunks of at most kChunkBytes (one key at least), pipelined: the owner reads chunk c + 1
+  // from disk while this client pulls chunk c.
+  std::vector<std::pair<size_t, size_t>> chunks;
+  for (size_t begin = 0; begin < todo.size();) {
+    size_t end = begin;
+    uint64_t bytes = 0;
+    while (end < todo.size() && end - begin < kMaxKeysPerCall &&
+           (end == begin || bytes + (*plans)[todo[end]].size <= kChunkBytes)) {
+      bytes += (*plans)[todo[end]].size;
+      ++end;
+    }
+    chunks.emplace_back(begin, end);
+    begin = end;
+  }
+  std::vector<uint64_t> pulled;  // tokens of chunks pulled, released with the next ask
+  auto ask = [&](size_t c) {
+    rpc::ReadDiskRequest req;
+    for (size_t t = chunks[c].first; t < chunks[c].second; ++t) req.add_keys(keys[todo[t]]);
+    for (uint64_t token : pulled) req.add_release(token);
+    pulled.clear();
+    rpcs_.fetch_add(1, std::memory_order_relaxed);
+    return std::async(std::launch::async,
+                      [&member, req = std::move(req)] { return member.ReadDisk(req); });
+  };
+  std::vector<size_t> again;  // staging was full: ask again
+  std::future<Result<rpc::ReadDiskReply>> next;
+  if (!chunks.empty()) next = ask(0);
+  for (size_t c = 0; c < chunks.size(); ++c) {
+    const auto [begin, end] = chunks[c];
+    auto rep = next.get();
+    if (c + 1 < chunks.size()) next = ask(c + 1);
+    if (rep.ok() && rep->items_size() != static_cast<int>(end - begin)) {
+      rep = StoreError(ErrorCode::kRpcFail, "the member's ReadDisk reply has the wrong count");
+    }
+    if (!rep.ok()) {
+      rpc_failures_.fetch_add(1, std::memory_order_relaxed);
+      for (size_t t = begin; t < end; ++t) (*plans)[todo[t]].status = rep.status();
+      continue;
+    }
+    std::vector<std::vector<Move>> groups;
+    std::vector<size_t> moving;
+    for (size_t t = begin; t < end; ++t) {
+      const size_t i = todo[t];
+      const rpc::ReadDiskItem& item = rep->items(static_cast<int>(t - begin));
+      Status s = ToStatus(item.result());
+      if (ErrorCodeOf(s) == ErrorCode::kNoAvailableHandle && may_retry) {
+        again.push_back(i);
+        continue;
+      }
+      if (s.ok() && item.staged().length() != (*plans)[i].size) {
+        s = StoreError(ErrorCode::kInvalidReplica, "the member staged the wrong size");
+      }
+      std::vector<Move> moves;
+      if (s.ok()) {
+        rpc::Replica staged;
+        *staged.add_buffers() = item.staged();
+        s = Zip((*dest)[i], staged, &moves);
+      }
+      (*plans)[i].status = s;
+      if (!s.ok()) continue;
+      groups.push_back(std::move(moves));
+      moving.push_back(i);
+    }
+    std::vector<Status> moved = Execute(TransferOp::kRead, groups);
+    for (size_t g = 0; g < moving.size(); ++g) (*plans)[moving[g]].status = moved[g];
+    if (rep->token() != 0) pulled.push_back(rep->token());
+  }
+  if (!pulled.empty()) (void)member.ReleaseDisk(pulled);
+  return again;
 }
 
 Result<std::string> ClientImpl::Get(std::string_view key) {

@@ -127,6 +127,12 @@ class ClientImpl final : public Client {
   // status.
   void ReadDiskCopies(std::span<const std::string> keys, const std::vector<size_t>& which,
                       std::vector<ReadPlan>* plans, std::vector<std::vector<Piece>>* dest);
+  // One round of ReadDiskCopies at a remote owner for keys[i], i in `todo`; returns the
+  // keys to ask again (the owner's staging was full; only when `may_retry`).
+  std::vector<size_t> ReadFromOwner(MemberClient& member, std::span<const std::string> keys,
+                                    const std::vector<size_t>& todo, bool may_retry,
+                                    std::vector<ReadPlan>* plans,
+                                    std::vector<std::vector<Piece>>* dest);
   MemberClient& MemberAt(const std::string& address);
   // Starts the SSD tier (options_.enable_ssd_offload or the environment).
   Status StartDiskTier();

@@ -361,9 +361,8 @@ void DiskTier::Offload(const std::vector<const rpc::OffloadTask*>& batch,
   };
   for (const rpc::OffloadTask* t : batch) {
     // The master's claim is checked: the range must lie inside this member's segment.
-    if (t->size() == 0 || t->address() < base || t->address() - base > self_.segment_size ||
-        t->size() > self_.segment_size - (t->address() - base) || t->key().empty() ||
-        t->key().size() > kMaxKeyBytes) {
+    if (t->size() == 0 || !RangeWithin(base, self_.segment_size, t->address(), t->size()) ||
+        t->key().empty() || t->key().size() > kMaxKeyBytes) {
       report(*t, StoreError(ErrorCode::kInvalidParams,
                             "offload task outside this member's segment or with a bad key"));
       continue;
@@ -416,8 +415,7 @@ void DiskTier::Promote(const rpc::PromoteTask& t, rpc::ReportDiskTasksRequest* o
     s = StoreError(ErrorCode::kInvalidParams, "promotion destination of the wrong size");
   } else if (dest.segment_name() == self_.segment_name) {
     // Into this member's own segment: straight from disk, checked against its bounds.
-    if (dest.address() < base || dest.address() - base > self_.segment_size ||
-        t.size() > self_.segment_size - (dest.address() - base)) {
+    if (!RangeWithin(base, self_.segment_size, dest.address(), t.size())) {
       s = StoreError(ErrorCode::kInvalidParams, "promotion destination outside the segment");
     } else {
       s = TimedRead(t.key(), reinterpret_cast<void*>(dest.address()), t.size(), false).status();

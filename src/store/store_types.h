@@ -56,6 +56,12 @@ struct ReplicaDescriptor {
   bool is_local_disk_replica() const { return tier == ReplicaTier::kLocalDisk; }
 };
 
+// Whether [addr, addr + length) lies inside [base, base + size), without overflow: how a
+// member checks a range someone else named in its own segment.
+inline bool RangeWithin(uint64_t base, uint64_t size, uint64_t addr, uint64_t length) {
+  return addr >= base && addr - base <= size && length <= size - (addr - base);
+}
+
 // One piece of a scatter-gather object: registered memory of this process.
 struct Piece {
   void* addr = nullptr;
