@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <iterator>
 #include <tuple>
 #include <utility>
 
@@ -935,13 +936,19 @@ std::vector<std::string> MasterService::ReportDiskTasks(
     if (it == shard.objects.end() || !it->second.disk || it->second.disk->client_id != client_id) {
       continue;
     }
-    Object& obj = it->second;
-    obj.disk.reset();
     disk_evictions_.fetch_add(1, std::memory_order_relaxed);
-    if (obj.work == DiskWork::kPromote) EndDiskWork(obj, now);
-    if (obj.replicas.empty()) Erase(shard, it, now);
+    ForgetDiskCopy(shard, it, now);
   }
   return gone;
+}
+
+MasterService::ObjectMap::iterator MasterService::ForgetDiskCopy(Shard& shard,
+                                                                 ObjectMap::iterator it,
+                                                                 Clock::time_point now) {
+  Object& obj = it->second;
+  obj.disk.reset();
+  if (obj.work == DiskWork::kPromote) EndDiskWork(obj, now);
+  return obj.replicas.empty() ? Erase(shard, it, now) : std::next(it);
 }
 
 void MasterService::DropDiskCopies(const std::vector<std::string>& clients, Clock::time_point now) {
@@ -955,18 +962,7 @@ void MasterService::DropDiskCopies(const std::vector<std::string>& clients, Cloc
     Shard& shard = shards_[i];
     std::lock_guard<std::mutex> lock(shard.mu);
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
-      Object& obj = it->second;
-      if (!gone(obj)) {
-        ++it;
-        continue;
-      }
-      obj.disk.reset();
-      if (obj.work == DiskWork::kPromote) EndDiskWork(obj, now);
-      if (obj.replicas.empty()) {
-        it = Erase(shard, it, now);
-      } else {
-        ++it;
-      }
+      it = gone(it->second) ? ForgetDiskCopy(shard, it, now) : std::next(it);
     }
   }
 }

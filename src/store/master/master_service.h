@@ -326,6 +326,9 @@ class MasterService {
   void EndDiskWork(Object& obj, Clock::time_point now);
   // A read of a disk-only object: counts it and starts a promotion when due.
   void NoteDiskRead(const std::string& key, Object& obj, Clock::time_point now);
+  // Drops the object's disk copy (REQUIRES shard.mu) and its promotion, the object too when
+  // no memory copy is left. Returns the next entry.
+  ObjectMap::iterator ForgetDiskCopy(Shard& shard, ObjectMap::iterator it, Clock::time_point now);
   // Drops the disk copies on these members' tiers; objects left with no copy go.
   void DropDiskCopies(const std::vector<std::string>& clients, Clock::time_point now);
   std::vector<ReplicaDescriptor> Describe(const Object& obj) const;
