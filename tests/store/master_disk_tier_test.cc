@@ -34,7 +34,7 @@ class MasterDiskTierTest : public ::testing::Test {
     ASSERT_TRUE(m_->MountSegment({"s1", "m1:1", "h1", 1ull << 32, kSegment, "c1"}).ok());
   }
   Status RegisterTier(const std::vector<DiskObjectInfo>& objects = {}) {
-    auto r = m_->RegisterDiskTier({"c1", "m1:1", "h1", "m1:2"}, objects);
+    auto r = m_->RegisterDiskTier({"c1", "m1:1", "h1", "m1:2", ""}, objects);
     if (!r.ok()) return r.status();
     for (const Status& s : *r) {
       if (!s.ok()) return s;
@@ -198,7 +198,7 @@ TEST_F(MasterDiskTierTest, AReplacedObjectIgnoresTheOldOffload) {
 
 TEST_F(MasterDiskTierTest, RegistrationAfterARestartRecreatesDiskOnlyObjects) {
   ASSERT_TRUE(Put("mem").ok());
-  auto r = m_->RegisterDiskTier({"c1", "m1:1", "h1", "m1:2"},
+  auto r = m_->RegisterDiskTier({"c1", "m1:1", "h1", "m1:2", ""},
                                 {{"a", 100}, {"mem", kObject}, {"mem2", 5}, {"", 3}});
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   ASSERT_EQ(r->size(), 4u);
@@ -210,14 +210,14 @@ TEST_F(MasterDiskTierTest, RegistrationAfterARestartRecreatesDiskOnlyObjects) {
   EXPECT_EQ(Tiers("a"), std::vector{ReplicaTier::kLocalDisk});
   EXPECT_EQ(Tiers("mem"), std::vector{ReplicaTier::kMemory});
   // Registering its own copy again is fine; another size is not.
-  auto again = m_->RegisterDiskTier({"c1", "m1:1", "h1", "m1:2"}, {{"a", 100}});
+  auto again = m_->RegisterDiskTier({"c1", "m1:1", "h1", "m1:2", ""}, {{"a", 100}});
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE((*again)[0].ok());
-  again = m_->RegisterDiskTier({"c1", "m1:1", "h1", "m1:2"}, {{"a", 101}});
+  again = m_->RegisterDiskTier({"c1", "m1:1", "h1", "m1:2", ""}, {{"a", 101}});
   ASSERT_TRUE(again.ok());
   EXPECT_EQ(ErrorCodeOf((*again)[0]), ErrorCode::kObjectAlreadyExists);
   // Without the tier, or without a segment, registration is refused.
-  EXPECT_FALSE(m_->RegisterDiskTier({"c9", "m9:1", "h9", "m9:2"}, {}).ok());
+  EXPECT_FALSE(m_->RegisterDiskTier({"c9", "m9:1", "h9", "m9:2", ""}, {}).ok());
   Reset(MasterServiceOptions{});
   EXPECT_EQ(ErrorCodeOf(RegisterTier()), ErrorCode::kUnavailableInCurrentMode);
 }
@@ -329,7 +329,7 @@ TEST_F(MasterDiskTierTest, DiskOnlyObjectsStayOutOfTheLog) {
     auto m = MasterService::Create(o);
     ASSERT_TRUE(m.ok()) << m.status().ToString();
     ASSERT_TRUE((*m)->MountSegment({"s1", "m1:1", "h1", 1ull << 32, kSegment, "c1"}).ok());
-    ASSERT_TRUE((*m)->RegisterDiskTier({"c1", "m1:1", "h1", "m1:2"}, {{"disk", 10}}).ok());
+    ASSERT_TRUE((*m)->RegisterDiskTier({"c1", "m1:1", "h1", "m1:2", ""}, {{"disk", 10}}).ok());
     ASSERT_TRUE((*m)->Checkpoint().ok());
     ASSERT_TRUE((*m)->Sync().ok());
   }

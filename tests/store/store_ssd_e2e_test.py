@@ -632,13 +632,20 @@ def test_a_corrupt_object_fails_its_checksum_and_its_neighbours_read(pool_factor
         pool.assert_reads_exact(k)
 
 
-def test_a_full_disk_fails_offloads_and_dram_keeps_working(pool_factory, tmp_path):
+def small_tmpfs(tmp_path):
+    """A 4 MiB tmpfs mounted at tmp_path/small (the test is skipped where mount is refused);
+    the caller adds it to its pool's mounts, which unmounts it."""
     disk = tmp_path / "small"
     disk.mkdir()
     r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
                        capture_output=True)
     if r.returncode != 0:
         pytest.skip("cannot mount a tmpfs: %s" % r.stderr.decode(errors="replace").strip())
+    return disk
+
+
+def test_a_full_disk_fails_offloads_and_dram_keeps_working(pool_factory, tmp_path):
+    disk = small_tmpfs(tmp_path)
     pool = pool_factory(["--enable_offload", "--eager_offload"])
     pool.mounts.append(disk)
     pool.member("a", "64MB", ssd_dir=disk)
@@ -676,12 +683,7 @@ def test_a_full_disk_under_eviction_does_not_stall_puts(pool_factory, tmp_path):
     """No eager offload, DRAM smaller than the data, a 4 MiB tmpfs: once the disk is full
     evicted objects can no longer be offloaded and are evicted as without a tier; puts keep
     succeeding, and whatever the pool lists reads exactly."""
-    disk = tmp_path / "small"
-    disk.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)],
-                       capture_output=True)
-    if r.returncode != 0:
-        pytest.skip("cannot mount a tmpfs: %s" % r.stderr.decode(errors="replace").strip())
+    disk = small_tmpfs(tmp_path)
     pool = pool_factory(["--enable_offload", *EVICT_EARLY])
     pool.mounts.append(disk)
     pool.member("a", "16MB", ssd_dir=disk)
