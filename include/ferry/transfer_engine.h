@@ -109,9 +109,19 @@ struct TransferEngineOptions {
   // "http://host:port/path" (key-value server), "etcd://host:port[,host:port]" (etcd v3).
   // Default: "P2PHANDSHAKE".
   std::string metadata = "P2PHANDSHAKE";
-  // Data transport: "auto" (shm to same-host peers where the kernel allows, tcp otherwise),
-  // or a registered transport name ("tcp", "shm", "fault:<inner>"). Default: "auto".
+  // Data transport, which decides each peer's ordered transport list (the engine moves a
+  // request to the next one in the list when a transport refuses that peer):
+  //   "auto"  shm, tcp   (shm to same-host peers where the kernel allows, tcp otherwise)
+  //   "rdma"  shm, ucx, tcp   (Mooncake's protocol name; ucx picks the host's RDMA NICs;
+  //           without a ucx build: shm, tcp with a warning)
+  //   "tcp"   tcp only
+  //   other   that registered transport, then tcp ("shm", "ucx", "fault:<inner>")
+  // Default: "auto".
   std::string transport = "auto";
+  // NICs a transport may use, comma separated (Mooncake's device_name; ucx: the devices of
+  // UCX_NET_DEVICES, e.g. "mlx5_0:1,mlx5_1:1", striped across when several). Default: ""
+  // (all).
+  std::string device_name;
   // Transport settings as "key=value,key=value" (e.g. the fault transport's
   // "drop=0.01,delay_ms=5,corrupt=0.001,seed=7"). Default: "".
   std::string transport_params;

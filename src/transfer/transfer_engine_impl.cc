@@ -134,6 +134,7 @@ Status TransferEngineImpl::Init() {
   topts.connections_per_peer = options_.connections_per_peer;
   topts.slice_size = options_.slice_size;
   topts.connect_timeout = options_.connect_timeout;
+  topts.device_name = options_.device_name;
   topts.extra = extra;
   FERRY_ASSIGN_OR_RETURN(tcp_, tcp::TcpTransport::Create(topts, this));
   rpc_port_ = tcp_->port();

@@ -55,6 +55,7 @@ struct TransportOptions {
   int connections_per_peer = 2;
   size_t slice_size = 4 << 20;
   std::chrono::milliseconds connect_timeout{5000};
+  std::string device_name;  // NICs to use, comma separated ("" = all); see TransferEngineOptions
   // Transport-specific settings ("fault" reads drop/delay/corrupt rates from here),
   // "key=value" pairs.
   std::vector<std::pair<std::string, std::string>> extra;
@@ -71,17 +72,30 @@ struct Slice {
   std::function<void(const Status&)> done;
 };
 
+// Kinds of memory a transport can move to and from (a bit mask).
+enum MemoryKind : uint32_t {
+  kHostMemory = 1u << 0,  // ordinary process memory (DRAM)
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;
 
   virtual std::string_view name() const = 0;
 
-  // The port this transport serves on, or 0 if it has no server side.
-  virtual uint16_t port() const { return 0; }
+  // Capabilities the engine plans with (never the name).
+  // Whether it reaches only processes on this host (shm).
+  virtual bool same_host_only() const { return false; }
+  // The MemoryKind bits it can move.
+  virtual uint32_t memory_kinds() const { return kHostMemory; }
 
-  // Whether this transport can move data to/from `peer` (e.g. shm: same host_id and the
-  // kernel allows cross-memory attach to peer.pid).
+  // Whether this transport can move data to/from `peer` now (e.g. shm: same host_id and the
+  // kernel allows cross-memory attach to peer.pid; ucx: the peer published ucx worker
+  // addresses and an endpoint to it can be made). A refusal is remembered: once the
+  // transport could not serve a peer for a reason other than the data (handshake refused,
+  // kernel refused, no endpoint), CanReach answers false until ForgetPeer. The engine asks
+  // again after every failed slice, and a transport that now answers false has refused:
+  // the slice moves to the next transport in the peer's list.
   virtual bool CanReach(const SegmentDescriptor& peer) const = 0;
 
   // Starts moving `slices` to/from `peer`. Every slice's done() is called exactly once,

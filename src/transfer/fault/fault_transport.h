@@ -68,7 +68,6 @@ class FaultTransport : public Transport {
   ~FaultTransport() override;
 
   std::string_view name() const override { return name_; }
-  uint16_t port() const override { return inner_->port(); }
   bool CanReach(const SegmentDescriptor& peer) const override { return inner_->CanReach(peer); }
   void Submit(const SegmentDescriptor& peer, std::span<Slice> slices, Deadline deadline) override;
   void ForgetPeer(const std::string& peer_name) override;

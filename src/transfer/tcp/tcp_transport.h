@@ -37,7 +37,7 @@ class TcpTransport : public Transport {
   ~TcpTransport() override;
 
   std::string_view name() const override { return "tcp"; }
-  uint16_t port() const override { return server_ ? server_->port() : 0; }
+  uint16_t port() const { return server_ ? server_->port() : 0; }
   bool CanReach(const SegmentDescriptor& peer) const override { return true; }
   void Submit(const SegmentDescriptor& peer, std::span<Slice> slices, Deadline deadline) override;
   void ForgetPeer(const std::string& peer_name) override;
