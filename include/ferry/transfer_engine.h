@@ -96,6 +96,9 @@ struct TransferCounters {
   // Target side: notifications dropped, oldest first, because more than
   // max_pending_notifications (or max_pending_notification_bytes) waited untaken.
   uint64_t notifications_dropped = 0;
+  // Slices moved to the next transport of a peer's list because the one they went to
+  // refused that peer (e.g. the kernel refused shm's cross-memory attach).
+  uint64_t transport_fallbacks = 0;
 };
 
 struct TransferEngineOptions {

@@ -254,5 +254,5 @@ class TransferEngine:
     def counters(self):
         """Dict of monotonic counters (bytes_written, bytes_read, bytes_received,
         bytes_served, requests_done, requests_failed, inbound_rejected,
-        notifications_dropped)."""
+        notifications_dropped, transport_fallbacks)."""
         return self._engine.counters()

@@ -271,6 +271,7 @@ PYBIND11_MODULE(_ferry, m) {
         d["requests_failed"] = c.requests_failed;
         d["inbound_rejected"] = c.inbound_rejected;
         d["notifications_dropped"] = c.notifications_dropped;
+        d["transport_fallbacks"] = c.transport_fallbacks;
         return d;
       });
 

@@ -370,8 +370,12 @@ std::string MooncakeConnectorImpl::MetricsText() const {
       "# HELP ferry_transfer_engine_notifications_dropped_total Notifications dropped from a "
       "full queue.\n"
       "# TYPE ferry_transfer_engine_notifications_dropped_total counter\n"
-      "ferry_transfer_engine_notifications_dropped_total {}\n",
-      c.inbound_rejected, c.notifications_dropped);
+      "ferry_transfer_engine_notifications_dropped_total {}\n"
+      "# HELP ferry_transfer_engine_transport_fallbacks_total Slices moved to the next "
+      "transport of a peer's list after a transport refused that peer.\n"
+      "# TYPE ferry_transfer_engine_transport_fallbacks_total counter\n"
+      "ferry_transfer_engine_transport_fallbacks_total {}\n",
+      c.inbound_rejected, c.notifications_dropped, c.transport_fallbacks);
   return out;
 }
 

@@ -9,10 +9,6 @@
 namespace ferry::transfer {
 namespace {
 
-// TransferSync of one request up to this size (and one slice) runs on the caller's
-// thread. Larger ones gain nothing from it (measured at 4 MiB) and use the pipelined path.
-constexpr size_t kDirectMax = 256u << 10;
-
 // Bound on the slices of one request (keeps per-request counters in 32 bits).
 constexpr size_t kMaxSlicesPerRequest = 1u << 24;
 
@@ -38,7 +34,7 @@ struct TransferEngineImpl::SliceContext {
   uint64_t remote = 0;
   size_t length = 0;
   Deadline deadline = Deadline::Infinite();
-  bool via_shm = false;
+  Transport* transport = nullptr;  // the one it was handed to last
 };
 
 std::shared_ptr<TransferBatch> TransferEngineImpl::FindBatch(BatchId id) const {
@@ -94,7 +90,10 @@ Status TransferEngineImpl::Resolve(const TransferRequest& r, ResolvedTarget* t) 
                                   "; OpenSegment first");
     }
     t->desc = it->second.desc;
-    t->transport = ChooseTransport(it->second);
+    t->transport = it->second.route.empty() ? nullptr : it->second.route.front();
+  }
+  if (t->transport == nullptr && r.length > 0) {
+    return UnavailableError("no transport of this engine reaches segment " + t->desc->name);
   }
   if (r.length == 0 || t->desc->FindBuffer(r.remote, r.length)) return OkStatus();
   if (!t->refreshed) {
@@ -108,7 +107,10 @@ Status TransferEngineImpl::Resolve(const TransferRequest& r, ResolvedTarget* t) 
     auto it = segments_.find(r.segment);
     if (it == segments_.end()) return InvalidArgumentError("segment closed meanwhile");
     t->desc = it->second.desc;
-    t->transport = ChooseTransport(it->second);
+    t->transport = it->second.route.empty() ? nullptr : it->second.route.front();
+  }
+  if (t->transport == nullptr) {
+    return UnavailableError("no transport of this engine reaches segment " + t->desc->name);
   }
   if (!t->desc->FindBuffer(r.remote, r.length)) {
     return InvalidArgumentError(
@@ -175,7 +177,6 @@ Status TransferEngineImpl::Submit(BatchId id, std::span<const TransferRequest> r
       empty.push_back(first + i);
       continue;
     }
-    bool via_shm = t.transport->name() == "shm";
     for (size_t k = 0; k < n; ++k) {
       auto ctx = std::make_shared<SliceContext>();
       ctx->batch = batch;
@@ -188,7 +189,7 @@ Status TransferEngineImpl::Submit(BatchId id, std::span<const TransferRequest> r
       ctx->remote = r.remote + k * slice;
       ctx->length = std::min(slice, r.length - k * slice);
       ctx->deadline = deadline;
-      ctx->via_shm = via_shm;
+      ctx->transport = t.transport;
       t.slices.push_back(std::move(ctx));
     }
   }
@@ -221,25 +222,19 @@ void TransferEngineImpl::StartSlices(Transport* transport, const SegmentDescript
 }
 
 void TransferEngineImpl::OnSliceDone(const std::shared_ptr<SliceContext>& ctx, const Status& s) {
-  if (ctx->via_shm && s.code() == StatusCode::kUnimplemented) {
-    // The kernel refused cross-memory attach: retry over tcp, and stop using shm there.
-    {
-      std::lock_guard<std::mutex> lock(segments_mu_);
-      auto it = segments_.find(ctx->segment);
-      if (it != segments_.end() && !it->second.shm_disabled) {
-        it->second.shm_disabled = true;
-        FERRY_LOG_WARN("shm to {} refused ({}); falling back to tcp", ctx->peer->name, s.message());
-      }
+  if (!s.ok()) {
+    if (Transport* next = NextAfterRefusal(ctx->segment, *ctx->peer, ctx->transport, s)) {
+      // The transport refused this peer: retry on the next one (off the transport thread).
+      ctx->transport = next;
+      RunOnWorker([this, ctx](bool cancelled) {
+        if (cancelled) {
+          OnSliceDone(ctx, AbortedError("transfer engine shut down"));
+        } else {
+          StartSlices(ctx->transport, *ctx->peer, {ctx}, ctx->deadline);
+        }
+      });
+      return;
     }
-    ctx->via_shm = false;
-    RunOnWorker([this, ctx](bool cancelled) {
-      if (cancelled) {
-        OnSliceDone(ctx, AbortedError("transfer engine shut down"));
-      } else {
-        StartSlices(tcp_.get(), *ctx->peer, {ctx}, ctx->deadline);
-      }
-    });
-    return;
   }
   RequestState* state = ctx->batch->request(ctx->index);
   if (state->OnSliceDone(s, s.ok() ? ctx->length : 0)) {
@@ -263,8 +258,8 @@ void TransferEngineImpl::SettleRequest(const std::shared_ptr<TransferBatch>& bat
   // Everything is in the target's memory: now tell it (off the transport thread).
   RunOnWorker([this, group](bool cancelled) {
     Status s = cancelled ? AbortedError("transfer engine shut down before the notification")
-                         : tcp_->SendNotification(*group->peer, local_name_, group->message,
-                                                  group->deadline);
+                         : control_->SendNotification(*group->peer, local_name_, group->message,
+                                                      group->deadline);
     if (!s.ok()) s = s.WithContext("data written but the notification failed");
     for (size_t i : group->indices) EndRequest(*group->batch, i, s);
   });
@@ -287,24 +282,27 @@ Status TransferEngineImpl::TransferSync(std::span<const TransferRequest> request
                                         const std::string* notify) {
   if (requests.empty()) return OkStatus();
   std::chrono::milliseconds t = timeout.count() > 0 ? timeout : options_.default_timeout;
-  // A single small request over tcp: do it on this thread (no thread hops).
+  // A single request whose transport can move it on this thread (no thread hops).
   if (requests.size() == 1 && notify == nullptr && requests[0].length > 0 &&
-      requests[0].length <= std::min(kDirectMax, options_.slice_size) &&
-      requests[0].local != nullptr) {
+      requests[0].length <= options_.slice_size && requests[0].local != nullptr) {
     const TransferRequest& r = requests[0];
     ResolvedTarget target;
     FERRY_RETURN_IF_ERROR(Resolve(r, &target));
-    if (target.transport == tcp_.get()) {
-      Status s = tcp_->TransferDirect(*target.desc, r.op, static_cast<char*>(r.local), r.remote,
-                                      r.length, Deadline::In(t));
+    Status s;
+    Slice slice{r.op, static_cast<char*>(r.local), r.remote, r.length,
+                [&s](const Status& done) { s = done; }};
+    if (target.transport->TransferNow(*target.desc, slice, Deadline::In(t))) {
       if (s.ok()) {
         counters_.requests_done.fetch_add(1, std::memory_order_relaxed);
         (r.op == TransferOp::kWrite ? counters_.bytes_written : counters_.bytes_read)
             .fetch_add(r.length, std::memory_order_relaxed);
-      } else {
-        counters_.requests_failed.fetch_add(1, std::memory_order_relaxed);
+        return s;
       }
-      return s;
+      if (NextAfterRefusal(r.segment, *target.desc, target.transport, s) == nullptr) {
+        counters_.requests_failed.fetch_add(1, std::memory_order_relaxed);
+        return s;
+      }
+      // It refused the peer: the batch path below goes to the next transport of the route.
     }
   }
   FERRY_ASSIGN_OR_RETURN(BatchId id, AllocateBatch(requests.size()));

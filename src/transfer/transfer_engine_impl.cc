@@ -11,6 +11,7 @@
 #include "common/host_port.h"
 #include "common/json_limits.h"
 #include "common/log.h"
+#include "transfer/tcp/wire.h"
 
 namespace ferry {
 
@@ -136,8 +137,8 @@ Status TransferEngineImpl::Init() {
   topts.connect_timeout = options_.connect_timeout;
   topts.device_name = options_.device_name;
   topts.extra = extra;
-  FERRY_ASSIGN_OR_RETURN(tcp_, tcp::TcpTransport::Create(topts, this));
-  rpc_port_ = tcp_->port();
+  FERRY_ASSIGN_OR_RETURN(control_, ControlPlane::Create(topts, this));
+  rpc_port_ = control_->port();
 
   advertised_host_ = bind.host;
   local_name_ = HostPort{bind.host, rpc_port_}.ToString();
@@ -148,32 +149,12 @@ Status TransferEngineImpl::Init() {
     local_name_ = adv.ToString();
   }
 
-  // Further transports never own the RPC port: the primary tcp serves it.
-  TransportOptions client_opts = topts;
-  client_opts.extra.emplace_back("tcp_server", "off");
-  if (options_.transport == "auto") {
-    auto names = TransportRegistry::Names();
-    if (std::find(names.begin(), names.end(), "shm") != names.end()) {
-      auto shm = TransportRegistry::Create("shm", client_opts, this);
-      if (shm.ok()) {
-        shm_ = std::move(*shm);
-      } else {
-        FERRY_LOG_WARN("shm transport unavailable, using tcp only: {}", shm.status().ToString());
-      }
-    }
-  } else if (options_.transport != "tcp") {
-    auto t = TransportRegistry::Create(options_.transport, client_opts, this);
-    if (!t.ok()) return t.status().WithContext("transport '" + options_.transport + "'");
-    named_ = std::move(*t);
-  }
-  advertised_transports_ = {"tcp"};
-  if (shm_ || (named_ && named_->name() == "shm")) advertised_transports_.push_back("shm");
+  FERRY_RETURN_IF_ERROR(CreateTransports(topts));
   {
-    SegmentDescriptor extra;
-    for (Transport* t : {static_cast<Transport*>(tcp_.get()), shm_.get(), named_.get()}) {
-      if (t) t->DescribeLocal(&extra);
-    }
-    transport_info_ = std::move(extra.transport_info);
+    SegmentDescriptor described;
+    for (const auto& t : transports_) t->DescribeLocal(&described);
+    advertised_transports_ = std::move(described.transports);
+    transport_info_ = std::move(described.transport_info);
   }
   // From here on the server answers GET_DESCRIPTOR with the identity set above; the
   // transport pointers are never read by it (they are reset while it still runs).
@@ -197,6 +178,52 @@ Status TransferEngineImpl::Init() {
   return OkStatus();
 }
 
+Status TransferEngineImpl::CreateTransports(const TransportOptions& options) {
+  const std::string& mode = options_.transport;
+  auto registered = [](const std::string& name) {
+    auto names = TransportRegistry::Names();
+    return std::find(names.begin(), names.end(), name) != names.end();
+  };
+  // Transports worth having but not required: skipped with a warning when they cannot
+  // start here (e.g. shm where the host id is unreadable).
+  std::vector<std::string> optional, required;
+  if (mode == "auto") {
+    optional = {"shm"};
+  } else if (mode == "rdma") {
+    optional = {"shm"};
+    if (registered("ucx")) {
+      required = {"ucx"};
+    } else {
+      FERRY_LOG_WARN(
+          "transport 'rdma' asked for, but this build of Ferry has no ucx transport (built "
+          "without libucx-dev); using shm to same-host peers and tcp otherwise");
+    }
+  } else if (mode != "tcp") {
+    required = {mode};
+  }
+  for (const std::string& name : optional) {
+    if (!registered(name)) continue;
+    auto t = TransportRegistry::Create(name, options, this);
+    if (t.ok()) {
+      transports_.push_back(std::move(*t));
+    } else {
+      FERRY_LOG_WARN("{} transport unavailable, going without it: {}", name, t.status().ToString());
+    }
+  }
+  for (const std::string& name : required) {
+    auto t = TransportRegistry::Create(name, options, this);
+    if (!t.ok()) return t.status().WithContext("transport '" + name + "'");
+    transports_.push_back(std::move(*t));
+  }
+  // Last resort for every peer: tcp, which reaches any peer's RPC port.
+  FERRY_ASSIGN_OR_RETURN(auto tcp, TransportRegistry::Create("tcp", options, this));
+  transports_.push_back(std::move(tcp));
+  std::string order;
+  for (const auto& t : transports_) order += (order.empty() ? "" : ", ") + std::string(t->name());
+  FERRY_LOG_DEBUG("transfer engine: transports in preference order: {}", order);
+  return OkStatus();
+}
+
 TransferEngineImpl::~TransferEngineImpl() {
   {
     std::lock_guard<std::mutex> lock(worker_mu_);
@@ -211,9 +238,12 @@ TransferEngineImpl::~TransferEngineImpl() {
   }
   for (auto& job : left) job(true);
   // Transports fail their pending slices with Aborted and join their threads.
-  named_.reset();
-  shm_.reset();
-  tcp_.reset();
+  {
+    std::unique_lock<std::shared_mutex> lock(stopping_mu_);
+    stopping_ = true;
+  }
+  transports_.clear();
+  control_.reset();
   if (store_) {
     store_->Delete(metadata::SegmentKey(local_name_), Deadline::In(options_.connect_timeout))
         .IgnoreError();
@@ -253,9 +283,7 @@ Status TransferEngineImpl::RegisterMemory(std::span<const MemoryRegion> regions)
   FERRY_RETURN_IF_ERROR(memory_.Add(regions));
   version_.fetch_add(1);
   PublishDescriptor();
-  for (Transport* t : {static_cast<Transport*>(tcp_.get()), shm_.get(), named_.get()}) {
-    if (t) t->LocalMemoryChanged();
-  }
+  for (const auto& t : transports_) t->LocalMemoryChanged();
   return OkStatus();
 }
 
@@ -266,9 +294,7 @@ Status TransferEngineImpl::UnregisterMemory(std::span<void* const> addrs) {
   PublishDescriptor();
   // Same-host peers copy without our involvement: tell them before returning, so that
   // their next submission no longer sees the removed buffers.
-  for (Transport* t : {static_cast<Transport*>(tcp_.get()), shm_.get(), named_.get()}) {
-    if (t) t->LocalMemoryChanged();
-  }
+  for (const auto& t : transports_) t->LocalMemoryChanged();
   return OkStatus();
 }
 
@@ -364,6 +390,7 @@ TransferCounters TransferEngineImpl::counters() const {
   c.requests_failed = counters_.requests_failed.load();
   c.inbound_rejected = counters_.inbound_rejected.load();
   c.notifications_dropped = counters_.notifications_dropped.load();
+  c.transport_fallbacks = counters_.transport_fallbacks.load();
   return c;
 }
 
@@ -371,7 +398,7 @@ TransferCounters TransferEngineImpl::counters() const {
 
 Result<SegmentDescriptor> TransferEngineImpl::FetchDescriptor(const std::string& name,
                                                               Deadline deadline) {
-  if (!store_) return tcp_->FetchDescriptor(name, deadline);
+  if (!store_) return control_->FetchDescriptor(name, deadline);
   auto json = store_->Get(metadata::SegmentKey(name), deadline);
   if (!json.ok()) {
     return Status(json.status().code(), "segment '" + name + "' not found in " +
@@ -388,12 +415,17 @@ Result<SegmentId> TransferEngineImpl::OpenSegment(const std::string& name) {
   }
   auto desc = FetchDescriptor(name, Deadline::In(options_.connect_timeout));
   if (!desc.ok()) return desc.status().WithContext("opening segment '" + name + "'");
-  std::lock_guard<std::mutex> lock(segments_mu_);
+  std::unique_lock<std::mutex> lock(segments_mu_);
   auto it = by_name_.find(name);  // another thread may have opened it meanwhile
   if (it != by_name_.end()) return it->second;
   SegmentId id = next_segment_++;
-  segments_[id] = Segment{name, std::make_shared<const SegmentDescriptor>(std::move(*desc)), false};
+  std::vector<Transport*> route = Route(*desc);
+  Transport* first = route.empty() ? nullptr : route.front();
+  auto shared = std::make_shared<const SegmentDescriptor>(std::move(*desc));
+  segments_[id] = Segment{name, shared, std::move(route)};
   by_name_[name] = id;
+  lock.unlock();
+  if (first != nullptr) first->Warm(*shared, Deadline::In(options_.connect_timeout));
   return id;
 }
 
@@ -410,15 +442,15 @@ Result<SegmentDescriptor> TransferEngineImpl::RefreshSegment(SegmentId id) {
   FERRY_ASSIGN_OR_RETURN(SegmentDescriptor d,
                          FetchDescriptor(name, Deadline::In(options_.connect_timeout)));
   if (d.pid != old_pid) {  // the peer restarted: its old connections are useless
-    for (Transport* t : {static_cast<Transport*>(tcp_.get()), shm_.get(), named_.get()}) {
-      if (t) t->ForgetPeer(name);
-    }
+    control_->ForgetPeer(name);
+    for (const auto& t : transports_) t->ForgetPeer(name);
   }
+  std::vector<Transport*> route = Route(d);
   std::lock_guard<std::mutex> lock(segments_mu_);
   auto it = segments_.find(id);
   if (it == segments_.end()) return NotFoundError("segment " + name + " was closed");
-  if (d.pid != old_pid) it->second.shm_disabled = false;
   it->second.desc = std::make_shared<const SegmentDescriptor>(d);
+  it->second.route = std::move(route);
   return d;
 }
 
@@ -440,21 +472,43 @@ Status TransferEngineImpl::CloseSegment(SegmentId id) {
     by_name_.erase(name);
     segments_.erase(it);
   }
-  for (Transport* t : {static_cast<Transport*>(tcp_.get()), shm_.get(), named_.get()}) {
-    if (t) t->ForgetPeer(name);
-  }
+  control_->ForgetPeer(name);
+  for (const auto& t : transports_) t->ForgetPeer(name);
   return OkStatus();
 }
 
-Transport* TransferEngineImpl::ChooseTransport(const Segment& seg) const {
-  if (named_) {
-    if (named_->name() == "shm" && (seg.shm_disabled || !named_->CanReach(*seg.desc))) {
-      return tcp_.get();
-    }
-    return named_.get();
+std::vector<Transport*> TransferEngineImpl::Route(const SegmentDescriptor& peer) const {
+  std::vector<Transport*> route;
+  for (const auto& t : transports_) {
+    if (t->CanReach(peer)) route.push_back(t.get());
   }
-  if (shm_ && !seg.shm_disabled && shm_->CanReach(*seg.desc)) return shm_.get();
-  return tcp_.get();
+  return route;
+}
+
+Transport* TransferEngineImpl::NextAfterRefusal(SegmentId id, const SegmentDescriptor& peer,
+                                                Transport* failed, const Status& why) {
+  std::shared_lock<std::shared_mutex> alive(stopping_mu_);
+  if (stopping_) return nullptr;               // shutting down: the slice ends as it failed
+  if (failed->CanReach(peer)) return nullptr;  // a data error or a dead peer, not a refusal
+  std::vector<Transport*> route = Route(peer);
+  if (route.empty()) return nullptr;
+  bool first_time = false;
+  {
+    std::lock_guard<std::mutex> lock(segments_mu_);
+    auto it = segments_.find(id);
+    // Log once per peer and transport: the first slice that finds it still in the route.
+    if (it != segments_.end() && it->second.desc->pid == peer.pid) {
+      auto& r = it->second.route;
+      first_time = std::find(r.begin(), r.end(), failed) != r.end();
+      r = route;
+    }
+  }
+  counters_.transport_fallbacks.fetch_add(1, std::memory_order_relaxed);
+  if (first_time) {
+    FERRY_LOG_WARN("transport {} refused segment {} ({}); moving to {}", failed->name(), peer.name,
+                   why.message(), route.front()->name());
+  }
+  return route.front();
 }
 
 Status TransferEngineImpl::SendNotification(SegmentId segment, const std::string& message) {
@@ -468,7 +522,8 @@ Status TransferEngineImpl::SendNotification(SegmentId segment, const std::string
     }
     peer = *it->second.desc;
   }
-  return tcp_->SendNotification(peer, local_name_, message, Deadline::In(options_.default_timeout));
+  return control_->SendNotification(peer, local_name_, message,
+                                    Deadline::In(options_.default_timeout));
 }
 
 }  // namespace transfer

@@ -1,15 +1,19 @@
 // TransferEngineImpl: the implementation behind ferry::TransferEngine.
 //
 // Owns the memory registry, the opened segments (descriptor cache), the batches, the
-// transports (the primary "tcp" one always: it serves the RPC port; "shm" when available
-// in "auto" mode; or the one named in options.transport), an optional metadata store,
-// and one worker thread for work that must not run on transport threads (notifications
-// after a call's writes, shm -> tcp fallback retries).
+// ControlPlane (the RPC port: handshake, notifications, the target half of tcp), the data
+// transports in preference order (from options.transport: e.g. shm, ucx, tcp), an
+// optional metadata store, and one worker thread for work that must not run on transport
+// threads (notifications after a call's writes, retries on the next transport).
 //
 // Request flow: Submit validates every request against the cached descriptor (refreshing
 // it once if a range is not covered), appends the requests to the batch, cuts each into
-// slices of options.slice_size and hands them to the peer's transport. Each slice's done()
-// counts down its request; the last one settles it (or its notification group).
+// slices of options.slice_size and hands them to the first transport of the peer's route
+// (the transports that can reach it, in preference order). Each slice's done() counts down
+// its request; the last one settles it (or its notification group). A slice that fails on
+// a transport which then no longer reaches the peer (CanReach false: it refused) is
+// retried on the next transport of the route, counted in transport_fallbacks and logged
+// once per peer and transport.
 //
 // Thread safety: every public method is thread-safe (see transfer_engine.h).
 #pragma once
@@ -21,6 +25,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,8 +33,8 @@
 #include "ferry/transfer_engine.h"
 #include "metadata/metadata_store.h"
 #include "transfer/batch.h"
+#include "transfer/control_plane.h"
 #include "transfer/memory_registry.h"
-#include "transfer/tcp/tcp_transport.h"
 #include "transfer/transport.h"
 
 namespace ferry::transfer {
@@ -71,7 +76,9 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   struct Segment {
     std::string name;
     std::shared_ptr<const SegmentDescriptor> desc;  // replaced, never mutated
-    bool shm_disabled = false;  // shm refused by the kernel for this peer: use tcp
+    // The transports that reach this peer, in preference order (recomputed when one
+    // refuses it or the descriptor changes). Empty: no transport reaches it.
+    std::vector<Transport*> route;
   };
   // Where one request goes; filled by Resolve.
   struct ResolvedTarget {
@@ -89,7 +96,14 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   Result<SegmentDescriptor> FetchDescriptor(const std::string& name, Deadline deadline);
   // Refetches segment `id` and updates the cache. Errors as FetchDescriptor, NotFound.
   Result<SegmentDescriptor> RefreshSegment(SegmentId id);
-  Transport* ChooseTransport(const Segment& seg) const;
+  // The transports that can reach `peer` now, in preference order.
+  std::vector<Transport*> Route(const SegmentDescriptor& peer) const;
+  // Creates the transports options.transport names, in preference order.
+  Status CreateTransports(const TransportOptions& options);
+  // After `failed` failed a slice to segment `id`: if it no longer reaches the peer, drops
+  // it from the route and returns the next transport (nullptr: none, or not a refusal).
+  Transport* NextAfterRefusal(SegmentId id, const SegmentDescriptor& peer, Transport* failed,
+                              const Status& why);
   // Checks `r` against its segment's cached descriptor, refreshing it once if the range
   // is not covered. Errors: InvalidArgument (unknown segment, range outside buffers).
   Status Resolve(const TransferRequest& r, ResolvedTarget* t);
@@ -116,7 +130,7 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   uint16_t rpc_port_ = 0;
   std::string host_id_;
   int64_t pid_ = 0;
-  std::vector<std::string> advertised_transports_;     // "tcp", and "shm" when served
+  std::vector<std::string> advertised_transports_;     // from the transports' DescribeLocal
   std::map<std::string, std::string> transport_info_;  // from the transports' DescribeLocal
 
   // Serializes (un)registration with publishing, so the store never goes back in time.
@@ -125,10 +139,15 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   std::atomic<uint64_t> version_{0};
   std::unique_ptr<metadata::MetadataStore> store_;  // null with P2PHANDSHAKE
 
-  // Transports: destroyed explicitly in ~TransferEngineImpl (named/shm first, tcp last).
-  std::unique_ptr<tcp::TcpTransport> tcp_;
-  std::unique_ptr<Transport> shm_;    // "auto" mode only, if registered
-  std::unique_ptr<Transport> named_;  // options.transport other than auto/tcp
+  // Destroyed explicitly in ~TransferEngineImpl: the data transports first, then the
+  // control plane (its server answers peers' tcp frames until then).
+  std::unique_ptr<ControlPlane> control_;
+  std::vector<std::unique_ptr<Transport>> transports_;  // preference order; set in Init
+  // Slices failing while the transports are destroyed must not look at them: the
+  // destructor sets stopping_ under an exclusive lock before destroying any, and
+  // NextAfterRefusal reads it (and uses the transports) under a shared one.
+  std::shared_mutex stopping_mu_;
+  bool stopping_ = false;  // GUARDED_BY(stopping_mu_)
 
   mutable std::mutex segments_mu_;
   SegmentId next_segment_ = 1;                // GUARDED_BY(segments_mu_)
@@ -148,7 +167,8 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
 
   struct Counters {
     std::atomic<uint64_t> bytes_written{0}, bytes_read{0}, bytes_received{0}, bytes_served{0},
-        requests_done{0}, requests_failed{0}, inbound_rejected{0}, notifications_dropped{0};
+        requests_done{0}, requests_failed{0}, inbound_rejected{0}, notifications_dropped{0},
+        transport_fallbacks{0};
   } counters_;
 
   std::mutex worker_mu_;

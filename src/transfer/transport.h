@@ -1,8 +1,11 @@
-// Transport: the data path under the transfer engine, one implementation per medium.
+// Transport: a data path under the transfer engine, one implementation per medium.
 //
 // The engine validates every request against the peer's descriptor, cuts it into slices,
-// and hands slices to the transport chosen for that peer. A transport moves the bytes and
-// reports each slice's end exactly once. It knows nothing of models, HTTP or connectors.
+// and hands slices to the first transport of the peer's list that can reach it (the list
+// comes from TransferEngineOptions::transport, e.g. shm, ucx, tcp). A transport only moves
+// bytes and reports each slice's end exactly once; descriptors and notifications travel
+// over the engine's ControlPlane (control_plane.h). It knows nothing of models, HTTP or
+// connectors.
 //
 // Transports are created by name from TransportRegistry (transport_registry.cc is the one
 // place where optional transports are switched on):
@@ -104,11 +107,25 @@ class Transport {
   virtual void Submit(const SegmentDescriptor& peer, std::span<Slice> slices,
                       Deadline deadline) = 0;
 
+  // Prepares for moving data to `peer` (connections, a session, an endpoint) so that the
+  // first transfer does not pay for it; the engine calls it when a segment is opened, for
+  // the first transport of its route. Failures are not reported here: the first transfer
+  // meets and reports them.
+  virtual void Warm(const SegmentDescriptor& peer, Deadline deadline) {}
+
+  // Moves one slice on the caller's thread when this transport has a faster path for it
+  // (no thread hop: a single small request in TransferSync). Returns false, leaving
+  // `slice` untouched, when it has none (the caller uses Submit); true once slice.done ran.
+  virtual bool TransferNow(const SegmentDescriptor& peer, Slice& slice, Deadline deadline) {
+    return false;
+  }
+
   // Drops cached connections/state for a peer (it restarted or was closed).
   virtual void ForgetPeer(const std::string& peer_name) {}
 
-  // Adds what peers need to reach this transport to the engine's own descriptor (e.g.
-  // transport_info["shm"]). Called for every descriptor the engine publishes.
+  // Adds what peers need to reach this transport to the engine's own descriptor: its name
+  // to `transports`, and e.g. transport_info["shm"] (a socket path) or ["ucx"] (worker
+  // address and rkeys). Called for every descriptor the engine publishes.
   virtual void DescribeLocal(SegmentDescriptor* descriptor) const {}
   // The engine's registrations changed (after the change is in effect).
   virtual void LocalMemoryChanged() {}
@@ -118,17 +135,25 @@ using TransportFactory = std::function<Result<std::unique_ptr<Transport>>(
     const TransportOptions& options, TransportHost* host)>;
 
 // Name -> factory. Built-in transports are registered by RegisterBuiltinTransports()
-// (transport_registry.cc), which Create() calls once.
+// (transport_registry.cc), which Create() calls once. A wrapper ("fault") decorates another
+// transport ("fault:tcp") and is transparent: it answers every capability question as its
+// inner transport does.
 class TransportRegistry {
  public:
+  enum class Kind { kData, kWrapper };
   // Errors: AlreadyExists if the name is taken.
-  static Status Register(const std::string& name, TransportFactory factory);
+  static Status Register(const std::string& name, TransportFactory factory,
+                         Kind kind = Kind::kData);
   // "name" or "wrapper:inner" (a wrapper factory gets the inner's name in
   // options.extra as ("inner", name)). Errors: NotFound listing the known names.
   static Result<std::unique_ptr<Transport>> Create(const std::string& name,
                                                    const TransportOptions& options,
                                                    TransportHost* host);
+  // Every registered name, sorted.
   static std::vector<std::string> Names();
+  // The names of one kind, sorted (test suites run over every data transport, and over
+  // each wrapper around each of them).
+  static std::vector<std::string> Names(Kind kind);
 };
 
 }  // namespace ferry::transfer

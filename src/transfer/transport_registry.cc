@@ -11,9 +11,14 @@
 namespace ferry::transfer {
 namespace {
 
+struct Entry {
+  TransportFactory factory;
+  TransportRegistry::Kind kind;
+};
+
 struct Registry {
   std::mutex mu;
-  std::map<std::string, TransportFactory> factories;  // GUARDED_BY(mu)
+  std::map<std::string, Entry> entries;  // GUARDED_BY(mu)
 };
 
 Registry& GetRegistry() {
@@ -21,8 +26,9 @@ Registry& GetRegistry() {
   return *r;
 }
 
-void RegisterOrDie(const std::string& name, TransportFactory f) {
-  Status s = TransportRegistry::Register(name, std::move(f));
+void RegisterOrDie(const std::string& name, TransportFactory f,
+                   TransportRegistry::Kind kind = TransportRegistry::Kind::kData) {
+  Status s = TransportRegistry::Register(name, std::move(f), kind);
   (void)s;  // AlreadyExists only if registered twice; call_once prevents that
 }
 
@@ -32,7 +38,7 @@ void RegisterOrDie(const std::string& name, TransportFactory f) {
 void RegisterBuiltinTransports() {
   RegisterOrDie("tcp", tcp::CreateTcpTransport);
   RegisterOrDie("shm", shm::CreateShmTransport);
-  RegisterOrDie("fault", fault::CreateFaultTransport);
+  RegisterOrDie("fault", fault::CreateFaultTransport, TransportRegistry::Kind::kWrapper);
 }
 
 namespace {
@@ -42,10 +48,13 @@ void EnsureBuiltins() {
 }
 }  // namespace
 
-Status TransportRegistry::Register(const std::string& name, TransportFactory factory) {
+Status TransportRegistry::Register(const std::string& name, TransportFactory factory, Kind kind) {
+  if (name.empty() || name.find(':') != std::string::npos) {
+    return InvalidArgumentError("transport name '" + name + "' must be non-empty, without ':'");
+  }
   Registry& r = GetRegistry();
   std::lock_guard<std::mutex> lock(r.mu);
-  if (!r.factories.emplace(name, std::move(factory)).second) {
+  if (!r.entries.emplace(name, Entry{std::move(factory), kind}).second) {
     return AlreadyExistsError("transport '" + name + "' is already registered");
   }
   return OkStatus();
@@ -65,8 +74,8 @@ Result<std::unique_ptr<Transport>> TransportRegistry::Create(const std::string& 
   {
     Registry& r = GetRegistry();
     std::lock_guard<std::mutex> lock(r.mu);
-    auto it = r.factories.find(outer);
-    if (it != r.factories.end()) factory = it->second;
+    auto it = r.entries.find(outer);
+    if (it != r.entries.end()) factory = it->second.factory;
   }
   if (!factory) {
     std::string known;
@@ -81,7 +90,18 @@ std::vector<std::string> TransportRegistry::Names() {
   Registry& r = GetRegistry();
   std::lock_guard<std::mutex> lock(r.mu);
   std::vector<std::string> names;
-  for (const auto& [n, f] : r.factories) names.push_back(n);
+  for (const auto& [n, e] : r.entries) names.push_back(n);
+  return names;
+}
+
+std::vector<std::string> TransportRegistry::Names(Kind kind) {
+  EnsureBuiltins();
+  Registry& r = GetRegistry();
+  std::lock_guard<std::mutex> lock(r.mu);
+  std::vector<std::string> names;
+  for (const auto& [n, e] : r.entries) {
+    if (e.kind == kind) names.push_back(n);
+  }
   return names;
 }
 

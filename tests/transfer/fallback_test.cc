@@ -1,6 +1,8 @@
-// shm -> tcp fallback: when the shm transport reports that the kernel refused
-// cross-memory attach (Unimplemented), the engine retries those slices over tcp and stops
-// using shm for that peer.
+// Fallback along a peer's transport list: when a transport refuses a peer (it fails a
+// slice and then no longer reaches that peer, as shm does when the kernel refuses
+// cross-memory attach), the engine retries those slices on the next transport of the list
+// (tcp here), stops using the refusing one for that peer, and counts the move. A wrapper
+// ("fault:<inner>") is transparent: it falls back exactly as its inner transport does.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -15,27 +17,40 @@ namespace {
 
 std::atomic<int> refused_submits{0};
 
-// Poses as "shm" and fails every slice the way shm does under a refusing kernel.
-class RefusingShm : public transfer::Transport {
+// Reaches every peer until its first submission, which it refuses.
+class RefusingTransport : public transfer::Transport {
  public:
-  std::string_view name() const override { return "shm"; }
-  bool CanReach(const SegmentDescriptor&) const override { return true; }
+  std::string_view name() const override { return "refusing"; }
+  bool same_host_only() const override { return true; }
+  bool CanReach(const SegmentDescriptor&) const override { return !refused_.load(); }
   void Submit(const SegmentDescriptor&, std::span<transfer::Slice> slices, Deadline) override {
     refused_submits.fetch_add(1);
-    for (auto& s : slices) s.done(UnimplementedError("process_vm_writev refused (EPERM)"));
+    refused_.store(true);
+    for (auto& s : slices) s.done(UnavailableError("the kernel refused (EPERM)"));
+  }
+  void ForgetPeer(const std::string&) override { refused_.store(false); }
+
+ private:
+  std::atomic<bool> refused_{false};
+};
+
+class FallbackTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  static void SetUpTestSuite() {
+    ASSERT_TRUE(transfer::TransportRegistry::Register(
+                    "refusing",
+                    [](const transfer::TransportOptions&,
+                       transfer::TransportHost*) -> Result<std::unique_ptr<transfer::Transport>> {
+                      return std::unique_ptr<transfer::Transport>(new RefusingTransport());
+                    })
+                    .ok());
   }
 };
 
-TEST(FallbackTest, KernelRefusalRetriesOverTcpAndStopsUsingShm) {
-  ASSERT_TRUE(transfer::TransportRegistry::Register(
-                  "refusing_shm",
-                  [](const transfer::TransportOptions&,
-                     transfer::TransportHost*) -> Result<std::unique_ptr<transfer::Transport>> {
-                    return std::unique_ptr<transfer::Transport>(new RefusingShm());
-                  })
-                  .ok());
+TEST_P(FallbackTest, RefusalRetriesOnTheNextTransportAndStopsUsingTheRefusingOne) {
+  refused_submits = 0;
   auto target = testing::MakeEngine("tcp");
-  auto initiator = testing::MakeEngine("refusing_shm");
+  auto initiator = testing::MakeEngine(GetParam());
   ASSERT_TRUE(target && initiator);
   std::vector<char> remote(16 << 20), local(16 << 20);
   ASSERT_TRUE(target->RegisterMemory({remote.data(), remote.size()}).ok());
@@ -48,13 +63,23 @@ TEST(FallbackTest, KernelRefusalRetriesOverTcpAndStopsUsingShm) {
   ASSERT_TRUE(s.ok()) << s.ToString();
   EXPECT_TRUE(testing::SameBytes(remote.data(), local.data(), 9 << 20));
   EXPECT_EQ(refused_submits.load(), 1);
+  EXPECT_EQ(initiator->counters().transport_fallbacks, 3u);  // one per slice
+  EXPECT_EQ(target->counters().bytes_received, 9u << 20);    // by tcp
   // Later requests go straight to tcp.
   TransferRequest r{TransferOp::kRead, local.data() + (10 << 20), *seg,
                     reinterpret_cast<uintptr_t>(remote.data()), 5 << 20};
   ASSERT_TRUE(initiator->TransferSync({&r, 1}).ok());
+  TransferRequest small{TransferOp::kWrite, local.data(), *seg,
+                        reinterpret_cast<uintptr_t>(remote.data()), 4096};
+  ASSERT_TRUE(initiator->TransferSync({&small, 1}).ok());
   EXPECT_EQ(refused_submits.load(), 1);
+  EXPECT_EQ(initiator->counters().transport_fallbacks, 3u);
   EXPECT_TRUE(testing::SameBytes(local.data() + (10 << 20), remote.data(), 5 << 20));
 }
+
+INSTANTIATE_TEST_SUITE_P(DirectAndWrapped, FallbackTest,
+                         ::testing::Values("refusing", "fault:refusing"),
+                         testing::TransportParamName);
 
 }  // namespace
 }  // namespace ferry

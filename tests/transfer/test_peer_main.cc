@@ -2,7 +2,8 @@
 //
 //   transfer_test_peer <local_name> <buffer_bytes> [key=value ...]
 //
-// Options: secret=<s>, params=<transport_params>, max_notes=<n>, max_note_bytes=<n>,
+// Options: transport=<name> (default auto), secret=<s>, params=<transport_params>,
+// max_notes=<n>, max_note_bytes=<n>,
 // nofile=<n> (RLIMIT_NOFILE, set before the engine starts).
 // Logs go to stderr. Registers one buffer of buffer_bytes (filled with 0x5A in its first and last
 // KiB), prints "READY <segment name> <buffer address>" on stdout, then answers commands read from
@@ -37,7 +38,9 @@ int main(int argc, char** argv) {
     std::string arg = argv[i];
     size_t eq = arg.find('=');
     std::string key = arg.substr(0, eq), value = eq == std::string::npos ? "" : arg.substr(eq + 1);
-    if (key == "secret") {
+    if (key == "transport") {
+      o.transport = value;
+    } else if (key == "secret") {
       o.secret = value;
     } else if (key == "params") {
       o.transport_params = value;

@@ -10,8 +10,39 @@
 #include <vector>
 
 #include "ferry/transfer_engine.h"
+#include "transfer/transport.h"
 
 namespace ferry::testing {
+
+// The transports the conformance, bad-input and fault suites run over, from the registry:
+// every data transport ("shm", "tcp", "ucx" where built) and every wrapper around each
+// ("fault:shm", ...; a wrapper with no settings must behave exactly as what it wraps). A
+// transport is tested by being registered.
+inline std::vector<std::string> RegisteredTransports() {
+  using transfer::TransportRegistry;
+  std::vector<std::string> out = TransportRegistry::Names(TransportRegistry::Kind::kData);
+  for (const auto& w : TransportRegistry::Names(TransportRegistry::Kind::kWrapper)) {
+    for (const auto& d : TransportRegistry::Names(TransportRegistry::Kind::kData)) {
+      out.push_back(w + ":" + d);
+    }
+  }
+  return out;
+}
+
+// The data transport under any wrappers: "fault:shm" -> "shm".
+inline std::string BaseTransport(const std::string& name) {
+  size_t colon = name.rfind(':');
+  return colon == std::string::npos ? name : name.substr(colon + 1);
+}
+
+// A gtest parameter name for a transport name ("fault:tcp" -> "fault_tcp").
+inline std::string TransportParamName(const ::testing::TestParamInfo<std::string>& info) {
+  std::string n = info.param;
+  for (char& c : n) {
+    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+  }
+  return n;
+}
 
 // Fills [p, p + n) with a deterministic pseudo-random stream from `seed` (fast).
 inline void FillRandom(void* p, size_t n, uint64_t seed) {

@@ -68,9 +68,15 @@ class FaultTransport : public Transport {
   ~FaultTransport() override;
 
   std::string_view name() const override { return name_; }
+  // Transparent: every capability is the inner transport's.
+  bool same_host_only() const override { return inner_->same_host_only(); }
+  uint32_t memory_kinds() const override { return inner_->memory_kinds(); }
   bool CanReach(const SegmentDescriptor& peer) const override { return inner_->CanReach(peer); }
   void Submit(const SegmentDescriptor& peer, std::span<Slice> slices, Deadline deadline) override;
   void ForgetPeer(const std::string& peer_name) override;
+  void Warm(const SegmentDescriptor& peer, Deadline deadline) override {
+    inner_->Warm(peer, deadline);
+  }
   void DescribeLocal(SegmentDescriptor* d) const override { inner_->DescribeLocal(d); }
   void LocalMemoryChanged() override { inner_->LocalMemoryChanged(); }
 

@@ -109,7 +109,10 @@ bool ShmTransport::CanReach(const SegmentDescriptor& peer) const {
 }
 
 void ShmTransport::DescribeLocal(SegmentDescriptor* descriptor) const {
-  if (server_) descriptor->transport_info["shm"] = server_->socket_path();
+  if (!server_) return;  // initiator only: nobody can copy into this process
+  auto& t = descriptor->transports;
+  if (std::find(t.begin(), t.end(), "shm") == t.end()) t.push_back("shm");
+  descriptor->transport_info["shm"] = server_->socket_path();
 }
 
 void ShmTransport::LocalMemoryChanged() {
@@ -156,9 +159,25 @@ void ShmTransport::ForgetPeer(const std::string& peer_name) {
   }
 }
 
+Result<std::shared_ptr<ShmSession>> ShmTransport::OpenSession(const SegmentDescriptor& peer,
+                                                              Deadline deadline) {
+  auto session = SessionFor(peer, deadline);
+  if (!session.ok() && session.status().code() == StatusCode::kUnimplemented) {
+    // The handshake failed (no socket, another process or secret, no answer in time): a
+    // refusal of this peer, remembered until ForgetPeer, so CanReach turns false.
+    std::lock_guard<std::mutex> lock(refused_mu_);
+    refused_.emplace(peer.pid, peer.name);
+  }
+  return session;
+}
+
+void ShmTransport::Warm(const SegmentDescriptor& peer, Deadline deadline) {
+  OpenSession(peer, deadline).status().IgnoreError();
+}
+
 void ShmTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices,
                           Deadline deadline) {
-  auto session = SessionFor(peer, deadline);
+  auto session = OpenSession(peer, deadline);
   Status live = session.ok() ? (*session)->Sync() : session.status();
   if (!live.ok()) {
     if (session.ok()) DropSession(peer.name);  // gone: the next submission looks afresh

@@ -70,11 +70,15 @@ class ShmTransport : public Transport {
   ~ShmTransport() override;
 
   std::string_view name() const override { return "shm"; }
+  bool same_host_only() const override { return true; }
   bool CanReach(const SegmentDescriptor& peer) const override;
   void Submit(const SegmentDescriptor& peer, std::span<Slice> slices, Deadline deadline) override;
+  // Opens the session with the peer process (a failed handshake is remembered as a
+  // refusal, as in Submit).
+  void Warm(const SegmentDescriptor& peer, Deadline deadline) override;
   // Forgets a remembered refusal and the session for this peer (it may have restarted).
   void ForgetPeer(const std::string& peer_name) override;
-  // transport_info["shm"]: the session socket's path.
+  // "shm" in transports and transport_info["shm"]: the session socket's path.
   void DescribeLocal(SegmentDescriptor* descriptor) const override;
   // Pushes the new registrations to every session.
   void LocalMemoryChanged() override;
@@ -97,6 +101,8 @@ class ShmTransport : public Transport {
   // The verified session with `peer`, opened (within `deadline`, at most 1 s) if needed.
   // Errors: Unimplemented (see the class comment).
   Result<std::shared_ptr<ShmSession>> SessionFor(const SegmentDescriptor& peer, Deadline deadline);
+  // SessionFor, remembering a failed handshake as a refusal of the peer.
+  Result<std::shared_ptr<ShmSession>> OpenSession(const SegmentDescriptor& peer, Deadline deadline);
   void DropSession(const std::string& peer_name);
   // Cuts `slice` into at most `parts` pieces whose joint completion calls slice.done once.
   static void SplitSlice(Slice slice, size_t parts, std::vector<Slice>* out);

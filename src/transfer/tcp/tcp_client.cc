@@ -105,6 +105,10 @@ Status TcpClient::Call(const std::string& host, uint16_t port, std::shared_ptr<T
   return w->status;
 }
 
+Status TcpClient::Connect(const std::string& host, uint16_t port, Deadline deadline) {
+  return Connections(host, port, deadline).status();
+}
+
 void TcpClient::Forget(const std::string& key) {
   std::shared_ptr<Peer> peer;
   {

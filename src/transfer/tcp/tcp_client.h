@@ -39,6 +39,9 @@ class TcpClient {
   // Sends one control op and waits for it (deadline: op->deadline). Returns the op's status.
   Status Call(const std::string& host, uint16_t port, std::shared_ptr<TcpOp> op);
 
+  // Opens the missing connections to `host:port` now (by `deadline`); errors as Submit's.
+  Status Connect(const std::string& host, uint16_t port, Deadline deadline);
+
   // Closes and forgets the connections to `host:port`.
   void Forget(const std::string& key);
 

@@ -1,40 +1,29 @@
 #include "transfer/tcp/tcp_transport.h"
 
+#include <algorithm>
 #include <vector>
 
-#include "common/host_port.h"
-
 namespace ferry::transfer::tcp {
+namespace {
 
-Result<std::unique_ptr<TcpTransport>> TcpTransport::Create(const TransportOptions& options,
-                                                           TransportHost* host) {
-  bool serve = true;
-  for (const auto& [k, v] : options.extra) {
-    if (k == "tcp_server" && (v == "off" || v == "0" || v == "false")) serve = false;
+// A single slice up to this size may run on the caller's thread (TransferNow). Larger
+// ones gain nothing from it (measured at 4 MiB) and use the pipelined path.
+constexpr size_t kDirectMax = 256u << 10;
+
+}  // namespace
+
+Result<std::unique_ptr<TcpTransport>> TcpTransport::Create(const TransportOptions& options) {
+  if (options.connections_per_peer < 1) {
+    return InvalidArgumentError("tcp: connections_per_peer must be at least 1");
   }
-  FERRY_ASSIGN_OR_RETURN(TcpServerOptions server_options,
-                         TcpServerOptions::FromExtra(options.extra));
-  std::unique_ptr<TcpServer> server;
-  if (serve) {
-    FERRY_ASSIGN_OR_RETURN(server, TcpServer::Create(options.bind_host, options.port,
-                                                     options.secret, host, server_options));
-  }
-  auto client = std::make_unique<TcpClient>(options.secret, options.connections_per_peer,
-                                            options.connect_timeout);
-  return std::unique_ptr<TcpTransport>(
-      new TcpTransport(std::move(server), std::move(client), options));
+  return std::unique_ptr<TcpTransport>(new TcpTransport(options));
 }
 
-TcpTransport::TcpTransport(std::unique_ptr<TcpServer> server, std::unique_ptr<TcpClient> client,
-                           const TransportOptions& options)
-    : server_(std::move(server)),
-      client_(std::move(client)),
+TcpTransport::TcpTransport(const TransportOptions& options)
+    : client_(options.secret, options.connections_per_peer, options.connect_timeout),
       direct_(options.secret, options.connect_timeout) {}
 
-TcpTransport::~TcpTransport() {
-  client_.reset();  // fail outbound work first (Aborted), then stop serving
-  server_.reset();
-}
+TcpTransport::~TcpTransport() = default;
 
 void TcpTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices,
                           Deadline deadline) {
@@ -50,46 +39,35 @@ void TcpTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices
     op->done = std::move(s.done);
     ops.push_back(std::move(op));
   }
-  client_->Submit(peer.host, peer.rpc_port, ops);
+  client_.Submit(peer.host, peer.rpc_port, ops);
+}
+
+void TcpTransport::Warm(const SegmentDescriptor& peer, Deadline deadline) {
+  client_.Connect(peer.host, peer.rpc_port, deadline).IgnoreError();
+}
+
+bool TcpTransport::TransferNow(const SegmentDescriptor& peer, Slice& slice, Deadline deadline) {
+  if (slice.length == 0 || slice.length > kDirectMax) return false;
+  Status s = direct_.Call(peer.host, peer.rpc_port,
+                          slice.op == TransferOp::kWrite ? FrameType::kWrite : FrameType::kRead,
+                          slice.local, slice.remote, slice.length, deadline);
+  slice.done(s);
+  return true;
 }
 
 void TcpTransport::ForgetPeer(const std::string& peer_name) {
-  client_->Forget(peer_name);
+  client_.Forget(peer_name);
   direct_.Forget(peer_name);
 }
 
-Status TcpTransport::TransferDirect(const SegmentDescriptor& peer, TransferOp op, char* local,
-                                    uint64_t remote, uint64_t length, Deadline deadline) {
-  return direct_.Call(peer.host, peer.rpc_port,
-                      op == TransferOp::kWrite ? FrameType::kWrite : FrameType::kRead, local,
-                      remote, length, deadline);
-}
-
-Result<SegmentDescriptor> TcpTransport::FetchDescriptor(const std::string& host_port,
-                                                        Deadline deadline) {
-  FERRY_ASSIGN_OR_RETURN(HostPort hp, ParseHostPort(host_port));
-  auto op = std::make_shared<TcpOp>();
-  op->type = FrameType::kGetDescriptor;
-  op->deadline = deadline;
-  FERRY_RETURN_IF_ERROR(client_->Call(hp.host, hp.port, op));
-  auto d = SegmentDescriptor::FromJson(op->reply);
-  if (!d.ok()) return d.status().WithContext("descriptor from " + host_port);
-  return d;
-}
-
-Status TcpTransport::SendNotification(const SegmentDescriptor& peer, const std::string& from,
-                                      const std::string& message, Deadline deadline) {
-  auto op = std::make_shared<TcpOp>();
-  op->type = FrameType::kNotify;
-  op->payload = from + message;
-  op->aux = static_cast<uint32_t>(from.size());
-  op->deadline = deadline;
-  return client_->Call(peer.host, peer.rpc_port, op);
+void TcpTransport::DescribeLocal(SegmentDescriptor* descriptor) const {
+  auto& t = descriptor->transports;
+  if (std::find(t.begin(), t.end(), "tcp") == t.end()) t.push_back("tcp");
 }
 
 Result<std::unique_ptr<Transport>> CreateTcpTransport(const TransportOptions& options,
-                                                      TransportHost* host) {
-  FERRY_ASSIGN_OR_RETURN(auto t, TcpTransport::Create(options, host));
+                                                      TransportHost* /*host*/) {
+  FERRY_ASSIGN_OR_RETURN(auto t, TcpTransport::Create(options));
   return std::unique_ptr<Transport>(std::move(t));
 }
 
