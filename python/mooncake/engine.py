@@ -1,8 +1,10 @@
 """Drop-in `mooncake.engine.TransferEngine` backed by Ferry.
 
 Same method names, argument order and return conventions as Mooncake's pybind module:
-ints are 0 on success and negative on failure, async batch calls return 0 on failure,
-transfer_check_status returns 1 done / 0 pending / -1 failed / -2 timed out. Failures are
+ints are 0 on success and negative on failure (memory registration uses the reference's
+codes: -7 overlapping, -3 not registered, -1 anything else), async batch calls and
+transfer_submit_write return the batch id 0 on failure, transfer_check_status returns
+1 done / 0 pending / -1 failed / -2 timed out. Failures are
 logged on the "mooncake.engine" logger with the Ferry status message; nothing raises
 except programming errors (wrong argument types).
 
@@ -45,6 +47,24 @@ class TransferNotify:
 
 
 _PROTOCOLS = {"tcp": "tcp", "shm": "shm", "auto": "auto", "": "auto"}
+
+
+# Mooncake's error.h codes that its registration calls pass through to Python.
+ERR_INVALID_ARGUMENT = -1
+ERR_ADDRESS_NOT_REGISTERED = -3
+ERR_ADDRESS_OVERLAPPED = -7
+
+
+def _register_failure(error):
+    if error is not None and "overlap" in str(error):
+        return ERR_ADDRESS_OVERLAPPED
+    return ERR_INVALID_ARGUMENT
+
+
+def _unregister_failure(error):
+    if isinstance(error, ferry.NotFoundError):
+        return ERR_ADDRESS_NOT_REGISTERED
+    return ERR_INVALID_ARGUMENT
 
 
 def _metadata_url(metadata_server, metadata_type=None):
@@ -120,15 +140,16 @@ class TransferEngine:
         return "{}"
 
     def _call(self, what, fn, failure=-1):
-        """Runs fn(); returns its result, or `failure` after logging a FerryError."""
+        """Runs fn(); returns its result, or `failure` after logging a FerryError.
+        `failure` may be a function of the error (None when not initialized)."""
         if self._engine is None:
             log.error("%s: the engine is not initialized", what)
-            return failure
+            return failure(None) if callable(failure) else failure
         try:
             return fn()
         except ferry.FerryError as e:
             log.error("%s: %s", what, e)
-            return failure
+            return failure(e) if callable(failure) else failure
 
     # --- memory ---------------------------------------------------------------------
     def register_memory(self, buffer_addr, capacity, location="*"):
@@ -137,13 +158,13 @@ class TransferEngine:
         def run():
             self._engine.register(buffer_addr, capacity, loc)
             return 0
-        return self._call("register_memory", run)
+        return self._call("register_memory", run, failure=_register_failure)
 
     def unregister_memory(self, buffer_addr):
         def run():
             self._engine.unregister(buffer_addr)
             return 0
-        return self._call("unregister_memory", run)
+        return self._call("unregister_memory", run, failure=_unregister_failure)
 
     def batch_register_memory(self, buffer_addresses, capacities):
         def run():
@@ -158,14 +179,14 @@ class TransferEngine:
                     self._engine.unregister(a)
                 raise
             return 0
-        return self._call("batch_register_memory", run)
+        return self._call("batch_register_memory", run, failure=_register_failure)
 
     def batch_unregister_memory(self, buffer_addresses):
         def run():
             for a in buffer_addresses:
                 self._engine.unregister(a)
             return 0
-        return self._call("batch_unregister_memory", run)
+        return self._call("batch_unregister_memory", run, failure=_unregister_failure)
 
     def allocate_managed_buffer(self, length):
         """Address of `length` bytes of page-aligned, zeroed memory the engine owns and has
@@ -291,10 +312,9 @@ class TransferEngine:
 
     def transfer_submit_write(self, target_hostname, buffer, peer_buffer_address, length,
                               transport_hint=""):
-        """Batch id (> 0); negative on failure."""
-        batch = self.batch_transfer_async(target_hostname, [buffer], [peer_buffer_address],
-                                          [length], TransferOpcode.Write)
-        return batch if batch > 0 else -1
+        """Batch id (> 0); 0 on failure, as batch_transfer_async (callers test `!= 0`)."""
+        return self.batch_transfer_async(target_hostname, [buffer], [peer_buffer_address],
+                                         [length], TransferOpcode.Write)
 
     def get_batch_transfer_status(self, batch_ids):
         """Waits for every batch, frees them all; 0 if all succeeded, -1 otherwise."""

@@ -1,5 +1,6 @@
 #include "connector/bootstrap_server.h"
 
+#include <algorithm>
 #include <mutex>
 #include <nlohmann/json.hpp>
 
@@ -37,7 +38,15 @@ Status ApplyRegistration(BootstrapTable& table, const std::string& engine_id, in
   return OkStatus();
 }
 
-std::string BootstrapTableToJson(const BootstrapTable& table) {
+Result<BootstrapQueryFormat> ParseBootstrapQueryFormat(const std::string& name) {
+  if (name == "by_dp_rank") return BootstrapQueryFormat::kByDpRank;
+  if (name == "by_engine_id") return BootstrapQueryFormat::kByEngineId;
+  return InvalidArgumentError("bootstrap_query_format '" + name +
+                              "' must be \"by_dp_rank\" (the default, vLLM's current /query "
+                              "shape) or \"by_engine_id\" (the shape of vLLM's proxy at f1b4b28)");
+}
+
+std::string BootstrapTableToJson(const BootstrapTable& table, BootstrapQueryFormat format) {
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [dp, entry] : table) {
     nlohmann::json workers = nlohmann::json::object();
@@ -46,7 +55,11 @@ std::string BootstrapTableToJson(const BootstrapTable& table) {
       for (const auto& [pp, addr] : pps) pp_json[std::to_string(pp)] = addr;
       workers[std::to_string(tp)] = std::move(pp_json);
     }
-    out[std::to_string(dp)] = {{"engine_id", entry.engine_id}, {"worker_addr", workers}};
+    if (format == BootstrapQueryFormat::kByEngineId) {
+      out[entry.engine_id][std::to_string(dp)] = std::move(workers);
+    } else {
+      out[std::to_string(dp)] = {{"engine_id", entry.engine_id}, {"worker_addr", workers}};
+    }
   }
   return out.dump();
 }
@@ -63,6 +76,21 @@ Result<int> RankKey(const std::string& key) {
   return InvalidArgumentError("bootstrap table key '" + key + "' is not a rank number");
 }
 
+// {"<tp>":{"<pp>":addr}} into `e`.
+Status ReadWorkers(const nlohmann::json& workers, BootstrapEntry* e) {
+  if (!workers.is_object()) return InvalidArgumentError("worker_addr must be an object");
+  for (const auto& [tp_key, pps] : workers.items()) {
+    FERRY_ASSIGN_OR_RETURN(int tp, RankKey(tp_key));
+    if (!pps.is_object()) return InvalidArgumentError("worker_addr entries must be objects");
+    for (const auto& [pp_key, addr] : pps.items()) {
+      FERRY_ASSIGN_OR_RETURN(int pp, RankKey(pp_key));
+      if (!addr.is_string()) return InvalidArgumentError("worker addresses must be strings");
+      e->worker_addr[tp][pp] = addr.get<std::string>();
+    }
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 Result<BootstrapTable> BootstrapTableFromJson(const std::string& text) {
@@ -72,24 +100,40 @@ Result<BootstrapTable> BootstrapTableFromJson(const std::string& text) {
   }
   const nlohmann::json& j = *parsed;
   BootstrapTable table;
-  for (const auto& [dp_key, entry] : j.items()) {
-    FERRY_ASSIGN_OR_RETURN(int dp, RankKey(dp_key));
-    if (!entry.is_object() || !entry.contains("engine_id") || !entry.contains("worker_addr") ||
-        !entry["worker_addr"].is_object()) {
-      return InvalidArgumentError("bootstrap entry for dp rank " + dp_key +
-                                  " lacks engine_id or worker_addr");
-    }
-    BootstrapEntry& e = table[dp];
-    const auto& id = entry["engine_id"];
-    e.engine_id = id.is_string() ? id.get<std::string>() : id.dump();
-    for (const auto& [tp_key, pps] : entry["worker_addr"].items()) {
-      FERRY_ASSIGN_OR_RETURN(int tp, RankKey(tp_key));
-      if (!pps.is_object()) return InvalidArgumentError("worker_addr entries must be objects");
-      for (const auto& [pp_key, addr] : pps.items()) {
-        FERRY_ASSIGN_OR_RETURN(int pp, RankKey(pp_key));
-        if (!addr.is_string()) return InvalidArgumentError("worker addresses must be strings");
-        e.worker_addr[tp][pp] = addr.get<std::string>();
+  // The current shape's entries carry worker_addr; the by-engine-id shape's are keyed by
+  // dp rank, and a rank is never "worker_addr".
+  const bool by_dp_rank = std::all_of(j.begin(), j.end(), [](const nlohmann::json& entry) {
+    return entry.is_object() && entry.contains("worker_addr");
+  });
+  if (by_dp_rank) {
+    for (const auto& [dp_key, entry] : j.items()) {
+      FERRY_ASSIGN_OR_RETURN(int dp, RankKey(dp_key));
+      if (!entry.contains("engine_id") || !entry["worker_addr"].is_object()) {
+        return InvalidArgumentError("bootstrap entry for dp rank " + dp_key +
+                                    " lacks engine_id or worker_addr");
       }
+      const auto& id = entry["engine_id"];
+      BootstrapEntry& e = table[dp];
+      e.engine_id = id.is_string() ? id.get<std::string>() : id.dump();
+      FERRY_RETURN_IF_ERROR(ReadWorkers(entry["worker_addr"], &e));
+    }
+    return table;
+  }
+  for (const auto& [engine_id, dps] : j.items()) {
+    if (!dps.is_object() || dps.empty()) {
+      return InvalidArgumentError(
+          "bootstrap /query answer is neither {dp: {engine_id, worker_addr}} nor "
+          "{engine_id: {dp: {tp: {pp: addr}}}}");
+    }
+    for (const auto& [dp_key, workers] : dps.items()) {
+      FERRY_ASSIGN_OR_RETURN(int dp, RankKey(dp_key));
+      if (table.count(dp) > 0) {
+        return InvalidArgumentError("bootstrap /query answer names dp rank " + dp_key +
+                                    " under two engine ids");
+      }
+      BootstrapEntry& e = table[dp];
+      e.engine_id = engine_id;
+      FERRY_RETURN_IF_ERROR(ReadWorkers(workers, &e));
     }
   }
   return table;
@@ -119,6 +163,7 @@ class BootstrapServerImpl final : public BootstrapServer {
   }
 
   Status Start(const Options& options) {
+    query_format_ = options.query_format;
     http::HttpServerOptions http_options;
     http_options.name = "bootstrap";
     http_options.worker_threads = 8;
@@ -133,7 +178,7 @@ class BootstrapServerImpl final : public BootstrapServer {
     server_->Route("GET", "/query", [this](const http::Request& req, http::Response& res) {
       Authenticated(req, res, [&] {
         std::lock_guard lock(mu_);
-        res.Set(200, BootstrapTableToJson(table_), kJson);
+        res.Set(200, BootstrapTableToJson(table_, query_format_), kJson);
       });
     });
     server_->Route("GET", "/health", [](const http::Request&, http::Response& res) {
@@ -213,6 +258,7 @@ class BootstrapServerImpl final : public BootstrapServer {
   }
 
   MessageAuth auth_;
+  BootstrapQueryFormat query_format_ = BootstrapQueryFormat::kByDpRank;
   std::unique_ptr<http::HttpServer> server_;
   uint16_t port_ = 0;
   mutable std::mutex mu_;

@@ -7,6 +7,7 @@
 //        -> 200 {"status":"ok"}; 400 {"error":...} when the rank already has another address
 //           or the dp rank belongs to another engine id; re-registering the same is OK.
 //   GET  /query -> {"<dp>":{"engine_id":E,"worker_addr":{"<tp>":{"<pp>":"tcp://IP:PORT"}}}}
+//                  (or, with query_format kByEngineId, {"<E>":{"<dp>":{"<tp>":{"<pp>":...}}}})
 //   GET  /health -> {"status":"ok"}
 //
 // The HTTP layer is http::HttpServer (src/http) with 8 workers: slow or idle clients hold
@@ -43,9 +44,23 @@ using BootstrapTable = std::map<int, BootstrapEntry>;  // dp rank -> entry
 Status ApplyRegistration(BootstrapTable& table, const std::string& engine_id, int dp_rank,
                          int tp_rank, int pp_rank, const std::string& addr);
 
+// The shape of GET /query's answer. vLLM's bootstrap server changed it once, and the two
+// shapes cannot be told apart by a client that expects one of them, so a server answers
+// in one (docs/connector.md, "bootstrap_query_format").
+enum class BootstrapQueryFormat {
+  // {"<dp>":{"engine_id":E,"worker_addr":{"<tp>":{"<pp>":addr}}}}: vLLM's current shape.
+  kByDpRank,
+  // {"<E>":{"<dp>":{"<tp>":{"<pp>":addr}}}}: the shape vLLM's mooncake proxy reads at
+  // revision f1b4b28 (its connector's bootstrap server answered so then).
+  kByEngineId,
+};
+// "by_dp_rank" or "by_engine_id". Errors: InvalidArgument naming both.
+Result<BootstrapQueryFormat> ParseBootstrapQueryFormat(const std::string& name);
+
 // The /query JSON of a table.
-std::string BootstrapTableToJson(const BootstrapTable& table);
-// Parses /query JSON. Errors: InvalidArgument naming what is malformed.
+std::string BootstrapTableToJson(const BootstrapTable& table,
+                                 BootstrapQueryFormat format = BootstrapQueryFormat::kByDpRank);
+// Parses /query JSON of either shape. Errors: InvalidArgument naming what is malformed.
 Result<BootstrapTable> BootstrapTableFromJson(const std::string& json);
 
 class BootstrapServer {
@@ -60,6 +75,8 @@ class BootstrapServer {
     // Limits and deadlines of the HTTP layer. Default: the HttpLimits defaults with
     // max_body_bytes 64 KiB (a registration is a few hundred bytes).
     http::HttpLimits http_limits = {.max_body_bytes = 64 << 10};
+    // The shape of /query's answer. Default: kByDpRank (vLLM's current one).
+    BootstrapQueryFormat query_format = BootstrapQueryFormat::kByDpRank;
   };
 
   // Binds and starts serving on a thread it owns. Errors: AlreadyExists (port taken),

@@ -21,6 +21,8 @@ Result<std::unique_ptr<engine::KvConnector>> CreateP2p(const KvTransferConfig& c
   o.bootstrap_server_address = config.bootstrap_server_address;
   o.secret = config.secret;
   o.allowed_bootstrap_addrs = config.allowed_bootstrap_addrs;
+  FERRY_ASSIGN_OR_RETURN(o.bootstrap_query_format,
+                         ParseBootstrapQueryFormat(config.bootstrap_query_format));
   o.kv_load_timeout =
       std::chrono::milliseconds(static_cast<int64_t>(config.kv_load_timeout_s * 1000));
   o.host = AdvertisedHostIp(context.serve_host);

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "common/byte_size.h"
+#include "connector/bootstrap_server.h"
 
 namespace ferry::connector {
 namespace {
@@ -163,13 +164,20 @@ Result<KvTransferConfig> ParseConfigObject(const json& j, const std::string& par
       } else {
         return bad;
       }
+    } else if (key == "bootstrap_query_format") {
+      if (!value.is_string() || !ParseBootstrapQueryFormat(value.get<std::string>()).ok()) {
+        return InvalidArgumentError(
+            "kv-transfer-config: bootstrap_query_format must be \"by_dp_rank\" (the default) or "
+            "\"by_engine_id\" (for vLLM's mooncake proxy at f1b4b28; docs/connector.md)");
+      }
+      c.bootstrap_query_format = value.get<std::string>();
     } else if (key != "mooncake_protocol" && key != "device_name" &&
                key != "bootstrap_server_address" && key != "secret") {
       return InvalidArgumentError("kv-transfer-config: unknown kv_connector_extra_config key '" +
                                   key +
                                   "' (expected num_workers, mooncake_protocol, device_name, "
                                   "bootstrap_server_address, secret, allowed_bootstrap_addrs, "
-                                  "kv_load_timeout)");
+                                  "kv_load_timeout, bootstrap_query_format)");
     }
   }
   FERRY_RETURN_IF_ERROR(ReadString(*extra, "secret", &c.secret));

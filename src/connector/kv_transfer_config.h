@@ -13,7 +13,8 @@
 //                                  "bootstrap_server_address": string,
 //                                  "secret": string,
 //                                  "allowed_bootstrap_addrs": [string] | "a,b",
-//                                  "kv_load_timeout": seconds > 0}}
+//                                  "kv_load_timeout": seconds > 0,
+//                                  "bootstrap_query_format": "by_dp_rank" | "by_engine_id"}}
 //   {"kv_connector": "MooncakeStoreConnector", (the KV pool; settings in the file named by
 //    "kv_role": ...,                           MOONCAKE_CONFIG_PATH, see StoreConfig)
 //    "kv_connector_extra_config": {"mooncake_config_path": string,   (wins over the env)
@@ -50,6 +51,9 @@ struct KvTransferConfig {
   std::string secret;                                // Default: "" (FERRY_KV_SECRET, else none).
   std::vector<std::string> allowed_bootstrap_addrs;  // Default: none.
   double kv_load_timeout_s = 0;  // Default: 0 (FERRY_KV_LOAD_TIMEOUT, else the abort timeout).
+  // The shape of the embedded bootstrap server's /query answer (BootstrapQueryFormat):
+  // "by_dp_rank" (vLLM today) or "by_engine_id" (vLLM's proxy at f1b4b28). Default: by_dp_rank.
+  std::string bootstrap_query_format = "by_dp_rank";
 
   // MooncakeStoreConnector.
   std::string mooncake_config_path;      // Default: "" (MOONCAKE_CONFIG_PATH).

@@ -1,5 +1,6 @@
 #include "connector/kv_transfer_params.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 namespace ferry::connector {
@@ -30,6 +31,50 @@ Status ReadText(const json& j, const char* key, std::string* out) {
   return OkStatus();
 }
 
+// A request id that names a transfer: bounded, printable, no spaces (it travels in
+// side-channel messages and log lines).
+Status CheckRequestIdAsTransferId(const std::string& id) {
+  bool printable = std::all_of(id.begin(), id.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+  if (!id.empty() && id.size() <= kMaxRequestIdBytes && printable) return OkStatus();
+  return InvalidArgumentError(
+      "kv_transfer_params has no transfer_id, so the request id (X-Request-Id) names the KV "
+      "transfer, and it must be 1 to " +
+      std::to_string(kMaxRequestIdBytes) +
+      " printable ASCII characters without spaces; send kv_transfer_params.transfer_id or "
+      "another X-Request-Id");
+}
+
+// bootstrap_server_host + bootstrap_server_port (vLLM's first mooncake proxy) as
+// "http://host:port"; "" when the host is absent.
+Result<std::string> LegacyBootstrapAddr(const json& j) {
+  std::string host;
+  FERRY_RETURN_IF_ERROR(ReadText(j, "bootstrap_server_host", &host));
+  if (host.empty()) return std::string();
+  const bool bad_char = std::any_of(host.begin(), host.end(), [](char c) {
+    return c <= 0x20 || c >= 0x7f || c == '/' || c == '@' || c == '?' || c == '#';
+  });
+  if (bad_char || host.size() > 255) {
+    return FieldError("bootstrap_server_host", "must be a host name or an IP address");
+  }
+  auto it = j.find("bootstrap_server_port");
+  int64_t port = -1;
+  if (it != j.end() && it->is_number_integer()) {
+    port = it->is_number_unsigned() && it->get<uint64_t>() > 65535 ? -1 : it->get<int64_t>();
+  } else if (it != j.end() && it->is_string()) {
+    const auto& text = it->get_ref<const std::string&>();
+    if (!text.empty() && text.size() <= 5 &&
+        std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+      port = std::stoll(text);
+    }
+  }
+  if (port < 1 || port > 65535) {
+    return FieldError("bootstrap_server_port",
+                      "must be a port number from 1 to 65535 (it goes with bootstrap_server_host)");
+  }
+  const bool v6 = host.find(':') != std::string::npos && host.front() != '[';
+  return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
+}
+
 }  // namespace
 
 Result<KvTransferParams> KvTransferParams::Parse(std::string_view text) {
@@ -46,6 +91,25 @@ Result<KvTransferParams> KvTransferParams::Parse(std::string_view text) {
   FERRY_RETURN_IF_ERROR(ReadText(j, "remote_engine_id", &p.remote_engine_id));
   FERRY_RETURN_IF_ERROR(ReadText(j, "remote_bootstrap_addr", &p.remote_bootstrap_addr));
   FERRY_RETURN_IF_ERROR(ReadText(j, "ferry_proxy_auth", &p.ferry_proxy_auth));
+  // Checked only where it names the transfer: an over-long X-Request-Id is no error when
+  // transfer_id is given.
+  if (auto rid = j.find(kRequestIdKey); rid != j.end() && rid->is_string()) {
+    p.request_id = rid->get<std::string>();
+  }
+  if (p.remote_bootstrap_addr.empty()) {
+    FERRY_ASSIGN_OR_RETURN(p.remote_bootstrap_addr, LegacyBootstrapAddr(j));
+  }
+  if (auto dp = j.find("remote_dp_rank"); dp != j.end() && !dp->is_null()) {
+    if (!dp->is_number_integer() || dp->get<int64_t>() != 0) {
+      return FieldError("remote_dp_rank",
+                        "must be 0: a Ferry prefill instance has one data-parallel rank");
+    }
+  }
+  if (p.transfer_id.empty() && (p.do_remote_decode || p.do_remote_prefill) &&
+      !p.request_id.empty()) {
+    FERRY_RETURN_IF_ERROR(CheckRequestIdAsTransferId(p.request_id));
+    p.transfer_id = p.request_id;
+  }
   return p;
 }
 

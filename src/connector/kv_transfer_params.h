@@ -12,7 +12,17 @@
 //   remote_engine_id: string      the prefill's engine id
 //   remote_bootstrap_addr: string "http://host:port" of the prefill's bootstrap server
 //   ferry_proxy_auth: string      `ferry proxy`'s tag over the three fields above
+//   ferry_request_id: string      written by `ferry serve` (never a client): the request's
+//                                 X-Request-Id, or the id the server made for it
 // Strings are at most kMaxTransferParamBytes bytes.
+//
+// Older vLLM proxies (docs/connector.md, "vLLM revisions") send other shapes, read here:
+//   - no transfer_id: the request id names the transfer (both halves of one request carry
+//     the same X-Request-Id); it must then be 1 to kMaxRequestIdBytes printable ASCII
+//     characters without spaces;
+//   - bootstrap_server_host + bootstrap_server_port (int or decimal string) instead of
+//     remote_bootstrap_addr: remote_bootstrap_addr becomes "http://host:port";
+//   - remote_dp_rank: Ferry's prefills have one dp rank, so only 0 (or null) is accepted.
 #pragma once
 
 #include <cstddef>
@@ -24,6 +34,11 @@
 namespace ferry::connector {
 
 inline constexpr size_t kMaxTransferParamBytes = 1024;
+// The longest request id that may stand in for a missing transfer_id (the side channel's
+// limit on transfer ids).
+inline constexpr size_t kMaxRequestIdBytes = 256;
+// The key under which `ferry serve` passes the request id to the connector.
+inline constexpr char kRequestIdKey[] = "ferry_request_id";
 
 struct KvTransferParams {
   bool do_remote_decode = false;
@@ -32,9 +47,12 @@ struct KvTransferParams {
   std::string remote_engine_id;
   std::string remote_bootstrap_addr;
   std::string ferry_proxy_auth;
+  std::string request_id;  // ferry_request_id
 
   // `text`: a JSON object, or "" / "null" for none (all defaults). Errors: InvalidArgument
-  // naming the field ("kv_transfer_params.transfer_id: must be a string").
+  // naming the field ("kv_transfer_params.transfer_id: must be a string"). A transfer half
+  // (do_remote_decode / do_remote_prefill) without transfer_id gets request_id as its
+  // transfer_id; without either, transfer_id stays empty (the connector refuses it).
   static Result<KvTransferParams> Parse(std::string_view text);
   // A JSON object with the fields that are set (flags always).
   std::string ToJson() const;

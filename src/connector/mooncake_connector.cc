@@ -239,8 +239,10 @@ Status MooncakeConnectorImpl::StartProducer() {
                                                [this](auto call) { HandleCall(std::move(call)); }));
   if (options_.bootstrap_server_address.empty()) {
     FERRY_ASSIGN_OR_RETURN(
-        bootstrap_, BootstrapServer::Create(
-                        {options_.bootstrap_bind_host, options_.bootstrap_port, options_.secret}));
+        bootstrap_, BootstrapServer::Create({.host = options_.bootstrap_bind_host,
+                                             .port = options_.bootstrap_port,
+                                             .secret = options_.secret,
+                                             .query_format = options_.bootstrap_query_format}));
     bootstrap_addr_ = "http://" + HostPort{options_.host, bootstrap_->port()}.ToString();
   } else {
     std::string addr = options_.bootstrap_server_address;
@@ -302,7 +304,10 @@ Status MooncakeConnectorImpl::ExpectProducerRequest(const std::string& request_i
   if (!options_.is_producer()) {
     return FailedPreconditionError("do_remote_decode asked of a kv_consumer instance");
   }
-  if (transfer_id.empty()) return InvalidArgumentError("kv_transfer_params lacks transfer_id");
+  if (transfer_id.empty()) {
+    return InvalidArgumentError(
+        "kv_transfer_params lacks transfer_id (and the request has no X-Request-Id to use)");
+  }
   if (transfer_id.size() > kMaxTransferIdBytes) {
     return InvalidArgumentError("transfer_id is longer than " +
                                 std::to_string(kMaxTransferIdBytes) + " bytes");
@@ -327,7 +332,8 @@ Status MooncakeConnectorImpl::ExpectConsumerRequest(const std::string& request_i
   }
   if (source.transfer_id.empty() || source.bootstrap_addr.empty()) {
     return InvalidArgumentError(
-        "kv_transfer_params needs transfer_id and remote_bootstrap_addr for do_remote_prefill");
+        "kv_transfer_params needs transfer_id (or an X-Request-Id) and remote_bootstrap_addr "
+        "(or bootstrap_server_host and bootstrap_server_port) for do_remote_prefill");
   }
   if (source.transfer_id.size() > kMaxTransferIdBytes ||
       source.engine_id.size() > kMaxTransferIdBytes) {

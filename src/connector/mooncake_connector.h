@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "connector/bootstrap_server.h"
 #include "engine/kv_cache_layout.h"
 #include "engine/kv_connector.h"
 #include "ferry/status.h"
@@ -89,6 +90,9 @@ struct MooncakeConnectorOptions {
   // secret signed it. Default: empty: with a secret only proxy-signed addresses are
   // contacted; without one, any (open, with a warning at start).
   std::vector<std::string> allowed_bootstrap_addrs;
+  // The shape of the embedded bootstrap server's /query answer; consumers read either.
+  // Default: kByDpRank.
+  BootstrapQueryFormat bootstrap_query_format = BootstrapQueryFormat::kByDpRank;
 
   bool is_producer() const { return role == "kv_producer" || role == "kv_both"; }
   bool is_consumer() const { return role == "kv_consumer" || role == "kv_both"; }

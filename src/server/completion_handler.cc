@@ -4,6 +4,7 @@
 
 #include "common/deadline.h"
 #include "common/log.h"
+#include "connector/kv_transfer_params.h"
 
 namespace ferry::server {
 namespace {
@@ -184,7 +185,13 @@ std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind k
           "cannot take part in disaggregated serving"));
       return nullptr;
     }
-    prepared->kv_transfer_params = req.kv_transfer_params.dump();
+    // The connector falls back to the request id when a proxy sends no transfer_id (vLLM's
+    // older mooncake proxies give both halves the same X-Request-Id); the server's value
+    // replaces any a client wrote. A header is not always UTF-8: bad bytes become U+FFFD
+    // (which the connector refuses in a transfer id) instead of throwing.
+    req.kv_transfer_params[connector::kRequestIdKey] = client_request_id;
+    prepared->kv_transfer_params =
+        req.kv_transfer_params.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   }
   auto stream = ctx.engine->Submit(std::move(prepared).value());
   if (!stream.ok()) {

@@ -194,6 +194,53 @@ TEST(BootstrapTableTest, RejectsMalformedQueryAnswers) {
   }
 }
 
+// vLLM's mooncake proxy at f1b4b28 reads /query as {engine_id: {dp: {tp: {pp: addr}}}}
+// (bootstrap_query_format "by_engine_id"); a decoder reads both shapes.
+TEST(BootstrapServerQueryFormatTest, ByEngineIdAnswersTheOlderShape) {
+  auto server = BootstrapServer::Create(
+      {.host = "127.0.0.1", .port = 0, .query_format = BootstrapQueryFormat::kByEngineId});
+  ASSERT_TRUE(server.ok()) << server.status().ToString();
+  httplib::Client client("127.0.0.1", (*server)->port());
+  nlohmann::json reg = {{"engine_id", "eng-a"},
+                        {"dp_rank", 0},
+                        {"tp_rank", 0},
+                        {"pp_rank", 0},
+                        {"addr", "tcp://127.0.0.1:5555"}};
+  auto posted = client.Post("/register", reg.dump(), "application/json");
+  ASSERT_TRUE(posted);
+  ASSERT_EQ(posted->status, 200);
+  auto res = client.Get("/query");
+  ASSERT_TRUE(res);
+  ASSERT_EQ(res->status, 200);
+  auto j = nlohmann::json::parse(res->body);
+  EXPECT_EQ(j, nlohmann::json::parse(R"({"eng-a":{"0":{"0":{"0":"tcp://127.0.0.1:5555"}}}})"));
+  auto table = BootstrapTableFromJson(res->body);
+  ASSERT_TRUE(table.ok()) << table.status().ToString();
+  EXPECT_EQ(table->at(0).engine_id, "eng-a");
+  EXPECT_EQ(table->at(0).worker_addr.at(0).at(0), "tcp://127.0.0.1:5555");
+}
+
+TEST(BootstrapTableTest, BothShapesRoundTrip) {
+  BootstrapTable t;
+  ASSERT_TRUE(ApplyRegistration(t, "e0", 0, 0, 0, "tcp://a:1").ok());
+  ASSERT_TRUE(ApplyRegistration(t, "e0", 0, 1, 0, "tcp://a:2").ok());
+  ASSERT_TRUE(ApplyRegistration(t, "e1", 1, 0, 0, "tcp://b:1").ok());
+  for (auto format : {BootstrapQueryFormat::kByDpRank, BootstrapQueryFormat::kByEngineId}) {
+    auto back = BootstrapTableFromJson(BootstrapTableToJson(t, format));
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    ASSERT_EQ(back->size(), 2u);
+    EXPECT_EQ(back->at(0).engine_id, "e0");
+    EXPECT_EQ(back->at(0).worker_addr, t.at(0).worker_addr);
+    EXPECT_EQ(back->at(1).engine_id, "e1");
+  }
+  // one dp rank under two engine ids, an engine without ranks
+  EXPECT_FALSE(BootstrapTableFromJson(R"({"a":{"0":{}},"b":{"0":{}}})").ok());
+  EXPECT_FALSE(BootstrapTableFromJson(R"({"a":{}})").ok());
+  EXPECT_TRUE(ParseBootstrapQueryFormat("by_engine_id").ok());
+  EXPECT_TRUE(ParseBootstrapQueryFormat("by_dp_rank").ok());
+  EXPECT_FALSE(ParseBootstrapQueryFormat("v0").ok());
+}
+
 TEST(BootstrapServerCreateTest, PortInUseIsAClearError) {
   auto first = BootstrapServer::Create({.host = "127.0.0.1", .port = 0});
   ASSERT_TRUE(first.ok());

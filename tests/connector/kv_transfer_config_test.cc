@@ -143,6 +143,105 @@ TEST(KvTransferParamsTest, ParsesAndWrites) {
             StatusCode::kInvalidArgument);
 }
 
+// The shapes vLLM's older mooncake proxies send (docs/connector.md, "vLLM revisions tried").
+TEST(KvTransferParamsTest, RequestIdNamesTheTransferWithoutTransferId) {
+  auto prefill = KvTransferParams::Parse(
+      R"({"do_remote_decode":true,"do_remote_prefill":false,"ferry_request_id":"5f0c-1"})");
+  ASSERT_TRUE(prefill.ok()) << prefill.status().ToString();
+  EXPECT_EQ(prefill->transfer_id, "5f0c-1");
+  // ToJson never writes the request id.
+  EXPECT_EQ(prefill->ToJson().find("ferry_request_id"), std::string::npos);
+  // transfer_id wins, and the request id is not checked then.
+  auto both = KvTransferParams::Parse(
+      R"({"do_remote_decode":true,"transfer_id":"xfer-1","ferry_request_id":")" +
+      std::string(5000, 'r') + R"("})");
+  ASSERT_TRUE(both.ok()) << both.status().ToString();
+  EXPECT_EQ(both->transfer_id, "xfer-1");
+  // No transfer half: nothing to name.
+  auto plain = KvTransferParams::Parse(R"({"ferry_request_id":"r"})");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->transfer_id, "");
+  auto none = KvTransferParams::Parse(R"({"do_remote_prefill":true,"ferry_request_id":""})");
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->transfer_id, "");
+  // The id is bounded and printable.
+  EXPECT_TRUE(KvTransferParams::Parse(R"({"do_remote_prefill":true,"ferry_request_id":")" +
+                                      std::string(256, 'x') + R"("})")
+                  .ok());
+  for (const std::string& bad :
+       {std::string("has space"), std::string(257, 'x'), std::string(R"(a\u0001b)")}) {
+    auto p = KvTransferParams::Parse(R"({"do_remote_prefill":true,"ferry_request_id":")" + bad +
+                                     R"("})");
+    ASSERT_FALSE(p.ok()) << bad;
+    EXPECT_EQ(p.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(p.status().message().find("X-Request-Id"), std::string::npos);
+  }
+}
+
+TEST(KvTransferParamsTest, BootstrapHostAndPortMakeTheAddress) {
+  auto p = KvTransferParams::Parse(
+      R"({"do_remote_prefill":true,"bootstrap_server_host":"10.0.0.2",
+          "bootstrap_server_port":8998})");
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->remote_bootstrap_addr, "http://10.0.0.2:8998");
+  auto s = KvTransferParams::Parse(
+      R"({"bootstrap_server_host":"prefill-1","bootstrap_server_port":"9000"})");
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  EXPECT_EQ(s->remote_bootstrap_addr, "http://prefill-1:9000");
+  auto v6 =
+      KvTransferParams::Parse(R"({"bootstrap_server_host":"fd00::2","bootstrap_server_port":1})");
+  ASSERT_TRUE(v6.ok());
+  EXPECT_EQ(v6->remote_bootstrap_addr, "http://[fd00::2]:1");
+  auto wrapped =
+      KvTransferParams::Parse(R"({"bootstrap_server_host":"[fd00::2]","bootstrap_server_port":1})");
+  ASSERT_TRUE(wrapped.ok());
+  EXPECT_EQ(wrapped->remote_bootstrap_addr, "http://[fd00::2]:1");
+  // remote_bootstrap_addr wins when both are given.
+  auto both = KvTransferParams::Parse(
+      R"({"remote_bootstrap_addr":"http://a:1","bootstrap_server_host":"b",
+          "bootstrap_server_port":2})");
+  ASSERT_TRUE(both.ok());
+  EXPECT_EQ(both->remote_bootstrap_addr, "http://a:1");
+  for (const char* bad : {R"({"bootstrap_server_host":"h"})",
+                          R"({"bootstrap_server_host":"h","bootstrap_server_port":0})",
+                          R"({"bootstrap_server_host":"h","bootstrap_server_port":65536})",
+                          R"({"bootstrap_server_host":"h","bootstrap_server_port":"80a"})",
+                          R"({"bootstrap_server_host":"h","bootstrap_server_port":-1})",
+                          R"({"bootstrap_server_host":"h","bootstrap_server_port":1.5})",
+                          R"({"bootstrap_server_host":"evil/x","bootstrap_server_port":1})",
+                          R"({"bootstrap_server_host":"a@b","bootstrap_server_port":1})",
+                          R"({"bootstrap_server_host":"a b","bootstrap_server_port":1})",
+                          R"({"bootstrap_server_host":5,"bootstrap_server_port":1})"}) {
+    auto r = KvTransferParams::Parse(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(KvTransferParamsTest, RemoteDpRankMustBeZero) {
+  EXPECT_TRUE(KvTransferParams::Parse(R"({"remote_dp_rank":0})").ok());
+  EXPECT_TRUE(KvTransferParams::Parse(R"({"remote_dp_rank":null})").ok());
+  EXPECT_FALSE(KvTransferParams::Parse(R"({"remote_dp_rank":1})").ok());
+  EXPECT_FALSE(KvTransferParams::Parse(R"({"remote_dp_rank":"0"})").ok());
+}
+
+TEST(KvTransferConfigTest, BootstrapQueryFormat) {
+  auto c = ParseKvTransferConfig(
+      R"({"kv_connector":"MooncakeConnector","kv_role":"kv_producer",
+          "kv_connector_extra_config":{"bootstrap_query_format":"by_engine_id"}})");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->bootstrap_query_format, "by_engine_id");
+  auto d = ParseKvTransferConfig(R"({"kv_connector":"MooncakeConnector","kv_role":"kv_producer"})");
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->bootstrap_query_format, "by_dp_rank");
+  for (const char* bad : {R"("v0")", "1", "null"}) {
+    auto e = ParseKvTransferConfig(
+        std::string(R"({"kv_connector":"MooncakeConnector","kv_role":"kv_producer",)") +
+        R"("kv_connector_extra_config":{"bootstrap_query_format":)" + bad + "}}");
+    EXPECT_FALSE(e.ok()) << bad;
+  }
+}
+
 TEST(KvBlockKeysTest, ChainedKeysNameWholePrefixesAndModels) {
   engine::KvCacheLayout layout;
   layout.num_layers = 2;

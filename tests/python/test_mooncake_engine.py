@@ -120,9 +120,9 @@ def test_batch_register(engine):
     bufs = [np.zeros(4096, dtype=np.uint8) for _ in range(3)]
     addrs = [b.ctypes.data for b in bufs]
     assert engine.batch_register_memory(addrs, [4096] * 3) == 0
-    assert engine.batch_register_memory(addrs[:1], [4096]) == -1  # overlap
+    assert engine.batch_register_memory(addrs[:1], [4096]) == -7  # ERR_ADDRESS_OVERLAPPED
     assert engine.batch_unregister_memory(addrs) == 0
-    assert engine.batch_unregister_memory(addrs) == -1
+    assert engine.batch_unregister_memory(addrs) == -3  # ERR_ADDRESS_NOT_REGISTERED
 
 
 def test_segment_queries(engine, peer):
@@ -148,7 +148,42 @@ def test_failures_are_values(engine, peer, local):
     unreg = np.zeros(16, dtype=np.uint8)
     assert engine.transfer_sync_write(peer.name, unreg.ctypes.data, peer.addr, 16) < 0
     assert engine.batch_transfer_async_write(peer.name, [a], [0x10], [16]) == 0
-    assert engine.transfer_submit_write("127.0.0.1:1", a, peer.addr, 16) < 0
+    # The reference's failed batch id is 0 (its callers test `batch_id != 0`).
+    assert engine.transfer_submit_write("127.0.0.1:1", a, peer.addr, 16) == 0
     assert engine.transfer_check_status(987654) == -1
     assert engine.unregister_memory(0x1234) < 0
     assert engine.register_memory(0, 16) < 0
+
+
+def test_failure_values_match_the_reference(engine, peer, local):
+    """Each method's failure value as Mooncake's transfer_engine_py.cpp returns it."""
+    a = local.ctypes.data
+    # batch ids: 0 is the failed batch (unregistered source, unknown peer, bad lists)
+    assert engine.transfer_submit_write(peer.name, 0x1000, peer.addr, 16) == 0
+    assert engine.batch_transfer_async_read("127.0.0.1:1", [a], [peer.addr], [16]) == 0
+    assert engine.batch_transfer_async(peer.name, [a, a], [peer.addr], [16],
+                                       TransferOpcode.Write) == 0
+    # a write past the peer's memory is refused at submit or reported by the status
+    bid = engine.transfer_submit_write(peer.name, a, peer.addr + peer.size, 16)
+    if bid != 0:
+        deadline = time.monotonic() + 10
+        while (st := engine.transfer_check_status(bid)) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert st == -1
+    # sync calls: -1
+    assert engine.transfer_sync_read("127.0.0.1:1", a, peer.addr, 16) == -1
+    assert engine.batch_transfer_sync_write(peer.name, [a], [peer.addr], [16, 16]) == -1
+    assert engine.get_batch_transfer_status([123456789]) == -1
+    # registration: Mooncake's error.h codes
+    assert engine.register_memory(a, 4096) == -7  # ERR_ADDRESS_OVERLAPPED
+    assert engine.unregister_memory(a + 8) == -3  # ERR_ADDRESS_NOT_REGISTERED
+    assert engine.batch_unregister_memory([a + 8]) == -3
+    # an engine that was never initialized
+    idle = TransferEngine()
+    assert idle.transfer_submit_write(peer.name, a, peer.addr, 16) == 0
+    assert idle.batch_transfer_async_write(peer.name, [a], [peer.addr], [16]) == 0
+    assert idle.transfer_sync_write(peer.name, a, peer.addr, 16) == -1
+    assert idle.register_memory(a, 16) == -1
+    assert idle.allocate_managed_buffer(4096) == 0
+    assert idle.get_rpc_port() == -1
+    assert idle.get_notifies() == []

@@ -1,7 +1,9 @@
 // `ferry demo`: the README's main job. Runs the deployment of the Mooncake connector guide
 // on this machine: a prefill instance, a decode instance and the proxy on a tiny generated
-// model, sends a completion and a chat request through the proxy, prints them with the KV
-// bytes moved and the time it took, and stops everything it started.
+// model (random weights: its text is gibberish by design), plus one colocated instance;
+// sends a completion and a chat request through the proxy and the same requests to the
+// colocated instance, prints both answers, checks that they are byte-identical (exit 1
+// if not), prints the KV bytes moved and the time it took, and stops everything.
 #include <fmt/core.h>
 #include <httplib.h>
 #include <netinet/in.h>
@@ -27,6 +29,7 @@ struct DemoFlags {
   int proxy_port = 8000;
   int prefill_port = 8010;
   int decode_port = 8020;
+  int colocated_port = 8030;
   int bootstrap_port = 8998;
   bool free_ports = false;
   bool keep = false;
@@ -83,13 +86,17 @@ class Demo {
       f_.proxy_port = FreePort();
       f_.prefill_port = FreePort();
       f_.decode_port = FreePort();
+      f_.colocated_port = FreePort();
       f_.bootstrap_port = FreePort();
     }
     std::string model = f_.model;
     if (model.empty()) {
       model = dir_ + "/model";
       if (Status s = engine::MakeModel(model, {}); !s.ok()) return Fail(s.ToString());
-      fmt::print("model: a tiny generated Qwen2 checkpoint (random weights) in {}\n", model);
+      fmt::print("model: a tiny generated Qwen2 checkpoint in {}\n", model);
+      fmt::print(
+          "its weights are random, so the text below is gibberish by design: what counts is "
+          "that the disaggregated answer is byte-identical to a colocated instance's\n");
     }
     const std::string self = "/proc/self/exe";
     const std::string p_url = fmt::format("http://127.0.0.1:{}", f_.prefill_port);
@@ -100,26 +107,32 @@ class Demo {
         "'{{\"kv_connector\":\"MooncakeConnector\",\"kv_role\":\"kv_producer\"}}'\n"
         "  ferry serve MODEL --port {} --kv-transfer-config "
         "'{{\"kv_connector\":\"MooncakeConnector\",\"kv_role\":\"kv_consumer\"}}'\n"
-        "  ferry proxy --port {} --prefill {} --decode {}\n",
-        f_.prefill_port, f_.decode_port, f_.proxy_port, p_url, d_url);
+        "  ferry proxy --port {} --prefill {} --decode {}\n"
+        "and, to compare with, one colocated instance (no KV transfer):\n"
+        "  ferry serve MODEL --port {}\n",
+        f_.prefill_port, f_.decode_port, f_.proxy_port, p_url, d_url, f_.colocated_port);
     auto serve = [&](int port, const char* role) {
-      return std::vector<std::string>{
-          self,
-          "serve",
-          model,
-          "--host",
-          "127.0.0.1",
-          "--port",
-          std::to_string(port),
-          "--served-model-name",
-          "tiny",
-          "--kv-transfer-config",
-          fmt::format(R"({{"kv_connector":"MooncakeConnector","kv_role":"{}"}})", role)};
+      std::vector<std::string> argv = {self,
+                                       "serve",
+                                       model,
+                                       "--host",
+                                       "127.0.0.1",
+                                       "--port",
+                                       std::to_string(port),
+                                       "--served-model-name",
+                                       "tiny"};
+      if (role != nullptr) {
+        argv.push_back("--kv-transfer-config");
+        argv.push_back(
+            fmt::format(R"({{"kv_connector":"MooncakeConnector","kv_role":"{}"}})", role));
+      }
+      return argv;
     };
     std::vector<std::pair<std::string, std::string>> env = {
         {"VLLM_MOONCAKE_BOOTSTRAP_PORT", std::to_string(f_.bootstrap_port)}};
     if (!Start("prefill", serve(f_.prefill_port, "kv_producer"), env)) return 1;
     if (!Start("decode", serve(f_.decode_port, "kv_consumer"), env)) return 1;
+    if (!Start("colocated", serve(f_.colocated_port, nullptr), {})) return 1;
     if (!Start("proxy",
                {self, "proxy", "--port", std::to_string(f_.proxy_port), "--prefill", p_url,
                 std::to_string(f_.bootstrap_port), "--decode", d_url},
@@ -127,21 +140,26 @@ class Demo {
       return 1;
     }
     if (!WaitHealthy()) return 1;
-    fmt::print("all three are up; the proxy serves http://127.0.0.1:{}\n\n", f_.proxy_port);
+    fmt::print("all four are up; the proxy serves http://127.0.0.1:{}\n\n", f_.proxy_port);
 
     httplib::Client proxy("127.0.0.1", f_.proxy_port);
     proxy.set_read_timeout(60, 0);
+    httplib::Client colocated("127.0.0.1", f_.colocated_port);
+    colocated.set_read_timeout(60, 0);
     int rc = 0;
-    rc |= Ask(proxy, "/v1/completions",
-              {{"model", "tiny"},
-               {"prompt", "The ferry carried the travellers across the river, and"},
-               {"max_tokens", 24},
-               {"temperature", 0}});
-    rc |= Ask(proxy, "/v1/chat/completions",
-              {{"model", "tiny"},
-               {"messages", {{{"role", "user"}, {"content", "What does a ferry carry?"}}}},
-               {"max_tokens", 24},
-               {"temperature", 0}});
+    // Greedy (temperature 0) with a fixed seed: one answer is right, on any path.
+    rc |= Compare(proxy, colocated, "/v1/completions",
+                  {{"model", "tiny"},
+                   {"prompt", "The ferry carried the travellers across the river, and"},
+                   {"max_tokens", 24},
+                   {"temperature", 0},
+                   {"seed", 7}});
+    rc |= Compare(proxy, colocated, "/v1/chat/completions",
+                  {{"model", "tiny"},
+                   {"messages", {{{"role", "user"}, {"content", "What does a ferry carry?"}}}},
+                   {"max_tokens", 24},
+                   {"temperature", 0},
+                   {"seed", 7}});
 
     httplib::Client prefill("127.0.0.1", f_.prefill_port);
     auto m = prefill.Get("/metrics");
@@ -153,7 +171,7 @@ class Demo {
                  bytes, n, secs * 1e3);
       if (bytes <= 0) rc = 1;
     }
-    fmt::print("stopping the proxy, decode and prefill\n");
+    fmt::print("stopping the proxy, colocated, decode and prefill\n");
     if (f_.keep) fmt::print("logs kept in {}\n", dir_);
     fmt::print("{}\n", rc == 0 ? "demo OK" : "demo FAILED");
     return rc;
@@ -182,6 +200,9 @@ class Demo {
     httplib::Client c("127.0.0.1", f_.proxy_port);
     c.set_connection_timeout(1, 0);
     c.set_read_timeout(2, 0);
+    httplib::Client colocated("127.0.0.1", f_.colocated_port);
+    colocated.set_connection_timeout(1, 0);
+    colocated.set_read_timeout(2, 0);
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
     while (std::chrono::steady_clock::now() < deadline) {
       for (size_t i = 0; i < procs_.size(); ++i) {
@@ -192,8 +213,10 @@ class Demo {
         }
       }
       auto res = c.Get("/health");  // every instance up, not merely degraded serving
+      auto alone = colocated.Get("/health");
       if (res && res->status == 200 &&
-          res->body.find("\"mode\":\"disaggregated\"") != std::string::npos) {
+          res->body.find("\"mode\":\"disaggregated\"") != std::string::npos && alone &&
+          alone->status == 200) {
         return true;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -202,28 +225,45 @@ class Demo {
     return false;
   }
 
-  int Ask(httplib::Client& c, const std::string& path, const nlohmann::json& body) {
+  // Sends `body` to the proxy (prefill -> decode) and to the colocated instance, prints
+  // both answers and whether they are byte-identical; 0 when they are.
+  int Compare(httplib::Client& proxy, httplib::Client& colocated, const std::string& path,
+              const nlohmann::json& body) {
+    std::string disaggregated, alone;
+    if (!Ask(proxy, path, body, "disaggregated (proxy -> prefill -> decode)", &disaggregated) ||
+        !Ask(colocated, path, body, "colocated (one instance)", &alone)) {
+      return 1;
+    }
+    const bool same = disaggregated == alone;
+    fmt::print("  byte-identical: {}\n\n", same ? "yes" : "NO");
+    if (!same) Fail(path + ": the disaggregated answer differs from the colocated one");
+    return same ? 0 : 1;
+  }
+
+  // POSTs `body`, prints the answer's text under `label`, stores it in `text`.
+  bool Ask(httplib::Client& c, const std::string& path, const nlohmann::json& body,
+           const std::string& label, std::string* text) {
     auto start = std::chrono::steady_clock::now();
     auto res = c.Post(path, body.dump(), "application/json");
     double ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
     if (!res) {
       Fail(path + ": no answer: " + httplib::to_string(res.error()));
-      return 1;
+      return false;
     }
     auto j = nlohmann::json::parse(res->body, nullptr, /*allow_exceptions=*/false);
     if (res->status != 200 || j.is_discarded() || !j.contains("choices")) {
       Fail(path + ": HTTP " + std::to_string(res->status) + ": " + res->body);
-      return 1;
+      return false;
     }
     const auto& ch = j["choices"][0];
-    std::string text = ch.contains("text") ? ch["text"].get<std::string>()
-                                           : ch["message"]["content"].get<std::string>();
-    fmt::print("POST {}  ({:.1f} ms, {} prompt + {} completion tokens, finish: {})\n", path, ms,
-               j["usage"]["prompt_tokens"].get<int>(), j["usage"]["completion_tokens"].get<int>(),
-               ch["finish_reason"].get<std::string>());
-    fmt::print("  -> {}\n\n", nlohmann::json(text).dump());
-    return 0;
+    *text = ch.contains("text") ? ch["text"].get<std::string>()
+                                : ch["message"]["content"].get<std::string>();
+    fmt::print("POST {}  {}  ({:.1f} ms, {} prompt + {} completion tokens, finish: {})\n", path,
+               label, ms, j["usage"]["prompt_tokens"].get<int>(),
+               j["usage"]["completion_tokens"].get<int>(), ch["finish_reason"].get<std::string>());
+    fmt::print("  -> {}\n", nlohmann::json(*text).dump());
+    return true;
   }
 
   DemoFlags f_;
@@ -236,13 +276,17 @@ class Demo {
 
 FERRY_REGISTER_COMMAND(
     demo, "demo",
-    "Runs prefill + decode + proxy on this machine, sends requests through the proxy, stops",
+    "Runs prefill + decode + proxy on this machine, sends requests through the proxy and to a "
+    "colocated instance, checks the answers are byte-identical, stops",
     [](CLI::App& cmd) -> Runner {
       auto f = std::make_shared<DemoFlags>();
       cmd.add_option("--model", f->model, "HF model directory (default: a generated tiny one)");
       cmd.add_option("--proxy-port", f->proxy_port, "Proxy port")->capture_default_str();
       cmd.add_option("--prefill-port", f->prefill_port, "Prefill port")->capture_default_str();
       cmd.add_option("--decode-port", f->decode_port, "Decode port")->capture_default_str();
+      cmd.add_option("--colocated-port", f->colocated_port,
+                     "Port of the colocated instance the answers are compared with")
+          ->capture_default_str();
       cmd.add_option("--bootstrap-port", f->bootstrap_port, "VLLM_MOONCAKE_BOOTSTRAP_PORT")
           ->capture_default_str();
       cmd.add_flag("--free-ports", f->free_ports, "Pick free ports instead of the defaults");
