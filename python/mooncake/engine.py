@@ -44,7 +44,7 @@ class TransferNotify:
         return f"TransferNotify(name={self.name!r}, msg={self.msg!r})"
 
 
-_PROTOCOLS = {"tcp": "tcp", "shm": "shm", "auto": "auto", "": "auto"}
+_PROTOCOLS = {"tcp": "tcp", "shm": "shm", "ucx": "ucx", "auto": "auto", "": "auto"}
 
 
 def _metadata_url(metadata_server, metadata_type=None):
@@ -96,14 +96,18 @@ class TransferEngine:
             log.warning("protocol 'rdma' has no transport in Ferry: using 'auto' "
                         "(shm for same-host peers, tcp otherwise)")
             proto = "auto"
+        if proto == "ucx" and not ferry.HAVE_UCX:
+            log.error("initialize: protocol 'ucx' needs a Ferry built with UCX "
+                      "(libucx-dev; see docs/ucx.md)")
+            return -1
         if proto not in _PROTOCOLS:
-            log.error("initialize: protocol %r is not supported (tcp, shm, rdma->auto)",
+            log.error("initialize: protocol %r is not supported (tcp, shm, ucx, rdma->auto)",
                       protocol)
             return -1
         try:
             self._engine = ferry.TransferEngine(
                 _local_name(local_hostname), _metadata_url(metadata_server, metadata_type),
-                _PROTOCOLS[proto], timeout=self._timeout)
+                _PROTOCOLS[proto], timeout=self._timeout, device_name=device_name or "")
         except ferry.FerryError as e:
             log.error("initialize: %s", e)
             return -1

@@ -5,6 +5,8 @@ import time
 import numpy as np
 import pytest
 
+import ferry
+
 from conftest import Peer, sha
 from mooncake.engine import TransferEngine, TransferNotify, TransferOpcode
 
@@ -152,3 +154,15 @@ def test_failures_are_values(engine, peer, local):
     assert engine.transfer_check_status(987654) == -1
     assert engine.unregister_memory(0x1234) < 0
     assert engine.register_memory(0, 16) < 0
+
+
+def test_initialize_ucx_and_device_name():
+    # "ucx" is an engine transport only in a UCX build; device_name reaches the engine.
+    e = TransferEngine()
+    expected = 0 if ferry.HAVE_UCX else -1
+    assert e.initialize("127.0.0.1", "P2PHANDSHAKE", "ucx", "lo") == expected
+    if expected == 0:
+        e.get_engine().close()
+    t = ferry.TransferEngine("127.0.0.1:0", transport="tcp", device_name="lo")
+    assert t.local_name.startswith("127.0.0.1:")
+    t.close()
