@@ -160,10 +160,11 @@ Status MooncakeConnectorImpl::Validate() {
   }
   if (options_.num_workers < 1) return InvalidArgumentError("num_workers must be >= 1");
   const std::string& transport = options_.protocol;
-  if (transport != "rdma" && transport != "tcp" && transport != "shm" && transport != "auto") {
+  if (transport != "rdma" && transport != "tcp" && transport != "shm" && transport != "auto" &&
+      transport != "ucx") {
     return InvalidArgumentError("mooncake_protocol '" + options_.protocol +
-                                "' is not supported; use tcp, shm, auto (or rdma, which "
-                                "falls back to auto)");
+                                "' is not supported; use tcp, shm, auto, ucx (a UCX build) or "
+                                "rdma (which falls back to auto)");
   }
   for (const std::string& a : options_.allowed_bootstrap_addrs) {
     FERRY_ASSIGN_OR_RETURN(std::string n, NormalizeBootstrapAddr(a));
@@ -202,6 +203,7 @@ Status MooncakeConnectorImpl::Start() {
   te.local_name = options_.host + ":0";
   te.metadata = "P2PHANDSHAKE";
   te.transport = transport;
+  te.device_name = options_.device_name;
   te.secret = options_.secret;
   FERRY_ASSIGN_OR_RETURN(transfer_, TransferEngine::Create(te));
   FERRY_RETURN_IF_ERROR(transfer_->RegisterMemory(MemoryRegion{kv_base_, kv_bytes_, "cpu", true}));
