@@ -11,6 +11,7 @@ PACKAGES=(
   libopenblas-dev libpcre2-dev libunistring-dev libxxhash-dev prometheus-cpp-dev libssl-dev
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libre2-dev
   etcd-server etcd-client iperf3 fio iproute2 jq
+  libucx-dev ucx-utils
   python3 python3-numpy python3-regex python3-pytest python3-dev pybind11-dev
 )
 

@@ -19,6 +19,7 @@ from ferry._ferry import (
     DeadlineExceededError,
     FailedPreconditionError,
     FerryError,
+    HAVE_UCX,
     InternalError,
     InvalidArgumentError,
     NotFoundError,
@@ -44,5 +45,5 @@ __all__ = [
     "TransferStatus", "address_of", "FerryError", "AbortedError", "AlreadyExistsError",
     "DataLossError", "DeadlineExceededError", "FailedPreconditionError", "InternalError",
     "InvalidArgumentError", "NotFoundError", "OutOfRangeError", "PermissionDeniedError",
-    "ResourceExhaustedError", "UnavailableError", "UnimplementedError",
+    "ResourceExhaustedError", "UnavailableError", "UnimplementedError", "HAVE_UCX",
 ]

@@ -72,7 +72,10 @@ class TransferEngine:
     """One Ferry segment: listens on local_name ("host:port", port 0 picks one).
 
     metadata: "P2PHANDSHAKE", "http://host:port/path" or "etcd://host:port".
-    transport: "auto" (shm for same-host peers, tcp otherwise), "tcp", "shm", "fault:tcp".
+    transport: "auto" (shm for same-host peers, tcp otherwise), "tcp", "shm", "fault:tcp",
+    "ucx" (a build with UCX: ferry.HAVE_UCX; see docs/ucx.md).
+    device_name: NICs the transports may use, comma separated ("mlx5_0:1,mlx5_1:1";
+    ucx: UCX_NET_DEVICES); "" for all.
     secret: the deployment's shared secret (None: the FERRY_KV_SECRET variable, else none);
     peers must use the same one.
     Raises FerryError (AlreadyExistsError if the port is taken, UnavailableError if the
@@ -82,13 +85,13 @@ class TransferEngine:
     def __init__(self, local_name="127.0.0.1:0", metadata="P2PHANDSHAKE", transport="auto",
                  secret=None, *, transport_params="", advertised_name="",
                  connections_per_peer=2, slice_size=4 << 20, timeout=30.0,
-                 connect_timeout=5.0):
+                 connect_timeout=5.0, device_name=""):
         if secret is None:
             secret = os.environ.get("FERRY_KV_SECRET", "")
         self._engine = _ferry.Engine(local_name, metadata, transport, secret,
                                      transport_params, advertised_name, connections_per_peer,
                                      slice_size, _seconds_to_ms(timeout),
-                                     _seconds_to_ms(connect_timeout))
+                                     _seconds_to_ms(connect_timeout), device_name or "")
         self._lock = threading.Lock()
         self._registered = {}  # addr -> (length, keepalive object); GUARDED_BY(_lock)
         self._starts = []      # sorted keys of _registered; GUARDED_BY(_lock)

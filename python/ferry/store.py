@@ -208,8 +208,8 @@ class Store:
     metadata_server: "P2PHANDSHAKE", "http://host:port/path" or "etcd://host:port".
     global_segment_size, local_buffer_size: ints or strings ("64MiB"); local_buffer_size is
     the registered staging memory of the copying calls.
-    protocol: "auto" (shm to same-host members, tcp otherwise), "tcp", "shm", "rdma"
-    (falls back to "auto"). secret: the deployment secret (None: FERRY_KV_SECRET).
+    protocol: "auto" (shm to same-host members, tcp otherwise), "tcp", "shm", "ucx",
+    "rdma" (shm, ucx over the host's RDMA NICs, tcp; without RDMA as "auto"). secret: the deployment secret (None: FERRY_KV_SECRET).
     rpc_timeout, transfer_timeout, ping_interval: seconds (None: 5, 30, 1).
     engine: a ferry.TransferEngine to use instead of creating one (kept alive by the store).
     enable_ssd_offload, ssd_offload_path, ssd_capacity: lend a disk to the pool (the SSD

@@ -46,7 +46,9 @@ class TransferNotify:
         return f"TransferNotify(name={self.name!r}, msg={self.msg!r})"
 
 
-_PROTOCOLS = {"tcp": "tcp", "shm": "shm", "auto": "auto", "": "auto"}
+# "rdma": the engine's shm, ucx (over the host's RDMA NICs, where it has them), tcp.
+_PROTOCOLS = {"tcp": "tcp", "shm": "shm", "ucx": "ucx", "rdma": "rdma", "auto": "auto",
+              "": "auto"}
 
 
 # Mooncake's error.h codes that its registration calls pass through to Python.
@@ -112,18 +114,18 @@ class TransferEngine:
             log.error("initialize: the engine is already initialized")
             return -1
         proto = (protocol or "").lower()
-        if proto == "rdma":
-            log.warning("protocol 'rdma' has no transport in Ferry: using 'auto' "
-                        "(shm for same-host peers, tcp otherwise)")
-            proto = "auto"
+        if proto == "ucx" and not ferry.HAVE_UCX:
+            log.error("initialize: protocol 'ucx' needs a Ferry built with UCX "
+                      "(libucx-dev; see docs/ucx.md)")
+            return -1
         if proto not in _PROTOCOLS:
-            log.error("initialize: protocol %r is not supported (tcp, shm, rdma->auto)",
+            log.error("initialize: protocol %r is not supported (tcp, shm, ucx, rdma->auto)",
                       protocol)
             return -1
         try:
             self._engine = ferry.TransferEngine(
                 _local_name(local_hostname), _metadata_url(metadata_server, metadata_type),
-                _PROTOCOLS[proto], timeout=self._timeout)
+                _PROTOCOLS[proto], timeout=self._timeout, device_name=device_name or "")
         except ferry.FerryError as e:
             log.error("initialize: %s", e)
             return -1

@@ -105,7 +105,7 @@ TransferEngineOptions MakeOptions(std::string local_name, std::string metadata,
                                   std::string transport, std::string secret,
                                   std::string transport_params, std::string advertised_name,
                                   int connections_per_peer, uint64_t slice_size, int64_t timeout_ms,
-                                  int64_t connect_timeout_ms) {
+                                  int64_t connect_timeout_ms, std::string device_name) {
   TransferEngineOptions o;
   o.local_name = std::move(local_name);
   o.metadata = std::move(metadata);
@@ -117,6 +117,7 @@ TransferEngineOptions MakeOptions(std::string local_name, std::string metadata,
   o.slice_size = static_cast<size_t>(slice_size);
   o.default_timeout = milliseconds(timeout_ms);
   o.connect_timeout = milliseconds(connect_timeout_ms);
+  o.device_name = std::move(device_name);
   return o;
 }
 
@@ -150,22 +151,29 @@ PYBIND11_MODULE(_ferry, m) {
   using std::chrono::milliseconds;
   m.doc() = "Ferry transfer engine (C++ core); use the `ferry` package instead.";
   RegisterErrors(m);
+#if FERRY_HAVE_UCX
+  m.attr("HAVE_UCX") = true;
+#else
+  m.attr("HAVE_UCX") = false;
+#endif
   m.def("buffer_info", &BufferInfo, py::arg("obj"),
         "(addr, nbytes, readonly) of a C-contiguous buffer; InvalidArgumentError otherwise.");
 
   py::class_<Engine>(m, "Engine")
-      .def(py::init([](std::string local_name, std::string metadata, std::string transport,
-                       std::string secret, std::string transport_params,
-                       std::string advertised_name, int connections_per_peer, uint64_t slice_size,
-                       int64_t timeout_ms, int64_t connect_timeout_ms) {
-             return std::make_unique<Engine>(MakeOptions(
-                 std::move(local_name), std::move(metadata), std::move(transport),
-                 std::move(secret), std::move(transport_params), std::move(advertised_name),
-                 connections_per_peer, slice_size, timeout_ms, connect_timeout_ms));
-           }),
-           py::arg("local_name"), py::arg("metadata"), py::arg("transport"), py::arg("secret"),
-           py::arg("transport_params"), py::arg("advertised_name"), py::arg("connections_per_peer"),
-           py::arg("slice_size"), py::arg("timeout_ms"), py::arg("connect_timeout_ms"))
+      .def(
+          py::init([](std::string local_name, std::string metadata, std::string transport,
+                      std::string secret, std::string transport_params, std::string advertised_name,
+                      int connections_per_peer, uint64_t slice_size, int64_t timeout_ms,
+                      int64_t connect_timeout_ms, std::string device_name) {
+            return std::make_unique<Engine>(MakeOptions(
+                std::move(local_name), std::move(metadata), std::move(transport), std::move(secret),
+                std::move(transport_params), std::move(advertised_name), connections_per_peer,
+                slice_size, timeout_ms, connect_timeout_ms, std::move(device_name)));
+          }),
+          py::arg("local_name"), py::arg("metadata"), py::arg("transport"), py::arg("secret"),
+          py::arg("transport_params"), py::arg("advertised_name"), py::arg("connections_per_peer"),
+          py::arg("slice_size"), py::arg("timeout_ms"), py::arg("connect_timeout_ms"),
+          py::arg("device_name") = "")
       .def("close", &Engine::Close)
       .def_property_readonly("closed", &Engine::closed)
       .def_property_readonly("local_name", [](Engine& e) { return e.Get()->local_name(); })

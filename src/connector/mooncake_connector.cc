@@ -160,10 +160,11 @@ Status MooncakeConnectorImpl::Validate() {
   }
   if (options_.num_workers < 1) return InvalidArgumentError("num_workers must be >= 1");
   const std::string& transport = options_.protocol;
-  if (transport != "rdma" && transport != "tcp" && transport != "shm" && transport != "auto") {
+  if (transport != "rdma" && transport != "tcp" && transport != "shm" && transport != "auto" &&
+      transport != "ucx") {
     return InvalidArgumentError("mooncake_protocol '" + options_.protocol +
-                                "' is not supported; use tcp, shm, auto (or rdma, which "
-                                "falls back to auto)");
+                                "' is not supported; use rdma, tcp, shm, auto or ucx (a UCX "
+                                "build)");
   }
   for (const std::string& a : options_.allowed_bootstrap_addrs) {
     FERRY_ASSIGN_OR_RETURN(std::string n, NormalizeBootstrapAddr(a));
@@ -190,18 +191,14 @@ Status MooncakeConnectorImpl::Start() {
   if (layout_.block_bytes() * static_cast<size_t>(layout_.num_blocks) > kv_bytes_) {
     return InvalidArgumentError("KV region is smaller than its layout says");
   }
-  std::string transport = options_.protocol;
-  if (transport == "rdma") {
-    FERRY_LOG_WARN(
-        "connector: mooncake_protocol 'rdma' asked for, but Ferry has no RDMA transport on "
-        "this machine; using 'auto' (shm to same-host peers, tcp otherwise). Set "
-        "mooncake_protocol to tcp, shm or auto to silence this.");
-    transport = "auto";
-  }
+  // "rdma" is the engine's shm, ucx (the host's RDMA NICs), tcp; it warns where this build
+  // or host has no RDMA.
+  const std::string& transport = options_.protocol;
   TransferEngineOptions te;
   te.local_name = options_.host + ":0";
   te.metadata = "P2PHANDSHAKE";
   te.transport = transport;
+  te.device_name = options_.device_name;
   te.secret = options_.secret;
   FERRY_ASSIGN_OR_RETURN(transfer_, TransferEngine::Create(te));
   FERRY_RETURN_IF_ERROR(transfer_->RegisterMemory(MemoryRegion{kv_base_, kv_bytes_, "cpu", true}));

@@ -43,10 +43,14 @@ struct MooncakeConnectorOptions {
   std::string role = "kv_both";  // kv_producer | kv_consumer | kv_both. Default: kv_both.
   // Sender threads per prefill worker. Default: 10.
   int num_workers = 10;
-  // "rdma" (the guide's default; no RDMA transport here: falls back to "auto" with a
-  // warning), "tcp", "shm", "auto" (shm to same-host peers, tcp otherwise). Default: rdma.
+  // "rdma" (the guide's default: the engine's shm, ucx over the host's RDMA NICs, tcp;
+  // shm, tcp with a warning where the build or host has no RDMA), "tcp", "shm", "auto"
+  // (shm to same-host peers, tcp otherwise), "ucx" (a UCX build; docs/ucx.md). Default:
+  // rdma.
   std::string protocol = "rdma";
-  std::string device_name;  // accepted for compatibility; NICs are not selectable
+  // NICs for the transfer engine (TransferEngineOptions::device_name; ucx: UCX_NET_DEVICES).
+  // Default: "" (all).
+  std::string device_name;
   // "host:port" of an external bootstrap server; "" runs one in this producer. Default: "".
   std::string bootstrap_server_address;
   // Address peers reach this instance at (transfer engine and side channel).

@@ -61,10 +61,12 @@ struct ClientOptions {
   // compatibility; it allocates nothing today: tcp and shm move bytes straight from and
   // into the caller's memory, so Put/Get need no staging copy. Default: 16 MiB.
   uint64_t local_buffer_size = 16 << 20;
-  // "tcp", "shm", "auto" (shm to same-host members, tcp otherwise), or "rdma" (falls back
-  // to "auto" with a warning until Ferry has an RDMA transport). Default: "auto".
+  // "tcp", "shm", "auto" (shm to same-host members, tcp otherwise), "ucx" (a UCX build;
+  // docs/ucx.md), or "rdma" (the engine's shm, ucx over the host's RDMA NICs, tcp; shm,
+  // tcp with a warning where the build or host has no RDMA). Default: "auto".
   std::string protocol = "auto";
-  // RDMA device names (accepted; unused until the ucx transport). Default: "".
+  // NICs for the transfer engine (TransferEngineOptions::device_name; ucx:
+  // UCX_NET_DEVICES), comma separated. Default: "" (all).
   std::string device_name;
   // The deployment's shared secret for the master's RPC port and the transfer engine.
   // Default: FERRY_KV_SECRET, or "".

@@ -124,16 +124,14 @@ Status ClientImpl::Init() {
     return StoreError(ErrorCode::kInvalidParams, "ping_interval and transfer_timeout must be > 0");
   }
   std::string transport;
-  if (options_.protocol == "tcp" || options_.protocol == "shm" || options_.protocol == "auto") {
+  // "rdma": the engine's shm, ucx (the host's RDMA NICs), tcp; it warns where this build or
+  // host has no RDMA.
+  if (options_.protocol == "tcp" || options_.protocol == "shm" || options_.protocol == "auto" ||
+      options_.protocol == "ucx" || options_.protocol == "rdma") {
     transport = options_.protocol;
-  } else if (options_.protocol == "rdma") {
-    FERRY_LOG_WARN(
-        "store client: protocol 'rdma' is not available yet; using 'auto' (shm to "
-        "same-host members, tcp otherwise)");
-    transport = "auto";
   } else {
     return StoreError(ErrorCode::kInvalidParams,
-                      "protocol '" + options_.protocol + "' is not tcp, shm, auto or rdma");
+                      "protocol '" + options_.protocol + "' is not tcp, shm, auto, ucx or rdma");
   }
   if (options_.engine != nullptr) {
     engine_ = options_.engine;
@@ -142,6 +140,7 @@ Status ClientImpl::Init() {
     eo.local_name = host->ToString();
     eo.metadata = options_.metadata_server;
     eo.transport = transport;
+    eo.device_name = options_.device_name;
     eo.secret = options_.secret;
     eo.default_timeout = options_.transfer_timeout;
     // Opening a member's segment (its handshake) is part of a transfer: a paused member

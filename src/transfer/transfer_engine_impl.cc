@@ -150,12 +150,6 @@ Status TransferEngineImpl::Init() {
   }
 
   FERRY_RETURN_IF_ERROR(CreateTransports(topts));
-  {
-    SegmentDescriptor described;
-    for (const auto& t : transports_) t->DescribeLocal(&described);
-    advertised_transports_ = std::move(described.transports);
-    transport_info_ = std::move(described.transport_info);
-  }
   // From here on the server answers GET_DESCRIPTOR with the identity set above; the
   // transport pointers are never read by it (they are reset while it still runs).
   identity_ready_.store(true, std::memory_order_release);
@@ -190,10 +184,8 @@ Status TransferEngineImpl::CreateTransports(const TransportOptions& options) {
   if (mode == "auto") {
     optional = {"shm"};
   } else if (mode == "rdma") {
-    optional = {"shm"};
-    if (registered("ucx")) {
-      required = {"ucx"};
-    } else {
+    optional = {"shm"};  // and ucx, below
+    if (!registered("ucx")) {
       FERRY_LOG_WARN(
           "transport 'rdma' asked for, but this build of Ferry has no ucx transport (built "
           "without libucx-dev); using shm to same-host peers and tcp otherwise");
@@ -201,9 +193,19 @@ Status TransferEngineImpl::CreateTransports(const TransportOptions& options) {
   } else if (mode != "tcp") {
     required = {mode};
   }
+  TransportOptions rdma_options = options;
+  if (mode == "rdma") {
+    // ucx over the host's RDMA NICs only ("ib": UCX's InfiniBand / RoCE transports), unless
+    // the deployment names its own: without RDMA, remote peers are better served by
+    // Ferry's tcp than by UCX's.
+    bool tls_set = false;
+    for (const auto& [k, v] : options.extra) tls_set |= k == "ucx_tls";
+    if (!tls_set) rdma_options.extra.emplace_back("ucx_tls", "ib");
+    if (registered("ucx")) optional.push_back("ucx");
+  }
   for (const std::string& name : optional) {
     if (!registered(name)) continue;
-    auto t = TransportRegistry::Create(name, options, this);
+    auto t = TransportRegistry::Create(name, rdma_options, this);
     if (t.ok()) {
       transports_.push_back(std::move(*t));
     } else {
@@ -282,8 +284,10 @@ Status TransferEngineImpl::RegisterMemory(std::span<const MemoryRegion> regions)
   std::lock_guard<std::mutex> lock(publish_mu_);
   FERRY_RETURN_IF_ERROR(memory_.Add(regions));
   version_.fetch_add(1);
-  PublishDescriptor();
+  // Transports first (ucx maps the buffers and packs their rkeys), so that the descriptor
+  // published next carries what peers need to reach the new buffers.
   for (const auto& t : transports_) t->LocalMemoryChanged();
+  PublishDescriptor();
   return OkStatus();
 }
 
@@ -315,10 +319,13 @@ SegmentDescriptor TransferEngineImpl::LocalDescriptor() const {
   d.rpc_port = rpc_port_;
   d.pid = pid_;
   d.host_id = host_id_;
-  d.transports = advertised_transports_;
-  d.transport_info = transport_info_;
   d.version = version_.load();
   d.buffers = memory_.Buffers();
+  // What peers need to reach each transport, as of now (ucx: the rkeys of the buffers).
+  std::shared_lock<std::shared_mutex> alive(stopping_mu_);
+  if (!stopping_) {
+    for (const auto& t : transports_) t->DescribeLocal(&d);
+  }
   return d;
 }
 

@@ -130,8 +130,6 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   uint16_t rpc_port_ = 0;
   std::string host_id_;
   int64_t pid_ = 0;
-  std::vector<std::string> advertised_transports_;     // from the transports' DescribeLocal
-  std::map<std::string, std::string> transport_info_;  // from the transports' DescribeLocal
 
   // Serializes (un)registration with publishing, so the store never goes back in time.
   std::mutex publish_mu_;
@@ -146,7 +144,7 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   // Slices failing while the transports are destroyed must not look at them: the
   // destructor sets stopping_ under an exclusive lock before destroying any, and
   // NextAfterRefusal reads it (and uses the transports) under a shared one.
-  std::shared_mutex stopping_mu_;
+  mutable std::shared_mutex stopping_mu_;
   bool stopping_ = false;  // GUARDED_BY(stopping_mu_)
 
   mutable std::mutex segments_mu_;

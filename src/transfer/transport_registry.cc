@@ -7,6 +7,9 @@
 
 #include "transfer/fault/fault_transport.h"
 #include "transfer/shm/shm_transport.h"
+#if FERRY_HAVE_UCX
+#include "transfer/ucx/ucx_transport.h"
+#endif
 
 namespace ferry::transfer {
 namespace {
@@ -39,6 +42,9 @@ void RegisterBuiltinTransports() {
   RegisterOrDie("tcp", tcp::CreateTcpTransport);
   RegisterOrDie("shm", shm::CreateShmTransport);
   RegisterOrDie("fault", fault::CreateFaultTransport, TransportRegistry::Kind::kWrapper);
+#if FERRY_HAVE_UCX
+  RegisterOrDie("ucx", ucx::CreateUcxTransport);
+#endif
 }
 
 namespace {

@@ -5,6 +5,8 @@ import time
 import numpy as np
 import pytest
 
+import ferry
+
 from conftest import Peer, sha
 from mooncake.engine import TransferEngine, TransferNotify, TransferOpcode
 
@@ -187,3 +189,15 @@ def test_failure_values_match_the_reference(engine, peer, local):
     assert idle.allocate_managed_buffer(4096) == 0
     assert idle.get_rpc_port() == -1
     assert idle.get_notifies() == []
+
+
+def test_initialize_ucx_and_device_name():
+    # "ucx" is an engine transport only in a UCX build; device_name reaches the engine.
+    e = TransferEngine()
+    expected = 0 if ferry.HAVE_UCX else -1
+    assert e.initialize("127.0.0.1", "P2PHANDSHAKE", "ucx", "lo") == expected
+    if expected == 0:
+        e.get_engine().close()
+    t = ferry.TransferEngine("127.0.0.1:0", transport="tcp", device_name="lo")
+    assert t.local_name.startswith("127.0.0.1:")
+    t.close()
