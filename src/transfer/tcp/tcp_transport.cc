@@ -27,9 +27,7 @@ Result<std::unique_ptr<TcpTransport>> TcpTransport::Create(const TransportOption
 
 TcpTransport::TcpTransport(std::unique_ptr<TcpServer> server, std::unique_ptr<TcpClient> client,
                            const TransportOptions& options)
-    : server_(std::move(server)),
-      client_(std::move(client)),
-      direct_(options.secret, options.connect_timeout) {}
+    : server_(std::move(server)), client_(std::move(client)) {}
 
 TcpTransport::~TcpTransport() {
   client_.reset();  // fail outbound work first (Aborted), then stop serving
@@ -53,16 +51,17 @@ void TcpTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices
   client_->Submit(peer.host, peer.rpc_port, ops);
 }
 
-void TcpTransport::ForgetPeer(const std::string& peer_name) {
-  client_->Forget(peer_name);
-  direct_.Forget(peer_name);
-}
+void TcpTransport::ForgetPeer(const std::string& peer_name) { client_->Forget(peer_name); }
 
 Status TcpTransport::TransferDirect(const SegmentDescriptor& peer, TransferOp op, char* local,
                                     uint64_t remote, uint64_t length, Deadline deadline) {
-  return direct_.Call(peer.host, peer.rpc_port,
-                      op == TransferOp::kWrite ? FrameType::kWrite : FrameType::kRead, local,
-                      remote, length, deadline);
+  auto o = std::make_shared<TcpOp>();
+  o->type = op == TransferOp::kWrite ? FrameType::kWrite : FrameType::kRead;
+  o->local = local;
+  o->remote = remote;
+  o->length = length;
+  o->deadline = deadline;
+  return client_->Call(peer.host, peer.rpc_port, std::move(o));
 }
 
 Result<SegmentDescriptor> TcpTransport::FetchDescriptor(const std::string& host_port,

@@ -21,7 +21,6 @@
 #include <string>
 #include <string_view>
 
-#include "transfer/tcp/direct_call.h"
 #include "transfer/tcp/tcp_client.h"
 #include "transfer/tcp/tcp_server.h"
 #include "transfer/transport.h"
@@ -49,7 +48,9 @@ class TcpTransport : public Transport {
   // Delivers (from, message) to the engine at `peer`; OK once the peer has queued it.
   Status SendNotification(const SegmentDescriptor& peer, const std::string& from,
                           const std::string& message, Deadline deadline);
-  // Moves one small slice synchronously on the caller's thread (see direct_call.h).
+  // Moves one slice and waits for it: on the caller's thread when a pooled connection is
+  // idle (TcpClient::Call). Errors: the peer's refusal (OutOfRange, ...), Unavailable,
+  // DeadlineExceeded, PermissionDenied.
   Status TransferDirect(const SegmentDescriptor& peer, TransferOp op, char* local, uint64_t remote,
                         uint64_t length, Deadline deadline);
 
@@ -60,7 +61,6 @@ class TcpTransport : public Transport {
   // Declared in this order so the client (initiator threads) stops before the server.
   std::unique_ptr<TcpServer> server_;  // null for a client-only instance
   std::unique_ptr<TcpClient> client_;
-  DirectConnectionPool direct_;
 };
 
 // Factory for the registry ("tcp").
