@@ -390,8 +390,9 @@ bool TcpConnection::PeerHungUpLocked() {
 
 bool TcpConnection::TryRunInline(const std::shared_ptr<TcpOp>& op) {
   std::unique_lock<std::mutex> lock(mu_);
-  if (broken_.load() || !in_flight_.empty() || !to_send_.empty() || !receiver_idle_ ||
-      caller_reads_) {
+  // With nothing in flight the receiver thread does not touch the socket (it reads only
+  // while replies are due), so this thread may read the reply itself.
+  if (broken_.load() || !in_flight_.empty() || !to_send_.empty() || caller_reads_) {
     return false;
   }
   if (PeerHungUpLocked()) {  // e.g. closed as idle, or the peer restarted: not this one
