@@ -72,4 +72,50 @@ Status CmaCopy(const CmaCalls& calls, pid_t pid, TransferOp op, char* local, uin
   return OkStatus();
 }
 
+void CmaCopyV(const CmaCalls& calls, pid_t pid, TransferOp op, std::span<const CmaRange> ranges,
+              Deadline deadline, const std::function<void(size_t, const Status&)>& done) {
+  CmaFn fn = op == TransferOp::kWrite ? calls.write : calls.read;
+  iovec l[kCmaMaxRanges], r[kCmaMaxRanges];
+  size_t next = 0;  // first range not yet reported
+  while (next < ranges.size()) {
+    if (next > 0 && deadline.Expired()) {
+      for (; next < ranges.size(); ++next) {
+        done(next,
+             DeadlineExceededError(Describe(pid, op, ranges[next].remote, ranges[next].length) +
+                                   ": deadline passed before it started"));
+      }
+      return;
+    }
+    // Ranges [next, end) in one call, at most kCmaPieceBytes of them after the first.
+    size_t end = next, bytes = 0, count = 0;
+    while (end < ranges.size() && count < kCmaMaxRanges &&
+           (count == 0 || bytes + ranges[end].length <= kCmaPieceBytes)) {
+      const CmaRange& x = ranges[end++];
+      if (x.length == 0) continue;
+      l[count] = {x.local, x.length};
+      r[count] = {reinterpret_cast<void*>(static_cast<uintptr_t>(x.remote)), x.length};
+      bytes += x.length;
+      ++count;
+    }
+    ssize_t n = count == 0 ? 0 : fn(pid, l, count, r, count, 0);
+    if (n < 0 && errno == EINTR) continue;
+    // Report the ranges the call copied whole. After a short copy the range it stopped in
+    // is finished alone and the rest batched again; after a failed call each range of it
+    // is copied alone, so that each is told its own error.
+    size_t copied = n > 0 ? static_cast<size_t>(n) : 0;
+    while (next < end) {
+      const CmaRange& x = ranges[next];
+      if (x.length <= copied) {
+        copied -= x.length;
+        done(next++, OkStatus());
+        continue;
+      }
+      done(next++, CmaCopy(calls, pid, op, x.local + copied, x.remote + copied, x.length - copied,
+                           deadline));
+      if (n > 0) break;
+      copied = 0;
+    }
+  }
+}
+
 }  // namespace ferry::transfer::shm

@@ -3,9 +3,11 @@
 //
 //   Status s = shm::CmaCopy(shm::RealCmaCalls(), peer_pid, TransferOp::kWrite, src,
 //                           remote_addr, len, deadline);
+//   shm::CmaCopyV(calls, peer_pid, TransferOp::kWrite, ranges, deadline,
+//                 [&](size_t i, const Status& s) { ... });   // many ranges, few syscalls
 //
 // The syscalls are reached through CmaCalls so that tests can inject short copies and
-// errors. Thread safety: CmaCopy is reentrant; it keeps no state.
+// errors. Thread safety: CmaCopy and CmaCopyV are reentrant; they keep no state.
 #pragma once
 
 #include <sys/types.h>
@@ -13,6 +15,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <span>
 
 #include "common/deadline.h"
 #include "ferry/status.h"
@@ -50,5 +54,23 @@ inline constexpr size_t kCmaPieceBytes = 4u << 20;
 // Bytes before the failing point may already have been copied.
 Status CmaCopy(const CmaCalls& calls, pid_t pid, TransferOp op, char* local, uint64_t remote,
                size_t length, Deadline deadline);
+
+// Ranges one CmaCopyV syscall takes at most (the kernel's IOV_MAX).
+inline constexpr size_t kCmaMaxRanges = 1024;
+
+// One range of a CmaCopyV call.
+struct CmaRange {
+  char* local = nullptr;
+  uint64_t remote = 0;
+  size_t length = 0;
+};
+
+// Copies every range (all in direction `op`), up to kCmaMaxRanges per syscall, and calls
+// done(i, status) once for each range i, in order, as soon as it is known: OK when all of
+// its bytes were copied. When a syscall fails the ranges it covered are copied again one
+// by one (CmaCopy) so that each gets its own status (errors as CmaCopy). Ranges after a
+// passed deadline fail with DeadlineExceeded without being tried.
+void CmaCopyV(const CmaCalls& calls, pid_t pid, TransferOp op, std::span<const CmaRange> ranges,
+              Deadline deadline, const std::function<void(size_t, const Status&)>& done);
 
 }  // namespace ferry::transfer::shm

@@ -93,7 +93,9 @@ ShmTransport::~ShmTransport() {
     std::lock_guard<std::mutex> lock(mu_);
     left.swap(queue_);
   }
-  for (auto& job : left) job.slice.done(AbortedError("shm transport shut down"));
+  for (auto& job : left) {
+    for (Slice& s : job.slices) s.done(AbortedError("shm transport shut down"));
+  }
 }
 
 bool ShmTransport::CanReach(const SegmentDescriptor& peer) const {
@@ -211,23 +213,49 @@ void ShmTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices
   size_t total = 0;
   for (const Slice& s : accepted) total += s.length;
   const pid_t pid = ses.pid();
-  slices = std::span<Slice>(accepted);
   if (total <= kInlineBytes) {
-    for (Slice& s : slices) {
-      Job job{pid, peer.name, std::move(s), deadline};
-      Run(job);
-    }
+    Job job{pid, peer.name, std::move(accepted), deadline};
+    Run(job);
     return;
   }
-  // A large slice is cut into one piece per worker so that every core copies at once (one
-  // thread of cross-memory attach is bound by a single core's copy speed).
-  std::vector<Slice> pieces;
-  for (Slice& s : slices) {
-    if (workers_.size() < 2 || s.length < kSplitBytes) {
-      pieces.push_back(std::move(s));
+  // Small slices go in groups (one syscall each). A large slice is cut into one piece per
+  // worker so that every core copies at once (one thread of cross-memory attach is bound
+  // by a single core's copy speed).
+  std::vector<Job> jobs;
+  Job group{pid, peer.name, {}, deadline};
+  size_t group_bytes = 0;
+  auto close_group = [&] {
+    if (group.slices.empty()) return;
+    jobs.push_back(std::move(group));
+    group = Job{pid, peer.name, {}, deadline};
+    group_bytes = 0;
+  };
+  for (Slice& s : accepted) {
+    if (s.length >= kSplitBytes) {
+      std::vector<Slice> pieces;
+      if (workers_.size() < 2) {
+        pieces.push_back(std::move(s));
+      } else {
+        SplitSlice(std::move(s), workers_.size(), &pieces);
+      }
+      for (Slice& p : pieces) {
+        jobs.push_back(Job{pid, peer.name, {}, deadline});
+        jobs.back().slices.push_back(std::move(p));
+      }
       continue;
     }
-    SplitSlice(std::move(s), workers_.size(), &pieces);
+    if (group_bytes + s.length > kGroupBytes || group.slices.size() == kCmaMaxRanges) {
+      close_group();
+    }
+    group_bytes += s.length;
+    group.slices.push_back(std::move(s));
+  }
+  close_group();
+  // The caller copies the last small-slice group itself while the workers take the rest.
+  Job mine;
+  if (jobs.size() > 1 && jobs.back().slices.size() > 1) {
+    mine = std::move(jobs.back());
+    jobs.pop_back();
   }
   bool wake = false;
   bool stopped = false;
@@ -235,16 +263,19 @@ void ShmTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices
     std::lock_guard<std::mutex> lock(mu_);
     stopped = stop_;
     if (!stopped) {
-      for (Slice& s : pieces) queue_.push_back(Job{pid, peer.name, std::move(s), deadline});
+      for (Job& j : jobs) queue_.push_back(std::move(j));
       queued_.store(queue_.size(), std::memory_order_release);
       wake = sleepers_ > 0;
     }
   }
   if (stopped) {
-    for (Slice& s : pieces) s.done(AbortedError("shm transport shut down"));
-    return;
+    for (Job& j : jobs) {
+      for (Slice& s : j.slices) s.done(AbortedError("shm transport shut down"));
+    }
+  } else if (wake) {
+    cv_.notify_all();
   }
-  if (wake) cv_.notify_all();
+  if (!mine.slices.empty()) Run(mine);
 }
 
 void ShmTransport::SplitSlice(Slice slice, size_t parts, std::vector<Slice>* out) {
@@ -292,24 +323,45 @@ void ShmTransport::SplitSlice(Slice slice, size_t parts, std::vector<Slice>* out
 }
 
 void ShmTransport::Run(Job& job) {
-  Status s;
+  auto remember = [&](const Status& s) {
+    if (s.code() != StatusCode::kUnimplemented) return;
+    std::lock_guard<std::mutex> lock(refused_mu_);
+    if (refused_.emplace(job.pid, job.peer_name).second) FERRY_LOG_WARN("shm: {}", s.message());
+  };
+  Status before;
   if (job.deadline.Expired()) {
-    s = DeadlineExceededError("shm slice to pid " + std::to_string(job.pid) +
-                              " expired before it started");
+    before = DeadlineExceededError("shm slice to pid " + std::to_string(job.pid) +
+                                   " expired before it started");
   } else if (IsRefused(job.pid)) {
-    s = UnimplementedError("cross-memory attach to pid " + std::to_string(job.pid) +
-                           " was refused by the kernel earlier; use tcp");
-  } else {
-    s = CmaCopy(calls_, job.pid, job.slice.op, job.slice.local, job.slice.remote, job.slice.length,
-                job.deadline);
-    if (s.code() == StatusCode::kUnimplemented) {
-      std::lock_guard<std::mutex> lock(refused_mu_);
-      if (refused_.emplace(job.pid, job.peer_name).second) {
-        FERRY_LOG_WARN("shm: {}", s.message());
-      }
-    }
+    before = UnimplementedError("cross-memory attach to pid " + std::to_string(job.pid) +
+                                " was refused by the kernel earlier; use tcp");
   }
-  job.slice.done(s);
+  if (!before.ok()) {
+    for (Slice& s : job.slices) s.done(before);
+    return;
+  }
+  if (job.slices.size() == 1) {
+    Slice& sl = job.slices[0];
+    Status s = CmaCopy(calls_, job.pid, sl.op, sl.local, sl.remote, sl.length, job.deadline);
+    remember(s);
+    sl.done(s);
+    return;
+  }
+  // Runs of slices in one direction go to the kernel together.
+  for (size_t first = 0; first < job.slices.size();) {
+    const TransferOp op = job.slices[first].op;
+    size_t end = first;
+    std::vector<CmaRange> ranges;
+    while (end < job.slices.size() && job.slices[end].op == op) {
+      const Slice& sl = job.slices[end++];
+      ranges.push_back(CmaRange{sl.local, sl.remote, sl.length});
+    }
+    CmaCopyV(calls_, job.pid, op, ranges, job.deadline, [&](size_t i, const Status& s) {
+      remember(s);
+      job.slices[first + i].done(s);
+    });
+    first = end;
+  }
 }
 
 void ShmTransport::WorkerLoop() {

@@ -24,10 +24,13 @@
 // registered, Unavailable when the peer process is gone, OutOfRange for unmapped ranges,
 // DeadlineExceeded, Aborted when the transport is destroyed with slices still queued.
 //
-// Execution: a Submit whose slices total at most kInlineBytes is copied on the caller's
-// thread before Submit returns (no wake-up: the 4 KiB round trip is one syscall). Larger
-// submissions go to a pool of worker threads (2 by default, options.extra "shm_threads"),
-// which poll briefly before sleeping. Slices of one Submit may complete in any order.
+// Execution: small slices are grouped (kGroupBytes) and each group is copied with one
+// process_vm_writev / readv over all of its slices. A Submit whose slices total at most
+// kInlineBytes is copied on the caller's thread before Submit returns (no wake-up: the
+// 4 KiB round trip is one syscall). Larger submissions go to a pool of worker threads
+// (2 by default, options.extra "shm_threads"), which poll briefly before sleeping; the
+// caller copies the last group itself meanwhile. Slices of one Submit may complete in any
+// order.
 //
 // Thread safety: all methods are thread-safe. The destructor joins the workers and fails
 // every slice still queued with Aborted.
@@ -58,6 +61,9 @@ class ShmTransport : public Transport {
   static constexpr size_t kInlineBytes = 256u << 10;
   // Slices at least this large are split across the worker threads.
   static constexpr size_t kSplitBytes = 1u << 20;
+  // Smaller slices are grouped into jobs of up to this many bytes (and kCmaMaxRanges
+  // slices), each copied with one syscall.
+  static constexpr size_t kGroupBytes = 1u << 20;
 
   // `host` answers this engine's descriptor to same-host peers' sessions; with a null host
   // the transport only initiates (nobody can copy into this process). options.secret keys
@@ -89,10 +95,11 @@ class ShmTransport : public Transport {
   bool IsRefused(int64_t pid) const;
 
  private:
+  // Slices copied by one worker, as few syscalls as the kernel allows (CmaCopyV).
   struct Job {
     pid_t pid = 0;
     std::string peer_name;
-    Slice slice;
+    std::vector<Slice> slices;
     Deadline deadline = Deadline::Infinite();
   };
 
@@ -106,7 +113,7 @@ class ShmTransport : public Transport {
   void DropSession(const std::string& peer_name);
   // Cuts `slice` into at most `parts` pieces whose joint completion calls slice.done once.
   static void SplitSlice(Slice slice, size_t parts, std::vector<Slice>* out);
-  // Copies one slice and calls its done() (never under a lock).
+  // Copies the job's slices and calls their done() (never under a lock).
   void Run(Job& job);
   void WorkerLoop();
 

@@ -239,6 +239,17 @@ ssize_t RecvSome(int fd, void* buf, size_t len) {
   }
 }
 
+ssize_t RecvSomeV(int fd, iovec* iov, int iovcnt) {
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = static_cast<size_t>(iovcnt);
+  while (true) {
+    ssize_t n = ::recvmsg(fd, &msg, MSG_DONTWAIT);
+    if (n > 0) NoteWireRecv();
+    if (n >= 0 || errno != EINTR) return n;
+  }
+}
+
 ssize_t SendSomeV(int fd, const iovec* iov, int iovcnt) {
   msghdr msg{};
   msg.msg_iov = const_cast<iovec*>(iov);

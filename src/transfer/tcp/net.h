@@ -50,11 +50,12 @@ Status SendAll(int fd, const void* data, size_t len, Deadline deadline);
 // Receives exactly `len` bytes into `buf`. EOF before that: Unavailable.
 Status RecvAll(int fd, void* buf, size_t len, Deadline deadline);
 
-// One non-blocking recv / sendmsg (MSG_DONTWAIT; sendmsg also MSG_NOSIGNAL), retried on
-// EINTR: the bytes moved, 0 for EOF (RecvSome only), or -1 with errno set (EAGAIN:
+// One non-blocking recv / recvmsg / sendmsg (MSG_DONTWAIT; sendmsg also MSG_NOSIGNAL), retried on
+// EINTR: the bytes moved, 0 for EOF (receives only), or -1 with errno set (EAGAIN:
 // nothing can move now). For event loops; they note the wire for TSAN like the helpers
 // above.
 ssize_t RecvSome(int fd, void* buf, size_t len);
+ssize_t RecvSomeV(int fd, iovec* iov, int iovcnt);
 ssize_t SendSomeV(int fd, const iovec* iov, int iovcnt);
 
 // ThreadSanitizer cannot see that bytes sent on a socket order the sender's earlier memory

@@ -93,13 +93,29 @@ bool ServerConnection::ReadSome(std::span<char> scratch) {
   uint64_t budget = kReadBudget;
   while (true) {
     ssize_t n = 0;
+    size_t next_header = 0;  // bytes of the next frame's header received with this payload
     switch (input_) {
       case Input::kHeader:
-        if (header_got_ == 0 && out_.size() >= kMaxQueuedReplies) return true;
+        if (header_got_ == 0 && out_.size() >= kMaxQueuedReplies) {
+          // Hand the peer its replies before reading more; stop if it does not take them.
+          if (!Flush()) return false;
+          if (out_.size() >= kMaxQueuedReplies) return true;
+        }
         n = RecvSome(fd(), header_ + header_got_, kFrameHeaderSize - header_got_);
         break;
       case Input::kToMemory:
-        n = RecvSome(fd(), dst_, std::min(left_, budget));
+        if (left_ <= budget) {
+          // The payload's end and the next header in one call (the header lands in
+          // header_, the payload still goes straight to the target memory).
+          iovec iov[2] = {{dst_, left_}, {header_, kFrameHeaderSize}};
+          n = RecvSomeV(fd(), iov, 2);
+          if (n > 0 && static_cast<uint64_t>(n) > left_) {
+            next_header = static_cast<size_t>(n) - left_;
+            n = static_cast<ssize_t>(left_);
+          }
+        } else {
+          n = RecvSome(fd(), dst_, budget);
+        }
         break;
       case Input::kToPayload: {
         // Grown as bytes arrive: memory follows what the peer sent, not what it announced.
@@ -116,7 +132,7 @@ bool ServerConnection::ReadSome(std::span<char> scratch) {
         break;
     }
     if (n < 0) {
-      if (WouldBlock(errno)) return true;
+      if (WouldBlock(errno)) return Flush();  // everything read is answered in one go
       FERRY_LOG_DEBUG("tcp server: connection from {} failed: {}", peer_, std::strerror(errno));
       return false;
     }
@@ -134,17 +150,8 @@ bool ServerConnection::ReadSome(std::span<char> scratch) {
     }
     const uint64_t got = static_cast<uint64_t>(n);
     if (input_ == Input::kHeader) {
-      if (header_got_ == 0) {
-        in_frame_ = true;
-        frame_started_ = now_;
-      }
-      header_got_ += got;
-      if (header_got_ < kFrameHeaderSize) return true;  // the rest has not arrived yet
-      header_got_ = 0;
-      if (!BeginFrame()) return false;
-      // A frame without payload is answered at once; a payload usually came with its
-      // header, so it is read now rather than after another wake-up.
-      if (!in_frame_) return Flush();
+      if (!HeaderBytes(got)) return false;
+      if (close_after_flush_) return Flush();
       continue;
     }
     left_ -= got;
@@ -167,10 +174,27 @@ bool ServerConnection::ReadSome(std::span<char> scratch) {
         case Input::kHeader:
           break;
       }
-      return Flush();
+      if (close_after_flush_) return Flush();
+      if (next_header > 0) {
+        if (!HeaderBytes(next_header)) return false;
+        if (close_after_flush_) return Flush();
+      }
     }
-    if (budget == 0) return true;  // level-triggered epoll reports the rest
+    if (budget == 0) return Flush();  // level-triggered epoll reports the rest
   }
+}
+
+bool ServerConnection::HeaderBytes(uint64_t got) {
+  if (header_got_ == 0) {
+    in_frame_ = true;
+    frame_started_ = now_;
+  }
+  header_got_ += got;
+  if (header_got_ < kFrameHeaderSize) return true;  // the rest has not arrived yet
+  header_got_ = 0;
+  // A frame without payload is answered with the next batch of replies; a payload
+  // usually came with its header, so the loop reads it now rather than after a wake-up.
+  return BeginFrame();
 }
 
 bool ServerConnection::BeginFrame() {
@@ -334,18 +358,23 @@ void ServerConnection::QueueReadData(const FrameHeader& request) {
 
 bool ServerConnection::Flush() {
   while (!out_.empty()) {
-    Reply& r = out_.front();
-    const char* body = r.data != nullptr ? r.data : r.text.data();
-    const uint64_t body_len = r.data != nullptr ? r.data_len : r.text.size();
-    const uint64_t total = kFrameHeaderSize + body_len;
-    iovec iov[2];
+    // Many replies to one sendmsg: header and body of each, in order.
+    iovec iov[2 * kMaxFlushReplies];
     int count = 0;
-    if (r.sent < kFrameHeaderSize) {
-      iov[count++] = {r.header + r.sent, kFrameHeaderSize - static_cast<size_t>(r.sent)};
-    }
-    uint64_t body_sent = r.sent > kFrameHeaderSize ? r.sent - kFrameHeaderSize : 0;
-    if (body_len > body_sent) {
-      iov[count++] = {const_cast<char*>(body) + body_sent, body_len - body_sent};
+    uint64_t asked = 0;
+    size_t replies = 0;
+    for (auto it = out_.begin(); it != out_.end() && replies < kMaxFlushReplies; ++it, ++replies) {
+      Reply& r = *it;
+      const char* body = r.data != nullptr ? r.data : r.text.data();
+      const uint64_t body_len = r.data != nullptr ? r.data_len : r.text.size();
+      if (r.sent < kFrameHeaderSize) {
+        iov[count++] = {r.header + r.sent, kFrameHeaderSize - static_cast<size_t>(r.sent)};
+      }
+      uint64_t body_sent = r.sent > kFrameHeaderSize ? r.sent - kFrameHeaderSize : 0;
+      if (body_len > body_sent) {
+        iov[count++] = {const_cast<char*>(body) + body_sent, body_len - body_sent};
+      }
+      asked += kFrameHeaderSize + body_len - r.sent;
     }
     ssize_t n = SendSomeV(fd(), iov, count);
     if (n < 0) {
@@ -353,11 +382,18 @@ bool ServerConnection::Flush() {
       FERRY_LOG_DEBUG("tcp server: sending to {} failed: {}", peer_, std::strerror(errno));
       return false;
     }
-    r.sent += static_cast<uint64_t>(n);
-    if (r.sent < total) return true;  // the socket is full; EPOLLOUT continues it
-    if (r.data != nullptr) context_->host->CountInbound(TransferOp::kRead, r.data_len);
-    out_.pop_front();
-    if (!out_.empty()) out_started_ = now_;
+    for (uint64_t left = static_cast<uint64_t>(n); !out_.empty();) {
+      Reply& r = out_.front();
+      const uint64_t total = kFrameHeaderSize + (r.data != nullptr ? r.data_len : r.text.size());
+      const uint64_t take = std::min(left, total - r.sent);
+      r.sent += take;
+      left -= take;
+      if (r.sent < total) break;
+      if (r.data != nullptr) context_->host->CountInbound(TransferOp::kRead, r.data_len);
+      out_.pop_front();
+      if (!out_.empty()) out_started_ = now_;
+    }
+    if (static_cast<uint64_t>(n) < asked) return true;  // the socket is full; EPOLLOUT continues
   }
   return true;
 }

@@ -5,11 +5,14 @@
 // the peer proved it knows the secret. Then it reads frames incrementally: the 40-byte
 // header, then the payload. WRITE payloads are received straight into the target memory
 // (after TransportHost::CheckInboundRange accepted the range) in large recv calls as bytes
-// arrive, never staged; READ replies are sent straight from the target memory with
-// sendmsg, continuing when the socket is writable again. A refused WRITE of up to
-// kMaxDrain bytes is drained so the connection stays usable; a larger one is answered and
-// the connection closed. Replies go out in request order; while kMaxQueuedReplies wait,
-// no new frame is read (the peer must read its replies).
+// arrive, never staged; the call that receives a payload's end also takes the next
+// frame's header, so a small WRITE costs about one recvmsg. READ replies are sent straight
+// from the target memory with sendmsg, continuing when the socket is writable again. A
+// refused WRITE of up to kMaxDrain bytes is drained so the connection stays usable; a
+// larger one is answered and the connection closed. Replies go out in request order,
+// gathered: the replies to everything one OnReady read leave together (up to
+// kMaxFlushReplies per sendmsg); while kMaxQueuedReplies wait, no new frame is read (the
+// peer must read its replies).
 //
 // Deadlines (TcpServerOptions): the HELLO exchange within hello_timeout of accept; a frame
 // that started arriving, or a reply that started going out, within frame_timeout; a
@@ -56,6 +59,8 @@ class ServerConnection {
   static constexpr size_t kMaxQueuedReplies = 16;
   // Payload bytes handled per OnReady call, so one busy peer cannot starve the others.
   static constexpr uint64_t kReadBudget = 16ull << 20;
+  // Replies handed to one sendmsg at most.
+  static constexpr size_t kMaxFlushReplies = 64;
 
   // `fd`: accepted, non-blocking. `ip` counts against the per-peer cap; `peer` ("ip:port")
   // names it in messages. `context` outlives the connection.
@@ -95,6 +100,8 @@ class ServerConnection {
 
   // Reads frames until the socket is empty, a frame completed, or the budget is spent.
   bool ReadSome(std::span<char> scratch);
+  // `got` more header bytes arrived in header_; once it is whole, BeginFrame.
+  bool HeaderBytes(uint64_t got);
   // A header arrived: checks it against the phase and starts the frame.
   bool BeginFrame();
   // The payload of a HELLO / HELLO_PROOF / NOTIFY frame arrived.
@@ -102,7 +109,8 @@ class ServerConnection {
   void EndFrame();
   void QueueReply(const FrameHeader& request, const Status& status, std::string body = {});
   void QueueReadData(const FrameHeader& request);
-  // Sends queued replies until done or the socket is full. False on a send error.
+  // Sends queued replies, many per sendmsg, until done or the socket is full. False on a
+  // send error.
   bool Flush();
   // Logs (rate-limited) and counts a refusal; returns false (close).
   bool Refuse(const std::string& why);

@@ -1,5 +1,6 @@
 #include "transfer/tcp/tcp_client.h"
 
+#include <algorithm>
 #include <condition_variable>
 
 namespace ferry::transfer::tcp {
@@ -68,16 +69,35 @@ void TcpClient::Submit(const std::string& host, uint16_t port,
     for (auto& op : ops) op->Complete(conns.status());
     return;
   }
+  // Least outstanding bytes first, counting what this call has handed out so far; each
+  // connection then gets its share in one Submit (one lock, one wake-up).
+  const size_t n = conns->size();
+  std::vector<uint64_t> load(n);
+  std::vector<std::vector<std::shared_ptr<TcpOp>>> share(n);
+  for (size_t i = 0; i < n; ++i) load[i] = (*conns)[i]->outstanding();
   for (auto& op : ops) {
-    TcpConnection* best = nullptr;
-    for (auto& c : *conns) {
-      if (best == nullptr || c->outstanding() < best->outstanding()) best = c.get();
-    }
-    best->Submit(op);
+    const size_t best =
+        static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[best] += op->length + 1;  // + 1: control ops spread too
+    share[best].push_back(std::move(op));
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!share[i].empty()) (*conns)[i]->Submit(share[i]);
   }
 }
 
 Status TcpClient::Call(const std::string& host, uint16_t port, std::shared_ptr<TcpOp> op) {
+  {
+    // An idle connection runs the op on this thread (no thread hops).
+    auto conns = Connections(host, port, op->deadline);
+    if (!conns.ok()) return conns.status();
+    Status inline_status;
+    op->done = [&inline_status](const Status& s) { inline_status = s; };
+    for (auto& c : *conns) {
+      if (c->TryRunInline(op)) return inline_status;
+    }
+    op->done = nullptr;
+  }
   struct Waiter {
     std::mutex mu;
     std::condition_variable cv;

@@ -6,8 +6,8 @@
 // least outstanding bytes.
 //
 //   TcpClient client(options);
-//   client.Submit("127.0.0.1:17000", ops, deadline);  // each op->done runs once
-//   FERRY_ASSIGN_OR_RETURN(std::string json, client.Call("127.0.0.1:17000", op, deadline));
+//   client.Submit("127.0.0.1", 17000, ops);  // each op->done runs once, by op->deadline
+//   FERRY_RETURN_IF_ERROR(client.Call("127.0.0.1", 17000, op));  // op->reply holds the answer
 //
 // Thread safety: thread-safe. Destruction fails pending operations with Aborted and joins
 // every connection thread.
@@ -36,7 +36,9 @@ class TcpClient {
   // with the connect error (Unavailable / DeadlineExceeded / PermissionDenied).
   void Submit(const std::string& host, uint16_t port, std::span<std::shared_ptr<TcpOp>> ops);
 
-  // Sends one control op and waits for it (deadline: op->deadline). Returns the op's status.
+  // Runs one op and waits for it (deadline: op->deadline); op->done is replaced. On an
+  // idle connection the op runs on this thread (TcpConnection::TryRunInline), else it is
+  // queued like Submit. Returns the op's status (connect errors as Submit).
   Status Call(const std::string& host, uint16_t port, std::shared_ptr<TcpOp> op);
 
   // Opens the missing connections to `host:port` now (by `deadline`); errors as Submit's.

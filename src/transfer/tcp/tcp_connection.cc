@@ -2,8 +2,10 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <thread>
 #include <vector>
 
@@ -28,20 +30,6 @@ Status ReadReplyText(int fd, const FrameHeader& h, Deadline d, std::string* out)
 }
 
 }  // namespace
-
-void TcpOp::WaitSendDone() const {
-  if (!send_started_.load(std::memory_order_relaxed)) return;
-  // Normally already done (the peer cannot answer a frame it has not received); otherwise
-  // the sender is leaving its send call, or failing it on a shut-down socket. Bounded by the
-  // op's deadline, which the send itself honours.
-  for (int spins = 0; !send_done_.load(std::memory_order_acquire); ++spins) {
-    if (spins < 64) {
-      std::this_thread::yield();
-    } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
-    }
-  }
-}
 
 namespace {
 
@@ -151,35 +139,53 @@ TcpConnection::~TcpConnection() {
 
 void TcpConnection::Finish(const std::shared_ptr<TcpOp>& op, const Status& s) {
   if (IsData(*op)) outstanding_.fetch_sub(op->length, std::memory_order_relaxed);
-  op->WaitSendDone();
-  op->Complete(s);
+  op->result_ = s;
+  if (op->EndPart()) op->Complete(op->result_);
 }
 
-void TcpConnection::Submit(std::shared_ptr<TcpOp> op) {
-  if (IsData(*op)) outstanding_.fetch_add(op->length, std::memory_order_relaxed);
+void TcpConnection::EndSend(TcpOp& op) {
+  if (op.EndPart()) op.Complete(op.result_);
+}
+
+void TcpConnection::Submit(std::span<const std::shared_ptr<TcpOp>> ops) {
+  if (ops.empty()) return;
+  uint64_t data = 0, inline_bytes = 0;
+  bool small = true;
+  for (const auto& op : ops) {
+    if (IsData(*op)) data += op->length;
+    if (op->type == FrameType::kWrite) inline_bytes += op->length;
+    small &= op->type != FrameType::kWrite || op->length <= kInlineSendMax;
+  }
+  outstanding_.fetch_add(data, std::memory_order_relaxed);
   std::unique_lock<std::mutex> lock(mu_);
   if (broken_.load()) {
     lock.unlock();
-    Finish(op, UnavailableError("connection to " + peer_ + " is closed"));
+    for (const auto& op : ops)
+      Finish(op, UnavailableError("connection to " + peer_ + " is closed"));
     return;
   }
-  bool small = op->type != FrameType::kWrite || op->length <= kInlineSendMax;
-  if (small && to_send_.empty() && send_mu_.try_lock()) {
-    const uint64_t id = StartSendLocked(op);
+  const bool was_idle = to_send_.empty();
+  to_send_.insert(to_send_.end(), ops.begin(), ops.end());
+  if (small && inline_bytes <= kInlineSendMax && was_idle && send_mu_.try_lock()) {
+    // Idle and small: send on this thread, sparing the sender thread's wake-up.
+    std::vector<Sending> batch;
+    const bool wake = TakeBatchLocked(&batch);
+    const bool more = !to_send_.empty();
     lock.unlock();
-    Status s = SendOp(*op, id);
+    if (wake) recv_cv_.notify_one();
+    Status s = SendBatch(batch);
     send_mu_.unlock();
     if (!s.ok()) Break(s);
+    if (more) send_cv_.notify_one();
     return;
   }
-  to_send_.push_back(std::move(op));
   lock.unlock();
   send_cv_.notify_one();
 }
 
 void TcpConnection::Break(const Status& why) {
   std::deque<std::shared_ptr<TcpOp>> queued;
-  std::deque<std::pair<uint64_t, std::shared_ptr<TcpOp>>> sent;
+  std::deque<Sending> sent;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!broken_.load()) {
@@ -193,6 +199,7 @@ void TcpConnection::Break(const Status& why) {
   }
   ::shutdown(fd_.get(), SHUT_RDWR);
   send_cv_.notify_all();
+  recv_cv_.notify_all();
   auto status_for = [&](const TcpOp& op) {
     if (why.code() == StatusCode::kAborted) return why;
     if (op.deadline.Expired()) {
@@ -204,45 +211,101 @@ void TcpConnection::Break(const Status& why) {
     }
     return why;
   };
-  for (auto& [id, op] : sent) Finish(op, status_for(*op));
+  for (auto& in : sent) Finish(in.op, status_for(*in.op));
   for (auto& op : queued) Finish(op, status_for(*op));
 }
 
-uint64_t TcpConnection::StartSendLocked(const std::shared_ptr<TcpOp>& op) {
-  const uint64_t id = next_id_++;
-  op->MarkSendStarted();
-  in_flight_.emplace_back(id, op);
-  return id;
+bool TcpConnection::TakeBatchLocked(std::vector<Sending>* batch) {
+  const bool wake = in_flight_.empty() && receiver_idle_;
+  uint64_t bytes = 0;
+  while (!to_send_.empty() && batch->size() < kMaxBatchOps &&
+         (batch->empty() || bytes < kMaxBatchBytes)) {
+    std::shared_ptr<TcpOp> op = std::move(to_send_.front());
+    to_send_.pop_front();
+    if (op->type == FrameType::kWrite) bytes += op->length;
+    op->parts_.store(2, std::memory_order_relaxed);  // published to the receiver by mu_
+    Sending s{next_id_++, std::move(op)};
+    in_flight_.push_back(s);
+    batch->push_back(std::move(s));
+  }
+  return wake && !batch->empty() && !caller_reads_;
 }
 
-Status TcpConnection::SendOp(TcpOp& op, uint64_t id) {
-  FrameHeader h;
-  h.type = op.type;
-  h.request_id = id;
-  h.remote_addr = op.remote;
-  h.aux = op.aux;
-  char buf[kFrameHeaderSize];
-  iovec iov[2] = {{buf, sizeof(buf)}, {nullptr, 0}};
-  switch (op.type) {
-    case FrameType::kWrite:
-      h.length = op.length;
-      iov[1] = {op.local, op.length};
-      break;
-    case FrameType::kRead:
-      h.length = op.length;
-      break;
-    default:
-      h.length = op.payload.size();
-      iov[1] = {op.payload.data(), op.payload.size()};
-      break;
+Status TcpConnection::SendBatch(std::span<Sending> batch) {
+  char headers[kMaxBatchOps][kFrameHeaderSize];
+  iovec iov[2 * kMaxBatchOps];
+  const size_t count = std::min(batch.size(), kMaxBatchOps);
+  Deadline deadline = Deadline::Infinite();
+  for (size_t i = 0; i < count; ++i) {
+    TcpOp& op = *batch[i].op;
+    FrameHeader h;
+    h.type = op.type;
+    h.request_id = batch[i].id;
+    h.remote_addr = op.remote;
+    h.aux = op.aux;
+    iov[2 * i + 1] = {nullptr, 0};
+    switch (op.type) {
+      case FrameType::kWrite:
+        h.length = op.length;
+        iov[2 * i + 1] = {op.local, op.length};
+        break;
+      case FrameType::kRead:
+        h.length = op.length;
+        break;
+      default:
+        h.length = op.payload.size();
+        iov[2 * i + 1] = {op.payload.data(), op.payload.size()};
+        break;
+    }
+    EncodeFrameHeader(h, headers[i]);
+    iov[2 * i] = {headers[i], kFrameHeaderSize};
+    deadline = Deadline::Min(deadline, op.deadline);
   }
-  EncodeFrameHeader(h, buf);
-  Status s = SendAllV(fd_.get(), iov, 2, op.deadline);
-  op.MarkSendDone();
+  // iov[first..] is what is left to send; op i is out once iov[2i+1] is.
+  const size_t total = 2 * count;
+  size_t first = 0, ended = 0;
+  auto end_sent = [&] {
+    for (; ended < count && first >= 2 * ended + 2; ++ended) EndSend(*batch[ended].op);
+  };
+  Status s;
+  NoteWireSend();
+  while (true) {
+    while (first < total && iov[first].iov_len == 0) ++first;
+    end_sent();
+    if (first == total) break;
+    msghdr msg{};
+    msg.msg_iov = iov + first;
+    msg.msg_iovlen = total - first;
+    ssize_t n = ::sendmsg(fd_.get(), &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {  // SO_SNDTIMEO: re-check the deadline
+        if (!deadline.Expired() && !broken()) continue;
+        s = broken() ? UnavailableError("connection to " + peer_ + " closed")
+                     : DeadlineExceededError("send to " + peer_ + " timed out");
+        break;
+      }
+      s = UnavailableError("send to " + peer_ + ": " + std::strerror(errno) +
+                           " (peer gone or connection closed)");
+      break;
+    }
+    for (size_t left = static_cast<size_t>(n); left > 0;) {
+      const size_t take = std::min(left, iov[first].iov_len);
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + take;
+      iov[first].iov_len -= take;
+      left -= take;
+      if (iov[first].iov_len == 0) ++first;
+    }
+  }
+  NoteWireSend();  // after the kernel read the buffers
+  // Failed: the rest will not be sent (Break fails them); their buffers are free again.
+  for (; ended < count; ++ended) EndSend(*batch[ended].op);
   return s;
 }
 
 void TcpConnection::SenderLoop() {
+  std::vector<Sending> batch;
+  batch.reserve(kMaxBatchOps);
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -250,16 +313,18 @@ void TcpConnection::SenderLoop() {
       if (stopping_.load() || broken_.load()) return;
     }
     std::lock_guard<std::mutex> send_lock(send_mu_);
-    std::shared_ptr<TcpOp> op;
-    uint64_t id = 0;
+    batch.clear();
+    bool wake = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (broken_.load() || to_send_.empty()) continue;
-      op = std::move(to_send_.front());
-      to_send_.pop_front();
-      id = StartSendLocked(op);
+      if (broken_.load()) continue;
+      wake = TakeBatchLocked(&batch);
     }
-    if (Status s = SendOp(*op, id); !s.ok()) Break(s);
+    if (wake) recv_cv_.notify_one();
+    if (batch.empty()) continue;
+    Status s = SendBatch(batch);
+    batch.clear();  // drop the references before possibly waiting again
+    if (!s.ok()) Break(s);
   }
 }
 
@@ -268,9 +333,9 @@ Deadline TcpConnection::SweepDeadlines() {
   bool expired = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [id, op] : in_flight_) {
-      earliest = Deadline::Min(earliest, op->deadline);
-      expired |= op->deadline.Expired();
+    for (auto& in : in_flight_) {
+      earliest = Deadline::Min(earliest, in.op->deadline);
+      expired |= in.op->deadline.Expired();
     }
     for (auto& op : to_send_) {
       earliest = Deadline::Min(earliest, op->deadline);
@@ -282,61 +347,192 @@ Deadline TcpConnection::SweepDeadlines() {
 }
 
 void TcpConnection::ReceiverLoop() {
+  rbuf_.reset(new char[kRecvBufferBytes]);
   Deadline next_sweep = Deadline::In(kSweepInterval);
-  char buf[kFrameHeaderSize];
   while (!stopping_.load() && !broken_.load()) {
     if (next_sweep.Expired()) {
       SweepDeadlines();
       next_sweep = Deadline::In(kSweepInterval);
       if (broken_.load()) break;
     }
-    // Blocks up to SO_RCVTIMEO (kBlockingTimeoutMs) so deadlines keep being swept.
-    ssize_t got = ::recv(fd_.get(), buf, sizeof(buf), MSG_WAITALL);
-    if (got > 0) NoteWireRecv();
-    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) continue;
-    if (got <= 0) {
-      Break(UnavailableError("connection to " + peer_ + " closed by peer (peer gone?)"));
-      break;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      auto work = [&] { return !in_flight_.empty() && !caller_reads_; };
+      if (!work()) {
+        receiver_idle_ = true;
+        recv_cv_.wait_until(lock, next_sweep.when(),
+                            [&] { return stopping_.load() || broken_.load() || work(); });
+        receiver_idle_ = false;
+        if (stopping_.load() || broken_.load()) break;
+        if (!work()) {
+          if (in_flight_.empty() && !caller_reads_ && PeerHungUpLocked()) {
+            lock.unlock();
+            Break(UnavailableError("connection to " + peer_ + " closed by peer (peer gone?)"));
+            break;
+          }
+          continue;
+        }
+      }
     }
-    if (Status s = ReceiveReply(buf, static_cast<size_t>(got)); !s.ok()) {
+    if (Status s = ReceiveReplies(); !s.ok()) {
       Break(s);
       break;
     }
   }
 }
 
-Status TcpConnection::ReceiveReply(char* buf, size_t got) {
-  std::shared_ptr<TcpOp> op;
-  if (got < kFrameHeaderSize) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!in_flight_.empty()) op = in_flight_.front().second;
+bool TcpConnection::PeerHungUpLocked() {
+  char c;
+  ssize_t n = ::recv(fd_.get(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+  return true;  // EOF, or bytes nobody asked for
+}
+
+bool TcpConnection::TryRunInline(const std::shared_ptr<TcpOp>& op) {
+  std::unique_lock<std::mutex> lock(mu_);
+  // With nothing in flight the receiver thread does not touch the socket (it reads only
+  // while replies are due), so this thread may read the reply itself.
+  if (broken_.load() || !in_flight_.empty() || !to_send_.empty() || caller_reads_) {
+    return false;
+  }
+  if (PeerHungUpLocked()) {  // e.g. closed as idle, or the peer restarted: not this one
+    lock.unlock();
+    Break(UnavailableError("connection to " + peer_ + " closed by peer (peer gone?)"));
+    return false;
+  }
+  if (!send_mu_.try_lock()) return false;
+  caller_reads_ = true;
+  const uint64_t id = next_id_++;
+  lock.unlock();
+  const uint64_t data = IsData(*op) ? op->length : 0;
+  outstanding_.fetch_add(data, std::memory_order_relaxed);
+  bool in_sync = false;
+  Status s = ExchangeInline(*op, id, &in_sync);
+  lock.lock();
+  caller_reads_ = false;
+  const bool wake = !in_flight_.empty();
+  lock.unlock();
+  if (wake) recv_cv_.notify_one();
+  if (!in_sync) Break(s);
+  outstanding_.fetch_sub(data, std::memory_order_relaxed);
+  if (!s.ok() && !in_sync && op->deadline.Expired()) {
+    s = DeadlineExceededError("request to " + peer_ + " did not finish by its deadline");
+  }
+  op->Complete(s);
+  return true;
+}
+
+Status TcpConnection::ExchangeInline(TcpOp& op, uint64_t id, bool* in_sync) {
+  // send_mu_ is held (TryRunInline took it): the frame goes out alone, then frees the
+  // socket for the sender, whose frames' replies queue behind ours.
+  FrameHeader h;
+  h.type = op.type;
+  h.request_id = id;
+  h.remote_addr = op.remote;
+  h.aux = op.aux;
+  h.length =
+      op.type == FrameType::kWrite || op.type == FrameType::kRead ? op.length : op.payload.size();
+  char buf[kFrameHeaderSize];
+  EncodeFrameHeader(h, buf);
+  iovec iov[2] = {{buf, sizeof(buf)}, {nullptr, 0}};
+  if (op.type == FrameType::kWrite) iov[1] = {op.local, op.length};
+  if (op.type != FrameType::kWrite && op.type != FrameType::kRead) {
+    iov[1] = {op.payload.data(), op.payload.size()};
+  }
+  Status sent = SendAllV(fd_.get(), iov, 2, op.deadline);
+  send_mu_.unlock();
+  FERRY_RETURN_IF_ERROR(sent);
+  FERRY_RETURN_IF_ERROR(RecvAll(fd_.get(), buf, sizeof(buf), op.deadline));
+  Result<FrameHeader> r = DecodeFrameHeader(buf);
+  if (!r.ok())
+    return UnavailableError("protocol error from " + peer_ + ": " + r.status().message());
+  if (r->type != FrameType::kReply || r->request_id != id) {
+    return UnavailableError("protocol error from " + peer_ + ": unexpected reply");
+  }
+  if (r->status != 0 || (op.type != FrameType::kRead && r->length > 0)) {
+    if (r->length > kMaxControlPayload) return UnavailableError("reply text too long");
+    std::string text(r->length, '\0');
+    FERRY_RETURN_IF_ERROR(RecvAll(fd_.get(), text.data(), text.size(), op.deadline));
+    *in_sync = true;
+    if (r->status == 0) {
+      op.reply = std::move(text);
+      return OkStatus();
     }
-    Deadline d = op ? op->deadline : Deadline::In(std::chrono::seconds(60));
-    FERRY_RETURN_IF_ERROR(RecvAll(fd_.get(), buf + got, kFrameHeaderSize - got, d));
+    return Status(static_cast<StatusCode>(r->status), "peer " + peer_ + ": " + text);
   }
-  Result<FrameHeader> parsed = DecodeFrameHeader(buf);
-  if (!parsed.ok()) {
-    return UnavailableError("protocol error from " + peer_ + ": " + parsed.status().message());
+  if (op.type == FrameType::kRead) {
+    if (r->length != op.length) {
+      return UnavailableError("protocol error from " + peer_ + ": READ reply of wrong length");
+    }
+    FERRY_RETURN_IF_ERROR(RecvAll(fd_.get(), op.local, op.length, op.deadline));
   }
-  const FrameHeader& h = *parsed;
-  uint64_t id = 0;
+  *in_sync = true;
+  return OkStatus();
+}
+
+Status TcpConnection::ReceiveReplies() {
+  // Keep the partial header (if any) at the front and fill the rest of the buffer. When
+  // the next reply is a READ's, take only its header: its data goes straight to the caller.
+  if (rbegin_ > 0) {
+    std::memmove(rbuf_.get(), rbuf_.get() + rbegin_, rend_ - rbegin_);
+    rend_ -= rbegin_;
+    rbegin_ = 0;
+  }
+  size_t want = kRecvBufferBytes - rend_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!in_flight_.empty() && in_flight_.front().op->type == FrameType::kRead) {
+      want = kFrameHeaderSize - rend_;
+    }
+  }
+  // Blocks up to SO_RCVTIMEO (kBlockingTimeoutMs) so deadlines keep being swept.
+  ssize_t got = ::recv(fd_.get(), rbuf_.get() + rend_, want, 0);
+  if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return OkStatus();
+  if (got <= 0) return UnavailableError("connection to " + peer_ + " closed by peer (peer gone?)");
+  NoteWireRecv();
+  rend_ += static_cast<size_t>(got);
+  while (rend_ - rbegin_ >= kFrameHeaderSize) {
+    Result<FrameHeader> parsed = DecodeFrameHeader(rbuf_.get() + rbegin_);
+    if (!parsed.ok()) {
+      return UnavailableError("protocol error from " + peer_ + ": " + parsed.status().message());
+    }
+    rbegin_ += kFrameHeaderSize;
+    FERRY_RETURN_IF_ERROR(CompleteReply(*parsed));
+  }
+  return OkStatus();
+}
+
+Status TcpConnection::TakeBody(char* dst, uint64_t len, Deadline d) {
+  const uint64_t have = std::min<uint64_t>(len, rend_ - rbegin_);
+  if (have > 0) std::memcpy(dst, rbuf_.get() + rbegin_, have);
+  rbegin_ += have;
+  if (have == len) return OkStatus();
+  return RecvAll(fd_.get(), dst + have, len - have, d);
+}
+
+Status TcpConnection::CompleteReply(const FrameHeader& h) {
+  Sending in;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (h.type != FrameType::kReply || in_flight_.empty()) {
       return UnavailableError("protocol error from " + peer_ + ": unexpected frame");
     }
-    id = in_flight_.front().first;
-    op = std::move(in_flight_.front().second);
+    in = std::move(in_flight_.front());
     in_flight_.pop_front();
   }
-  // From here this thread owns `op`: it alone may complete it.
+  // From here this thread owns the op's reply part: it alone may Finish it.
+  const std::shared_ptr<TcpOp>& op = in.op;
   Status s;
-  if (h.request_id != id) {
+  if (h.request_id != in.id) {
     s = UnavailableError("protocol error from " + peer_ + ": reply out of order");
   } else if (h.status != 0) {
     std::string text;
-    s = ReadReplyText(fd_.get(), h, op->deadline, &text);
+    if (h.length > kMaxControlPayload) {
+      s = UnavailableError("reply text too long");
+    } else {
+      text.resize(h.length);
+      s = TakeBody(text.data(), text.size(), op->deadline);
+    }
     if (s.ok()) {
       Finish(op, Status(static_cast<StatusCode>(h.status), "peer " + peer_ + ": " + text));
       return OkStatus();
@@ -345,10 +541,15 @@ Status TcpConnection::ReceiveReply(char* buf, size_t got) {
     if (h.length != op->length) {
       s = UnavailableError("protocol error from " + peer_ + ": READ reply of wrong length");
     } else {
-      s = RecvAll(fd_.get(), op->local, op->length, op->deadline);
+      s = TakeBody(op->local, op->length, op->deadline);
     }
   } else if (h.length > 0) {
-    s = ReadReplyText(fd_.get(), h, op->deadline, &op->reply);
+    if (h.length > kMaxControlPayload) {
+      s = UnavailableError("reply text too long");
+    } else {
+      op->reply.resize(h.length);
+      s = TakeBody(op->reply.data(), op->reply.size(), op->deadline);
+    }
   }
   if (s.ok()) {
     Finish(op, OkStatus());

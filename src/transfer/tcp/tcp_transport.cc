@@ -20,8 +20,7 @@ Result<std::unique_ptr<TcpTransport>> TcpTransport::Create(const TransportOption
 }
 
 TcpTransport::TcpTransport(const TransportOptions& options)
-    : client_(options.secret, options.connections_per_peer, options.connect_timeout),
-      direct_(options.secret, options.connect_timeout) {}
+    : client_(options.secret, options.connections_per_peer, options.connect_timeout) {}
 
 TcpTransport::~TcpTransport() = default;
 
@@ -48,17 +47,19 @@ void TcpTransport::Warm(const SegmentDescriptor& peer, Deadline deadline) {
 
 bool TcpTransport::TransferNow(const SegmentDescriptor& peer, Slice& slice, Deadline deadline) {
   if (slice.length == 0 || slice.length > kDirectMax) return false;
-  Status s = direct_.Call(peer.host, peer.rpc_port,
-                          slice.op == TransferOp::kWrite ? FrameType::kWrite : FrameType::kRead,
-                          slice.local, slice.remote, slice.length, deadline);
-  slice.done(s);
+  // Call runs the op on this thread over an idle pooled connection when there is one
+  // (TcpConnection::TryRunInline), else through the pipelined path, and waits.
+  auto op = std::make_shared<TcpOp>();
+  op->type = slice.op == TransferOp::kWrite ? FrameType::kWrite : FrameType::kRead;
+  op->local = slice.local;
+  op->remote = slice.remote;
+  op->length = slice.length;
+  op->deadline = deadline;
+  slice.done(client_.Call(peer.host, peer.rpc_port, std::move(op)));
   return true;
 }
 
-void TcpTransport::ForgetPeer(const std::string& peer_name) {
-  client_.Forget(peer_name);
-  direct_.Forget(peer_name);
-}
+void TcpTransport::ForgetPeer(const std::string& peer_name) { client_.Forget(peer_name); }
 
 void TcpTransport::DescribeLocal(SegmentDescriptor* descriptor) const {
   auto& t = descriptor->transports;

@@ -14,7 +14,6 @@
 #include <string>
 #include <string_view>
 
-#include "transfer/tcp/direct_call.h"
 #include "transfer/tcp/tcp_client.h"
 #include "transfer/transport.h"
 
@@ -39,7 +38,6 @@ class TcpTransport : public Transport {
   explicit TcpTransport(const TransportOptions& options);
 
   TcpClient client_;
-  DirectConnectionPool direct_;
 };
 
 // Factory for the registry ("tcp").
