@@ -140,7 +140,9 @@ class ProxyServerImpl final : public ProxyServer {
     if (!prefill && !decode) {
       return UnavailableError("no healthy prefill or decode instance (see GET /status)");
     }
-    if (prefill && decode) {
+    // n > 1, several prompts, prompt scoring: whole on one instance, a decoder if there is one.
+    const bool whole = NeedsOneInstance(body);
+    if (prefill && decode && !whole) {
       a.mode = Mode::kDisaggregated;
       a.answer = *decode;
       a.prefill = prefill;
@@ -161,7 +163,8 @@ class ProxyServerImpl final : public ProxyServer {
           BackendCall::Start(decode->backend, path, headers, decode_body.dump(), CallTimeouts());
       return a;
     }
-    // Degraded: the whole request on the one kind of instance that is left.
+    // Degraded (or a request that needs one instance): the whole request on a decoder if
+    // there is one, else on a prefill instance.
     a.mode = decode ? Mode::kDecodeOnly : Mode::kPrefillOnly;
     a.answer_role = decode ? Role::kDecode : Role::kPrefill;
     a.answer = decode ? *decode : *prefill;
@@ -169,6 +172,7 @@ class ProxyServerImpl final : public ProxyServer {
     plain.erase("kv_transfer_params");
     a.answer_call =
         BackendCall::Start(a.answer.backend, path, headers, plain.dump(), CallTimeouts());
+    if (whole && prefill && decode) return a;  // by choice, not degraded
     (a.mode == Mode::kDecodeOnly ? degraded_decode_only_ : degraded_prefill_only_)++;
     if (degraded_log_.exchange(true) == false) {
       FERRY_LOG_WARN("proxy: no healthy {} instance: serving requests whole on {} instances",

@@ -389,6 +389,25 @@ TEST_F(ProxyServerTest, ApiKeyIsCheckedAndForwardedToBothInstances) {
   EXPECT_EQ(d.authorizations[1], "Bearer sk-test");
 }
 
+TEST_F(ProxyServerTest, RequestsForSeveralChoicesGoWholeToADecoder) {
+  Instance p, d;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  for (const nlohmann::json& body :
+       {nlohmann::json{{"prompt", "x"}, {"n", 3}},
+        nlohmann::json{{"prompt", {"a", "b"}}, {"max_tokens", 2}},
+        nlohmann::json{{"prompt", "x"}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 1}}}) {
+    auto res = Post(body);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << body.dump();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(p.count(), 0u);
+  std::lock_guard ld(d.mu);
+  ASSERT_EQ(d.bodies.size(), 3u);
+  for (const auto& b : d.bodies) EXPECT_FALSE(b.contains("kv_transfer_params")) << b.dump();
+  EXPECT_EQ(d.bodies[1]["prompt"], nlohmann::json({"a", "b"}));
+}
+
 TEST_F(ProxyServerTest, WithoutAnApiKeyNoAuthorizationIsSent) {
   Instance p, d;
   ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
