@@ -25,6 +25,8 @@
 //   - remote_dp_rank: Ferry's prefills have one dp rank, so only 0 (or null) is accepted.
 #pragma once
 
+#include "engine/kv_connector.h"
+
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -38,7 +40,7 @@ inline constexpr size_t kMaxTransferParamBytes = 1024;
 // limit on transfer ids).
 inline constexpr size_t kMaxRequestIdBytes = 256;
 // The key under which `ferry serve` passes the request id to the connector.
-inline constexpr char kRequestIdKey[] = "ferry_request_id";
+inline constexpr const char* kRequestIdKey = engine::kKvRequestIdKey;
 
 struct KvTransferParams {
   bool do_remote_decode = false;

@@ -55,6 +55,11 @@
 
 namespace ferry::engine {
 
+// The key under which the server adds the client's X-Request-Id to a request's
+// kv_transfer_params, replacing any a client wrote there (a connector may name a transfer
+// by it when a proxy sends no transfer id).
+inline constexpr char kKvRequestIdKey[] = "ferry_request_id";
+
 // What a connector sees of a request. Valid only during the call.
 struct KvRequestView {
   const std::string& request_id;

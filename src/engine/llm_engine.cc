@@ -108,7 +108,11 @@ Result<std::shared_ptr<RequestStream>> LlmEngine::Submit(GenerateRequest request
                                   " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
     }
   }
-  if (request.params.max_tokens < 1) return InvalidArgumentError("max_tokens must be at least 1");
+  if (request.params.max_tokens < 0) return InvalidArgumentError("max_tokens must not be negative");
+  if (request.params.logprobs > kMaxLogprobs || request.params.prompt_logprobs > kMaxLogprobs) {
+    return InvalidArgumentError("logprobs: at most " + std::to_string(kMaxLogprobs) +
+                                " alternatives per token");
+  }
   auto seq = std::make_unique<Sequence>();
   seq->request_id = request.request_id;
   seq->tokens = std::move(request.prompt_tokens);
@@ -116,7 +120,7 @@ Result<std::shared_ptr<RequestStream>> LlmEngine::Submit(GenerateRequest request
   seq->rng = MakeSamplerRng(request.params.seed);
   seq->text = OutputText(request.params.stop);
   seq->params = std::move(request.params);
-  seq->stream = std::make_shared<RequestStream>();
+  seq->stream = std::make_shared<RequestStream>(std::move(request.signal));
   seq->arrival_ns = NowNanos();
   auto stream = seq->stream;
   const std::string rid = seq->request_id;
@@ -329,14 +333,16 @@ void LlmEngine::Step() {
   }
   std::vector<SequenceChunk> chunks;
   chunks.reserve(batch.chunks.size());
+  size_t rows = 0;  // logits rows the forward pass returns
   for (const auto& c : batch.chunks) {
     Sequence* seq = c.seq;
+    // A scored prompt's chunks return every token's logits: token i's row scores token i+1.
+    const bool all = seq->scoring_prompt() && c.start < seq->prompt_len - 1;
     chunks.push_back({std::span<const int32_t>(seq->tokens).subspan(c.start, c.num_tokens), c.start,
-                      *blocks_->BlockTable(seq->id), c.want_logits});
+                      *blocks_->BlockTable(seq->id), c.want_logits, all});
+    rows += all ? static_cast<size_t>(c.num_tokens) : (c.want_logits ? 1 : 0);
   }
   Status st = model_->Forward(chunks, kv_cache_->data(), kv_cache_->layout(), &logits_);
-  const size_t rows = static_cast<size_t>(std::count_if(
-      batch.chunks.begin(), batch.chunks.end(), [](const auto& c) { return c.want_logits; }));
   if (st.ok() && logits_.size() < rows * static_cast<size_t>(model_->config().vocab_size)) {
     st = InternalError("the model returned " + std::to_string(logits_.size()) + " logits for " +
                        std::to_string(rows) + " rows");
@@ -352,17 +358,35 @@ void LlmEngine::Step() {
     }
     if (connector_) OfferSaves(batch);
     const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
+    auto row_logits = [&](size_t row) {
+      return std::span<const float>(logits_.data() + row * vocab, vocab);
+    };
     size_t row = 0;
-    for (const auto& c : batch.chunks) {
-      if (!c.want_logits) continue;
+    for (size_t i = 0; i < batch.chunks.size(); ++i) {
+      const ScheduledChunk& c = batch.chunks[i];
       Sequence* seq = c.seq;
-      std::span<const float> logits(logits_.data() + row * vocab, vocab);
-      ++row;
+      if (chunks[i].all_logits) {
+        ScorePrompt(seq, c, logits_.data() + row * vocab);
+        row += static_cast<size_t>(c.num_tokens);
+        if (!c.want_logits) continue;
+      } else {
+        if (!c.want_logits) continue;
+        ++row;
+      }
+      std::span<const float> logits = row_logits(row - 1);  // the chunk's last token
+      if (seq->num_output_tokens() >= seq->params.max_tokens) {
+        // max_tokens 0: the prompt was run (and scored); nothing is sampled.
+        Finish(seq, "length", OkStatus(), {});
+        continue;
+      }
       const bool ban_eos =
           !seq->params.ignore_eos && seq->num_output_tokens() < seq->params.min_tokens;
       const int32_t token = SampleToken(
           logits, seq->params,
           ban_eos ? std::span<const int32_t>(eos_ids_) : std::span<const int32_t>(), &seq->rng);
+      if (seq->params.logprobs >= 0) {
+        seq->last_logprob = ComputeTokenLogprob(logits, token, seq->params.logprobs);
+      }
       seq->tokens.push_back(token);
       ++generation_tokens_total_;
       OnTokenSampled(seq, token);
@@ -374,6 +398,27 @@ void LlmEngine::Step() {
     PublishStats();
   }
   DeliverOutputs();
+}
+
+void LlmEngine::ScorePrompt(Sequence* seq, const ScheduledChunk& c, const float* rows) {
+  const size_t vocab = static_cast<size_t>(model_->config().vocab_size);
+  for (int32_t j = 0; j < c.num_tokens; ++j) {
+    const int32_t pos = c.start + j + 1;  // the prompt position this row's logits predict
+    if (pos != seq->prompt_logprobs_done + 1 || pos >= seq->prompt_len) continue;
+    std::span<const float> logits(rows + static_cast<size_t>(j) * vocab, vocab);
+    seq->prompt_logprobs.push_back(
+        ComputeTokenLogprob(logits, seq->tokens[pos], seq->params.prompt_logprobs));
+    ++seq->prompt_logprobs_done;
+  }
+}
+
+void LlmEngine::TakeLogprobs(Sequence* seq, bool with_token, RequestOutput* out) {
+  if (with_token && seq->params.logprobs >= 0) out->logprobs = {seq->last_logprob};
+  if (seq->params.prompt_logprobs >= 0 && !seq->prompt_logprobs_sent && !seq->scoring_prompt()) {
+    out->prompt_logprobs = std::move(seq->prompt_logprobs);
+    seq->prompt_logprobs.clear();
+    seq->prompt_logprobs_sent = true;
+  }
 }
 
 void LlmEngine::OfferSaves(const SchedulerOutput& batch) {
@@ -430,6 +475,7 @@ void LlmEngine::OnTokenSampled(Sequence* seq, int32_t token) {
   RequestOutput out;
   out.text = seq->text.TakeDelta();
   out.token_ids = {token};
+  TakeLogprobs(seq, /*with_token=*/true, &out);
   out.prompt_tokens = seq->prompt_len;
   out.completion_tokens = seq->num_output_tokens();
   out.cached_tokens = seq->cached_prompt_tokens + seq->num_loaded_tokens;
@@ -440,7 +486,9 @@ void LlmEngine::OnTokenSampled(Sequence* seq, int32_t token) {
 void LlmEngine::Finish(Sequence* seq, const std::string& reason, Status error, std::string text) {
   RequestOutput out;
   out.text = std::move(text);
-  if (reason != "abort" && seq->num_output_tokens() > 0) out.token_ids = {seq->tokens.back()};
+  const bool with_token = reason != "abort" && seq->num_output_tokens() > 0;
+  if (with_token) out.token_ids = {seq->tokens.back()};
+  if (reason != "abort") TakeLogprobs(seq, with_token, &out);
   out.finished = true;
   out.finish_reason = reason;
   out.error = std::move(error);

@@ -10,9 +10,11 @@
 //   engine->Stop();   // also done by the destructor
 //
 // Every step runs one Model::Forward over prompt chunks of newly admitted requests and one
-// decode token of every running request (see scheduler.h). A request finishes with
-// "stop" (EOS or a stop string, which is trimmed), "length" (max_tokens or max_model_len)
-// or "abort" (Abort(), engine stop, or a failed forward pass; then error is set).
+// decode token of every running request (see scheduler.h). With SamplingParams::logprobs /
+// prompt_logprobs the outputs carry log-probabilities (engine/token_logprobs.h); with
+// max_tokens 0 the prompt is run (and scored) and the request finishes with "length". A request
+// finishes with "stop" (EOS or a stop string, which is trimmed), "length" (max_tokens or
+// max_model_len) or "abort" (Abort(), engine stop, or a failed forward pass; then error is set).
 //
 // A KV connector (engine/kv_connector.h: another instance's KV, a KV pool) may be attached
 // before Start; the engine calls it at admission, after prefills and at finish, and owns it.
@@ -66,6 +68,8 @@ struct GenerateRequest {
   // The request's kv_transfer_params (a JSON object's text), "" when none: read by the KV
   // connector (KvConnector::PrepareRequest), opaque to the engine.
   std::string kv_transfer_params;
+  // Notified on every output of the request (engine/stream_signal.h). Default: none.
+  std::shared_ptr<StreamSignal> signal;
 };
 
 struct EngineStats {
@@ -102,8 +106,8 @@ class LlmEngine final : public KvTransferSink {
   bool alive() const { return alive_.load(); }
 
   // Queues a request. Errors: InvalidArgument (empty prompt, token out of range, prompt
-  // of max_model_len tokens or more, max_tokens < 1), AlreadyExists (request_id in
-  // flight), Unavailable (engine not running).
+  // of max_model_len tokens or more, max_tokens < 0, logprobs over kMaxLogprobs), AlreadyExists
+  // (request_id in flight), Unavailable (engine not running).
   Result<std::shared_ptr<RequestStream>> Submit(GenerateRequest request);
   // Finishes the request with "abort" and frees its blocks (asynchronously, within one
   // step). Unknown ids are ignored.
@@ -144,6 +148,12 @@ class LlmEngine final : public KvTransferSink {
   // Releases holds whose time has come.
   void ReleaseExpiredHolds();
   void Step();
+  // Records the prompt logprobs that the all_logits rows of chunk `c` give for positions
+  // not scored yet. `rows`: the chunk's logits, (c.num_tokens, vocab_size).
+  void ScorePrompt(Sequence* seq, const ScheduledChunk& c, const float* rows);
+  // Moves the logprobs the output carries into *out: the sampled token's (with_token) and
+  // the prompt's once it is all scored and not sent yet.
+  void TakeLogprobs(Sequence* seq, bool with_token, RequestOutput* out);
   // Samples after a chunk, checks stop conditions and emits the output.
   void OnTokenSampled(Sequence* seq, int32_t token);
   void Finish(Sequence* seq, const std::string& reason, Status error, std::string text);

@@ -56,6 +56,9 @@ struct SequenceChunk {
   int32_t start_pos = 0;                 // KV for positions < start_pos is already cached
   std::span<const int32_t> block_table;  // physical blocks covering [0, start_pos + n)
   bool want_logits = true;               // return logits of the last token
+  // Return logits of every token of the chunk (rows in token order; prompt scoring),
+  // whatever want_logits says. Default: false.
+  bool all_logits = false;
 };
 
 struct ModelLoadOptions {
@@ -91,8 +94,9 @@ class Model {
   }
 
   // Runs the chunks as one batch: writes each new token's K/V into `kv_cache` (laid out as
-  // `layout`) and attends over positions [0, pos]. Appends, for each chunk with
-  // want_logits, vocab_size floats to *logits (cleared first).
+  // `layout`) and attends over positions [0, pos]. Appends to *logits (cleared first), chunk
+  // by chunk, vocab_size floats per row: one row per token for a chunk with all_logits,
+  // else one row (its last token) for a chunk with want_logits, else none.
   // Errors: InvalidArgument (token out of vocab, block table too short, position past
   // max_position_embeddings).
   virtual Status Forward(std::span<const SequenceChunk> chunks, float* kv_cache,

@@ -10,6 +10,7 @@ void RequestStream::Push(RequestOutput out) {
     queue_.push_back(std::move(out));
   }
   cv_.notify_one();
+  if (signal_) signal_->Notify();
 }
 
 Result<RequestOutput> RequestStream::Next(Deadline deadline) {

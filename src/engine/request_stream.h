@@ -17,12 +17,15 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/deadline.h"
+#include "engine/stream_signal.h"
+#include "engine/token_logprobs.h"
 #include "ferry/status.h"
 
 namespace ferry::engine {
@@ -30,6 +33,11 @@ namespace ferry::engine {
 struct RequestOutput {
   std::string text;                // new text since the previous output (UTF-8 bytes)
   std::vector<int32_t> token_ids;  // new token ids since the previous output
+  // With SamplingParams::logprobs >= 0: one entry per token_ids entry.
+  std::vector<TokenLogprob> logprobs;
+  // With SamplingParams::prompt_logprobs >= 0, in the first output (the one after the prompt
+  // was computed): prompt positions 1 .. prompt_tokens-1 (position 0 has no logprob).
+  std::vector<TokenLogprob> prompt_logprobs;
   bool finished = false;
   std::string finish_reason;  // when finished: "stop" | "length" | "abort"
   Status error;               // non-OK when the engine failed the request (finished)
@@ -44,6 +52,10 @@ struct RequestOutput {
 
 class RequestStream {
  public:
+  // `signal` (may be null) is notified after every Push.
+  explicit RequestStream(std::shared_ptr<StreamSignal> signal = nullptr)
+      : signal_(std::move(signal)) {}
+
   // Engine side. Outputs after a finished one are dropped.
   void Push(RequestOutput out);
 
@@ -55,6 +67,7 @@ class RequestStream {
   bool finished() const;
 
  private:
+  const std::shared_ptr<StreamSignal> signal_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::deque<RequestOutput> queue_;  // GUARDED_BY(mu_)

@@ -26,14 +26,20 @@ inline constexpr float kGreedyTemperature = 1e-5f;
 
 // Per-request generation settings (OpenAI request fields).
 struct SamplingParams {
-  float temperature = 1.0f;       // Default: 1.0. 0 = greedy.
-  float top_p = 1.0f;             // In (0, 1]. Default: 1.0 (no cut).
-  int32_t top_k = 0;              // <= 0: no cut. Default: 0.
-  std::optional<uint64_t> seed;   // Default: none (random per request).
-  int32_t max_tokens = 16;        // Tokens to generate at most. Default: 16.
+  float temperature = 1.0f;      // Default: 1.0. 0 = greedy.
+  float top_p = 1.0f;            // In (0, 1]. Default: 1.0 (no cut).
+  int32_t top_k = 0;             // <= 0: no cut. Default: 0.
+  std::optional<uint64_t> seed;  // Default: none (random per request).
+  // Tokens to generate at most; 0 runs the prompt only (to score it). Default: 16.
+  int32_t max_tokens = 16;
   int32_t min_tokens = 0;         // EOS and stop strings are ignored before this. Default: 0.
   std::vector<std::string> stop;  // Stop strings, trimmed from the output. Default: none.
   bool ignore_eos = false;        // Default: false.
+  // Log-probabilities (engine/token_logprobs.h): for each sampled token with this many
+  // alternatives (0 .. kMaxLogprobs), and for each prompt token after the first (then the
+  // prompt is computed whole, without prefix-cache hits). -1: none. Default: -1.
+  int32_t logprobs = -1;
+  int32_t prompt_logprobs = -1;
 };
 
 using SamplerRng = std::mt19937_64;

@@ -6,6 +6,29 @@
 #include <string>
 
 namespace ferry::engine {
+namespace {
+
+// Tokens of `seq` to compute this step: its uncomputed ones within the budget, and while its
+// prompt is scored (each of those tokens returns logits) within *scoring_budget, which it
+// uses up.
+int32_t ChunkTokens(const Sequence& seq, int32_t budget, int32_t* scoring_budget) {
+  int32_t n = std::min(static_cast<int32_t>(seq.tokens.size()) - seq.num_computed, budget);
+  if (seq.scoring_prompt()) {
+    n = std::min(n, *scoring_budget);
+    *scoring_budget -= std::max(0, n);
+  }
+  return n;
+}
+
+// The tokens the prefix cache may match for `seq`: all of them, or while its prompt is
+// scored only up to the first position whose logits are still needed.
+std::span<const int32_t> MatchableTokens(const Sequence& seq) {
+  std::span<const int32_t> all(seq.tokens);
+  if (!seq.scoring_prompt()) return all;
+  return all.first(static_cast<size_t>(seq.prompt_logprobs_done) + 1);  // hits are < size
+}
+
+}  // namespace
 
 Scheduler::Scheduler(const SchedulerOptions& options, BlockManager* blocks, KvConnector* connector)
     : options_(options), blocks_(blocks), connector_(connector) {}
@@ -28,13 +51,16 @@ void Scheduler::Preempt(Sequence* seq, SchedulerOutput* out) {
   out->preempted.push_back(seq);
 }
 
-Scheduler::AdmitResult Scheduler::Admit(size_t index, int32_t* budget, SchedulerOutput* out) {
+Scheduler::AdmitResult Scheduler::Admit(size_t index, int32_t* budget, int32_t* scoring_budget,
+                                        SchedulerOutput* out) {
   Sequence* seq = waiting_[index];
+  if (seq->scoring_prompt() && *scoring_budget <= 0) return AdmitResult::kSkipped;  // next step
   const auto total = static_cast<int32_t>(seq->tokens.size());
-  const int32_t cached = blocks_->CachedPrefixTokens(seq->tokens);
+  const int32_t cached = blocks_->CachedPrefixTokens(MatchableTokens(*seq));
   int32_t external = 0;
-  if (connector_ != nullptr && !seq->kv_matched) {
+  if (connector_ != nullptr && !seq->kv_matched && !seq->scoring_prompt()) {
     // First admission only: a preempted sequence recomputes (its loaded KV may be gone).
+    // A scored prompt is never asked for: loaded KV would skip the positions to score.
     KvMatch m = connector_->GetNumNewMatchedTokens({seq->request_id, seq->prompt()}, cached);
     if (m.pending) return AdmitResult::kSkipped;
     if (!m.error.ok()) {
@@ -48,7 +74,7 @@ Scheduler::AdmitResult Scheduler::Admit(size_t index, int32_t* budget, Scheduler
   // A loading sequence needs blocks for what it loads; others for this step's chunk.
   const int32_t hold =
       external > 0 ? cached + external : cached + std::min(total - cached, *budget);
-  auto got = blocks_->AllocateSequence(seq->id, seq->tokens, hold);
+  auto got = blocks_->AllocateSequence(seq->id, MatchableTokens(*seq), hold);
   if (!got.ok()) {
     if (external > 0) seq->kv_matched = false;  // ask again when blocks are free
     return AdmitResult::kNoBlocks;
@@ -68,7 +94,7 @@ Scheduler::AdmitResult Scheduler::Admit(size_t index, int32_t* budget, Scheduler
   }
   seq->status = SeqStatus::kRunning;
   running_.push_back(seq);
-  const int32_t n = std::min(total - seq->num_computed, *budget);
+  const int32_t n = ChunkTokens(*seq, *budget, scoring_budget);
   out->chunks.push_back({seq, seq->num_computed, n, seq->num_computed + n == total});
   *budget -= n;
   return AdmitResult::kAdmitted;
@@ -77,10 +103,11 @@ Scheduler::AdmitResult Scheduler::Admit(size_t index, int32_t* budget, Scheduler
 SchedulerOutput Scheduler::Schedule() {
   SchedulerOutput out;
   int32_t budget = options_.max_num_batched_tokens;
+  int32_t scoring_budget = kMaxScoringTokensPerStep;
   for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
     Sequence* seq = running_[i];
     const auto total = static_cast<int32_t>(seq->tokens.size());
-    const int32_t n = std::min(total - seq->num_computed, budget);
+    const int32_t n = ChunkTokens(*seq, budget, &scoring_budget);
     if (n <= 0) continue;
     bool self_preempted = false;
     while (!blocks_->Reserve(seq->id, seq->num_computed + n).ok()) {
@@ -97,7 +124,7 @@ SchedulerOutput Scheduler::Schedule() {
   size_t i = 0;
   while (i < waiting_.size() && budget > 0 &&
          static_cast<int32_t>(running_.size()) + num_parked_ < options_.max_num_seqs) {
-    const AdmitResult r = Admit(i, &budget, &out);
+    const AdmitResult r = Admit(i, &budget, &scoring_budget, &out);
     if (r == AdmitResult::kNoBlocks) break;
     if (r == AdmitResult::kSkipped) ++i;
   }

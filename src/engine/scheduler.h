@@ -13,7 +13,10 @@
 // recompute; prefix-cached blocks often make that cheap). Then, if nothing was preempted,
 // it admits waiting sequences in arrival order while --max-num-seqs, the token budget and
 // free blocks allow, skipping the prompt tokens found in the prefix cache (the last one is
-// always recomputed for its logits). A sequence that cannot get blocks stays waiting.
+// always recomputed for its logits). A sequence that cannot get blocks stays waiting. A
+// sequence whose prompt is scored (Sequence::scoring_prompt) takes prefix hits only before
+// its first unscored position, and scored prompts get kMaxScoringTokensPerStep tokens per
+// step between them.
 //
 // With a KV connector (engine/kv_connector.h), a sequence's first admission asks it how
 // many tokens after the local prefix hits it can provide. A pending answer leaves the
@@ -36,6 +39,10 @@
 #include "engine/sequence.h"
 
 namespace ferry::engine {
+
+// Most tokens of scored prompts (SamplingParams::prompt_logprobs) in one step: each returns
+// a row of logits, so this bounds the step's logits memory (x vocab_size floats).
+inline constexpr int32_t kMaxScoringTokensPerStep = 64;
 
 struct SchedulerOptions {
   int32_t max_num_seqs = 64;              // Sequences holding blocks at once. Default: 64.
@@ -92,7 +99,7 @@ class Scheduler {
   void Preempt(Sequence* seq, SchedulerOutput* out);
   // Admits waiting_[index] (kAdmitted: removed from waiting_); kNoBlocks: it cannot get
   // blocks now; kSkipped: the connector's answer is pending, or it refused the sequence.
-  AdmitResult Admit(size_t index, int32_t* budget, SchedulerOutput* out);
+  AdmitResult Admit(size_t index, int32_t* budget, int32_t* scoring_budget, SchedulerOutput* out);
 
   const SchedulerOptions options_;
   BlockManager* const blocks_;

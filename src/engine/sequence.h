@@ -12,6 +12,7 @@
 #include "engine/output_text.h"
 #include "engine/request_stream.h"
 #include "engine/sampler.h"
+#include "engine/token_logprobs.h"
 
 namespace ferry::engine {
 
@@ -33,6 +34,15 @@ struct Sequence {
   bool admitted_once = false;
 
   SamplingParams params;
+  // Prompt scoring (params.prompt_logprobs >= 0): entries for positions 1 .. so far, kept
+  // until the first output takes them; prompt_logprobs_done counts positions scored (it
+  // survives preemption, so a recompute scores only the rest and may reuse cached KV of
+  // the positions before them).
+  std::vector<TokenLogprob> prompt_logprobs;
+  int32_t prompt_logprobs_done = 0;
+  bool prompt_logprobs_sent = false;
+  // Logprob of the last sampled token (params.logprobs >= 0), for its output.
+  TokenLogprob last_logprob;
   SamplerRng rng;
   OutputText text;
   std::shared_ptr<RequestStream> stream;
@@ -46,6 +56,11 @@ struct Sequence {
   bool saved = false;               // SaveKv was offered the prompt
 
   int32_t num_output_tokens() const { return static_cast<int32_t>(tokens.size()) - prompt_len; }
+  // True while prompt positions still need scoring (their chunks carry every position's
+  // logits, and the prefix cache may serve only the positions before them).
+  bool scoring_prompt() const {
+    return params.prompt_logprobs >= 0 && prompt_logprobs_done < prompt_len - 1;
+  }
   std::span<const int32_t> prompt() const {
     return std::span<const int32_t>(tokens.data(), static_cast<size_t>(prompt_len));
   }

@@ -243,13 +243,16 @@ Status Transformer::Forward(std::span<const SequenceChunk> chunks, float* kv_cac
     for (size_t i = 0; i < x_.size(); ++i) x_[i] += xb_[i];
   }
 
-  // Final norm + lm_head on the last token of each chunk that wants logits.
+  // Final norm + lm_head on the last token of each chunk that wants logits (every token of
+  // an all_logits chunk).
   std::vector<float> rows;  // (L, H)
   t = 0;
   for (const SequenceChunk& ch : chunks) {
-    t += static_cast<int>(ch.tokens.size());
-    if (!ch.want_logits) continue;
-    rows.insert(rows.end(), x_.begin() + static_cast<ptrdiff_t>(t - 1) * H,
+    const int n = static_cast<int>(ch.tokens.size());
+    t += n;
+    if (!ch.want_logits && !ch.all_logits) continue;
+    const int first = ch.all_logits ? t - n : t - 1;
+    rows.insert(rows.end(), x_.begin() + static_cast<ptrdiff_t>(first) * H,
                 x_.begin() + static_cast<ptrdiff_t>(t) * H);
   }
   const int L = static_cast<int>(rows.size() / H);

@@ -34,6 +34,10 @@ struct ProxyOptions {
   // The deployment's shared secret: decode requests carry ferry_proxy_auth (a tag over the
   // bootstrap address they name), and bootstrap probes are signed. Default: "" (none).
   std::string secret;
+  // When set, clients must send "Authorization: Bearer <api_key>" on /v1/* (else 401), and
+  // the proxy sends the same header to the instances (started with the same --api-key).
+  // /health, /status and /metrics stay open. Default: "" (open, nothing forwarded).
+  std::string api_key;
   // Client requests handled at once (each holds its thread while it relays). Default: 128.
   int http_threads = 128;
   // Limits and deadlines of the client-facing HTTP layer (docs/http_server.md). Default:

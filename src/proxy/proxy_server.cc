@@ -12,6 +12,7 @@
 #include "common/json_limits.h"
 #include "common/log.h"
 #include "common/message_auth.h"
+#include "http/bearer_token.h"
 #include "http/http_client_timeouts.h"
 #include "http/http_server.h"
 #include "proxy/backend_call.h"
@@ -62,8 +63,9 @@ class ProxyServerImpl final : public ProxyServer {
                    [this](const http::Request& q, http::Response& r) {
                      Forward(q, r, "/v1/chat/completions");
                    });
-    server_->Route("GET", "/v1/models",
-                   [this](const http::Request&, http::Response& r) { Models(r); });
+    server_->Route("GET", "/v1/models", [this](const http::Request& q, http::Response& r) {
+      if (Authorized(q, r)) Models(r);
+    });
     server_->Route("GET", "/health", [this](const http::Request&, http::Response& r) {
       // Serving as long as one instance of either kind is healthy; "mode" says how.
       const bool p = pool_.HealthyCount(Role::kPrefill) > 0;
@@ -138,7 +140,9 @@ class ProxyServerImpl final : public ProxyServer {
     if (!prefill && !decode) {
       return UnavailableError("no healthy prefill or decode instance (see GET /status)");
     }
-    if (prefill && decode) {
+    // n > 1, several prompts, prompt scoring: whole on one instance, a decoder if there is one.
+    const bool whole = NeedsOneInstance(body);
+    if (prefill && decode && !whole) {
       a.mode = Mode::kDisaggregated;
       a.answer = *decode;
       a.prefill = prefill;
@@ -159,7 +163,8 @@ class ProxyServerImpl final : public ProxyServer {
           BackendCall::Start(decode->backend, path, headers, decode_body.dump(), CallTimeouts());
       return a;
     }
-    // Degraded: the whole request on the one kind of instance that is left.
+    // Degraded (or a request that needs one instance): the whole request on a decoder if
+    // there is one, else on a prefill instance.
     a.mode = decode ? Mode::kDecodeOnly : Mode::kPrefillOnly;
     a.answer_role = decode ? Role::kDecode : Role::kPrefill;
     a.answer = decode ? *decode : *prefill;
@@ -167,6 +172,7 @@ class ProxyServerImpl final : public ProxyServer {
     plain.erase("kv_transfer_params");
     a.answer_call =
         BackendCall::Start(a.answer.backend, path, headers, plain.dump(), CallTimeouts());
+    if (whole && prefill && decode) return a;  // by choice, not degraded
     (a.mode == Mode::kDecodeOnly ? degraded_decode_only_ : degraded_prefill_only_)++;
     if (degraded_log_.exchange(true) == false) {
       FERRY_LOG_WARN("proxy: no healthy {} instance: serving requests whole on {} instances",
@@ -186,7 +192,17 @@ class ProxyServerImpl final : public ProxyServer {
     }
   }
 
+  // False (with a 401 in `res`) when an API key is set and `req` does not carry it.
+  bool Authorized(const http::Request& req, http::Response& res) {
+    if (http::HasBearerToken(req, options_.api_key)) return true;
+    ReplyError(res, 401, "invalid or missing API key: send \"Authorization: Bearer <key>\"",
+               "authentication_error");
+    res.SetHeader("WWW-Authenticate", "Bearer");
+    return false;
+  }
+
   void Forward(const http::Request& req, http::Response& res, const std::string& path) {
+    if (!Authorized(req, res)) return;
     requests_total_++;
     auto parsed = ParseJson(req.body, {.max_bytes = 32u << 20, .max_depth = 64});
     if (!parsed.ok() || !parsed->is_object()) {
@@ -199,6 +215,10 @@ class ProxyServerImpl final : public ProxyServer {
     const nlohmann::json& body = *parsed;
     httplib::Headers headers;
     if (req.HasHeader("X-Request-Id")) headers.emplace("X-Request-Id", req.Header("X-Request-Id"));
+    // The instances check the same key (the client's header is not passed on as such).
+    if (!options_.api_key.empty()) {
+      headers.emplace("Authorization", http::BearerHeaderValue(options_.api_key));
+    }
     if (req.HasHeader("X-Request-Id")) res.SetHeader("X-Request-Id", req.Header("X-Request-Id"));
 
     // At most two attempts: a failure before the client got anything is retried once on
@@ -331,7 +351,11 @@ class ProxyServerImpl final : public ProxyServer {
     }
     if (!backend) return ReplyError(res, 503, "no healthy instance", "service_unavailable");
     auto client = MakeClient(backend->backend);
-    auto r = client->Get("/v1/models");
+    httplib::Headers headers;
+    if (!options_.api_key.empty()) {
+      headers.emplace("Authorization", http::BearerHeaderValue(options_.api_key));
+    }
+    auto r = client->Get("/v1/models", headers);
     if (!r) {
       pool_.MarkUnhealthy(role, backend->index);
       return ReplyError(res, 502, backend->backend.url + " did not answer /v1/models",

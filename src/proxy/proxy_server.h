@@ -3,7 +3,10 @@
 // For each completion request it picks a prefill and a decode instance (round robin over
 // healthy ones), sends both their rewritten requests at the same time (request_rewrite.h),
 // and relays the decoder's answer: SSE as text/event-stream, chunk by chunk. A decoder
-// error becomes the same HTTP error for the client (not a cut 200 stream).
+// error becomes the same HTTP error for the client (not a cut 200 stream). A request one KV
+// transfer cannot serve (NeedsOneInstance: n > 1, several prompts, prompt scoring) goes
+// whole to one decode instance (a prefill one when no decoder is healthy). With an API key
+// clients must send it on /v1/*, and the proxy sends it to the instances.
 //
 // It stays up when parts fail:
 // - no healthy prefill: the request goes whole to a decode instance (plain, no

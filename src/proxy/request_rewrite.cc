@@ -41,6 +41,23 @@ nlohmann::json MakeDecodeRequest(const nlohmann::json& client_body, const std::s
   return body;
 }
 
+bool NeedsOneInstance(const nlohmann::json& client_body) {
+  for (const char* key : {"n", "best_of"}) {
+    auto it = client_body.find(key);
+    if (it != client_body.end() && it->is_number() && it->get<double>() > 1) return true;
+  }
+  auto prompt = client_body.find("prompt");
+  if (prompt != client_body.end() && prompt->is_array() && prompt->size() > 1 &&
+      ((*prompt)[0].is_string() || (*prompt)[0].is_array())) {
+    return true;
+  }
+  auto echo = client_body.find("echo");
+  auto logprobs = client_body.find("logprobs");
+  return echo != client_body.end() && echo->is_boolean() && echo->get<bool>() &&
+         logprobs != client_body.end() && !logprobs->is_null() &&
+         !(logprobs->is_boolean() && !logprobs->get<bool>());
+}
+
 std::string ErrorBody(const std::string& message, const std::string& type, int code) {
   return nlohmann::json{{"error", {{"message", message}, {"type", type}, {"code", code}}}}.dump();
 }

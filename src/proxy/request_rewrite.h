@@ -22,6 +22,11 @@ nlohmann::json MakePrefillRequest(const nlohmann::json& client_body,
 nlohmann::json MakeDecodeRequest(const nlohmann::json& client_body, const std::string& transfer_id,
                                  const std::string& bootstrap_addr, const std::string& engine_id);
 
+// True for a request one KV transfer cannot serve, which the proxy sends whole to one
+// instance instead of splitting it (an instance refuses kv_transfer_params with these):
+// n (or best_of) > 1, a list of several prompts, or echo with logprobs (prompt scoring).
+bool NeedsOneInstance(const nlohmann::json& client_body);
+
 // An OpenAI-style error body {"error":{"message","type","code"}}.
 std::string ErrorBody(const std::string& message, const std::string& type, int code);
 

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -43,9 +44,13 @@ struct HandlerContext {
   std::string served_model_name;
   std::chrono::seconds request_timeout{600};
   const std::atomic<bool>* stopping = nullptr;
+  // The seed of sampling requests that name none (`ferry serve --seed`); none: random.
+  std::optional<uint64_t> default_seed;
 };
 
-// Runs a request. For a non-streaming request (or any error before streaming starts) sets
+// Runs a request: one engine request per choice (n per prompt; the choice index is
+// prompt_index * n + sample_index, sample s seeded with seed + s when there is a seed).
+// For a non-streaming request (or any error before streaming starts) sets
 // *reply and returns null; for a streaming one returns the stream to pump. While it waits
 // for a non-streaming answer it polls `client_gone` (may be empty) between engine outputs
 // and at least every 200 ms: once true, the engine request is aborted (its KV blocks

@@ -60,31 +60,62 @@ Status ReadBool(const json& j, const char* key, bool* out) {
   return OkStatus();
 }
 
+// One list of token ids as a prompt.
+Status ReadTokenIds(const json& list, std::vector<int32_t>* out) {
+  for (const auto& t : list) {
+    if (!t.is_number_integer()) {
+      return FieldError("prompt",
+                        "must be a string, a list of token ids, or a list of strings or of "
+                        "token-id lists");
+    }
+    const int64_t id = t.is_number_unsigned()
+                           ? static_cast<int64_t>(std::min<uint64_t>(
+                                 t.get<uint64_t>(), std::numeric_limits<int64_t>::max()))
+                           : t.get<int64_t>();
+    if (id < 0 || id > std::numeric_limits<int32_t>::max()) {
+      return FieldError("prompt", "token id " + t.dump() + " is out of range");
+    }
+    out->push_back(static_cast<int32_t>(id));
+  }
+  return OkStatus();
+}
+
 Status ReadPrompt(const json& j, OpenAiRequest* req) {
   auto it = j.find("prompt");
   if (it == j.end() || it->is_null()) return FieldError("prompt", "is required");
   if (it->is_string()) {
-    req->prompt_text = it->get<std::string>();
+    req->prompts.push_back({it->get<std::string>(), {}});
     return OkStatus();
   }
   if (!it->is_array() || it->empty()) {
-    return FieldError("prompt", "must be a string, a list of token ids or a list of one string");
+    return FieldError("prompt",
+                      "must be a string, a list of token ids, or a non-empty list of strings or "
+                      "of token-id lists");
   }
-  if (it->size() == 1 && (*it)[0].is_string()) {
-    req->prompt_text = (*it)[0].get<std::string>();
-    return OkStatus();
+  if ((*it)[0].is_number()) {  // one prompt of token ids
+    req->prompts.emplace_back();
+    return ReadTokenIds(*it, &req->prompts.back().tokens);
   }
-  for (const auto& t : *it) {
-    if (!t.is_number_integer()) {
+  if (it->size() > static_cast<size_t>(kMaxPrompts)) {
+    return FieldError("prompt", "at most " + std::to_string(kMaxPrompts) +
+                                    " prompts per request, got " + std::to_string(it->size()));
+  }
+  for (const auto& p : *it) {
+    if (p.is_string()) {
+      req->prompts.push_back({p.get<std::string>(), {}});
+    } else if (p.is_array() && !p.empty()) {
+      req->prompts.emplace_back();
+      FERRY_RETURN_IF_ERROR(ReadTokenIds(p, &req->prompts.back().tokens));
+    } else {
       return FieldError("prompt",
-                        "a list prompt must hold token ids (batched prompts are not "
-                        "supported; send one request per prompt)");
+                        "a list prompt must hold strings or non-empty lists of token ids, "
+                        "one kind throughout");
     }
-    const int64_t id = t.get<int64_t>();
-    if (id < 0 || id > std::numeric_limits<int32_t>::max()) {
-      return FieldError("prompt", "token id " + std::to_string(id) + " is out of range");
+  }
+  for (const auto& p : req->prompts) {
+    if (p.text.has_value() != req->prompts[0].text.has_value()) {
+      return FieldError("prompt", "a list prompt must hold only strings or only token-id lists");
     }
-    req->prompt_tokens.push_back(static_cast<int32_t>(id));
   }
   return OkStatus();
 }
@@ -139,6 +170,30 @@ Status ReadStop(const json& j, std::vector<std::string>* stop) {
   return OkStatus();
 }
 
+// Completions: logprobs k (alternatives per token) and echo; with both the prompt is scored.
+// Chat: logprobs true/false and top_logprobs k.
+Status ReadLogprobs(const json& j, ApiKind kind, OpenAiRequest* req) {
+  std::optional<int64_t> k;
+  if (kind == ApiKind::kCompletion) {
+    auto it = j.find("logprobs");
+    if (it != j.end() && it->is_boolean()) {
+      return FieldError("logprobs", "completions take the number of alternatives per token (0 to " +
+                                        std::to_string(engine::kMaxLogprobs) + "), not true/false");
+    }
+    FERRY_RETURN_IF_ERROR(ReadInt(j, "logprobs", 0, engine::kMaxLogprobs, &k));
+    FERRY_RETURN_IF_ERROR(ReadBool(j, "echo", &req->echo));
+    if (k) req->params.logprobs = static_cast<int32_t>(*k);
+    if (k && req->echo) req->params.prompt_logprobs = static_cast<int32_t>(*k);
+    return OkStatus();
+  }
+  bool logprobs = false;
+  FERRY_RETURN_IF_ERROR(ReadBool(j, "logprobs", &logprobs));
+  FERRY_RETURN_IF_ERROR(ReadInt(j, "top_logprobs", 0, engine::kMaxLogprobs, &k));
+  if (k && !logprobs) return FieldError("top_logprobs", "needs \"logprobs\": true");
+  if (logprobs) req->params.logprobs = static_cast<int32_t>(k.value_or(0));
+  return OkStatus();
+}
+
 }  // namespace
 
 Result<OpenAiRequest> ParseOpenAiRequest(std::string_view body, ApiKind kind) {
@@ -160,7 +215,9 @@ Result<OpenAiRequest> ParseOpenAiRequest(std::string_view body, ApiKind kind) {
   }
   constexpr int64_t kMaxInt = std::numeric_limits<int32_t>::max();
   std::optional<int64_t> max_tokens, max_completion_tokens, top_k, seed, n, min_tokens;
-  FERRY_RETURN_IF_ERROR(ReadInt(j, "max_tokens", 1, kMaxInt, &max_tokens));
+  // Completions: 0 runs the prompt only (to score it, with echo and logprobs).
+  FERRY_RETURN_IF_ERROR(
+      ReadInt(j, "max_tokens", kind == ApiKind::kCompletion ? 0 : 1, kMaxInt, &max_tokens));
   if (kind == ApiKind::kChat) {
     FERRY_RETURN_IF_ERROR(ReadInt(j, "max_completion_tokens", 1, kMaxInt, &max_completion_tokens));
     if (max_completion_tokens) max_tokens = max_completion_tokens;
@@ -172,7 +229,22 @@ Result<OpenAiRequest> ParseOpenAiRequest(std::string_view body, ApiKind kind) {
   FERRY_RETURN_IF_ERROR(ReadInt(j, "top_k", -1, kMaxInt, &top_k));
   FERRY_RETURN_IF_ERROR(ReadInt(j, "seed", std::numeric_limits<int64_t>::min(),
                                 std::numeric_limits<int64_t>::max(), &seed));
-  FERRY_RETURN_IF_ERROR(ReadInt(j, "n", 1, 1, &n));
+  std::optional<int64_t> best_of;
+  FERRY_RETURN_IF_ERROR(ReadInt(j, "n", 1, kMaxChoicesPerPrompt, &n));
+  FERRY_RETURN_IF_ERROR(ReadInt(j, "best_of", 1, kMaxChoicesPerPrompt, &best_of));
+  if (n) req.n = static_cast<int32_t>(*n);
+  if (best_of && *best_of != req.n) {
+    return FieldError("best_of", "is not supported (only best_of equal to n, " +
+                                     std::to_string(req.n) + "); got " + std::to_string(*best_of));
+  }
+  const size_t num_prompts = std::max<size_t>(1, req.prompts.size());
+  if (num_prompts * static_cast<size_t>(req.n) > static_cast<size_t>(kMaxChoices)) {
+    return FieldError("n", std::to_string(num_prompts) + " prompts x n " + std::to_string(req.n) +
+                               " is more than the " + std::to_string(kMaxChoices) +
+                               " choices one request may ask for");
+  }
+  FERRY_RETURN_IF_ERROR(ReadLogprobs(j, kind, &req));
+  FERRY_RETURN_IF_ERROR(ReadBool(j, "return_tokens_as_token_ids", &req.return_tokens_as_token_ids));
   FERRY_RETURN_IF_ERROR(ReadInt(j, "min_tokens", 0, kMaxInt, &min_tokens));
   if (temperature) req.params.temperature = static_cast<float>(*temperature);
   if (top_p) req.params.top_p = static_cast<float>(*top_p);

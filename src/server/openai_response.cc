@@ -13,28 +13,32 @@ json UsageJson(const Usage& u) {
           {"prompt_tokens_details", {{"cached_tokens", u.cached_tokens}}}};
 }
 
-json FullResponse(const ResponseContext& ctx, const std::string& text,
-                  const std::string& finish_reason, const Usage& usage,
-                  const json& kv_transfer_params) {
-  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", finish_reason}};
-  if (ctx.kind == ApiKind::kChat) {
-    choice["message"] = {{"role", "assistant"}, {"content", text}};
-  } else {
-    choice["text"] = text;
+json FullResponse(const ResponseContext& ctx, const std::vector<ChoiceOutput>& choices,
+                  const Usage& usage, const json& kv_transfer_params) {
+  json list = json::array();
+  for (const ChoiceOutput& c : choices) {
+    json choice = {
+        {"index", c.index}, {"logprobs", c.logprobs}, {"finish_reason", c.finish_reason}};
+    if (ctx.kind == ApiKind::kChat) {
+      choice["message"] = {{"role", "assistant"}, {"content", c.text}};
+    } else {
+      choice["text"] = c.text;
+    }
+    list.push_back(std::move(choice));
   }
   return {{"id", ctx.id},
           {"object", ctx.kind == ApiKind::kChat ? "chat.completion" : "text_completion"},
           {"created", ctx.created},
           {"model", ctx.model},
-          {"choices", json::array({choice})},
+          {"choices", std::move(list)},
           {"usage", UsageJson(usage)},
           {"kv_transfer_params", kv_transfer_params}};
 }
 
 json StreamChunk(const ResponseContext& ctx, const std::string& text,
                  const std::optional<std::string>& finish_reason, bool role_only,
-                 bool with_usage_null) {
-  json choice = {{"index", 0}, {"logprobs", nullptr}};
+                 bool with_usage_null, int32_t index, const json& logprobs) {
+  json choice = {{"index", index}, {"logprobs", logprobs}};
   choice["finish_reason"] = finish_reason ? json(*finish_reason) : json(nullptr);
   if (ctx.kind == ApiKind::kChat) {
     choice["delta"] =
@@ -63,6 +67,7 @@ json UsageChunk(const ResponseContext& ctx, const Usage& usage) {
 
 json ErrorJson(int http_status, const std::string& message, const std::string& param) {
   std::string type = "BadRequestError";
+  if (http_status == 401) type = "AuthenticationError";
   if (http_status == 404) type = "NotFoundError";
   if (http_status == 503) type = "ServiceUnavailableError";
   if (http_status >= 500 && http_status != 503) type = "InternalServerError";

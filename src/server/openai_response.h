@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "ferry/status.h"
 #include "server/openai_request.h"
@@ -33,17 +34,26 @@ struct Usage {
 
 nlohmann::json UsageJson(const Usage& usage);
 
-// Non-streaming answer with top-level kv_transfer_params (null when nothing to report).
-nlohmann::json FullResponse(const ResponseContext& ctx, const std::string& text,
-                            const std::string& finish_reason, const Usage& usage,
-                            const nlohmann::json& kv_transfer_params);
+// One choice of a non-streaming answer.
+struct ChoiceOutput {
+  int32_t index = 0;  // prompt_index * n + sample_index
+  std::string text;
+  std::string finish_reason;
+  nlohmann::json logprobs;  // null when not asked for (server/logprobs_json.h)
+};
 
-// One streaming chunk. Chat: `role_only` gives the opening {"role":"assistant","content":""}
-// delta. finish_reason null until the last chunk. `with_usage_null` adds "usage": null
-// (what OpenAI sends on every chunk when include_usage is on).
+// Non-streaming answer with top-level kv_transfer_params (null when nothing to report).
+nlohmann::json FullResponse(const ResponseContext& ctx, const std::vector<ChoiceOutput>& choices,
+                            const Usage& usage, const nlohmann::json& kv_transfer_params);
+
+// One streaming chunk of choice `index`. Chat: `role_only` gives the opening
+// {"role":"assistant","content":""} delta. finish_reason null until the choice's last chunk.
+// `with_usage_null` adds "usage": null (what OpenAI sends on every chunk when include_usage
+// is on). `logprobs`: the logprobs of the chunk's tokens, or null.
 nlohmann::json StreamChunk(const ResponseContext& ctx, const std::string& text,
                            const std::optional<std::string>& finish_reason, bool role_only,
-                           bool with_usage_null);
+                           bool with_usage_null, int32_t index = 0,
+                           const nlohmann::json& logprobs = nullptr);
 // The final usage chunk of stream_options.include_usage: empty choices plus usage.
 nlohmann::json UsageChunk(const ResponseContext& ctx, const Usage& usage);
 

@@ -4,6 +4,7 @@
 
 #include "common/deadline.h"
 #include "common/log.h"
+#include "http/bearer_token.h"
 #include "http/http_server.h"
 #include "server/completion_handler.h"
 
@@ -59,6 +60,17 @@ OpenAiServer::OpenAiServer(const OpenAiServerOptions& options, engine::LlmEngine
   handler_ctx_.served_model_name = options_.served_model_name;
   handler_ctx_.request_timeout = options_.request_timeout;
   handler_ctx_.stopping = &stopping_;
+  handler_ctx_.default_seed = options_.default_seed;
+}
+
+bool OpenAiServer::Authorized(const http::Request& req, http::Response& res) const {
+  if (http::HasBearerToken(req, options_.api_key)) return true;
+  res.Set(
+      401,
+      Dump(ErrorJson(401, "invalid or missing API key: send \"Authorization: Bearer <key>\"", "")),
+      "application/json");
+  res.SetHeader("WWW-Authenticate", "Bearer");
+  return false;
 }
 
 OpenAiServer::~OpenAiServer() { Stop(); }
@@ -66,6 +78,7 @@ OpenAiServer::~OpenAiServer() { Stop(); }
 void OpenAiServer::InstallRoutes() {
   auto completion = [this](ApiKind kind) {
     return [this, kind](const http::Request& req, http::Response& res) {
+      if (!Authorized(req, res)) return;
       std::string rid = req.Header("X-Request-Id");
       if (rid.empty()) rid = NewRequestId();
       res.SetHeader("X-Request-Id", rid);
@@ -89,7 +102,8 @@ void OpenAiServer::InstallRoutes() {
   http_->Route("POST", "/v1/completions", completion(ApiKind::kCompletion));
   http_->Route("POST", "/v1/chat/completions", completion(ApiKind::kChat));
 
-  http_->Route("GET", "/v1/models", [this](const http::Request&, http::Response& res) {
+  http_->Route("GET", "/v1/models", [this](const http::Request& req, http::Response& res) {
+    if (!Authorized(req, res)) return;
     nlohmann::json model = {{"id", options_.served_model_name},
                             {"object", "model"},
                             {"created", NowUnixSeconds()},

@@ -8,12 +8,13 @@
 //
 // Routes: POST /v1/completions, POST /v1/chat/completions (JSON or SSE when "stream"),
 // GET /v1/models, GET /health (200 while the engine thread is alive, else 503),
-// GET /metrics (Prometheus text). X-Request-Id names the response (cmpl-<id>) when given and
+// GET /metrics (Prometheus text); with an api_key the /v1/* routes answer 401 without
+// "Authorization: Bearer <key>". X-Request-Id names the response (cmpl-<id>) when given and
 // is always echoed; engine request ids stay unique when clients reuse one. Errors are {"error":
-// {message, type, param, code}} with 400 (bad body, bad values, prompt too long), 404 (unknown
-// model), 503 (engine down); the HTTP layer's own errors (408, 413, 431, 503 when full, ...) have
-// the same shape. A client that goes away, streaming or waiting for a whole answer, gets its
-// request aborted, which frees its KV blocks.
+// {message, type, param, code}} with 400 (bad body, bad values, prompt too long), 401 (no or
+// a wrong API key), 404 (unknown model), 503 (engine down); the HTTP layer's own errors (408, 413,
+// 431, 503 when full, ...) have the same shape. A client that goes away, streaming or waiting for a
+// whole answer, gets its request aborted, which frees its KV blocks.
 //
 // The HTTP layer is http::HttpServer (src/http): one loop thread reads requests under the
 // limits of `http_limits` (docs/http_server.md), `http_threads` workers run the handlers.
@@ -27,6 +28,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -40,6 +42,8 @@
 
 namespace ferry::http {
 class HttpServer;
+struct Request;
+struct Response;
 }  // namespace ferry::http
 
 namespace ferry::server {
@@ -58,6 +62,11 @@ struct OpenAiServerOptions {
   // More Prometheus text appended to GET /metrics (after the engine's KV connector's).
   // Default: none.
   std::function<std::string()> extra_metrics;
+  // When set, every /v1/* request needs "Authorization: Bearer <api_key>" (else 401);
+  // /health and /metrics stay open (`--api-key`, VLLM_API_KEY). Default: "" (open).
+  std::string api_key;
+  // The seed of sampling requests that name none (`--seed`). Default: none (random).
+  std::optional<uint64_t> default_seed;
 };
 
 class OpenAiServer {
@@ -81,6 +90,8 @@ class OpenAiServer {
  private:
   OpenAiServer(const OpenAiServerOptions& options, engine::LlmEngine* engine);
   void InstallRoutes();
+  // False (with a 401 in `res`) when an API key is set and `req` does not carry it.
+  bool Authorized(const http::Request& req, http::Response& res) const;
 
   const OpenAiServerOptions options_;
   engine::LlmEngine* const engine_;

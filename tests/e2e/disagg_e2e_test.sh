@@ -22,8 +22,16 @@ ROLES=${3:-split}  # split: kv_producer + kv_consumer; both: kv_both + kv_both
 AUTH=${4:-open}  # open: no secret; secret: every instance and the proxy share FERRY_KV_SECRET
 [[ $AUTH == open || $AUTH == secret ]] || { echo "auth must be open or secret" >&2; exit 2; }
 SECRET_ENV=()
-if [[ $AUTH == secret ]]; then SECRET_ENV=(FERRY_KV_SECRET="e2e-$RANDOM-$RANDOM"); fi
 TMP=$(mktemp -d)
+if [[ $AUTH == secret ]]; then
+  # The deployment also has an OpenAI API key (VLLM_API_KEY for both instances and the
+  # proxy): every curl below sends it through a .curlrc; `curl -q` (no .curlrc) does not.
+  API_KEY="sk-e2e-$RANDOM"
+  SECRET_ENV=(FERRY_KV_SECRET="e2e-$RANDOM-$RANDOM" VLLM_API_KEY="$API_KEY")
+  mkdir -p "$TMP/curlhome"
+  echo "header = \"Authorization: Bearer $API_KEY\"" >"$TMP/curlhome/.curlrc"
+  export CURL_HOME="$TMP/curlhome"
+fi
 PIDS=()
 NAMESPACES=()
 VETH=""
@@ -226,6 +234,16 @@ if [[ $AUTH == secret ]]; then
     -d "$evil" "http://$D_IP:$D_PORT/v1/completions")
   [[ $code == 403 ]] || fail "client-named bootstrap server: HTTP $code $(cat "$TMP/evil.out")"
   pass "with the secret: bootstrap refuses outsiders (401), decode refuses a client-named bootstrap server (403)"
+  # The API key: without it the proxy and the instances answer 401 (health stays open);
+  # with it the proxy's calls to both instances pass (every answer below needs that).
+  for url in "$PROXY" "http://$D_IP:$D_PORT" "http://$P_IP:$P_PORT"; do
+    code=$(in_ns "$D_NS" curl -q -s -o /dev/null -w '%{http_code}' -H 'Content-Type: application/json' \
+      -d '{"model":"tiny","prompt":"x","max_tokens":2}' "$url/v1/completions")
+    [[ $code == 401 ]] || fail "no API key at $url: HTTP $code"
+    code=$(in_ns "$D_NS" curl -q -s -o /dev/null -w '%{http_code}' "$url/health")
+    [[ $code == 200 ]] || fail "$url/health without the API key: HTTP $code"
+  done
+  pass "API key: 401 without it at the proxy and both instances, /health open"
 fi
 
 for id in "${ORDER[@]}"; do

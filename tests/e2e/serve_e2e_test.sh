@@ -228,6 +228,78 @@ wait "$SERVER_PID" || fail "server exited non-zero after SIGTERM"
 SERVER_PID=""
 pass "SIGTERM shuts down cleanly"
 
+# Flags copied from `vllm serve`: -tp > 1 and unknown flags are clear errors; the rest are
+# accepted with a note, and the API key guards /v1/* but not /health or /metrics.
+set +e
+"$FERRY" serve "$TMP/model" --host 127.0.0.1 --port 0 -tp 2 >"$TMP/bad.log" 2>&1
+rc=$?
+"$FERRY" serve "$TMP/model" --host 127.0.0.1 --port 0 --no-such-flag >"$TMP/bad2.log" 2>&1
+rc2=$?
+"$FERRY" serve "$TMP/model" --host 127.0.0.1 --port 0 --gpu-memory-utilization 1.5 >"$TMP/bad3.log" 2>&1
+rc3=$?
+set -e
+[[ $rc -ne 0 ]] && grep -q "no tensor parallelism yet; use -tp 1" "$TMP/bad.log" || fail "-tp 2: rc $rc $(cat "$TMP/bad.log")"
+[[ $rc2 -ne 0 ]] && grep -q -- "--no-such-flag" "$TMP/bad2.log" || fail "unknown flag: rc $rc2 $(cat "$TMP/bad2.log")"
+[[ $rc3 -ne 0 ]] && grep -q -- "--gpu-memory-utilization must be in (0, 1]" "$TMP/bad3.log" || fail "bad --gpu-memory-utilization: $(cat "$TMP/bad3.log")"
+VLLM_API_KEY=sk-e2e "$FERRY" serve "$TMP/model" --host 127.0.0.1 --port 0 --served-model-name tiny \
+  --tensor-parallel-size 1 --gpu-memory-utilization 0.5 --trust-remote-code --seed 3 \
+  --enable-prefix-caching --disable-log-requests --uvicorn-log-level info \
+  >"$TMP/server.log" 2>&1 &
+SERVER_PID=$!
+wait_server tiny
+URL="http://127.0.0.1:$PORT"
+for note in "--gpu-memory-utilization 0.5" "--trust-remote-code" "--seed 3" "--enable-prefix-caching" \
+  "--disable-log-requests" "--uvicorn-log-level info" "API key set"; do
+  grep -q -- "$note" "$TMP/server.log" || fail "no start-up note for $note"
+done
+grep -q -- "--kv-cache-memory-mb: 512 MiB" "$TMP/server.log" || fail "--gpu-memory-utilization 0.5 did not halve the KV budget"
+code=$(post /v1/completions '{"prompt":"Hello","max_tokens":4}' "$TMP/k.json")
+[[ $code == 401 ]] || fail "no API key: HTTP $code"
+[[ $(json "$TMP/k.json" 'j["error"]["code"]') == 401 ]] || fail "401 body: $(cat "$TMP/k.json")"
+[[ $(curl -s -o /dev/null -w '%{http_code}' "$URL/v1/models") == 401 ]] || fail "/v1/models without the key"
+[[ $(curl -s -o /dev/null -w '%{http_code}' "$URL/metrics") == 200 ]] || fail "/metrics must stay open"
+KEY=(-H 'Authorization: Bearer sk-e2e')
+# --seed: an unseeded sampled request is reproducible.
+body='{"prompt":"Hello","max_tokens":8,"temperature":1.0}'
+[[ $(post /v1/completions "$body" "$TMP/s1.json" "${KEY[@]}") == 200 ]] || fail "with the key: $(cat "$TMP/s1.json")"
+post /v1/completions "$body" "$TMP/s2.json" "${KEY[@]}" >/dev/null
+[[ $(json "$TMP/s1.json" 'j["choices"][0]["text"]') == "$(json "$TMP/s2.json" 'j["choices"][0]["text"]')" ]] ||
+  fail "--seed: two unseeded requests differ"
+pass "vllm serve flags: -tp 2 and unknown flags refused, the others noted; API key 401/200, /health and /metrics open; --seed"
+
+# Scoring on the real model: generate with logprobs, then score prompt + output (as token
+# ids, from return_tokens_as_token_ids) with echo and max_tokens 0; the output tokens'
+# logprobs must be the ones reported while generating.
+PROMPT_IDS='[72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100]'
+post /v1/completions "{\"prompt\":$PROMPT_IDS,\"max_tokens\":6,\"temperature\":0.8,\"seed\":1,\"logprobs\":2,\"ignore_eos\":true,\"return_tokens_as_token_ids\":true}" \
+  "$TMP/gen.json" "${KEY[@]}" >/dev/null
+python3 - "$TMP/gen.json" "$PROMPT_IDS" >"$TMP/score_body.json" <<'PY' || fail "generation: $(cat "$TMP/gen.json")"
+import json, sys
+gen = json.load(open(sys.argv[1]))["choices"][0]["logprobs"]["tokens"]
+ids = json.loads(sys.argv[2]) + [int(t.split(":")[1]) for t in gen]
+print(json.dumps({"prompt": ids, "max_tokens": 0, "echo": True, "logprobs": 2,
+                  "return_tokens_as_token_ids": True}))
+PY
+code=$(post /v1/completions "$(cat "$TMP/score_body.json")" "$TMP/score.json" "${KEY[@]}")
+[[ $code == 200 ]] || fail "scoring: HTTP $code $(cat "$TMP/score.json")"
+python3 - "$TMP/gen.json" "$TMP/score.json" <<'PY' || fail "scoring does not match generation: $(cat "$TMP/gen.json") $(cat "$TMP/score.json")"
+import json, sys
+g = json.load(open(sys.argv[1]))["choices"][0]["logprobs"]
+s = json.load(open(sys.argv[2]))["choices"][0]["logprobs"]
+assert s["token_logprobs"][0] is None and s["top_logprobs"][0] is None
+assert len(s["tokens"]) == 12 + len(g["tokens"]) == 18, s["tokens"]
+assert s["tokens"][12:] == g["tokens"], (s["tokens"], g["tokens"])
+for a, b in zip(s["token_logprobs"][12:], g["token_logprobs"]):
+    assert abs(a - b) < 1e-4, (a, b)
+for a, b in zip(s["top_logprobs"][12:], g["top_logprobs"]):
+    assert a.keys() == b.keys() and all(abs(a[k] - b[k]) < 1e-4 for k in a), (a, b)
+assert all(lp <= 0 for lp in s["token_logprobs"][1:])
+PY
+pass "echo + max_tokens 0 + logprobs scores a text with the logprobs of generating it"
+kill -TERM "$SERVER_PID"
+wait "$SERVER_PID" || fail "server (vllm flags) exited non-zero after SIGTERM"
+SERVER_PID=""
+
 # MODEL as a repo id, found in a Hugging Face hub cache laid out as huggingface-cli writes it
 # (refs/main -> snapshots/<rev>/ whose files link into blobs/); the name is served as given.
 HUB="$TMP/hub/models--ferry-test--tiny"

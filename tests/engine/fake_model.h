@@ -59,7 +59,7 @@ class FakeModel : public Model {
         kv[layout.Offset(b, 0, 0, pos % layout.block_size, 0)] = static_cast<float>(c.tokens[i]);
         kv[layout.Offset(b, 0, 1, pos % layout.block_size, 0)] = static_cast<float>(pos);
       }
-      if (!c.want_logits) continue;
+      if (!c.want_logits && !c.all_logits) continue;
       std::vector<int32_t> context;
       for (int32_t pos = 0; pos < end; ++pos) {
         const int32_t b = c.block_table[pos / layout.block_size];
@@ -69,10 +69,15 @@ class FakeModel : public Model {
         context.push_back(
             static_cast<int32_t>(kv[layout.Offset(b, 0, 0, pos % layout.block_size, 0)]));
       }
-      const size_t row = logits->size();
-      logits->resize(row + config_.vocab_size, 0.0f);
-      (*logits)[row + FakeNextToken(context, eos_after_)] = 10.0f;
-      (*logits)[row + 'z'] = 5.0f;  // a runner-up for sampling tests
+      // all_logits: one row per token of the chunk, each over the context up to it.
+      const int32_t first_end = c.all_logits ? c.start_pos + 1 : end;
+      for (int32_t row_end = first_end; row_end <= end; ++row_end) {
+        const std::vector<int32_t> prefix(context.begin(), context.begin() + row_end);
+        const size_t row = logits->size();
+        logits->resize(row + config_.vocab_size, 0.0f);
+        (*logits)[row + FakeNextToken(prefix, eos_after_)] = 10.0f;
+        (*logits)[row + 'z'] = 5.0f;  // a runner-up for sampling tests
+      }
     }
     return OkStatus();
   }

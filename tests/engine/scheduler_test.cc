@@ -141,7 +141,7 @@ TEST(LlmEngineTest, RejectsBadRequests) {
             StatusCode::kInvalidArgument);
   EXPECT_EQ(engine->Submit(Greedy("e", {}, 1)).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(engine->Submit(Greedy("v", {1000}, 1)).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_EQ(engine->Submit(Greedy("m", {1}, 0)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(engine->Submit(Greedy("m", {1}, -1)).status().code(), StatusCode::kInvalidArgument);
   Collected c = Collect(*engine->Submit(Greedy("len", Prompt(30, 1), 100)).value());
   EXPECT_EQ(c.finish_reason, "length");
   EXPECT_EQ(c.completion_tokens, 2);

@@ -48,6 +48,7 @@ struct Instance {
   TestHttp bootstrap;  // prefill only
   std::mutex mu;
   std::vector<nlohmann::json> bodies;
+  std::vector<std::string> authorizations;  // the Authorization header of every request
   std::atomic<bool> healthy{true};
   std::atomic<int> status{200};
   std::atomic<int> delay_ms{0};  // before answering a completion (a slow or paused instance)
@@ -58,7 +59,11 @@ struct Instance {
     http.server().Get("/health", [this](const httplib::Request&, httplib::Response& r) {
       r.status = healthy ? 200 : 503;
     });
-    http.server().Get("/v1/models", [](const httplib::Request&, httplib::Response& r) {
+    http.server().Get("/v1/models", [this](const httplib::Request& q, httplib::Response& r) {
+      {
+        std::lock_guard lock(mu);
+        authorizations.push_back(q.get_header_value("Authorization"));
+      }
       r.set_content(R"({"object":"list","data":[{"id":"tiny"}]})", "application/json");
     });
     auto handler = [this](const httplib::Request& q, httplib::Response& r) {
@@ -66,6 +71,7 @@ struct Instance {
       {
         std::lock_guard lock(mu);
         bodies.push_back(body);
+        authorizations.push_back(q.get_header_value("Authorization"));
       }
       if (delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms.load()));
       if (status != 200) {
@@ -134,9 +140,10 @@ uint16_t FreePort() {
 class ProxyServerTest : public ::testing::Test {
  protected:
   void StartProxy(std::vector<Instance*> prefill, std::vector<Instance*> decode,
-                  const std::string& secret = "") {
+                  const std::string& secret = "", const std::string& api_key = "") {
     ProxyOptions o;
     o.secret = secret;
+    o.api_key = api_key;
     o.host = "127.0.0.1";
     o.port = FreePort();
     o.health_interval = std::chrono::milliseconds(100);
@@ -342,6 +349,75 @@ TEST_F(ProxyServerTest, ModelsComeFromADecoder) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 200);
   EXPECT_NE(res->body.find("tiny"), std::string::npos);
+}
+
+TEST_F(ProxyServerTest, ApiKeyIsCheckedAndForwardedToBothInstances) {
+  Instance p, d;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}, "", "sk-test"));
+  const nlohmann::json body = {{"model", "tiny"}, {"prompt", "hello"}, {"max_tokens", 2}};
+  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+    auto none = client_->Post(path, body.dump(), "application/json");
+    ASSERT_TRUE(none);
+    EXPECT_EQ(none->status, 401) << path;
+    EXPECT_EQ(nlohmann::json::parse(none->body)["error"]["code"], 401);
+    auto wrong = client_->Post(path, {{"Authorization", "Bearer sk-other"}}, body.dump(),
+                               "application/json");
+    ASSERT_TRUE(wrong);
+    EXPECT_EQ(wrong->status, 401) << path;
+  }
+  EXPECT_EQ(p.count() + d.count(), 0u);  // refused before any instance was called
+  EXPECT_EQ(client_->Get("/v1/models")->status, 401);
+  EXPECT_EQ(client_->Get("/health")->status, 200);
+  EXPECT_EQ(client_->Get("/metrics")->status, 200);
+
+  auto ok = client_->Post("/v1/completions", {{"Authorization", "Bearer sk-test"}}, body.dump(),
+                          "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  for (int i = 0; i < 200 && p.count() == 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  auto models = client_->Get("/v1/models", {{"Authorization", "bearer sk-test"}});
+  ASSERT_TRUE(models);
+  EXPECT_EQ(models->status, 200);
+  std::lock_guard lp(p.mu);
+  std::lock_guard ld(d.mu);
+  ASSERT_EQ(p.authorizations.size(), 1u);
+  EXPECT_EQ(p.authorizations[0], "Bearer sk-test");
+  ASSERT_EQ(d.authorizations.size(), 2u);  // the completion and /v1/models
+  EXPECT_EQ(d.authorizations[0], "Bearer sk-test");
+  EXPECT_EQ(d.authorizations[1], "Bearer sk-test");
+}
+
+TEST_F(ProxyServerTest, RequestsForSeveralChoicesGoWholeToADecoder) {
+  Instance p, d;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  for (const nlohmann::json& body :
+       {nlohmann::json{{"prompt", "x"}, {"n", 3}},
+        nlohmann::json{{"prompt", {"a", "b"}}, {"max_tokens", 2}},
+        nlohmann::json{{"prompt", "x"}, {"max_tokens", 0}, {"echo", true}, {"logprobs", 1}}}) {
+    auto res = Post(body);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 200) << body.dump();
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(p.count(), 0u);
+  std::lock_guard ld(d.mu);
+  ASSERT_EQ(d.bodies.size(), 3u);
+  for (const auto& b : d.bodies) EXPECT_FALSE(b.contains("kv_transfer_params")) << b.dump();
+  EXPECT_EQ(d.bodies[1]["prompt"], nlohmann::json({"a", "b"}));
+}
+
+TEST_F(ProxyServerTest, WithoutAnApiKeyNoAuthorizationIsSent) {
+  Instance p, d;
+  ASSERT_NO_FATAL_FAILURE(StartProxy({&p}, {&d}));
+  auto res = client_->Post("/v1/completions", {{"Authorization", "Bearer client-secret"}},
+                           nlohmann::json({{"prompt", "x"}}).dump(), "application/json");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 200);
+  std::lock_guard ld(d.mu);
+  ASSERT_EQ(d.authorizations.size(), 1u);
+  EXPECT_EQ(d.authorizations[0], "");  // a client's own header is not passed on
 }
 
 TEST_F(ProxyServerTest, DeadDecoderIsRetriedNotAHang) {

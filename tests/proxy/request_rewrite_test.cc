@@ -10,6 +10,23 @@
 namespace ferry::proxy {
 namespace {
 
+TEST(RequestRewriteTest, RequestsOneTransferCannotServeNeedOneInstance) {
+  using nlohmann::json;
+  EXPECT_FALSE(NeedsOneInstance({{"prompt", "x"}, {"max_tokens", 4}}));
+  EXPECT_FALSE(NeedsOneInstance({{"prompt", "x"}, {"n", 1}, {"logprobs", 3}}));
+  EXPECT_FALSE(NeedsOneInstance({{"prompt", {"one"}}}));
+  EXPECT_FALSE(NeedsOneInstance({{"prompt", {1, 2, 3}}}));  // one prompt of token ids
+  EXPECT_FALSE(NeedsOneInstance({{"prompt", "x"}, {"echo", true}}));
+  EXPECT_FALSE(NeedsOneInstance({{"prompt", "x"}, {"echo", true}, {"logprobs", nullptr}}));
+  EXPECT_FALSE(NeedsOneInstance(
+      {{"messages", json::array()}, {"logprobs", true}, {"top_logprobs", 2}}));  // chat
+  EXPECT_TRUE(NeedsOneInstance({{"prompt", "x"}, {"n", 2}}));
+  EXPECT_TRUE(NeedsOneInstance({{"prompt", "x"}, {"best_of", 3}}));
+  EXPECT_TRUE(NeedsOneInstance({{"prompt", {"a", "b"}}}));
+  EXPECT_TRUE(NeedsOneInstance({{"prompt", {{1, 2}, {3}}}}));
+  EXPECT_TRUE(NeedsOneInstance({{"prompt", "x"}, {"echo", true}, {"logprobs", 0}}));
+}
+
 TEST(RequestRewriteTest, TransferIdsAreUniqueUuids) {
   std::set<std::string> seen;
   std::regex uuid("xfer-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}");

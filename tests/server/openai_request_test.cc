@@ -24,7 +24,8 @@ TEST(OpenAiRequestTest, CompletionWithAllFields) {
       "temperature":0.5,"top_p":0.9,"top_k":40,"seed":3,"stop":["a","bc"],"stream":true,
       "stream_options":{"include_usage":true},"kv_transfer_params":{"do_remote_decode":true}})");
   EXPECT_EQ(r.model, "tiny");
-  EXPECT_EQ(r.prompt_text, "Hello");
+  ASSERT_EQ(r.prompts.size(), 1u);
+  EXPECT_EQ(r.prompts[0].text, "Hello");
   EXPECT_EQ(r.max_tokens, 7);
   EXPECT_FLOAT_EQ(r.params.temperature, 0.5f);
   EXPECT_FLOAT_EQ(r.params.top_p, 0.9f);
@@ -37,8 +38,8 @@ TEST(OpenAiRequestTest, CompletionWithAllFields) {
 }
 
 TEST(OpenAiRequestTest, PromptAsTokenIdsOrSingleString) {
-  EXPECT_EQ(ParseOk(R"({"prompt":[1,2,3]})").prompt_tokens, (std::vector<int32_t>{1, 2, 3}));
-  EXPECT_EQ(ParseOk(R"({"prompt":["hi"]})").prompt_text, "hi");
+  EXPECT_EQ(ParseOk(R"({"prompt":[1,2,3]})").prompts.at(0).tokens, (std::vector<int32_t>{1, 2, 3}));
+  EXPECT_EQ(ParseOk(R"({"prompt":["hi"]})").prompts.at(0).text, "hi");
   EXPECT_EQ(ParseOk(R"({"prompt":"x","stop":"END"})").params.stop, std::vector<std::string>{"END"});
   EXPECT_TRUE(ParseOk(R"({"prompt":"x"})").kv_transfer_params.is_null());
   EXPECT_FALSE(ParseOk(R"({"prompt":"x"})").max_tokens.has_value());
@@ -55,6 +56,51 @@ TEST(OpenAiRequestTest, ChatMessagesAndMaxCompletionTokens) {
   EXPECT_EQ(r.max_tokens, 9);
 }
 
+TEST(OpenAiRequestTest, ListsOfPromptsAndN) {
+  OpenAiRequest r = ParseOk(R"({"prompt":["a","bc"],"n":3,"best_of":3})");
+  ASSERT_EQ(r.prompts.size(), 2u);
+  EXPECT_EQ(r.prompts[1].text, "bc");
+  EXPECT_EQ(r.n, 3);
+  r = ParseOk(R"({"prompt":[[1,2],[3]]})");
+  ASSERT_EQ(r.prompts.size(), 2u);
+  EXPECT_FALSE(r.prompts[0].text.has_value());
+  EXPECT_EQ(r.prompts[1].tokens, std::vector<int32_t>{3});
+  EXPECT_EQ(r.n, 1);
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","n":2,"best_of":4})")), "best_of");
+  // n x prompts is bounded too.
+  std::string many = R"({"n":16,"prompt":[)";
+  for (int i = 0; i < 17; ++i) many += std::string(i ? "," : "") + "\"p\"";
+  EXPECT_EQ(ErrorParam(ParseErr(many + "]}")), "n");
+}
+
+TEST(OpenAiRequestTest, LogprobsEchoAndMaxTokensZero) {
+  OpenAiRequest r = ParseOk(R"({"prompt":"x","logprobs":5,"echo":true,"max_tokens":0})");
+  EXPECT_EQ(r.params.logprobs, 5);
+  EXPECT_EQ(r.params.prompt_logprobs, 5);
+  EXPECT_TRUE(r.echo);
+  EXPECT_EQ(r.max_tokens, 0);
+  r = ParseOk(R"({"prompt":"x","logprobs":0})");
+  EXPECT_EQ(r.params.logprobs, 0);
+  EXPECT_EQ(r.params.prompt_logprobs, -1);  // no echo: the prompt is not scored
+  r = ParseOk(R"({"prompt":"x","echo":true})");
+  EXPECT_EQ(r.params.logprobs, -1);
+  EXPECT_EQ(r.params.prompt_logprobs, -1);
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","logprobs":21})")), "logprobs");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","logprobs":-1})")), "logprobs");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","echo":1})")), "echo");
+
+  const std::string msgs = R"("messages":[{"role":"user","content":"x"}])";
+  r = ParseOk("{" + msgs + R"(,"logprobs":true,"top_logprobs":20})", ApiKind::kChat);
+  EXPECT_EQ(r.params.logprobs, 20);
+  EXPECT_EQ(r.params.prompt_logprobs, -1);
+  EXPECT_EQ(ParseOk("{" + msgs + R"(,"logprobs":true})", ApiKind::kChat).params.logprobs, 0);
+  EXPECT_EQ(ParseOk("{" + msgs + R"(,"logprobs":false})", ApiKind::kChat).params.logprobs, -1);
+  EXPECT_EQ(ErrorParam(ParseErr("{" + msgs + R"(,"top_logprobs":2})", ApiKind::kChat)),
+            "top_logprobs");
+  EXPECT_EQ(ErrorParam(ParseErr("{" + msgs + R"(,"logprobs":3})", ApiKind::kChat)), "logprobs");
+  EXPECT_EQ(ErrorParam(ParseErr("{" + msgs + R"(,"max_tokens":0})", ApiKind::kChat)), "max_tokens");
+}
+
 TEST(OpenAiRequestTest, BrokenJsonIsInvalidArgument) {
   EXPECT_EQ(ParseErr("{\"prompt\": ").code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(ParseErr("[1,2]").code(), StatusCode::kInvalidArgument);
@@ -68,9 +114,12 @@ TEST(OpenAiRequestTest, RejectsBadValuesNamingTheField) {
   EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","top_p":0})")), "top_p");
   EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","max_tokens":"5"})")), "max_tokens");
   EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","stop":[1]})")), "stop");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","n":2})")), "n");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","n":0})")), "n");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","n":17})")), "n");
   EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","stream":"yes"})")), "stream");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":["a","b"]})")), "prompt");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":["a",[1]]})")), "prompt");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":[[1],[-1]]})")), "prompt");
+  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":[1.5]})")), "prompt");
   EXPECT_EQ(ErrorParam(ParseErr(R"({"max_tokens":3})")), "prompt");
   EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","kv_transfer_params":3})")), "kv_transfer_params");
   // The fields are the KV connector's to check (connector/kv_transfer_params.h); the
@@ -105,8 +154,8 @@ TEST(OpenAiResponseTest, ChunksAndInvalidUtf8) {
   // Invalid UTF-8 never breaks serialisation.
   EXPECT_NE(SseEvent(StreamChunk(ctx, "a\xC3", "stop", false, false)).find("data: {"),
             std::string::npos);
-  auto full =
-      FullResponse({ApiKind::kCompletion, "cmpl-1", "tiny", 1}, "hi", "length", {1, 2, 0}, nullptr);
+  auto full = FullResponse({ApiKind::kCompletion, "cmpl-1", "tiny", 1},
+                           {{0, "hi", "length", nullptr}}, {1, 2, 0}, nullptr);
   EXPECT_TRUE(full.contains("kv_transfer_params"));
   EXPECT_TRUE(full["kv_transfer_params"].is_null());
   EXPECT_EQ(full["choices"][0]["text"], "hi");

@@ -1,5 +1,6 @@
 #include "command.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -71,8 +72,27 @@ int RunMain(int argc, char** argv) {
     runners.emplace_back(cmd, e.setup(*cmd));
   }
 
+  // vLLM spells --tensor-parallel-size `-tp`, a multi-letter single-dash flag CLI11 cannot
+  // declare: `ferry serve -tp N` (or -tp=N) reads as --tensor-parallel-size N.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  bool rewritten = false;
+  if (!args.empty() && args[0] == "serve") {
+    for (std::string& a : args) {
+      if (a == "--") break;
+      if (a == "-tp" || a.rfind("-tp=", 0) == 0) {
+        a = "--tensor-parallel-size" + a.substr(3);
+        rewritten = true;
+      }
+    }
+  }
   try {
-    app.parse(argc, argv);
+    if (rewritten) {
+      app.name(argv[0]);
+      std::reverse(args.begin(), args.end());  // CLI11 takes the vector last argument first
+      app.parse(args);
+    } else {
+      app.parse(argc, argv);
+    }
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }

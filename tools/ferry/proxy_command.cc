@@ -2,6 +2,7 @@
 // proxy: --prefill URL [BOOTSTRAP_PORT] (repeatable), --decode URL (repeatable).
 #include <fmt/core.h>
 
+#include <cstdlib>
 #include <memory>
 
 #include "command.h"
@@ -21,6 +22,7 @@ struct ProxyFlags {
   double probe_timeout_s = 2.0;
   double request_timeout_s = 600.0;
   std::string secret;
+  std::string api_key;
 };
 
 int RunProxy(const ProxyFlags& flags) {
@@ -32,6 +34,15 @@ int RunProxy(const ProxyFlags& flags) {
   options.probe_timeout = ms(flags.probe_timeout_s);
   options.request_timeout = ms(flags.request_timeout_s);
   options.secret = flags.secret.empty() ? ferry::SecretFromEnvironment() : flags.secret;
+  options.api_key = flags.api_key;
+  if (const char* env = std::getenv("VLLM_API_KEY"); options.api_key.empty() && env != nullptr) {
+    options.api_key = env;
+  }
+  if (!options.api_key.empty()) {
+    FERRY_LOG_INFO(
+        "proxy: API key set: clients send \"Authorization: Bearer <key>\" on /v1/*; the "
+        "instances get the same header");
+  }
   if (options.secret.empty()) {
     FERRY_LOG_WARN(
         "proxy: no shared secret (--secret or FERRY_KV_SECRET): decoders cannot tell the "
@@ -109,5 +120,8 @@ FERRY_REGISTER_COMMAND(
           ->check(CLI::Range(0.1, 86400.0));
       cmd.add_option("--secret", flags->secret,
                      "Deployment secret (default: FERRY_KV_SECRET): signs what decoders are told");
+      cmd.add_option("--api-key", flags->api_key,
+                     "Require \"Authorization: Bearer KEY\" on /v1/* and send it to the "
+                     "instances (default: $VLLM_API_KEY)");
       return [flags] { return RunProxy(*flags); };
     });

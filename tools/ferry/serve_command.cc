@@ -3,7 +3,9 @@
 // requests in flight) and the engine thread, and exits 0.
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <string>
@@ -42,6 +44,15 @@ struct ServeFlags {
   std::string dtype = "auto";  // weight storage: auto|float32|float (f32), bfloat16
   std::string kv_transfer_config;
   bool no_prefix_caching = false;
+  bool enable_prefix_caching = false;
+  // Flags people copy from `vllm serve` (RunServe says what each means here).
+  std::string api_key;  // also VLLM_API_KEY
+  int tensor_parallel_size = 1;
+  double gpu_memory_utilization = -1;  // -1: not given
+  bool trust_remote_code = false;
+  std::optional<uint64_t> seed;
+  bool disable_log_requests = false;
+  std::string uvicorn_log_level;
 };
 
 volatile sig_atomic_t g_stop_signal = 0;
@@ -62,7 +73,65 @@ int32_t DefaultNumBlocks(const ServeFlags& f, const engine::KvCacheLayout& one_b
   return static_cast<int32_t>(std::max(per_seq, std::min(budget, per_seq * f.max_num_seqs)));
 }
 
-int RunServe(const ServeFlags& f) {
+// The vLLM flags that mean something else (or nothing) on Ferry: a clear error for what
+// Ferry cannot do, one info line for each accepted one.
+Status ApplyVllmFlags(ServeFlags* f) {
+  if (f->tensor_parallel_size != 1) {
+    return InvalidArgumentError("--tensor-parallel-size " +
+                                std::to_string(f->tensor_parallel_size) +
+                                ": Ferry has no tensor parallelism yet; use -tp 1");
+  }
+  if (f->no_prefix_caching && f->enable_prefix_caching) {
+    return InvalidArgumentError(
+        "--enable-prefix-caching and --no-enable-prefix-caching contradict each other");
+  }
+  if (f->gpu_memory_utilization != -1 &&
+      !(f->gpu_memory_utilization > 0 && f->gpu_memory_utilization <= 1)) {
+    return InvalidArgumentError("--gpu-memory-utilization must be in (0, 1], got " +
+                                std::to_string(f->gpu_memory_utilization));
+  }
+  if (f->gpu_memory_utilization != -1) {
+    f->kv_cache_memory_mb =
+        std::max(1, static_cast<int>(f->kv_cache_memory_mb * f->gpu_memory_utilization));
+    FERRY_LOG_INFO(
+        "--gpu-memory-utilization {}: Ferry runs on the CPU; the KV cache gets that share of "
+        "--kv-cache-memory-mb: {} MiB",
+        f->gpu_memory_utilization, f->kv_cache_memory_mb);
+  }
+  if (f->trust_remote_code) {
+    FERRY_LOG_INFO("--trust-remote-code: accepted; Ferry runs no code from the model repo");
+  }
+  if (f->seed) {
+    FERRY_LOG_INFO("--seed {}: the seed of sampling requests that give none", *f->seed);
+  }
+  if (f->enable_prefix_caching) {
+    FERRY_LOG_INFO("--enable-prefix-caching: the prefix cache is on (Ferry's default)");
+  }
+  if (f->disable_log_requests) {
+    FERRY_LOG_INFO("--disable-log-requests: accepted; Ferry does not log requests one by one");
+  }
+  if (f->api_key.empty()) {
+    if (const char* env = std::getenv("VLLM_API_KEY"); env != nullptr) f->api_key = env;
+  }
+  if (!f->api_key.empty()) {
+    FERRY_LOG_INFO("API key set: /v1/* requests need \"Authorization: Bearer <key>\"");
+  }
+  if (!f->uvicorn_log_level.empty()) {
+    // Ferry's HTTP layer logs through the process log; FERRY_LOG_LEVEL, if set, wins. Last,
+    // so that the notes above are printed whatever the level.
+    std::string level = f->uvicorn_log_level;
+    if (level == "warning") level = "warn";
+    if (level == "critical") level = "error";
+    const bool env_wins = std::getenv("FERRY_LOG_LEVEL") != nullptr;
+    FERRY_LOG_INFO("--uvicorn-log-level {}: Ferry's log level (HTTP layer included) is {}",
+                   f->uvicorn_log_level, env_wins ? "FERRY_LOG_LEVEL's" : level);
+    if (!env_wins) SetLogLevel(level);
+  }
+  return OkStatus();
+}
+
+int RunServe(ServeFlags f) {
+  if (Status st = ApplyVllmFlags(&f); !st.ok()) return Fail(2, st.message());
   std::optional<connector::KvTransferConfig> kv_config;
   if (!f.kv_transfer_config.empty()) {
     auto kv = connector::ParseKvTransferConfig(f.kv_transfer_config);
@@ -123,6 +192,8 @@ int RunServe(const ServeFlags& f) {
   so.host = f.host;
   so.port = f.port;
   so.served_model_name = served_name;
+  so.api_key = f.api_key;
+  so.default_seed = f.seed;
   auto srv = server::OpenAiServer::Create(so, eng->get());
   if (!srv.ok()) return Fail(1, srv.status().ToString());
   if (Status st = (*srv)->Start(); !st.ok()) return Fail(1, st.ToString());
@@ -200,5 +271,27 @@ FERRY_REGISTER_COMMAND(
                      "disaggregation), MooncakeStoreConnector (KV pool, MOONCAKE_CONFIG_PATH) "
                      "or MultiConnector");
       cmd.add_flag("--no-enable-prefix-caching", f->no_prefix_caching, "Turn the prefix cache off");
+      cmd.add_flag("--enable-prefix-caching", f->enable_prefix_caching,
+                   "Keep the prefix cache on (the default)");
+      cmd.add_option("--api-key", f->api_key,
+                     "Require \"Authorization: Bearer KEY\" on /v1/* (default: $VLLM_API_KEY; "
+                     "/health and /metrics stay open)");
+      // `-tp` is rewritten to this by RunMain (CLI11 has no multi-letter short flags).
+      cmd.add_option("--tensor-parallel-size", f->tensor_parallel_size,
+                     "Only 1 (also -tp): Ferry has no tensor parallelism")
+          ->check(CLI::PositiveNumber)
+          ->capture_default_str();
+      cmd.add_option("--gpu-memory-utilization", f->gpu_memory_utilization,
+                     "Share (0, 1] of --kv-cache-memory-mb given to the KV cache");
+      cmd.add_flag("--trust-remote-code", f->trust_remote_code,
+                   "Accepted; Ferry runs no code from the model repo");
+      cmd.add_option_function<uint64_t>(
+          "--seed", [f](const uint64_t& seed) { f->seed = seed; },
+          "Seed of sampling requests that give none");
+      cmd.add_flag("--disable-log-requests", f->disable_log_requests,
+                   "Accepted; Ferry does not log requests one by one");
+      cmd.add_option("--uvicorn-log-level", f->uvicorn_log_level,
+                     "Log level of the HTTP layer (Ferry's log level)")
+          ->check(CLI::IsMember({"critical", "error", "warning", "info", "debug", "trace"}));
       return [f] { return ferry::cli::RunServe(*f); };
     });
