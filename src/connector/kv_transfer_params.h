@@ -25,12 +25,11 @@
 //   - remote_dp_rank: Ferry's prefills have one dp rank, so only 0 (or null) is accepted.
 #pragma once
 
-#include "engine/kv_connector.h"
-
 #include <cstddef>
 #include <string>
 #include <string_view>
 
+#include "engine/kv_connector.h"
 #include "ferry/status.h"
 
 namespace ferry::connector {
