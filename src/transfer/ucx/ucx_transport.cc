@@ -1,5 +1,9 @@
 #include "transfer/ucx/ucx_transport.h"
 
+#include <algorithm>
+#include <iterator>
+#include <string_view>
+
 #include <fmt/format.h>
 
 #include "common/log.h"
@@ -13,9 +17,47 @@ constexpr auto kRemapTimeout = std::chrono::seconds(5);
 
 }  // namespace
 
+namespace {
+
+// Whether the settings restrict UCX to RDMA NICs, whose hardware checks every rkey.
+bool HardwareOnly(const UcxSettings& settings) {
+  static constexpr std::string_view kHardware[] = {"ib",      "rc", "rc_v", "rc_x",   "rc_verbs",
+                                                   "rc_mlx5", "ud", "ud_v", "ud_x",   "ud_verbs",
+                                                   "ud_mlx5", "dc", "dc_x", "dc_mlx5"};
+  for (const auto& [key, value] : settings.config) {
+    if (key != "TLS") continue;
+    std::string_view rest = value;
+    if (rest.empty() || rest.front() == '^') return false;  // exclusions keep the rest
+    while (!rest.empty()) {
+      size_t comma = rest.find(',');
+      std::string_view name = rest.substr(0, comma);
+      if (!name.empty() && name.front() == '\\') name.remove_prefix(1);
+      if (std::find(std::begin(kHardware), std::end(kHardware), name) == std::end(kHardware)) {
+        return false;
+      }
+      rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+    }
+    return true;
+  }
+  return false;  // UCX's default: every transport, software ones included
+}
+
+}  // namespace
+
 Result<std::unique_ptr<UcxTransport>> UcxTransport::Create(const TransportOptions& options,
                                                            TransportHost* host) {
   FERRY_ASSIGN_OR_RETURN(UcxSettings settings, UcxSettings::FromOptions(options));
+  if (!options.secret.empty() && !HardwareOnly(settings)) {
+    // UCX's tcp and shared-memory transports emulate RMA in software: they check no rkey,
+    // so a peer holding a stale descriptor writes into memory this engine unregistered,
+    // and nothing on those connections proves the deployment's secret. Only an RDMA NIC
+    // enforces registrations (and rkeys reach only peers that passed the control plane's
+    // HELLO). A deployment with a secret gets ucx on RDMA NICs or not at all.
+    return PermissionDeniedError(
+        "ucx: with a deployment secret, ucx runs only over RDMA NICs (ucx_tls=ib, or rc / ud / "
+        "dc): UCX's tcp and shared-memory transports do not protect registered memory; use "
+        "Ferry's tcp and shm there");
+  }
   std::unique_ptr<UcxTransport> t(new UcxTransport(host));
   UcxTransport* self = t.get();
   auto worker = UcxWorker::Create(settings, [self](const UcxWorker::Peer& peer, const Status& why) {
