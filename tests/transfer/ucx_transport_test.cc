@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/crypto.h"
 #include "test_util.h"
 #include "transfer/ucx/ucx_peer_info.h"
 #include "transfer/ucx/ucx_settings.h"
@@ -331,7 +332,8 @@ TEST_P(UcxTransportTest, MalformedPeerInfoIsRefusedWithoutACrash) {
   Mem remote(4096), src(4096);
   target_.host->Register(remote.data, remote.size);
   SegmentDescriptor good = Peer();
-  const std::string worker = ToHex(UcxPeerInfo::Parse(good.transport_info["ucx"])->worker_address);
+  const std::string worker =
+      crypto::HexEncode(UcxPeerInfo::Parse(good.transport_info["ucx"])->worker_address);
   std::vector<std::string> bad = {
       "",
       "not json",

@@ -5,17 +5,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "common/crypto.h"
 #include "common/json_limits.h"
 
 namespace ferry::transfer::ucx {
 namespace {
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // The unsigned integer at j[key], or an error naming it.
 Result<uint64_t> GetUnsigned(const nlohmann::json& j, const char* key, size_t index) {
@@ -46,26 +40,10 @@ Result<std::string> GetHex(const nlohmann::json& j, const char* key, size_t max_
 
 }  // namespace
 
-std::string ToHex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out.push_back(kDigits[c >> 4]);
-    out.push_back(kDigits[c & 15]);
-  }
-  return out;
-}
-
 Result<std::string> FromHex(std::string_view hex) {
-  if (hex.size() % 2 != 0) return InvalidArgumentError("hex string of odd length");
-  std::string out(hex.size() / 2, '\0');
-  for (size_t i = 0; i < out.size(); ++i) {
-    int hi = HexValue(hex[2 * i]), lo = HexValue(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) {
-      return InvalidArgumentError(fmt::format("non-hex character at offset {}", 2 * i));
-    }
-    out[i] = static_cast<char>(hi << 4 | lo);
+  std::string out;
+  if (!crypto::HexDecode(hex, &out)) {
+    return InvalidArgumentError("not an even number of hex digits");
   }
   return out;
 }
@@ -81,10 +59,10 @@ const UcxPeerInfo::Buffer* UcxPeerInfo::Find(uint64_t addr, uint64_t len) const 
 
 std::string UcxPeerInfo::ToJson() const {
   nlohmann::json j;
-  j["worker"] = ToHex(worker_address);
+  j["worker"] = crypto::HexEncode(worker_address);
   nlohmann::json list = nlohmann::json::array();
   for (const Buffer& b : buffers) {
-    list.push_back({{"addr", b.addr}, {"len", b.length}, {"rkey", ToHex(b.rkey)}});
+    list.push_back({{"addr", b.addr}, {"len", b.length}, {"rkey", crypto::HexEncode(b.rkey)}});
   }
   j["buffers"] = std::move(list);
   return j.dump();

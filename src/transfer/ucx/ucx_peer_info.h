@@ -52,9 +52,8 @@ struct UcxPeerInfo {
   static Result<UcxPeerInfo> Parse(std::string_view json);
 };
 
-// Lower-case hex of `bytes`, and its inverse (InvalidArgument for odd length or a non-hex
-// character).
-std::string ToHex(std::string_view bytes);
+// The bytes of a hex string (crypto::HexDecode; InvalidArgument for odd length or a non-hex
+// character). crypto::HexEncode is the inverse.
 Result<std::string> FromHex(std::string_view hex);
 
 }  // namespace ferry::transfer::ucx
