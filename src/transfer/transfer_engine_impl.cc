@@ -172,49 +172,49 @@ Status TransferEngineImpl::Init() {
   return OkStatus();
 }
 
-Status TransferEngineImpl::CreateTransports(const TransportOptions& options) {
+Status TransferEngineImpl::CreateTransports(const TransportOptions& base) {
   const std::string& mode = options_.transport;
   auto registered = [](const std::string& name) {
     auto names = TransportRegistry::Names();
     return std::find(names.begin(), names.end(), name) != names.end();
   };
-  // Transports worth having but not required: skipped with a warning when they cannot
-  // start here (e.g. shm where the host id is unreadable).
-  std::vector<std::string> optional, required;
+  // Optional transports are skipped with a warning when they cannot start here (shm where
+  // the host id is unreadable, ucx where the host has no RDMA NIC); a named one must start.
+  std::vector<std::string> optional;
+  std::string required;
+  TransportOptions options = base;
   if (mode == "auto") {
     optional = {"shm"};
   } else if (mode == "rdma") {
-    optional = {"shm"};  // and ucx, below
-    if (!registered("ucx")) {
+    optional = {"shm"};
+    if (registered("ucx")) {
+      optional.push_back("ucx");
+      // ucx over the host's RDMA NICs only ("ib": UCX's InfiniBand / RoCE transports),
+      // unless the deployment names its own: without RDMA, remote peers are better served
+      // by Ferry's tcp than by UCX's.
+      bool tls_set = false;
+      for (const auto& [k, v] : options.extra) tls_set |= k == "ucx_tls";
+      if (!tls_set) options.extra.emplace_back("ucx_tls", "ib");
+    } else {
       FERRY_LOG_WARN(
           "transport 'rdma' asked for, but this build of Ferry has no ucx transport (built "
           "without libucx-dev); using shm to same-host peers and tcp otherwise");
     }
   } else if (mode != "tcp") {
-    required = {mode};
-  }
-  TransportOptions rdma_options = options;
-  if (mode == "rdma") {
-    // ucx over the host's RDMA NICs only ("ib": UCX's InfiniBand / RoCE transports), unless
-    // the deployment names its own: without RDMA, remote peers are better served by
-    // Ferry's tcp than by UCX's.
-    bool tls_set = false;
-    for (const auto& [k, v] : options.extra) tls_set |= k == "ucx_tls";
-    if (!tls_set) rdma_options.extra.emplace_back("ucx_tls", "ib");
-    if (registered("ucx")) optional.push_back("ucx");
+    required = mode;
   }
   for (const std::string& name : optional) {
     if (!registered(name)) continue;
-    auto t = TransportRegistry::Create(name, rdma_options, this);
+    auto t = TransportRegistry::Create(name, options, this);
     if (t.ok()) {
       transports_.push_back(std::move(*t));
     } else {
       FERRY_LOG_WARN("{} transport unavailable, going without it: {}", name, t.status().ToString());
     }
   }
-  for (const std::string& name : required) {
-    auto t = TransportRegistry::Create(name, options, this);
-    if (!t.ok()) return t.status().WithContext("transport '" + name + "'");
+  if (!required.empty()) {
+    auto t = TransportRegistry::Create(required, options, this);
+    if (!t.ok()) return t.status().WithContext("transport '" + required + "'");
     transports_.push_back(std::move(*t));
   }
   // Last resort for every peer: tcp, which reaches any peer's RPC port.

@@ -98,8 +98,8 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   Result<SegmentDescriptor> RefreshSegment(SegmentId id);
   // The transports that can reach `peer` now, in preference order.
   std::vector<Transport*> Route(const SegmentDescriptor& peer) const;
-  // Creates the transports options.transport names, in preference order.
-  Status CreateTransports(const TransportOptions& options);
+  // Creates the transports options_.transport names, in preference order, from `base`.
+  Status CreateTransports(const TransportOptions& base);
   // After `failed` failed a slice to segment `id`: if it no longer reaches the peer, drops
   // it from the route and returns the next transport (nullptr: none, or not a refusal).
   Transport* NextAfterRefusal(SegmentId id, const SegmentDescriptor& peer, Transport* failed,
