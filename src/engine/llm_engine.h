@@ -6,7 +6,7 @@
 //   FERRY_RETURN_IF_ERROR(engine->Start());
 //   FERRY_ASSIGN_OR_RETURN(auto stream, engine->Submit({.request_id = "r1",
 //                                                      .prompt_tokens = ids, .params = p}));
-//   ... stream->Next(deadline) until finished ...
+//   ... stream->Next(deadline, &out) until out.finished (see request_stream.h) ...
 //   engine->Stop();   // also done by the destructor
 //
 // Every step runs one Model::Forward over prompt chunks of newly admitted requests and one

@@ -13,16 +13,19 @@ void RequestStream::Push(RequestOutput out) {
   if (signal_) signal_->Notify();
 }
 
-Result<RequestOutput> RequestStream::Next(Deadline deadline) {
+RequestStream::Poll RequestStream::Next(Deadline deadline, RequestOutput* out) {
   std::unique_lock<std::mutex> lock(mu_);
-  if (!cv_.wait_until(lock, deadline.when(), [&] { return !queue_.empty() || taken_final_; })) {
-    return DeadlineExceededError("no output from the engine yet");
+  while (queue_.empty() && !taken_final_) {
+    if (cv_.wait_until(lock, deadline.when()) == std::cv_status::timeout && queue_.empty() &&
+        !taken_final_) {
+      return Poll::kTimedOut;
+    }
   }
-  if (queue_.empty()) return FailedPreconditionError("the request already finished");
-  RequestOutput out = std::move(queue_.front());
+  if (queue_.empty()) return Poll::kClosed;
+  *out = std::move(queue_.front());
   queue_.pop_front();
-  if (out.finished) taken_final_ = true;
-  return out;
+  if (out->finished) taken_final_ = true;
+  return Poll::kOutput;
 }
 
 bool RequestStream::finished() const {

@@ -2,11 +2,15 @@
 // answer (an HTTP handler, a test).
 //
 //   auto stream = engine->Submit(request).value();
+//   RequestOutput out;
 //   while (true) {
-//     auto out = stream->Next(Deadline::In(std::chrono::seconds(1)));
-//     if (!out.ok()) { ... DeadlineExceeded: check the client, try again ... }
-//     Send(out->text);
-//     if (out->finished) break;
+//     switch (stream->Next(Deadline::In(std::chrono::seconds(1)), &out)) {
+//       case RequestStream::Poll::kTimedOut: continue;  // check the client, wait again
+//       case RequestStream::Poll::kClosed: return;      // the final output was taken
+//       case RequestStream::Poll::kOutput: break;
+//     }
+//     Send(out.text);
+//     if (out.finished) break;
 //   }
 //
 // The engine pushes one RequestOutput per step in which the request produced a token
@@ -59,9 +63,18 @@ class RequestStream {
   // Engine side. Outputs after a finished one are dropped.
   void Push(RequestOutput out);
 
-  // Waits for the next output until `deadline`. Errors: DeadlineExceeded (nothing yet; the
-  // stream stays usable), FailedPrecondition (the final output was already taken).
-  Result<RequestOutput> Next(Deadline deadline);
+  // What a Next call found. Waiting in vain is not an error: the three outcomes are kept
+  // apart so that a caller retries only on kTimedOut.
+  enum class Poll {
+    kOutput,    // *out holds the next output (the final one has finished = true)
+    kTimedOut,  // nothing before the deadline; the stream stays usable
+    kClosed,    // the final output was already taken: nothing more will come
+  };
+
+  // Waits for the next output until `deadline` (Deadline::In(0) only looks). *out is
+  // written only on kOutput. A request the engine failed still ends with a final output
+  // (its `error` set): errors travel in RequestOutput, never as the Poll outcome.
+  Poll Next(Deadline deadline, RequestOutput* out);
 
   // True once the final output has been pushed.
   bool finished() const;

@@ -5,7 +5,7 @@
 //   auto signal = std::make_shared<StreamSignal>();
 //   request.signal = signal;                      // GenerateRequest, for each stream
 //   uint64_t seen = signal->count();
-//   ... poll every stream with Next(Deadline::In(0)) ...
+//   ... poll every stream with Next(Deadline::In(0), &out) ...
 //   if (nothing) signal->WaitChanged(seen, deadline);
 //
 // Thread safety: all methods are thread-safe.

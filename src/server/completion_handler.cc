@@ -222,9 +222,10 @@ Usage TotalUsage(const std::vector<Choice>& choices) {
 int TakeAny(std::vector<Choice>& choices, RequestOutput* out) {
   for (size_t i = 0; i < choices.size(); ++i) {
     if (choices[i].finished) continue;
-    auto o = choices[i].stream->Next(Deadline::In(std::chrono::milliseconds(0)));
-    if (o.ok()) {
-      *out = std::move(o).value();
+    // kClosed cannot happen here (finished is set on taking the final output) and is skipped
+    // like kTimedOut.
+    if (choices[i].stream->Next(Deadline::In(std::chrono::milliseconds(0)), out) ==
+        engine::RequestStream::Poll::kOutput) {
       return static_cast<int>(i);
     }
   }

@@ -42,8 +42,9 @@ inline Collected Collect(RequestStream& s) {
   Collected c;
   const Deadline d = Deadline::In(std::chrono::seconds(20));
   while (!d.Expired()) {
-    auto out = s.Next(d);
-    if (!out.ok()) break;
+    RequestOutput o;
+    if (s.Next(d, &o) != RequestStream::Poll::kOutput) break;
+    const RequestOutput* out = &o;
     c.text += out->text;
     if (out->finished) {
       c.finish_reason = out->finish_reason;

@@ -199,8 +199,9 @@ TEST(LlmEngineConnectorTest, LoadsRecomputesKeepsAndRefuses) {
   std::optional<std::string> params;
   const Deadline d = Deadline::In(std::chrono::seconds(10));
   while (!d.Expired()) {
-    auto out = keep->Next(d);
-    if (!out.ok()) break;
+    RequestOutput o;
+    if (keep->Next(d, &o) != RequestStream::Poll::kOutput) break;
+    const RequestOutput* out = &o;
     if (out->finished) {
       EXPECT_EQ(out->finish_reason, "length");
       params = out->kv_transfer_params;

@@ -33,8 +33,9 @@ Logprobs CollectLogprobs(RequestStream& s) {
   Logprobs l;
   const Deadline d = Deadline::In(std::chrono::seconds(60));
   while (!d.Expired()) {
-    auto out = s.Next(d);
-    if (!out.ok()) break;
+    RequestOutput o;
+    if (s.Next(d, &o) != RequestStream::Poll::kOutput) break;
+    const RequestOutput* out = &o;
     l.tokens.insert(l.tokens.end(), out->token_ids.begin(), out->token_ids.end());
     l.sampled.insert(l.sampled.end(), out->logprobs.begin(), out->logprobs.end());
     if (!out->prompt_logprobs.empty()) {

@@ -50,8 +50,9 @@ class LlmEngineModelTest : public ::testing::Test {
     std::vector<int32_t> ids;
     const Deadline d = Deadline::In(std::chrono::seconds(60));
     while (!d.Expired()) {
-      auto out = s.Next(d);
-      if (!out.ok()) break;
+      RequestOutput o;
+      if (s.Next(d, &o) != RequestStream::Poll::kOutput) break;
+      const RequestOutput* out = &o;
       ids.insert(ids.end(), out->token_ids.begin(), out->token_ids.end());
       if (out->finished) {
         EXPECT_TRUE(out->error.ok()) << out->error.ToString();

@@ -151,7 +151,9 @@ TEST(LlmEngineTest, AbortFreesBlocks) {
   auto engine =
       StartEngine({.block_size = 4, .num_kv_blocks = 64}, 0, std::chrono::milliseconds(2));
   auto stream = engine->Submit(Greedy("ab", Prompt(9, 1), 200)).value();
-  ASSERT_TRUE(stream->Next(Deadline::In(std::chrono::seconds(10))).ok());
+  RequestOutput out;
+  ASSERT_EQ(stream->Next(Deadline::In(std::chrono::seconds(10)), &out),
+            RequestStream::Poll::kOutput);
   engine->Abort("ab");
   Collected c = Collect(*stream);
   EXPECT_EQ(c.finish_reason, "abort");
