@@ -60,8 +60,20 @@ class [[nodiscard]] Status {
   // "OK" or "CODE_NAME: message".
   std::string ToString() const;
 
-  // Returns a copy whose message is "context: message"; OK stays OK. Keeps detail_code.
+  // Returns a copy whose message is "context: message"; OK stays OK. Keeps detail_code
+  // and field.
   Status WithContext(std::string_view context) const;
+
+  // The request field the error is about, as a dotted path ("max_tokens",
+  // "kv_transfer_params.transfer_id"), carried as data so that nobody parses it back out of
+  // the message (the OpenAI server answers it as the error's "param"); "" when none. An OK
+  // status has none.
+  const std::string& field() const { return field_; }
+  Status WithField(std::string field) const {
+    Status s = *this;
+    if (!s.ok()) s.field_ = std::move(field);
+    return s;
+  }
 
   // A module's own finer code, carried as data beside the canonical one (the store's
   // ErrorCode, e.g. -706 OBJECT_HAS_LEASE under kFailedPrecondition); 0 when none. An OK
@@ -77,13 +89,15 @@ class [[nodiscard]] Status {
   void IgnoreError() const {}
 
   friend bool operator==(const Status& a, const Status& b) {
-    return a.code_ == b.code_ && a.message_ == b.message_ && a.detail_code_ == b.detail_code_;
+    return a.code_ == b.code_ && a.message_ == b.message_ && a.detail_code_ == b.detail_code_ &&
+           a.field_ == b.field_;
   }
 
  private:
   StatusCode code_ = StatusCode::kOk;
   std::string message_;
   int32_t detail_code_ = 0;
+  std::string field_;
 };
 
 inline Status OkStatus() { return Status(); }

@@ -52,7 +52,7 @@ Status Status::WithContext(std::string_view context) const {
   std::string msg(context);
   msg += ": ";
   msg += message_;
-  return Status(code_, std::move(msg)).WithDetailCode(detail_code_);
+  return Status(code_, std::move(msg)).WithDetailCode(detail_code_).WithField(field_);
 }
 
 Status InvalidArgumentError(std::string m) { return {StatusCode::kInvalidArgument, std::move(m)}; }

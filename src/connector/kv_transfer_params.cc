@@ -9,7 +9,8 @@ namespace {
 using nlohmann::json;
 
 Status FieldError(const char* key, const std::string& what) {
-  return InvalidArgumentError(std::string("kv_transfer_params.") + key + ": " + what);
+  const std::string field = std::string("kv_transfer_params.") + key;
+  return InvalidArgumentError(field + ": " + what).WithField(field);
 }
 
 Status ReadFlag(const json& j, const char* key, bool* out) {
@@ -37,11 +38,12 @@ Status CheckRequestIdAsTransferId(const std::string& id) {
   bool printable = std::all_of(id.begin(), id.end(), [](char c) { return c > 0x20 && c < 0x7f; });
   if (!id.empty() && id.size() <= kMaxRequestIdBytes && printable) return OkStatus();
   return InvalidArgumentError(
-      "kv_transfer_params has no transfer_id, so the request id (X-Request-Id) names the KV "
-      "transfer, and it must be 1 to " +
-      std::to_string(kMaxRequestIdBytes) +
-      " printable ASCII characters without spaces; send kv_transfer_params.transfer_id or "
-      "another X-Request-Id");
+             "kv_transfer_params has no transfer_id, so the request id (X-Request-Id) names the KV "
+             "transfer, and it must be 1 to " +
+             std::to_string(kMaxRequestIdBytes) +
+             " printable ASCII characters without spaces; send kv_transfer_params.transfer_id or "
+             "another X-Request-Id")
+      .WithField("kv_transfer_params.transfer_id");
 }
 
 // bootstrap_server_host + bootstrap_server_port (vLLM's first mooncake proxy) as
@@ -82,7 +84,8 @@ Result<KvTransferParams> KvTransferParams::Parse(std::string_view text) {
   if (text.empty() || text == "null") return p;
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || (!j.is_object() && !j.is_null())) {
-    return InvalidArgumentError("kv_transfer_params: must be an object or null");
+    return InvalidArgumentError("kv_transfer_params: must be an object or null")
+        .WithField("kv_transfer_params");
   }
   if (j.is_null()) return p;
   FERRY_RETURN_IF_ERROR(ReadFlag(j, "do_remote_decode", &p.do_remote_decode));

@@ -303,16 +303,19 @@ Status MooncakeConnectorImpl::ExpectProducerRequest(const std::string& request_i
   }
   if (transfer_id.empty()) {
     return InvalidArgumentError(
-        "kv_transfer_params lacks transfer_id (and the request has no X-Request-Id to use)");
+               "kv_transfer_params lacks transfer_id (and the request has no X-Request-Id to use)")
+        .WithField("kv_transfer_params.transfer_id");
   }
   if (transfer_id.size() > kMaxTransferIdBytes) {
     return InvalidArgumentError("transfer_id is longer than " +
-                                std::to_string(kMaxTransferIdBytes) + " bytes");
+                                std::to_string(kMaxTransferIdBytes) + " bytes")
+        .WithField("kv_transfer_params.transfer_id");
   }
   std::lock_guard lock(mu_);
   if (pending_transfers_.count(transfer_id) > 0 || ready_.count(transfer_id) > 0) {
     return AlreadyExistsError("transfer_id '" + transfer_id +
-                              "' is already used by another request on this prefill instance");
+                              "' is already used by another request on this prefill instance")
+        .WithField("kv_transfer_params.transfer_id");
   }
   if (!producer_tags_.emplace(request_id, transfer_id).second) {
     return AlreadyExistsError("request id '" + request_id + "' is already in flight");
@@ -329,8 +332,10 @@ Status MooncakeConnectorImpl::ExpectConsumerRequest(const std::string& request_i
   }
   if (source.transfer_id.empty() || source.bootstrap_addr.empty()) {
     return InvalidArgumentError(
-        "kv_transfer_params needs transfer_id (or an X-Request-Id) and remote_bootstrap_addr "
-        "(or bootstrap_server_host and bootstrap_server_port) for do_remote_prefill");
+               "kv_transfer_params needs transfer_id (or an X-Request-Id) and "
+               "remote_bootstrap_addr "
+               "(or bootstrap_server_host and bootstrap_server_port) for do_remote_prefill")
+        .WithField("kv_transfer_params");
   }
   if (source.transfer_id.size() > kMaxTransferIdBytes ||
       source.engine_id.size() > kMaxTransferIdBytes) {

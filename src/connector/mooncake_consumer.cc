@@ -28,7 +28,8 @@ Status MooncakeConnectorImpl::CheckBootstrapAllowed(const RemoteKvSource& source
     if (s.ok()) return OkStatus();
     metrics_.bootstrap_refused++;
     return PermissionDeniedError("kv_transfer_params.ferry_proxy_auth does not verify: " +
-                                 s.message());
+                                 s.message())
+        .WithField("kv_transfer_params.ferry_proxy_auth");
   }
   if (allowed_bootstrap_.empty() && !proxy_auth_.enabled()) return OkStatus();  // open mode
   metrics_.bootstrap_refused++;

@@ -111,7 +111,8 @@ Result<std::shared_ptr<RequestStream>> LlmEngine::Submit(GenerateRequest request
   if (request.params.max_tokens < 0) return InvalidArgumentError("max_tokens must not be negative");
   if (request.params.logprobs > kMaxLogprobs || request.params.prompt_logprobs > kMaxLogprobs) {
     return InvalidArgumentError("logprobs: at most " + std::to_string(kMaxLogprobs) +
-                                " alternatives per token");
+                                " alternatives per token")
+        .WithField("logprobs");
   }
   auto seq = std::make_unique<Sequence>();
   seq->request_id = request.request_id;
@@ -138,9 +139,9 @@ Result<std::shared_ptr<RequestStream>> LlmEngine::Submit(GenerateRequest request
     if (Status st = connector_->PrepareRequest(rid, request.kv_transfer_params); !st.ok()) {
       std::lock_guard<std::mutex> ids_lock(in_flight_mu_);
       in_flight_.erase(rid);
-      // Errors that name their field ("kv_transfer_params.transfer_id: ...") stay as they are.
-      if (st.message().rfind("kv_transfer_params", 0) == 0) return st;
-      return st.WithContext("kv_transfer_params");
+      // Errors that name their field (kv_transfer_params.transfer_id) stay as they are.
+      if (!st.field().empty()) return st;
+      return st.WithContext("kv_transfer_params").WithField("kv_transfer_params");
     }
   }
   {

@@ -58,12 +58,15 @@ Result<engine::GenerateRequest> PreparePrompt(const HandlerContext& ctx, const O
     if (per_token == 0 || bytes / per_token < static_cast<size_t>(max_len)) return OkStatus();
     return InvalidArgumentError(field + ": this model's maximum context length is " +
                                 std::to_string(max_len) + " tokens, and a text of " +
-                                std::to_string(bytes) + " bytes is longer than that");
+                                std::to_string(bytes) + " bytes is longer than that")
+        .WithField(field);
   };
   engine::GenerateRequest g;
   if (req.kind == ApiKind::kChat) {
     auto text = tok.ApplyChatTemplate(req.messages, /*add_generation_prompt=*/true);
-    if (!text.ok()) return InvalidArgumentError("messages: " + text.status().message());
+    if (!text.ok()) {
+      return InvalidArgumentError("messages: " + text.status().message()).WithField("messages");
+    }
     FERRY_RETURN_IF_ERROR(check_length("messages", text->size()));
     g.prompt_tokens = tok.Encode(*text);
   } else if (prompt->text) {
@@ -76,7 +79,8 @@ Result<engine::GenerateRequest> PreparePrompt(const HandlerContext& ctx, const O
   if (n >= max_len) {
     return InvalidArgumentError("prompt: this model's maximum context length is " +
                                 std::to_string(max_len) + " tokens, but the prompt has " +
-                                std::to_string(n) + " tokens");
+                                std::to_string(n) + " tokens")
+        .WithField("prompt");
   }
   // Like vLLM: completions default to 16 tokens, chat to whatever the context allows.
   int64_t max_tokens =
@@ -86,7 +90,8 @@ Result<engine::GenerateRequest> PreparePrompt(const HandlerContext& ctx, const O
       return InvalidArgumentError("max_tokens: this model's maximum context length is " +
                                   std::to_string(max_len) + " tokens; the prompt has " +
                                   std::to_string(n) + " and " + std::to_string(max_tokens) +
-                                  " more were requested");
+                                  " more were requested")
+          .WithField("max_tokens");
     }
     max_tokens = max_len - n;
   }
@@ -104,7 +109,8 @@ Result<std::vector<Choice>> SubmitChoices(const HandlerContext& ctx, const OpenA
                                           const std::shared_ptr<engine::StreamSignal>& signal) {
   if (!req.model.empty() && req.model != ctx.served_model_name) {
     return NotFoundError("model: the model `" + req.model + "` does not exist; this server has `" +
-                         ctx.served_model_name + "`");
+                         ctx.served_model_name + "`")
+        .WithField("model");
   }
   const size_t num_prompts = req.kind == ApiKind::kChat ? 1 : req.prompts.size();
   const size_t num_choices = num_prompts * static_cast<size_t>(req.n);
@@ -330,7 +336,7 @@ class StreamImpl : public SseStream {
 
 Reply ErrorReply(const Status& status) {
   const int code = HttpStatusFor(status);
-  return {code, Dump(ErrorJson(code, status.message(), ErrorParam(status)))};
+  return {code, Dump(ErrorJson(code, status.message(), status.field()))};
 }
 
 std::unique_ptr<SseStream> HandleCompletion(const HandlerContext& ctx, ApiKind kind,

@@ -11,7 +11,7 @@ namespace {
 using nlohmann::json;
 
 Status FieldError(const std::string& field, const std::string& what) {
-  return InvalidArgumentError(field + ": " + what);
+  return InvalidArgumentError(field + ": " + what).WithField(field);
 }
 
 // Reads an optional integer field into *out. Integral floats (e.g. 16.0) are accepted.
@@ -268,17 +268,6 @@ Result<OpenAiRequest> ParseOpenAiRequest(std::string_view body, ApiKind kind) {
     req.kv_transfer_params = *it;
   }
   return req;
-}
-
-std::string ErrorParam(const Status& status) {
-  const std::string& m = status.message();
-  const size_t colon = m.find(": ");
-  if (colon == std::string::npos || colon == 0) return "";
-  for (size_t i = 0; i < colon; ++i) {
-    const char c = m[i];
-    if (!(c == '_' || c == '.' || (c >= 'a' && c <= 'z'))) return "";  // e.g. a.b_c
-  }
-  return m.substr(0, colon);
 }
 
 }  // namespace ferry::server

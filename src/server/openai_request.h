@@ -68,13 +68,10 @@ inline constexpr int32_t kMaxChoices = 256;
 inline constexpr size_t kMaxRequestBytes = 32u << 20;
 inline constexpr int kMaxRequestDepth = 64;
 
-// Errors: InvalidArgument (broken JSON, a body over kMaxRequestBytes or nested deeper than
-// kMaxRequestDepth, wrong types, values out of range, min_tokens > max_tokens, more prompts
-// or choices than the limits above, top_logprobs without logprobs, best_of != n).
+// Errors: InvalidArgument, with field() naming the request field where there is one (broken JSON, a
+// body over kMaxRequestBytes or nested deeper than kMaxRequestDepth, wrong types, values out of
+// range, min_tokens > max_tokens, more prompts or choices than the limits above, top_logprobs
+// without logprobs, best_of != n).
 Result<OpenAiRequest> ParseOpenAiRequest(std::string_view body, ApiKind kind);
-
-// The "param" of an error message produced by ParseOpenAiRequest ("max_tokens", ...), or
-// "" when the message names none. Messages have the form "<param>: <what is wrong>".
-std::string ErrorParam(const Status& status);
 
 }  // namespace ferry::server

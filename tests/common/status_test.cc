@@ -39,6 +39,20 @@ TEST(StatusTest, ErrorCarriesCodeMessageAndContext) {
   EXPECT_TRUE(OkStatus().WithContext("ctx").ok());
 }
 
+TEST(StatusTest, FieldIsDataBesideTheMessage) {
+  Status s = InvalidArgumentError("max_tokens: must be at least 0").WithField("max_tokens");
+  EXPECT_EQ(s.field(), "max_tokens");
+  EXPECT_EQ(s.message(), "max_tokens: must be at least 0");  // the message is unchanged
+  // Context and detail codes keep it; the field takes part in equality.
+  Status c = s.WithContext("request").WithDetailCode(-600);
+  EXPECT_EQ(c.field(), "max_tokens");
+  EXPECT_EQ(c.detail_code(), -600);
+  EXPECT_FALSE(s == InvalidArgumentError("max_tokens: must be at least 0"));
+  // A message that merely looks like "field: ..." names no field, and OK never has one.
+  EXPECT_EQ(InvalidArgumentError("prompt: too long").field(), "");
+  EXPECT_EQ(OkStatus().WithField("x").field(), "");
+}
+
 TEST(StatusTest, ResultPropagatesThroughMacros) {
   EXPECT_EQ(*Quarter(8), 2);
   Result<int> bad = Quarter(6);  // 6 -> 3 -> odd

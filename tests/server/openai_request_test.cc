@@ -66,11 +66,11 @@ TEST(OpenAiRequestTest, ListsOfPromptsAndN) {
   EXPECT_FALSE(r.prompts[0].text.has_value());
   EXPECT_EQ(r.prompts[1].tokens, std::vector<int32_t>{3});
   EXPECT_EQ(r.n, 1);
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","n":2,"best_of":4})")), "best_of");
+  EXPECT_EQ(ParseErr(R"({"prompt":"x","n":2,"best_of":4})").field(), "best_of");
   // n x prompts is bounded too.
   std::string many = R"({"n":16,"prompt":[)";
   for (int i = 0; i < 17; ++i) many += std::string(i ? "," : "") + "\"p\"";
-  EXPECT_EQ(ErrorParam(ParseErr(many + "]}")), "n");
+  EXPECT_EQ(ParseErr(many + "]}").field(), "n");
 }
 
 TEST(OpenAiRequestTest, LogprobsEchoAndMaxTokensZero) {
@@ -85,9 +85,9 @@ TEST(OpenAiRequestTest, LogprobsEchoAndMaxTokensZero) {
   r = ParseOk(R"({"prompt":"x","echo":true})");
   EXPECT_EQ(r.params.logprobs, -1);
   EXPECT_EQ(r.params.prompt_logprobs, -1);
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","logprobs":21})")), "logprobs");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","logprobs":-1})")), "logprobs");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","echo":1})")), "echo");
+  EXPECT_EQ(ParseErr(R"({"prompt":"x","logprobs":21})").field(), "logprobs");
+  EXPECT_EQ(ParseErr(R"({"prompt":"x","logprobs":-1})").field(), "logprobs");
+  EXPECT_EQ(ParseErr(R"({"prompt":"x","echo":1})").field(), "echo");
 
   const std::string msgs = R"("messages":[{"role":"user","content":"x"}])";
   r = ParseOk("{" + msgs + R"(,"logprobs":true,"top_logprobs":20})", ApiKind::kChat);
@@ -95,10 +95,9 @@ TEST(OpenAiRequestTest, LogprobsEchoAndMaxTokensZero) {
   EXPECT_EQ(r.params.prompt_logprobs, -1);
   EXPECT_EQ(ParseOk("{" + msgs + R"(,"logprobs":true})", ApiKind::kChat).params.logprobs, 0);
   EXPECT_EQ(ParseOk("{" + msgs + R"(,"logprobs":false})", ApiKind::kChat).params.logprobs, -1);
-  EXPECT_EQ(ErrorParam(ParseErr("{" + msgs + R"(,"top_logprobs":2})", ApiKind::kChat)),
-            "top_logprobs");
-  EXPECT_EQ(ErrorParam(ParseErr("{" + msgs + R"(,"logprobs":3})", ApiKind::kChat)), "logprobs");
-  EXPECT_EQ(ErrorParam(ParseErr("{" + msgs + R"(,"max_tokens":0})", ApiKind::kChat)), "max_tokens");
+  EXPECT_EQ(ParseErr("{" + msgs + R"(,"top_logprobs":2})", ApiKind::kChat).field(), "top_logprobs");
+  EXPECT_EQ(ParseErr("{" + msgs + R"(,"logprobs":3})", ApiKind::kChat).field(), "logprobs");
+  EXPECT_EQ(ParseErr("{" + msgs + R"(,"max_tokens":0})", ApiKind::kChat).field(), "max_tokens");
 }
 
 TEST(OpenAiRequestTest, BrokenJsonIsInvalidArgument) {
@@ -109,26 +108,26 @@ TEST(OpenAiRequestTest, BrokenJsonIsInvalidArgument) {
 
 TEST(OpenAiRequestTest, RejectsBadValuesNamingTheField) {
   Status s = ParseErr(R"({"prompt":"x","max_tokens":-1})");
-  EXPECT_EQ(ErrorParam(s), "max_tokens");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","temperature":-0.1})")), "temperature");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","top_p":0})")), "top_p");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","max_tokens":"5"})")), "max_tokens");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","stop":[1]})")), "stop");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","n":0})")), "n");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","n":17})")), "n");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","stream":"yes"})")), "stream");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":["a",[1]]})")), "prompt");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":[[1],[-1]]})")), "prompt");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":[1.5]})")), "prompt");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"max_tokens":3})")), "prompt");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"prompt":"x","kv_transfer_params":3})")), "kv_transfer_params");
+  EXPECT_EQ(s.field(), "max_tokens");
+  EXPECT_EQ(ParseErr(R"({"prompt":"x","temperature":-0.1})").field(), "temperature");
+  EXPECT_EQ(ParseErr(R"({"prompt":"x","top_p":0})").field(), "top_p");
+  EXPECT_EQ(ParseErr(R"({"prompt":"x","max_tokens":"5"})").field(), "max_tokens");
+  EXPECT_EQ(ParseErr(R"({"prompt":"x","stop":[1]})").field(), "stop");
+  EXPECT_EQ(ParseErr(R"({"prompt":"x","n":0})").field(), "n");
+  EXPECT_EQ(ParseErr(R"({"prompt":"x","n":17})").field(), "n");
+  EXPECT_EQ(ParseErr(R"({"prompt":"x","stream":"yes"})").field(), "stream");
+  EXPECT_EQ(ParseErr(R"({"prompt":["a",[1]]})").field(), "prompt");
+  EXPECT_EQ(ParseErr(R"({"prompt":[[1],[-1]]})").field(), "prompt");
+  EXPECT_EQ(ParseErr(R"({"prompt":[1.5]})").field(), "prompt");
+  EXPECT_EQ(ParseErr(R"({"max_tokens":3})").field(), "prompt");
+  EXPECT_EQ(ParseErr(R"({"prompt":"x","kv_transfer_params":3})").field(), "kv_transfer_params");
   // The fields are the KV connector's to check (connector/kv_transfer_params.h); the
   // object is kept as it is.
   EXPECT_TRUE(ParseOk(R"({"prompt":"x","kv_transfer_params":{"do_remote_decode":null,
                          "remote_block_ids":[1,2],"remote_port":5}})")
                   .kv_transfer_params.is_object());
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"messages":[]})", ApiKind::kChat)), "messages");
-  EXPECT_EQ(ErrorParam(ParseErr(R"({"messages":[{"content":"x"}]})", ApiKind::kChat)), "messages");
+  EXPECT_EQ(ParseErr(R"({"messages":[]})", ApiKind::kChat).field(), "messages");
+  EXPECT_EQ(ParseErr(R"({"messages":[{"content":"x"}]})", ApiKind::kChat).field(), "messages");
 }
 
 TEST(OpenAiRequestTest, ErrorJsonHasOpenAiShape) {
