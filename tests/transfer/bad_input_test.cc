@@ -204,6 +204,10 @@ TEST_F(BadInputTest, FramesBeforeHelloAndUnknownTypesAreRefused) {
   ExpectTargetStillServes();
 }
 
+// The peer stops sending in the middle of a frame and half-closes its side: the target
+// must close the connection (not wait for the rest, not answer with a reply as if the frame
+// were whole), and keep serving others. A peer that stalls mid-frame without hanging up is
+// closed by tcp_frame_timeout_s (server_limits_test).
 TEST_F(BadInputTest, TruncatedFramesCloseTheConnection) {
   {
     RawSocket raw(target_->rpc_port());
@@ -215,15 +219,24 @@ TEST_F(BadInputTest, TruncatedFramesCloseTheConnection) {
     h.length = 1000;
     EncodeFrameHeader(h, buf);
     raw.Send(std::string(buf, 17));  // half a header, then hang up
+    ASSERT_EQ(::shutdown(raw.fd(), SHUT_WR), 0);
+    EXPECT_TRUE(raw.ClosedByPeer()) << "half a header: the target kept the connection open";
   }
   {
     RawSocket raw(target_->rpc_port());
     raw.Hello();
     FrameHeader h;
     h.type = FrameType::kWrite;
+    h.request_id = 9;
     h.remote_addr = RemoteAddr(0);
     h.length = 1000;
     raw.SendFrame(h, std::string(10, 'y'));  // payload cut short
+    ASSERT_EQ(::shutdown(raw.fd(), SHUT_WR), 0);
+    // No reply for the cut frame (ReadReply fails at EOF), and the connection closes.
+    FrameHeader r;
+    std::string text;
+    EXPECT_FALSE(raw.ReadReply(&r, &text)) << "a reply to a truncated WRITE: " << text;
+    EXPECT_TRUE(raw.ClosedByPeer()) << "cut payload: the target kept the connection open";
   }
   ExpectTargetStillServes();
 }

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "common/crypto.h"
+#include "piped_child.h"
 #include "test_util.h"
 #include "transfer/ucx/ucx_peer_info.h"
 #include "transfer/ucx/ucx_settings.h"
@@ -31,6 +32,7 @@ namespace ferry::transfer::ucx {
 namespace {
 
 using ::ferry::testing::FillRandom;
+using ::ferry::testing::PipedChild;
 using ::ferry::testing::SameBytes;
 using namespace std::chrono_literals;
 
@@ -130,26 +132,11 @@ Status RunOne(Transport& t, const SegmentDescriptor& peer, TransferOp op, void* 
 
 // ---- a target in another process -------------------------------------------------------
 
-class UcxPeerProcess {
+// The ucx test peer (ucx_test_peer_main.cc): "READY <descriptor JSON>" once it serves.
+class UcxPeerProcess : public PipedChild {
  public:
-  UcxPeerProcess(const std::string& tls, size_t bytes) {
-    int out[2], in[2];
-    EXPECT_EQ(::pipe(out), 0);
-    EXPECT_EQ(::pipe(in), 0);
-    std::string b = std::to_string(bytes);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::dup2(out[1], 1);
-      ::dup2(in[0], 0);
-      ::close(out[0]);
-      ::close(in[1]);
-      ::execl(FERRY_UCX_TEST_PEER, FERRY_UCX_TEST_PEER, tls.c_str(), b.c_str(), nullptr);
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    ::close(in[0]);
-    stdin_ = in[1];
-    stdout_ = out[0];
+  UcxPeerProcess(const std::string& tls, size_t bytes)
+      : PipedChild({FERRY_UCX_TEST_PEER, tls, std::to_string(bytes)}) {
     std::string line = ReadLine(10s);
     EXPECT_EQ(line.rfind("READY ", 0), 0u) << "peer said: " << line;
     if (line.rfind("READY ", 0) == 0) {
@@ -158,46 +145,12 @@ class UcxPeerProcess {
       if (d.ok()) desc_ = *d;
     }
   }
-  ~UcxPeerProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-    ::close(stdin_);
-    ::close(stdout_);
-  }
-  void Kill() {
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-  void Stop() {
-    ::kill(pid_, SIGSTOP);
-    int status = 0;
-    ::waitpid(pid_, &status, WUNTRACED);
-  }
-  void Continue() { ::kill(pid_, SIGCONT); }
+  void Stop() { Signal(SIGSTOP); }
+  void Continue() { Signal(SIGCONT); }
   const SegmentDescriptor& desc() const { return desc_; }
   uint64_t addr() const { return desc_.buffers.empty() ? 0 : desc_.buffers[0].addr; }
 
  private:
-  std::string ReadLine(std::chrono::milliseconds timeout) {
-    std::string line;
-    auto until = std::chrono::steady_clock::now() + timeout;
-    while (line.find('\n') == std::string::npos && std::chrono::steady_clock::now() < until) {
-      pollfd p{stdout_, POLLIN, 0};
-      if (::poll(&p, 1, 200) <= 0) continue;
-      char buf[65536];
-      ssize_t n = ::read(stdout_, buf, sizeof(buf));
-      if (n <= 0) break;
-      line.append(buf, static_cast<size_t>(n));
-    }
-    if (auto nl = line.find('\n'); nl != std::string::npos) line.resize(nl);
-    return line;
-  }
-  pid_t pid_ = -1;
-  int stdin_ = -1;
-  int stdout_ = -1;
   SegmentDescriptor desc_;
 };
 
