@@ -121,18 +121,21 @@ Result<std::vector<Choice>> SubmitChoices(const HandlerContext& ctx, const OpenA
       if (ctx.engine->kv_connector() == nullptr) {
         return FailedPreconditionError(
             "kv_transfer_params: this instance was started without --kv-transfer-config; it "
-            "cannot take part in disaggregated serving");
+            "cannot take part in disaggregated serving")
+            .WithField("kv_transfer_params");
       }
       // One transfer carries one prompt's KV, and a scored prompt is computed whole.
       if (num_choices > 1) {
         return InvalidArgumentError(
             "kv_transfer_params: a KV transfer serves one choice; n > 1 and lists of prompts "
-            "cannot be combined with disaggregated prefill/decode");
+            "cannot be combined with disaggregated prefill/decode")
+            .WithField("kv_transfer_params");
       }
       if (req.params.prompt_logprobs >= 0) {
         return InvalidArgumentError(
             "kv_transfer_params: echo with logprobs scores the prompt on one instance; it "
-            "cannot be combined with disaggregated prefill/decode");
+            "cannot be combined with disaggregated prefill/decode")
+            .WithField("kv_transfer_params");
       }
     }
   }
