@@ -3,6 +3,7 @@
 #include <cstdlib>
 
 #include "common/crypto.h"
+#include "common/mutex.h"
 
 namespace ferry {
 namespace {
@@ -82,7 +83,7 @@ AuthTag MessageAuth::Sign(std::string_view message) const {
 Status MessageAuth::Verify(std::string_view message, const AuthTag& tag) {
   if (!enabled()) return OkStatus();
   auto refuse = [&](const std::string& why) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     ++refused_;
     return PermissionDeniedError(channel_ + ": message refused: " + why);
   };
@@ -97,7 +98,7 @@ Status MessageAuth::Verify(std::string_view message, const AuthTag& tag) {
                   " s away from this host's clock (more than " + std::to_string(skew / 1000) +
                   " s: stale, replayed, or clocks out of sync)");
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ForgetExpiredLocked(now);
   if (seen_.count(tag.nonce) > 0) {
     ++refused_;
@@ -134,7 +135,7 @@ Status MessageAuth::VerifyReply(std::string_view request_nonce, std::string_view
       crypto::ConstantTimeEqual(Mac("reply", 0, request_nonce, reply), mac_hex)) {
     return OkStatus();
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   ++refused_;
   return PermissionDeniedError(
       channel_ + ": reply refused: " +
@@ -142,7 +143,7 @@ Status MessageAuth::VerifyReply(std::string_view request_nonce, std::string_view
 }
 
 uint64_t MessageAuth::refused() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return refused_;
 }
 

@@ -25,12 +25,12 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_set>
 #include <utility>
 
+#include "common/mutex.h"
 #include "ferry/status.h"
 
 namespace ferry {
@@ -82,16 +82,17 @@ class MessageAuth {
  private:
   std::string Mac(std::string_view kind, int64_t unix_ms, std::string_view nonce,
                   std::string_view message) const;
-  void ForgetExpiredLocked(int64_t now_ms);  // REQUIRES(mu_)
+  void ForgetExpiredLocked(int64_t now_ms) FERRY_REQUIRES(mu_);
 
   const std::string secret_;
   const std::string channel_;
   const Options options_;
 
-  mutable std::mutex mu_;
-  std::unordered_set<std::string> seen_;                // GUARDED_BY(mu_)
-  std::deque<std::pair<int64_t, std::string>> expiry_;  // (forget at ms, nonce); GUARDED_BY(mu_)
-  mutable uint64_t refused_ = 0;                        // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::unordered_set<std::string> seen_ FERRY_GUARDED_BY(mu_);
+  std::deque<std::pair<int64_t, std::string>> expiry_
+      FERRY_GUARDED_BY(mu_);  // (forget at ms, nonce)
+  mutable uint64_t refused_ FERRY_GUARDED_BY(mu_) = 0;
 };
 
 // HTTP services authenticate requests and replies with these headers (a request's tag

@@ -7,13 +7,13 @@
 // Thread safety: Post may be called from any thread, including from a task.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "common/mutex.h"
 
 namespace ferry {
 
@@ -34,10 +34,10 @@ class ThreadPool {
   void Work();
 
   const std::string name_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> queue_;  // GUARDED_BY(mu_)
-  bool stopping_ = false;                    // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<std::function<void()>> queue_ FERRY_GUARDED_BY(mu_);
+  bool stopping_ FERRY_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
 };
 
