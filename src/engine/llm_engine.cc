@@ -5,6 +5,7 @@
 
 #include "common/deadline.h"
 #include "common/log.h"
+#include "common/mutex.h"
 
 namespace ferry::engine {
 
@@ -42,7 +43,10 @@ Result<std::unique_ptr<LlmEngine>> LlmEngine::Create(std::unique_ptr<Model> mode
       SchedulerOptions{.max_num_seqs = options.max_num_seqs,
                        .max_num_batched_tokens = options.max_num_batched_tokens},
       engine->blocks_.get());
-  engine->stats_.kv_blocks_total = options.num_kv_blocks;
+  {
+    MutexLock lock(&engine->mu_);  // uncontended: no other thread sees the engine yet
+    engine->stats_.kv_blocks_total = options.num_kv_blocks;
+  }
   return engine;
 }
 
@@ -70,10 +74,10 @@ Status LlmEngine::Start() {
 
 void LlmEngine::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (thread_.joinable()) thread_.join();
   DetachConnector();
 }
@@ -126,9 +130,9 @@ Result<std::shared_ptr<RequestStream>> LlmEngine::Submit(GenerateRequest request
   auto stream = seq->stream;
   const std::string rid = seq->request_id;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stop_ || !alive_) return UnavailableError("the engine is not running");
-    std::lock_guard<std::mutex> ids_lock(in_flight_mu_);
+    MutexLock ids_lock(&in_flight_mu_);
     if (!in_flight_.insert(rid).second) {
       return AlreadyExistsError("request id '" + rid + "' is already in flight");
     }
@@ -137,7 +141,7 @@ Result<std::shared_ptr<RequestStream>> LlmEngine::Submit(GenerateRequest request
   // mu_) while holding them.
   if (connector_) {
     if (Status st = connector_->PrepareRequest(rid, request.kv_transfer_params); !st.ok()) {
-      std::lock_guard<std::mutex> ids_lock(in_flight_mu_);
+      MutexLock ids_lock(&in_flight_mu_);
       in_flight_.erase(rid);
       // Errors that name their field (kv_transfer_params.transfer_id) stay as they are.
       if (!st.field().empty()) return st;
@@ -145,16 +149,16 @@ Result<std::shared_ptr<RequestStream>> LlmEngine::Submit(GenerateRequest request
     }
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stop_ || !alive_) {
-      std::lock_guard<std::mutex> ids_lock(in_flight_mu_);
+      MutexLock ids_lock(&in_flight_mu_);
       in_flight_.erase(rid);
       if (connector_) connector_->ForgetRequest(rid);
       return UnavailableError("the engine is not running");
     }
     inbox_.push_back(std::move(seq));
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   return stream;
 }
 
@@ -170,18 +174,18 @@ Status LlmEngine::AttachKvConnector(std::unique_ptr<KvConnector> connector) {
 
 void LlmEngine::OnKvTransferDone(KvTransferDone done) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     kv_done_.push_back(std::move(done));
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void LlmEngine::Abort(const std::string& request_id) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     aborts_.push_back(request_id);
   }
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void LlmEngine::HoldBlocks(SeqId seq, std::chrono::milliseconds hold) {
@@ -214,7 +218,7 @@ void LlmEngine::ReleaseExpiredHolds() {
 }
 
 EngineStats LlmEngine::Stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return stats_;
 }
 
@@ -225,7 +229,7 @@ void LlmEngine::DrainInbox() {
   std::vector<std::string> aborts;
   std::vector<KvTransferDone> kv_done;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     inbox.swap(inbox_);
     aborts.swap(aborts_);
     kv_done.swap(kv_done_);
@@ -283,13 +287,13 @@ void LlmEngine::ApplyKvDone(KvTransferDone& done) {
 void LlmEngine::Loop() {
   while (true) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (stop_) break;
     }
     DrainInbox();
     bool idle = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       PublishStats();
       idle = !scheduler_->HasWork();
     }
@@ -298,8 +302,9 @@ void LlmEngine::Loop() {
       Step();
       continue;
     }
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, std::chrono::milliseconds(100), [&] { return stop_ || HasInbox(); });
+    MutexLock lock(&mu_);
+    cv_.WaitFor(&mu_, std::chrono::milliseconds(100),
+                [&]() FERRY_REQUIRES(mu_) { return stop_ || HasInbox(); });
   }
   DrainInbox();  // stop_ is set: Submit takes nothing more
   {
@@ -312,7 +317,7 @@ void LlmEngine::Loop() {
     saving_blocks_.clear();
     for (auto& [until, blocks] : held_blocks_) blocks_->ReleaseBlocks(blocks);
     held_blocks_.clear();
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     PublishStats();
     alive_ = false;
   }
@@ -327,9 +332,10 @@ void LlmEngine::Step() {
   }
   if (batch.empty()) {
     // Nothing runnable (e.g. the head request waits for blocks held by parked requests).
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     PublishStats();
-    cv_.wait_for(lock, std::chrono::milliseconds(5), [&] { return stop_ || HasInbox(); });
+    cv_.WaitFor(&mu_, std::chrono::milliseconds(5),
+                [&]() FERRY_REQUIRES(mu_) { return stop_ || HasInbox(); });
     return;
   }
   std::vector<SequenceChunk> chunks;
@@ -395,7 +401,7 @@ void LlmEngine::Step() {
   }
   ++steps_;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     PublishStats();
   }
   DeliverOutputs();
@@ -523,7 +529,7 @@ void LlmEngine::Finish(Sequence* seq, const std::string& reason, Status error, s
     kept_blocks_[rid] = {std::move(kept), answer.hold_blocks};
   }
   {
-    std::lock_guard<std::mutex> lock(in_flight_mu_);
+    MutexLock lock(&in_flight_mu_);
     in_flight_.erase(rid);
   }
   outbox_.emplace_back(std::move(stream), std::move(out));

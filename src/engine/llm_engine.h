@@ -25,11 +25,9 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
@@ -39,6 +37,7 @@
 #include <vector>
 
 #include "common/deadline.h"
+#include "common/mutex.h"
 #include "engine/block_manager.h"
 #include "engine/kv_cache.h"
 #include "engine/kv_connector.h"
@@ -135,8 +134,10 @@ class LlmEngine final : public KvTransferSink {
   void Loop();
   // Engine thread, without mu_: admits new requests, applies aborts and KV completions.
   void DrainInbox();
-  // Requests, aborts or KV completions are queued. REQUIRES(mu_)
-  bool HasInbox() const { return !inbox_.empty() || !aborts_.empty() || !kv_done_.empty(); }
+  // Requests, aborts or KV completions are queued.
+  bool HasInbox() const FERRY_REQUIRES(mu_) {
+    return !inbox_.empty() || !aborts_.empty() || !kv_done_.empty();
+  }
   void ApplyKvDone(KvTransferDone& done);
   // Holds the blocks of request `seq` for `hold` (a failed remote load's late writes).
   void HoldBlocks(SeqId seq, std::chrono::milliseconds hold);
@@ -157,7 +158,7 @@ class LlmEngine final : public KvTransferSink {
   // Samples after a chunk, checks stop conditions and emits the output.
   void OnTokenSampled(Sequence* seq, int32_t token);
   void Finish(Sequence* seq, const std::string& reason, Status error, std::string text);
-  void PublishStats();  // REQUIRES(mu_)
+  void PublishStats() FERRY_REQUIRES(mu_);
   // Pushes the outputs queued by this step, after the stats that include them are public.
   void DeliverOutputs();
 
@@ -193,15 +194,15 @@ class LlmEngine final : public KvTransferSink {
   int64_t prompt_tokens_computed_ = 0;
   int64_t steps_ = 0;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;                             // GUARDED_BY(mu_)
-  std::vector<std::unique_ptr<Sequence>> inbox_;  // GUARDED_BY(mu_)
-  std::vector<std::string> aborts_;               // GUARDED_BY(mu_)
-  std::vector<KvTransferDone> kv_done_;           // GUARDED_BY(mu_)
-  EngineStats stats_;                             // GUARDED_BY(mu_)
-  std::mutex in_flight_mu_;                       // acquired after mu_ when both are held
-  std::unordered_set<std::string> in_flight_;     // GUARDED_BY(in_flight_mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool stop_ FERRY_GUARDED_BY(mu_) = false;
+  std::vector<std::unique_ptr<Sequence>> inbox_ FERRY_GUARDED_BY(mu_);
+  std::vector<std::string> aborts_ FERRY_GUARDED_BY(mu_);
+  std::vector<KvTransferDone> kv_done_ FERRY_GUARDED_BY(mu_);
+  EngineStats stats_ FERRY_GUARDED_BY(mu_);
+  Mutex in_flight_mu_;  // acquired after mu_ when both are held
+  std::unordered_set<std::string> in_flight_ FERRY_GUARDED_BY(in_flight_mu_);
   std::thread thread_;
   std::atomic<bool> alive_{false};
   bool started_ = false;

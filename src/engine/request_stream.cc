@@ -1,23 +1,24 @@
 #include "engine/request_stream.h"
 
+#include "common/mutex.h"
+
 namespace ferry::engine {
 
 void RequestStream::Push(RequestOutput out) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (pushed_final_) return;
     pushed_final_ = out.finished;
     queue_.push_back(std::move(out));
   }
-  cv_.notify_one();
+  cv_.Signal();
   if (signal_) signal_->Notify();
 }
 
 RequestStream::Poll RequestStream::Next(Deadline deadline, RequestOutput* out) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (queue_.empty() && !taken_final_) {
-    if (cv_.wait_until(lock, deadline.when()) == std::cv_status::timeout && queue_.empty() &&
-        !taken_final_) {
+    if (cv_.WaitUntil(&mu_, deadline.when()) && queue_.empty() && !taken_final_) {
       return Poll::kTimedOut;
     }
   }
@@ -29,7 +30,7 @@ RequestStream::Poll RequestStream::Next(Deadline deadline, RequestOutput* out) {
 }
 
 bool RequestStream::finished() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return pushed_final_;
 }
 

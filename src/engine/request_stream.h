@@ -18,16 +18,15 @@
 // Thread safety: all methods are thread-safe; one producer (engine) and one consumer.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "common/deadline.h"
+#include "common/mutex.h"
 #include "engine/stream_signal.h"
 #include "engine/token_logprobs.h"
 #include "ferry/status.h"
@@ -81,11 +80,11 @@ class RequestStream {
 
  private:
   const std::shared_ptr<StreamSignal> signal_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<RequestOutput> queue_;  // GUARDED_BY(mu_)
-  bool pushed_final_ = false;        // GUARDED_BY(mu_)
-  bool taken_final_ = false;         // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<RequestOutput> queue_ FERRY_GUARDED_BY(mu_);
+  bool pushed_final_ FERRY_GUARDED_BY(mu_) = false;
+  bool taken_final_ FERRY_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace ferry::engine

@@ -11,11 +11,10 @@
 // Thread safety: all methods are thread-safe.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
 
 #include "common/deadline.h"
+#include "common/mutex.h"
 
 namespace ferry::engine {
 
@@ -23,25 +22,26 @@ class StreamSignal {
  public:
   void Notify() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       ++count_;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   uint64_t count() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     return count_;
   }
   // Waits until count() differs from `seen` or `deadline` passes; true if it changed.
   bool WaitChanged(uint64_t seen, Deadline deadline) {
-    std::unique_lock<std::mutex> lock(mu_);
-    return cv_.wait_until(lock, deadline.when(), [&] { return count_ != seen; });
+    MutexLock lock(&mu_);
+    return cv_.WaitUntil(&mu_, deadline.when(),
+                         [&]() FERRY_REQUIRES(mu_) { return count_ != seen; });
   }
 
  private:
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t count_ = 0;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  uint64_t count_ FERRY_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace ferry::engine

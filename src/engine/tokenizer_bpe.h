@@ -17,13 +17,13 @@
 
 #include <array>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "common/mutex.h"
 #include "engine/chat_template.h"
 #include "engine/pretokenizer.h"
 #include "engine/tokenizer.h"
@@ -88,8 +88,8 @@ class BpeTokenizer final : public Tokenizer {
   Status chat_error_;  // why chat_ is empty
 
   static constexpr size_t kMaxCacheEntries = 65536;
-  mutable std::mutex cache_mu_;
-  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_;  // GUARDED_BY(cache_mu_)
+  mutable Mutex cache_mu_;
+  mutable std::unordered_map<std::string, std::vector<int32_t>> cache_ FERRY_GUARDED_BY(cache_mu_);
 };
 
 }  // namespace ferry::engine

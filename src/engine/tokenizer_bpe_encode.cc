@@ -7,6 +7,8 @@
 #include <functional>
 #include <queue>
 
+#include "common/mutex.h"
+
 #include "engine/tokenizer_bpe.h"
 
 namespace ferry::engine {
@@ -85,7 +87,7 @@ void BpeTokenizer::EncodeOrdinary(std::string_view text, std::vector<int32_t>* o
 
 void BpeTokenizer::EncodeWord(const std::string& word, std::vector<int32_t>* out) const {
   {
-    std::lock_guard<std::mutex> lock(cache_mu_);
+    MutexLock lock(&cache_mu_);
     auto it = cache_.find(word);
     if (it != cache_.end()) {
       out->insert(out->end(), it->second.begin(), it->second.end());
@@ -153,7 +155,7 @@ void BpeTokenizer::EncodeWord(const std::string& word, std::vector<int32_t>* out
     }
   }
   out->insert(out->end(), ids.begin(), ids.end());
-  std::lock_guard<std::mutex> lock(cache_mu_);
+  MutexLock lock(&cache_mu_);
   if (cache_.size() >= kMaxCacheEntries) cache_.clear();
   cache_.emplace(word, std::move(ids));
 }

@@ -11,6 +11,7 @@
 #include <exception>
 
 #include "common/log.h"
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "http/internal/connection_loop.h"
 #include "http/internal/response_writer.h"
@@ -102,7 +103,7 @@ void HttpServer::Route(std::string method, std::string path, Handler handler) {
 }
 
 Status HttpServer::Start(const std::string& host, uint16_t port) {
-  std::lock_guard lock(stop_mu_);
+  MutexLock lock(&stop_mu_);
   if (started_.load()) return FailedPreconditionError(options_.name + ": already started");
   FERRY_ASSIGN_OR_RETURN(UniqueFd listen_fd, Listen(host, port));
   sockaddr_storage addr{};
@@ -131,15 +132,16 @@ Status HttpServer::Start(const std::string& host, uint16_t port) {
 }
 
 void HttpServer::Stop() {
-  std::lock_guard stop_lock(stop_mu_);
+  MutexLock stop_lock(&stop_mu_);
   if (!started_.load() || stopping_.exchange(true)) return;
   loop_->RequestStop();
   loop_thread_.join();  // the listener and every connection the loop owned are closed
   queue_.Close();       // queued requests are answered 503 by the workers
   {
-    std::unique_lock lock(mu_);
-    idle_cv_.wait_for(lock, options_.stop_grace,
-                      [this] { return active_fds_.empty() && queue_.size() == 0; });
+    MutexLock lock(&mu_);
+    idle_cv_.WaitFor(&mu_, options_.stop_grace, [this]() FERRY_REQUIRES(mu_) {
+      return active_fds_.empty() && queue_.size() == 0;
+    });
     // Whatever still runs: writes fail at once and ClientGone() turns true.
     for (int fd : active_fds_) ::shutdown(fd, SHUT_RDWR);
   }
@@ -170,7 +172,7 @@ void HttpServer::WorkerMain() {
 void HttpServer::Serve(internal::Job job) {
   const int fd = job.conn->fd.get();
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     active_fds_.insert(fd);
   }
   internal::WriteContext ctx;
@@ -212,10 +214,10 @@ void HttpServer::Serve(internal::Job job) {
     reusable = internal::WriteResponse(fd, res, ctx);
   }
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     active_fds_.erase(fd);
   }
-  idle_cv_.notify_all();
+  idle_cv_.SignalAll();
   loop_->Return(std::move(job.conn), reusable);
 }
 

@@ -25,15 +25,14 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <unordered_set>
 #include <vector>
 
+#include "common/mutex.h"
 #include "ferry/status.h"
 #include "http/http_request.h"
 #include "http/http_response.h"
@@ -115,10 +114,10 @@ class HttpServer {
   std::atomic<bool> stopping_{false};
   uint16_t port_ = 0;
 
-  std::mutex stop_mu_;  // serialises Stop()
-  std::mutex mu_;
-  std::condition_variable idle_cv_;     // signalled when active_fds_ empties
-  std::unordered_set<int> active_fds_;  // GUARDED_BY(mu_): sockets of running handlers
+  Mutex stop_mu_;  // serialises Stop()
+  Mutex mu_;
+  CondVar idle_cv_;                                           // signalled when active_fds_ empties
+  std::unordered_set<int> active_fds_ FERRY_GUARDED_BY(mu_);  // sockets of running handlers
 };
 
 }  // namespace ferry::http

@@ -5,14 +5,13 @@
 #include <algorithm>
 #include <atomic>
 #include <charconv>
-#include <condition_variable>
 #include <limits>
-#include <mutex>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "common/json_limits.h"
+#include "common/mutex.h"
 #include "metadata/internal/base64.h"
 #include "metadata/internal/http_call.h"
 
@@ -313,16 +312,16 @@ class EtcdWatchImpl final : public EtcdWatch {
   }
 
   ~EtcdWatchImpl() override {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     cancelled_.store(true);
-    cv_.notify_all();  // ends a backoff wait
+    cv_.SignalAll();  // ends a backoff wait
     // stop() only interrupts a request in flight, and the thread may be between
     // connecting and sending: repeat until the thread has seen `cancelled_`.
     while (!done_) {
       if (client_ != nullptr) client_->stop();
-      cv_.wait_for(lock, std::chrono::milliseconds(10));
+      cv_.WaitFor(&mu_, std::chrono::milliseconds(10));
     }
-    lock.unlock();
+    lock.Unlock();
     thread_.join();
   }
 
@@ -336,12 +335,12 @@ class EtcdWatchImpl final : public EtcdWatch {
       if (on_error_) on_error_(why);
       ++idx;  // reconnect to the next endpoint (the same one when there is only one)
       backoff = established ? kWatchMinBackoff : std::min(backoff * 2, kWatchMaxBackoff);
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, backoff, [this] { return cancelled_.load(); });
+      MutexLock lock(&mu_);
+      cv_.WaitFor(&mu_, backoff, [this]() FERRY_REQUIRES(mu_) { return cancelled_.load(); });
     }
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     done_ = true;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   // Runs one stream until it breaks; returns why (never OK).
@@ -350,7 +349,7 @@ class EtcdWatchImpl final : public EtcdWatch {
     httplib::Client client(ep.host, ep.port);
     internal::ApplyDeadline(client, Deadline::In(kWatchIdleTimeout), kWatchConnectTimeout);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (cancelled_.load()) return AbortedError(what + ": cancelled");
       client_ = &client;
     }
@@ -379,7 +378,7 @@ class EtcdWatchImpl final : public EtcdWatch {
     int http_status = 0;
     auto res = client.send(JsonPost("/v3/watch", body, receiver, &http_status));
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       client_ = nullptr;
     }
     if (!broke.ok()) return broke;
@@ -453,8 +452,8 @@ class EtcdWatchImpl final : public EtcdWatch {
   const OnError on_error_;
 
   std::atomic<bool> cancelled_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;
+  Mutex mu_;
+  CondVar cv_;
   httplib::Client* client_ = nullptr;  // guarded by mu_: the stream's client, to stop()
   bool done_ = false;                  // guarded by mu_: Run() has returned
   std::thread thread_;

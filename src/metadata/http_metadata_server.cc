@@ -1,5 +1,6 @@
 #include "metadata/http_metadata_server.h"
 
+#include "common/mutex.h"
 #include "http/http_auth.h"
 
 #include "common/host_port.h"
@@ -72,13 +73,13 @@ void HttpMetadataServer::InstallRoutes() {
                    });
   };
   route("GET", [this](const std::string& key, const http::Request&, http::Response& res) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = values_.find(key);
     if (it == values_.end()) return res.Set(404, "metadata not found", kContentType);
     res.Set(200, it->second, kContentType);
   });
   route("PUT", [this](const std::string& key, const http::Request& req, http::Response& res) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = values_.find(key);
     const size_t old_bytes = it == values_.end() ? 0 : key.size() + it->second.size();
     const size_t new_total = total_bytes_ - old_bytes + key.size() + req.body.size();
@@ -95,7 +96,7 @@ void HttpMetadataServer::InstallRoutes() {
   });
   route("DELETE", [this](const std::string& key, const http::Request&, http::Response& res) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       auto it = values_.find(key);
       if (it != values_.end()) {
         total_bytes_ -= key.size() + it->second.size();
@@ -115,7 +116,7 @@ std::string HttpMetadataServer::url() const {
 }
 
 size_t HttpMetadataServer::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return values_.size();
 }
 

@@ -22,11 +22,11 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 
 #include "common/message_auth.h"
+#include "common/mutex.h"
 #include "ferry/status.h"
 #include "http/http_server_options.h"
 
@@ -87,9 +87,9 @@ class HttpMetadataServer {
   uint16_t port_ = 0;
   std::unique_ptr<http::HttpServer> server_;
 
-  mutable std::mutex mu_;
-  std::unordered_map<std::string, std::string> values_;  // GUARDED_BY(mu_)
-  size_t total_bytes_ = 0;                               // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::unordered_map<std::string, std::string> values_ FERRY_GUARDED_BY(mu_);
+  size_t total_bytes_ FERRY_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace ferry::metadata

@@ -1,5 +1,6 @@
 #include "proxy/backend_call.h"
 
+#include "common/mutex.h"
 #include "http/http_client_timeouts.h"
 
 namespace ferry::proxy {
@@ -26,7 +27,7 @@ BackendCall::~BackendCall() {
 
 void BackendCall::Cancel() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (done_ || cancelled_) return;
     cancelled_ = true;
   }
@@ -42,48 +43,48 @@ void BackendCall::Run(const std::string& path, const httplib::Headers& headers,
   req.body = body;
   req.set_header("Content-Type", "application/json");
   req.response_handler = [this](const httplib::Response& r) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     have_headers_ = true;
     status_ = r.status;
     content_type_ = r.get_header_value("Content-Type");
     last_activity_ = SteadyClock::now();
-    cv_.notify_all();
+    cv_.SignalAll();
     return !cancelled_;
   };
   req.content_receiver = [this](const char* data, size_t n, uint64_t, uint64_t) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     chunks_.emplace_back(data, n);
     last_activity_ = SteadyClock::now();
-    cv_.notify_all();
+    cv_.SignalAll();
     return !cancelled_;
   };
   auto r = client_.send(req);
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!r) error_ = cancelled_ ? "cancelled" : httplib::to_string(r.error());
   done_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 BackendCall::Wait BackendCall::WaitHeaders(Deadline deadline,
                                            const std::function<bool()>& give_up) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   while (true) {
     if (have_headers_) return Wait::kHeaders;
     if (done_) return Wait::kFailed;
     if (deadline.Expired()) return Wait::kTimedOut;
-    lock.unlock();
+    lock.Unlock();
     const bool stop = give_up && give_up();
-    lock.lock();
+    lock.Lock();
     if (stop && !have_headers_ && !done_) return Wait::kGaveUp;
-    cv_.wait_for(lock, std::min<std::chrono::nanoseconds>(deadline.Remaining(),
-                                                          std::chrono::milliseconds(100)));
+    cv_.WaitFor(&mu_, std::min<std::chrono::nanoseconds>(deadline.Remaining(),
+                                                         std::chrono::milliseconds(100)));
   }
 }
 
 bool BackendCall::NextChunks(std::chrono::milliseconds wait, std::string* out) {
   out->clear();
-  std::unique_lock lock(mu_);
-  cv_.wait_for(lock, wait, [&] { return !chunks_.empty() || done_; });
+  MutexLock lock(&mu_);
+  cv_.WaitFor(&mu_, wait, [&]() FERRY_REQUIRES(mu_) { return !chunks_.empty() || done_; });
   while (!chunks_.empty()) {
     *out += chunks_.front();
     chunks_.pop_front();
@@ -92,10 +93,10 @@ bool BackendCall::NextChunks(std::chrono::milliseconds wait, std::string* out) {
 }
 
 std::string BackendCall::TakeAll(Deadline deadline) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   while (!done_ && !deadline.Expired()) {
-    cv_.wait_for(lock, std::min<std::chrono::nanoseconds>(deadline.Remaining(),
-                                                          std::chrono::milliseconds(100)));
+    cv_.WaitFor(&mu_, std::min<std::chrono::nanoseconds>(deadline.Remaining(),
+                                                         std::chrono::milliseconds(100)));
   }
   std::string body;
   for (auto& c : chunks_) body += c;
@@ -104,31 +105,31 @@ std::string BackendCall::TakeAll(Deadline deadline) {
 }
 
 bool BackendCall::WaitDone(Deadline deadline) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   while (!done_ && !deadline.Expired()) {
-    cv_.wait_for(lock, std::min<std::chrono::nanoseconds>(deadline.Remaining(),
-                                                          std::chrono::milliseconds(100)));
+    cv_.WaitFor(&mu_, std::min<std::chrono::nanoseconds>(deadline.Remaining(),
+                                                         std::chrono::milliseconds(100)));
   }
   return done_;
 }
 
 int BackendCall::status() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return status_;
 }
 
 std::string BackendCall::content_type() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return content_type_;
 }
 
 std::string BackendCall::error() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return error_;
 }
 
 SteadyClock::time_point BackendCall::last_activity() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return last_activity_;
 }
 

@@ -15,15 +15,14 @@
 #include <httplib.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
 #include "common/deadline.h"
+#include "common/mutex.h"
 #include "proxy/proxy_options.h"
 
 namespace ferry::proxy {
@@ -73,16 +72,16 @@ class BackendCall {
   void Run(const std::string& path, const httplib::Headers& headers, const std::string& body);
 
   httplib::Client client_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool have_headers_ = false;              // GUARDED_BY(mu_)
-  int status_ = 0;                         // GUARDED_BY(mu_)
-  std::string content_type_;               // GUARDED_BY(mu_)
-  std::deque<std::string> chunks_;         // GUARDED_BY(mu_)
-  bool done_ = false;                      // GUARDED_BY(mu_)
-  std::string error_;                      // GUARDED_BY(mu_)
-  bool cancelled_ = false;                 // GUARDED_BY(mu_)
-  SteadyClock::time_point last_activity_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool have_headers_ FERRY_GUARDED_BY(mu_) = false;
+  int status_ FERRY_GUARDED_BY(mu_) = 0;
+  std::string content_type_ FERRY_GUARDED_BY(mu_);
+  std::deque<std::string> chunks_ FERRY_GUARDED_BY(mu_);
+  bool done_ FERRY_GUARDED_BY(mu_) = false;
+  std::string error_ FERRY_GUARDED_BY(mu_);
+  bool cancelled_ FERRY_GUARDED_BY(mu_) = false;
+  SteadyClock::time_point last_activity_ FERRY_GUARDED_BY(mu_);
   std::thread thread_;
 };
 

@@ -8,6 +8,7 @@
 
 #include "common/json_limits.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "http/http_client_call.h"
 #include "http/http_client_timeouts.h"
 
@@ -27,21 +28,22 @@ BackendPool::BackendPool(const ProxyOptions& options)
 
 BackendPool::~BackendPool() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (health_thread_.joinable()) health_thread_.join();
 }
 
 void BackendPool::Start() {
   ProbeAll();
   health_thread_ = std::thread([this] {
-    std::unique_lock lock(mu_);
-    while (!cv_.wait_for(lock, options_.health_interval, [this] { return stopping_; })) {
-      lock.unlock();
+    MutexLock lock(&mu_);
+    while (!cv_.WaitFor(&mu_, options_.health_interval,
+                        [this]() FERRY_REQUIRES(mu_) { return stopping_; })) {
+      lock.Unlock();
       ProbeAll();
-      lock.lock();
+      lock.Lock();
     }
   });
 }
@@ -83,7 +85,7 @@ bool BackendPool::Probe(Role role, State& state) {
     return false;
   }
   const auto& id = j["0"]["engine_id"];
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   state.engine_id = id.is_string() ? id.get<std::string>() : id.dump();
   return true;
 }
@@ -97,7 +99,7 @@ std::optional<PickedBackend> BackendPool::Pick(Role role, const std::vector<size
     size_t idx = (start + i) % n;
     if (!states[idx]->healthy.load()) continue;
     if (std::find(exclude.begin(), exclude.end(), idx) != exclude.end()) continue;
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return PickedBackend{idx, states[idx]->backend, states[idx]->engine_id};
   }
   return std::nullopt;
@@ -123,7 +125,7 @@ size_t BackendPool::HealthyCount(Role role) const {
 
 std::string BackendPool::DescribeJson() const {
   nlohmann::json out;
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (Role role : {Role::kPrefill, Role::kDecode}) {
     auto& arr = out[role == Role::kPrefill ? "prefill" : "decode"] = nlohmann::json::array();
     for (const auto& s : list(role)) {

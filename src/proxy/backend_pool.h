@@ -10,15 +10,14 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/message_auth.h"
+#include "common/mutex.h"
 #include "proxy/proxy_options.h"
 
 namespace ferry::proxy {
@@ -53,7 +52,9 @@ class BackendPool {
   struct State {
     Backend backend;
     std::atomic<bool> healthy{false};
-    std::string engine_id;  // GUARDED_BY(mu_)
+    // Guarded by BackendPool::mu_, which an annotation here cannot name (it is a member of
+    // the enclosing object, not of State).
+    std::string engine_id;
   };
 
   void ProbeAll();
@@ -72,9 +73,9 @@ class BackendPool {
   std::atomic<size_t> next_prefill_{0};
   std::atomic<size_t> next_decode_{0};
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool stopping_ FERRY_GUARDED_BY(mu_) = false;
   std::thread health_thread_;
 };
 

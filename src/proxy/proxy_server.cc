@@ -3,15 +3,14 @@
 #include <httplib.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "common/json_limits.h"
 #include "common/log.h"
 #include "common/message_auth.h"
+#include "common/mutex.h"
 #include "http/bearer_token.h"
 #include "http/http_client_timeouts.h"
 #include "http/http_server.h"
@@ -93,17 +92,17 @@ class ProxyServerImpl final : public ProxyServer {
   uint16_t port() const override { return port_; }
 
   void Wait() override {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return stopped_; });
+    MutexLock lock(&mu_);
+    cv_.Wait(&mu_, [this]() FERRY_REQUIRES(mu_) { return stopped_; });
   }
 
   void Stop() override {
     if (server_) server_->Stop();  // idempotent; returns once the handlers have finished
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       stopped_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
  private:
@@ -402,9 +401,9 @@ class ProxyServerImpl final : public ProxyServer {
   BackendPool pool_;
   std::unique_ptr<http::HttpServer> server_;  // after pool_: destroyed (stopped) before it
   uint16_t port_ = 0;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopped_ = false;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  bool stopped_ FERRY_GUARDED_BY(mu_) = false;
   std::atomic<uint64_t> requests_total_{0};
   std::atomic<uint64_t> errors_total_{0};
   std::atomic<uint64_t> prefill_failures_{0};

@@ -3,6 +3,7 @@
 #include <prometheus/text_serializer.h>
 
 #include "common/deadline.h"
+#include "common/mutex.h"
 
 namespace ferry::server {
 namespace {
@@ -64,7 +65,7 @@ void ServerMetrics::ObserveFinished(const std::string& reason, double e2e_second
 
 std::string ServerMetrics::Render(const engine::EngineStats& s) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     running_->Set(s.num_running);
     waiting_->Set(s.num_waiting);
     blocks_used_->Set(s.kv_blocks_used);

@@ -24,9 +24,9 @@
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
+#include "common/mutex.h"
 #include "engine/llm_engine.h"
 #include "engine/request_stream.h"
 
@@ -62,8 +62,8 @@ class ServerMetrics {
   prometheus::Histogram* itl_;
   prometheus::Histogram* e2e_;
 
-  std::mutex mu_;
-  engine::EngineStats last_;  // GUARDED_BY(mu_): totals already added to the counters
+  Mutex mu_;
+  engine::EngineStats last_ FERRY_GUARDED_BY(mu_);  // totals already added to the counters
 };
 
 // Turns one request's engine outputs into TTFT / ITL / e2e observations.

@@ -9,9 +9,10 @@
 // Thread safety: all methods are thread-safe.
 #pragma once
 
-#include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include "common/mutex.h"
 
 namespace ferry::http::internal {
 
@@ -22,7 +23,7 @@ class ClientCounts {
 
   // Takes a slot for `ip`. False (and *why says which limit) when either limit is reached.
   bool TryAdd(const std::string& ip, std::string* why) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (total_ >= max_total_) {
       *why = "too many connections (limit " + std::to_string(max_total_) + "); retry later";
       return false;
@@ -39,7 +40,7 @@ class ClientCounts {
   }
 
   void Remove(const std::string& ip) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = per_client_.find(ip);
     if (it == per_client_.end()) return;
     if (--it->second == 0) per_client_.erase(it);
@@ -47,16 +48,16 @@ class ClientCounts {
   }
 
   int total() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return total_;
   }
 
  private:
   const int max_total_;
   const int max_per_client_;
-  mutable std::mutex mu_;
-  int total_ = 0;                                    // GUARDED_BY(mu_)
-  std::unordered_map<std::string, int> per_client_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  int total_ FERRY_GUARDED_BY(mu_) = 0;
+  std::unordered_map<std::string, int> per_client_ FERRY_GUARDED_BY(mu_);
 };
 
 }  // namespace ferry::http::internal

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "common/log.h"
+#include "common/mutex.h"
 #include "http/internal/response_writer.h"
 #include "http/internal/socket_io.h"
 
@@ -97,7 +98,7 @@ void ConnectionLoop::RequestStop() {
 
 void ConnectionLoop::Return(std::unique_ptr<Connection> conn, bool keep_alive) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (!closed_) {
       returned_.emplace_back(std::move(conn), keep_alive);
       Wake();
@@ -141,7 +142,7 @@ void ConnectionLoop::Run() {
   listen_.Reset();
   std::vector<std::pair<std::unique_ptr<Connection>, bool>> returned;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     closed_ = true;
     returned.swap(returned_);
   }
@@ -396,7 +397,7 @@ void ConnectionLoop::Close(Connection* c) { conns_.erase(c->fd.get()); }
 void ConnectionLoop::TakeReturned() {
   std::vector<std::pair<std::unique_ptr<Connection>, bool>> returned;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     returned.swap(returned_);
   }
   const HttpLimits& limits = s_.options->limits;

@@ -17,12 +17,12 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "ferry/status.h"
 #include "http/http_server_options.h"
@@ -99,9 +99,9 @@ class ConnectionLoop {
   std::unordered_map<int, std::unique_ptr<Connection>> conns_;  // by fd; loop thread only
   std::vector<char> read_buf_;
 
-  std::mutex mu_;
-  std::vector<std::pair<std::unique_ptr<Connection>, bool>> returned_;  // GUARDED_BY(mu_)
-  bool closed_ = false;                                                 // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::vector<std::pair<std::unique_ptr<Connection>, bool>> returned_ FERRY_GUARDED_BY(mu_);
+  bool closed_ FERRY_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace ferry::http::internal

@@ -8,12 +8,11 @@
 // Thread safety: all methods are thread-safe.
 #pragma once
 
-#include <condition_variable>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 
+#include "common/mutex.h"
 #include "http/http_request.h"
 #include "http/http_response.h"
 #include "http/internal/connection.h"
@@ -35,18 +34,18 @@ class WorkQueue {
   // and leaves `job` as it was.
   bool TryPush(Job& job) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       if (closed_ || jobs_.size() >= capacity_) return false;
       jobs_.push_back(std::move(job));
     }
-    cv_.notify_one();
+    cv_.Signal();
     return true;
   }
 
   // Blocks until a job is queued; nullopt once the queue is closed and empty.
   std::optional<Job> Pop() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return closed_ || !jobs_.empty(); });
+    MutexLock lock(&mu_);
+    cv_.Wait(&mu_, [this]() FERRY_REQUIRES(mu_) { return closed_ || !jobs_.empty(); });
     if (jobs_.empty()) return std::nullopt;
     Job job = std::move(jobs_.front());
     jobs_.pop_front();
@@ -56,23 +55,23 @@ class WorkQueue {
   // Refuses further pushes and wakes every waiting Pop(); queued jobs are still popped.
   void Close() {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       closed_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
   }
 
   size_t size() const {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return jobs_.size();
   }
 
  private:
   const size_t capacity_;
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> jobs_;  // GUARDED_BY(mu_)
-  bool closed_ = false;   // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::deque<Job> jobs_ FERRY_GUARDED_BY(mu_);
+  bool closed_ FERRY_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace ferry::http::internal
