@@ -1,12 +1,12 @@
 #include "connector/bootstrap_server.h"
 
 #include <algorithm>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "common/json_limits.h"
 #include "common/log.h"
 #include "common/message_auth.h"
+#include "common/mutex.h"
 #include "http/http_auth.h"
 #include "http/http_server.h"
 
@@ -177,7 +177,7 @@ class BootstrapServerImpl final : public BootstrapServer {
     });
     server_->Route("GET", "/query", [this](const http::Request& req, http::Response& res) {
       Authenticated(req, res, [&] {
-        std::lock_guard lock(mu_);
+        MutexLock lock(&mu_);
         res.Set(200, BootstrapTableToJson(table_, query_format_), kJson);
       });
     });
@@ -196,7 +196,7 @@ class BootstrapServerImpl final : public BootstrapServer {
   uint16_t port() const override { return port_; }
 
   BootstrapTable Snapshot() const override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return table_;
   }
 
@@ -250,7 +250,7 @@ class BootstrapServerImpl final : public BootstrapServer {
     std::string engine_id = eid->is_string() ? eid->get<std::string>() : eid->dump();
     Status s;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       s = ApplyRegistration(table_, engine_id, dp, tp, pp, addr->get<std::string>());
     }
     if (!s.ok()) return ReplyError(res, 400, s.message());
@@ -261,8 +261,8 @@ class BootstrapServerImpl final : public BootstrapServer {
   BootstrapQueryFormat query_format_ = BootstrapQueryFormat::kByDpRank;
   std::unique_ptr<http::HttpServer> server_;
   uint16_t port_ = 0;
-  mutable std::mutex mu_;
-  BootstrapTable table_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  BootstrapTable table_ FERRY_GUARDED_BY(mu_);
 };
 
 }  // namespace

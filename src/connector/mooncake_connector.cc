@@ -9,6 +9,7 @@
 
 #include "common/host_port.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "connector/internal/mooncake_connector_impl.h"
 #include "connector/kv_transfer_params.h"
 #include "http/http_client_call.h"
@@ -108,7 +109,7 @@ Status ApplyConnectorEnvironment(MooncakeConnectorOptions* o) {
 
 void MooncakeConnectorImpl::CallState::Resolve(const std::string& decode_req_id,
                                                const Status& status) {
-  std::lock_guard lock(mu);
+  MutexLock lock(&mu);
   if (status.ok()) {
     reply.ok_reqs.push_back(decode_req_id);
   } else {
@@ -130,12 +131,12 @@ MooncakeConnectorImpl::MooncakeConnectorImpl(const MooncakeConnectorOptions& opt
 
 MooncakeConnectorImpl::~MooncakeConnectorImpl() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
     // Bootstrap queries in flight give up now rather than at their timeout.
     for (httplib::Client* c : bootstrap_calls_) c->stop();
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (sweeper_.joinable()) sweeper_.join();
   // Stop taking side-channel calls before the pools drain; pending calls are answered.
   // Senders stop waiting for their transfers at once (TransferUnlessStopping), pulls end
@@ -149,7 +150,7 @@ MooncakeConnectorImpl::~MooncakeConnectorImpl() {
 }
 
 bool MooncakeConnectorImpl::Stopping() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return stopping_;
 }
 
@@ -311,7 +312,7 @@ Status MooncakeConnectorImpl::ExpectProducerRequest(const std::string& request_i
                                 std::to_string(kMaxTransferIdBytes) + " bytes")
         .WithField("kv_transfer_params.transfer_id");
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (pending_transfers_.count(transfer_id) > 0 || ready_.count(transfer_id) > 0) {
     return AlreadyExistsError("transfer_id '" + transfer_id +
                               "' is already used by another request on this prefill instance")
@@ -343,7 +344,7 @@ Status MooncakeConnectorImpl::ExpectConsumerRequest(const std::string& request_i
                                 std::to_string(kMaxTransferIdBytes) + " bytes");
   }
   FERRY_RETURN_IF_ERROR(CheckBootstrapAllowed(source));
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (!consumer_sources_.emplace(request_id, source).second) {
     return AlreadyExistsError("request id '" + request_id + "' is already in flight");
   }
@@ -351,7 +352,7 @@ Status MooncakeConnectorImpl::ExpectConsumerRequest(const std::string& request_i
 }
 
 void MooncakeConnectorImpl::ForgetRequest(const std::string& request_id) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (auto it = producer_tags_.find(request_id); it != producer_tags_.end()) {
     pending_transfers_.erase(it->second);
     producer_tags_.erase(it);
@@ -396,21 +397,21 @@ Result<std::unique_ptr<MooncakeConnector>> MooncakeConnector::Create(
 
 void MooncakeConnectorImpl::Report(engine::KvTransferDone done) {
   if (done.kind == engine::KvTransferKind::kLoad) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     --loads_in_flight_;
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   if (sink_ != nullptr) sink_->OnKvTransferDone(std::move(done));
 }
 
 Status MooncakeConnectorImpl::WaitForLoads(Deadline deadline) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   while (loads_in_flight_ > 0) {
     if (deadline.Expired()) {
       return DeadlineExceededError("connector: " + std::to_string(loads_in_flight_) +
                                    " KV pulls still in flight");
     }
-    cv_.wait_for(lock, std::chrono::milliseconds(20));
+    cv_.WaitFor(&mu_, std::chrono::milliseconds(20));
   }
   return OkStatus();
 }
@@ -428,7 +429,7 @@ Status MooncakeConnectorImpl::PrepareRequest(const std::string& request_id,
 
 engine::KvMatch MooncakeConnectorImpl::GetNumNewMatchedTokens(const engine::KvRequestView& request,
                                                               int32_t num_local_tokens) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (consumer_sources_.count(request.request_id) == 0) return {};
   // The prefill writes the whole prompt's KV; the engine still computes the last token.
   const auto prompt = static_cast<int32_t>(request.prompt_tokens.size());
@@ -438,14 +439,14 @@ engine::KvMatch MooncakeConnectorImpl::GetNumNewMatchedTokens(const engine::KvRe
 void MooncakeConnectorImpl::UpdateStateAfterAlloc(const engine::KvRequestView& request,
                                                   std::span<const engine::BlockId> blocks,
                                                   int32_t num_local_tokens, int32_t) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   pending_loads_[request.request_id] = {{blocks.begin(), blocks.end()}, num_local_tokens};
 }
 
 void MooncakeConnectorImpl::StartLoad(const engine::KvRequestView& request) {
   PendingLoad load;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = pending_loads_.find(request.request_id);
     if (it != pending_loads_.end()) {
       load = std::move(it->second);
@@ -468,7 +469,7 @@ engine::KvFinished MooncakeConnectorImpl::RequestFinished(
   }
   std::string transfer_id;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     consumer_sources_.erase(request.request_id);  // refused before its load started
     pending_loads_.erase(request.request_id);
     auto tag = producer_tags_.find(request.request_id);

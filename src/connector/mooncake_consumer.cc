@@ -4,6 +4,7 @@
 
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "connector/internal/mooncake_connector_impl.h"
 #include "http/http_client_timeouts.h"
 
@@ -47,7 +48,7 @@ void MooncakeConnectorImpl::OnRemoteKvNeeded(const std::string& request_id,
                                              int32_t num_cached_tokens) {
   RemoteKvSource source;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = consumer_sources_.find(request_id);
     if (it != consumer_sources_.end()) {
       source = std::move(it->second);
@@ -124,7 +125,7 @@ void MooncakeConnectorImpl::OnPullReply(const std::string& request_id, const Rem
   if (!reply.ok()) {
     if (reply.status().code() == StatusCode::kPermissionDenied) metrics_.unauthenticated++;
     if (reply.status().code() == StatusCode::kUnavailable) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       worker_cache_.erase(source.bootstrap_addr);  // it may come back elsewhere
     }
     return FinishPull(request_id, source, reply.status());
@@ -155,7 +156,7 @@ void MooncakeConnectorImpl::OnPullReply(const std::string& request_id, const Rem
 bool MooncakeConnectorImpl::TakeWrittenNotification(const std::string& token) {
   std::vector<Notification> notes = transfer_->TakeNotifications();
   const auto now = SteadyClock::now();
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (const Notification& n : notes) {
     std::string_view m = n.message;
     if (m.substr(0, kWrittenPrefix.size()) != kWrittenPrefix) continue;
@@ -172,20 +173,20 @@ bool MooncakeConnectorImpl::TakeWrittenNotification(const std::string& token) {
 
 Result<std::string> MooncakeConnectorImpl::ResolveWorker(const RemoteKvSource& source) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = worker_cache_.find(source.bootstrap_addr);
     if (it != worker_cache_.end()) return it->second;
   }
   httplib::Client client(source.bootstrap_addr);
   http::SetTimeouts(client, options_.connector_timeout, options_.connector_timeout);
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (stopping_) return AbortedError("connector is stopping");
     bootstrap_calls_.insert(&client);
   }
   auto res = AuthenticatedCall(client, "GET", "/query", "");
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     bootstrap_calls_.erase(&client);
   }
   if (!res.ok()) return res.status().WithContext(source.bootstrap_addr);
@@ -205,7 +206,7 @@ Result<std::string> MooncakeConnectorImpl::ResolveWorker(const RemoteKvSource& s
                                    dp->second.engine_id + ", not " + source.engine_id);
   }
   std::string endpoint = dp->second.worker_addr.at(0).at(0);
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   worker_cache_[source.bootstrap_addr] = endpoint;
   return endpoint;
 }

@@ -1,6 +1,7 @@
 // MooncakeConnector, prefill side: keep finished prompts' blocks, push them to decoders that ask,
 // free them after the push or after the abort timeout.
 #include "common/log.h"
+#include "common/mutex.h"
 #include "connector/block_runs.h"
 #include "connector/internal/mooncake_connector_impl.h"
 
@@ -9,11 +10,11 @@ namespace ferry::connector {
 void MooncakeConnectorImpl::OnKeptBlocks(const std::string& request_id,
                                          const std::string& finish_reason,
                                          const std::vector<int32_t>& blocks) {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   auto tag = producer_tags_.find(request_id);
   if (tag == producer_tags_.end()) {
     // Not ours (no transfer id): nothing will ever claim the blocks.
-    lock.unlock();
+    lock.Unlock();
     if (!blocks.empty()) ReleaseKept(request_id);
     return;
   }
@@ -32,7 +33,7 @@ void MooncakeConnectorImpl::OnKeptBlocks(const std::string& request_id,
     std::string why =
         "prefill request finished with '" + finish_reason + "' instead of reaching its length cap";
     failed_[transfer_id] = {why, now + options_.abort_timeout};
-    lock.unlock();
+    lock.Unlock();
     if (!blocks.empty()) ReleaseKept(request_id);
     for (auto& p : waiting) p.call->Resolve(p.decode_req_id, AbortedError(why));
     return;
@@ -56,11 +57,11 @@ void MooncakeConnectorImpl::HandleCall(SideChannelServer::Call call) {
   const KvPullRequest request = call.request();  // copy: `call` moves into the state
   auto state = std::make_shared<CallState>(std::move(call), request.req_blocks.size());
   if (request.req_blocks.empty()) {
-    std::lock_guard lock(state->mu);
+    MutexLock lock(&state->mu);
     state->call.Reply({PullStatus::kFinish, {}, {}, ""});
     return;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& [decode_req_id, want] : request.req_blocks) {
     if (stopping_) {
       state->Resolve(decode_req_id, AbortedError("prefill instance is shutting down"));
@@ -98,7 +99,7 @@ void MooncakeConnectorImpl::DispatchLocked(std::shared_ptr<CallState> call,
                   ready = std::move(ready)] {
     KvPullRequest request;
     {
-      std::lock_guard lock(call->mu);
+      MutexLock lock(&call->mu);
       request = call->call.request();
     }
     Status s = PushBlocks(request, want, ready.blocks);
@@ -194,9 +195,9 @@ Status MooncakeConnectorImpl::TransferUnlessStopping(const std::vector<TransferR
 }
 
 void MooncakeConnectorImpl::SweepLoop() {
-  std::unique_lock lock(mu_);
+  MutexLock lock(&mu_);
   while (!stopping_) {
-    cv_.wait_for(lock, std::chrono::milliseconds(200));
+    cv_.WaitFor(&mu_, std::chrono::milliseconds(200));
     auto now = SteadyClock::now();
     std::vector<std::string> expired_requests;
     for (auto it = ready_.begin(); it != ready_.end();) {
@@ -232,14 +233,14 @@ void MooncakeConnectorImpl::SweepLoop() {
     for (auto it = failed_.begin(); it != failed_.end();) {
       it = it->second.second <= now ? failed_.erase(it) : std::next(it);
     }
-    lock.unlock();
+    lock.Unlock();
     for (const auto& id : expired_requests) {
       metrics_.expired_requests++;
       metrics_.requests_kept--;
       ReleaseKept(id);
     }
     for (auto& [p, why] : late) p.call->Resolve(p.decode_req_id, DeadlineExceededError(why));
-    lock.lock();
+    lock.Lock();
   }
 }
 

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -13,6 +11,7 @@
 #include "common/deadline.h"
 #include "common/log.h"
 #include "common/message_auth.h"
+#include "common/mutex.h"
 #include "common/thread_pool.h"
 #include "connector/kv_block_keys.h"
 #include "connector/kv_transfer_params.h"
@@ -39,16 +38,16 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
 
   ~StoreConnectorImpl() override {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       stopping_ = true;
     }
-    cv_.notify_all();
+    cv_.SignalAll();
     if (connect_thread_.joinable()) connect_thread_.join();
     io_.reset();  // runs what was posted (each call bounded by the client's deadlines)
     savers_.reset();
     std::shared_ptr<store::Client> client;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       client = std::move(client_);
     }
     if (client) {
@@ -73,7 +72,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
   }
 
   bool connected() const override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return client_ != nullptr;
   }
 
@@ -104,7 +103,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
   }
 
   void ForgetRequest(const std::string& request_id) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     requests_.erase(request_id);
   }
 
@@ -118,7 +117,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
     if (full * bs <= num_local_tokens) return {};  // the pool could add nothing
     std::shared_ptr<store::Client> client;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       auto it = requests_.find(request.request_id);
       if (it != requests_.end()) {
         if (it->second.looking_up) return engine::KvMatch::Pending();
@@ -134,7 +133,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
     const std::string rid = request.request_id;
     const bool posted = io_->Post([this, rid, client] { Lookup(rid, client); });
     if (!posted) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       requests_.erase(rid);
       return {};
     }
@@ -146,7 +145,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
     const int32_t bs = layout_.block_size;
     const size_t first = static_cast<size_t>(num_local_tokens / bs);
     const size_t count = static_cast<size_t>(num_external_tokens / bs);
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = requests_.find(request.request_id);
     if (it == requests_.end()) return;
     Request& r = it->second;
@@ -163,7 +162,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
     std::vector<BlockId> blocks;
     std::shared_ptr<store::Client> client;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       ++loads_in_flight_;
       auto it = requests_.find(request.request_id);
       if (it != requests_.end()) {
@@ -183,7 +182,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
 
   engine::KvFinished RequestFinished(const engine::KvRequestView& request, std::span<const BlockId>,
                                      const std::string&, bool loading) override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = requests_.find(request.request_id);
     if (it == requests_.end()) return {};
     if (loading && it->second.loading) {
@@ -203,7 +202,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
     std::shared_ptr<store::Client> client;
     size_t first = 0;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       if (client_ == nullptr) {
         ++m_.saves_skipped_unavailable;
         return false;
@@ -228,7 +227,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
     if (!savers_->Post([this, rid, keys = std::move(keys), ids = std::move(ids), client] {
           Save(rid, keys, ids, client);
         })) {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       --saves_in_flight_;
       return false;
     }
@@ -256,7 +255,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
         "# HELP ferry_kv_pool_connected 1 while the store client is up.\n"
         "# TYPE ferry_kv_pool_connected gauge\nferry_kv_pool_connected {}\n",
         up ? 1 : 0);
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     counter("ferry_kv_pool_lookups_total", "Requests looked up in the KV pool.", m_.lookups);
     counter("ferry_kv_pool_lookup_failures_total", "Pool lookups that failed (counted as misses).",
             m_.lookup_failures);
@@ -317,7 +316,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
     FERRY_RETURN_IF_ERROR(client->RegisterBuffer(kv_base_, kv_bytes_));
     FERRY_LOG_INFO("store connector: joined the KV pool at {} as {} (lends {} bytes)",
                    co.master_server_address, client->hostname(), co.global_segment_size);
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     client_ = std::move(client);
     return OkStatus();
   }
@@ -325,8 +324,10 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
   void ConnectLoop() {
     while (true) {
       {
-        std::unique_lock lock(mu_);
-        if (cv_.wait_for(lock, options_.reconnect_interval, [&] { return stopping_; })) return;
+        MutexLock lock(&mu_);
+        if (cv_.WaitFor(&mu_, options_.reconnect_interval,
+                        [&]() FERRY_REQUIRES(mu_) { return stopping_; }))
+          return;
       }
       if (Connect().ok()) return;
     }
@@ -335,7 +336,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
   void Lookup(const std::string& rid, std::shared_ptr<store::Client> client) {
     std::vector<std::string> keys;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       auto it = requests_.find(rid);
       if (it == requests_.end()) return;
       keys = it->second.keys;
@@ -349,7 +350,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
       ++hit;
     }
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       ++m_.lookups;
       if (failed) ++m_.lookup_failures;
       auto it = requests_.find(rid);
@@ -388,7 +389,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
     }
     bool free_blocks = false;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       ++m_.loads;
       m_.load_seconds += SecondsSince(start);
       if (st.ok()) {
@@ -407,7 +408,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
         }
       }
       --loads_in_flight_;
-      cv_.notify_all();
+      cv_.SignalAll();
     }
     if (!st.ok()) {
       FERRY_LOG_WARN("store connector: loading {} blocks for {} failed ({}); computing them",
@@ -451,7 +452,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
       }
     }
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       ++m_.saves;
       m_.save_seconds += SecondsSince(start);
       m_.save_blocks += saved;
@@ -459,7 +460,7 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
       m_.save_failures += failures;
       if (full) save_paused_until_ = SteadyClock::now() + options_.save_pause;
       --saves_in_flight_;
-      cv_.notify_all();
+      cv_.SignalAll();
     }
     if (full) {
       FERRY_LOG_WARN("store connector: the KV pool is full; saving pauses for {} ms",
@@ -469,13 +470,13 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
   }
 
   Status WaitZero(const int64_t* counter, Deadline deadline, const char* what) {
-    std::unique_lock lock(mu_);
+    MutexLock lock(&mu_);
     while (*counter > 0) {
       if (deadline.Expired()) {
         return DeadlineExceededError(
             fmt::format("store connector: {} pool {} still in flight", *counter, what));
       }
-      cv_.wait_for(lock, std::chrono::milliseconds(20));
+      cv_.WaitFor(&mu_, std::chrono::milliseconds(20));
     }
     return OkStatus();
   }
@@ -489,15 +490,15 @@ class StoreConnectorImpl final : public MooncakeStoreConnector {
   size_t kv_bytes_ = 0;
   std::unique_ptr<KvBlockKeys> keys_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;                              // GUARDED_BY(mu_)
-  std::shared_ptr<store::Client> client_;              // GUARDED_BY(mu_); null: not joined
-  std::unordered_map<std::string, Request> requests_;  // GUARDED_BY(mu_)
-  int64_t loads_in_flight_ = 0;                        // GUARDED_BY(mu_)
-  int64_t saves_in_flight_ = 0;                        // GUARDED_BY(mu_)
-  SteadyClock::time_point save_paused_until_{};        // GUARDED_BY(mu_)
-  Metrics m_;                                          // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool stopping_ FERRY_GUARDED_BY(mu_) = false;
+  std::shared_ptr<store::Client> client_ FERRY_GUARDED_BY(mu_);  // null: not joined
+  std::unordered_map<std::string, Request> requests_ FERRY_GUARDED_BY(mu_);
+  int64_t loads_in_flight_ FERRY_GUARDED_BY(mu_) = 0;
+  int64_t saves_in_flight_ FERRY_GUARDED_BY(mu_) = 0;
+  SteadyClock::time_point save_paused_until_ FERRY_GUARDED_BY(mu_){};
+  Metrics m_ FERRY_GUARDED_BY(mu_);
   std::thread connect_thread_;
   std::unique_ptr<ThreadPool> io_;      // lookups and loads
   std::unique_ptr<ThreadPool> savers_;  // saves

@@ -1,9 +1,10 @@
 #include "connector/multi_connector.h"
 
 #include <algorithm>
-#include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include "common/mutex.h"
 
 namespace ferry::connector {
 namespace {
@@ -46,7 +47,7 @@ class MultiConnectorImpl final : public MultiConnector {
 
   void ForgetRequest(const std::string& request_id) override {
     for (auto& c : connectors_) c->ForgetRequest(request_id);
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     chosen_.erase(request_id);
   }
 
@@ -56,7 +57,7 @@ class MultiConnectorImpl final : public MultiConnector {
       engine::KvMatch m = connectors_[i]->GetNumNewMatchedTokens(request, num_local_tokens);
       if (m.pending || !m.error.ok()) return m;
       if (m.num_tokens > 0) {
-        std::lock_guard lock(mu_);
+        MutexLock lock(&mu_);
         chosen_[request.request_id] = i;
         return m;
       }
@@ -87,7 +88,7 @@ class MultiConnectorImpl final : public MultiConnector {
     engine::KvConnector* chosen = Chosen(request.request_id);
     engine::KvFinished all;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       chosen_.erase(request.request_id);
       // One share per part and one for this call: a part that delays may report before
       // its RequestFinished has returned here, and must not end the wait early.
@@ -112,7 +113,7 @@ class MultiConnectorImpl final : public MultiConnector {
   bool SaveKv(const engine::KvRequestView& request, std::span<const engine::BlockId> blocks,
               int32_t num_tokens) override {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       pending_saves_[request.request_id].count = static_cast<int>(connectors_.size()) + 1;
     }
     bool any = false;
@@ -172,7 +173,7 @@ class MultiConnectorImpl final : public MultiConnector {
   // Drops one share of `rid` in `map`; the last one tells the engine (if `forward`).
   void DropShare(PendingMap* map, const std::string& rid, KvTransferKind kind, bool forward) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       auto it = map->find(rid);
       if (it == map->end()) return;
       if (--it->second.count > 0) return;
@@ -182,7 +183,7 @@ class MultiConnectorImpl final : public MultiConnector {
   }
 
   engine::KvConnector* Chosen(const std::string& rid) {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     auto it = chosen_.find(rid);
     return it == chosen_.end() ? nullptr : connectors_[it->second].get();
   }
@@ -190,10 +191,10 @@ class MultiConnectorImpl final : public MultiConnector {
   std::vector<std::unique_ptr<engine::KvConnector>> connectors_;
   std::vector<PartSink> sinks_;
   engine::KvTransferSink* sink_ = nullptr;
-  std::mutex mu_;
-  std::unordered_map<std::string, size_t> chosen_;  // GUARDED_BY(mu_)
-  PendingMap pending_saves_;                        // GUARDED_BY(mu_)
-  PendingMap pending_frees_;                        // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::unordered_map<std::string, size_t> chosen_ FERRY_GUARDED_BY(mu_);
+  PendingMap pending_saves_ FERRY_GUARDED_BY(mu_);
+  PendingMap pending_frees_ FERRY_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -4,10 +4,8 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstring>
 #include <list>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -15,6 +13,7 @@
 
 #include "common/log.h"
 #include "common/message_auth.h"
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "connector/internal/zmq_context.h"
 
@@ -48,7 +47,7 @@ class SideChannelClientImpl final : public SideChannelClient {
 
   ~SideChannelClientImpl() override {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       stopping_ = true;
     }
     Wake();
@@ -68,7 +67,7 @@ class SideChannelClientImpl final : public SideChannelClient {
     p->deadline = deadline;
     p->done = std::move(done);
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       if (stopping_) return AbortedError("side-channel client is shutting down");
       if (count_ >= options_.max_calls) {
         return ResourceExhaustedError("side channel: " + std::to_string(count_) +
@@ -82,7 +81,7 @@ class SideChannelClientImpl final : public SideChannelClient {
   }
 
   size_t in_flight() const override {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return count_;
   }
 
@@ -106,7 +105,7 @@ class SideChannelClientImpl final : public SideChannelClient {
     p.mon.reset();
     Done done = std::move(p.done);
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       --count_;
     }
     if (done) done(std::move(result));
@@ -214,7 +213,7 @@ class SideChannelClientImpl final : public SideChannelClient {
       bool stopping;
       std::vector<std::unique_ptr<Pending>> fresh;
       {
-        std::lock_guard lock(mu_);
+        MutexLock lock(&mu_);
         stopping = stopping_;
         fresh.swap(inbox_);
       }
@@ -276,10 +275,10 @@ class SideChannelClientImpl final : public SideChannelClient {
   const Options options_;
   MessageAuth auth_;
   const UniqueFd wake_;  // eventfd
-  mutable std::mutex mu_;
-  bool stopping_ = false;                        // GUARDED_BY(mu_)
-  std::vector<std::unique_ptr<Pending>> inbox_;  // GUARDED_BY(mu_)
-  size_t count_ = 0;                             // calls started, not finished. GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  bool stopping_ FERRY_GUARDED_BY(mu_) = false;
+  std::vector<std::unique_ptr<Pending>> inbox_ FERRY_GUARDED_BY(mu_);
+  size_t count_ FERRY_GUARDED_BY(mu_) = 0;  // calls started, not finished
   std::thread thread_;
 };
 
@@ -299,19 +298,19 @@ Result<std::unique_ptr<SideChannelClient>> SideChannelClient::Create(const Optio
 Result<KvPullReply> SideChannelClient::Call(const std::string& endpoint,
                                             const KvPullRequest& request, Deadline deadline) {
   struct Waiter {
-    std::mutex mu;
-    std::condition_variable cv;
+    Mutex mu;
+    CondVar cv;
     std::optional<Result<KvPullReply>> result;
   };
   auto w = std::make_shared<Waiter>();
   FERRY_RETURN_IF_ERROR(Start(endpoint, request, deadline, [w](Result<KvPullReply> r) {
-    std::lock_guard lock(w->mu);
+    MutexLock lock(&w->mu);
     w->result = std::move(r);
-    w->cv.notify_all();
+    w->cv.SignalAll();
   }));
-  std::unique_lock lock(w->mu);
+  MutexLock lock(&w->mu);
   // The client ends every call by its deadline (or at its destruction), so this returns.
-  w->cv.wait(lock, [&] { return w->result.has_value(); });
+  w->cv.Wait(&w->mu, [&]() FERRY_REQUIRES(w->mu) { return w->result.has_value(); });
   return std::move(*w->result);
 }
 

@@ -5,12 +5,12 @@
 
 #include <atomic>
 #include <deque>
-#include <mutex>
 #include <thread>
 #include <zmq.hpp>
 
 #include "common/log.h"
 #include "common/message_auth.h"
+#include "common/mutex.h"
 #include "connector/internal/zmq_context.h"
 
 namespace ferry::connector {
@@ -35,7 +35,7 @@ class ServerCore {
   // Queues a reply for the server thread; dropped once the server stopped.
   void Enqueue(std::vector<std::string> frames) {
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       if (stopped_) return;
       outbox_.push_back(std::move(frames));
     }
@@ -44,11 +44,11 @@ class ServerCore {
     (void)n;
   }
   std::deque<std::vector<std::string>> TakeOutbox() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     return std::exchange(outbox_, {});
   }
   void MarkStopped() {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stopped_ = true;
   }
   int event_fd() const { return event_fd_; }
@@ -57,9 +57,9 @@ class ServerCore {
  private:
   const int event_fd_;
   MessageAuth auth_;
-  std::mutex mu_;
-  bool stopped_ = false;                         // GUARDED_BY(mu_)
-  std::deque<std::vector<std::string>> outbox_;  // GUARDED_BY(mu_): whole multipart replies
+  Mutex mu_;
+  bool stopped_ FERRY_GUARDED_BY(mu_) = false;
+  std::deque<std::vector<std::string>> outbox_ FERRY_GUARDED_BY(mu_);  // whole multipart replies
 };
 
 struct ReplyRoute {

@@ -6,10 +6,8 @@
 #include <httplib.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -19,6 +17,7 @@
 
 #include "common/deadline.h"
 #include "common/message_auth.h"
+#include "common/mutex.h"
 #include "common/thread_pool.h"
 #include "connector/bootstrap_server.h"
 #include "connector/internal/connector_metrics.h"
@@ -80,10 +79,10 @@ class MooncakeConnectorImpl final : public MooncakeConnector {
   struct CallState {
     explicit CallState(SideChannelServer::Call c, size_t n) : call(std::move(c)), remaining(n) {}
     void Resolve(const std::string& decode_req_id, const Status& status);
-    std::mutex mu;
-    SideChannelServer::Call call;  // GUARDED_BY(mu)
-    size_t remaining;              // GUARDED_BY(mu)
-    KvPullReply reply;             // GUARDED_BY(mu)
+    Mutex mu;
+    SideChannelServer::Call call FERRY_GUARDED_BY(mu);
+    size_t remaining FERRY_GUARDED_BY(mu);
+    KvPullReply reply FERRY_GUARDED_BY(mu);
   };
   // Prefill blocks kept for a transfer_id.
   struct Ready {
@@ -125,7 +124,7 @@ class MooncakeConnectorImpl final : public MooncakeConnector {
   void HandleCall(SideChannelServer::Call call);
   // Claims `ready` and pushes its blocks on a sender thread.
   void DispatchLocked(std::shared_ptr<CallState> call, std::string decode_req_id,
-                      RequestBlocks blocks, Ready ready);  // REQUIRES(mu_)
+                      RequestBlocks blocks, Ready ready) FERRY_REQUIRES(mu_);
   Status PushBlocks(const KvPullRequest& request, const RequestBlocks& want,
                     const std::vector<int32_t>& have);
   // TransferSync that gives up when the connector stops (the batch is then left to the
@@ -169,28 +168,30 @@ class MooncakeConnectorImpl final : public MooncakeConnector {
   std::unique_ptr<ThreadPool> senders_;             // producer: num_workers threads
   std::unique_ptr<ThreadPool> pullers_;             // consumer: bootstrap queries
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;  // GUARDED_BY(mu_)
-  std::unordered_map<std::string, std::string>
-      producer_tags_;                                  // request -> transfer. GUARDED_BY(mu_)
-  std::unordered_set<std::string> pending_transfers_;  // values of producer_tags_. GUARDED_BY(mu_)
-  std::unordered_map<std::string, Ready> ready_;       // GUARDED_BY(mu_)
-  std::unordered_map<std::string, std::pair<std::string, SteadyClock::time_point>>
-      failed_;                                                        // GUARDED_BY(mu_)
-  std::unordered_multimap<std::string, Parked> parked_;               // GUARDED_BY(mu_)
-  std::unordered_map<std::string, RemoteKvSource> consumer_sources_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool stopping_ FERRY_GUARDED_BY(mu_) = false;
+  // request -> transfer
+  std::unordered_map<std::string, std::string> producer_tags_ FERRY_GUARDED_BY(mu_);
+  // values of producer_tags_
+  std::unordered_set<std::string> pending_transfers_ FERRY_GUARDED_BY(mu_);
+  std::unordered_map<std::string, Ready> ready_ FERRY_GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::pair<std::string, SteadyClock::time_point>> failed_
+      FERRY_GUARDED_BY(mu_);
+  std::unordered_multimap<std::string, Parked> parked_ FERRY_GUARDED_BY(mu_);
+  std::unordered_map<std::string, RemoteKvSource> consumer_sources_ FERRY_GUARDED_BY(mu_);
   // Consumer: blocks allocated for a request (UpdateStateAfterAlloc) until StartLoad.
   struct PendingLoad {
     std::vector<int32_t> blocks;
     int32_t num_local_tokens = 0;
   };
-  std::unordered_map<std::string, PendingLoad> pending_loads_;  // GUARDED_BY(mu_)
-  int64_t loads_in_flight_ = 0;                                 // GUARDED_BY(mu_)
-  std::map<std::string, std::string> worker_cache_;             // GUARDED_BY(mu_)
-  std::set<httplib::Client*> bootstrap_calls_;  // in flight, stopped at shutdown. GUARDED_BY(mu_)
+  std::unordered_map<std::string, PendingLoad> pending_loads_ FERRY_GUARDED_BY(mu_);
+  int64_t loads_in_flight_ FERRY_GUARDED_BY(mu_) = 0;
+  std::map<std::string, std::string> worker_cache_ FERRY_GUARDED_BY(mu_);
+  // in flight, stopped at shutdown
+  std::set<httplib::Client*> bootstrap_calls_ FERRY_GUARDED_BY(mu_);
   // Consumer: KvWrittenNotification tokens received and not yet matched, with arrival time.
-  std::unordered_map<std::string, SteadyClock::time_point> written_;  // GUARDED_BY(mu_)
+  std::unordered_map<std::string, SteadyClock::time_point> written_ FERRY_GUARDED_BY(mu_);
   std::thread sweeper_;
 
   ConnectorMetrics metrics_;
