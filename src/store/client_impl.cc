@@ -11,6 +11,7 @@
 #include "common/crypto.h"
 #include "common/host_port.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "fmt/format.h"
 
 namespace ferry::store {
@@ -191,9 +192,9 @@ Status ClientImpl::Init() {
   // interval later, so that its segment takes puts again within milliseconds.
   master_->OnLeaderChange([this](const std::string& leader) {
     if (leader.empty()) return;
-    std::lock_guard<std::mutex> lock(ping_mu_);
+    MutexLock lock(&ping_mu_);
     ping_now_ = true;
-    ping_cv_.notify_all();
+    ping_cv_.SignalAll();
   });
   ping_thread_ = std::thread([this] { PingLoop(); });
   return OkStatus();
@@ -237,12 +238,13 @@ rpc::Segment ClientImpl::SegmentProto() const {
 
 void ClientImpl::PingLoop() {
   bool failing = false;
-  std::unique_lock<std::mutex> lock(ping_mu_);
+  MutexLock lock(&ping_mu_);
   for (;;) {
-    ping_cv_.wait_for(lock, options_.ping_interval, [this] { return stop_ || ping_now_; });
+    ping_cv_.WaitFor(&ping_mu_, options_.ping_interval,
+                     [this]() FERRY_REQUIRES(ping_mu_) { return stop_ || ping_now_; });
     if (stop_) break;
     ping_now_ = false;
-    lock.unlock();
+    lock.Unlock();
     rpc::PingRequest req;
     req.set_client_id(client_id_);
     auto rep = master_->Ping(req);
@@ -270,7 +272,7 @@ void ClientImpl::PingLoop() {
         }
       }
     }
-    lock.lock();
+    lock.Lock();
   }
 }
 
@@ -278,10 +280,10 @@ Status ClientImpl::Close() {
   if (closed_.exchange(true)) return OkStatus();
   if (master_) master_->OnLeaderChange(nullptr);
   {
-    std::lock_guard<std::mutex> lock(ping_mu_);
+    MutexLock lock(&ping_mu_);
     stop_ = true;
   }
-  ping_cv_.notify_all();
+  ping_cv_.SignalAll();
   if (ping_thread_.joinable()) ping_thread_.join();
   if (disk_tier_) disk_tier_->Stop();  // its files stay for the next start
   Status result;
@@ -830,7 +832,7 @@ std::vector<Result<size_t>> ClientImpl::GetPieces(
 }
 
 MemberClient& ClientImpl::MemberAt(const std::string& address) {
-  std::lock_guard<std::mutex> lock(members_mu_);
+  MutexLock lock(&members_mu_);
   std::unique_ptr<MemberClient>& m = members_[address];
   if (!m) m = std::make_unique<MemberClient>(address, options_.secret, options_.rpc_timeout);
   return *m;

@@ -12,18 +12,17 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "store/client.h"
 #include "store/disk_tier.h"
 #include "store/master_client.h"
@@ -158,13 +157,13 @@ class ClientImpl final : public Client {
   bool mounted_ = false;
   std::unique_ptr<DiskTier> disk_tier_;  // set once, by Init
 
-  std::mutex members_mu_;
-  std::map<std::string, std::unique_ptr<MemberClient>> members_;  // GUARDED_BY(members_mu_)
+  Mutex members_mu_;
+  std::map<std::string, std::unique_ptr<MemberClient>> members_ FERRY_GUARDED_BY(members_mu_);
 
-  std::mutex ping_mu_;
-  std::condition_variable ping_cv_;
-  bool stop_ = false;      // GUARDED_BY(ping_mu_)
-  bool ping_now_ = false;  // GUARDED_BY(ping_mu_): the leader changed
+  Mutex ping_mu_;
+  CondVar ping_cv_;
+  bool stop_ FERRY_GUARDED_BY(ping_mu_) = false;
+  bool ping_now_ FERRY_GUARDED_BY(ping_mu_) = false;  // the leader changed
   std::thread ping_thread_;
   std::atomic<bool> closed_{false};
 

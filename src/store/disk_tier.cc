@@ -13,6 +13,7 @@
 #include "common/crypto.h"
 #include "common/log.h"
 #include "common/message_auth.h"
+#include "common/mutex.h"
 #include "fmt/format.h"
 #include "store/error_code.h"
 #include "store/rpc_auth.h"
@@ -170,7 +171,10 @@ Result<std::unique_ptr<DiskTier>> DiskTier::Start(const DiskTierOptions& options
   }
   t->staging_ = static_cast<char*>(p);
   t->staging_size_ = staging;
-  t->staging_alloc_ = std::make_unique<OffsetAllocator>(staging, 4096);
+  {
+    MutexLock lock(&t->staging_mu_);  // uncontended: the tier is not serving yet
+    t->staging_alloc_ = std::make_unique<OffsetAllocator>(staging, 4096);
+  }
   FERRY_RETURN_IF_ERROR(engine->RegisterMemory(MemoryRegion{p, staging, "cpu", true}));
 
   auto service = std::make_unique<MemberRpcService>(t.get(), options.secret);
@@ -209,11 +213,11 @@ DiskTier::~DiskTier() {
 
 void DiskTier::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (stop_) return;
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (worker_.joinable()) worker_.join();
   if (server_) server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
 }
@@ -268,7 +272,7 @@ void DiskTier::WorkLoop() {
   bool failing = false;
   for (;;) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (stop_) return;
     }
     ReclaimExpiredStaging();
@@ -283,8 +287,9 @@ void DiskTier::WorkLoop() {
             tasks.ok() ? ToStatus(tasks->result()).ToString() : tasks.status().ToString());
       }
       failing = true;
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stop_; });
+      MutexLock lock(&mu_);
+      cv_.WaitFor(&mu_, std::chrono::milliseconds(200),
+                  [this]() FERRY_REQUIRES(mu_) { return stop_; });
       continue;
     }
     failing = false;
@@ -316,7 +321,7 @@ void DiskTier::RunTasks(rpc::DiskTasksReply& tasks) {
   rpc::ReportDiskTasksRequest report;
   report.set_client_id(self_.client_id);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (std::string& key : lost_) report.add_evicted(std::move(key));
     lost_.clear();
   }
@@ -445,7 +450,7 @@ Result<size_t> DiskTier::TimedRead(const std::string& key, void* dst, size_t cap
   if (!n.ok() && n.status().code() == StatusCode::kDataLoss) {
     // The store dropped the copy; the worker tells the master, which stops listing it.
     FERRY_LOG_WARN("store member: disk copy of '{}' is damaged: {}", key, n.status().ToString());
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     lost_.push_back(key);
   }
   if (!n.ok()) return AsStoreError(n.status());
@@ -490,7 +495,7 @@ void DiskTier::ReadForPeer(const rpc::ReadDiskRequest& req, rpc::ReadDiskReply* 
     }
     std::optional<OffsetAllocator::Range> range;
     {
-      std::lock_guard<std::mutex> lock(staging_mu_);
+      MutexLock lock(&staging_mu_);
       range = staging_alloc_->Allocate(*size);
     }
     if (!range) {
@@ -501,7 +506,7 @@ void DiskTier::ReadForPeer(const rpc::ReadDiskRequest& req, rpc::ReadDiskReply* 
     char* dst = staging_ + range->offset;
     auto n = TimedRead(key, dst, *size);
     if (!n.ok()) {
-      std::lock_guard<std::mutex> lock(staging_mu_);
+      MutexLock lock(&staging_mu_);
       (void)staging_alloc_->Free(range->offset, range->length);
       SetResult(item->mutable_result(), n.status());
       continue;
@@ -516,14 +521,14 @@ void DiskTier::ReadForPeer(const rpc::ReadDiskRequest& req, rpc::ReadDiskReply* 
   rep->set_lease_ms(static_cast<uint64_t>(options_.staging_lease.count()));
   if (staged.ranges.empty()) return;
   staged.expires = Clock::now() + options_.staging_lease;
-  std::lock_guard<std::mutex> lock(staging_mu_);
+  MutexLock lock(&staging_mu_);
   const uint64_t token = next_token_++;
   staged_.emplace(token, std::move(staged));
   rep->set_token(token);
 }
 
 void DiskTier::ReleaseForPeer(uint64_t token) {
-  std::lock_guard<std::mutex> lock(staging_mu_);
+  MutexLock lock(&staging_mu_);
   auto it = staged_.find(token);
   if (it == staged_.end()) return;
   for (const auto& r : it->second.ranges) (void)staging_alloc_->Free(r.offset, r.length);
@@ -532,7 +537,7 @@ void DiskTier::ReleaseForPeer(uint64_t token) {
 
 void DiskTier::ReclaimExpiredStaging() {
   const Clock::time_point now = Clock::now();
-  std::lock_guard<std::mutex> lock(staging_mu_);
+  MutexLock lock(&staging_mu_);
   for (auto it = staged_.begin(); it != staged_.end();) {
     if (it->second.expires > now) {
       ++it;

@@ -23,16 +23,15 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "ferry/status.h"
 #include "ferry/transfer_engine.h"
 #include "store/disk/bucket_store.h"
@@ -145,20 +144,20 @@ class DiskTier {
   };
   char* staging_ = nullptr;
   size_t staging_size_ = 0;
-  std::mutex staging_mu_;
-  std::unique_ptr<OffsetAllocator> staging_alloc_;  // GUARDED_BY(staging_mu_)
-  std::map<uint64_t, Staged> staged_;               // GUARDED_BY(staging_mu_)
-  uint64_t next_token_ = 1;                         // GUARDED_BY(staging_mu_)
+  Mutex staging_mu_;
+  std::unique_ptr<OffsetAllocator> staging_alloc_ FERRY_GUARDED_BY(staging_mu_);
+  std::map<uint64_t, Staged> staged_ FERRY_GUARDED_BY(staging_mu_);
+  uint64_t next_token_ FERRY_GUARDED_BY(staging_mu_) = 1;
 
   std::unique_ptr<grpc::Service> service_;
   std::unique_ptr<grpc::Server> server_;
   std::string rpc_address_;
   std::string tier_id_;  // the directory's stable id (its TIER_ID file)
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stop_ = false;              // GUARDED_BY(mu_)
-  std::vector<std::string> lost_;  // GUARDED_BY(mu_): copies failing their checksum, to report
+  Mutex mu_;
+  CondVar cv_;
+  bool stop_ FERRY_GUARDED_BY(mu_) = false;
+  std::vector<std::string> lost_ FERRY_GUARDED_BY(mu_);  // copies failing their checksum, to report
   std::thread worker_;
   std::atomic<bool> registered_{false};
 

@@ -39,8 +39,6 @@
 
 namespace ferry::store {
 
-namespace rpc = ::ferry::store::rpc;
-
 class MasterLocator;
 
 class MasterClient {

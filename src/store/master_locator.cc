@@ -5,6 +5,7 @@
 
 #include "common/host_port.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "store/error_code.h"
 #include "store/ha_cluster.h"
 
@@ -57,12 +58,15 @@ Result<std::unique_ptr<MasterLocator>> MasterLocator::Create(const std::string& 
     start = comma + 1;
   }
   locator->mode_ = locator->masters_.size() == 1 ? Mode::kSingle : Mode::kList;
-  locator->current_ = locator->masters_.front();
+  {
+    MutexLock lock(&locator->mu_);  // uncontended: the locator is not shared yet
+    locator->current_ = locator->masters_.front();
+  }
   return locator;
 }
 
 MasterLocator::~MasterLocator() {
-  std::lock_guard<std::mutex> lock(watch_mu_);
+  MutexLock lock(&watch_mu_);
   watch_.reset();  // joins the watch thread before the rest goes
 }
 
@@ -93,7 +97,7 @@ void MasterLocator::LeaderChanged(const std::string& leader) {
     return;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (leader == current_) return;
     if (!leader.empty() && leader != announced_) {
       FERRY_LOG_INFO("store client: the master leader is now {}", leader);
@@ -106,19 +110,19 @@ void MasterLocator::LeaderChanged(const std::string& leader) {
         ctx->TryCancel();
       }
     }
-    changed_.notify_all();
+    changed_.SignalAll();
   }
-  std::lock_guard<std::mutex> lock(callback_mu_);
+  MutexLock lock(&callback_mu_);
   if (on_change_) on_change_(leader);
 }
 
 void MasterLocator::OnLeaderChange(std::function<void(const std::string&)> callback) {
-  std::lock_guard<std::mutex> lock(callback_mu_);
+  MutexLock lock(&callback_mu_);
   on_change_ = std::move(callback);
 }
 
 Status MasterLocator::StartWatch(Deadline deadline) {
-  std::lock_guard<std::mutex> lock(watch_mu_);
+  MutexLock lock(&watch_mu_);
   if (watch_) return OkStatus();
   FERRY_ASSIGN_OR_RETURN(metadata::EtcdRange now, etcd_->Range(leader_key_, "", 1, deadline));
   LeaderChanged(now.kvs.empty() ? "" : now.kvs.front().value);
@@ -144,14 +148,14 @@ Result<MasterLocator::Target> MasterLocator::Pick(Deadline deadline) {
   }
   for (;;) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (current_.empty() && mode_ == Mode::kList) current_ = masters_[next_++ % masters_.size()];
       if (current_.empty()) {
         // Wait a little for the watch, then read the key in case the watch is not there.
-        changed_.wait_for(lock,
-                          std::min<std::chrono::nanoseconds>(deadline.Remaining(),
-                                                             std::chrono::milliseconds(200)),
-                          [&] { return !current_.empty(); });
+        changed_.WaitFor(&mu_,
+                         std::min<std::chrono::nanoseconds>(deadline.Remaining(),
+                                                            std::chrono::milliseconds(200)),
+                         [&]() FERRY_REQUIRES(mu_) { return !current_.empty(); });
       }
       if (!current_.empty()) return Target{current_, StubFor(current_)};
     }
@@ -171,7 +175,7 @@ Result<MasterLocator::Target> MasterLocator::Pick(Deadline deadline) {
 }
 
 void MasterLocator::Failed(const Target& target, const std::string& hint) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (mode_ == Mode::kSingle) return;
   stubs_.erase(target.address);  // dialled afresh when chosen again
   // kEtcd: etcd names the leader and the watch says when that changes (a standby's word is
@@ -186,12 +190,12 @@ void MasterLocator::Failed(const Target& target, const std::string& hint) {
 }
 
 void MasterLocator::Track(grpc::ClientContext* ctx, const std::string& address) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   in_flight_[ctx] = InFlight{address, false};
 }
 
 bool MasterLocator::Untrack(grpc::ClientContext* ctx) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = in_flight_.find(ctx);
   if (it == in_flight_.end()) return false;
   const bool cancelled = it->second.cancelled;
@@ -200,7 +204,7 @@ bool MasterLocator::Untrack(grpc::ClientContext* ctx) {
 }
 
 std::string MasterLocator::current() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return current_;
 }
 

@@ -22,17 +22,16 @@
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "common/deadline.h"
+#include "common/mutex.h"
 #include "ferry/status.h"
 #include "metadata/etcd_client.h"
 #include "store/proto/master.grpc.pb.h"
@@ -82,31 +81,31 @@ class MasterLocator {
  private:
   enum class Mode { kSingle, kList, kEtcd };
   MasterLocator() = default;
-  std::shared_ptr<rpc::Master::Stub> StubFor(const std::string& address);  // REQUIRES mu_
+  std::shared_ptr<rpc::Master::Stub> StubFor(const std::string& address) FERRY_REQUIRES(mu_);
   // The watch saw the leader key change: `leader` is its new value ("" when deleted).
   void LeaderChanged(const std::string& leader);
-  Status StartWatch(Deadline deadline);  // REQUIRES !mu_
+  Status StartWatch(Deadline deadline) FERRY_EXCLUDES(mu_);
 
   Mode mode_ = Mode::kSingle;
   std::vector<std::string> masters_;  // kSingle, kList
   std::shared_ptr<metadata::EtcdClient> etcd_;
   std::string leader_key_;
 
-  mutable std::mutex mu_;
-  std::condition_variable changed_;
-  std::string current_;    // GUARDED_BY(mu_)
-  std::string announced_;  // GUARDED_BY(mu_): the leader last logged
-  size_t next_ = 0;        // GUARDED_BY(mu_): kList, the next master to try
-  std::map<std::string, std::shared_ptr<rpc::Master::Stub>> stubs_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar changed_;
+  std::string current_ FERRY_GUARDED_BY(mu_);
+  std::string announced_ FERRY_GUARDED_BY(mu_);  // the leader last logged
+  size_t next_ FERRY_GUARDED_BY(mu_) = 0;        // kList, the next master to try
+  std::map<std::string, std::shared_ptr<rpc::Master::Stub>> stubs_ FERRY_GUARDED_BY(mu_);
   struct InFlight {
     std::string address;
     bool cancelled = false;
   };
-  std::unordered_map<grpc::ClientContext*, InFlight> in_flight_;  // GUARDED_BY(mu_)
-  std::mutex callback_mu_;                                        // held while on_change_ runs
-  std::function<void(const std::string&)> on_change_;             // GUARDED_BY(callback_mu_)
-  std::mutex watch_mu_;                                           // one StartWatch at a time
-  std::unique_ptr<metadata::EtcdWatch> watch_;                    // GUARDED_BY(watch_mu_)
+  std::unordered_map<grpc::ClientContext*, InFlight> in_flight_ FERRY_GUARDED_BY(mu_);
+  Mutex callback_mu_;  // held while on_change_ runs
+  std::function<void(const std::string&)> on_change_ FERRY_GUARDED_BY(callback_mu_);
+  Mutex watch_mu_;  // one StartWatch at a time
+  std::unique_ptr<metadata::EtcdWatch> watch_ FERRY_GUARDED_BY(watch_mu_);
 };
 
 }  // namespace ferry::store

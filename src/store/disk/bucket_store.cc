@@ -17,6 +17,7 @@
 #include <set>
 
 #include "common/log.h"
+#include "common/mutex.h"
 #include "store/disk/internal/checksum.h"
 
 namespace ferry::store {
@@ -296,8 +297,8 @@ Status ReadBucketIndex(int fd, uint64_t id, const std::string& path, uint64_t* f
 }  // namespace
 
 Status BucketStore::LoadBuckets() {
-  std::lock_guard<std::mutex> log_lock(log_mu_);
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock log_lock(&log_mu_);
+  MutexLock lock(&mu_);
   {  // The highest id handed out, kept in LOCK (bucket files may all be gone).
     char text[kIdDigits + 1] = {};
     const ssize_t n = ::pread(lock_fd_.get(), text, kIdDigits, 0);
@@ -390,7 +391,7 @@ Status BucketStore::LoadBuckets() {
   const std::string log_path = (fs::path(options_.path) / kTombstonesName).string();
   std::error_code tmp_ec;
   fs::remove(log_path + ".tmp", tmp_ec);  // a compaction that did not finish
-  auto visit = [&](uint64_t bucket, std::string_view key_view) {
+  auto visit = [&](uint64_t bucket, std::string_view key_view) FERRY_REQUIRES(mu_) {
     auto b = buckets_.find(bucket);
     if (b == buckets_.end()) return;  // dead: the bucket is gone
     std::string key(key_view);
@@ -408,7 +409,7 @@ Status BucketStore::LoadBuckets() {
       killed.push_back(Tombstone{bucket, key});
     }
   }
-  lock.unlock();
+  lock.Unlock();
 
   log_file_bytes_.store(log_->bytes(), std::memory_order_relaxed);
   if (!killed.empty()) {  // a crash between a replacing WriteBucket and its records
@@ -498,7 +499,7 @@ void BucketStore::PersistLocked(std::span<const Tombstone> records) {
 Status BucketStore::RewriteLogLocked() {
   std::vector<Tombstone> live;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     live.reserve(tombstones_);
     for (const auto& [id, bucket] : buckets_) {
       for (const std::string& key : bucket.tombstones) live.push_back(Tombstone{id, key});
@@ -515,7 +516,7 @@ Status BucketStore::RewriteLogLocked() {
 void BucketStore::MaybeCompactLocked() {
   uint64_t live = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     live = tombstone_live_bytes_;
   }
   const uint64_t body = log_->bytes() - internal::TombstoneLog::kHeaderBytes;
@@ -564,7 +565,7 @@ Result<uint64_t> BucketStore::WriteBucket(std::span<const WriteItem> items) {
 
   uint64_t id = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     id = next_id_++;
     FERRY_RETURN_IF_ERROR(RecordHighestId(id));
   }
@@ -645,10 +646,10 @@ Result<uint64_t> BucketStore::WriteBucket(std::span<const WriteItem> items) {
 
   std::vector<std::string> emptied;
   {
-    std::lock_guard<std::mutex> log_lock(log_mu_);
+    MutexLock log_lock(&log_mu_);
     std::vector<Tombstone> killed;  // copies this bucket replaces (or that replace its own)
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       Bucket& bucket = buckets_[id];
       bucket.file = std::move(file);
       bucket.file_bytes = file_bytes;
@@ -675,7 +676,7 @@ Result<size_t> BucketStore::Read(std::string_view key, void* dst, size_t capacit
   Location loc;
   std::shared_ptr<BucketFile> file;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = objects_.find(key);
     if (it == objects_.end()) {
       return NotFoundError("bucket store: no object '" + std::string(key) + "'");
@@ -712,10 +713,10 @@ Result<size_t> BucketStore::Read(std::string_view key, void* dst, size_t capacit
     FERRY_LOG_WARN("{}", s.message());
     std::optional<std::string> emptied;
     {
-      std::lock_guard<std::mutex> log_lock(log_mu_);
+      MutexLock log_lock(&log_mu_);
       std::vector<Tombstone> killed;
       {
-        std::lock_guard<std::mutex> lock(mu_);
+        MutexLock lock(&mu_);
         auto it = objects_.find(key);
         if (it != objects_.end() && it->second.bucket == loc.bucket &&
             it->second.offset == loc.offset) {
@@ -736,7 +737,7 @@ Result<size_t> BucketStore::Read(std::string_view key, void* dst, size_t capacit
 }
 
 std::optional<uint64_t> BucketStore::SizeOf(std::string_view key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = objects_.find(key);
   if (it == objects_.end()) return std::nullopt;
   return it->second.size;
@@ -753,11 +754,11 @@ Result<size_t> BucketStore::RemoveBatch(std::span<const std::string> keys) {
   std::vector<std::string> emptied;
   size_t removed = 0;
   {
-    std::lock_guard<std::mutex> log_lock(log_mu_);
+    MutexLock log_lock(&log_mu_);
     FERRY_RETURN_IF_ERROR(SyncLogLocked());
     std::vector<Tombstone> records;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       std::unordered_set<std::string_view> seen;
       for (const std::string& key : keys) {
         if (!seen.insert(key).second) continue;
@@ -772,7 +773,7 @@ Result<size_t> BucketStore::RemoveBatch(std::span<const std::string> keys) {
     log_file_bytes_.store(log_->bytes(), std::memory_order_relaxed);
     FERRY_RETURN_IF_ERROR(s);
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       for (const Tombstone& t : records) {
         auto it = objects_.find(t.key);
         if (it == objects_.end() || it->second.bucket != t.bucket) continue;
@@ -792,7 +793,7 @@ Result<size_t> BucketStore::RemoveBatch(std::span<const std::string> keys) {
 }
 
 std::vector<DiskObject> BucketStore::List() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<DiskObject> out;
   out.reserve(objects_.size());
   for (const auto& [key, loc] : objects_) out.push_back(DiskObject{key, loc.size, loc.bucket});
@@ -800,7 +801,7 @@ std::vector<DiskObject> BucketStore::List() const {
 }
 
 Result<std::vector<uint64_t>> BucketStore::PlanEviction(uint64_t incoming) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<uint64_t> victims;
   if (options_.capacity == 0 || bytes_ + incoming <= options_.capacity) return victims;
   if (incoming > options_.capacity) {
@@ -819,18 +820,18 @@ Result<std::vector<uint64_t>> BucketStore::PlanEviction(uint64_t incoming) const
 }
 
 std::vector<std::string> BucketStore::KeysOf(uint64_t bucket) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = buckets_.find(bucket);
   if (it == buckets_.end()) return {};
   return std::vector<std::string>(it->second.live_keys.begin(), it->second.live_keys.end());
 }
 
 Status BucketStore::DropBucket(uint64_t bucket) {
-  std::lock_guard<std::mutex> log_lock(log_mu_);
+  MutexLock log_lock(&log_mu_);
   // A pending record may be what keeps an older copy of this bucket's keys dead.
   FERRY_RETURN_IF_ERROR(SyncLogLocked());
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = buckets_.find(bucket);
     if (it == buckets_.end()) {
       return NotFoundError("bucket store: no bucket " + std::to_string(bucket));
@@ -852,7 +853,7 @@ Status BucketStore::DropBucket(uint64_t bucket) {
 }
 
 BucketStore::Stats BucketStore::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Stats s;
   s.bytes = bytes_;
   s.objects = objects_.size();

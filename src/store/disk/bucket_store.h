@@ -72,7 +72,6 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -81,6 +80,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "ferry/status.h"
 #include "store/disk/internal/tombstone_log.h"
@@ -256,29 +256,27 @@ class BucketStore {
   // Points `key` at `loc` (in a bucket already in buckets_) unless a later bucket holds it;
   // the path of a bucket this leaves with no live object (now forgotten) goes to `emptied`
   // for the caller to unlink, and the copy it kills in another bucket (marked with
-  // KillCopyLocked) to `killed` for the caller to log. REQUIRES mu_.
+  // KillCopyLocked) to `killed` for the caller to log.
   void InstallLocked(const std::string& key, const Location& loc, std::vector<std::string>* emptied,
-                     std::vector<Tombstone>* killed);
+                     std::vector<Tombstone>* killed) FERRY_REQUIRES(mu_);
   // Forgets the object at `it`; returns the path of its bucket if that is now empty and was
-  // forgotten too (the caller unlinks it). REQUIRES mu_.
-  std::optional<std::string> EraseLocked(ObjectMap::iterator it);
+  // forgotten too (the caller unlinks it).
+  std::optional<std::string> EraseLocked(ObjectMap::iterator it) FERRY_REQUIRES(mu_);
   // Notes a live tombstone for `key` in the present bucket `bucket`; false if it had one.
-  // REQUIRES mu_.
-  bool KillCopyLocked(uint64_t bucket, const std::string& key);
-  // Forgets the bucket at `it` (its bytes and tombstones); returns its path. REQUIRES mu_.
-  std::string ForgetBucketLocked(std::map<uint64_t, Bucket>::iterator it);
+  bool KillCopyLocked(uint64_t bucket, const std::string& key) FERRY_REQUIRES(mu_);
+  // Forgets the bucket at `it` (its bytes and tombstones); returns its path.
+  std::string ForgetBucketLocked(std::map<uint64_t, Bucket>::iterator it) FERRY_REQUIRES(mu_);
 
   // Makes the log hold every live tombstone: rewrites it when an append was lost
-  // (log_stale_) or could not be undone. REQUIRES log_mu_.
-  Status SyncLogLocked();
+  // (log_stale_) or could not be undone.
+  Status SyncLogLocked() FERRY_REQUIRES(log_mu_);
   // Writes `records` (already marked in memory) to the log, rewriting it instead when it is
-  // stale; a failure is logged and leaves log_stale_ set. REQUIRES log_mu_.
-  void PersistLocked(std::span<const Tombstone> records);
-  // Rewrites the log with the live tombstones only. REQUIRES log_mu_.
-  Status RewriteLogLocked();
+  // stale; a failure is logged and leaves log_stale_ set.
+  void PersistLocked(std::span<const Tombstone> records) FERRY_REQUIRES(log_mu_);
+  // Rewrites the log with the live tombstones only.
+  Status RewriteLogLocked() FERRY_REQUIRES(log_mu_);
   // RewriteLogLocked when the dead records pass the threshold (a failure is logged only).
-  // REQUIRES log_mu_.
-  void MaybeCompactLocked();
+  void MaybeCompactLocked() FERRY_REQUIRES(log_mu_);
   std::string BucketPath(uint64_t bucket, bool temp) const;
   Status RecordHighestId(uint64_t id);  // into LOCK
 
@@ -288,24 +286,24 @@ class BucketStore {
   // Serializes every change of the index that the tombstone log must follow (Remove,
   // RemoveBatch, DropBucket, the install step of WriteBucket, a Read that drops a copy) and
   // every write of the log. Acquired before mu_, never while holding it.
-  std::mutex log_mu_;
-  std::unique_ptr<internal::TombstoneLog> log_;  // GUARDED_BY(log_mu_)
-  bool log_stale_ = false;  // GUARDED_BY(log_mu_): live tombstones missing from the file
-  std::atomic<uint64_t> log_file_bytes_{0};  // log_->bytes(), for stats()
-  std::atomic<uint64_t> log_rewrites_{0};    // rewrites of the log since Open
+  Mutex log_mu_;
+  std::unique_ptr<internal::TombstoneLog> log_ FERRY_GUARDED_BY(log_mu_);
+  bool log_stale_ FERRY_GUARDED_BY(log_mu_) = false;  // live tombstones missing from the file
+  std::atomic<uint64_t> log_file_bytes_{0};           // log_->bytes(), for stats()
+  std::atomic<uint64_t> log_rewrites_{0};             // rewrites of the log since Open
 
-  mutable std::mutex mu_;
-  ObjectMap objects_;                   // GUARDED_BY(mu_)
-  std::map<uint64_t, Bucket> buckets_;  // GUARDED_BY(mu_), by id
-  uint64_t next_id_ = 1;                // GUARDED_BY(mu_)
-  uint64_t bytes_ = 0;                  // GUARDED_BY(mu_)
-  uint64_t live_bytes_ = 0;             // GUARDED_BY(mu_)
-  uint64_t bucket_writes_ = 0;          // GUARDED_BY(mu_)
-  uint64_t write_bytes_ = 0;            // GUARDED_BY(mu_)
-  uint64_t checksum_errors_ = 0;        // GUARDED_BY(mu_)
-  uint64_t dropped_at_open_ = 0;        // GUARDED_BY(mu_)
-  uint64_t tombstones_ = 0;             // GUARDED_BY(mu_): live tombstone records
-  uint64_t tombstone_live_bytes_ = 0;   // GUARDED_BY(mu_): their record bytes
+  mutable Mutex mu_;
+  ObjectMap objects_ FERRY_GUARDED_BY(mu_);
+  std::map<uint64_t, Bucket> buckets_ FERRY_GUARDED_BY(mu_);  // by id
+  uint64_t next_id_ FERRY_GUARDED_BY(mu_) = 1;
+  uint64_t bytes_ FERRY_GUARDED_BY(mu_) = 0;
+  uint64_t live_bytes_ FERRY_GUARDED_BY(mu_) = 0;
+  uint64_t bucket_writes_ FERRY_GUARDED_BY(mu_) = 0;
+  uint64_t write_bytes_ FERRY_GUARDED_BY(mu_) = 0;
+  uint64_t checksum_errors_ FERRY_GUARDED_BY(mu_) = 0;
+  uint64_t dropped_at_open_ FERRY_GUARDED_BY(mu_) = 0;
+  uint64_t tombstones_ FERRY_GUARDED_BY(mu_) = 0;            // live tombstone records
+  uint64_t tombstone_live_bytes_ FERRY_GUARDED_BY(mu_) = 0;  // their record bytes
   std::atomic<uint64_t> reads_{0};
   std::atomic<uint64_t> read_bytes_{0};
 };

@@ -2,19 +2,21 @@
 
 #include <utility>
 
+#include "common/mutex.h"
+
 namespace ferry::store {
 
 DiskTierTable::~DiskTierTable() { Shutdown(); }
 
 std::shared_ptr<const DiskTierInfo> DiskTierTable::Register(DiskTierInfo info) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::deque<std::string> inherited;
   if (!info.tier_id.empty()) {
     for (auto it = members_.begin(); it != members_.end();) {
       if (it->first != info.client_id && it->second.info->tier_id == info.tier_id) {
         inherited.insert(inherited.end(), it->second.deletes.begin(), it->second.deletes.end());
         it = members_.erase(it);
-        cv_.notify_all();
+        cv_.SignalAll();
       } else {
         ++it;
       }
@@ -33,61 +35,61 @@ std::shared_ptr<const DiskTierInfo> DiskTierTable::Register(DiskTierInfo info) {
 }
 
 std::shared_ptr<const DiskTierInfo> DiskTierTable::Find(std::string_view client_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = members_.find(client_id);
   return it == members_.end() ? nullptr : it->second.info;
 }
 
 bool DiskTierTable::Drop(std::string_view client_id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = members_.find(client_id);
   if (it == members_.end()) return false;
   members_.erase(it);
-  cv_.notify_all();
+  cv_.SignalAll();
   return true;
 }
 
 bool DiskTierTable::DeletePending(std::string_view client_id, const std::string& key) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = members_.find(client_id);
   return it != members_.end() && it->second.deleting.count(key) > 0;
 }
 
 void DiskTierTable::PushOffload(std::string_view client_id, OffloadTask task) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = members_.find(client_id);
   if (it == members_.end()) return;
   it->second.offloads.push_back(std::move(task));
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void DiskTierTable::PushDelete(std::string_view client_id, std::string key) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = members_.find(client_id);
   if (it == members_.end()) return;
   it->second.deleting.insert(key);
   it->second.deletes.push_back(std::move(key));
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void DiskTierTable::PushPromote(std::string_view client_id, PromoteTask task) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = members_.find(client_id);
   if (it == members_.end()) return;
   it->second.promotions.push_back(std::move(task));
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 DiskTasks DiskTierTable::Take(std::string_view client_id, std::chrono::milliseconds wait,
                               size_t max) {
   DiskTasks out;
-  std::unique_lock<std::mutex> lock(mu_);
-  auto ready = [&] {
+  MutexLock lock(&mu_);
+  auto ready = [&]() FERRY_REQUIRES(mu_) {
     if (shutdown_) return true;
     auto it = members_.find(client_id);
     return it == members_.end() || !it->second.empty();
   };
-  cv_.wait_for(lock, wait, ready);
+  cv_.WaitFor(&mu_, wait, ready);
   auto it = members_.find(client_id);
   if (shutdown_ || it == members_.end()) return out;
   Member& m = it->second;
@@ -108,13 +110,13 @@ DiskTasks DiskTierTable::Take(std::string_view client_id, std::chrono::milliseco
 }
 
 void DiskTierTable::Shutdown() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   shutdown_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 size_t DiskTierTable::members() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return members_.size();
 }
 

@@ -17,18 +17,17 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_set>
 #include <vector>
 
+#include "common/mutex.h"
 #include "store/store_types.h"
 
 namespace ferry::store {
@@ -110,10 +109,10 @@ class DiskTierTable {
     bool empty() const { return offloads.empty() && deletes.empty() && promotions.empty(); }
   };
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  std::map<std::string, Member, std::less<>> members_;  // GUARDED_BY(mu_)
-  bool shutdown_ = false;                               // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar cv_;
+  std::map<std::string, Member, std::less<>> members_ FERRY_GUARDED_BY(mu_);
+  bool shutdown_ FERRY_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace ferry::store

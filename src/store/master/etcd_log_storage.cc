@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/mutex.h"
 #include "store/master/metadata_log.h"
 
 namespace ferry::store {
@@ -82,7 +83,7 @@ Result<std::vector<EtcdKeyValue>> EtcdLogStorage::ReadAll(const std::string& pre
 }
 
 Status EtcdLogStorage::Load(RecoveredMetadata* recovered) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   int64_t revision = 0;
   const std::string manifest_key = options_.prefix + "checkpoint";
   FERRY_ASSIGN_OR_RETURN(metadata::EtcdRange head,
@@ -150,7 +151,7 @@ Result<int64_t> EtcdLogStorage::PutFenced(std::vector<EtcdOp> puts, std::vector<
 }
 
 Status EtcdLogStorage::Append(uint64_t first_seq, uint64_t last_seq, std::string_view records) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<EtcdOp> puts;
   uint64_t piece_seq = first_seq;
   size_t piece_start = 0;
@@ -178,7 +179,7 @@ Status EtcdLogStorage::Append(uint64_t first_seq, uint64_t last_seq, std::string
 }
 
 Status EtcdLogStorage::WriteSnapshot(uint64_t last_seq, std::string_view snapshot) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const std::string manifest_key = options_.prefix + "checkpoint";
   const std::string chunk_prefix = manifest_key + "/" + Digits(last_seq, 20) + "/";
   Manifest m;

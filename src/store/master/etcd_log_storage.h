@@ -30,11 +30,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.h"
 #include "metadata/etcd_client.h"
 #include "store/master/log_storage.h"
 
@@ -78,8 +78,8 @@ class EtcdLogStorage final : public LogStorage {
 
   const std::shared_ptr<metadata::EtcdClient> etcd_;
   const Options options_;
-  std::mutex mu_;
-  uint64_t checkpoint_seq_ = 0;  // GUARDED_BY(mu_): the current checkpoint's (0: none)
+  Mutex mu_;
+  uint64_t checkpoint_seq_ FERRY_GUARDED_BY(mu_) = 0;  // the current checkpoint's (0: none)
 };
 
 }  // namespace ferry::store

@@ -12,6 +12,7 @@
 #include <map>
 
 #include "common/log.h"
+#include "common/mutex.h"
 #include "store/master/metadata_log.h"
 
 namespace ferry::store {
@@ -71,7 +72,7 @@ std::map<uint64_t, std::string> ListLogs(const std::string& dir) {
 }  // namespace
 
 FileLogStorage::~FileLogStorage() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -103,7 +104,7 @@ Status FileLogStorage::Load(RecoveredMetadata* recovered) {
       }
     }
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return OpenLogFile(recovered->last_seq + 1);
 }
 
@@ -124,7 +125,7 @@ Status FileLogStorage::OpenLogFile(uint64_t first_seq) {
 }
 
 Status FileLogStorage::Append(uint64_t, uint64_t, std::string_view records) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const std::string what = dir_ + "/wal";
   FERRY_RETURN_IF_ERROR(WriteAll(fd_, records, what));
   if (::fdatasync(fd_) != 0) return InternalError(Errno("cannot fdatasync", what));
@@ -132,7 +133,7 @@ Status FileLogStorage::Append(uint64_t, uint64_t, std::string_view records) {
 }
 
 Status FileLogStorage::Rotate(uint64_t first_seq) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return OpenLogFile(first_seq);
 }
 

@@ -15,10 +15,10 @@
 //   auto log = ferry::store::MetadataLog::Open({}, std::move(storage), &state);
 #pragma once
 
-#include <mutex>
 #include <string>
 #include <string_view>
 
+#include "common/mutex.h"
 #include "store/master/log_storage.h"
 
 namespace ferry::store {
@@ -37,11 +37,11 @@ class FileLogStorage final : public LogStorage {
   std::string Describe() const override { return dir_; }
 
  private:
-  Status OpenLogFile(uint64_t first_seq);  // REQUIRES mu_
+  Status OpenLogFile(uint64_t first_seq) FERRY_REQUIRES(mu_);
 
   const std::string dir_;
-  std::mutex mu_;  // held while writing or switching the file
-  int fd_ = -1;    // GUARDED_BY(mu_)
+  Mutex mu_;  // held while writing or switching the file
+  int fd_ FERRY_GUARDED_BY(mu_) = -1;
 };
 
 }  // namespace ferry::store

@@ -6,6 +6,7 @@
 
 #include "common/deadline.h"
 #include "common/log.h"
+#include "common/mutex.h"
 
 namespace ferry::store {
 namespace {
@@ -31,9 +32,9 @@ LeaderElection::~LeaderElection() {
 }
 
 void LeaderElection::Stop() {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   stopping_ = true;
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 bool LeaderElection::IsLeader() const {
@@ -41,17 +42,17 @@ bool LeaderElection::IsLeader() const {
 }
 
 int64_t LeaderElection::term() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return leading_ ? term_ : 0;
 }
 
 std::string LeaderElection::holder() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return holder_;
 }
 
 std::string LeaderElection::lost_reason() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return lost_reason_;
 }
 
@@ -63,19 +64,19 @@ void LeaderElection::EndTerm(const std::string& reason) {
   term_ = 0;
   lost_reason_ = reason;
   holder_.clear();
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 Result<int64_t> LeaderElection::Campaign() {
   if (keepalive_.joinable()) keepalive_.join();  // the last term's renewals have stopped
   bool outage_logged = false;
   auto pause = [&](std::chrono::milliseconds d) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, d, [&] { return stopping_; });
+    MutexLock lock(&mu_);
+    cv_.WaitFor(&mu_, d, [&]() FERRY_REQUIRES(mu_) { return stopping_; });
   };
   for (;;) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (stopping_) return AbortedError("master: stopping");
       key_changed_ = false;
     }
@@ -101,7 +102,7 @@ Result<int64_t> LeaderElection::Campaign() {
       continue;
     }
     if (txn->succeeded) {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       leading_ = true;
       lease_ = lease->id;
       term_ = txn->revision;
@@ -118,7 +119,7 @@ Result<int64_t> LeaderElection::Campaign() {
     // time, in case the watch cannot be set up), then try again.
     (void)etcd_->LeaseRevoke(lease->id, Deadline::In(options_.rpc_timeout));
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       holder_.clear();  // the failure branch's one range: the holder, if it still holds
       if (!txn->ranges.empty() && !txn->ranges.front().empty()) {
         holder_ = txn->ranges.front().front().value;
@@ -131,7 +132,7 @@ Result<int64_t> LeaderElection::Campaign() {
     auto watch = etcd_->Watch(
         options_.key, "", txn->revision + 1,
         [this](const std::vector<EtcdWatchEvent>& events, int64_t) {
-          std::lock_guard<std::mutex> lock(mu_);
+          MutexLock lock(&mu_);
           for (const EtcdWatchEvent& e : events) {
             if (e.type == EtcdWatchEvent::kPut) {
               holder_ = e.kv.value;
@@ -139,12 +140,13 @@ Result<int64_t> LeaderElection::Campaign() {
             }
             holder_.clear();
             key_changed_ = true;
-            cv_.notify_all();
+            cv_.SignalAll();
           }
         },
         nullptr);
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, options_.lease_ttl, [&] { return stopping_ || key_changed_; });
+    MutexLock lock(&mu_);
+    cv_.WaitFor(&mu_, options_.lease_ttl,
+                [&]() FERRY_REQUIRES(mu_) { return stopping_ || key_changed_; });
   }
 }
 
@@ -154,13 +156,14 @@ void LeaderElection::KeepAliveLoop(int64_t lease, std::chrono::seconds ttl) {
       std::chrono::duration_cast<std::chrono::milliseconds>(ttl) / 4);
   for (;;) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait_for(lock, interval, [&] { return stopping_ || !leading_ || lease_ != lease; });
+      MutexLock lock(&mu_);
+      cv_.WaitFor(&mu_, interval,
+                  [&]() FERRY_REQUIRES(mu_) { return stopping_ || !leading_ || lease_ != lease; });
       if (stopping_ || !leading_ || lease_ != lease) return;
     }
     const Clock::time_point sent = Clock::now();
     auto renewed = etcd_->LeaseKeepAlive(lease, Deadline::In(interval));
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!leading_ || lease_ != lease) return;
     if (renewed.ok() && renewed->count() > 0) {
       const int64_t until = ToNs(sent + *renewed);
@@ -185,21 +188,21 @@ void LeaderElection::KeepAliveLoop(int64_t lease, std::chrono::seconds ttl) {
 }
 
 void LeaderElection::WaitLost() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (leading_ && !stopping_) {
     const int64_t until = valid_until_ns_.load();
     if (ToNs(Clock::now()) >= until) {
       EndTerm("the lease ran out (no renewal accepted in time)");
       break;
     }
-    cv_.wait_until(lock, Clock::time_point(std::chrono::nanoseconds(until)));
+    cv_.WaitUntil(&mu_, Clock::time_point(std::chrono::nanoseconds(until)));
   }
 }
 
 void LeaderElection::Resign() {
   int64_t lease = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!leading_) return;
     lease = lease_;
     EndTerm("resigned");

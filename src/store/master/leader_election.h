@@ -28,13 +28,12 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 
+#include "common/mutex.h"
 #include "ferry/status.h"
 #include "metadata/etcd_client.h"
 
@@ -80,21 +79,21 @@ class LeaderElection {
 
  private:
   void KeepAliveLoop(int64_t lease, std::chrono::seconds ttl);
-  void EndTerm(const std::string& reason);  // REQUIRES mu_
+  void EndTerm(const std::string& reason) FERRY_REQUIRES(mu_);
 
   const std::shared_ptr<metadata::EtcdClient> etcd_;
   const Options options_;
 
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;                   // GUARDED_BY(mu_)
-  bool leading_ = false;                    // GUARDED_BY(mu_)
-  int64_t lease_ = 0;                       // GUARDED_BY(mu_)
-  int64_t term_ = 0;                        // GUARDED_BY(mu_)
-  std::string lost_reason_;                 // GUARDED_BY(mu_)
-  bool key_changed_ = false;                // GUARDED_BY(mu_): the watch saw the key go
-  std::string holder_;                      // GUARDED_BY(mu_): the leader key's value as last seen
-  std::atomic<int64_t> valid_until_ns_{0};  // steady_clock; the lease is held before it
+  mutable Mutex mu_;
+  CondVar cv_;
+  bool stopping_ FERRY_GUARDED_BY(mu_) = false;
+  bool leading_ FERRY_GUARDED_BY(mu_) = false;
+  int64_t lease_ FERRY_GUARDED_BY(mu_) = 0;
+  int64_t term_ FERRY_GUARDED_BY(mu_) = 0;
+  std::string lost_reason_ FERRY_GUARDED_BY(mu_);
+  bool key_changed_ FERRY_GUARDED_BY(mu_) = false;  // the watch saw the key go
+  std::string holder_ FERRY_GUARDED_BY(mu_);        // the leader key's value as last seen
+  std::atomic<int64_t> valid_until_ns_{0};          // steady_clock; the lease is held before it
   std::thread keepalive_;
 };
 

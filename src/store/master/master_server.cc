@@ -5,9 +5,7 @@
 
 #include <array>
 #include <atomic>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
@@ -19,6 +17,7 @@
 #include "common/host_port.h"
 #include "common/log.h"
 #include "common/message_auth.h"
+#include "common/mutex.h"
 #include "http/http_server.h"
 #include "metadata/etcd_client.h"
 #include "metadata/http_metadata_server.h"
@@ -586,22 +585,22 @@ struct MasterServer::Impl {
   std::thread campaigner;
   std::atomic<uint64_t> terms{0};  // terms this master has led
   // The service while this master serves (always without HA; while leading with it).
-  mutable std::mutex service_mu;
-  std::shared_ptr<MasterService> service;  // GUARDED_BY(service_mu)
+  mutable Mutex service_mu;
+  std::shared_ptr<MasterService> service FERRY_GUARDED_BY(service_mu);
   std::unique_ptr<MasterRpcService> rpc;
   std::unique_ptr<grpc::Server> grpc_server;
   int rpc_port = 0;
   std::unique_ptr<http::HttpServer> http;
   std::unique_ptr<metadata::HttpMetadataServer> metadata;
   std::thread ticker;
-  std::mutex mu;
-  std::condition_variable cv;
-  bool stopping = false;  // GUARDED_BY(mu)
+  Mutex mu;
+  CondVar cv;
+  bool stopping FERRY_GUARDED_BY(mu) = false;
 
   std::string Metrics() const;
   void InstallRoutes();
   std::shared_ptr<MasterService> Current() const {
-    std::lock_guard<std::mutex> lock(service_mu);
+    MutexLock lock(&service_mu);
     return service;
   }
   // The service if this master may answer now; else null, why, and the leader if known.
@@ -614,7 +613,7 @@ struct MasterServer::Impl {
   // HA: campaign, serve the term from etcd's log, step down when the lease goes; repeat.
   void CampaignLoop();
   bool Stopping() {
-    std::lock_guard<std::mutex> lock(mu);
+    MutexLock lock(&mu);
     return stopping;
   }
 };
@@ -657,22 +656,22 @@ void MasterServer::Impl::CampaignLoop() {
       FERRY_LOG_ERROR("master: cannot take over term {}: {}; resigning", *term,
                       svc.status().ToString());
       election->Resign();
-      std::unique_lock<std::mutex> lock(mu);
-      cv.wait_for(lock, std::chrono::seconds(1), [&] { return stopping; });
+      MutexLock lock(&mu);
+      cv.WaitFor(&mu, std::chrono::seconds(1), [&]() FERRY_REQUIRES(mu) { return stopping; });
       continue;
     }
     FERRY_LOG_INFO(
         "master: serving term {} ({} ms to load the log from etcd)", *term,
         std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count());
     {
-      std::lock_guard<std::mutex> lock(service_mu);
+      MutexLock lock(&service_mu);
       service = std::shared_ptr<MasterService>(std::move(*svc));
     }
     terms.fetch_add(1, std::memory_order_relaxed);
     election->WaitLost();
     std::shared_ptr<MasterService> old;
     {
-      std::lock_guard<std::mutex> lock(service_mu);
+      MutexLock lock(&service_mu);
       old.swap(service);
     }
     if (old) old->ShutdownDiskTier();  // its members poll the next leader
@@ -899,6 +898,7 @@ Result<std::unique_ptr<MasterServer>> MasterServer::Start(Options options) {
   const bool ha = !o.ha.etcd_endpoints.empty();
   if (!ha) {
     FERRY_ASSIGN_OR_RETURN(std::unique_ptr<MasterService> svc, MasterService::Create(o.service));
+    MutexLock lock(&impl->service_mu);  // uncontended: no server thread runs yet
     impl->service = std::move(svc);
   } else {
     if (!o.service.data_dir.empty()) {
@@ -980,11 +980,11 @@ Result<std::unique_ptr<MasterServer>> MasterServer::Start(Options options) {
     impl->advertised = HostPort{host, static_cast<uint16_t>(impl->rpc_port)}.ToString();
   }
   impl->ticker = std::thread([raw] {
-    std::unique_lock<std::mutex> lock(raw->mu);
+    MutexLock lock(&raw->mu);
     while (!raw->stopping) {
-      raw->cv.wait_for(lock, raw->options.tick_interval);
+      raw->cv.WaitFor(&raw->mu, raw->options.tick_interval);
       if (raw->stopping) break;
-      lock.unlock();
+      lock.Unlock();
       if (std::shared_ptr<MasterService> svc = raw->Current(); svc && raw->Leading()) {
         svc->Tick();
         // HA: a log that failed (an etcd call that timed out may still have applied) is
@@ -995,7 +995,7 @@ Result<std::unique_ptr<MasterServer>> MasterServer::Start(Options options) {
           raw->election->Resign();
         }
       }
-      lock.lock();
+      lock.Lock();
     }
   });
   if (ha) {
@@ -1024,11 +1024,11 @@ MasterServer::~MasterServer() { Stop(); }
 
 void MasterServer::Stop() {
   {
-    std::lock_guard<std::mutex> lock(impl_->mu);
+    MutexLock lock(&impl_->mu);
     if (impl_->stopping) return;
     impl_->stopping = true;
   }
-  impl_->cv.notify_all();
+  impl_->cv.SignalAll();
   if (impl_->ticker.joinable()) impl_->ticker.join();
   if (impl_->election) {
     impl_->election->Stop();

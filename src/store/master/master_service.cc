@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/mutex.h"
 #include "store/error_code.h"
 #include "store/master/file_log_storage.h"
 
@@ -92,7 +93,7 @@ void MasterService::Restore(const RecoveredMetadata& state) {
       continue;
     }
     Shard& shard = ShardOf(key);
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     shard.objects.emplace(key, std::move(obj));
     if (in_progress) shard.in_progress.emplace(key);
     keys_.fetch_add(1, std::memory_order_relaxed);
@@ -126,19 +127,19 @@ Status MasterService::Sync() { return log_ ? log_->Sync() : OkStatus(); }
 
 Status MasterService::Checkpoint() {
   if (!log_) return OkStatus();
-  std::lock_guard<std::mutex> one_at_a_time(checkpoint_mu_);
+  MutexLock one_at_a_time(&checkpoint_mu_);
   // Changes wait only while the log is rotated (one sync). The copy that follows is fuzzy:
   // it may already hold changes logged after last_seq, which replay applies again on top of
   // it. That is safe because every record sets a key's (or a segment's) whole state, so
   // replaying the records after last_seq in order converges on the same state from any copy
   // taken after the rotation.
-  std::unique_lock<std::shared_mutex> barrier(barrier_);
+  MutexLock barrier(&barrier_);
   FERRY_ASSIGN_OR_RETURN(const uint64_t last_seq, log_->Rotate());
-  barrier.unlock();
+  barrier.Unlock();
   std::vector<MetadataRecord> records;
   for (const SegmentInfo& info : segments_.List()) records.push_back(MetadataRecord::Mount(info));
   for (size_t i = 0; i < shard_count_; ++i) {
-    std::lock_guard<std::mutex> lock(shards_[i].mu);
+    MutexLock lock(&shards_[i].mu);
     for (const auto& [key, obj] : shards_[i].objects) {
       // Disk-only objects are not in the log: their members register them again.
       if (!obj.replicas.empty()) records.push_back(PutRecord(key, obj));
@@ -169,7 +170,7 @@ MasterService::Shard& MasterService::ShardOf(std::string_view key) const {
 
 void MasterService::TouchClient(std::string_view client_id, Clock::time_point now) {
   if (client_id.empty()) return;
-  std::lock_guard<std::mutex> lock(clients_mu_);
+  MutexLock lock(&clients_mu_);
   clients_[std::string(client_id)] = now;
 }
 
@@ -177,13 +178,13 @@ Status MasterService::MountSegment(const SegmentInfo& segment) {
   if (segment.client_id.empty()) {
     return StoreError(ErrorCode::kInvalidParams, "a segment needs its client's id");
   }
-  std::shared_lock<std::shared_mutex> barrier(barrier_);
+  ReaderMutexLock barrier(&barrier_);
   Status s = segments_.Mount(segment);
   if (!s.ok()) return s;
   Log(MetadataRecord::Mount(segment));
   const Clock::time_point now = Now();
   TouchClient(segment.client_id, now);
-  std::lock_guard<std::mutex> lock(clients_mu_);
+  MutexLock lock(&clients_mu_);
   dropped_.erase(segment.client_id);
   return OkStatus();
 }
@@ -198,7 +199,7 @@ Status MasterService::UnmountSegment(std::string_view segment_id, std::string_vi
     return StoreError(ErrorCode::kInvalidParams,
                       "segment '" + std::string(segment_id) + "' was not mounted by this client");
   }
-  std::shared_lock<std::shared_mutex> barrier(barrier_);
+  ReaderMutexLock barrier(&barrier_);
   const uint64_t generation = segments_.GenerationOf(segment_id);
   Status s = segments_.Unmount(segment_id);
   if (!s.ok()) return s;
@@ -222,7 +223,7 @@ void MasterService::DropSegmentObjects(const std::vector<SegmentGeneration>& gon
   };
   for (size_t i = 0; i < shard_count_; ++i) {
     Shard& shard = shards_[i];
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
       Object& obj = it->second;
       const size_t before = obj.replicas.size();
@@ -248,7 +249,7 @@ bool MasterService::Ping(std::string_view client_id) {
   // client) without having mounted its restored segments again.
   const bool remount =
       awaiting_remount_.load(std::memory_order_relaxed) && segments_.AwaitingRemountBy(client_id);
-  std::lock_guard<std::mutex> lock(clients_mu_);
+  MutexLock lock(&clients_mu_);
   const bool unknown = clients_.insert_or_assign(std::string(client_id), now).second;
   const bool dropped = dropped_.erase(std::string(client_id)) > 0;
   return unknown || dropped || remount;
@@ -317,7 +318,9 @@ void MasterService::NoteDiskRead(const std::string& key, Object& obj, Clock::tim
   obj.work = DiskWork::kPromote;
   obj.work_ticket = next_ticket_.fetch_add(1);
   obj.work_until = now + options_.offload_timeout;
-  ShardOf(key).disk_work.insert(key);
+  Shard& shard = ShardOf(key);
+  shard.mu.AssertHeld();  // the caller holds it: it reads and changes `obj`
+  shard.disk_work.insert(key);
   disk_tiers_.PushPromote(obj.disk->client_id,
                           {key,
                            obj.work_ticket,
@@ -362,7 +365,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
   }
   const Clock::time_point now = Now();
   TouchClient(client_id, now);
-  std::shared_lock<std::shared_mutex> barrier(barrier_);
+  ReaderMutexLock barrier(&barrier_);
   Shard& shard = ShardOf(key);
   // Under the shard lock: whether this put may go ahead (an old object it replaces goes),
   // then the allocation. Eviction runs with the lock dropped (it takes every shard's lock
@@ -371,7 +374,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
   // failed over): it gets the same space, so that bytes already on their way land where the
   // put ends.
   bool retry = false;
-  auto admit = [&]() -> Status {
+  auto admit = [&]() FERRY_REQUIRES(shard.mu) -> Status {
     auto it = shard.objects.find(key);
     if (it == shard.objects.end()) return OkStatus();
     Object& old = it->second;
@@ -392,7 +395,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
     return OkStatus();
   };
   for (int attempt = 0; attempt < 2; ++attempt) {
-    std::unique_lock<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     Status s = admit();
     if (!s.ok()) return s;
     if (retry) return Describe(shard.objects.find(key)->second);
@@ -405,7 +408,7 @@ Result<std::vector<ReplicaDescriptor>> MasterService::PutStart(std::string_view 
           config.replica_num > t.segments - t.awaiting_remount) {
         return ranges.status();
       }
-      lock.unlock();
+      lock.Unlock();
       if (Evict(now) == 0) return ranges.status();
       continue;
     }
@@ -448,9 +451,9 @@ MasterService::ObjectMap::iterator MasterService::FindPutInProgress(Shard& shard
 
 Status MasterService::PutEnd(std::string_view key, std::string_view client_id) {
   const Clock::time_point now = Now();
-  std::shared_lock<std::shared_mutex> barrier(barrier_);
+  ReaderMutexLock barrier(&barrier_);
   Shard& shard = ShardOf(key);
-  std::lock_guard<std::mutex> lock(shard.mu);
+  MutexLock lock(&shard.mu);
   Status error;
   auto it = FindPutInProgress(shard, key, client_id, &error);
   if (it == shard.objects.end()) return error;
@@ -465,9 +468,9 @@ Status MasterService::PutEnd(std::string_view key, std::string_view client_id) {
 
 Status MasterService::PutRevoke(std::string_view key, std::string_view client_id) {
   const Clock::time_point now = Now();
-  std::shared_lock<std::shared_mutex> barrier(barrier_);
+  ReaderMutexLock barrier(&barrier_);
   Shard& shard = ShardOf(key);
-  std::lock_guard<std::mutex> lock(shard.mu);
+  MutexLock lock(&shard.mu);
   Status error;
   auto it = FindPutInProgress(shard, key, client_id, &error);
   if (it == shard.objects.end()) return error;
@@ -479,7 +482,7 @@ Status MasterService::PutRevoke(std::string_view key, std::string_view client_id
 Result<ReplicaList> MasterService::GetReplicaList(std::string_view key) {
   const Clock::time_point now = Now();
   Shard& shard = ShardOf(key);
-  std::lock_guard<std::mutex> lock(shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.objects.find(key);
   if (it == shard.objects.end()) {
     return StoreError(ErrorCode::kObjectNotFound, "key '" + std::string(key) + "' not found");
@@ -498,7 +501,7 @@ Result<ReplicaList> MasterService::GetReplicaList(std::string_view key) {
 Status MasterService::Exist(std::string_view key) {
   const Clock::time_point now = Now();
   Shard& shard = ShardOf(key);
-  std::lock_guard<std::mutex> lock(shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.objects.find(key);
   if (it == shard.objects.end()) {
     return StoreError(ErrorCode::kObjectNotFound, "key '" + std::string(key) + "' not found");
@@ -513,9 +516,9 @@ Status MasterService::Exist(std::string_view key) {
 
 Status MasterService::Remove(std::string_view key, bool force) {
   const Clock::time_point now = Now();
-  std::shared_lock<std::shared_mutex> barrier(barrier_);
+  ReaderMutexLock barrier(&barrier_);
   Shard& shard = ShardOf(key);
-  std::lock_guard<std::mutex> lock(shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.objects.find(key);
   if (it == shard.objects.end()) {
     return StoreError(ErrorCode::kObjectNotFound, "key '" + std::string(key) + "' not found");
@@ -538,7 +541,7 @@ size_t MasterService::RemoveWhere(
   size_t removed = 0;
   for (size_t i = 0; i < shard_count_; ++i) {
     Shard& shard = shards_[i];
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
       if (doomed(it->first, it->second)) {
         LogRemoval(it->first);
@@ -554,7 +557,7 @@ size_t MasterService::RemoveWhere(
 
 size_t MasterService::RemoveAll(bool force) {
   const Clock::time_point now = Now();
-  std::shared_lock<std::shared_mutex> barrier(barrier_);
+  ReaderMutexLock barrier(&barrier_);
   return RemoveWhere(
       [now, force](const std::string&, const Object& obj) {
         return obj.status == ReplicaStatus::kComplete && (force || obj.lease_until <= now);
@@ -571,7 +574,7 @@ Result<size_t> MasterService::RemoveByRegex(std::string_view pattern, bool force
     return StoreError(ErrorCode::kInvalidParams, "bad regex: " + re.error());
   }
   const Clock::time_point now = Now();
-  std::shared_lock<std::shared_mutex> barrier(barrier_);
+  ReaderMutexLock barrier(&barrier_);
   return RemoveWhere(
       [now, force, &re](const std::string& key, const Object& obj) {
         return obj.status == ReplicaStatus::kComplete && (force || obj.lease_until <= now) &&
@@ -583,7 +586,7 @@ Result<size_t> MasterService::RemoveByRegex(std::string_view pattern, bool force
 std::vector<std::string> MasterService::ListKeys(size_t limit) const {
   std::vector<std::string> keys;
   for (size_t i = 0; i < shard_count_ && keys.size() < limit; ++i) {
-    std::lock_guard<std::mutex> lock(shards_[i].mu);
+    MutexLock lock(&shards_[i].mu);
     for (const auto& [key, obj] : shards_[i].objects) {
       if (keys.size() >= limit) break;
       keys.push_back(key);
@@ -595,7 +598,7 @@ std::vector<std::string> MasterService::ListKeys(size_t limit) const {
 
 Result<ReplicaList> MasterService::Describe(std::string_view key) const {
   Shard& shard = ShardOf(key);
-  std::lock_guard<std::mutex> lock(shard.mu);
+  MutexLock lock(&shard.mu);
   auto it = shard.objects.find(key);
   if (it == shard.objects.end()) {
     return StoreError(ErrorCode::kObjectNotFound, "key '" + std::string(key) + "' not found");
@@ -623,7 +626,7 @@ size_t MasterService::Evict(Clock::time_point now) {
     return !*soft || options_.allow_evict_soft_pinned_objects;
   };
   for (size_t i = 0; i < shard_count_; ++i) {
-    std::lock_guard<std::mutex> lock(shards_[i].mu);
+    MutexLock lock(&shards_[i].mu);
     total += shards_[i].objects.size();
     for (const auto& [key, obj] : shards_[i].objects) {
       bool soft = false;
@@ -641,7 +644,7 @@ size_t MasterService::Evict(Clock::time_point now) {
   size_t evicted = 0;
   for (size_t i = 0; i < want; ++i) {
     Shard& shard = ShardOf(candidates[i].key);
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     auto it = shard.objects.find(candidates[i].key);
     bool soft = false;
     if (it == shard.objects.end() || !evictable(it->second, &soft)) continue;
@@ -672,14 +675,14 @@ void MasterService::Tick() {
 
 void MasterService::TickLogged() {
   const Clock::time_point now = Now();
-  std::shared_lock<std::shared_mutex> barrier(barrier_);
+  ReaderMutexLock barrier(&barrier_);
   segments_.Sweep(now);
 
   // PutStarts never finished: only the shards' in-progress keys are looked at.
   size_t stale = 0;
   for (size_t i = 0; i < shard_count_; ++i) {
     Shard& shard = shards_[i];
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     for (auto k = shard.in_progress.begin(); k != shard.in_progress.end();) {
       auto it = shard.objects.find(*k);
       if (it != shard.objects.end() && it->second.status == ReplicaStatus::kProcessing &&
@@ -715,7 +718,7 @@ void MasterService::TickLogged() {
   // Silent clients.
   std::vector<std::string> silent;
   {
-    std::lock_guard<std::mutex> lock(clients_mu_);
+    MutexLock lock(&clients_mu_);
     for (auto it = clients_.begin(); it != clients_.end();) {
       if (now - it->second >= options_.client_ttl) {
         silent.push_back(it->first);
@@ -772,7 +775,7 @@ MasterService::Stats MasterService::stats() const {
   Stats s;
   s.keys = keys_.load(std::memory_order_relaxed);
   {
-    std::lock_guard<std::mutex> lock(clients_mu_);
+    MutexLock lock(&clients_mu_);
     s.clients = clients_.size();
   }
   s.evictions = evictions_.load(std::memory_order_relaxed);
@@ -790,7 +793,7 @@ MasterService::Stats MasterService::stats() const {
 MasterService::TierStats MasterService::tier_stats() const {
   TierStats t;
   for (size_t i = 0; i < shard_count_; ++i) {
-    std::lock_guard<std::mutex> lock(shards_[i].mu);
+    MutexLock lock(&shards_[i].mu);
     for (const auto& [key, obj] : shards_[i].objects) {
       if (!obj.replicas.empty()) {
         ++t.memory_objects;
@@ -837,7 +840,7 @@ Result<std::vector<Status>> MasterService::RegisterDiskTier(
       continue;
     }
     Shard& shard = ShardOf(o.key);
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     auto it = shard.objects.find(o.key);
     if (it == shard.objects.end()) {
       Object obj;
@@ -883,12 +886,12 @@ std::vector<std::string> MasterService::ReportDiskTasks(
     const std::vector<DiskTaskOutcome>& promoted, const std::vector<std::string>& evicted) {
   const Clock::time_point now = Now();
   TouchClient(client_id, now);
-  std::shared_lock<std::shared_mutex> barrier(barrier_);
+  ReaderMutexLock barrier(&barrier_);
   const std::shared_ptr<const DiskTierInfo> tier = disk_tiers_.Find(client_id);
   std::vector<std::string> gone;
   for (const DiskTaskOutcome& o : offloaded) {
     Shard& shard = ShardOf(o.key);
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     auto it = shard.objects.find(o.key);
     const bool current = it != shard.objects.end() && it->second.work == DiskWork::kOffload &&
                          it->second.work_ticket == o.ticket;
@@ -913,7 +916,7 @@ std::vector<std::string> MasterService::ReportDiskTasks(
   }
   for (const DiskTaskOutcome& o : promoted) {
     Shard& shard = ShardOf(o.key);
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     auto it = shard.objects.find(o.key);
     if (it == shard.objects.end() || it->second.work != DiskWork::kPromote ||
         it->second.work_ticket != o.ticket) {
@@ -931,7 +934,7 @@ std::vector<std::string> MasterService::ReportDiskTasks(
   }
   for (const std::string& key : evicted) {
     Shard& shard = ShardOf(key);
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     auto it = shard.objects.find(key);
     if (it == shard.objects.end() || !it->second.disk || it->second.disk->client_id != client_id) {
       continue;
@@ -960,7 +963,7 @@ void MasterService::DropDiskCopies(const std::vector<std::string>& clients, Cloc
   };
   for (size_t i = 0; i < shard_count_; ++i) {
     Shard& shard = shards_[i];
-    std::lock_guard<std::mutex> lock(shard.mu);
+    MutexLock lock(&shard.mu);
     for (auto it = shard.objects.begin(); it != shard.objects.end();) {
       it = gone(it->second) ? ForgetDiskCopy(shard, it, now) : std::next(it);
     }

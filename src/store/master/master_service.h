@@ -78,9 +78,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <shared_mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -88,6 +86,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/mutex.h"
 #include "ferry/status.h"
 #include "store/master/disk_tier_table.h"
 #include "store/master/metadata_log.h"
@@ -296,14 +295,13 @@ class MasterService {
   };
   using ObjectMap = std::unordered_map<std::string, Object, KeyHash, std::equal_to<>>;
   struct Shard {
-    mutable std::mutex mu;
-    ObjectMap objects;  // GUARDED_BY(mu)
+    mutable Mutex mu;
+    ObjectMap objects FERRY_GUARDED_BY(mu);
     // Keys whose object is PROCESSING, so that the stale-put sweep never walks every
-    // object (GUARDED_BY(mu)). May hold keys already gone; the sweep drops those.
-    std::unordered_set<std::string> in_progress;
-    // Keys with disk work in flight (GUARDED_BY(mu)), for Tick's timeout sweep; may hold
-    // keys already gone.
-    std::unordered_set<std::string> disk_work;
+    // object. May hold keys already gone; the sweep drops those.
+    std::unordered_set<std::string> in_progress FERRY_GUARDED_BY(mu);
+    // Keys with disk work in flight, for Tick's timeout sweep; may hold keys already gone.
+    std::unordered_set<std::string> disk_work FERRY_GUARDED_BY(mu);
   };
   using SegmentGeneration = std::pair<std::string, uint64_t>;
 
@@ -312,23 +310,28 @@ class MasterService {
   // The PROCESSING object `client_id` is writing under `key` (REQUIRES shard.mu), or
   // objects.end() with *error set to kObjectNotFound.
   ObjectMap::iterator FindPutInProgress(Shard& shard, std::string_view key,
-                                        std::string_view client_id, Status* error);
+                                        std::string_view client_id, Status* error)
+      FERRY_REQUIRES(shard.mu);
   // Returns the object's space to the segments (held until its lease ends, and until its
   // disk work's deadline).
   void ReleaseSpace(const Object& obj, Clock::time_point now);
   // Erases the object (REQUIRES shard.mu; the caller logs the removal where it must):
   // returns its space, ends its disk work, deletes its disk copy. Returns the next entry.
-  ObjectMap::iterator Erase(Shard& shard, ObjectMap::iterator it, Clock::time_point now);
+  ObjectMap::iterator Erase(Shard& shard, ObjectMap::iterator it, Clock::time_point now)
+      FERRY_REQUIRES(shard.mu);
   // Queues an offload of `key` to the member whose segment holds its memory copy, when
   // that member has a disk tier (REQUIRES shard.mu). Returns whether it did.
-  bool StartOffload(Shard& shard, const std::string& key, Object& obj, Clock::time_point now);
+  bool StartOffload(Shard& shard, const std::string& key, Object& obj, Clock::time_point now)
+      FERRY_REQUIRES(shard.mu);
   // Clears the object's disk work (REQUIRES shard.mu), releasing a promotion's space.
   void EndDiskWork(Object& obj, Clock::time_point now);
-  // A read of a disk-only object: counts it and starts a promotion when due.
+  // A read of a disk-only object: counts it and starts a promotion when due. The caller
+  // holds the shard lock of `key`.
   void NoteDiskRead(const std::string& key, Object& obj, Clock::time_point now);
   // Drops the object's disk copy (REQUIRES shard.mu) and its promotion, the object too when
   // no memory copy is left. Returns the next entry.
-  ObjectMap::iterator ForgetDiskCopy(Shard& shard, ObjectMap::iterator it, Clock::time_point now);
+  ObjectMap::iterator ForgetDiskCopy(Shard& shard, ObjectMap::iterator it, Clock::time_point now)
+      FERRY_REQUIRES(shard.mu);
   // Drops the disk copies on these members' tiers; objects left with no copy go.
   void DropDiskCopies(const std::vector<std::string>& clients, Clock::time_point now);
   std::vector<ReplicaDescriptor> Describe(const Object& obj) const;
@@ -355,9 +358,9 @@ class MasterService {
   std::unique_ptr<MetadataLog> log_;  // set once, by Create
   // Changes that are logged hold it shared (taken before any shard lock); Checkpoint holds
   // it exclusively while it rotates the log.
-  std::shared_mutex barrier_;
+  SharedMutex barrier_;
   // One Checkpoint at a time: an older snapshot must never be renamed over a newer one.
-  std::mutex checkpoint_mu_;
+  Mutex checkpoint_mu_;
   Clock::time_point restored_at_;
   std::atomic<bool> awaiting_remount_{false};  // restored segments not checked yet
   SegmentTable segments_;
@@ -373,9 +376,9 @@ class MasterService {
   std::atomic<uint64_t> offloads_{0}, offload_failures_{0}, disk_readbacks_{0}, promotions_{0};
   std::atomic<uint64_t> disk_evictions_{0};
 
-  mutable std::mutex clients_mu_;
-  std::unordered_map<std::string, Clock::time_point> clients_;  // GUARDED_BY(clients_mu_)
-  std::unordered_set<std::string> dropped_;                     // GUARDED_BY(clients_mu_)
+  mutable Mutex clients_mu_;
+  std::unordered_map<std::string, Clock::time_point> clients_ FERRY_GUARDED_BY(clients_mu_);
+  std::unordered_set<std::string> dropped_ FERRY_GUARDED_BY(clients_mu_);
 };
 
 }  // namespace ferry::store

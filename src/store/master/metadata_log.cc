@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "common/log.h"
+#include "common/mutex.h"
 #include "store/master/file_log_storage.h"
 
 namespace ferry::store {
@@ -349,10 +350,10 @@ MetadataLog::MetadataLog(Options options, std::unique_ptr<LogStorage> storage)
 
 MetadataLog::~MetadataLog() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopping_ = true;
   }
-  work_cv_.notify_all();
+  work_cv_.SignalAll();
   if (committer_.joinable()) committer_.join();
 }
 
@@ -368,11 +369,14 @@ Result<std::unique_ptr<MetadataLog>> MetadataLog::Open(const Options& options,
   *recovered = RecoveredMetadata{};
   FERRY_RETURN_IF_ERROR(storage->Load(recovered));
   auto log = std::unique_ptr<MetadataLog>(new MetadataLog(options, std::move(storage)));
-  log->next_seq_ = recovered->last_seq + 1;
-  log->durable_seq_ = recovered->last_seq;
-  log->stats_.log_records = recovered->log_records;
-  log->stats_.log_bytes = recovered->log_bytes;
-  log->stats_.durable_seq = recovered->last_seq;
+  {
+    MutexLock lock(&log->mu_);  // uncontended: the committer thread starts below
+    log->next_seq_ = recovered->last_seq + 1;
+    log->durable_seq_ = recovered->last_seq;
+    log->stats_.log_records = recovered->log_records;
+    log->stats_.log_bytes = recovered->log_bytes;
+    log->stats_.durable_seq = recovered->last_seq;
+  }
   MetadataLog* raw = log.get();
   log->committer_ = std::thread([raw] { raw->CommitLoop(); });
   return log;
@@ -429,7 +433,7 @@ Status RecoveredMetadata::Replay(const ParsedLog& log, const std::string& where)
 }
 
 uint64_t MetadataLog::Append(const MetadataRecord& record) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const uint64_t seq = next_seq_++;
   pending_.append(Encode(seq, record));
   ++pending_records_;
@@ -437,11 +441,11 @@ uint64_t MetadataLog::Append(const MetadataRecord& record) {
 }
 
 void MetadataLog::CommitLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (;;) {
     // Waits for a Sync (so that the records of one batch RPC go in one commit), or at most
     // kIdleFlush with records nobody waits for (evictions, client drops).
-    work_cv_.wait_for(lock, kIdleFlush, [this] {
+    work_cv_.WaitFor(&mu_, kIdleFlush, [this]() FERRY_REQUIRES(mu_) {
       return (wanted_seq_ > durable_seq_ && !pending_.empty()) || stopping_;
     });
     if (pending_.empty()) {
@@ -454,7 +458,7 @@ void MetadataLog::CommitLoop() {
     const uint64_t records = pending_records_;
     pending_records_ = 0;
     const bool broken = !failed_.ok();
-    lock.unlock();
+    lock.Unlock();
 
     const Clock::time_point start = Clock::now();
     Status s;
@@ -463,7 +467,7 @@ void MetadataLog::CommitLoop() {
     const uint64_t us = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start).count());
 
-    lock.lock();
+    lock.Lock();
     if (broken) {
     } else if (!s.ok()) {
       FERRY_LOG_ERROR("metadata log {}: {}; refusing further changes", storage_->Describe(),
@@ -485,19 +489,19 @@ void MetadataLog::CommitLoop() {
         if (records <= kBatchBuckets[i]) ++stats_.batch_buckets[i];
       }
     }
-    done_cv_.notify_all();
+    done_cv_.SignalAll();
   }
 }
 
 Status MetadataLog::Sync() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   const uint64_t target = next_seq_ - 1;
   if (target > wanted_seq_) {
     wanted_seq_ = target;
-    work_cv_.notify_one();
+    work_cv_.Signal();
   }
-  done_cv_.wait_for(lock, options_.sync_timeout,
-                    [&] { return durable_seq_ >= target || !failed_.ok(); });
+  done_cv_.WaitFor(&mu_, options_.sync_timeout,
+                   [&]() FERRY_REQUIRES(mu_) { return durable_seq_ >= target || !failed_.ok(); });
   if (durable_seq_ >= target) return OkStatus();
   if (!failed_.ok()) return failed_.WithContext("metadata log " + storage_->Describe());
   return DeadlineExceededError("metadata log " + storage_->Describe() + ": not durable within " +
@@ -505,7 +509,7 @@ Status MetadataLog::Sync() {
 }
 
 bool MetadataLog::SnapshotDue() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return stats_.log_records >= options_.snapshot_every_records ||
          stats_.log_bytes >= options_.snapshot_every_bytes;
 }
@@ -514,11 +518,11 @@ Result<uint64_t> MetadataLog::Rotate() {
   FERRY_RETURN_IF_ERROR(Sync());
   uint64_t last = 0;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     last = next_seq_ - 1;
   }
   FERRY_RETURN_IF_ERROR(storage_->Rotate(last + 1));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   stats_.log_records = 0;
   stats_.log_bytes = 0;
   return last;
@@ -526,18 +530,18 @@ Result<uint64_t> MetadataLog::Rotate() {
 
 Status MetadataLog::WriteSnapshot(uint64_t last_seq, const std::vector<MetadataRecord>& records) {
   FERRY_RETURN_IF_ERROR(storage_->WriteSnapshot(last_seq, EncodeSnapshot(last_seq, records)));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   ++stats_.snapshots;
   return OkStatus();
 }
 
 Status MetadataLog::health() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return failed_;
 }
 
 MetadataLog::Stats MetadataLog::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return stats_;
 }
 

@@ -38,16 +38,15 @@
 
 #include <array>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "ferry/status.h"
 #include "store/master/log_storage.h"
 #include "store/master/segment_table.h"
@@ -213,17 +212,17 @@ class MetadataLog {
   const Options options_;
   const std::unique_ptr<LogStorage> storage_;
 
-  mutable std::mutex mu_;
-  std::condition_variable work_cv_;  // something pending, or stopping
-  std::condition_variable done_cv_;  // durable_seq_ or failed_ changed
-  std::string pending_;              // GUARDED_BY(mu_)
-  uint64_t next_seq_ = 1;            // GUARDED_BY(mu_)
-  uint64_t durable_seq_ = 0;         // GUARDED_BY(mu_)
-  uint64_t wanted_seq_ = 0;          // GUARDED_BY(mu_): the highest seq a Sync waits for
-  uint64_t pending_records_ = 0;     // GUARDED_BY(mu_)
-  Status failed_;                    // GUARDED_BY(mu_)
-  bool stopping_ = false;            // GUARDED_BY(mu_)
-  Stats stats_;                      // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  CondVar work_cv_;  // something pending, or stopping
+  CondVar done_cv_;  // durable_seq_ or failed_ changed
+  std::string pending_ FERRY_GUARDED_BY(mu_);
+  uint64_t next_seq_ FERRY_GUARDED_BY(mu_) = 1;
+  uint64_t durable_seq_ FERRY_GUARDED_BY(mu_) = 0;
+  uint64_t wanted_seq_ FERRY_GUARDED_BY(mu_) = 0;  // the highest seq a Sync waits for
+  uint64_t pending_records_ FERRY_GUARDED_BY(mu_) = 0;
+  Status failed_ FERRY_GUARDED_BY(mu_);
+  bool stopping_ FERRY_GUARDED_BY(mu_) = false;
+  Stats stats_ FERRY_GUARDED_BY(mu_);
   std::thread committer_;
 };
 

@@ -4,6 +4,7 @@
 #include <limits>
 #include <utility>
 
+#include "common/mutex.h"
 #include "store/error_code.h"
 
 namespace ferry::store {
@@ -18,7 +19,7 @@ Status SegmentTable::Mount(const SegmentInfo& info) {
     return StoreError(ErrorCode::kInvalidParams,
                       "segment '" + info.id + "' has an empty or wrapping range");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = segments_.find(info.id);
   if (it != segments_.end()) {
     const SegmentInfo& old = it->second.info;
@@ -43,14 +44,14 @@ Status SegmentTable::Mount(const SegmentInfo& info) {
 
 Status SegmentTable::Restore(const SegmentInfo& info) {
   FERRY_RETURN_IF_ERROR(Mount(info));
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   segments_.find(info.id)->second.awaiting_remount = true;
   return OkStatus();
 }
 
 Result<AllocatedRange> SegmentTable::RestoreRange(std::string_view segment_id, uint64_t address,
                                                   uint64_t length) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = segments_.find(segment_id);
   if (it == segments_.end()) {
     return StoreError(ErrorCode::kSegmentNotFound,
@@ -66,7 +67,7 @@ Result<AllocatedRange> SegmentTable::RestoreRange(std::string_view segment_id, u
 }
 
 std::vector<std::string> SegmentTable::AwaitingRemount() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<std::string> ids;
   for (const auto& [id, seg] : segments_) {
     if (seg.awaiting_remount) ids.push_back(id);
@@ -75,7 +76,7 @@ std::vector<std::string> SegmentTable::AwaitingRemount() const {
 }
 
 bool SegmentTable::AwaitingRemountBy(std::string_view client_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& [id, seg] : segments_) {
     if (seg.awaiting_remount && seg.info.client_id == client_id) return true;
   }
@@ -83,7 +84,7 @@ bool SegmentTable::AwaitingRemountBy(std::string_view client_id) const {
 }
 
 Status SegmentTable::Unmount(std::string_view id) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = segments_.find(id);
   if (it == segments_.end()) {
     return StoreError(ErrorCode::kSegmentNotFound,
@@ -95,7 +96,7 @@ Status SegmentTable::Unmount(std::string_view id) {
 }
 
 std::vector<std::string> SegmentTable::SegmentsOf(std::string_view client_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<std::string> ids;
   for (const auto& [id, seg] : segments_) {
     if (seg.info.client_id == client_id) ids.push_back(id);
@@ -109,7 +110,7 @@ Result<std::vector<AllocatedRange>> SegmentTable::AllocateReplicas(
   if (length == 0 || replica_num == 0) {
     return StoreError(ErrorCode::kInvalidParams, "an object needs a size and a replica");
   }
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (replica_num > segments_.size()) {
     return StoreError(ErrorCode::kNoAvailableHandle,
                       std::to_string(replica_num) + " replicas asked, " +
@@ -167,7 +168,7 @@ Result<std::vector<AllocatedRange>> SegmentTable::AllocateReplicas(
 
 void SegmentTable::Release(const AllocatedRange& range, Clock::time_point not_before,
                            Clock::time_point now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = segments_.find(range.segment_id());
   if (it == segments_.end() || it->second.generation != range.generation) return;
   Segment& seg = it->second;
@@ -182,7 +183,7 @@ void SegmentTable::Release(const AllocatedRange& range, Clock::time_point not_be
 }
 
 size_t SegmentTable::Sweep(Clock::time_point now) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   size_t freed = 0;
   for (auto& [id, seg] : segments_) {
     auto end = seg.held.upper_bound(now);
@@ -197,23 +198,23 @@ size_t SegmentTable::Sweep(Clock::time_point now) {
 }
 
 bool SegmentTable::Has(std::string_view id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return segments_.find(id) != segments_.end();
 }
 
 uint64_t SegmentTable::view_version() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return view_version_;
 }
 
 uint64_t SegmentTable::GenerationOf(std::string_view id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = segments_.find(id);
   return it == segments_.end() ? 0 : it->second.generation;
 }
 
 std::vector<SegmentInfo> SegmentTable::List() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   std::vector<SegmentInfo> out;
   out.reserve(segments_.size());
   for (const auto& [id, seg] : segments_) out.push_back(seg.info);
@@ -221,7 +222,7 @@ std::vector<SegmentInfo> SegmentTable::List() const {
 }
 
 SegmentTable::Totals SegmentTable::totals() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   Totals t;
   t.segments = segments_.size();
   for (const auto& [id, seg] : segments_) {

@@ -26,11 +26,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/mutex.h"
 #include "ferry/status.h"
 #include "store/offset_allocator.h"
 
@@ -140,10 +140,10 @@ class SegmentTable {
   };
 
   const uint64_t alignment_;
-  mutable std::mutex mu_;
-  uint64_t next_generation_ = 1;                          // GUARDED_BY(mu_)
-  uint64_t view_version_ = 0;                             // GUARDED_BY(mu_)
-  std::map<std::string, Segment, std::less<>> segments_;  // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  uint64_t next_generation_ FERRY_GUARDED_BY(mu_) = 1;
+  uint64_t view_version_ FERRY_GUARDED_BY(mu_) = 0;
+  std::map<std::string, Segment, std::less<>> segments_ FERRY_GUARDED_BY(mu_);
 };
 
 }  // namespace ferry::store
