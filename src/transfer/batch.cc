@@ -2,6 +2,8 @@
 
 #include <thread>
 
+#include "common/mutex.h"
+
 namespace ferry::transfer {
 namespace {
 
@@ -21,20 +23,20 @@ bool RequestState::OnSliceDone(const ferry::Status& s, uint64_t bytes) {
   if (s.ok()) {
     bytes_done_.fetch_add(bytes, std::memory_order_relaxed);
   } else {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (first_error_.ok()) first_error_ = s;
   }
   return slices_left_.fetch_sub(1, std::memory_order_acq_rel) == 1;
 }
 
 ferry::Status RequestState::Outcome() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return first_error_;
 }
 
 void RequestState::End(const ferry::Status& s) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     final_ = s;
   }
   state_.store(s.ok() ? TransferState::kDone : TransferState::kFailed, std::memory_order_release);
@@ -45,14 +47,14 @@ TransferStatus RequestState::Snapshot() const {
   t.state = state_.load(std::memory_order_acquire);
   t.bytes_done = bytes_done_.load(std::memory_order_relaxed);
   if (t.state == TransferState::kFailed) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     t.error = final_;
   }
   return t;
 }
 
 Result<size_t> TransferBatch::Append(size_t n) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (requests_.size() + n > capacity_) {
     return InvalidArgumentError("batch is full: capacity " + std::to_string(capacity_) + ", " +
                                 std::to_string(requests_.size()) + " used, " + std::to_string(n) +
@@ -65,32 +67,32 @@ Result<size_t> TransferBatch::Append(size_t n) {
 }
 
 void TransferBatch::Rollback(size_t first) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   size_t n = requests_.size() - first;
   requests_.resize(first);
   pending_.fetch_sub(n, std::memory_order_acq_rel);
 }
 
 RequestState* TransferBatch::request(size_t index) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return requests_[index].get();
 }
 
 size_t TransferBatch::size() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return requests_.size();
 }
 
 void TransferBatch::EndRequest(size_t index, const ferry::Status& s) {
   request(index)->End(s);
   if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
-    std::lock_guard<std::mutex> lock(mu_);  // pairs with the waiter's predicate check
-    cv_.notify_all();
+    MutexLock lock(&mu_);  // pairs with the waiter's predicate check
+    cv_.SignalAll();
   }
 }
 
 Result<TransferStatus> TransferBatch::Status(size_t index) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (index >= requests_.size()) {
     return InvalidArgumentError("request index " + std::to_string(index) + " out of range (" +
                                 std::to_string(requests_.size()) + " submitted)");
@@ -99,7 +101,7 @@ Result<TransferStatus> TransferBatch::Status(size_t index) const {
 }
 
 TransferStatus TransferBatch::Aggregate() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   TransferStatus agg;
   agg.state = TransferState::kDone;
   bool failed = false;
@@ -121,10 +123,11 @@ ferry::Status TransferBatch::Wait(Deadline deadline) {
   auto spin_until = SteadyClock::now() + kSpinFor;
   while (Pending() && SteadyClock::now() < spin_until) CpuRelax();
   if (Pending()) {
-    std::unique_lock<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (deadline.IsInfinite()) {
-      cv_.wait(lock, [&] { return !Pending(); });
-    } else if (!cv_.wait_until(lock, deadline.when(), [&] { return !Pending(); })) {
+      cv_.Wait(&mu_, [&]() FERRY_REQUIRES(mu_) { return !Pending(); });
+    } else if (!cv_.WaitUntil(&mu_, deadline.when(),
+                              [&]() FERRY_REQUIRES(mu_) { return !Pending(); })) {
       return DeadlineExceededError("batch still has pending requests at the wait's deadline");
     }
   }

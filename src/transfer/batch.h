@@ -14,13 +14,12 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 
 #include "common/deadline.h"
+#include "common/mutex.h"
 #include "ferry/status.h"
 #include "ferry/transfer_engine.h"
 
@@ -47,9 +46,9 @@ class RequestState {
   std::atomic<uint32_t> slices_left_{0};
   std::atomic<uint64_t> bytes_done_{0};
   std::atomic<TransferState> state_{TransferState::kPending};
-  mutable std::mutex mu_;
-  Status first_error_;  // GUARDED_BY(mu_)
-  Status final_;        // GUARDED_BY(mu_), set once by End()
+  mutable Mutex mu_;
+  Status first_error_ FERRY_GUARDED_BY(mu_);
+  Status final_ FERRY_GUARDED_BY(mu_);  // set once by End()
 };
 
 class TransferBatch {
@@ -79,9 +78,9 @@ class TransferBatch {
  private:
   const size_t capacity_;
   std::atomic<size_t> pending_{0};
-  mutable std::mutex mu_;
-  std::condition_variable cv_;                          // pending_ reached 0
-  std::deque<std::unique_ptr<RequestState>> requests_;  // GUARDED_BY(mu_) (growth only)
+  mutable Mutex mu_;
+  CondVar cv_;                                                                // pending_ reached 0
+  std::deque<std::unique_ptr<RequestState>> requests_ FERRY_GUARDED_BY(mu_);  // (growth only)
 };
 
 }  // namespace ferry::transfer

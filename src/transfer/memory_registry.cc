@@ -1,9 +1,10 @@
 #include "transfer/memory_registry.h"
 
 #include <algorithm>
-#include <mutex>
 
 #include <fmt/format.h>
+
+#include "common/mutex.h"
 
 namespace ferry::transfer {
 namespace {
@@ -33,7 +34,7 @@ Status MemoryRegistry::Add(std::span<const MemoryRegion> regions) {
                       adding[i - 1].addr, adding[i - 1].length, adding[i].addr, adding[i].length));
     }
   }
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (const auto& b : adding) {
     auto it = buffers_.upper_bound(b.addr);
     if (it != buffers_.end() && Overlaps(b.addr, b.length, it->second.addr, it->second.length)) {
@@ -55,7 +56,7 @@ Status MemoryRegistry::Add(std::span<const MemoryRegion> regions) {
 }
 
 Status MemoryRegistry::Remove(std::span<void* const> addrs) {
-  std::unique_lock<std::shared_mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (void* a : addrs) {
     if (!buffers_.count(reinterpret_cast<uintptr_t>(a))) {
       return NotFoundError(fmt::format("no registered buffer starts at {}", a));
@@ -66,7 +67,7 @@ Status MemoryRegistry::Remove(std::span<void* const> addrs) {
 }
 
 Status MemoryRegistry::CheckInboundRange(uint64_t addr, uint64_t len) const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  ReaderMutexLock lock(&mu_);
   auto it = buffers_.upper_bound(addr);
   if (it != buffers_.begin()) {
     --it;
@@ -84,7 +85,7 @@ Status MemoryRegistry::CheckInboundRange(uint64_t addr, uint64_t len) const {
 }
 
 std::vector<BufferDescriptor> MemoryRegistry::Buffers() const {
-  std::shared_lock<std::shared_mutex> lock(mu_);
+  ReaderMutexLock lock(&mu_);
   std::vector<BufferDescriptor> out;
   out.reserve(buffers_.size());
   for (const auto& [a, b] : buffers_) out.push_back(b);

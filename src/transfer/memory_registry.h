@@ -9,10 +9,10 @@
 
 #include <cstdint>
 #include <map>
-#include <shared_mutex>
 #include <span>
 #include <vector>
 
+#include "common/mutex.h"
 #include "ferry/segment.h"
 #include "ferry/status.h"
 #include "ferry/transfer_engine.h"
@@ -33,8 +33,8 @@ class MemoryRegistry {
   std::vector<BufferDescriptor> Buffers() const;
 
  private:
-  mutable std::shared_mutex mu_;
-  std::map<uint64_t, BufferDescriptor> buffers_;  // GUARDED_BY(mu_), key: addr
+  mutable SharedMutex mu_;
+  std::map<uint64_t, BufferDescriptor> buffers_ FERRY_GUARDED_BY(mu_);  // key: addr
 };
 
 }  // namespace ferry::transfer

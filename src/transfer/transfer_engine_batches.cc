@@ -4,6 +4,7 @@
 #include <map>
 
 #include "common/log.h"
+#include "common/mutex.h"
 #include "transfer/transfer_engine_impl.h"
 
 namespace ferry::transfer {
@@ -38,21 +39,21 @@ struct TransferEngineImpl::SliceContext {
 };
 
 std::shared_ptr<TransferBatch> TransferEngineImpl::FindBatch(BatchId id) const {
-  std::lock_guard<std::mutex> lock(batches_mu_);
+  MutexLock lock(&batches_mu_);
   auto it = batches_.find(id);
   return it == batches_.end() ? nullptr : it->second;
 }
 
 Result<BatchId> TransferEngineImpl::AllocateBatch(size_t capacity) {
   if (capacity == 0) return InvalidArgumentError("batch capacity must be at least 1");
-  std::lock_guard<std::mutex> lock(batches_mu_);
+  MutexLock lock(&batches_mu_);
   BatchId id = next_batch_++;
   batches_[id] = std::make_shared<TransferBatch>(capacity);
   return id;
 }
 
 Status TransferEngineImpl::FreeBatch(BatchId id) {
-  std::lock_guard<std::mutex> lock(batches_mu_);
+  MutexLock lock(&batches_mu_);
   auto it = batches_.find(id);
   if (it == batches_.end()) return InvalidArgumentError("unknown batch " + std::to_string(id));
   if (it->second->Pending()) {
@@ -83,7 +84,7 @@ Status TransferEngineImpl::WaitBatch(BatchId id, std::chrono::milliseconds timeo
 
 Status TransferEngineImpl::Resolve(const TransferRequest& r, ResolvedTarget* t) {
   if (!t->desc) {
-    std::lock_guard<std::mutex> lock(segments_mu_);
+    MutexLock lock(&segments_mu_);
     auto it = segments_.find(r.segment);
     if (it == segments_.end()) {
       return InvalidArgumentError("unknown segment id " + std::to_string(r.segment) +
@@ -103,7 +104,7 @@ Status TransferEngineImpl::Resolve(const TransferRequest& r, ResolvedTarget* t) 
       return InvalidArgumentError("range not in the cached descriptor of segment " + t->desc->name +
                                   " and refreshing it failed: " + fresh.status().ToString());
     }
-    std::lock_guard<std::mutex> lock(segments_mu_);
+    MutexLock lock(&segments_mu_);
     auto it = segments_.find(r.segment);
     if (it == segments_.end()) return InvalidArgumentError("segment closed meanwhile");
     t->desc = it->second.desc;

@@ -11,6 +11,7 @@
 #include "common/host_port.h"
 #include "common/json_limits.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "transfer/tcp/wire.h"
 
 namespace ferry {
@@ -228,20 +229,20 @@ Status TransferEngineImpl::CreateTransports(const TransportOptions& base) {
 
 TransferEngineImpl::~TransferEngineImpl() {
   {
-    std::lock_guard<std::mutex> lock(worker_mu_);
+    MutexLock lock(&worker_mu_);
     worker_stop_ = true;
   }
-  worker_cv_.notify_all();
+  worker_cv_.SignalAll();
   if (worker_.joinable()) worker_.join();
   std::deque<std::function<void(bool)>> left;
   {
-    std::lock_guard<std::mutex> lock(worker_mu_);
+    MutexLock lock(&worker_mu_);
     left.swap(jobs_);
   }
   for (auto& job : left) job(true);
   // Transports fail their pending slices with Aborted and join their threads.
   {
-    std::unique_lock<std::shared_mutex> lock(stopping_mu_);
+    MutexLock lock(&stopping_mu_);
     stopping_ = true;
   }
   transports_.clear();
@@ -254,10 +255,10 @@ TransferEngineImpl::~TransferEngineImpl() {
 
 void TransferEngineImpl::RunOnWorker(std::function<void(bool)> job) {
   {
-    std::lock_guard<std::mutex> lock(worker_mu_);
+    MutexLock lock(&worker_mu_);
     if (!worker_stop_) {
       jobs_.push_back(std::move(job));
-      worker_cv_.notify_one();
+      worker_cv_.Signal();
       return;
     }
   }
@@ -268,8 +269,9 @@ void TransferEngineImpl::WorkerLoop() {
   while (true) {
     std::function<void(bool)> job;
     {
-      std::unique_lock<std::mutex> lock(worker_mu_);
-      worker_cv_.wait(lock, [&] { return worker_stop_ || !jobs_.empty(); });
+      MutexLock lock(&worker_mu_);
+      worker_cv_.Wait(&worker_mu_,
+                      [&]() FERRY_REQUIRES(worker_mu_) { return worker_stop_ || !jobs_.empty(); });
       if (worker_stop_) return;
       job = std::move(jobs_.front());
       jobs_.pop_front();
@@ -281,7 +283,7 @@ void TransferEngineImpl::WorkerLoop() {
 // ---- memory and descriptors -------------------------------------------------------------
 
 Status TransferEngineImpl::RegisterMemory(std::span<const MemoryRegion> regions) {
-  std::lock_guard<std::mutex> lock(publish_mu_);
+  MutexLock lock(&publish_mu_);
   FERRY_RETURN_IF_ERROR(memory_.Add(regions));
   version_.fetch_add(1);
   // Transports first (ucx maps the buffers and packs their rkeys), so that the descriptor
@@ -292,7 +294,7 @@ Status TransferEngineImpl::RegisterMemory(std::span<const MemoryRegion> regions)
 }
 
 Status TransferEngineImpl::UnregisterMemory(std::span<void* const> addrs) {
-  std::lock_guard<std::mutex> lock(publish_mu_);
+  MutexLock lock(&publish_mu_);
   FERRY_RETURN_IF_ERROR(memory_.Remove(addrs));
   version_.fetch_add(1);
   PublishDescriptor();
@@ -322,7 +324,7 @@ SegmentDescriptor TransferEngineImpl::LocalDescriptor() const {
   d.version = version_.load();
   d.buffers = memory_.Buffers();
   // What peers need to reach each transport, as of now (ucx: the rkeys of the buffers).
-  std::shared_lock<std::shared_mutex> alive(stopping_mu_);
+  ReaderMutexLock alive(&stopping_mu_);
   if (!stopping_) {
     for (const auto& t : transports_) t->DescribeLocal(&d);
   }
@@ -338,7 +340,7 @@ void TransferEngineImpl::DeliverNotification(Notification n) {
   bool first_of_burst = false;
   size_t kept = 0;
   {
-    std::lock_guard<std::mutex> lock(notes_mu_);
+    MutexLock lock(&notes_mu_);
     notes_bytes_ += n.from.size() + n.message.size();
     notes_.push_back(std::move(n));
     while (!notes_.empty() && (notes_.size() > options_.max_pending_notifications ||
@@ -369,7 +371,7 @@ void TransferEngineImpl::DeliverNotification(Notification n) {
 std::vector<Notification> TransferEngineImpl::TakeNotifications() {
   std::deque<Notification> taken;
   {
-    std::lock_guard<std::mutex> lock(notes_mu_);
+    MutexLock lock(&notes_mu_);
     taken.swap(notes_);
     notes_bytes_ = 0;
     notes_overflowed_ = false;
@@ -416,13 +418,13 @@ Result<SegmentDescriptor> TransferEngineImpl::FetchDescriptor(const std::string&
 
 Result<SegmentId> TransferEngineImpl::OpenSegment(const std::string& name) {
   {
-    std::lock_guard<std::mutex> lock(segments_mu_);
+    MutexLock lock(&segments_mu_);
     auto it = by_name_.find(name);
     if (it != by_name_.end()) return it->second;
   }
   auto desc = FetchDescriptor(name, Deadline::In(options_.connect_timeout));
   if (!desc.ok()) return desc.status().WithContext("opening segment '" + name + "'");
-  std::unique_lock<std::mutex> lock(segments_mu_);
+  MutexLock lock(&segments_mu_);
   auto it = by_name_.find(name);  // another thread may have opened it meanwhile
   if (it != by_name_.end()) return it->second;
   SegmentId id = next_segment_++;
@@ -431,7 +433,7 @@ Result<SegmentId> TransferEngineImpl::OpenSegment(const std::string& name) {
   auto shared = std::make_shared<const SegmentDescriptor>(std::move(*desc));
   segments_[id] = Segment{name, shared, std::move(route)};
   by_name_[name] = id;
-  lock.unlock();
+  lock.Unlock();
   if (first != nullptr) first->Warm(*shared, Deadline::In(options_.connect_timeout));
   return id;
 }
@@ -440,7 +442,7 @@ Result<SegmentDescriptor> TransferEngineImpl::RefreshSegment(SegmentId id) {
   std::string name;
   int64_t old_pid = 0;
   {
-    std::lock_guard<std::mutex> lock(segments_mu_);
+    MutexLock lock(&segments_mu_);
     auto it = segments_.find(id);
     if (it == segments_.end()) return NotFoundError("unknown segment id " + std::to_string(id));
     name = it->second.name;
@@ -453,7 +455,7 @@ Result<SegmentDescriptor> TransferEngineImpl::RefreshSegment(SegmentId id) {
     for (const auto& t : transports_) t->ForgetPeer(name);
   }
   std::vector<Transport*> route = Route(d);
-  std::lock_guard<std::mutex> lock(segments_mu_);
+  MutexLock lock(&segments_mu_);
   auto it = segments_.find(id);
   if (it == segments_.end()) return NotFoundError("segment " + name + " was closed");
   it->second.desc = std::make_shared<const SegmentDescriptor>(d);
@@ -463,7 +465,7 @@ Result<SegmentDescriptor> TransferEngineImpl::RefreshSegment(SegmentId id) {
 
 Result<SegmentDescriptor> TransferEngineImpl::GetSegmentDescriptor(SegmentId id, bool refresh) {
   if (refresh) return RefreshSegment(id);
-  std::lock_guard<std::mutex> lock(segments_mu_);
+  MutexLock lock(&segments_mu_);
   auto it = segments_.find(id);
   if (it == segments_.end()) return NotFoundError("unknown segment id " + std::to_string(id));
   return *it->second.desc;
@@ -472,7 +474,7 @@ Result<SegmentDescriptor> TransferEngineImpl::GetSegmentDescriptor(SegmentId id,
 Status TransferEngineImpl::CloseSegment(SegmentId id) {
   std::string name;
   {
-    std::lock_guard<std::mutex> lock(segments_mu_);
+    MutexLock lock(&segments_mu_);
     auto it = segments_.find(id);
     if (it == segments_.end()) return NotFoundError("unknown segment id " + std::to_string(id));
     name = it->second.name;
@@ -494,14 +496,14 @@ std::vector<Transport*> TransferEngineImpl::Route(const SegmentDescriptor& peer)
 
 Transport* TransferEngineImpl::NextAfterRefusal(SegmentId id, const SegmentDescriptor& peer,
                                                 Transport* failed, const Status& why) {
-  std::shared_lock<std::shared_mutex> alive(stopping_mu_);
+  ReaderMutexLock alive(&stopping_mu_);
   if (stopping_) return nullptr;               // shutting down: the slice ends as it failed
   if (failed->CanReach(peer)) return nullptr;  // a data error or a dead peer, not a refusal
   std::vector<Transport*> route = Route(peer);
   if (route.empty()) return nullptr;
   bool first_time = false;
   {
-    std::lock_guard<std::mutex> lock(segments_mu_);
+    MutexLock lock(&segments_mu_);
     auto it = segments_.find(id);
     // Log once per peer and transport: the first slice that finds it still in the route.
     if (it != segments_.end() && it->second.desc->pid == peer.pid) {
@@ -521,7 +523,7 @@ Transport* TransferEngineImpl::NextAfterRefusal(SegmentId id, const SegmentDescr
 Status TransferEngineImpl::SendNotification(SegmentId segment, const std::string& message) {
   SegmentDescriptor peer;
   {
-    std::lock_guard<std::mutex> lock(segments_mu_);
+    MutexLock lock(&segments_mu_);
     auto it = segments_.find(segment);
     if (it == segments_.end()) {
       return InvalidArgumentError("unknown segment id " + std::to_string(segment) +

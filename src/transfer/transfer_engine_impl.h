@@ -19,17 +19,15 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "ferry/transfer_engine.h"
 #include "metadata/metadata_store.h"
 #include "transfer/batch.h"
@@ -132,7 +130,7 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   int64_t pid_ = 0;
 
   // Serializes (un)registration with publishing, so the store never goes back in time.
-  std::mutex publish_mu_;
+  Mutex publish_mu_;
   MemoryRegistry memory_;
   std::atomic<uint64_t> version_{0};
   std::unique_ptr<metadata::MetadataStore> store_;  // null with P2PHANDSHAKE
@@ -144,24 +142,24 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   // Slices failing while the transports are destroyed must not look at them: the
   // destructor sets stopping_ under an exclusive lock before destroying any, and
   // NextAfterRefusal reads it (and uses the transports) under a shared one.
-  mutable std::shared_mutex stopping_mu_;
-  bool stopping_ = false;  // GUARDED_BY(stopping_mu_)
+  mutable SharedMutex stopping_mu_;
+  bool stopping_ FERRY_GUARDED_BY(stopping_mu_) = false;
 
-  mutable std::mutex segments_mu_;
-  SegmentId next_segment_ = 1;                // GUARDED_BY(segments_mu_)
-  std::map<SegmentId, Segment> segments_;     // GUARDED_BY(segments_mu_)
-  std::map<std::string, SegmentId> by_name_;  // GUARDED_BY(segments_mu_)
+  mutable Mutex segments_mu_;
+  SegmentId next_segment_ FERRY_GUARDED_BY(segments_mu_) = 1;
+  std::map<SegmentId, Segment> segments_ FERRY_GUARDED_BY(segments_mu_);
+  std::map<std::string, SegmentId> by_name_ FERRY_GUARDED_BY(segments_mu_);
 
-  mutable std::mutex batches_mu_;
-  BatchId next_batch_ = 1;                                     // GUARDED_BY(batches_mu_)
-  std::map<BatchId, std::shared_ptr<TransferBatch>> batches_;  // GUARDED_BY(batches_mu_)
+  mutable Mutex batches_mu_;
+  BatchId next_batch_ FERRY_GUARDED_BY(batches_mu_) = 1;
+  std::map<BatchId, std::shared_ptr<TransferBatch>> batches_ FERRY_GUARDED_BY(batches_mu_);
 
   // Untaken notifications, oldest first, bounded by options_.max_pending_notifications
   // and options_.max_pending_notification_bytes (the oldest are dropped).
-  std::mutex notes_mu_;
-  std::deque<Notification> notes_;  // GUARDED_BY(notes_mu_)
-  size_t notes_bytes_ = 0;          // GUARDED_BY(notes_mu_); from + message of notes_
-  bool notes_overflowed_ = false;   // GUARDED_BY(notes_mu_); dropped since the last take
+  Mutex notes_mu_;
+  std::deque<Notification> notes_ FERRY_GUARDED_BY(notes_mu_);
+  size_t notes_bytes_ FERRY_GUARDED_BY(notes_mu_) = 0;         // from + message of notes_
+  bool notes_overflowed_ FERRY_GUARDED_BY(notes_mu_) = false;  // dropped since the last take
 
   struct Counters {
     std::atomic<uint64_t> bytes_written{0}, bytes_read{0}, bytes_received{0}, bytes_served{0},
@@ -169,10 +167,10 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
         transport_fallbacks{0};
   } counters_;
 
-  std::mutex worker_mu_;
-  std::condition_variable worker_cv_;
-  std::deque<std::function<void(bool)>> jobs_;  // GUARDED_BY(worker_mu_)
-  bool worker_stop_ = false;                    // GUARDED_BY(worker_mu_)
+  Mutex worker_mu_;
+  CondVar worker_cv_;
+  std::deque<std::function<void(bool)>> jobs_ FERRY_GUARDED_BY(worker_mu_);
+  bool worker_stop_ FERRY_GUARDED_BY(worker_mu_) = false;
   std::thread worker_;
 };
 

@@ -2,6 +2,7 @@
 #include <map>
 #include <mutex>
 
+#include "common/mutex.h"
 #include "transfer/tcp/tcp_transport.h"
 #include "transfer/transport.h"
 
@@ -20,8 +21,8 @@ struct Entry {
 };
 
 struct Registry {
-  std::mutex mu;
-  std::map<std::string, Entry> entries;  // GUARDED_BY(mu)
+  Mutex mu;
+  std::map<std::string, Entry> entries FERRY_GUARDED_BY(mu);
 };
 
 Registry& GetRegistry() {
@@ -59,7 +60,7 @@ Status TransportRegistry::Register(const std::string& name, TransportFactory fac
     return InvalidArgumentError("transport name '" + name + "' must be non-empty, without ':'");
   }
   Registry& r = GetRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
+  MutexLock lock(&r.mu);
   if (!r.entries.emplace(name, Entry{std::move(factory), kind}).second) {
     return AlreadyExistsError("transport '" + name + "' is already registered");
   }
@@ -79,7 +80,7 @@ Result<std::unique_ptr<Transport>> TransportRegistry::Create(const std::string& 
   TransportFactory factory;
   {
     Registry& r = GetRegistry();
-    std::lock_guard<std::mutex> lock(r.mu);
+    MutexLock lock(&r.mu);
     auto it = r.entries.find(outer);
     if (it != r.entries.end()) factory = it->second.factory;
   }
@@ -94,7 +95,7 @@ Result<std::unique_ptr<Transport>> TransportRegistry::Create(const std::string& 
 std::vector<std::string> TransportRegistry::Names() {
   EnsureBuiltins();
   Registry& r = GetRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
+  MutexLock lock(&r.mu);
   std::vector<std::string> names;
   for (const auto& [n, e] : r.entries) names.push_back(n);
   return names;
@@ -103,7 +104,7 @@ std::vector<std::string> TransportRegistry::Names() {
 std::vector<std::string> TransportRegistry::Names(Kind kind) {
   EnsureBuiltins();
   Registry& r = GetRegistry();
-  std::lock_guard<std::mutex> lock(r.mu);
+  MutexLock lock(&r.mu);
   std::vector<std::string> names;
   for (const auto& [n, e] : r.entries) {
     if (e.kind == kind) names.push_back(n);

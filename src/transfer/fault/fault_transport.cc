@@ -4,6 +4,8 @@
 #include <cstdlib>
 #include <utility>
 
+#include "common/mutex.h"
+
 namespace ferry::transfer::fault {
 namespace {
 
@@ -87,14 +89,14 @@ FaultTransport::FaultTransport(std::unique_ptr<Transport> inner, const FaultSett
 
 FaultTransport::~FaultTransport() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   if (delay_thread_.joinable()) delay_thread_.join();
   std::multimap<SteadyClock::time_point, Delayed> left;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     left.swap(delayed_);
   }
   for (auto& [when, d] : left) {
@@ -107,7 +109,7 @@ std::vector<Slice> FaultTransport::Inject(std::span<Slice> slices) {
   std::vector<Slice> send;
   std::vector<std::pair<Slice, Status>> failed;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     std::uniform_real_distribution<double> coin(0.0, 1.0);
     for (Slice& s : slices) {
       if (!killed_ && settings_.kill_after_bytes &&
@@ -160,46 +162,46 @@ void FaultTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slic
   }
   auto release = SteadyClock::now() + std::chrono::milliseconds(settings_.delay_ms);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!stop_) {
       delayed_.emplace(release, Delayed{peer, std::move(send), deadline});
       send.clear();
     }
   }
   for (Slice& s : send) s.done(AbortedError("fault transport shut down"));
-  cv_.notify_all();
+  cv_.SignalAll();
 }
 
 void FaultTransport::DelayLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (!stop_) {
     if (delayed_.empty()) {
-      cv_.wait(lock, [this] { return stop_ || !delayed_.empty(); });
+      cv_.Wait(&mu_, [this]() FERRY_REQUIRES(mu_) { return stop_ || !delayed_.empty(); });
       continue;
     }
     auto first = delayed_.begin();
     // Release early if the deadline comes first: the inner transport then fails it in time.
     auto due = std::min(first->first, first->second.deadline.when());
     if (SteadyClock::now() < due) {
-      cv_.wait_until(lock, due);
+      cv_.WaitUntil(&mu_, due);
       continue;
     }
     Delayed d = std::move(first->second);
     delayed_.erase(first);
-    lock.unlock();
+    lock.Unlock();
     if (d.deadline.Expired()) {
       for (Slice& s : d.slices)
         s.done(DeadlineExceededError("fault: deadline passed during delay"));
     } else {
       inner_->Submit(d.peer, d.slices, d.deadline);
     }
-    lock.lock();
+    lock.Lock();
   }
 }
 
 void FaultTransport::ForgetPeer(const std::string& peer_name) {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     killed_ = false;
     bytes_sent_ = 0;
   }
@@ -207,12 +209,12 @@ void FaultTransport::ForgetPeer(const std::string& peer_name) {
 }
 
 uint64_t FaultTransport::dropped() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return dropped_;
 }
 
 uint64_t FaultTransport::corrupted() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return corrupted_;
 }
 

@@ -27,11 +27,9 @@
 // Aborted, joins the delay thread, then destroys the inner transport.
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <span>
@@ -40,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "transfer/transport.h"
 
 namespace ferry::transfer::fault {
@@ -100,16 +99,16 @@ class FaultTransport : public Transport {
   const FaultSettings settings_;
   std::unique_ptr<Transport> inner_;
 
-  mutable std::mutex mu_;
-  std::mt19937_64 rng_;      // GUARDED_BY(mu_)
-  uint64_t bytes_sent_ = 0;  // GUARDED_BY(mu_)
-  bool killed_ = false;      // GUARDED_BY(mu_)
-  uint64_t dropped_ = 0;     // GUARDED_BY(mu_)
-  uint64_t corrupted_ = 0;   // GUARDED_BY(mu_)
-  std::condition_variable cv_;
-  std::multimap<SteadyClock::time_point, Delayed> delayed_;  // by release. GUARDED_BY(mu_)
-  bool stop_ = false;                                        // GUARDED_BY(mu_)
-  std::thread delay_thread_;                                 // only when settings_.delay_ms > 0
+  mutable Mutex mu_;
+  std::mt19937_64 rng_ FERRY_GUARDED_BY(mu_);
+  uint64_t bytes_sent_ FERRY_GUARDED_BY(mu_) = 0;
+  bool killed_ FERRY_GUARDED_BY(mu_) = false;
+  uint64_t dropped_ FERRY_GUARDED_BY(mu_) = 0;
+  uint64_t corrupted_ FERRY_GUARDED_BY(mu_) = 0;
+  CondVar cv_;
+  std::multimap<SteadyClock::time_point, Delayed> delayed_ FERRY_GUARDED_BY(mu_);  // by release
+  bool stop_ FERRY_GUARDED_BY(mu_) = false;
+  std::thread delay_thread_;  // only when settings_.delay_ms > 0
 };
 
 // Factory for the registry ("fault").

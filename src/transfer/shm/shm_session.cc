@@ -9,6 +9,7 @@
 
 #include "common/crypto.h"
 #include "common/json_limits.h"
+#include "common/mutex.h"
 #include "transfer/shm/internal/shm_handshake.h"
 
 namespace ferry::transfer::shm {
@@ -80,7 +81,7 @@ Result<std::unique_ptr<ShmSession>> ShmSession::Open(const SegmentDescriptor& pe
   if (!reply.ok()) return fail(reply.status().message());
   std::unique_ptr<ShmSession> session(
       new ShmSession(std::move(*fd), std::move(pidfd), *pid, path, SegmentDescriptor{}));
-  std::lock_guard lock(session->mu_);
+  MutexLock lock(&session->mu_);
   if (Status applied = session->ApplyLocked(*reply); !applied.ok()) {
     return fail(applied.message());
   }
@@ -121,12 +122,12 @@ Status ShmSession::DrainLocked() {
 }
 
 Status ShmSession::Sync() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return DrainLocked();
 }
 
 Status ShmSession::Refresh(Deadline deadline) {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   FERRY_RETURN_IF_ERROR(DrainLocked());
   Status s = SendFrame(fd_.get(), R"({"type":"refresh"})", deadline);
   if (s.ok()) {
@@ -143,7 +144,7 @@ Status ShmSession::Refresh(Deadline deadline) {
 bool ShmSession::Covers(uint64_t remote, uint64_t len) const {
   std::shared_ptr<const SegmentDescriptor> d;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     d = desc_;
   }
   return d->FindBuffer(remote, len) != nullptr;

@@ -18,10 +18,10 @@
 #include <sys/types.h>
 
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "common/deadline.h"
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "ferry/segment.h"
 #include "ferry/status.h"
@@ -59,17 +59,17 @@ class ShmSession {
         path_(std::move(path)),
         desc_(std::make_shared<const SegmentDescriptor>(std::move(d))) {}
   // Reads every frame waiting (without blocking); Unavailable once the peer is gone.
-  Status DrainLocked();  // REQUIRES(mu_)
+  Status DrainLocked() FERRY_REQUIRES(mu_);
   // Applies one "descriptor" message. Errors: InvalidArgument.
-  Status ApplyLocked(const std::string& frame);  // REQUIRES(mu_)
+  Status ApplyLocked(const std::string& frame) FERRY_REQUIRES(mu_);
 
   const UniqueFd fd_;
   const UniqueFd pidfd_;  // -1 where pidfd_open is not available
   const pid_t pid_;
   const std::string path_;
-  mutable std::mutex mu_;
-  std::shared_ptr<const SegmentDescriptor> desc_;  // GUARDED_BY(mu_)
-  bool dead_ = false;                              // GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  std::shared_ptr<const SegmentDescriptor> desc_ FERRY_GUARDED_BY(mu_);
+  bool dead_ FERRY_GUARDED_BY(mu_) = false;
 };
 
 }  // namespace ferry::transfer::shm

@@ -16,6 +16,7 @@
 #include "common/crypto.h"
 #include "common/json_limits.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "transfer/shm/internal/shm_handshake.h"
 
 namespace ferry::transfer::shm {
@@ -99,12 +100,12 @@ ShmSessionServer::~ShmSessionServer() {
   [[maybe_unused]] ssize_t n = ::write(wake_fd_.get(), &one, sizeof(one));
   thread_.join();
   ::unlink(path_.c_str());
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   sessions_.clear();
 }
 
 size_t ShmSessionServer::sessions() const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return sessions_.size();
 }
 
@@ -163,7 +164,7 @@ Status ShmSessionServer::Handshake(UniqueFd fd) {
     return PermissionDeniedError("shm handshake from pid " + std::to_string(peer) +
                                  ": bad proof (another secret?)");
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (Status granted = GrantLocked(peer); !granted.ok()) {
     SendFrame(fd.get(), nlohmann::json({{"type", "refused"}, {"error", granted.message()}}).dump(),
               deadline)
@@ -182,7 +183,7 @@ void ShmSessionServer::CloseSessionLocked(size_t index) {
 }
 
 void ShmSessionServer::DescriptorChanged() {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (sessions_.empty()) return;
   const std::string message = DescriptorMessage(host_);
   for (size_t i = sessions_.size(); i-- > 0;) {
@@ -201,7 +202,7 @@ void ShmSessionServer::Loop() {
     fds.push_back({wake_fd_.get(), POLLIN, 0});
     fds.push_back({listen_fd_.get(), POLLIN, 0});
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       for (const Session& s : sessions_) {
         fds.push_back({s.fd.get(), POLLIN, 0});
         pids.push_back(s.pid);
@@ -224,7 +225,7 @@ void ShmSessionServer::Loop() {
     }
     for (size_t i = 2; i < fds.size(); ++i) {
       if (fds[i].revents == 0) continue;
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       size_t at = 0;
       while (at < sessions_.size() && sessions_[at].fd.get() != fds[i].fd) ++at;
       if (at == sessions_.size()) continue;

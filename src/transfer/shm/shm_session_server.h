@@ -25,11 +25,11 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "ferry/status.h"
 #include "transfer/transport.h"
@@ -63,8 +63,8 @@ class ShmSessionServer {
   // Runs the handshake on a new connection and lists the session; or says why not.
   Status Handshake(UniqueFd fd);
   // Whether `pid` may attach to us (granting it if Yama needs that). REQUIRES(mu_).
-  Status GrantLocked(pid_t pid);
-  void CloseSessionLocked(size_t index);  // REQUIRES(mu_)
+  Status GrantLocked(pid_t pid) FERRY_REQUIRES(mu_);
+  void CloseSessionLocked(size_t index) FERRY_REQUIRES(mu_);
 
   TransportHost* const host_;
   const std::string secret_;
@@ -74,9 +74,9 @@ class ShmSessionServer {
   const int yama_scope_;  // -1: no Yama
   std::atomic<bool> stop_{false};
 
-  mutable std::mutex mu_;          // also serializes writes to session sockets
-  std::vector<Session> sessions_;  // GUARDED_BY(mu_)
-  pid_t granted_ = 0;              // PR_SET_PTRACER grantee (ptrace_scope 1). GUARDED_BY(mu_)
+  mutable Mutex mu_;  // also serializes writes to session sockets
+  std::vector<Session> sessions_ FERRY_GUARDED_BY(mu_);
+  pid_t granted_ FERRY_GUARDED_BY(mu_) = 0;  // PR_SET_PTRACER grantee (ptrace_scope 1)
   std::thread thread_;
 };
 

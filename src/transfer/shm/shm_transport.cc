@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "common/mutex.h"
 #include "transfer/shm/internal/shm_handshake.h"
 
 namespace ferry::transfer::shm {
@@ -83,14 +84,14 @@ ShmTransport::ShmTransport(std::string host_id, int threads, CmaCalls calls, std
 
 ShmTransport::~ShmTransport() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
+  cv_.SignalAll();
   for (auto& t : workers_) t.join();
   std::deque<Job> left;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     left.swap(queue_);
   }
   for (auto& job : left) {
@@ -123,7 +124,7 @@ void ShmTransport::LocalMemoryChanged() {
 
 Result<std::shared_ptr<ShmSession>> ShmTransport::SessionFor(const SegmentDescriptor& peer,
                                                              Deadline deadline) {
-  std::lock_guard lock(sessions_mu_);
+  MutexLock lock(&sessions_mu_);
   auto it = sessions_.find(peer.name);
   if (it != sessions_.end()) {
     // A descriptor naming another process or socket than the session's is a peer that
@@ -144,18 +145,18 @@ Result<std::shared_ptr<ShmSession>> ShmTransport::SessionFor(const SegmentDescri
 }
 
 void ShmTransport::DropSession(const std::string& peer_name) {
-  std::lock_guard lock(sessions_mu_);
+  MutexLock lock(&sessions_mu_);
   sessions_.erase(peer_name);
 }
 
 bool ShmTransport::IsRefused(int64_t pid) const {
-  std::lock_guard<std::mutex> lock(refused_mu_);
+  MutexLock lock(&refused_mu_);
   return refused_.count(pid) > 0;
 }
 
 void ShmTransport::ForgetPeer(const std::string& peer_name) {
   DropSession(peer_name);
-  std::lock_guard<std::mutex> lock(refused_mu_);
+  MutexLock lock(&refused_mu_);
   for (auto it = refused_.begin(); it != refused_.end();) {
     it = it->second == peer_name ? refused_.erase(it) : std::next(it);
   }
@@ -167,7 +168,7 @@ Result<std::shared_ptr<ShmSession>> ShmTransport::OpenSession(const SegmentDescr
   if (!session.ok() && session.status().code() == StatusCode::kUnimplemented) {
     // The handshake failed (no socket, another process or secret, no answer in time): a
     // refusal of this peer, remembered until ForgetPeer, so CanReach turns false.
-    std::lock_guard<std::mutex> lock(refused_mu_);
+    MutexLock lock(&refused_mu_);
     refused_.emplace(peer.pid, peer.name);
   }
   return session;
@@ -260,7 +261,7 @@ void ShmTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices
   bool wake = false;
   bool stopped = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     stopped = stop_;
     if (!stopped) {
       for (Job& j : jobs) queue_.push_back(std::move(j));
@@ -273,7 +274,7 @@ void ShmTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices
       for (Slice& s : j.slices) s.done(AbortedError("shm transport shut down"));
     }
   } else if (wake) {
-    cv_.notify_all();
+    cv_.SignalAll();
   }
   if (!mine.slices.empty()) Run(mine);
 }
@@ -283,8 +284,8 @@ void ShmTransport::SplitSlice(Slice slice, size_t parts, std::vector<Slice>* out
   // the first piece's error.
   struct Shared {
     std::atomic<size_t> left;
-    std::mutex mu;
-    Status first_error;  // GUARDED_BY(mu)
+    Mutex mu;
+    Status first_error FERRY_GUARDED_BY(mu);
     std::function<void(const Status&)> done;
   };
   auto shared = std::make_shared<Shared>();
@@ -305,13 +306,13 @@ void ShmTransport::SplitSlice(Slice slice, size_t parts, std::vector<Slice>* out
     if (last) shared->left -= parts - (i + 1);  // fewer pieces than planned
     p.done = [shared](const Status& st) {
       if (!st.ok()) {
-        std::lock_guard<std::mutex> lock(shared->mu);
+        MutexLock lock(&shared->mu);
         if (shared->first_error.ok()) shared->first_error = st;
       }
       if (shared->left.fetch_sub(1) == 1) {
         Status result;
         {
-          std::lock_guard<std::mutex> lock(shared->mu);
+          MutexLock lock(&shared->mu);
           result = shared->first_error;
         }
         shared->done(result);
@@ -325,7 +326,7 @@ void ShmTransport::SplitSlice(Slice slice, size_t parts, std::vector<Slice>* out
 void ShmTransport::Run(Job& job) {
   auto remember = [&](const Status& s) {
     if (s.code() != StatusCode::kUnimplemented) return;
-    std::lock_guard<std::mutex> lock(refused_mu_);
+    MutexLock lock(&refused_mu_);
     if (refused_.emplace(job.pid, job.peer_name).second) FERRY_LOG_WARN("shm: {}", s.message());
   };
   Status before;
@@ -365,30 +366,30 @@ void ShmTransport::Run(Job& job) {
 }
 
 void ShmTransport::WorkerLoop() {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   while (true) {
     if (stop_) return;  // the destructor fails what is still queued
     if (!queue_.empty()) {
       Job job = std::move(queue_.front());
       queue_.pop_front();
       queued_.store(queue_.size(), std::memory_order_release);
-      lock.unlock();
+      lock.Unlock();
       Run(job);
-      lock.lock();
+      lock.Lock();
       continue;
     }
     // Poll briefly without the lock: the next slice of a stream usually comes soon.
-    lock.unlock();
+    lock.Unlock();
     auto spin_until = SteadyClock::now() + kIdleSpin;
     while (queued_.load(std::memory_order_acquire) == 0 && SteadyClock::now() < spin_until) {
 #if defined(__x86_64__)
       __builtin_ia32_pause();
 #endif
     }
-    lock.lock();
+    lock.Lock();
     if (!queue_.empty() || stop_) continue;
     ++sleepers_;
-    cv_.wait(lock, [this] { return !queue_.empty() || stop_; });
+    cv_.Wait(&mu_, [this]() FERRY_REQUIRES(mu_) { return !queue_.empty() || stop_; });
     --sleepers_;
   }
 }

@@ -37,17 +37,16 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <deque>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "transfer/shm/cma_copy.h"
 #include "transfer/shm/shm_session.h"
 #include "transfer/shm/shm_session_server.h"
@@ -122,18 +121,18 @@ class ShmTransport : public Transport {
   const std::string secret_;
   std::unique_ptr<ShmSessionServer> server_;  // null without a host
 
-  std::mutex sessions_mu_;
+  Mutex sessions_mu_;
   std::map<std::string, std::shared_ptr<ShmSession>>
       sessions_;  // by peer name. GUARDED_BY(sessions_mu_)
 
-  mutable std::mutex refused_mu_;
-  std::map<int64_t, std::string> refused_;  // pid -> peer name. GUARDED_BY(refused_mu_)
+  mutable Mutex refused_mu_;
+  std::map<int64_t, std::string> refused_ FERRY_GUARDED_BY(refused_mu_);  // pid -> peer name
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job> queue_;          // GUARDED_BY(mu_)
-  int sleepers_ = 0;               // workers waiting on cv_. GUARDED_BY(mu_)
-  bool stop_ = false;              // GUARDED_BY(mu_)
+  Mutex mu_;
+  CondVar cv_;
+  std::deque<Job> queue_ FERRY_GUARDED_BY(mu_);
+  int sleepers_ FERRY_GUARDED_BY(mu_) = 0;  // workers waiting on cv_
+  bool stop_ FERRY_GUARDED_BY(mu_) = false;
   std::atomic<size_t> queued_{0};  // queue_.size(), readable without the lock (polling)
   std::vector<std::thread> workers_;
 };

@@ -1,9 +1,11 @@
 #include "transfer/tcp/connection_limits.h"
 
+#include "common/mutex.h"
+
 namespace ferry::transfer::tcp {
 
 ConnectionLimits::Admission ConnectionLimits::TryAdmit(const std::string& ip) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (total_ >= max_total_) return Admission::kTooManyInAll;
   int& n = by_ip_[ip];
   if (n >= max_per_peer_) return Admission::kTooManyFromPeer;
@@ -13,7 +15,7 @@ ConnectionLimits::Admission ConnectionLimits::TryAdmit(const std::string& ip) {
 }
 
 void ConnectionLimits::Release(const std::string& ip) {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   auto it = by_ip_.find(ip);
   if (it == by_ip_.end()) return;
   if (--it->second <= 0) by_ip_.erase(it);
@@ -21,7 +23,7 @@ void ConnectionLimits::Release(const std::string& ip) {
 }
 
 int ConnectionLimits::total() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   return total_;
 }
 

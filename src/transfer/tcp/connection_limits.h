@@ -9,9 +9,10 @@
 // Thread safety: thread-safe (one mutex; called once per accept and once per close).
 #pragma once
 
-#include <mutex>
 #include <string>
 #include <unordered_map>
+
+#include "common/mutex.h"
 
 namespace ferry::transfer::tcp {
 
@@ -33,9 +34,9 @@ class ConnectionLimits {
  private:
   const int max_total_;
   const int max_per_peer_;
-  mutable std::mutex mu_;
-  int total_ = 0;                               // GUARDED_BY(mu_)
-  std::unordered_map<std::string, int> by_ip_;  // GUARDED_BY(mu_); entries > 0 only
+  mutable Mutex mu_;
+  int total_ FERRY_GUARDED_BY(mu_) = 0;
+  std::unordered_map<std::string, int> by_ip_ FERRY_GUARDED_BY(mu_);  // entries > 0 only
 };
 
 }  // namespace ferry::transfer::tcp

@@ -10,9 +10,9 @@
 
 #include <chrono>
 #include <cstdint>
-#include <mutex>
 
 #include "common/deadline.h"
+#include "common/mutex.h"
 
 namespace ferry::transfer::tcp {
 
@@ -23,7 +23,7 @@ class LogLimiter {
   // True if a line may be logged now; then *held_back is how many were refused since the
   // last line let through.
   bool Allow(uint64_t* held_back) {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     SteadyClock::time_point now = SteadyClock::now();
     if (any_ && now - last_ < interval_) {
       ++held_back_;
@@ -38,10 +38,10 @@ class LogLimiter {
 
  private:
   const std::chrono::milliseconds interval_;
-  std::mutex mu_;
-  bool any_ = false;              // GUARDED_BY(mu_)
-  SteadyClock::time_point last_;  // GUARDED_BY(mu_)
-  uint64_t held_back_ = 0;        // GUARDED_BY(mu_)
+  Mutex mu_;
+  bool any_ FERRY_GUARDED_BY(mu_) = false;
+  SteadyClock::time_point last_ FERRY_GUARDED_BY(mu_);
+  uint64_t held_back_ FERRY_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace ferry::transfer::tcp

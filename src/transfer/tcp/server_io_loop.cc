@@ -10,6 +10,7 @@
 #include <system_error>
 
 #include "common/log.h"
+#include "common/mutex.h"
 
 namespace ferry::transfer::tcp {
 namespace {
@@ -56,7 +57,7 @@ ServerIoLoop::~ServerIoLoop() {
   [[maybe_unused]] ssize_t w = ::write(wake_fd_.get(), &one, sizeof(one));
   if (thread_.joinable()) thread_.join();
   while (!slots_.empty()) Close(&slots_.front());
-  std::lock_guard<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   for (Pending& p : pending_) limits_->Release(p.ip);
   pending_.clear();
 }
@@ -64,7 +65,7 @@ ServerIoLoop::~ServerIoLoop() {
 void ServerIoLoop::Adopt(UniqueFd fd, std::string ip, std::string peer) {
   load_.fetch_add(1, std::memory_order_relaxed);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     pending_.push_back(Pending{std::move(fd), std::move(ip), std::move(peer)});
   }
   uint64_t one = 1;
@@ -113,7 +114,7 @@ void ServerIoLoop::Run() {
 void ServerIoLoop::AdoptPending(SteadyClock::time_point now) {
   std::vector<Pending> adopt;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     adopt.swap(pending_);
   }
   for (Pending& p : adopt) {

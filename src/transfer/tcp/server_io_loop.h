@@ -17,11 +17,11 @@
 #include <cstdint>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "ferry/status.h"
 #include "transfer/tcp/connection_limits.h"
@@ -69,8 +69,8 @@ class ServerIoLoop {
   std::atomic<bool> stopping_{false};
   std::atomic<int> load_{0};
 
-  std::mutex mu_;
-  std::vector<Pending> pending_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::vector<Pending> pending_ FERRY_GUARDED_BY(mu_);
 
   // Loop thread only.
   std::list<Slot> slots_;

@@ -1,7 +1,8 @@
 #include "transfer/tcp/tcp_client.h"
 
 #include <algorithm>
-#include <condition_variable>
+
+#include "common/mutex.h"
 
 namespace ferry::transfer::tcp {
 
@@ -14,7 +15,7 @@ TcpClient::TcpClient(std::string secret, int connections_per_peer,
 TcpClient::~TcpClient() {
   std::map<std::string, std::shared_ptr<Peer>> peers;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     peers.swap(peers_);
   }
   // Connections' destructors fail pending ops with Aborted and join their threads.
@@ -26,7 +27,7 @@ Result<std::vector<std::shared_ptr<TcpConnection>>> TcpClient::Connections(const
   std::string key = host + ":" + std::to_string(port);
   std::shared_ptr<Peer> peer;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto& slot = peers_[key];
     if (!slot) slot = std::make_shared<Peer>();
     peer = slot;
@@ -35,7 +36,7 @@ Result<std::vector<std::shared_ptr<TcpConnection>>> TcpClient::Connections(const
   std::vector<std::shared_ptr<TcpConnection>> dead;  // destroyed outside the lock
   Status last;
   {
-    std::lock_guard<std::mutex> lock(peer->mu);
+    MutexLock lock(&peer->mu);
     peer->conns.resize(static_cast<size_t>(connections_per_peer_));
     Deadline connect_deadline = Deadline::Min(d, Deadline::In(connect_timeout_));
     for (auto& c : peer->conns) {
@@ -99,27 +100,27 @@ Status TcpClient::Call(const std::string& host, uint16_t port, std::shared_ptr<T
     op->done = nullptr;
   }
   struct Waiter {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool done = false;  // GUARDED_BY(mu)
-    Status status;      // GUARDED_BY(mu)
+    Mutex mu;
+    CondVar cv;
+    bool done FERRY_GUARDED_BY(mu) = false;
+    Status status FERRY_GUARDED_BY(mu);
   };
   auto w = std::make_shared<Waiter>();
   op->done = [w](const Status& s) {
-    std::lock_guard<std::mutex> lock(w->mu);
+    MutexLock lock(&w->mu);
     w->done = true;
     w->status = s;
-    w->cv.notify_all();
+    w->cv.SignalAll();
   };
   Deadline d = op->deadline;
   std::shared_ptr<TcpOp> ops[1] = {op};
   Submit(host, port, ops);
-  std::unique_lock<std::mutex> lock(w->mu);
+  MutexLock lock(&w->mu);
   // The connection enforces op->deadline; the extra second only guards against a bug.
-  if (!w->cv.wait_until(lock,
-                        d.IsInfinite() ? SteadyClock::now() + std::chrono::hours(24)
-                                       : d.when() + std::chrono::seconds(1),
-                        [&] { return w->done; })) {
+  if (!w->cv.WaitUntil(&w->mu,
+                       d.IsInfinite() ? SteadyClock::now() + std::chrono::hours(24)
+                                      : d.when() + std::chrono::seconds(1),
+                       [&]() FERRY_REQUIRES(w->mu) { return w->done; })) {
     return DeadlineExceededError("call to " + host + ":" + std::to_string(port) + " timed out");
   }
   return w->status;
@@ -132,7 +133,7 @@ Status TcpClient::Connect(const std::string& host, uint16_t port, Deadline deadl
 void TcpClient::Forget(const std::string& key) {
   std::shared_ptr<Peer> peer;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     auto it = peers_.find(key);
     if (it == peers_.end()) return;
     peer = std::move(it->second);

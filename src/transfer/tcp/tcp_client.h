@@ -15,12 +15,12 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "common/deadline.h"
+#include "common/mutex.h"
 #include "ferry/status.h"
 #include "transfer/tcp/tcp_connection.h"
 
@@ -49,8 +49,8 @@ class TcpClient {
 
  private:
   struct Peer {
-    std::mutex mu;  // Serializes (re)connecting; taken before nothing else.
-    std::vector<std::shared_ptr<TcpConnection>> conns;  // GUARDED_BY(mu)
+    Mutex mu;  // Serializes (re)connecting; taken before nothing else.
+    std::vector<std::shared_ptr<TcpConnection>> conns FERRY_GUARDED_BY(mu);
   };
   // Live connections to the peer, connecting missing/broken ones first.
   Result<std::vector<std::shared_ptr<TcpConnection>>> Connections(const std::string& host,
@@ -59,8 +59,8 @@ class TcpClient {
   const std::string secret_;
   const int connections_per_peer_;
   const std::chrono::milliseconds connect_timeout_;
-  std::mutex mu_;
-  std::map<std::string, std::shared_ptr<Peer>> peers_;  // GUARDED_BY(mu_)
+  Mutex mu_;
+  std::map<std::string, std::shared_ptr<Peer>> peers_ FERRY_GUARDED_BY(mu_);
 };
 
 }  // namespace ferry::transfer::tcp

@@ -11,6 +11,7 @@
 
 #include "common/crypto.h"
 #include "common/log.h"
+#include "common/mutex.h"
 #include "transfer/tcp/net.h"
 
 namespace ferry::transfer::tcp {
@@ -157,37 +158,37 @@ void TcpConnection::Submit(std::span<const std::shared_ptr<TcpOp>> ops) {
     small &= op->type != FrameType::kWrite || op->length <= kInlineSendMax;
   }
   outstanding_.fetch_add(data, std::memory_order_relaxed);
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   if (broken_.load()) {
-    lock.unlock();
+    lock.Unlock();
     for (const auto& op : ops)
       Finish(op, UnavailableError("connection to " + peer_ + " is closed"));
     return;
   }
   const bool was_idle = to_send_.empty();
   to_send_.insert(to_send_.end(), ops.begin(), ops.end());
-  if (small && inline_bytes <= kInlineSendMax && was_idle && send_mu_.try_lock()) {
+  if (small && inline_bytes <= kInlineSendMax && was_idle && send_mu_.TryLock()) {
     // Idle and small: send on this thread, sparing the sender thread's wake-up.
     std::vector<Sending> batch;
     const bool wake = TakeBatchLocked(&batch);
     const bool more = !to_send_.empty();
-    lock.unlock();
-    if (wake) recv_cv_.notify_one();
+    lock.Unlock();
+    if (wake) recv_cv_.Signal();
     Status s = SendBatch(batch);
-    send_mu_.unlock();
+    send_mu_.Unlock();
     if (!s.ok()) Break(s);
-    if (more) send_cv_.notify_one();
+    if (more) send_cv_.Signal();
     return;
   }
-  lock.unlock();
-  send_cv_.notify_one();
+  lock.Unlock();
+  send_cv_.Signal();
 }
 
 void TcpConnection::Break(const Status& why) {
   std::deque<std::shared_ptr<TcpOp>> queued;
   std::deque<Sending> sent;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!broken_.load()) {
       broken_.store(true, std::memory_order_release);
       if (!stopping_.load() && why.code() != StatusCode::kDeadlineExceeded) {
@@ -198,8 +199,8 @@ void TcpConnection::Break(const Status& why) {
     sent.swap(in_flight_);
   }
   ::shutdown(fd_.get(), SHUT_RDWR);
-  send_cv_.notify_all();
-  recv_cv_.notify_all();
+  send_cv_.SignalAll();
+  recv_cv_.SignalAll();
   auto status_for = [&](const TcpOp& op) {
     if (why.code() == StatusCode::kAborted) return why;
     if (op.deadline.Expired()) {
@@ -308,19 +309,21 @@ void TcpConnection::SenderLoop() {
   batch.reserve(kMaxBatchOps);
   while (true) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      send_cv_.wait(lock, [&] { return stopping_.load() || broken_.load() || !to_send_.empty(); });
+      MutexLock lock(&mu_);
+      send_cv_.Wait(&mu_, [&]() FERRY_REQUIRES(mu_) {
+        return stopping_.load() || broken_.load() || !to_send_.empty();
+      });
       if (stopping_.load() || broken_.load()) return;
     }
-    std::lock_guard<std::mutex> send_lock(send_mu_);
+    MutexLock send_lock(&send_mu_);
     batch.clear();
     bool wake = false;
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      MutexLock lock(&mu_);
       if (broken_.load()) continue;
       wake = TakeBatchLocked(&batch);
     }
-    if (wake) recv_cv_.notify_one();
+    if (wake) recv_cv_.Signal();
     if (batch.empty()) continue;
     Status s = SendBatch(batch);
     batch.clear();  // drop the references before possibly waiting again
@@ -332,7 +335,7 @@ Deadline TcpConnection::SweepDeadlines() {
   Deadline earliest = Deadline::In(kSweepInterval);
   bool expired = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     for (auto& in : in_flight_) {
       earliest = Deadline::Min(earliest, in.op->deadline);
       expired |= in.op->deadline.Expired();
@@ -356,17 +359,18 @@ void TcpConnection::ReceiverLoop() {
       if (broken_.load()) break;
     }
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      auto work = [&] { return !in_flight_.empty() && !caller_reads_; };
+      MutexLock lock(&mu_);
+      auto work = [&]() FERRY_REQUIRES(mu_) { return !in_flight_.empty() && !caller_reads_; };
       if (!work()) {
         receiver_idle_ = true;
-        recv_cv_.wait_until(lock, next_sweep.when(),
-                            [&] { return stopping_.load() || broken_.load() || work(); });
+        recv_cv_.WaitUntil(&mu_, next_sweep.when(), [&]() FERRY_REQUIRES(mu_) {
+          return stopping_.load() || broken_.load() || work();
+        });
         receiver_idle_ = false;
         if (stopping_.load() || broken_.load()) break;
         if (!work()) {
           if (in_flight_.empty() && !caller_reads_ && PeerHungUpLocked()) {
-            lock.unlock();
+            lock.Unlock();
             Break(UnavailableError("connection to " + peer_ + " closed by peer (peer gone?)"));
             break;
           }
@@ -389,30 +393,30 @@ bool TcpConnection::PeerHungUpLocked() {
 }
 
 bool TcpConnection::TryRunInline(const std::shared_ptr<TcpOp>& op) {
-  std::unique_lock<std::mutex> lock(mu_);
+  MutexLock lock(&mu_);
   // With nothing in flight the receiver thread does not touch the socket (it reads only
   // while replies are due), so this thread may read the reply itself.
   if (broken_.load() || !in_flight_.empty() || !to_send_.empty() || caller_reads_) {
     return false;
   }
   if (PeerHungUpLocked()) {  // e.g. closed as idle, or the peer restarted: not this one
-    lock.unlock();
+    lock.Unlock();
     Break(UnavailableError("connection to " + peer_ + " closed by peer (peer gone?)"));
     return false;
   }
-  if (!send_mu_.try_lock()) return false;
+  if (!send_mu_.TryLock()) return false;
   caller_reads_ = true;
   const uint64_t id = next_id_++;
-  lock.unlock();
+  lock.Unlock();
   const uint64_t data = IsData(*op) ? op->length : 0;
   outstanding_.fetch_add(data, std::memory_order_relaxed);
   bool in_sync = false;
   Status s = ExchangeInline(*op, id, &in_sync);
-  lock.lock();
+  lock.Lock();
   caller_reads_ = false;
   const bool wake = !in_flight_.empty();
-  lock.unlock();
-  if (wake) recv_cv_.notify_one();
+  lock.Unlock();
+  if (wake) recv_cv_.Signal();
   if (!in_sync) Break(s);
   outstanding_.fetch_sub(data, std::memory_order_relaxed);
   if (!s.ok() && !in_sync && op->deadline.Expired()) {
@@ -440,7 +444,7 @@ Status TcpConnection::ExchangeInline(TcpOp& op, uint64_t id, bool* in_sync) {
     iov[1] = {op.payload.data(), op.payload.size()};
   }
   Status sent = SendAllV(fd_.get(), iov, 2, op.deadline);
-  send_mu_.unlock();
+  send_mu_.Unlock();
   FERRY_RETURN_IF_ERROR(sent);
   FERRY_RETURN_IF_ERROR(RecvAll(fd_.get(), buf, sizeof(buf), op.deadline));
   Result<FrameHeader> r = DecodeFrameHeader(buf);
@@ -480,7 +484,7 @@ Status TcpConnection::ReceiveReplies() {
   }
   size_t want = kRecvBufferBytes - rend_;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (!in_flight_.empty() && in_flight_.front().op->type == FrameType::kRead) {
       want = kFrameHeaderSize - rend_;
     }
@@ -513,7 +517,7 @@ Status TcpConnection::TakeBody(char* dst, uint64_t len, Deadline d) {
 Status TcpConnection::CompleteReply(const FrameHeader& h) {
   Sending in;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    MutexLock lock(&mu_);
     if (h.type != FrameType::kReply || in_flight_.empty()) {
       return UnavailableError("protocol error from " + peer_ + ": unexpected frame");
     }

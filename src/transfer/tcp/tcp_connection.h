@@ -25,18 +25,17 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "common/deadline.h"
+#include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "ferry/status.h"
 #include "transfer/tcp/wire.h"
@@ -128,16 +127,17 @@ class TcpConnection {
   void SenderLoop();
   void ReceiverLoop();
   // Moves the next batch of to_send_ into flight: gives each op the next id and marks it
-  // as being sent (two completion parts). REQUIRES(mu_), and send_mu_ held by the caller
-  // until the batch went out, so that in_flight_ is in wire order. Returns true if the
-  // receiver waits for work and must be woken (recv_cv_, after unlocking).
-  bool TakeBatchLocked(std::vector<Sending>* batch);
+  // as being sent (two completion parts). The caller holds mu_, and send_mu_ until the
+  // batch went out, so that in_flight_ is in wire order. Returns true if the receiver
+  // waits for work and must be woken (recv_cv_, after unlocking).
+  bool TakeBatchLocked(std::vector<Sending>* batch) FERRY_REQUIRES(mu_, send_mu_);
   // TryRunInline's exchange: the frame out, the reply in, exactly its bytes.
   // *in_sync tells whether the stream is still usable afterwards.
-  Status ExchangeInline(TcpOp& op, uint64_t id, bool* in_sync);
+  // Called with send_mu_ held; releases it once the frame is out.
+  Status ExchangeInline(TcpOp& op, uint64_t id, bool* in_sync) FERRY_RELEASE(send_mu_);
   // While idle: whether the peer closed the connection (EOF, reset, stray bytes).
-  // REQUIRES(mu_), nothing in flight and no inline caller reading.
-  bool PeerHungUpLocked();
+  // Nothing in flight and no inline caller reading.
+  bool PeerHungUpLocked() FERRY_REQUIRES(mu_);
   // Sends the batch's frames (one sendmsg for many), ending each op's send part as soon
   // as its last byte is in the socket (whether or not the send succeeded).
   Status SendBatch(std::span<Sending> batch);
@@ -161,18 +161,18 @@ class TcpConnection {
   std::atomic<bool> broken_{false};
   std::atomic<bool> stopping_{false};
   std::atomic<uint64_t> outstanding_{0};
-  uint64_t next_id_ = 1;  // GUARDED_BY(mu_)
+  uint64_t next_id_ FERRY_GUARDED_BY(mu_) = 1;
 
-  std::mutex send_mu_;  // Held while bytes go onto the socket; taken before mu_.
-  mutable std::mutex mu_;
-  std::condition_variable send_cv_;             // to_send_ became non-empty, or stop
-  std::condition_variable recv_cv_;             // the receiver has replies to read, or stop
-  std::deque<std::shared_ptr<TcpOp>> to_send_;  // GUARDED_BY(mu_)
-  std::deque<Sending> in_flight_;               // GUARDED_BY(mu_), in wire order
+  Mutex send_mu_;  // Held while bytes go onto the socket; taken before mu_.
+  mutable Mutex mu_;
+  CondVar send_cv_;  // to_send_ became non-empty, or stop
+  CondVar recv_cv_;  // the receiver has replies to read, or stop
+  std::deque<std::shared_ptr<TcpOp>> to_send_ FERRY_GUARDED_BY(mu_);
+  std::deque<Sending> in_flight_ FERRY_GUARDED_BY(mu_);  // in wire order
   // The receiver thread reads the socket only while replies are due and no inline caller
   // reads its own (TryRunInline); otherwise it waits on recv_cv_ (receiver_idle_).
-  bool receiver_idle_ = false;  // GUARDED_BY(mu_)
-  bool caller_reads_ = false;   // GUARDED_BY(mu_)
+  bool receiver_idle_ FERRY_GUARDED_BY(mu_) = false;
+  bool caller_reads_ FERRY_GUARDED_BY(mu_) = false;
 
   // Receiver thread only: reply bytes received and not yet used, rbuf_[rbegin_, rend_).
   std::unique_ptr<char[]> rbuf_;

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "common/mutex.h"
 #include "transfer/ucx/ucx_settings.h"
 
 namespace ferry::transfer::ucx {
@@ -69,7 +70,7 @@ Result<std::unique_ptr<UcxTransport>> UcxTransport::Create(const TransportOption
   if (host != nullptr) buffers = host->LocalDescriptor().buffers;
   FERRY_ASSIGN_OR_RETURN(std::string info, t->worker_->SetLocalBuffers(
                                                std::move(buffers), Deadline::In(kRemapTimeout)));
-  std::lock_guard lock(t->mu_);
+  MutexLock lock(&t->mu_);
   t->local_info_ = std::move(info);
   return t;
 }
@@ -89,7 +90,7 @@ Result<std::shared_ptr<const UcxPeerInfo>> UcxTransport::InfoFor(
     return UnavailableError("ucx: peer " + peer.name + " publishes no ucx info");
   }
   const std::string key = PeerKey(peer);
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   Parsed& p = parsed_[key];
   if ((p.info == nullptr && p.error.ok()) || p.version != peer.version || p.raw != it->second) {
     auto parsed = UcxPeerInfo::Parse(it->second);
@@ -117,13 +118,13 @@ bool UcxTransport::CanReach(const SegmentDescriptor& peer) const {
 }
 
 bool UcxTransport::IsRefused(const SegmentDescriptor& peer) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   return refused_.count(PeerKey(peer)) > 0;
 }
 
 void UcxTransport::Refuse(const std::string& name, const std::string& key,
                           const Status& why) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   if (refused_.emplace(key, name).second) {
     FERRY_LOG_WARN("ucx: refusing peer {} until it is forgotten: {}", name, why.message());
   }
@@ -149,7 +150,7 @@ void UcxTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices
 
 void UcxTransport::ForgetPeer(const std::string& peer_name) {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     for (auto it = refused_.begin(); it != refused_.end();) {
       it = it->second == peer_name ? refused_.erase(it) : std::next(it);
     }
@@ -162,7 +163,7 @@ void UcxTransport::ForgetPeer(const std::string& peer_name) {
 }
 
 void UcxTransport::DescribeLocal(SegmentDescriptor* descriptor) const {
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   descriptor->transport_info["ucx"] = local_info_;
 }
 
@@ -174,7 +175,7 @@ void UcxTransport::LocalMemoryChanged() {
     FERRY_LOG_ERROR("ucx: updating the mapped buffers failed: {}", info.status().ToString());
     return;
   }
-  std::lock_guard lock(mu_);
+  MutexLock lock(&mu_);
   local_info_ = std::move(*info);
 }
 

@@ -32,12 +32,12 @@
 
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <span>
 #include <string>
 #include <string_view>
 
+#include "common/mutex.h"
 #include "transfer/transport.h"
 #include "transfer/ucx/ucx_peer_info.h"
 #include "transfer/ucx/ucx_worker.h"
@@ -84,10 +84,10 @@ class UcxTransport : public Transport {
 
   TransportHost* const host_;
 
-  mutable std::mutex mu_;
-  mutable std::map<std::string, Parsed> parsed_;        // by peer key. GUARDED_BY(mu_)
-  mutable std::map<std::string, std::string> refused_;  // key -> peer name. GUARDED_BY(mu_)
-  std::string local_info_;                              // published JSON. GUARDED_BY(mu_)
+  mutable Mutex mu_;
+  mutable std::map<std::string, Parsed> parsed_ FERRY_GUARDED_BY(mu_);        // by peer key
+  mutable std::map<std::string, std::string> refused_ FERRY_GUARDED_BY(mu_);  // key -> peer name
+  std::string local_info_ FERRY_GUARDED_BY(mu_);                              // published JSON
 
   std::unique_ptr<UcxWorker> worker_;  // last: its thread stops before the above go
 };

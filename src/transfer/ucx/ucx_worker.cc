@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "common/log.h"
+#include "common/mutex.h"
 
 namespace ferry::transfer::ucx {
 namespace {
@@ -150,7 +151,7 @@ UcxWorker::UcxWorker(ucp_context_h context, ucp_worker_h worker, int event_fd, i
 
 UcxWorker::~UcxWorker() {
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
   ucp_worker_signal(worker_);
@@ -163,7 +164,7 @@ UcxWorker::~UcxWorker() {
 void UcxWorker::Post(Task task) {
   bool wake = false;
   {
-    std::lock_guard lock(mu_);
+    MutexLock lock(&mu_);
     if (!stop_) {
       queue_.push_back(std::move(task));
       wake = sleeping_;
@@ -191,8 +192,8 @@ void UcxWorker::Submit(Peer peer, std::vector<Slice> slices, Deadline deadline) 
 Result<std::string> UcxWorker::SetLocalBuffers(std::vector<BufferDescriptor> buffers,
                                                Deadline deadline) {
   struct Reply {
-    std::mutex mu;
-    std::condition_variable cv;
+    Mutex mu;
+    CondVar cv;
     bool done = false;
     Result<std::string> result = AbortedError("ucx transport shut down");
   };
@@ -200,13 +201,14 @@ Result<std::string> UcxWorker::SetLocalBuffers(std::vector<BufferDescriptor> buf
   Post([this, reply, buffers = std::move(buffers)](bool aborted) {
     Result<std::string> r =
         aborted ? Result<std::string>(AbortedError("ucx transport shut down")) : Remap(buffers);
-    std::lock_guard lock(reply->mu);
+    MutexLock lock(&reply->mu);
     reply->result = std::move(r);
     reply->done = true;
-    reply->cv.notify_all();
+    reply->cv.SignalAll();
   });
-  std::unique_lock lock(reply->mu);
-  if (!reply->cv.wait_until(lock, deadline.when(), [&] { return reply->done; })) {
+  MutexLock lock(&reply->mu);
+  if (!reply->cv.WaitUntil(&reply->mu, deadline.when(),
+                           [&]() FERRY_REQUIRES(reply->mu) { return reply->done; })) {
     return DeadlineExceededError("ucx: the progress thread did not (un)map memory in time");
   }
   return reply->result;
@@ -244,7 +246,7 @@ void UcxWorker::Loop() {
     std::deque<Task> tasks;
     bool stop = false;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       tasks.swap(queue_);
       stop = stop_;
       sleeping_ = false;
@@ -275,7 +277,7 @@ void UcxWorker::Loop() {
     // Sleep until UCX has an event, a caller signals, or the sweep timeout passes.
     if (ucp_worker_arm(worker_) == UCS_ERR_BUSY) continue;
     {
-      std::lock_guard lock(mu_);
+      MutexLock lock(&mu_);
       if (!queue_.empty() || stop_) continue;
       sleeping_ = true;
     }

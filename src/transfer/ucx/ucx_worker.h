@@ -33,19 +33,18 @@
 #include <ucp/api/ucp.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "common/mutex.h"
 #include "transfer/transport.h"
 #include "transfer/ucx/ucx_peer_info.h"
 #include "transfer/ucx/ucx_settings.h"
@@ -143,10 +142,10 @@ class UcxWorker {
   const bool peer_errors_;
   const RefuseFn refuse_;
 
-  std::mutex mu_;
-  std::deque<Task> queue_;  // GUARDED_BY(mu_)
-  bool stop_ = false;       // GUARDED_BY(mu_)
-  bool sleeping_ = false;   // the thread is (about to be) in epoll_wait. GUARDED_BY(mu_)
+  Mutex mu_;
+  std::deque<Task> queue_ FERRY_GUARDED_BY(mu_);
+  bool stop_ FERRY_GUARDED_BY(mu_) = false;
+  bool sleeping_ FERRY_GUARDED_BY(mu_) = false;  // the thread is (about to be) in epoll_wait
 
   struct AtomicCounters {
     std::atomic<uint64_t> bytes_written{0}, bytes_read{0}, slices_done{0}, slices_failed{0},
