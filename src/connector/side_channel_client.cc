@@ -300,7 +300,7 @@ Result<KvPullReply> SideChannelClient::Call(const std::string& endpoint,
   struct Waiter {
     Mutex mu;
     CondVar cv;
-    std::optional<Result<KvPullReply>> result;
+    std::optional<Result<KvPullReply>> result FERRY_GUARDED_BY(mu);
   };
   auto w = std::make_shared<Waiter>();
   FERRY_RETURN_IF_ERROR(Start(endpoint, request, deadline, [w](Result<KvPullReply> r) {

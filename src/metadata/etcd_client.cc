@@ -454,8 +454,8 @@ class EtcdWatchImpl final : public EtcdWatch {
   std::atomic<bool> cancelled_{false};
   Mutex mu_;
   CondVar cv_;
-  httplib::Client* client_ = nullptr;  // guarded by mu_: the stream's client, to stop()
-  bool done_ = false;                  // guarded by mu_: Run() has returned
+  httplib::Client* client_ FERRY_GUARDED_BY(mu_) = nullptr;  // the stream's client, to stop()
+  bool done_ FERRY_GUARDED_BY(mu_) = false;                  // Run() has returned
   std::thread thread_;
 };
 

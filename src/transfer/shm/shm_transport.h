@@ -122,8 +122,8 @@ class ShmTransport : public Transport {
   std::unique_ptr<ShmSessionServer> server_;  // null without a host
 
   Mutex sessions_mu_;
-  std::map<std::string, std::shared_ptr<ShmSession>>
-      sessions_;  // by peer name. GUARDED_BY(sessions_mu_)
+  // by peer name
+  std::map<std::string, std::shared_ptr<ShmSession>> sessions_ FERRY_GUARDED_BY(sessions_mu_);
 
   mutable Mutex refused_mu_;
   std::map<int64_t, std::string> refused_ FERRY_GUARDED_BY(refused_mu_);  // pid -> peer name

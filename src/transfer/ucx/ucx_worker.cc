@@ -194,8 +194,8 @@ Result<std::string> UcxWorker::SetLocalBuffers(std::vector<BufferDescriptor> buf
   struct Reply {
     Mutex mu;
     CondVar cv;
-    bool done = false;
-    Result<std::string> result = AbortedError("ucx transport shut down");
+    bool done FERRY_GUARDED_BY(mu) = false;
+    Result<std::string> result FERRY_GUARDED_BY(mu) = AbortedError("ucx transport shut down");
   };
   auto reply = std::make_shared<Reply>();
   Post([this, reply, buffers = std::move(buffers)](bool aborted) {
