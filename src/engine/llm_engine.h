@@ -201,7 +201,7 @@ class LlmEngine final : public KvTransferSink {
   std::vector<std::string> aborts_ FERRY_GUARDED_BY(mu_);
   std::vector<KvTransferDone> kv_done_ FERRY_GUARDED_BY(mu_);
   EngineStats stats_ FERRY_GUARDED_BY(mu_);
-  Mutex in_flight_mu_;  // acquired after mu_ when both are held
+  Mutex in_flight_mu_ FERRY_ACQUIRED_AFTER(mu_);  // acquired after mu_ when both are held
   std::unordered_set<std::string> in_flight_ FERRY_GUARDED_BY(in_flight_mu_);
   std::thread thread_;
   std::atomic<bool> alive_{false};
