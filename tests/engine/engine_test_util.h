@@ -65,7 +65,9 @@ inline std::unique_ptr<LlmEngine> StartEngine(
   auto e = LlmEngine::Create(std::make_unique<FakeModel>(eos_after, delay),
                              std::make_shared<ByteTokenizer>(), opts);
   EXPECT_TRUE(e.ok()) << e.status().ToString();
-  if (connector) EXPECT_TRUE((*e)->AttachKvConnector(std::move(connector)).ok());
+  if (connector) {
+    EXPECT_TRUE((*e)->AttachKvConnector(std::move(connector)).ok());
+  }
   EXPECT_TRUE((*e)->Start().ok());
   return std::move(e).value();
 }

@@ -295,7 +295,9 @@ TEST(LlmEngineConnectorTest, FailedLoadHoldsItsBlocksForTheGuardTime) {
     SCOPED_TRACE(id);
     auto out = Collect(*engine->Submit(Greedy(id, Prompt(13, 5), 3)).value());
     EXPECT_EQ(out.finish_reason, std::string(id) == "fail" ? "abort" : "length");
-    if (std::string(id) == "recompute") EXPECT_EQ(out.text, Expected(Prompt(13, 5), 3));
+    if (std::string(id) == "recompute") {
+      EXPECT_EQ(out.text, Expected(Prompt(13, 5), 3));
+    }
     ExpectBlocksHeldThenReleased(*engine);
   }
 }

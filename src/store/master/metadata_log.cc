@@ -22,7 +22,6 @@ using Clock = std::chrono::steady_clock;
 constexpr std::string_view kWalMagic = "FERRYWAL";
 constexpr std::string_view kSnapshotMagic = "FERRYSNP";
 constexpr uint32_t kVersion = 1;
-constexpr size_t kFileHeaderBytes = MetadataLog::kFileHeaderBytes;
 // u32 payload length, u64 checksum, u64 seq, u8 type.
 constexpr size_t kRecordHeaderBytes = 4 + 8 + 8 + 1;
 constexpr uint32_t kMaxPayload = 64u << 20;

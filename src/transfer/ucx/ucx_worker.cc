@@ -133,14 +133,13 @@ Result<std::unique_ptr<UcxWorker>> UcxWorker::Create(const UcxSettings& settings
     return fail(s);
   }
   return std::unique_ptr<UcxWorker>(
-      new UcxWorker(context, worker, efd, ep, std::move(address), settings, std::move(refuse)));
+      new UcxWorker(context, worker, ep, std::move(address), settings, std::move(refuse)));
 }
 
-UcxWorker::UcxWorker(ucp_context_h context, ucp_worker_h worker, int event_fd, int epoll_fd,
-                     std::string address, const UcxSettings& settings, RefuseFn refuse)
+UcxWorker::UcxWorker(ucp_context_h context, ucp_worker_h worker, int epoll_fd, std::string address,
+                     const UcxSettings& settings, RefuseFn refuse)
     : context_(context),
       worker_(worker),
-      event_fd_(event_fd),
       epoll_fd_(epoll_fd),
       address_(std::move(address)),
       busy_poll_(settings.busy_poll),

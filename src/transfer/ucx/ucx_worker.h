@@ -110,8 +110,8 @@ class UcxWorker {
   };
   using Task = std::function<void(bool aborted)>;
 
-  UcxWorker(ucp_context_h context, ucp_worker_h worker, int event_fd, int epoll_fd,
-            std::string address, const UcxSettings& settings, RefuseFn refuse);
+  UcxWorker(ucp_context_h context, ucp_worker_h worker, int epoll_fd, std::string address,
+            const UcxSettings& settings, RefuseFn refuse);
   void Post(Task task);
   void Loop();
   void Shutdown();
@@ -135,8 +135,7 @@ class UcxWorker {
 
   ucp_context_h context_;
   ucp_worker_h worker_;
-  const int event_fd_;  // the worker's wake-up fd (owned by UCX)
-  const int epoll_fd_;  // ours
+  const int epoll_fd_;  // ours; it watches the worker's wake-up fd (owned by UCX)
   const std::string address_;
   const std::chrono::microseconds busy_poll_;
   const bool peer_errors_;
