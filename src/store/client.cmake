@@ -6,5 +6,7 @@
 #   member_client  a reader's calls to a member's Member service (disk copies)
 add_library(ferry_store STATIC client_impl.cc disk_tier.cc master_client.cc master_locator.cc
   member_client.cc)
+ferry_export_headers(ferry_store PREFIX store
+  FILES client.h client_impl.h disk_tier.h master_client.h master_locator.h member_client.h)
 target_link_libraries(ferry_store PUBLIC ferry_store_core ferry_transfer ferry_common
   PRIVATE ferry_store_rpc ferry_store_disk ferry_metadata)

@@ -11,7 +11,7 @@
 #include <filesystem>
 
 #include "engine/llm_engine.h"
-#include "engine/make_model.h"
+#include "fixtures/make_model.h"
 #include "engine/token_logprobs.h"
 #include "engine_test_util.h"
 
@@ -150,7 +150,7 @@ class LlmEngineModelLogprobsTest : public ::testing::Test {
     char tmpl[] = "/tmp/ferry_engine_logprobs_XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = new std::string(tmpl);
-    ASSERT_TRUE(MakeModel(*dir_, {.seed = 11}).ok());
+    ASSERT_TRUE(fixtures::MakeModel(*dir_, {.seed = 11}).ok());
   }
   static void TearDownTestSuite() {
     std::filesystem::remove_all(*dir_);

@@ -7,7 +7,7 @@
 #include <filesystem>
 
 #include "engine/llm_engine.h"
-#include "engine/make_model.h"
+#include "fixtures/make_model.h"
 
 namespace ferry::engine {
 namespace {
@@ -18,7 +18,7 @@ class LlmEngineModelTest : public ::testing::Test {
     char tmpl[] = "/tmp/ferry_engine_model_XXXXXX";
     ASSERT_NE(mkdtemp(tmpl), nullptr);
     dir_ = new std::string(tmpl);
-    ASSERT_TRUE(MakeModel(*dir_, {.seed = 7}).ok());
+    ASSERT_TRUE(fixtures::MakeModel(*dir_, {.seed = 7}).ok());
   }
   static void TearDownTestSuite() {
     std::filesystem::remove_all(*dir_);

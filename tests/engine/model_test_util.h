@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/make_model.h"
+#include "fixtures/make_model.h"
 
 namespace ferry::engine::testing {
 
@@ -37,9 +37,9 @@ inline std::string TempModelDir(const std::string& name) {
 }
 
 // Writes a tiny model with `options` into a temp dir and returns the dir.
-inline std::string MakeTinyModel(const std::string& name, const MakeModelOptions& options) {
+inline std::string MakeTinyModel(const std::string& name, const fixtures::MakeModelOptions& options) {
   const std::string dir = TempModelDir(name);
-  const Status s = MakeModel(dir, options);
+  const Status s = fixtures::MakeModel(dir, options);
   EXPECT_TRUE(s.ok()) << s.ToString();
   return dir;
 }

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "engine/make_tokenizer.h"
+#include "fixtures/make_tokenizer.h"
 #include "engine/tokenizer.h"
 #include "engine/tokenizer_bpe.h"
 #include "model_test_util.h"
@@ -51,7 +51,7 @@ TEST_F(TokenizerTest, IdsEqualPythonReferenceOnCorpusSlicesAndRandomText) {
     GTEST_SKIP() << "needs /usr/bin/python3 with python3-regex";
   }
   std::vector<std::string> strings;
-  const std::string corpus = TinyBpeCorpus();
+  const std::string corpus = fixtures::TinyBpeCorpus();
   std::mt19937 rng(5);
   for (int i = 0; i < 60; ++i) {  // slices of the training text (many merges apply)
     const size_t a = rng() % corpus.size();

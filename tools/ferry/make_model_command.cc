@@ -7,7 +7,7 @@
 #include <string>
 
 #include "command.h"
-#include "engine/make_model.h"
+#include "fixtures/make_model.h"
 
 namespace ferry::cli {
 namespace {
@@ -16,11 +16,11 @@ struct MakeModelFlags {
   std::string dir;
   std::string dtype = "bf16";
   bool untied = false;
-  engine::MakeModelOptions options;
+  fixtures::MakeModelOptions options;
 };
 
 int RunMakeModel(const MakeModelFlags& f) {
-  engine::MakeModelOptions o = f.options;
+  fixtures::MakeModelOptions o = f.options;
   if (f.dtype == "bf16") {
     o.dtype = engine::DType::kBF16;
   } else if (f.dtype == "f16") {
@@ -32,7 +32,7 @@ int RunMakeModel(const MakeModelFlags& f) {
     return 2;
   }
   o.tie_embeddings = !f.untied;
-  Status s = engine::MakeModel(f.dir, o);
+  Status s = fixtures::MakeModel(f.dir, o);
   if (!s.ok()) {
     fmt::print(stderr, "ferry make-model: {}\n", s.ToString());
     return 1;

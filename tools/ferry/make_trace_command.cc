@@ -9,11 +9,16 @@
 #include <fmt/core.h>
 
 #include "command.h"
-#include "multi_turn_trace.h"
-#include "request_trace.h"
+#include "bench/trace/multi_turn_trace.h"
+#include "bench/trace/request_trace.h"
 
 namespace ferry::cli {
 namespace {
+
+using bench::MakeMultiTurnTrace;
+using bench::MultiTurnTraceOptions;
+using bench::TraceLine;
+using bench::TraceRequest;
 
 struct MakeTraceFlags {
   std::string output;  // empty: stdout
