@@ -2,6 +2,7 @@
 // corpus, written as HF tokenizer.json + tokenizer_config.json (Qwen2 layout). Used by
 // `ferry make-model`.
 //
+// Example:
 //   FERRY_ASSIGN_OR_RETURN(TrainedTokenizer t, TrainTinyBpe({.vocab_size = 512}));
 //   // t.tokenizer_json, t.tokenizer_config_json: file contents; t.vocab_size: ids in use.
 #pragma once
