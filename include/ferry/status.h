@@ -4,8 +4,9 @@
 // error). A non-OK Status always means an error; "still in flight" is reported by a
 // separate state (see TransferState), never by a Status code.
 //
+// Example (namespace scope):
 //   ferry::Result<int> ParsePort(std::string_view s);
-//
+//   ferry::Status Bind(int port);
 //   ferry::Status Listen(std::string_view text) {
 //     FERRY_ASSIGN_OR_RETURN(int port, ParsePort(text));
 //     FERRY_RETURN_IF_ERROR(Bind(port));

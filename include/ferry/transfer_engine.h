@@ -5,15 +5,17 @@
 // buffers with batches of requests. Transports are picked per peer: "shm" (one copy by
 // cross-memory attach) for a peer on the same host, "tcp" otherwise.
 //
+// Example:
 //   ferry::TransferEngineOptions opts;
-//   opts.local_name = "127.0.0.1:0";               // port 0: pick a free port
-//   auto engine = ferry::TransferEngine::Create(opts);
-//   if (!engine.ok()) { ... engine.status().ToString() ... }
+//   opts.local_name = "127.0.0.1:0";  // port 0: pick a free port
+//   FERRY_ASSIGN_OR_RETURN(auto engine, ferry::TransferEngine::Create(opts));
 //   std::vector<char> buf(1 << 20);
-//   FERRY_RETURN_IF_ERROR((*engine)->RegisterMemory({buf.data(), buf.size()}));
-//   FERRY_ASSIGN_OR_RETURN(ferry::SegmentId peer, (*engine)->OpenSegment("10.0.0.2:17000"));
+//   FERRY_RETURN_IF_ERROR(engine->RegisterMemory({buf.data(), buf.size()}));
+//   FERRY_ASSIGN_OR_RETURN(ferry::SegmentId peer, engine->OpenSegment("10.0.0.2:17000"));
+//   FERRY_ASSIGN_OR_RETURN(ferry::SegmentDescriptor desc, engine->GetSegmentDescriptor(peer));
+//   uint64_t remote_addr = desc.buffers.at(0).addr;  // a buffer the peer registered
 //   ferry::TransferRequest req{ferry::TransferOp::kWrite, buf.data(), peer, remote_addr, 4096};
-//   FERRY_RETURN_IF_ERROR((*engine)->TransferSync({&req, 1}));
+//   FERRY_RETURN_IF_ERROR(engine->TransferSync({&req, 1}));
 //
 // Thread safety: every method of TransferEngine is thread-safe.
 // Errors: every method reports failures as a non-OK Status; "in flight" is a

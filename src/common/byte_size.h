@@ -1,7 +1,8 @@
 // Byte sizes written by people: "4096", "64K", "16MB", "16 MB", "4GiB", "1.5G".
 //
+// Example:
 //   FERRY_ASSIGN_OR_RETURN(uint64_t n, ferry::ParseByteSize("1.5 GiB"));  // 1610612736
-//   ferry::FormatByteSize(64 << 20);                                      // "64 MiB"
+//   std::string s = ferry::FormatByteSize(64 << 20);                      // "64 MiB"
 //
 // Units are powers of 1024 (K, KB, KiB, M, MB, MiB, G, GB, GiB, T, TB, TiB; any case), as
 // Mooncake reads `global_segment_size`; "B" or no unit is bytes. Space between number and

@@ -1,10 +1,12 @@
 // ChildProcess: a program started by this process, with its output in a log file, that
 // is stopped (SIGTERM, then SIGKILL after a grace period) when the object goes away.
 //
+// Example:
+//   std::string dir = "/models/tiny";
 //   FERRY_ASSIGN_OR_RETURN(auto p, ChildProcess::Spawn({"/proc/self/exe", "serve", dir},
 //                                                      "/tmp/serve.log", {{"K", "V"}}));
-//   ... p->Running() ...
-//   p->Stop(std::chrono::seconds(5));
+//   bool running = p->Running();
+//   int exit_status = p->Stop(std::chrono::seconds(5));
 //
 // Thread-compatible: one owner.
 #pragma once

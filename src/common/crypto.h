@@ -2,9 +2,11 @@
 // messages with the deployment's shared secret (message_auth.h) and the transfer engine's
 // HELLO handshake.
 //
-//   std::string mac = crypto::HmacSha256(secret, message);   // 32 raw bytes
-//   if (!crypto::ConstantTimeEqual(mac, received)) { ... refuse ... }
-//   std::string nonce = crypto::RandomHex(16);                // 32 hex characters
+// Example:
+//   std::string secret = "s3cret", message = "hello", received;
+//   std::string mac = crypto::HmacSha256(secret, message);  // 32 raw bytes
+//   if (!crypto::ConstantTimeEqual(mac, received)) return PermissionDeniedError("bad MAC");
+//   std::string nonce = crypto::RandomHex(16);  // 32 hex characters
 //
 // Thread safety: every function is thread-safe.
 #pragma once

@@ -1,7 +1,12 @@
 // Deadlines: every blocking wait in Ferry takes one.
 //
+// Example:
 //   Deadline d = Deadline::In(std::chrono::seconds(5));
-//   while (!done) { if (d.Expired()) return DeadlineExceededError("..."); ... }
+//   bool done = false;
+//   while (!done) {
+//     if (d.Expired()) return DeadlineExceededError("no answer within 5 s");
+//     done = true;  // ... wait at most d.Remaining() for the next step ...
+//   }
 //
 // A Deadline is a point on the steady clock; Deadline::Infinite() never expires (use it
 // only where another mechanism, such as shutdown, bounds the wait). Value type.

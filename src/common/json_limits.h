@@ -5,8 +5,10 @@
 // overflow the stack. Every JSON document read from a socket goes through ParseJson,
 // which refuses a document that is too large or too deeply nested before building it.
 //
-//   FERRY_ASSIGN_OR_RETURN(nlohmann::json j, ParseJson(body));            // defaults
-//   FERRY_ASSIGN_OR_RETURN(auto j, ParseJson(body, {.max_bytes = 1 << 20}));
+// Example:
+//   std::string body = R"({"model": "tiny"})";
+//   FERRY_ASSIGN_OR_RETURN(nlohmann::json j, ParseJson(body));  // the default limits
+//   FERRY_ASSIGN_OR_RETURN(auto small, ParseJson(body, {.max_bytes = 1 << 20}));
 //
 // Thread safety: reentrant.
 #pragma once

@@ -1,5 +1,8 @@
 // Logging: thin macros over spdlog so that call sites do not depend on the backend.
 //
+// Example:
+//   std::string host = "127.0.0.1";
+//   int port = 17000;
 //   FERRY_LOG_INFO("listening on {}:{}", host, port);
 //
 // Level is set once at start-up from FERRY_LOG_LEVEL (trace|debug|info|warn|error|off;

@@ -9,9 +9,12 @@
 // (SignReply / VerifyReply), so that neither a reply nor a request can be replayed in
 // another exchange.
 //
-//   MessageAuth auth(secret, "side-channel");
-//   AuthTag tag = auth.Sign(payload);                 // sender
-//   Status ok = peer_auth.Verify(payload, tag);       // receiver: PermissionDenied if bad
+// Example:
+//   std::string secret = "s3cret", payload = "request", reply = "answer";
+//   MessageAuth auth(secret, "side-channel");       // sender
+//   MessageAuth peer_auth(secret, "side-channel");  // receiver
+//   AuthTag tag = auth.Sign(payload);
+//   Status ok = peer_auth.Verify(payload, tag);  // PermissionDenied if bad
 //   std::string mac = peer_auth.SignReply(tag.nonce, reply);
 //   Status r = auth.VerifyReply(tag.nonce, reply, mac);
 //

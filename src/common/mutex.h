@@ -2,19 +2,24 @@
 // std::condition_variable with clang thread-safety annotations (thread_annotations.h), so that
 // the clang-tsa preset checks every FERRY_GUARDED_BY member is touched only under its lock.
 //
-//   Mutex mu_;
-//   CondVar cv_;
-//   bool ready_ FERRY_GUARDED_BY(mu_) = false;
-//
-//   void Set() FERRY_EXCLUDES(mu_) {
-//     MutexLock lock(&mu_);
-//     ready_ = true;
-//     cv_.SignalAll();
-//   }
-//   bool WaitReady(Deadline d) FERRY_EXCLUDES(mu_) {
-//     MutexLock lock(&mu_);
-//     return cv_.WaitUntil(&mu_, d.when(), [&]() FERRY_REQUIRES(mu_) { return ready_; });
-//   }
+// Example (namespace scope):
+//   class Flag {
+//    public:
+//     void Set() FERRY_EXCLUDES(mu_) {
+//       MutexLock lock(&mu_);
+//       ready_ = true;
+//       cv_.SignalAll();
+//     }
+//     // `deadline`: a steady_clock time point, e.g. Deadline::when() (common/deadline.h).
+//     bool WaitReady(std::chrono::steady_clock::time_point deadline) FERRY_EXCLUDES(mu_) {
+//       MutexLock lock(&mu_);
+//       return cv_.WaitUntil(&mu_, deadline, [&]() FERRY_REQUIRES(mu_) { return ready_; });
+//     }
+//    private:
+//     Mutex mu_;
+//     CondVar cv_;
+//     bool ready_ FERRY_GUARDED_BY(mu_) = false;
+//   };
 //
 // These few classes live together in this one header, against the one-class-per-file rule,
 // because none is usable alone: the locks exist for the mutexes and CondVar waits on a Mutex

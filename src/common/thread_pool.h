@@ -1,7 +1,8 @@
 // ThreadPool: a fixed set of worker threads running posted tasks in FIFO order.
 //
+// Example:
 //   ThreadPool pool("kv-sender", 10);
-//   pool.Post([] { ... });
+//   bool queued = pool.Post([] { /* runs on a worker */ });
 //   // ~ThreadPool runs every task already posted, then joins the workers.
 //
 // Thread safety: Post may be called from any thread, including from a task.

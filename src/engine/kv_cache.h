@@ -1,8 +1,14 @@
 // KvCache: the one contiguous memory region that holds every paged KV block.
 //
-//   FERRY_ASSIGN_OR_RETURN(auto cache, KvCache::Create(model->MakeKvLayout(16, 1024)));
-//   model->Forward(chunks, cache->data(), cache->layout(), &logits);
-//   transfer_engine->RegisterMemory(cache->base(), cache->size_bytes());  // a KV connector
+// Example:
+//   // Model::MakeKvLayout(block_size, num_blocks) gives a model's layout.
+//   KvCacheLayout layout{.num_layers = 2, .num_kv_heads = 2, .head_dim = 64,
+//                        .block_size = 16, .num_blocks = 1024};
+//   FERRY_ASSIGN_OR_RETURN(auto cache, KvCache::Create(layout));
+//   float* kv = cache->data();  // Model::Forward(chunks, kv, cache->layout(), &logits)
+//   void* block7 = cache->BlockAddress(7);  // layout.block_bytes() bytes
+//   // A KV connector registers the region with its transfer engine:
+//   //   engine->RegisterMemory(ferry::MemoryRegion{cache->base(), cache->size_bytes()});
 //
 // Layout: see engine/kv_cache_layout.h (block-major, float32):
 //   float kv[num_blocks][num_layers][2][block_size][num_kv_heads][head_dim];

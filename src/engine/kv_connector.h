@@ -109,8 +109,10 @@ struct KvTransferDone {
   std::chrono::milliseconds hold_blocks{0};
 };
 
-// What the engine offers its connector (LlmEngine implements it). Thread-safe; never
-// blocks. Unknown or stale request ids are ignored.
+// What the engine offers its connector: LlmEngine implements it and passes itself to
+// KvConnector::Bind (MultiConnector binds each of its parts to a sink of its own, which
+// forwards to the engine's). Thread-safe; never blocks. Unknown or stale request ids are
+// ignored.
 class KvTransferSink {
  public:
   virtual ~KvTransferSink() = default;

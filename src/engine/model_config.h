@@ -1,5 +1,6 @@
 // Parsing an HF config.json (+ generation_config.json) into ModelConfig (engine/model.h).
 //
+// Example:
 //   FERRY_ASSIGN_OR_RETURN(ModelConfig cfg, LoadModelConfig("/models/tiny"));
 //
 // Supported: Qwen2ForCausalLM (q/k/v bias) and LlamaForCausalLM (bias if

@@ -1,5 +1,6 @@
 // ResolveModelPath: where `ferry serve MODEL` finds MODEL, as vLLM users expect.
 //
+// Example:
 //   FERRY_ASSIGN_OR_RETURN(std::string dir, ResolveModelPath("Qwen/Qwen2.5-0.5B-Instruct"));
 //
 // 1. An existing directory is used as is.

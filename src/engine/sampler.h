@@ -1,5 +1,7 @@
 // Sampling: turns one row of logits into a token id.
 //
+// Example:
+//   std::vector<float> logits(512, 0.0f);  // one step's [vocab_size] logits
 //   SamplingParams p{.temperature = 0.7f, .top_p = 0.9f, .seed = 42};
 //   SamplerRng rng = MakeSamplerRng(p.seed);      // one per request
 //   int32_t id = SampleToken(logits, p, /*banned=*/{}, &rng);

@@ -1,6 +1,9 @@
 // TokenLogprob: the log-probability of one token under the model, with the most likely
 // alternatives at that position (OpenAI `logprobs`, vLLM `logprobs` / `prompt_logprobs`).
 //
+// Example:
+//   std::vector<float> logits(512, 0.0f);  // one step's [vocab_size] logits
+//   int32_t sampled = 7;
 //   TokenLogprob lp = ComputeTokenLogprob(logits, /*token=*/sampled, /*top_k=*/5);
 //   // lp.logprob <= 0; lp.top holds the 5 most likely ids, most likely first
 //

@@ -1,6 +1,7 @@
 // Tokenizer: byte-level BPE as described by an HF `tokenizer.json` (Qwen2 / Llama-3 /
 // GPT-2 style), with added and special tokens, plus the chat template of the model.
 //
+// Example:
 //   FERRY_ASSIGN_OR_RETURN(auto tok, Tokenizer::Load("/models/tiny"));
 //   std::vector<int32_t> ids = tok->Encode("Hello world");
 //   std::string text = tok->Decode(ids);

@@ -1,8 +1,11 @@
 // CompletionHandler: turns a parsed OpenAI request into an engine request and its answer
 // (one JSON body or an SSE stream). Used by OpenAiServer; knows HTTP only through the
-// small Reply / ChunkSink shapes below.
+// small shapes below: a Reply (status, body, content type) for a whole answer, or an
+// SseStream whose Pump returns the next bytes of a streamed one (the server writes them
+// out and calls Cancel when the client leaves).
 //
-// Thread safety: Handle* are thread-safe (each call works on its own request).
+// Thread safety: HandleCompletion and ErrorReply are thread-safe (each call works on its
+// own request); one SseStream is pumped by one thread at a time.
 #pragma once
 
 #include <atomic>

@@ -5,9 +5,21 @@
 // reachable again on the next call). Operations are spread over the live connections by
 // least outstanding bytes.
 //
-//   TcpClient client(options);
-//   client.Submit("127.0.0.1", 17000, ops);  // each op->done runs once, by op->deadline
-//   FERRY_RETURN_IF_ERROR(client.Call("127.0.0.1", 17000, op));  // op->reply holds the answer
+// Example:
+//   TcpClient client(/*secret=*/"", /*connections_per_peer=*/2, std::chrono::seconds(5));
+//   std::vector<char> buf(4096);
+//   auto op = std::make_shared<TcpOp>();
+//   op->type = FrameType::kRead;  // fill buf from the peer's registered memory
+//   op->local = buf.data();
+//   op->remote = 0x7f0000000000;  // an address inside a buffer the peer registered
+//   op->length = buf.size();
+//   op->deadline = Deadline::In(std::chrono::seconds(1));
+//   op->done = [](const Status& s) { /* runs once, on some thread, by op->deadline */ };
+//   std::vector<std::shared_ptr<TcpOp>> ops{op};
+//   client.Submit("127.0.0.1", 17000, ops);
+//   auto get = std::make_shared<TcpOp>();
+//   get->type = FrameType::kGetDescriptor;
+//   FERRY_RETURN_IF_ERROR(client.Call("127.0.0.1", 17000, get));  // get->reply: the answer
 //
 // Thread safety: thread-safe. Destruction fails pending operations with Aborted and joins
 // every connection thread.
