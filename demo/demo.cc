@@ -20,7 +20,6 @@
 namespace ferry::demo {
 namespace {
 
-
 int FreePort() {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -155,8 +154,9 @@ class Demo {
     prefill.set_read_timeout(5, 0);
     auto m = prefill.Get("/metrics");
     if (!m || m->status != 200) {
-      return Fail("the prefill instance's /metrics did not answer" +
-                  (m ? ": HTTP " + std::to_string(m->status) : ": " + httplib::to_string(m.error())));
+      return Fail(
+          "the prefill instance's /metrics did not answer" +
+          (m ? ": HTTP " + std::to_string(m->status) : ": " + httplib::to_string(m.error())));
     }
     Result<KvMoved> kv = ParseKvMoved(m->body);
     if (!kv.ok()) return Fail("the prefill instance's " + kv.status().ToString());

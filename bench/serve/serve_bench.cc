@@ -15,8 +15,8 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
-#include "common/deadline.h"
 #include "bench/common/percentile.h"
+#include "common/deadline.h"
 
 namespace ferry::bench {
 namespace {

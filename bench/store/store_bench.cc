@@ -11,13 +11,13 @@
 #include <thread>
 #include <vector>
 
+#include "bench/common/percentile.h"
+#include "bench/transfer/transfer_bench.h"
 #include "common/byte_size.h"
 #include "common/child_process.h"
 #include "nlohmann/json.hpp"
 #include "store/client.h"
 #include "store/master/master_server.h"
-#include "bench/common/percentile.h"
-#include "bench/transfer/transfer_bench.h"
 
 namespace ferry::bench {
 namespace {

@@ -7,9 +7,9 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "bench/trace/completion_stream.h"
 #include "common/deadline.h"
 #include "common/thread_pool.h"
-#include "bench/trace/completion_stream.h"
 
 namespace ferry::bench {
 namespace {

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "common/byte_size.h"
 #include "bench/transfer/transfer_bench.h"
+#include "common/byte_size.h"
 
 namespace ferry::bench {
 int RunTransferBench(const TransferBenchOptions& f) {

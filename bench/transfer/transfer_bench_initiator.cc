@@ -8,9 +8,9 @@
 
 #include <fmt/format.h>
 
-#include "common/byte_size.h"
 #include "bench/common/percentile.h"
 #include "bench/transfer/transfer_bench.h"
+#include "common/byte_size.h"
 
 namespace ferry::bench {
 Result<std::unique_ptr<BenchInitiator>> BenchInitiator::Create(const std::string& transport,

@@ -11,9 +11,9 @@
 #include <filesystem>
 
 #include "engine/llm_engine.h"
-#include "fixtures/make_model.h"
 #include "engine/token_logprobs.h"
 #include "engine_test_util.h"
+#include "fixtures/make_model.h"
 
 namespace ferry::engine {
 namespace {

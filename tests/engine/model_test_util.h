@@ -37,7 +37,8 @@ inline std::string TempModelDir(const std::string& name) {
 }
 
 // Writes a tiny model with `options` into a temp dir and returns the dir.
-inline std::string MakeTinyModel(const std::string& name, const fixtures::MakeModelOptions& options) {
+inline std::string MakeTinyModel(const std::string& name,
+                                 const fixtures::MakeModelOptions& options) {
   const std::string dir = TempModelDir(name);
   const Status s = fixtures::MakeModel(dir, options);
   EXPECT_TRUE(s.ok()) << s.ToString();

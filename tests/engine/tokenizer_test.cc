@@ -9,9 +9,9 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "fixtures/make_tokenizer.h"
 #include "engine/tokenizer.h"
 #include "engine/tokenizer_bpe.h"
+#include "fixtures/make_tokenizer.h"
 #include "model_test_util.h"
 
 namespace ferry::engine {

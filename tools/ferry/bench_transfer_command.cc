@@ -28,5 +28,4 @@ FERRY_REGISTER_COMMAND(
       return [f] { return bench::RunTransferBench(*f); };
     });
 
-
 }  // namespace ferry::cli

@@ -8,9 +8,9 @@
 
 #include <fmt/core.h>
 
-#include "command.h"
 #include "bench/trace/multi_turn_trace.h"
 #include "bench/trace/request_trace.h"
+#include "command.h"
 
 namespace ferry::cli {
 namespace {
