@@ -162,6 +162,7 @@ function(ferry_add_header_examples include_name library)
     target_compile_options(${target} PRIVATE -Wno-unused)
     add_test(NAME ${target}
              COMMAND ${CMAKE_COMMAND} --build ${CMAKE_BINARY_DIR} --target ${target})
-    set_tests_properties(${target} PROPERTIES LABELS header_example)
+    # RUN_SERIAL: two builds of one build tree at once would race on ninja's own files.
+    set_tests_properties(${target} PROPERTIES LABELS header_example RUN_SERIAL TRUE)
   endforeach()
 endfunction()

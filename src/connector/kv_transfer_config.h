@@ -1,6 +1,7 @@
 // KvTransferConfig: the --kv-transfer-config JSON of `ferry serve` (vLLM's flag), parsed
 // and validated; and the pool settings of MOONCAKE_CONFIG_PATH.
 //
+// Example:
 //   FERRY_ASSIGN_OR_RETURN(KvTransferConfig c, ParseKvTransferConfig(
 //       R"({"kv_connector":"MooncakeConnector","kv_role":"kv_producer"})"));
 //
