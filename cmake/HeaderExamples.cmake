@@ -139,7 +139,8 @@ function(_ferry_write_header_example header include_name ns mode index marker_li
 endfunction()
 
 # ferry_add_header_examples(<header> <library>)
-#   <header>   the header's path under src/ or include/ ("engine/kv_cache.h")
+#   <header>   the header's path under src/ or include/ ("engine/kv_cache.h"), or from the
+#              top for bench/ and demo/ ("bench/trace/request_trace.h")
 #   <library>  the target that owns it (its include paths and usage requirements)
 # Adds, for example N of the header, the OBJECT library header_example_<stem>_<N> (in ALL:
 # a broken example breaks the build) and a ctest entry of the same name that builds it.
@@ -148,8 +149,10 @@ function(ferry_add_header_examples include_name library)
     set(header "${PROJECT_SOURCE_DIR}/src/${include_name}")
   elseif(EXISTS "${PROJECT_SOURCE_DIR}/include/${include_name}")
     set(header "${PROJECT_SOURCE_DIR}/include/${include_name}")
+  elseif(EXISTS "${PROJECT_SOURCE_DIR}/${include_name}")  # bench/..., demo/...
+    set(header "${PROJECT_SOURCE_DIR}/${include_name}")
   else()
-    message(FATAL_ERROR "header example: no ${include_name} under src/ or include/")
+    message(FATAL_ERROR "header example: no ${include_name} under src/, include/ or the top")
   endif()
   ferry_extract_header_examples("${header}" "${include_name}"
                                 "${CMAKE_CURRENT_BINARY_DIR}/generated" sources)

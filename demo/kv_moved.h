@@ -1,8 +1,10 @@
 // What the demo reads from the prefill instance's /metrics to show that KV moved from
 // prefill to decode.
 //
+// Example:
+//   std::string_view metrics_body = "ferry_kv_bytes_sent_total 4096\n";  // GET /metrics
 //   FERRY_ASSIGN_OR_RETURN(KvMoved kv, ParseKvMoved(metrics_body));
-//   fmt::print("{} bytes in {} transfers\n", kv.bytes, kv.transfers);
+//   // kv.bytes bytes moved in kv.transfers transfers
 #pragma once
 
 #include <string_view>

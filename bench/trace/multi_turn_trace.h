@@ -12,8 +12,10 @@
 // unique. The result is sorted by timestamp (whole milliseconds) and depends only on the
 // options.
 //
+// Example:
 //   std::vector<TraceRequest> trace = MakeMultiTurnTrace({.sessions = 4, .turns = 3});
-//   for (const auto& r : trace) fmt::print("{}\n", TraceLine(r));
+//   std::string jsonl;  // the trace file's text
+//   for (const auto& r : trace) jsonl += TraceLine(r) + "\n";
 //
 // Thread safety: reentrant.
 #pragma once

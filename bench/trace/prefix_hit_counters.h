@@ -6,10 +6,12 @@
 //   ferry_prompt_tokens_computed_total   computed by the instance (absent: prompt - local
 //                                        - pool, at least 0)
 //
-//   PrefixHitCounters before = PrefixHitCounters::FromSums(sums_before);
-//   ...run...
-//   PrefixHitCounters used = PrefixHitCounters::FromSums(sums_after) - before;
-//   fmt::print("{:.3f}\n", used.local_hit_rate());
+// Example:
+//   PrometheusSums sums_before, sums_after;  // ParsePrometheusText of /metrics around a run
+//   FERRY_ASSIGN_OR_RETURN(PrefixHitCounters before, PrefixHitCounters::FromSums(sums_before));
+//   FERRY_ASSIGN_OR_RETURN(PrefixHitCounters after, PrefixHitCounters::FromSums(sums_after));
+//   PrefixHitCounters used = after - before;
+//   double local = used.local_hit_rate();  // of the run's prompt tokens
 //
 // Value type.
 #pragma once

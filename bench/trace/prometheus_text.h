@@ -12,6 +12,8 @@
 // skipped; label values may hold escaped quotes, '}' and ','; an optional timestamp after
 // the value is ignored. Histogram series keep their own names (`..._bucket`, `..._sum`).
 //
+// Example:
+//   std::string_view body = "ferry_prompt_tokens_total 1024\n";  // a GET /metrics body
 //   FERRY_ASSIGN_OR_RETURN(PrometheusSums sums, ParsePrometheusText(body));
 //   double prompt = SumOr(sums, "ferry_prompt_tokens_total", 0);
 //

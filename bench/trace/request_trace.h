@@ -7,8 +7,11 @@
 // block of the trace's block size (512 tokens in Mooncake's traces): requests with equal
 // leading hash ids share those leading blocks of prompt. Other fields are ignored.
 //
-//   std::ifstream in(path);
-//   FERRY_ASSIGN_OR_RETURN(std::vector<TraceRequest> reqs, ReadTrace(in, TraceLimits{}));
+// Example (namespace scope):
+//   Result<size_t> CountRequests(std::istream& in) {  // e.g. an std::ifstream of the file
+//     FERRY_ASSIGN_OR_RETURN(std::vector<TraceRequest> reqs, ReadTrace(in, TraceLimits{}));
+//     return reqs.size();
+//   }
 //
 // Thread safety: reentrant.
 #pragma once

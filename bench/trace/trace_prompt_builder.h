@@ -8,8 +8,10 @@
 // unique to the request), then capped at max_prompt_tokens; the output length is
 // max(1, round(output_length * S)).
 //
+// Example:
+//   TraceRequest request{.input_length = 6955, .output_length = 52, .hash_ids = {46, 47}};
 //   TracePromptBuilder builder({.trace_block_tokens = 512, .length_scale = 0.05});
-//   std::vector<int> prompt = builder.Prompt(request, /*request_index=*/i);
+//   std::vector<int> prompt = builder.Prompt(request, /*request_index=*/0);
 //   int64_t max_tokens = builder.OutputTokens(request);
 //
 // Thread safety: const methods may run concurrently.

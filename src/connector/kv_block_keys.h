@@ -2,6 +2,9 @@
 // from the model, the KV layout and a 128-bit chained hash of the tokens up to and
 // including the block's.
 //
+// Example:
+//   engine::KvCacheLayout layout{.num_layers = 24, .num_kv_heads = 2, .head_dim = 64};
+//   std::vector<int32_t> prompt_tokens(48, 7);
 //   KvBlockKeys keys("Qwen2-0.5B", layout);
 //   std::vector<std::string> names = keys.For(prompt_tokens, /*num_blocks=*/3);
 //   // "ferry-kv/v1/Qwen2-0.5B/L24.H2.D64.B16.f32/<32 hex digits>" for each of 3 blocks

@@ -2,7 +2,8 @@
 // msgpack maps carried over ZeroMQ (DEALER on decode, ROUTER on prefill). Control only: KV
 // bytes never travel here.
 //
-//   KvPullRequest req;  ... fill ...
+// Example:
+//   KvPullRequest req;  // filled in by the decode side
 //   std::string wire = EncodePullRequest(req);
 //   FERRY_ASSIGN_OR_RETURN(KvPullRequest back, DecodePullRequest(wire));
 #pragma once

@@ -8,6 +8,8 @@
 //   Llama-3:         {bos}<|start_header_id|>{role}<|end_header_id|>\n\n{content|trim}<|eot_id|>
 //                    ... [<|start_header_id|>assistant<|end_header_id|>\n\n]
 //
+// Example:
+//   std::string_view jinja = "...<|start_header_id|>...";  // tokenizer_config.json's
 //   FERRY_ASSIGN_OR_RETURN(ChatTemplate t, ChatTemplate::Detect(jinja, "<|begin_of_text|>"));
 //   FERRY_ASSIGN_OR_RETURN(std::string prompt, t.Render({{"user", "Hi"}}, true));
 //

@@ -1,13 +1,21 @@
 // LlmEngine: one engine thread that owns the Model, the KV cache and the Scheduler and
 // serves many requests with continuous batching.
 //
-//   EngineOptions opts{.num_kv_blocks = 1024, .max_num_seqs = 32};
-//   FERRY_ASSIGN_OR_RETURN(auto engine, LlmEngine::Create(std::move(model), tokenizer, opts));
-//   FERRY_RETURN_IF_ERROR(engine->Start());
-//   FERRY_ASSIGN_OR_RETURN(auto stream, engine->Submit({.request_id = "r1",
-//                                                      .prompt_tokens = ids, .params = p}));
-//   ... stream->Next(deadline, &out) until out.finished (see request_stream.h) ...
-//   engine->Stop();   // also done by the destructor
+// Example (namespace scope):
+//   Status Generate(std::unique_ptr<Model> model, std::shared_ptr<const Tokenizer> tokenizer,
+//                   std::vector<int32_t> ids, SamplingParams p) {
+//     EngineOptions opts{.num_kv_blocks = 1024, .max_num_seqs = 32};
+//     FERRY_ASSIGN_OR_RETURN(auto engine, LlmEngine::Create(std::move(model), tokenizer, opts));
+//     FERRY_RETURN_IF_ERROR(engine->Start());
+//     GenerateRequest request;
+//     request.request_id = "r1";
+//     request.prompt_tokens = std::move(ids);
+//     request.params = p;
+//     FERRY_ASSIGN_OR_RETURN(auto stream, engine->Submit(std::move(request)));
+//     // ... stream->Next(deadline, &out) until out.finished (see request_stream.h) ...
+//     engine->Stop();  // also done by the destructor
+//     return OkStatus();
+//   }
 //
 // Every step runs one Model::Forward over prompt chunks of newly admitted requests and one
 // decode token of every running request (see scheduler.h). With SamplingParams::logprobs /

@@ -1,9 +1,11 @@
 // Model: a decoder-only transformer (Qwen2 or Llama family) loaded from an HF-format
 // directory, with a forward pass that reads and writes the paged KV cache.
 //
+// Example:
 //   FERRY_ASSIGN_OR_RETURN(auto model, Model::Load("/models/tiny", {.threads = 2}));
 //   KvCacheLayout layout = model->MakeKvLayout(/*block_size=*/16, /*num_blocks=*/256);
 //   std::vector<float> kv(layout.total_bytes() / sizeof(float));
+//   std::vector<int32_t> tokens = {1, 2, 3}, block_table = {0};  // 3 tokens in block 0
 //   SequenceChunk chunk{tokens, /*start_pos=*/0, block_table, /*want_logits=*/true};
 //   std::vector<float> logits;   // [chunks wanting logits][vocab_size]
 //   FERRY_RETURN_IF_ERROR(model->Forward({&chunk, 1}, kv.data(), layout, &logits));

@@ -1,16 +1,20 @@
 // RequestStream: the per-request channel from the engine thread to whoever waits for the
 // answer (an HTTP handler, a test).
 //
-//   auto stream = engine->Submit(request).value();
-//   RequestOutput out;
-//   while (true) {
-//     switch (stream->Next(Deadline::In(std::chrono::seconds(1)), &out)) {
-//       case RequestStream::Poll::kTimedOut: continue;  // check the client, wait again
-//       case RequestStream::Poll::kClosed: return;      // the final output was taken
-//       case RequestStream::Poll::kOutput: break;
+// Example (namespace scope):
+//   // Appends a request's text to *text until it finishes; `stream` is what
+//   // LlmEngine::Submit returned.
+//   void Drain(RequestStream& stream, std::string* text) {
+//     RequestOutput out;
+//     while (true) {
+//       switch (stream.Next(Deadline::In(std::chrono::seconds(1)), &out)) {
+//         case RequestStream::Poll::kTimedOut: continue;  // check the client, wait again
+//         case RequestStream::Poll::kClosed: return;      // the final output was taken
+//         case RequestStream::Poll::kOutput: break;
+//       }
+//       *text += out.text;
+//       if (out.finished) return;
 //     }
-//     Send(out.text);
-//     if (out.finished) break;
 //   }
 //
 // The engine pushes one RequestOutput per step in which the request produced a token
