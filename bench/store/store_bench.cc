@@ -99,6 +99,8 @@ class StoreBench {
  private:
   Status Case(uint64_t size, int batch, double seconds);
   std::vector<std::string> Keys(const std::string& prefix, size_t n);
+  // Keeps `fig`, and its bandwidth over `raw`'s as "<op> <mode> <size> x<batch> / raw <raw op>".
+  void AddAgainstRaw(const Figure& fig, const Figure& raw);
 
   std::unique_ptr<store::MasterServer> master_;
   std::unique_ptr<ChildProcess> member_;
@@ -117,6 +119,13 @@ std::vector<std::string> StoreBench::Keys(const std::string& prefix, size_t n) {
   const uint64_t round = round_++;
   for (size_t i = 0; i < n; ++i) keys.push_back(fmt::format("{}-{}-{}", prefix, round, i));
   return keys;
+}
+
+void StoreBench::AddAgainstRaw(const Figure& fig, const Figure& raw) {
+  figures_.push_back(fig);
+  ratios_.emplace_back(fmt::format("{} {} {} x{} / raw {}", fig.op, fig.mode,
+                                   FormatByteSize(fig.size), fig.batch, raw.op),
+                       fig.gbps() / std::max(raw.gbps(), 1e-12));
 }
 
 Status StoreBench::Case(uint64_t size, int batch, double seconds) {
@@ -165,10 +174,7 @@ Status StoreBench::Case(uint64_t size, int batch, double seconds) {
     };
     FERRY_ASSIGN_OR_RETURN(
         Figure fig, Timed({"put", zero_copy ? "zero-copy" : "copy", size, batch}, seconds, put));
-    figures_.push_back(fig);
-    ratios_.emplace_back(
-        fmt::format("put {} {} x{} / raw write", fig.mode, FormatByteSize(size), batch),
-        fig.gbps() / std::max(raw_write.gbps(), 1e-12));
+    AddAgainstRaw(fig, raw_write);
   }
   FERRY_ASSIGN_OR_RETURN(uint64_t removed, client_->RemoveAll(true));
   (void)removed;
@@ -196,10 +202,7 @@ Status StoreBench::Case(uint64_t size, int batch, double seconds) {
     };
     FERRY_ASSIGN_OR_RETURN(
         Figure fig, Timed({"get", zero_copy ? "zero-copy" : "copy", size, batch}, seconds, get));
-    figures_.push_back(fig);
-    ratios_.emplace_back(
-        fmt::format("get {} {} x{} / raw read", fig.mode, FormatByteSize(size), batch),
-        fig.gbps() / std::max(raw_read.gbps(), 1e-12));
+    AddAgainstRaw(fig, raw_read);
   }
   if (size == 4096 && batch > 1) {
     size_t next = 0;

@@ -2,7 +2,10 @@
 //
 // Example:
 //   std::vector<float> logits(512, 0.0f);  // one step's [vocab_size] logits
-//   SamplingParams p{.temperature = 0.7f, .top_p = 0.9f, .seed = 42};
+//   SamplingParams p;
+//   p.temperature = 0.7f;
+//   p.top_p = 0.9f;
+//   p.seed = 42;
 //   SamplerRng rng = MakeSamplerRng(p.seed);      // one per request
 //   int32_t id = SampleToken(logits, p, /*banned=*/{}, &rng);
 //
