@@ -3,6 +3,7 @@
 // ucx_perftest with the same UCX_TLS.
 //
 //   ucx_transport_bench --tls tcp --op write --sizes 1M,4M --working-set 256M --inflight 32
+//   ucx_transport_bench --tls sm --params ucx_err_mode=none --target-memory ucx --working-set 4M
 //
 // Prints one JSON object per size ({"bench":"ucx_transport","tls":..,"op":..,"size":..,
 // "inflight":..,"MBps":..}) and a human line on stderr.
@@ -36,14 +37,17 @@ using namespace ferry::transfer;
 // A host with one registered buffer.
 class BenchHost : public TransportHost {
  public:
-  BenchHost(void* p, size_t n) { buffer_ = {reinterpret_cast<uintptr_t>(p), n, "cpu", true}; }
+  void set_buffer(void* p, size_t n) {
+    std::lock_guard lock(mu_);
+    buffer_ = {reinterpret_cast<uintptr_t>(p), n, "cpu", true};
+  }
   SegmentDescriptor LocalDescriptor() const override {
     SegmentDescriptor d;
     d.name = "bench-target:1";
     d.pid = ::getpid();
     d.version = 1;
-    d.buffers = {buffer_};
     std::lock_guard lock(mu_);
+    if (buffer_.length > 0) d.buffers = {buffer_};
     if (transport_ != nullptr) transport_->DescribeLocal(&d);
     return d;
   }
@@ -85,16 +89,31 @@ TransportOptions Options(const std::string& tls, const std::string& params) {
   return o;
 }
 
-// Target role: serve a working set until stdin closes.
-int RunTarget(const std::string& tls, const std::string& params, size_t working_set) {
-  void* buf = MapBytes(working_set);
-  if (buf == nullptr) return 3;
-  BenchHost host(buf, working_set);
+// Target role: serve a working set until stdin closes. `memory`: "mapped" (the process's
+// own pages, as the engine registers them) or "ucx" (UcxTransport::AllocateMemory, what
+// the engine's AllocateManagedBuffer gives under ucx).
+int RunTarget(const std::string& tls, const std::string& params, size_t working_set,
+              const std::string& memory) {
+  BenchHost host;
   auto t = TransportRegistry::Create("ucx", Options(tls, params), &host);
   if (!t.ok()) {
     fmt::print(stderr, "target: {}\n", t.status().ToString());
     return 1;
   }
+  void* buf = nullptr;
+  if (memory == "ucx") {
+    auto p = (*t)->AllocateMemory(working_set);
+    if (!p.ok()) {
+      fmt::print(stderr, "target: {}\n", p.status().ToString());
+      return 1;
+    }
+    buf = *p;
+    std::memset(buf, 1, working_set);
+  } else {
+    buf = MapBytes(working_set);
+  }
+  if (buf == nullptr) return 3;
+  host.set_buffer(buf, working_set);
   host.set_transport(t->get());
   (*t)->LocalMemoryChanged();
   std::printf("READY %s\n", host.LocalDescriptor().ToJson().c_str());
@@ -109,7 +128,7 @@ int RunTarget(const std::string& tls, const std::string& params, size_t working_
 
 int main(int argc, char** argv) {
   CLI::App app{"Bandwidth of Ferry's ucx transport (target in a child process)"};
-  std::string role = "initiator", tls, op = "write", params;
+  std::string role = "initiator", tls, op = "write", params, memory = "mapped";
   std::vector<std::string> sizes = {"1M", "4M"};
   std::string ws_text = "256M";
   int inflight = 32;
@@ -121,14 +140,17 @@ int main(int argc, char** argv) {
   app.add_option("--sizes", sizes, "slice sizes")->delimiter(',');
   app.add_option("--working-set", ws_text, "bytes on each side (default 256M)");
   app.add_option("--inflight", inflight, "slices in flight (default 32)");
+  app.add_option("--target-memory", memory,
+                 "mapped (the target's own pages; default) or ucx (allocated by the transport)");
   app.add_option("--duration", duration, "seconds per size (default 3)");
   CLI11_PARSE(app, argc, argv);
   const size_t ws = ferry::bench::ParseBytes(ws_text);
-  if (ws == 0 || inflight < 1 || (op != "write" && op != "read")) {
-    fmt::print(stderr, "bad --working-set, --inflight or --op\n");
+  if (ws == 0 || inflight < 1 || (op != "write" && op != "read") ||
+      (memory != "mapped" && memory != "ucx")) {
+    fmt::print(stderr, "bad --working-set, --inflight, --op or --target-memory\n");
     return 2;
   }
-  if (role == "target") return RunTarget(tls, params, ws);
+  if (role == "target") return RunTarget(tls, params, ws, memory);
 
   // Start the target process and read its descriptor.
   int out[2], in[2];
@@ -141,7 +163,8 @@ int main(int argc, char** argv) {
     ::close(in[1]);
     std::string ws_arg = std::to_string(ws);
     ::execl("/proc/self/exe", argv[0], "--role", "target", "--tls", tls.c_str(), "--params",
-            params.c_str(), "--working-set", ws_arg.c_str(), nullptr);
+            params.c_str(), "--working-set", ws_arg.c_str(), "--target-memory", memory.c_str(),
+            nullptr);
     ::_exit(127);
   }
   ::close(out[1]);
@@ -190,31 +213,37 @@ int main(int argc, char** argv) {
       break;
     }
     const size_t slots = ws / size;
+    // The window is refilled half at a time, in one Submit (as the engine hands a batch's
+    // slices to a transport), and the completions wake this thread only when half of it
+    // is free: the measurement is the transport, not a wake-up per slice.
+    const int low = inflight / 2;
     std::mutex mu;
     std::condition_variable cv;
     int outstanding = 0;
+    bool waiting = false;
     uint64_t done_bytes = 0, failures = 0;
     size_t next = 0;
-    auto submit_one = [&] {
-      Slice s;
-      s.op = op == "write" ? TransferOp::kWrite : TransferOp::kRead;
-      size_t slot = next++ % slots;
-      s.local = local + slot * size;
-      s.remote = remote + slot * size;
-      s.length = size;
-      s.done = [&, size](const Status& st) {
-        std::lock_guard lock(mu);
-        --outstanding;
-        if (st.ok()) {
-          done_bytes += size;
-        } else if (failures++ == 0) {
-          fmt::print(stderr, "slice failed: {}\n", st.ToString());
-        }
-        cv.notify_all();
-      };
-      (*t)->Submit(*peer, {&s, 1}, Deadline::In(std::chrono::seconds(30)));
+    auto submit = [&](int n) {
+      std::vector<Slice> batch(static_cast<size_t>(n));
+      for (Slice& s : batch) {
+        s.op = op == "write" ? TransferOp::kWrite : TransferOp::kRead;
+        size_t slot = next++ % slots;
+        s.local = local + slot * size;
+        s.remote = remote + slot * size;
+        s.length = size;
+        s.done = [&, size](const Status& st) {
+          std::lock_guard lock(mu);
+          --outstanding;
+          if (st.ok()) {
+            done_bytes += size;
+          } else if (failures++ == 0) {
+            fmt::print(stderr, "slice failed: {}\n", st.ToString());
+          }
+          if (waiting && (outstanding <= low || failures > 0)) cv.notify_one();
+        };
+      }
+      (*t)->Submit(*peer, batch, Deadline::In(std::chrono::seconds(30)));
     };
-    // Warm-up: one round of the window, not measured.
     auto run_for = [&](double seconds) -> std::pair<uint64_t, double> {
       uint64_t start_bytes;
       {
@@ -225,25 +254,31 @@ int main(int argc, char** argv) {
       auto end = start + std::chrono::duration<double>(seconds);
       std::unique_lock lock(mu);
       while (std::chrono::steady_clock::now() < end && failures == 0) {
-        while (outstanding < inflight) {
-          ++outstanding;
+        const int n = inflight - outstanding;
+        if (n > 0) {
+          outstanding += n;
           lock.unlock();
-          submit_one();
+          submit(n);
           lock.lock();
         }
-        cv.wait_until(lock, end, [&] { return outstanding < inflight || failures > 0; });
+        waiting = true;
+        cv.wait_until(lock, end, [&] { return outstanding <= low || failures > 0; });
+        waiting = false;
       }
+      waiting = true;
       cv.wait_for(lock, std::chrono::seconds(30), [&] { return outstanding == 0; });
+      waiting = false;
       double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       return {done_bytes - start_bytes, secs};
     };
+    // Warm-up: half a second (at most a quarter of the run), not measured.
     run_for(std::min(0.5, duration / 4));
     auto [bytes, secs] = run_for(duration);
     double mbps = static_cast<double>(bytes) / secs / 1e6;
     std::printf(
         "{\"bench\":\"ucx_transport\",\"tls\":\"%s\",\"op\":\"%s\",\"size\":%zu,\"inflight\":%d,"
-        "\"working_set\":%zu,\"MBps\":%.1f,\"failures\":%llu}\n",
-        tls.c_str(), op.c_str(), size, inflight, ws, mbps,
+        "\"working_set\":%zu,\"target_memory\":\"%s\",\"MBps\":%.1f,\"failures\":%llu}\n",
+        tls.c_str(), op.c_str(), size, inflight, ws, memory.c_str(), mbps,
         static_cast<unsigned long long>(failures));
     std::fflush(stdout);
     fmt::print(stderr, "ucx {} {} {}: {:.1f} MB/s ({} in flight)\n", tls, op, size_text, mbps,

@@ -174,6 +174,16 @@ class TransferEngine {
   // Requests in flight on them may fail.
   virtual Status UnregisterMemory(std::span<void* const> addrs) = 0;
   Status UnregisterMemory(void* addr) { return UnregisterMemory({&addr, 1}); }
+  // Allocates `length` bytes of zeroed, page-aligned memory and registers it (remote
+  // accessible, "cpu"). The first transport of the preference list (options.transport)
+  // that allocates memory itself provides it (ucx: UCX memory, which same-host ucx peers
+  // write with a memcpy and RDMA NICs register once); otherwise it is anonymous memory.
+  // It lives until FreeManagedBuffer or the engine's destruction. Errors: InvalidArgument
+  // (length 0), ResourceExhausted (no memory).
+  virtual Result<void*> AllocateManagedBuffer(size_t length) = 0;
+  // Unregisters (if still registered) and frees memory of AllocateManagedBuffer.
+  // Requests in flight on it may fail. Errors: NotFound (not a managed buffer).
+  virtual Status FreeManagedBuffer(void* addr) = 0;
 
   // Finds a peer segment by name ("host:port") and caches its descriptor. Opening the same
   // name twice returns the same id. Errors: NotFound / Unavailable / DeadlineExceeded.

@@ -144,6 +144,24 @@ class TransferEngine:
             self._registered.pop(addr, None)
             self._starts = sorted(self._registered)
 
+    def allocate_managed(self, length):
+        """Allocates `length` bytes of zeroed memory the engine owns and registers it;
+        returns its address. A transport that allocates its own memory provides it (ucx:
+        UCX shared memory, which same-host ucx peers write with a memcpy). Free it with
+        free_managed. Raises InvalidArgumentError (length 0), ResourceExhaustedError."""
+        addr = self._engine.allocate_managed_buffer(length)
+        with self._lock:
+            self._registered[addr] = (length, None)
+            self._starts = sorted(self._registered)
+        return addr
+
+    def free_managed(self, addr):
+        """Unregisters and frees memory of allocate_managed. Raises NotFoundError."""
+        self._engine.free_managed_buffer(addr)
+        with self._lock:
+            self._registered.pop(addr, None)
+            self._starts = sorted(self._registered)
+
     def registered(self):
         """[(addr, length)] of the memory registered through this object."""
         with self._lock:

@@ -14,7 +14,6 @@ Differences from the reference are listed in docs/python.md.
 import ctypes
 import enum
 import logging
-import mmap
 import os
 import threading
 
@@ -100,7 +99,7 @@ class TransferEngine:
     def __init__(self):
         self._engine = None
         self._lock = threading.Lock()
-        self._managed = {}   # addr -> mmap of allocate_managed_buffer; GUARDED_BY(_lock)
+        self._managed = {}   # addr -> length of allocate_managed_buffer; GUARDED_BY(_lock)
         self._timeout = float(os.environ.get("MC_TRANSFER_TIMEOUT", "30"))
 
     # --- initialisation -------------------------------------------------------------
@@ -192,29 +191,28 @@ class TransferEngine:
 
     def allocate_managed_buffer(self, length):
         """Address of `length` bytes of page-aligned, zeroed memory the engine owns and has
-        registered; 0 on failure."""
+        registered (UCX memory when the engine runs ucx); 0 on failure."""
         def run():
             if length <= 0:
                 raise ferry.InvalidArgumentError("length must be positive")
-            region = mmap.mmap(-1, length)
-            addr = self._engine.register(region)
+            addr = self._engine.allocate_managed(length)
             with self._lock:
-                self._managed[addr] = region
+                self._managed[addr] = length
             return addr
         return self._call("allocate_managed_buffer", run, failure=0)
 
     def free_managed_buffer(self, buffer_addr, length):
         with self._lock:
-            region = self._managed.get(buffer_addr)
-        if region is None:
+            known = buffer_addr in self._managed
+        if not known:
             log.error("free_managed_buffer: %#x is not a managed buffer", buffer_addr)
             return -1
 
         def run():
-            self._engine.unregister(buffer_addr)
+            self._engine.free_managed(buffer_addr)
             with self._lock:
                 self._managed.pop(buffer_addr, None)
-            return 0  # the mmap is unmapped when the last reference goes
+            return 0
         return self._call("free_managed_buffer", run)
 
     def write_bytes_to_buffer(self, dest_address, src_ptr, length):

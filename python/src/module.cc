@@ -193,6 +193,18 @@ PYBIND11_MODULE(_ferry, m) {
              for (uint64_t a : addrs) ptrs.push_back(reinterpret_cast<void*>(a));
              ThrowIfError(e.Call([&](TransferEngine& t) { return t.UnregisterMemory(ptrs); }));
            })
+      .def("allocate_managed_buffer",
+           [](Engine& e, size_t length) {
+             void* p = ValueOrThrow(
+                 e.Call([&](TransferEngine& t) { return t.AllocateManagedBuffer(length); }));
+             return static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p));
+           })
+      .def("free_managed_buffer",
+           [](Engine& e, uint64_t addr) {
+             ThrowIfError(e.Call([&](TransferEngine& t) {
+               return t.FreeManagedBuffer(reinterpret_cast<void*>(static_cast<uintptr_t>(addr)));
+             }));
+           })
       .def("open_segment",
            [](Engine& e, const std::string& name) {
              return ValueOrThrow(e.Call([&](TransferEngine& t) { return t.OpenSegment(name); }));

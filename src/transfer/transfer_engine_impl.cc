@@ -1,8 +1,12 @@
 #include "transfer/transfer_engine_impl.h"
 
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <iterator>
 #include <nlohmann/json.hpp>
@@ -247,6 +251,13 @@ TransferEngineImpl::~TransferEngineImpl() {
   }
   transports_.clear();
   control_.reset();
+  {
+    MutexLock lock(&managed_mu_);
+    for (const auto& [addr, m] : managed_) {
+      if (m.allocator == nullptr) ::munmap(addr, m.length);
+    }
+    managed_.clear();
+  }
   if (store_) {
     store_->Delete(metadata::SegmentKey(local_name_), Deadline::In(options_.connect_timeout))
         .IgnoreError();
@@ -302,6 +313,70 @@ Status TransferEngineImpl::UnregisterMemory(std::span<void* const> addrs) {
   // their next submission no longer sees the removed buffers.
   for (const auto& t : transports_) t->LocalMemoryChanged();
   return OkStatus();
+}
+
+Result<void*> TransferEngineImpl::AllocateManagedBuffer(size_t length) {
+  if (length == 0) return InvalidArgumentError("AllocateManagedBuffer: length must be positive");
+  void* addr = nullptr;
+  Transport* allocator = nullptr;
+  for (const auto& t : transports_) {
+    if (!t->allocates_memory()) continue;
+    auto r = t->AllocateMemory(length);
+    if (r.ok()) {
+      addr = *r;
+      allocator = t.get();
+      break;
+    }
+    FERRY_LOG_WARN(
+        "AllocateManagedBuffer: {} could not allocate {} bytes ({}); using ordinary "
+        "memory",
+        t->name(), length, r.status().message());
+  }
+  if (allocator != nullptr) {
+    std::memset(addr, 0, length);  // whatever the allocation method, the memory is zeroed
+  } else {
+    addr = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (addr == MAP_FAILED) {
+      return ResourceExhaustedError(fmt::format("AllocateManagedBuffer: cannot map {} bytes: {}",
+                                                length, std::strerror(errno)));
+    }
+  }
+  auto release = [&] {
+    if (allocator == nullptr) {
+      ::munmap(addr, length);
+    } else {
+      allocator->FreeMemory(addr).IgnoreError();
+    }
+  };
+  const MemoryRegion region{addr, length, "cpu", true};
+  Status s = RegisterMemory({&region, 1});
+  if (!s.ok()) {
+    release();
+    return s;
+  }
+  MutexLock lock(&managed_mu_);
+  managed_[addr] = {length, allocator};
+  return addr;
+}
+
+Status TransferEngineImpl::FreeManagedBuffer(void* addr) {
+  ManagedBuffer m;
+  {
+    MutexLock lock(&managed_mu_);
+    auto it = managed_.find(addr);
+    if (it == managed_.end()) {
+      return NotFoundError(fmt::format("FreeManagedBuffer: {} is not a managed buffer", addr));
+    }
+    m = it->second;
+    managed_.erase(it);
+  }
+  Status s = UnregisterMemory({&addr, 1});
+  if (!s.ok() && s.code() != StatusCode::kNotFound) return s;  // NotFound: unregistered already
+  if (m.allocator == nullptr) {
+    ::munmap(addr, m.length);
+    return OkStatus();
+  }
+  return m.allocator->FreeMemory(addr);
 }
 
 void TransferEngineImpl::PublishDescriptor() {

@@ -47,6 +47,8 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   uint16_t rpc_port() const override { return rpc_port_; }
   Status RegisterMemory(std::span<const MemoryRegion> regions) override;
   Status UnregisterMemory(std::span<void* const> addrs) override;
+  Result<void*> AllocateManagedBuffer(size_t length) override;
+  Status FreeManagedBuffer(void* addr) override;
   Result<SegmentId> OpenSegment(const std::string& name) override;
   Result<SegmentDescriptor> GetSegmentDescriptor(SegmentId id, bool refresh) override;
   Status CloseSegment(SegmentId id) override;
@@ -83,6 +85,11 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
     std::shared_ptr<const SegmentDescriptor> desc;
     Transport* transport = nullptr;
     bool refreshed = false;  // the descriptor was refetched once already
+  };
+  // A buffer of AllocateManagedBuffer.
+  struct ManagedBuffer {
+    size_t length = 0;
+    Transport* allocator = nullptr;  // null: anonymous mmap, ours to munmap
   };
   struct NotifyGroup;  // requests of one Submit to one segment that carry a notification
   struct SliceContext;
@@ -144,6 +151,11 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   // NextAfterRefusal reads it (and uses the transports) under a shared one.
   mutable SharedMutex stopping_mu_;
   bool stopping_ FERRY_GUARDED_BY(stopping_mu_) = false;
+
+  // Buffers of AllocateManagedBuffer by address; those of a transport die with it, the
+  // others are unmapped after the transports and the control plane are gone.
+  Mutex managed_mu_;
+  std::map<void*, ManagedBuffer> managed_ FERRY_GUARDED_BY(managed_mu_);
 
   mutable Mutex segments_mu_;
   SegmentId next_segment_ FERRY_GUARDED_BY(segments_mu_) = 1;

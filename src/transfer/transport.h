@@ -129,6 +129,23 @@ class Transport {
   virtual void DescribeLocal(SegmentDescriptor* descriptor) const {}
   // The engine's registrations changed (after the change is in effect).
   virtual void LocalMemoryChanged() {}
+
+  // Whether this transport allocates memory itself that it serves better than memory it
+  // only maps (ucx: UCX's shared memory, which same-host UCX peers write with a plain
+  // memcpy instead of emulated RMA; RDMA NICs register it when it is allocated). The
+  // engine's AllocateManagedBuffer asks the transports in preference order.
+  virtual bool allocates_memory() const { return false; }
+  // `length` bytes of page-aligned memory, owned by the transport until FreeMemory or its
+  // destruction. Registering it with the engine is the caller's business. Errors:
+  // Unavailable when it cannot allocate now (the caller uses ordinary memory instead).
+  virtual Result<void*> AllocateMemory(size_t length) {
+    return UnavailableError(std::string(name()) + " does not allocate memory");
+  }
+  // Frees memory of AllocateMemory. It must no longer be registered with the engine.
+  // Errors: NotFound (not ours), FailedPrecondition (still registered).
+  virtual Status FreeMemory(void* addr) {
+    return NotFoundError(std::string(name()) + " allocated no memory");
+  }
 };
 
 using TransportFactory = std::function<Result<std::unique_ptr<Transport>>(

@@ -1,5 +1,6 @@
 """mooncake.engine.TransferEngine (the drop-in) against a target process, tcp and shm."""
 
+import ctypes
 import time
 
 import numpy as np
@@ -201,3 +202,27 @@ def test_initialize_ucx_and_device_name():
     t = ferry.TransferEngine("127.0.0.1:0", transport="tcp", device_name="lo")
     assert t.local_name.startswith("127.0.0.1:")
     t.close()
+
+
+@pytest.mark.skipif(not ferry.HAVE_UCX, reason="a build without UCX")
+def test_managed_buffer_of_ucx_reaches_a_ucx_peer():
+    # Under ucx the managed buffer is UCX's own memory; a second engine writes into it
+    # over ucx (UCX shared memory, which needs error mode none in UCX 1.13).
+    params = "ucx_tls=sm,ucx_err_mode=none"
+    target = ferry.TransferEngine("127.0.0.1:0", transport="ucx", transport_params=params)
+    src = ferry.TransferEngine("127.0.0.1:0", transport="ucx", transport_params=params)
+    try:
+        addr = target.allocate_managed(1 << 20)
+        assert addr % 4096 == 0
+        data = np.frombuffer(np.random.default_rng(5).bytes(1 << 20), dtype=np.uint8).copy()
+        src.register(data)
+        seg = src.open_segment(target.local_name)
+        src.write(seg, data, addr)
+        assert ctypes.string_at(addr, data.nbytes) == data.tobytes()
+        assert src.counters()["transport_fallbacks"] == 0
+        target.free_managed(addr)
+        with pytest.raises(ferry.NotFoundError):
+            target.free_managed(addr)
+    finally:
+        src.close()
+        target.close()

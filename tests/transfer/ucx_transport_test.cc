@@ -356,6 +356,39 @@ TEST_P(UcxTransportTest, UnregisteredBufferIsNoLongerWritten) {
   EXPECT_TRUE(initiator_.t->CanReach(after));
 }
 
+TEST_P(UcxTransportTest, AllocatedMemoryIsServedUntilFreed) {
+  ASSERT_TRUE(target_.t->allocates_memory());
+  constexpr size_t kBytes = 8u << 20;
+  auto p = target_.t->AllocateMemory(kBytes);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  char* mem = static_cast<char*>(*p);
+  EXPECT_EQ(Addr(mem) % ::sysconf(_SC_PAGESIZE), 0u);
+  std::memset(mem, 0, kBytes);  // ours to use as any memory
+  target_.host->Register(mem, kBytes);
+  Mem src(kBytes), back(kBytes);
+  FillRandom(src.data, src.size, 11);
+  const size_t n = (1u << 20) + 5;
+  ASSERT_TRUE(RunOne(*initiator_.t, Peer(), TransferOp::kWrite, src.data, Addr(mem) + 3, n).ok());
+  EXPECT_TRUE(SameBytes(mem + 3, src.data, n));
+  EXPECT_EQ(mem[2], 0);
+  EXPECT_EQ(mem[3 + n], 0);
+  ASSERT_TRUE(RunOne(*initiator_.t, Peer(), TransferOp::kRead, back.data, Addr(mem) + 3, n).ok());
+  EXPECT_TRUE(SameBytes(back.data, src.data, n));
+  // Registered memory is not freed; unregistered, it is, once.
+  EXPECT_EQ(target_.t->FreeMemory(mem).code(), StatusCode::kFailedPrecondition);
+  target_.host->Unregister(mem);
+  EXPECT_EQ(RunOne(*initiator_.t, Peer(), TransferOp::kWrite, src.data, Addr(mem), 16).code(),
+            StatusCode::kPermissionDenied);
+  EXPECT_TRUE(target_.t->FreeMemory(mem).ok());
+  EXPECT_EQ(target_.t->FreeMemory(mem).code(), StatusCode::kNotFound);
+  Mem other(4096);
+  EXPECT_EQ(target_.t->FreeMemory(other.data).code(), StatusCode::kNotFound);
+  EXPECT_EQ(target_.t->AllocateMemory(0).status().code(), StatusCode::kInvalidArgument);
+  // Memory still allocated when the transport goes is freed by its destructor.
+  auto left = target_.t->AllocateMemory(1 << 20);
+  ASSERT_TRUE(left.ok()) << left.status().ToString();
+}
+
 TEST_P(UcxTransportTest, PeerThatRestartsGetsANewEndpoint) {
   Mem remote(1 << 20), src(4096);
   target_.host->Register(remote.data, remote.size);

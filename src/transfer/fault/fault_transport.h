@@ -78,6 +78,9 @@ class FaultTransport : public Transport {
   }
   void DescribeLocal(SegmentDescriptor* d) const override { inner_->DescribeLocal(d); }
   void LocalMemoryChanged() override { inner_->LocalMemoryChanged(); }
+  bool allocates_memory() const override { return inner_->allocates_memory(); }
+  Result<void*> AllocateMemory(size_t length) override { return inner_->AllocateMemory(length); }
+  Status FreeMemory(void* addr) override { return inner_->FreeMemory(addr); }
 
   // Counters of injected faults, for tests.
   uint64_t dropped() const;

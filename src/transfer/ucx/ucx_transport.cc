@@ -179,6 +179,14 @@ void UcxTransport::LocalMemoryChanged() {
   local_info_ = std::move(*info);
 }
 
+Result<void*> UcxTransport::AllocateMemory(size_t length) {
+  return worker_->Allocate(length, Deadline::In(kRemapTimeout));
+}
+
+Status UcxTransport::FreeMemory(void* addr) {
+  return worker_->Free(addr, Deadline::In(kRemapTimeout));
+}
+
 Result<std::unique_ptr<Transport>> CreateUcxTransport(const TransportOptions& options,
                                                       TransportHost* host) {
   FERRY_ASSIGN_OR_RETURN(auto t, UcxTransport::Create(options, host));

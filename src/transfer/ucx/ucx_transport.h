@@ -62,6 +62,12 @@ class UcxTransport : public Transport {
   void DescribeLocal(SegmentDescriptor* descriptor) const override;
   // Re-reads the host's buffers and (un)maps them; returns once done (at most 5 s).
   void LocalMemoryChanged() override;
+  // UCX memory (ucp_mem_map with UCP_MEM_MAP_ALLOCATE: shared memory where UCX has it).
+  // Registered with the engine it is published with its allocation's rkey, so same-host
+  // UCX peers put into it with a memcpy. Freed by FreeMemory or with the transport.
+  bool allocates_memory() const override { return true; }
+  Result<void*> AllocateMemory(size_t length) override;
+  Status FreeMemory(void* addr) override;
 
   // Counters since creation.
   UcxCounters counters() const { return worker_->counters(); }

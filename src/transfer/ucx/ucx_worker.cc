@@ -188,18 +188,18 @@ void UcxWorker::Submit(Peer peer, std::vector<Slice> slices, Deadline deadline) 
   });
 }
 
-Result<std::string> UcxWorker::SetLocalBuffers(std::vector<BufferDescriptor> buffers,
-                                               Deadline deadline) {
+template <typename T>
+Result<T> UcxWorker::RunOnThread(std::function<Result<T>()> fn, Deadline deadline,
+                                 const char* what) {
   struct Reply {
     Mutex mu;
     CondVar cv;
     bool done FERRY_GUARDED_BY(mu) = false;
-    Result<std::string> result FERRY_GUARDED_BY(mu) = AbortedError("ucx transport shut down");
+    Result<T> result FERRY_GUARDED_BY(mu) = AbortedError("ucx transport shut down");
   };
   auto reply = std::make_shared<Reply>();
-  Post([this, reply, buffers = std::move(buffers)](bool aborted) {
-    Result<std::string> r =
-        aborted ? Result<std::string>(AbortedError("ucx transport shut down")) : Remap(buffers);
+  Post([reply, fn = std::move(fn)](bool aborted) {
+    Result<T> r = aborted ? Result<T>(AbortedError("ucx transport shut down")) : fn();
     MutexLock lock(&reply->mu);
     reply->result = std::move(r);
     reply->done = true;
@@ -208,9 +208,72 @@ Result<std::string> UcxWorker::SetLocalBuffers(std::vector<BufferDescriptor> buf
   MutexLock lock(&reply->mu);
   if (!reply->cv.WaitUntil(&reply->mu, deadline.when(),
                            [&]() FERRY_REQUIRES(reply->mu) { return reply->done; })) {
-    return DeadlineExceededError("ucx: the progress thread did not (un)map memory in time");
+    return DeadlineExceededError(fmt::format("ucx: the progress thread did not {} in time", what));
   }
   return reply->result;
+}
+
+Result<std::string> UcxWorker::SetLocalBuffers(std::vector<BufferDescriptor> buffers,
+                                               Deadline deadline) {
+  return RunOnThread<std::string>([this, buffers = std::move(buffers)] { return Remap(buffers); },
+                                  deadline, "(un)map memory");
+}
+
+Result<void*> UcxWorker::Allocate(size_t length, Deadline deadline) {
+  if (length == 0) return InvalidArgumentError("ucx: cannot allocate 0 bytes");
+  return RunOnThread<void*>(
+      [this, length]() -> Result<void*> {
+        ucp_mem_map_params_t mp{};
+        mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH |
+                        UCP_MEM_MAP_PARAM_FIELD_FLAGS;
+        mp.address = nullptr;
+        mp.length = length;
+        mp.flags = UCP_MEM_MAP_ALLOCATE;
+        ucp_mem_h memh = nullptr;
+        ucs_status_t st = ucp_mem_map(context_, &mp, &memh);
+        if (st != UCS_OK) {
+          return UnavailableError(
+              fmt::format("ucx: cannot allocate {} bytes: {}", length, UcsError(st)));
+        }
+        ucp_mem_attr_t attr{};
+        attr.field_mask = UCP_MEM_ATTR_FIELD_ADDRESS | UCP_MEM_ATTR_FIELD_LENGTH;
+        st = ucp_mem_query(memh, &attr);
+        const long page = ::sysconf(_SC_PAGESIZE);
+        if (st != UCS_OK || attr.length < length ||
+            reinterpret_cast<uintptr_t>(attr.address) % static_cast<uintptr_t>(page) != 0) {
+          ucp_mem_unmap(context_, memh);
+          return UnavailableError(
+              fmt::format("ucx: the {} bytes UCX allocated are not usable ({}: {} bytes at {})",
+                          length, UcsError(st), attr.length, attr.address));
+        }
+        allocated_[reinterpret_cast<uint64_t>(attr.address)] = {attr.length, memh};
+        return attr.address;
+      },
+      deadline, "allocate memory");
+}
+
+Status UcxWorker::Free(void* addr, Deadline deadline) {
+  return RunOnThread<bool>(
+             [this, addr]() -> Result<bool> {
+               const auto key = reinterpret_cast<uint64_t>(addr);
+               auto it = allocated_.find(key);
+               if (it == allocated_.end()) {
+                 return NotFoundError(fmt::format("ucx: {} is not memory ucx allocated", addr));
+               }
+               auto mapped = local_.find(key);
+               if (mapped != local_.end() && mapped->second.allocated) {
+                 return FailedPreconditionError(
+                     fmt::format("ucx: {} is still a registered buffer", addr));
+               }
+               ucs_status_t st = ucp_mem_unmap(context_, it->second.memh);
+               allocated_.erase(it);
+               if (st != UCS_OK) {
+                 FERRY_LOG_WARN("ucx: freeing {} failed: {}", addr, UcsError(st));
+               }
+               return true;
+             },
+             deadline, "free memory")
+      .status();
 }
 
 void UcxWorker::ForgetPeer(const std::string& name) {
@@ -306,8 +369,12 @@ void UcxWorker::Shutdown() {
   ReapGroups();
   for (void* r : closing_) ucp_request_free(r);
   closing_.clear();
-  for (auto& [addr, m] : local_) ucp_mem_unmap(context_, m.memh);
+  for (auto& [addr, m] : local_) {
+    if (!m.allocated) ucp_mem_unmap(context_, m.memh);
+  }
   local_.clear();
+  for (auto& [addr, a] : allocated_) ucp_mem_unmap(context_, a.memh);
+  allocated_.clear();
   // A group whose requests never called back (a close that did not finish in time) is
   // leaked on purpose: UCX may still call back into it while the worker is destroyed. Its
   // slices have completed above.
@@ -626,8 +693,10 @@ Result<std::string> UcxWorker::Remap(const std::vector<BufferDescriptor>& buffer
       ++it;
       continue;
     }
-    ucs_status_t st = ucp_mem_unmap(context_, it->second.memh);
-    if (st != UCS_OK) FERRY_LOG_WARN("ucx: unmapping {:#x} failed: {}", it->first, UcsError(st));
+    if (!it->second.allocated) {
+      ucs_status_t st = ucp_mem_unmap(context_, it->second.memh);
+      if (st != UCS_OK) FERRY_LOG_WARN("ucx: unmapping {:#x} failed: {}", it->first, UcsError(st));
+    }
     it = local_.erase(it);
   }
   for (const auto& [addr, length] : wanted) {
@@ -637,17 +706,24 @@ Result<std::string> UcxWorker::Remap(const std::vector<BufferDescriptor>& buffer
                      UcxPeerInfo::kMaxBuffers, addr);
       break;
     }
-    ucp_mem_map_params_t mp{};
-    mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
-    mp.address = reinterpret_cast<void*>(addr);
-    mp.length = length;
     LocalMap m;
     m.length = length;
-    ucs_status_t st = ucp_mem_map(context_, &mp, &m.memh);
-    if (st != UCS_OK) {
-      FERRY_LOG_WARN("ucx: cannot map buffer {:#x}+{} ({}); peers reach it over other transports",
-                     addr, length, UcsError(st));
-      continue;
+    ucs_status_t st = UCS_OK;
+    auto own = allocated_.find(addr);
+    if (own != allocated_.end() && length <= own->second.length) {
+      m.memh = own->second.memh;  // UCX's own memory: its handle reaches it best
+      m.allocated = true;
+    } else {
+      ucp_mem_map_params_t mp{};
+      mp.field_mask = UCP_MEM_MAP_PARAM_FIELD_ADDRESS | UCP_MEM_MAP_PARAM_FIELD_LENGTH;
+      mp.address = reinterpret_cast<void*>(addr);
+      mp.length = length;
+      st = ucp_mem_map(context_, &mp, &m.memh);
+      if (st != UCS_OK) {
+        FERRY_LOG_WARN("ucx: cannot map buffer {:#x}+{} ({}); peers reach it over other transports",
+                       addr, length, UcsError(st));
+        continue;
+      }
     }
     void* packed = nullptr;
     size_t packed_len = 0;
@@ -656,7 +732,7 @@ Result<std::string> UcxWorker::Remap(const std::vector<BufferDescriptor>& buffer
       FERRY_LOG_WARN("ucx: cannot pack the rkey of buffer {:#x} ({}, {} bytes)", addr, UcsError(st),
                      packed_len);
       if (st == UCS_OK) ucp_rkey_buffer_release(packed);
-      ucp_mem_unmap(context_, m.memh);
+      if (!m.allocated) ucp_mem_unmap(context_, m.memh);
       continue;
     }
     m.rkey.assign(static_cast<const char*>(packed), packed_len);

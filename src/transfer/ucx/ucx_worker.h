@@ -23,11 +23,13 @@
 //
 // Target side: SetLocalBuffers maps the engine's registered buffers with ucp_mem_map (no
 // allocation), packs their rkeys, unmaps those no longer registered, and returns the
-// UcxPeerInfo JSON to publish.
+// UcxPeerInfo JSON to publish. A registered buffer that Allocate made keeps the memory
+// handle of its allocation (UCX memory: shared memory for same-host peers), which lives
+// until Free.
 //
 // Thread safety: all public methods are thread-safe. Slice callbacks run on the progress
 // thread. The destructor fails queued and in-flight slices with Aborted, closes every
-// endpoint, unmaps all memory and joins the thread.
+// endpoint, unmaps all memory (freeing what Allocate made) and joins the thread.
 #pragma once
 
 #include <ucp/api/ucp.h>
@@ -96,6 +98,15 @@ class UcxWorker {
   // Closes the endpoints to every process named `name` (their unfinished slices fail with
   // Unavailable).
   void ForgetPeer(const std::string& name);
+  // Allocates `length` bytes with ucp_mem_map(UCP_MEM_MAP_ALLOCATE): UCX's first
+  // allocation method that works (shared memory, then huge pages, then mmap; see
+  // UCX_ALLOC_PRIO), registered with every memory domain. Blocks until the progress thread
+  // has done it. Errors: Unavailable (UCX cannot allocate, or the memory is not
+  // page-aligned), DeadlineExceeded, Aborted.
+  Result<void*> Allocate(size_t length, Deadline deadline);
+  // Frees memory of Allocate. Errors: NotFound, FailedPrecondition (still mapped as a
+  // registered buffer: SetLocalBuffers without it first), DeadlineExceeded, Aborted.
+  Status Free(void* addr, Deadline deadline);
 
   UcxCounters counters() const;
 
@@ -106,13 +117,22 @@ class UcxWorker {
   struct LocalMap {
     uint64_t length = 0;
     ucp_mem_h memh = nullptr;
-    std::string rkey;  // packed
+    bool allocated = false;  // memh belongs to allocated_ (not unmapped with this entry)
+    std::string rkey;        // packed
+  };
+  struct Allocation {
+    uint64_t length = 0;
+    ucp_mem_h memh = nullptr;
   };
   using Task = std::function<void(bool aborted)>;
 
   UcxWorker(ucp_context_h context, ucp_worker_h worker, int epoll_fd, std::string address,
             const UcxSettings& settings, RefuseFn refuse);
   void Post(Task task);
+  // Runs `fn` on the progress thread and waits for its result until `deadline`
+  // (DeadlineExceeded naming `what`; Aborted when shutting down).
+  template <typename T>
+  Result<T> RunOnThread(std::function<Result<T>()> fn, Deadline deadline, const char* what);
   void Loop();
   void Shutdown();
 
@@ -157,9 +177,10 @@ class UcxWorker {
   uint64_t next_conn_id_ = 1;
   std::vector<uint64_t> failed_conns_;  // endpoint errors not yet handled (conn ids)
   std::list<std::unique_ptr<Group>> groups_;
-  size_t unfinished_groups_ = 0;        // groups with slices not yet completed
-  std::vector<void*> closing_;          // ep close requests still in progress
-  std::map<uint64_t, LocalMap> local_;  // mapped buffers by addr
+  size_t unfinished_groups_ = 0;              // groups with slices not yet completed
+  std::vector<void*> closing_;                // ep close requests still in progress
+  std::map<uint64_t, LocalMap> local_;        // mapped buffers by addr
+  std::map<uint64_t, Allocation> allocated_;  // memory of Allocate by addr
 
   std::thread thread_;  // last: starts after everything above exists
 };
