@@ -10,7 +10,10 @@
 #   Mooncake's transfer_engine_bench over tcp       -> peer row, when its wheel is installed
 # and prints each Ferry figure as a ratio to its baseline with the target:
 #   tcp 16K/64K >= 0.7x iperf3, tcp 1M/4M >= 0.8x iperf3 (same -l);
-#   shm 16K/64K >= 0.6x memcpy, shm 4M >= 0.7x memcpy (same block size);
+#   shm 16K/64K >= 0.6x memcpy, shm 4M >= 0.7x memcpy (same block size), into managed
+#   target memory (AllocateManagedBuffer, which shm peers map: a memcpy); the same into the
+#   target's own registered memory (cross-memory attach: a kernel copy) is shown beside
+#   them as shm_registered, without a target;
 #   4 KiB tcp write RTT <= 1.5x ping-pong.
 # Ferry moves batches of SMALL_BATCH (256) requests at 16K/64K and LARGE_BATCH (4) at 1M/4M,
 # one initiator thread, default engine settings.
@@ -118,14 +121,19 @@ declare -A FERRY
 key_of() {
   case $1 in 16384) echo 16K ;; 65536) echo 64K ;; 1048576) echo 1M ;; 4194304) echo 4M ;; *) echo "" ;; esac
 }
-for t in tcp shm; do
+# shm twice: into managed target memory (AllocateManagedBuffer: the initiator maps it and
+# copies with memcpy) and into the target's own registered memory (cross-memory attach).
+for t in tcp shm shm_registered; do
+  transport=${t%_registered}
+  memory=registered
+  [[ $t == shm ]] && memory=managed
   for group in small large; do
     if [[ $group == small ]]; then sizes=("${SMALL[@]}") batch=$SMALL_BATCH; else sizes=("${LARGE[@]}") batch=$LARGE_BATCH; fi
-    echo "== ferry $t write ${sizes[*]} (batch $batch)" >&2
+    echo "== ferry $t write ${sizes[*]} (batch $batch, target memory $memory)" >&2
     pretouch
-    timeout 300 "$BIN/ferry" bench transfer --transport "$t" --op write --batch-size "$batch" \
+    timeout 300 "$BIN/ferry" bench transfer --transport "$transport" --op write --batch-size "$batch" \
       --block-size "$(IFS=,; echo "${sizes[*]}")" --duration "$DURATION" --working-set "$WS" \
-      --json >"$TMP/$t-$group.json"
+      --target-memory "$memory" --json >"$TMP/$t-$group.json"
     while read -r line; do
       k=$(key_of "$(jq '.block_size' <<<"$line")")
       [[ -n $k ]] && FERRY[$t:$k]=$(jq '.gbps' <<<"$line")
@@ -187,6 +195,9 @@ for s in "${SIZES[@]}"; do
   tgt_shm=null
   case $s in 16K | 64K) tgt_shm=0.6 ;; 4M) tgt_shm=0.7 ;; esac
   rows+=("shm_write_$s ${FERRY[shm:$s]:-0} GB/s memcpy_$s ${MEMCPY[$s]} $tgt_shm ge")
+done
+for s in "${SIZES[@]}"; do
+  rows+=("shm_registered_write_$s ${FERRY[shm_registered:$s]:-0} GB/s memcpy_$s ${MEMCPY[$s]} null ge")
 done
 rows+=("tcp_write_4K_rtt_p50 $RTT_US us tcp_pingpong_4K $PINGPONG_US 1.5 le")
 for s in "${SIZES[@]}"; do

@@ -17,9 +17,14 @@ int RunTransferBench(const TransferBenchOptions& f) {
     fmt::print(stderr, "--working-set: {}\n", ws.status().message());
     return 2;
   }
+  auto memory = ParseTargetMemory(f.target_memory);
+  if (!memory.ok()) {
+    fmt::print(stderr, "--target-memory: {}\n", memory.status().message());
+    return 2;
+  }
   if (f.role == "target") {
     return RunTargetRole(*ws, f.transport == "tcp" ? "tcp" : "auto",
-                         std::chrono::seconds(f.lifetime_s));
+                         std::chrono::seconds(f.lifetime_s), *memory);
   }
   if (f.role != "initiator" && f.role != "both") {
     fmt::print(stderr, "--role must be target, initiator or both\n");
@@ -51,7 +56,7 @@ int RunTransferBench(const TransferBenchOptions& f) {
   std::string target = f.target;
   if (f.role == "both") {
     // The target always offers shm (auto) so that the initiator's choice decides.
-    auto t = TargetProcess::Start(*ws, "auto");
+    auto t = TargetProcess::Start(*ws, "auto", *memory);
     if (!t.ok()) {
       fmt::print(stderr, "cannot start the target: {}\n", t.status().ToString());
       return 1;

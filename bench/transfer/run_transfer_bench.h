@@ -4,6 +4,7 @@
 //   ferry bench transfer --transport shm --op write --block-size 64K,1M,4M --duration 3
 //   ferry bench transfer --role target --working-set 1G          # prints its segment name
 //   ferry bench transfer --role initiator --target 127.0.0.1:40001 --transport tcp
+//   ferry bench transfer --transport shm --target-memory managed --block-size 64K
 //
 // The default role "both" starts the target as a child process (this binary) and runs the
 // initiator against it. Every result prints one human line and one JSON object line
@@ -27,6 +28,7 @@ struct TransferBenchOptions {
   std::string transport = "auto";
   std::string params;
   std::string working_set = "1G";
+  std::string target_memory = "registered";  // or "managed" (AllocateManagedBuffer)
   int lifetime_s = 900;
   bool json = false;
 };

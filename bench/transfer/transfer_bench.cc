@@ -71,8 +71,14 @@ std::string BenchResult::JsonLine() const {
 
 // ---- target --------------------------------------------------------------------------
 
-int RunTargetRole(uint64_t working_set, const std::string& transport,
-                  std::chrono::seconds lifetime) {
+Result<TargetMemory> ParseTargetMemory(const std::string& text) {
+  if (text == "registered") return TargetMemory::kRegistered;
+  if (text == "managed") return TargetMemory::kManaged;
+  return InvalidArgumentError("target memory must be registered or managed, not '" + text + "'");
+}
+
+int RunTargetRole(uint64_t working_set, const std::string& transport, std::chrono::seconds lifetime,
+                  TargetMemory memory) {
   TransferEngineOptions o;
   o.transport = transport;
   auto engine = TransferEngine::Create(o);
@@ -80,12 +86,25 @@ int RunTargetRole(uint64_t working_set, const std::string& transport,
     fmt::print(stderr, "target: {}\n", engine.status().ToString());
     return 1;
   }
-  std::unique_ptr<char[]> buf(new char[working_set]);
-  FillPattern(buf.get(), working_set, 0);
-  Status s = (*engine)->RegisterMemory(MemoryRegion{buf.get(), working_set});
-  if (!s.ok()) {
-    fmt::print(stderr, "target: {}\n", s.ToString());
-    return 1;
+  std::unique_ptr<char[]> own;
+  char* buf = nullptr;
+  if (memory == TargetMemory::kManaged) {
+    auto p = (*engine)->AllocateManagedBuffer(working_set);  // registered already
+    if (!p.ok()) {
+      fmt::print(stderr, "target: {}\n", p.status().ToString());
+      return 1;
+    }
+    buf = static_cast<char*>(*p);
+    FillPattern(buf, working_set, 0);
+  } else {
+    own.reset(new char[working_set]);
+    buf = own.get();
+    FillPattern(buf, working_set, 0);
+    Status s = (*engine)->RegisterMemory(MemoryRegion{buf, working_set});
+    if (!s.ok()) {
+      fmt::print(stderr, "target: {}\n", s.ToString());
+      return 1;
+    }
   }
   fmt::print("{} {}\n", kTargetReady, (*engine)->local_name());
   std::fflush(stdout);
@@ -106,6 +125,7 @@ int RunTargetRole(uint64_t working_set, const std::string& transport,
 
 Result<std::unique_ptr<TargetProcess>> TargetProcess::Start(uint64_t working_set,
                                                             const std::string& transport,
+                                                            TargetMemory memory,
                                                             std::chrono::milliseconds timeout) {
   int in[2], out[2];
   if (::pipe2(in, O_CLOEXEC) != 0) return InternalError("pipe failed");
@@ -120,8 +140,18 @@ Result<std::unique_ptr<TargetProcess>> TargetProcess::Start(uint64_t working_set
   if (pid == 0) {
     ::dup2(in[0], STDIN_FILENO);
     ::dup2(out[1], STDOUT_FILENO);
-    const char* argv[] = {"ferry",         "bench",    "transfer",    "--role",          "target",
-                          "--working-set", ws.c_str(), "--transport", transport.c_str(), nullptr};
+    const char* argv[] = {"ferry",
+                          "bench",
+                          "transfer",
+                          "--role",
+                          "target",
+                          "--working-set",
+                          ws.c_str(),
+                          "--transport",
+                          transport.c_str(),
+                          "--target-memory",
+                          memory == TargetMemory::kManaged ? "managed" : "registered",
+                          nullptr};
     ::execv("/proc/self/exe", const_cast<char* const*>(argv));
     ::_exit(127);
   }

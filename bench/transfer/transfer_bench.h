@@ -61,6 +61,14 @@ struct BenchResult {
   std::string JsonLine() const;  // one JSON object, no newline
 };
 
+// Where the target's working set comes from: the target's own memory, registered
+// (RegisterMemory; shm reaches it with cross-memory attach), or memory the engine allocates
+// (AllocateManagedBuffer; shm peers map it and copy with memcpy).
+enum class TargetMemory { kRegistered, kManaged };
+
+// "registered" / "managed" (anything else: InvalidArgument).
+Result<TargetMemory> ParseTargetMemory(const std::string& text);
+
 // This binary running `bench transfer --role target` as a child process. Owns the child:
 // the destructor closes its stdin (the child exits on EOF), waits up to 5 s, then kills it.
 class TargetProcess {
@@ -69,6 +77,7 @@ class TargetProcess {
   // Errors: Internal (fork/exec/pipe), DeadlineExceeded, Unavailable (child died).
   static Result<std::unique_ptr<TargetProcess>> Start(
       uint64_t working_set, const std::string& transport,
+      TargetMemory memory = TargetMemory::kRegistered,
       std::chrono::milliseconds timeout = std::chrono::seconds(60));
   ~TargetProcess();
   const std::string& segment() const { return segment_; }
@@ -82,11 +91,11 @@ class TargetProcess {
   std::string segment_;
 };
 
-// The target role's main: registers a `working_set`-byte buffer holding the pattern,
-// prints the ready line, serves until stdin closes or `lifetime` passes. Returns an exit
-// code.
-int RunTargetRole(uint64_t working_set, const std::string& transport,
-                  std::chrono::seconds lifetime);
+// The target role's main: registers a `working_set`-byte buffer holding the pattern (of
+// `memory`), prints the ready line, serves until stdin closes or `lifetime` passes.
+// Returns an exit code.
+int RunTargetRole(uint64_t working_set, const std::string& transport, std::chrono::seconds lifetime,
+                  TargetMemory memory = TargetMemory::kRegistered);
 
 class BenchInitiator {
  public:

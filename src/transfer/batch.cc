@@ -84,7 +84,11 @@ size_t TransferBatch::size() const {
 }
 
 void TransferBatch::EndRequest(size_t index, const ferry::Status& s) {
-  request(index)->End(s);
+  EndRequest(request(index), s);
+}
+
+void TransferBatch::EndRequest(RequestState* r, const ferry::Status& s) {
+  r->End(s);
   if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
     MutexLock lock(&mu_);  // pairs with the waiter's predicate check
     cv_.SignalAll();

@@ -61,12 +61,15 @@ class TransferBatch {
   Result<size_t> Append(size_t n);
   // Undoes the last Append(n) when nothing was started for it.
   void Rollback(size_t first);
-  // Precondition: index < size().
+  // Precondition: index < size(). The pointer stays valid while the batch lives (started
+  // requests are never removed), so slices keep it instead of asking again.
   RequestState* request(size_t index);
   size_t size() const;
 
   // Ends request `index` with `s` and wakes waiters when the batch drains.
   void EndRequest(size_t index, const Status& s);
+  // The same for a request of this batch already looked up (no lock on the batch).
+  void EndRequest(RequestState* request, const Status& s);
 
   Result<TransferStatus> Status(size_t index) const;
   TransferStatus Aggregate() const;

@@ -27,6 +27,7 @@ struct TransferEngineImpl::NotifyGroup {
 struct TransferEngineImpl::SliceContext {
   std::shared_ptr<TransferBatch> batch;
   size_t index = 0;
+  RequestState* state = nullptr;  // request `index` of `batch`
   std::shared_ptr<NotifyGroup> group;
   SegmentId segment = 0;
   std::shared_ptr<const SegmentDescriptor> peer;
@@ -182,6 +183,7 @@ Status TransferEngineImpl::Submit(BatchId id, std::span<const TransferRequest> r
       auto ctx = std::make_shared<SliceContext>();
       ctx->batch = batch;
       ctx->index = first + i;
+      ctx->state = state;
       ctx->group = t.group;
       ctx->segment = r.segment;
       ctx->peer = t.desc;
@@ -199,7 +201,7 @@ Status TransferEngineImpl::Submit(BatchId id, std::span<const TransferRequest> r
   for (size_t index : empty) {
     std::shared_ptr<NotifyGroup> group;
     if (notify != nullptr) group = targets[requests[index - first].segment].group;
-    SettleRequest(batch, index, group);
+    SettleRequest(batch, batch->request(index), group);
   }
   for (auto& [seg, t] : targets) {
     if (!t.slices.empty()) StartSlices(t.transport, *t.desc, std::move(t.slices), deadline);
@@ -237,23 +239,26 @@ void TransferEngineImpl::OnSliceDone(const std::shared_ptr<SliceContext>& ctx, c
       return;
     }
   }
-  RequestState* state = ctx->batch->request(ctx->index);
-  if (state->OnSliceDone(s, s.ok() ? ctx->length : 0)) {
-    SettleRequest(ctx->batch, ctx->index, ctx->group);
+  if (ctx->state->OnSliceDone(s, s.ok() ? ctx->length : 0)) {
+    SettleRequest(ctx->batch, ctx->state, ctx->group);
   }
 }
 
-void TransferEngineImpl::SettleRequest(const std::shared_ptr<TransferBatch>& batch, size_t index,
+void TransferEngineImpl::SettleRequest(const std::shared_ptr<TransferBatch>& batch,
+                                       RequestState* state,
                                        const std::shared_ptr<NotifyGroup>& group) {
   if (!group) {
-    EndRequest(*batch, index, batch->request(index)->Outcome());
+    EndRequest(*batch, state, state->Outcome());
     return;
   }
   if (group->left.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   bool all_ok = true;
   for (size_t i : group->indices) all_ok &= batch->request(i)->Outcome().ok();
   if (!all_ok) {
-    for (size_t i : group->indices) EndRequest(*batch, i, batch->request(i)->Outcome());
+    for (size_t i : group->indices) {
+      RequestState* r = batch->request(i);
+      EndRequest(*batch, r, r->Outcome());
+    }
     return;
   }
   // Everything is in the target's memory: now tell it (off the transport thread).
@@ -262,12 +267,11 @@ void TransferEngineImpl::SettleRequest(const std::shared_ptr<TransferBatch>& bat
                          : control_->SendNotification(*group->peer, local_name_, group->message,
                                                       group->deadline);
     if (!s.ok()) s = s.WithContext("data written but the notification failed");
-    for (size_t i : group->indices) EndRequest(*group->batch, i, s);
+    for (size_t i : group->indices) EndRequest(*group->batch, group->batch->request(i), s);
   });
 }
 
-void TransferEngineImpl::EndRequest(TransferBatch& batch, size_t index, const Status& s) {
-  RequestState* r = batch.request(index);
+void TransferEngineImpl::EndRequest(TransferBatch& batch, RequestState* r, const Status& s) {
   if (s.ok()) {
     counters_.requests_done.fetch_add(1, std::memory_order_relaxed);
     (r->op == TransferOp::kWrite ? counters_.bytes_written : counters_.bytes_read)
@@ -275,7 +279,7 @@ void TransferEngineImpl::EndRequest(TransferBatch& batch, size_t index, const St
   } else {
     counters_.requests_failed.fetch_add(1, std::memory_order_relaxed);
   }
-  batch.EndRequest(index, s);
+  batch.EndRequest(r, s);
 }
 
 Status TransferEngineImpl::TransferSync(std::span<const TransferRequest> requests,

@@ -118,9 +118,10 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   void StartSlices(Transport* transport, const SegmentDescriptor& peer,
                    std::vector<std::shared_ptr<SliceContext>> slices, Deadline deadline);
   void OnSliceDone(const std::shared_ptr<SliceContext>& ctx, const Status& s);
-  void SettleRequest(const std::shared_ptr<TransferBatch>& batch, size_t index,
+  // `state` is a request of `batch` whose slices are all done.
+  void SettleRequest(const std::shared_ptr<TransferBatch>& batch, RequestState* state,
                      const std::shared_ptr<NotifyGroup>& group);
-  void EndRequest(TransferBatch& batch, size_t index, const Status& s);
+  void EndRequest(TransferBatch& batch, RequestState* state, const Status& s);
 
   // Runs job(false) on the worker thread, or job(true) at once after shutdown began.
   void RunOnWorker(std::function<void(bool cancelled)> job);

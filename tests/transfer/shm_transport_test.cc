@@ -181,8 +181,11 @@ struct ChildTarget {
   int go = -1;
   SegmentDescriptor desc;
 
+  // With a null `buffer` and `allocate` > 0 the child registers `allocate` bytes of its
+  // transport's shared memory instead (its address in the child: *shared, for check()).
   static ChildTarget Start(const void* buffer, size_t len, std::function<int()> check,
-                           std::string name = "127.0.0.1:2") {
+                           std::string name = "127.0.0.1:2", size_t allocate = 0,
+                           char** shared = nullptr) {
     ChildTarget c;
     int to_parent[2], go[2];
     if (::pipe(to_parent) != 0 || ::pipe(go) != 0) return c;
@@ -196,6 +199,12 @@ struct ChildTarget {
       if (!shm.ok()) ::_exit(10);
       host.set_transport(shm->get());
       if (buffer != nullptr) host.Register(buffer, len);
+      if (buffer == nullptr && allocate > 0) {
+        auto p = (*shm)->AllocateMemory(allocate);
+        if (!p.ok()) ::_exit(13);
+        *shared = static_cast<char*>(*p);
+        host.Register(*shared, allocate);
+      }
       std::string json = host.LocalDescriptor().ToJson() + "\n";
       if (::write(to_parent[1], json.data(), json.size()) != static_cast<ssize_t>(json.size())) {
         ::_exit(11);
@@ -252,6 +261,84 @@ TEST(ShmTransportTest, MovesBytesIntoAndOutOfAForkedChild) {
   for (const Status& s : RunSlices(*me->shm, child.desc, r)) EXPECT_TRUE(s.ok()) << s.ToString();
   EXPECT_TRUE(SameBytes(back.data(), src.data(), kBytes));
   EXPECT_EQ(child.Finish(), 0) << "child saw wrong bytes";
+}
+
+ssize_t Refuse(pid_t, const iovec*, unsigned long, const iovec*, unsigned long, unsigned long);
+
+TEST(ShmTransportTest, SharedMemoryOfAForkedChildIsCopiedWithoutTheKernel) {
+  // The child's buffer comes from its transport (a sealed memfd); our copies must not use
+  // cross-memory attach at all (it is refused here), yet every byte arrives.
+  constexpr size_t kBytes = 6u << 20;
+  static char* shared = nullptr;
+  ChildTarget child = ChildTarget::Start(
+      nullptr, 0,
+      [&] {
+        std::vector<char> expect(kBytes);
+        FillRandom(expect.data(), kBytes, 7);
+        return std::memcmp(shared, expect.data(), kBytes) == 0 ? 0 : 1;
+      },
+      "127.0.0.1:2", kBytes, &shared);
+  ASSERT_GT(child.pid, 0);
+  ASSERT_EQ(child.desc.buffers.size(), 1u);
+  const uint64_t remote = child.desc.buffers[0].addr;
+  auto me = MakeSelf(CmaCalls{&Refuse, &Refuse});
+  ASSERT_TRUE(me);
+  std::vector<char> src(kBytes), back(kBytes);
+  FillRandom(src.data(), kBytes, 7);
+  // Small slices (one group, copied inline), then 1 MiB ones (the workers).
+  std::vector<Slice> w;
+  for (size_t off = 0; off < (64u << 10); off += 4096) {
+    w.push_back({TransferOp::kWrite, &src[off], remote + off, 4096, nullptr});
+  }
+  for (const Status& s : RunSlices(*me->shm, child.desc, w)) EXPECT_TRUE(s.ok()) << s.ToString();
+  w.clear();
+  std::vector<Slice> r;
+  for (size_t off = 64u << 10; off < kBytes; off += 1 << 20) {
+    const size_t n = std::min<size_t>(1 << 20, kBytes - off);
+    w.push_back({TransferOp::kWrite, &src[off], remote + off, n, nullptr});
+  }
+  for (size_t off = 0; off < kBytes; off += 1 << 20) {
+    r.push_back({TransferOp::kRead, &back[off], remote + off, 1 << 20, nullptr});
+  }
+  for (const Status& s : RunSlices(*me->shm, child.desc, w)) EXPECT_TRUE(s.ok()) << s.ToString();
+  for (const Status& s : RunSlices(*me->shm, child.desc, r)) EXPECT_TRUE(s.ok()) << s.ToString();
+  EXPECT_TRUE(SameBytes(back.data(), src.data(), kBytes));
+  EXPECT_TRUE(me->shm->CanReach(child.desc)) << "nothing was refused: CMA was never tried";
+  // Outside the shared buffer nothing is reachable, mapped or not.
+  auto st = RunSlices(*me->shm, child.desc,
+                      {{TransferOp::kWrite, src.data(), remote + kBytes - 8, 16, nullptr}});
+  EXPECT_EQ(st[0].code(), StatusCode::kPermissionDenied) << st[0].ToString();
+  EXPECT_EQ(child.Finish(), 0) << "child saw wrong bytes";
+}
+
+TEST(ShmTransportTest, SharedMemoryIsFreedOnlyOnceUnregistered) {
+  auto peer = MakeSelf(RealCmaCalls(), 2, /*register_everything=*/false);
+  auto me = MakeSelf(CmaCalls{&Refuse, &Refuse});
+  ASSERT_TRUE(peer && me);
+  ASSERT_TRUE(peer->shm->allocates_memory());
+  auto initiator_only = ShmTransport::Create(TransportOptions{}, nullptr);
+  ASSERT_TRUE(initiator_only.ok());
+  EXPECT_FALSE((*initiator_only)->allocates_memory());  // nobody could map its memory
+  EXPECT_EQ((*initiator_only)->AllocateMemory(4096).status().code(), StatusCode::kUnavailable);
+  auto p = peer->shm->AllocateMemory(1 << 20);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  char* mem = static_cast<char*>(*p);
+  EXPECT_EQ(Addr(mem) % 4096, 0u);
+  for (size_t i = 0; i < (1u << 20); i += 4096) ASSERT_EQ(mem[i], 0);
+  peer->host.Register(mem, 1 << 20);
+  std::vector<char> src(4096, 's');
+  SegmentDescriptor d = peer->host.LocalDescriptor();
+  auto st = RunSlices(*me->shm, d, {{TransferOp::kWrite, src.data(), Addr(mem), 4096, nullptr}});
+  ASSERT_TRUE(st[0].ok()) << st[0].ToString();
+  EXPECT_EQ(mem[4095], 's');
+  EXPECT_EQ(peer->shm->FreeMemory(mem).code(), StatusCode::kFailedPrecondition);
+  // Unregistered: the session says so before that returns, and the buffer is refused.
+  peer->host.UnregisterAll();
+  st = RunSlices(*me->shm, d, {{TransferOp::kWrite, src.data(), Addr(mem), 4096, nullptr}});
+  EXPECT_EQ(st[0].code(), StatusCode::kPermissionDenied) << st[0].ToString();
+  EXPECT_TRUE(peer->shm->FreeMemory(mem).ok());
+  EXPECT_EQ(peer->shm->FreeMemory(mem).code(), StatusCode::kNotFound);
+  EXPECT_EQ(peer->shm->AllocateMemory(0).status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(ShmTransportTest, DescriptorClaimingAnotherProcessIsNotBelieved) {

@@ -23,6 +23,9 @@ FERRY_REGISTER_COMMAND(
       cmd.add_option("--transport-params", f->params, "e.g. drop=0.01,delay_ms=1,seed=7");
       cmd.add_option("--working-set", f->working_set,
                      "Bytes cycled through on each side (default 1G: larger than caches)");
+      cmd.add_option("--target-memory", f->target_memory,
+                     "registered (the target's own memory; default) or managed "
+                     "(AllocateManagedBuffer: shm peers map it)");
       cmd.add_option("--lifetime", f->lifetime_s, "Target role: exit after this many seconds");
       cmd.add_flag("--json", f->json, "Print only the JSON lines");
       return [f] { return bench::RunTransferBench(*f); };

@@ -2,13 +2,16 @@
 
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "common/crypto.h"
 #include "common/json_limits.h"
+#include "common/log.h"
 #include "common/mutex.h"
 #include "transfer/shm/internal/shm_handshake.h"
 
@@ -82,13 +85,13 @@ Result<std::unique_ptr<ShmSession>> ShmSession::Open(const SegmentDescriptor& pe
   std::unique_ptr<ShmSession> session(
       new ShmSession(std::move(*fd), std::move(pidfd), *pid, path, SegmentDescriptor{}));
   MutexLock lock(&session->mu_);
-  if (Status applied = session->ApplyLocked(*reply); !applied.ok()) {
+  if (Status applied = session->ApplyLocked(*reply, deadline); !applied.ok()) {
     return fail(applied.message());
   }
   return session;
 }
 
-Status ShmSession::ApplyLocked(const std::string& frame) {
+Status ShmSession::ApplyLocked(const std::string& frame, Deadline deadline) {
   auto j = ParseJson(frame, {.max_bytes = internal::kMaxFrame, .max_depth = 4});
   if (!j.ok() || !j->is_object()) return InvalidArgumentError("malformed shm session message");
   const std::string type = j->value("type", "");
@@ -100,9 +103,66 @@ Status ShmSession::ApplyLocked(const std::string& frame) {
   }
   FERRY_ASSIGN_OR_RETURN(SegmentDescriptor d,
                          SegmentDescriptor::FromJson((*j)["descriptor"].get<std::string>()));
+  // Shared buffers: each must be one the process lists; their memfds follow the frame.
+  std::vector<std::pair<uint64_t, uint64_t>> shared;
+  if (auto it = j->find("shared"); it != j->end()) {
+    if (!it->is_array() || it->empty() || it->size() > internal::kMaxSharedFds) {
+      return InvalidArgumentError("malformed shared buffers in the shm session message");
+    }
+    for (const auto& r : *it) {
+      if (!r.is_object() || !r["addr"].is_number_unsigned() || !r["len"].is_number_unsigned()) {
+        return InvalidArgumentError("malformed shared buffer in the shm session message");
+      }
+      shared.emplace_back(r["addr"].get<uint64_t>(), r["len"].get<uint64_t>());
+    }
+  }
+  std::vector<UniqueFd> fds;
+  if (!shared.empty()) {
+    FERRY_ASSIGN_OR_RETURN(fds, internal::RecvFds(fd_.get(), shared.size(), deadline));
+  }
+  auto maps = std::make_shared<Mappings>();
+  for (size_t i = 0; i < shared.size(); ++i) {
+    const auto [addr, len] = shared[i];
+    if (d.FindBuffer(addr, len) == nullptr) continue;  // not a buffer it registered
+    struct stat st {};
+    if (::fstat(fds[i].get(), &st) != 0) continue;
+    std::shared_ptr<const PeerMapping> kept;
+    for (const auto& m : *maps_) {
+      if (m->SameFile(addr, len, st.st_dev, st.st_ino)) kept = m;  // mapped already
+    }
+    if (kept == nullptr) {
+      auto mapped = PeerMapping::Map(addr, len, std::move(fds[i]));
+      if (!mapped.ok()) {
+        FERRY_LOG_WARN("shm peer pid {}: {}; using cross-memory attach for it", pid_,
+                       mapped.status().message());
+        continue;
+      }
+      kept = std::move(*mapped);
+    }
+    maps->push_back(std::move(kept));
+  }
+  std::sort(maps->begin(), maps->end(),
+            [](const auto& a, const auto& b) { return a->addr() < b->addr(); });
   // The process speaks for itself: what matters is which buffers it lists.
   desc_ = std::make_shared<const SegmentDescriptor>(std::move(d));
+  maps_ = std::move(maps);
   return OkStatus();
+}
+
+const PeerMapping* ShmSession::View::MappingFor(uint64_t remote, uint64_t len) const {
+  auto it = std::upper_bound(maps_->begin(), maps_->end(), remote,
+                             [](uint64_t r, const auto& m) { return r < m->addr(); });
+  if (it == maps_->begin()) return nullptr;
+  --it;
+  return (*it)->Covers(remote, len) ? it->get() : nullptr;
+}
+
+ShmSession::View ShmSession::view() const {
+  View v;
+  MutexLock lock(&mu_);
+  v.desc_ = desc_;
+  v.maps_ = maps_;
+  return v;
 }
 
 Status ShmSession::DrainLocked() {
@@ -112,8 +172,9 @@ Status ShmSession::DrainLocked() {
     return UnavailableError("shm peer pid " + std::to_string(pid_) + " exited");
   }
   while (Readable(fd_.get())) {
-    auto frame = RecvFrame(fd_.get(), Deadline::In(std::chrono::milliseconds(100)));
-    if (!frame.ok() || !ApplyLocked(*frame).ok()) {
+    const Deadline deadline = Deadline::In(std::chrono::milliseconds(100));
+    auto frame = RecvFrame(fd_.get(), deadline);
+    if (!frame.ok() || !ApplyLocked(*frame, deadline).ok()) {
       dead_ = true;
       return UnavailableError("shm peer pid " + std::to_string(pid_) + " closed its session");
     }
@@ -132,22 +193,13 @@ Status ShmSession::Refresh(Deadline deadline) {
   Status s = SendFrame(fd_.get(), R"({"type":"refresh"})", deadline);
   if (s.ok()) {
     auto frame = RecvFrame(fd_.get(), deadline);
-    s = frame.ok() ? ApplyLocked(*frame) : frame.status();
+    s = frame.ok() ? ApplyLocked(*frame, deadline) : frame.status();
   }
   if (!s.ok()) {
     dead_ = true;
     return UnavailableError("shm peer pid " + std::to_string(pid_) + ": " + s.message());
   }
   return OkStatus();
-}
-
-bool ShmSession::Covers(uint64_t remote, uint64_t len) const {
-  std::shared_ptr<const SegmentDescriptor> d;
-  {
-    MutexLock lock(&mu_);
-    d = desc_;
-  }
-  return d->FindBuffer(remote, len) != nullptr;
 }
 
 }  // namespace ferry::transfer::shm

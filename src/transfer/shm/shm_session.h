@@ -6,7 +6,9 @@
 //
 //   FERRY_ASSIGN_OR_RETURN(auto session, ShmSession::Open(desc, secret, deadline));
 //   FERRY_RETURN_IF_ERROR(session->Sync());          // alive? newest buffers applied
-//   if (session->Covers(remote, len)) CmaCopy(..., session->pid(), ...);
+//   ShmSession::View v = session->view();
+//   if (auto* m = v.MappingFor(remote, len)) std::memcpy(m->At(remote), src, len);
+//   else if (v.Covers(remote, len)) CmaCopy(..., session->pid(), ...);
 //
 // The session holds the connection (and a pidfd) open: while it is open the process is
 // alive, so its pid cannot have been reused by another process; Sync() notices when it
@@ -19,12 +21,14 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/deadline.h"
 #include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "ferry/segment.h"
 #include "ferry/status.h"
+#include "transfer/shm/peer_mapping.h"
 
 namespace ferry::transfer::shm {
 
@@ -47,9 +51,29 @@ class ShmSession {
   // Asks the peer for its current descriptor and waits for it. Errors: as Sync,
   // DeadlineExceeded.
   Status Refresh(Deadline deadline);
-  // Whether [remote, remote + len) lies in a remote-accessible buffer the peer process
-  // itself registered.
-  bool Covers(uint64_t remote, uint64_t len) const;
+  using Mappings = std::vector<std::shared_ptr<const PeerMapping>>;  // sorted by address
+  // What the peer process said last: its buffers, and the mappings of its shared buffers
+  // (memory its shm transport allocated). Immutable and lock-free to ask; the mappings
+  // stay valid while the view lives, even after the peer stops sharing them.
+  class View {
+   public:
+    // Whether [remote, remote + len) lies in a remote-accessible buffer the peer process
+    // itself registered.
+    bool Covers(uint64_t remote, uint64_t len) const {
+      return desc_->FindBuffer(remote, len) != nullptr;
+    }
+    // The mapping that holds [remote, remote + len), or null (then the range is reached
+    // by cross-memory attach).
+    const PeerMapping* MappingFor(uint64_t remote, uint64_t len) const;
+    bool has_mappings() const { return !maps_->empty(); }
+
+   private:
+    friend class ShmSession;
+    std::shared_ptr<const SegmentDescriptor> desc_;
+    std::shared_ptr<const Mappings> maps_;
+  };
+  View view() const;
+  bool Covers(uint64_t remote, uint64_t len) const { return view().Covers(remote, len); }
 
  private:
   ShmSession(UniqueFd fd, UniqueFd pidfd, pid_t pid, std::string path, SegmentDescriptor d)
@@ -60,8 +84,10 @@ class ShmSession {
         desc_(std::make_shared<const SegmentDescriptor>(std::move(d))) {}
   // Reads every frame waiting (without blocking); Unavailable once the peer is gone.
   Status DrainLocked() FERRY_REQUIRES(mu_);
-  // Applies one "descriptor" message. Errors: InvalidArgument.
-  Status ApplyLocked(const std::string& frame) FERRY_REQUIRES(mu_);
+  // Applies one "descriptor" message, receiving (by `deadline`) and mapping the memfds of
+  // its shared buffers. Errors: InvalidArgument; those of RecvFds. A shared buffer that
+  // cannot be mapped is left to cross-memory attach (logged).
+  Status ApplyLocked(const std::string& frame, Deadline deadline) FERRY_REQUIRES(mu_);
 
   const UniqueFd fd_;
   const UniqueFd pidfd_;  // -1 where pidfd_open is not available
@@ -70,6 +96,8 @@ class ShmSession {
   mutable Mutex mu_;
   std::shared_ptr<const SegmentDescriptor> desc_ FERRY_GUARDED_BY(mu_);
   bool dead_ FERRY_GUARDED_BY(mu_) = false;
+  // The peer's shared buffers as of desc_; replaced with it.
+  std::shared_ptr<const Mappings> maps_ FERRY_GUARDED_BY(mu_) = std::make_shared<Mappings>();
 };
 
 }  // namespace ferry::transfer::shm

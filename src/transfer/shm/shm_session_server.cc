@@ -51,15 +51,33 @@ void RemoveStaleSockets(const std::string& dir) {
   ::closedir(d);
 }
 
-std::string DescriptorMessage(TransportHost* host) {
-  nlohmann::json m = {{"type", "descriptor"}, {"descriptor", host->LocalDescriptor().ToJson()}};
-  return m.dump();
-}
-
 }  // namespace
 
+ShmSessionServer::Announcement ShmSessionServer::Announce() const {
+  const SegmentDescriptor d = host_->LocalDescriptor();
+  Announcement a;
+  if (pool_ != nullptr) a.shared = pool_->Share(d.buffers, internal::kMaxSharedFds);
+  nlohmann::json m = {{"type", "descriptor"}, {"descriptor", d.ToJson()}};
+  if (!a.shared.empty()) {
+    nlohmann::json shared = nlohmann::json::array();
+    for (const SharedRegion& r : a.shared) shared.push_back({{"addr", r.addr}, {"len", r.length}});
+    m["shared"] = std::move(shared);
+  }
+  a.frame = m.dump();
+  return a;
+}
+
+Status ShmSessionServer::Send(int fd, const Announcement& a, Deadline deadline) {
+  FERRY_RETURN_IF_ERROR(SendFrame(fd, a.frame, deadline));
+  if (a.shared.empty()) return OkStatus();
+  std::vector<int> fds;
+  for (const SharedRegion& r : a.shared) fds.push_back(r.fd.get());
+  return internal::SendFds(fd, fds, deadline);
+}
+
 Result<std::unique_ptr<ShmSessionServer>> ShmSessionServer::Create(TransportHost* host,
-                                                                   std::string secret) {
+                                                                   std::string secret,
+                                                                   const SharedMemoryPool* pool) {
   FERRY_ASSIGN_OR_RETURN(std::string dir, internal::SocketDirectory());
   RemoveStaleSockets(dir);
   const std::string path =
@@ -80,13 +98,15 @@ Result<std::unique_ptr<ShmSessionServer>> ShmSessionServer::Create(TransportHost
     return InternalError(std::string("eventfd: ") + std::strerror(errno));
   }
   return std::unique_ptr<ShmSessionServer>(new ShmSessionServer(
-      host, std::move(secret), path, std::move(fd), std::move(wake), ReadYamaScope()));
+      host, std::move(secret), pool, path, std::move(fd), std::move(wake), ReadYamaScope()));
 }
 
-ShmSessionServer::ShmSessionServer(TransportHost* host, std::string secret, std::string path,
+ShmSessionServer::ShmSessionServer(TransportHost* host, std::string secret,
+                                   const SharedMemoryPool* pool, std::string path,
                                    UniqueFd listen_fd, UniqueFd wake_fd, int yama_scope)
     : host_(host),
       secret_(std::move(secret)),
+      pool_(pool),
       path_(std::move(path)),
       listen_fd_(std::move(listen_fd)),
       wake_fd_(std::move(wake_fd)),
@@ -172,7 +192,7 @@ Status ShmSessionServer::Handshake(UniqueFd fd) {
     return granted;
   }
   // Sent and listed under one lock: a registration change after this point is pushed.
-  FERRY_RETURN_IF_ERROR(SendFrame(fd.get(), DescriptorMessage(host_), deadline));
+  FERRY_RETURN_IF_ERROR(Send(fd.get(), Announce(), deadline));
   sessions_.push_back(Session{std::move(fd), peer});
   return OkStatus();
 }
@@ -185,9 +205,9 @@ void ShmSessionServer::CloseSessionLocked(size_t index) {
 void ShmSessionServer::DescriptorChanged() {
   MutexLock lock(&mu_);
   if (sessions_.empty()) return;
-  const std::string message = DescriptorMessage(host_);
+  const Announcement message = Announce();
   for (size_t i = sessions_.size(); i-- > 0;) {
-    if (!SendFrame(sessions_[i].fd.get(), message, Deadline::In(kPushTimeout)).ok()) {
+    if (!Send(sessions_[i].fd.get(), message, Deadline::In(kPushTimeout)).ok()) {
       CloseSessionLocked(i);
     }
   }
@@ -237,7 +257,7 @@ void ShmSessionServer::Loop() {
       }
       auto j = ParseJson(*msg, {.max_bytes = 4096, .max_depth = 2});
       if (!j.ok() || !j->is_object() || j->value("type", "") != "refresh" ||
-          !SendFrame(fds[i].fd, DescriptorMessage(host_), Deadline::In(kPushTimeout)).ok()) {
+          !Send(fds[i].fd, Announce(), Deadline::In(kPushTimeout)).ok()) {
         CloseSessionLocked(at);
       }
     }

@@ -4,7 +4,7 @@
 // answers with this engine's own descriptor, and keeps each session open to push a fresh
 // descriptor whenever registrations change.
 //
-//   FERRY_ASSIGN_OR_RETURN(auto server, ShmSessionServer::Create(host, secret));
+//   FERRY_ASSIGN_OR_RETURN(auto server, ShmSessionServer::Create(host, secret, &pool));
 //   descriptor.transport_info["shm"] = server->socket_path();
 //   ...  server->DescriptorChanged();   // after every (un)registration
 //
@@ -16,6 +16,10 @@
 // server grants the one authenticated initiator it has a session with, and refuses shm to a
 // second one while the first is connected (that one uses tcp). With ptrace_scope>=2 shm is
 // refused (only CAP_SYS_PTRACE could attach).
+//
+// Shared memory: with a `pool`, every descriptor message also lists the registered buffers
+// that are pool allocations ("shared") and passes their memfds (internal/shm_handshake.h),
+// so the initiator maps them and copies with memcpy.
 //
 // Thread safety: socket_path() and DescriptorChanged() may be called from any thread. The
 // destructor stops the thread, closes every session and removes the socket file.
@@ -32,16 +36,18 @@
 #include "common/mutex.h"
 #include "common/unique_fd.h"
 #include "ferry/status.h"
+#include "transfer/shm/shared_memory_pool.h"
 #include "transfer/transport.h"
 
 namespace ferry::transfer::shm {
 
 class ShmSessionServer {
  public:
-  // `host` answers LocalDescriptor() and outlives the server. `socket_dir` overrides
-  // SocketDirectory() (tests); it must then be what initiators expect.
-  // Errors: PermissionDenied (socket directory unsafe), Internal (socket calls failed).
-  static Result<std::unique_ptr<ShmSessionServer>> Create(TransportHost* host, std::string secret);
+  // `host` answers LocalDescriptor() and outlives the server; so does `pool` (may be null:
+  // nothing is shared). Errors: PermissionDenied (socket directory unsafe), Internal
+  // (socket calls failed).
+  static Result<std::unique_ptr<ShmSessionServer>> Create(TransportHost* host, std::string secret,
+                                                          const SharedMemoryPool* pool = nullptr);
   ~ShmSessionServer();
 
   const std::string& socket_path() const { return path_; }
@@ -57,8 +63,17 @@ class ShmSessionServer {
     pid_t pid = 0;
   };
 
-  ShmSessionServer(TransportHost* host, std::string secret, std::string path, UniqueFd listen_fd,
-                   UniqueFd wake_fd, int yama_scope);
+  // A descriptor message and the memfds that follow it.
+  struct Announcement {
+    std::string frame;
+    std::vector<SharedRegion> shared;
+  };
+
+  ShmSessionServer(TransportHost* host, std::string secret, const SharedMemoryPool* pool,
+                   std::string path, UniqueFd listen_fd, UniqueFd wake_fd, int yama_scope);
+  Announcement Announce() const;
+  // Sends `a` on `fd`: the frame, then the descriptors of its shared buffers.
+  static Status Send(int fd, const Announcement& a, Deadline deadline);
   void Loop();
   // Runs the handshake on a new connection and lists the session; or says why not.
   Status Handshake(UniqueFd fd);
@@ -68,6 +83,7 @@ class ShmSessionServer {
 
   TransportHost* const host_;
   const std::string secret_;
+  const SharedMemoryPool* const pool_;  // null: nothing shared
   const std::string path_;
   const UniqueFd listen_fd_;
   const UniqueFd wake_fd_;

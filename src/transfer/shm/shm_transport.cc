@@ -63,21 +63,26 @@ Result<std::unique_ptr<ShmTransport>> ShmTransport::Create(const TransportOption
   if (calls.read == nullptr || calls.write == nullptr) {
     return InvalidArgumentError("shm transport: CmaCalls must name both syscalls");
   }
+  auto pool = std::make_unique<SharedMemoryPool>();
   std::unique_ptr<ShmSessionServer> server;
   if (host != nullptr) {
-    auto created = ShmSessionServer::Create(host, options.secret);
+    auto created = ShmSessionServer::Create(host, options.secret, pool.get());
     if (!created.ok()) return created.status().WithContext("shm transport");
     server = std::move(*created);
   }
-  return std::unique_ptr<ShmTransport>(
-      new ShmTransport(std::move(host_id), threads, calls, options.secret, std::move(server)));
+  return std::unique_ptr<ShmTransport>(new ShmTransport(std::move(host_id), threads, calls,
+                                                        options.secret, host, std::move(pool),
+                                                        std::move(server)));
 }
 
 ShmTransport::ShmTransport(std::string host_id, int threads, CmaCalls calls, std::string secret,
+                           TransportHost* host, std::unique_ptr<SharedMemoryPool> pool,
                            std::unique_ptr<ShmSessionServer> server)
     : host_id_(std::move(host_id)),
       calls_(calls),
       secret_(std::move(secret)),
+      host_(host),
+      pool_(std::move(pool)),
       server_(std::move(server)) {
   for (int i = 0; i < threads; ++i) workers_.emplace_back([this] { WorkerLoop(); });
 }
@@ -120,6 +125,23 @@ void ShmTransport::DescribeLocal(SegmentDescriptor* descriptor) const {
 
 void ShmTransport::LocalMemoryChanged() {
   if (server_) server_->DescriptorChanged();
+}
+
+Result<void*> ShmTransport::AllocateMemory(size_t length) {
+  if (server_ == nullptr)
+    return UnavailableError("shm: an initiator-only transport shares nothing");
+  return pool_->Allocate(length);
+}
+
+Status ShmTransport::FreeMemory(void* addr) {
+  if (host_ != nullptr) {
+    for (const BufferDescriptor& b : host_->LocalDescriptor().buffers) {
+      if (b.addr == reinterpret_cast<uint64_t>(addr)) {
+        return FailedPreconditionError(fmt::format("shm: {} is still a registered buffer", addr));
+      }
+    }
+  }
+  return pool_->Free(addr);
 }
 
 Result<std::shared_ptr<ShmSession>> ShmTransport::SessionFor(const SegmentDescriptor& peer,
@@ -189,8 +211,9 @@ void ShmTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices
   }
   // Only the peer process's own buffers, as it last told us.
   ShmSession& ses = **session;
+  ShmSession::View view = ses.view();
   auto covered = [&](const Slice& sl) {
-    return sl.length == 0 || ses.Covers(sl.remote, sl.length);
+    return sl.length == 0 || view.Covers(sl.remote, sl.length);
   };
   if (!std::all_of(slices.begin(), slices.end(), covered)) {
     // A buffer the peer registered a moment ago may not have been pushed yet: ask once.
@@ -199,6 +222,7 @@ void ShmTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices
       for (Slice& sl : slices) sl.done(r);
       return;
     }
+    view = ses.view();
   }
   std::vector<Slice> accepted;
   accepted.reserve(slices.size());
@@ -214,21 +238,26 @@ void ShmTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices
   size_t total = 0;
   for (const Slice& s : accepted) total += s.length;
   const pid_t pid = ses.pid();
+  const std::shared_ptr<ShmSession>& sp = *session;
   if (total <= kInlineBytes) {
-    Job job{pid, peer.name, std::move(accepted), deadline};
+    Job job{pid, peer.name, sp, std::move(accepted), deadline};
     Run(job);
     return;
   }
   // Small slices go in groups (one syscall each). A large slice is cut into one piece per
   // worker so that every core copies at once (one thread of cross-memory attach is bound
   // by a single core's copy speed).
+  // Into shared buffers (memcpy, no syscall) the groups are one share per thread, the
+  // caller included: fewer hand-offs, and no more threads than that copying at once.
   std::vector<Job> jobs;
-  Job group{pid, peer.name, {}, deadline};
+  const size_t group_limit =
+      view.has_mappings() ? std::max(kGroupBytes, total / (workers_.size() + 1) + 1) : kGroupBytes;
+  Job group{pid, peer.name, sp, {}, deadline};
   size_t group_bytes = 0;
   auto close_group = [&] {
     if (group.slices.empty()) return;
     jobs.push_back(std::move(group));
-    group = Job{pid, peer.name, {}, deadline};
+    group = Job{pid, peer.name, sp, {}, deadline};
     group_bytes = 0;
   };
   for (Slice& s : accepted) {
@@ -240,12 +269,12 @@ void ShmTransport::Submit(const SegmentDescriptor& peer, std::span<Slice> slices
         SplitSlice(std::move(s), workers_.size(), &pieces);
       }
       for (Slice& p : pieces) {
-        jobs.push_back(Job{pid, peer.name, {}, deadline});
+        jobs.push_back(Job{pid, peer.name, sp, {}, deadline});
         jobs.back().slices.push_back(std::move(p));
       }
       continue;
     }
-    if (group_bytes + s.length > kGroupBytes || group.slices.size() == kCmaMaxRanges) {
+    if (group_bytes + s.length > group_limit || group.slices.size() == kCmaMaxRanges) {
       close_group();
     }
     group_bytes += s.length;
@@ -340,6 +369,32 @@ void ShmTransport::Run(Job& job) {
   if (!before.ok()) {
     for (Slice& s : job.slices) s.done(before);
     return;
+  }
+  // Slices into the peer's shared buffers are plain copies; the rest go to the kernel.
+  // All copies first, then the completions: a completion's atomics would otherwise wait
+  // for each copy's stores to drain before the next copy starts.
+  const ShmSession::View view = job.session != nullptr ? job.session->view() : ShmSession::View();
+  if (job.session != nullptr && view.has_mappings()) {
+    std::vector<Slice> copied;
+    size_t kept = 0;
+    for (size_t i = 0; i < job.slices.size(); ++i) {
+      Slice& sl = job.slices[i];
+      const PeerMapping* m = sl.length == 0 ? nullptr : view.MappingFor(sl.remote, sl.length);
+      if (m == nullptr) {
+        if (kept != i) job.slices[kept] = std::move(sl);
+        ++kept;
+        continue;
+      }
+      if (sl.op == TransferOp::kWrite) {
+        std::memcpy(m->At(sl.remote), sl.local, sl.length);
+      } else {
+        std::memcpy(sl.local, m->At(sl.remote), sl.length);
+      }
+      copied.push_back(std::move(sl));
+    }
+    for (Slice& sl : copied) sl.done(OkStatus());
+    job.slices.resize(kept);
+    if (job.slices.empty()) return;
   }
   if (job.slices.size() == 1) {
     Slice& sl = job.slices[0];

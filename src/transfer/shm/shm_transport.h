@@ -24,6 +24,12 @@
 // registered, Unavailable when the peer process is gone, OutOfRange for unmapped ranges,
 // DeadlineExceeded, Aborted when the transport is destroyed with slices still queued.
 //
+// Shared memory: AllocateMemory gives memfd memory (shared_memory_pool.h). Registered, it
+// is passed to each authenticated session's initiator, which maps it (peer_mapping.h) and
+// copies into and out of it with memcpy on the same threads (no syscall per copy, and
+// user-space copies are several times faster than the kernel's on some CPUs). Every other
+// buffer is reached by cross-memory attach.
+//
 // Execution: small slices are grouped (kGroupBytes) and each group is copied with one
 // process_vm_writev / readv over all of its slices. A Submit whose slices total at most
 // kInlineBytes is copied on the caller's thread before Submit returns (no wake-up: the
@@ -48,6 +54,7 @@
 
 #include "common/mutex.h"
 #include "transfer/shm/cma_copy.h"
+#include "transfer/shm/shared_memory_pool.h"
 #include "transfer/shm/shm_session.h"
 #include "transfer/shm/shm_session_server.h"
 #include "transfer/transport.h"
@@ -87,6 +94,11 @@ class ShmTransport : public Transport {
   void DescribeLocal(SegmentDescriptor* descriptor) const override;
   // Pushes the new registrations to every session.
   void LocalMemoryChanged() override;
+  // Memory same-host peers map (a sealed memfd): only with a host (a target).
+  bool allocates_memory() const override { return server_ != nullptr; }
+  Result<void*> AllocateMemory(size_t length) override;
+  // Errors: NotFound, FailedPrecondition (the host still registers it).
+  Status FreeMemory(void* addr) override;
 
   // This machine's id as published in descriptors (the kernel boot id).
   const std::string& host_id() const { return host_id_; }
@@ -98,11 +110,13 @@ class ShmTransport : public Transport {
   struct Job {
     pid_t pid = 0;
     std::string peer_name;
+    std::shared_ptr<ShmSession> session;  // for its shared-buffer mappings
     std::vector<Slice> slices;
     Deadline deadline = Deadline::Infinite();
   };
 
   ShmTransport(std::string host_id, int threads, CmaCalls calls, std::string secret,
+               TransportHost* host, std::unique_ptr<SharedMemoryPool> pool,
                std::unique_ptr<ShmSessionServer> server);
   // The verified session with `peer`, opened (within `deadline`, at most 1 s) if needed.
   // Errors: Unimplemented (see the class comment).
@@ -119,7 +133,9 @@ class ShmTransport : public Transport {
   const std::string host_id_;
   const CmaCalls calls_;
   const std::string secret_;
-  std::unique_ptr<ShmSessionServer> server_;  // null without a host
+  TransportHost* const host_;                     // null: initiator only
+  const std::unique_ptr<SharedMemoryPool> pool_;  // outlives server_, which shares from it
+  std::unique_ptr<ShmSessionServer> server_;      // null without a host
 
   Mutex sessions_mu_;
   // by peer name

@@ -83,6 +83,76 @@ Result<std::string> RecvFrame(int fd, Deadline deadline) {
   return out;
 }
 
+Status SendFds(int fd, std::span<const int> fds, Deadline deadline) {
+  if (fds.empty() || fds.size() > kMaxSharedFds) {
+    return InvalidArgumentError("shm: " + std::to_string(fds.size()) + " descriptors to send");
+  }
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSharedFds)] = {};
+  char byte = 'F';
+  iovec iov{&byte, 1};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+  cmsghdr* c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+  std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  while (true) {
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n == 1) return OkStatus();
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+      return UnavailableError(std::string("shm peer connection: ") + std::strerror(errno));
+    }
+    if (!WaitFor(fd, POLLOUT, deadline)) {
+      return DeadlineExceededError("shm: the peer did not take shared memory in time");
+    }
+  }
+}
+
+Result<std::vector<UniqueFd>> RecvFds(int fd, size_t count, Deadline deadline) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxSharedFds)] = {};
+  char byte = 0;
+  iovec iov{&byte, 1};
+  msghdr msg{};
+  ssize_t n = 0;
+  while (true) {
+    msg = msghdr{};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    n = ::recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n >= 0) break;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      return UnavailableError(std::string("shm peer connection: ") + std::strerror(errno));
+    }
+    if (!WaitFor(fd, POLLIN, deadline)) {
+      return DeadlineExceededError("shm: the peer's shared memory did not arrive in time");
+    }
+  }
+  if (n == 0) return UnavailableError("shm peer closed the connection");
+  std::vector<UniqueFd> got;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    const size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (size_t i = 0; i < k; ++i) {
+      int one = -1;
+      std::memcpy(&one, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      got.emplace_back(one);
+    }
+  }
+  if (byte != 'F' || got.size() != count || (msg.msg_flags & MSG_CTRUNC) != 0) {
+    return InvalidArgumentError("shm: expected " + std::to_string(count) +
+                                " shared-memory descriptors, got " + std::to_string(got.size()));
+  }
+  return got;
+}
+
 Result<pid_t> PeerPid(int fd) {
   ucred cred{};
   socklen_t len = sizeof(cred);

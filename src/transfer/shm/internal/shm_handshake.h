@@ -17,6 +17,12 @@
 // initiator sends {"type":"refresh"} to ask for one. Messages are frames of a 4-byte
 // little-endian length and a JSON payload of at most kMaxFrame bytes.
 //
+// Shared memory: a "descriptor" message may list "shared":[{"addr":..,"len":..}], buffers
+// of the target that are sealed memfds (memory the shm transport allocated); the frame is
+// then followed by one byte carrying their file descriptors (SCM_RIGHTS), in that order.
+// The initiator maps them and copies into those buffers with memcpy instead of
+// cross-memory attach.
+//
 // MACs are HMAC-SHA256 under the deployment secret (empty without one: then the exchange
 // still proves the peer's pid, but not that it belongs to the deployment).
 //
@@ -26,8 +32,10 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/deadline.h"
 #include "common/unique_fd.h"
@@ -36,12 +44,22 @@
 namespace ferry::transfer::shm::internal {
 
 inline constexpr size_t kMaxFrame = 4u << 20;
+// At most this many file descriptors follow one descriptor message.
+inline constexpr size_t kMaxSharedFds = 64;
 
 // Writes one frame. Errors: Unavailable (peer gone), DeadlineExceeded.
 Status SendFrame(int fd, std::string_view payload, Deadline deadline);
 // Reads one frame. Errors: Unavailable (EOF, reset), DeadlineExceeded, InvalidArgument
 // (a length over kMaxFrame).
 Result<std::string> RecvFrame(int fd, Deadline deadline);
+
+// Sends one byte carrying `fds` (1..kMaxSharedFds) as SCM_RIGHTS. Errors: as SendFrame,
+// InvalidArgument for a bad count.
+Status SendFds(int fd, std::span<const int> fds, Deadline deadline);
+// Receives the byte of SendFds and exactly `count` descriptors (close-on-exec). Errors:
+// as RecvFrame; InvalidArgument when another byte, fewer or more descriptors arrive (those
+// that did are closed).
+Result<std::vector<UniqueFd>> RecvFds(int fd, size_t count, Deadline deadline);
 
 // The pid of the process at the other end of a connected Unix socket (SO_PEERCRED).
 // Errors: Internal.
