@@ -167,18 +167,16 @@ Status ClientImpl::Init() {
 
   if (options_.global_segment_size > 0) {
     segment_size_ = options_.global_segment_size;
-    void* p = mmap(nullptr, segment_size_, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) {
+    // Managed: memory the engine's first transport serves best (shm: a memfd that
+    // same-host clients map and copy into with memcpy), registered for peers.
+    auto p = engine_->AllocateManagedBuffer(segment_size_);
+    if (!p.ok()) {
       segment_size_ = 0;
       return StoreError(ErrorCode::kNoAvailableHandle,
-                        fmt::format("cannot map a {}-byte segment: {}",
-                                    options_.global_segment_size, std::strerror(errno)));
+                        fmt::format("cannot allocate a {}-byte segment: {}",
+                                    options_.global_segment_size, p.status().message()));
     }
-    (void)madvise(p, segment_size_, MADV_HUGEPAGE);  // a hint; fine to be refused
-    segment_base_ = p;
-    MemoryRegion region{segment_base_, segment_size_, "cpu", true};
-    FERRY_RETURN_IF_ERROR(engine_->RegisterMemory(region));
+    segment_base_ = *p;
     segment_id_ = crypto::RandomHex(16);
     rpc::MountSegmentRequest req;
     req.set_client_id(client_id_);
@@ -297,8 +295,7 @@ Status ClientImpl::Close() {
   }
   disk_tier_.reset();
   if (segment_base_ != nullptr) {
-    if (engine_ != nullptr) (void)engine_->UnregisterMemory(segment_base_);
-    munmap(segment_base_, segment_size_);
+    if (engine_ != nullptr) (void)engine_->FreeManagedBuffer(segment_base_);
     segment_base_ = nullptr;
   }
   owned_engine_.reset();

@@ -332,10 +332,10 @@ Result<void*> TransferEngineImpl::AllocateManagedBuffer(size_t length) {
         "memory",
         t->name(), length, r.status().message());
   }
-  if (allocator != nullptr) {
-    std::memset(addr, 0, length);  // whatever the allocation method, the memory is zeroed
-  } else {
-    addr = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (allocator == nullptr) {
+    // Pages come on first touch (no commit charge up front, as with a memfd).
+    addr = ::mmap(nullptr, length, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (addr == MAP_FAILED) {
       return ResourceExhaustedError(fmt::format("AllocateManagedBuffer: cannot map {} bytes: {}",
                                                 length, std::strerror(errno)));

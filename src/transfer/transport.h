@@ -135,9 +135,11 @@ class Transport {
   // memcpy instead of emulated RMA; RDMA NICs register it when it is allocated). The
   // engine's AllocateManagedBuffer asks the transports in preference order.
   virtual bool allocates_memory() const { return false; }
-  // `length` bytes of page-aligned memory, owned by the transport until FreeMemory or its
-  // destruction. Registering it with the engine is the caller's business. Errors:
-  // Unavailable when it cannot allocate now (the caller uses ordinary memory instead).
+  // `length` bytes of zeroed, page-aligned memory, owned by the transport until FreeMemory
+  // or its destruction; its pages need not exist before they are touched (a store segment
+  // may be far larger than what it ever holds). Registering it with the engine is the caller's
+  // business. Errors: Unavailable when it cannot allocate now (the caller uses ordinary memory
+  // instead).
   virtual Result<void*> AllocateMemory(size_t length) {
     return UnavailableError(std::string(name()) + " does not allocate memory");
   }

@@ -1,6 +1,7 @@
 #include "transfer/ucx/ucx_transport.h"
 
 #include <algorithm>
+#include <cstring>
 #include <iterator>
 #include <string_view>
 
@@ -180,7 +181,11 @@ void UcxTransport::LocalMemoryChanged() {
 }
 
 Result<void*> UcxTransport::AllocateMemory(size_t length) {
-  return worker_->Allocate(length, Deadline::In(kRemapTimeout));
+  FERRY_ASSIGN_OR_RETURN(void* p, worker_->Allocate(length, Deadline::In(kRemapTimeout)));
+  // UCX's last-resort method (the heap) does not zero; the others' pages are committed by
+  // registration on RDMA anyway.
+  std::memset(p, 0, length);
+  return p;
 }
 
 Status UcxTransport::FreeMemory(void* addr) {

@@ -100,7 +100,8 @@ class UcxWorker {
   void ForgetPeer(const std::string& name);
   // Allocates `length` bytes with ucp_mem_map(UCP_MEM_MAP_ALLOCATE): UCX's first
   // allocation method that works (shared memory, then huge pages, then mmap; see
-  // UCX_ALLOC_PRIO), registered with every memory domain. Blocks until the progress thread
+  // UCX_ALLOC_PRIO), registered with every memory domain (an RDMA NIC pins it). Not
+  // necessarily zeroed. Blocks until the progress thread
   // has done it. Errors: Unavailable (UCX cannot allocate, or the memory is not
   // page-aligned), DeadlineExceeded, Aborted.
   Result<void*> Allocate(size_t length, Deadline deadline);
