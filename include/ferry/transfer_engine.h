@@ -190,6 +190,14 @@ class TransferEngine {
   virtual Result<SegmentId> OpenSegment(const std::string& name) = 0;
   // The cached descriptor of an opened segment (refetched if `refresh`).
   virtual Result<SegmentDescriptor> GetSegmentDescriptor(SegmentId id, bool refresh = false) = 0;
+  // Asks the peer itself, over the control plane, whether it is alive and which process it
+  // is; returns the round trip. A peer that restarted (another pid) or changed its buffers
+  // gets its cached descriptor replaced (and, after a restart, fresh connections), as
+  // GetSegmentDescriptor(id, true) would. Errors: NotFound (unknown segment), Unavailable
+  // or DeadlineExceeded (no answer within `timeout`; connect_timeout when zero),
+  // PermissionDenied (secret mismatch), FailedPrecondition (another engine answers there).
+  virtual Result<std::chrono::microseconds> Probe(
+      SegmentId id, std::chrono::milliseconds timeout = std::chrono::milliseconds(0)) = 0;
   // Forgets a segment and its connections. Errors: NotFound.
   virtual Status CloseSegment(SegmentId id) = 0;
   // The descriptor this engine publishes.

@@ -193,6 +193,13 @@ class TransferEngine:
         return [BufferInfo(*b) for b in self._engine.segment_buffers(self._segment(segment),
                                                                      refresh)]
 
+    def probe(self, segment, timeout=None):
+        """Asks the peer itself whether it is alive and which process it is; returns the
+        round trip in seconds. A peer that restarted gets its segment refreshed. Raises
+        UnavailableError (gone), DeadlineExceededError (no answer within timeout),
+        FailedPreconditionError (another engine answers at that address)."""
+        return self._engine.probe(self._segment(segment), _seconds_to_ms(timeout))
+
     # --- batches --------------------------------------------------------------------
     def _requests(self, requests, keep=None):
         """C++ request tuples; buffer objects are appended to `keep` (to outlive the batch)."""

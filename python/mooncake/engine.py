@@ -354,9 +354,9 @@ class TransferEngine:
         return self._call("get_first_buffer_address", run, failure=0)
 
     def send_probe(self, peer_server_name):
-        """0 when the peer answers a handshake now, -1 otherwise."""
+        """0 when the peer itself answers a control-plane probe now, -1 otherwise."""
         def run():
-            self._engine.segment_buffers(peer_server_name, refresh=True)
+            self._engine.probe(peer_server_name)
             return 0
         return self._call("send_probe", run)
 

@@ -221,6 +221,15 @@ PYBIND11_MODULE(_ferry, m) {
             return ToTuples(d.buffers);
           },
           py::arg("segment"), py::arg("refresh") = false)
+      .def(
+          "probe",
+          [](Engine& e, SegmentId id, int64_t timeout_ms) {
+            auto rtt = ValueOrThrow(e.Call([&](TransferEngine& t) {
+              return t.Probe(id, std::chrono::milliseconds(timeout_ms));
+            }));
+            return std::chrono::duration<double>(rtt).count();
+          },
+          py::arg("segment"), py::arg("timeout_ms") = 0)
       .def("local_buffers", [](Engine& e) { return ToTuples(e.Get()->LocalDescriptor().buffers); })
       .def("allocate_batch",
            [](Engine& e, size_t capacity) {

@@ -36,6 +36,26 @@ Result<SegmentDescriptor> ControlPlane::FetchDescriptor(const std::string& host_
   return d;
 }
 
+Result<ControlPlane::ProbeReply> ControlPlane::Probe(const SegmentDescriptor& peer,
+                                                     Deadline deadline) {
+  auto op = std::make_shared<tcp::TcpOp>();
+  op->type = tcp::FrameType::kGetDescriptor;
+  op->deadline = deadline;
+  const auto start = SteadyClock::now();
+  FERRY_RETURN_IF_ERROR(client_->Call(peer.host, peer.rpc_port, op));
+  ProbeReply reply;
+  reply.round_trip =
+      std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - start);
+  auto d = SegmentDescriptor::FromJson(op->reply);
+  if (!d.ok()) return d.status().WithContext("probe of " + peer.name);
+  if (d->name != peer.name) {
+    return FailedPreconditionError("probe of " + peer.name + ": engine " + d->name +
+                                   " answers at its address");
+  }
+  reply.descriptor = std::move(*d);
+  return reply;
+}
+
 Status ControlPlane::SendNotification(const SegmentDescriptor& peer, const std::string& from,
                                       const std::string& message, Deadline deadline) {
   auto op = std::make_shared<tcp::TcpOp>();

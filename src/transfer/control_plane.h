@@ -2,7 +2,8 @@
 //
 // One framed protocol runs on the RPC port (tcp/wire.h). Its control frames belong here:
 // the HELLO challenge-response, GET_DESCRIPTOR (the P2P handshake: a peer asks this engine
-// for its SegmentDescriptor) and NOTIFY (a message delivered after the data it follows).
+// for its SegmentDescriptor; also the probe: is it alive, is it the same process) and
+// NOTIFY (a message delivered after the data it follows).
 // Its WRITE / READ frames are the target half of the "tcp" data transport, which the same
 // server answers (TransportHost::CheckInboundRange decides what may be touched), so a
 // tcp-only deployment needs one port. Data transports (tcp's initiator half, shm, ucx)
@@ -12,6 +13,7 @@
 //   uint16_t rpc_port = cp->port();
 //   FERRY_ASSIGN_OR_RETURN(SegmentDescriptor d, cp->FetchDescriptor("127.0.0.1:17000", dl));
 //   FERRY_RETURN_IF_ERROR(cp->SendNotification(d, "me:1", "kv ready", dl));
+//   FERRY_ASSIGN_OR_RETURN(ControlPlane::ProbeReply p, cp->Probe(d, dl));  // alive? same pid?
 //
 // Control calls go over their own connection per peer (never queued behind data slices).
 // The server's threads, connection caps and timeouts come from options.extra
@@ -21,6 +23,7 @@
 // Aborted, stops the server and joins every thread.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -49,6 +52,17 @@ class ControlPlane {
   // InvalidArgument (bad name or reply), Unavailable, DeadlineExceeded, PermissionDenied
   // (secret mismatch).
   Result<SegmentDescriptor> FetchDescriptor(const std::string& host_port, Deadline deadline);
+
+  // What a probe learned: the peer's own descriptor and how long the answer took.
+  struct ProbeReply {
+    SegmentDescriptor descriptor;
+    std::chrono::microseconds round_trip{0};
+  };
+  // Asks the engine at peer.host:peer.rpc_port itself (not a metadata service) for its
+  // descriptor, over the control connection: it answers, so it is alive, and its answer
+  // says which process it is now (pid) and which buffers it has (version). Errors: as
+  // FetchDescriptor; FailedPrecondition when an engine of another name answers there.
+  Result<ProbeReply> Probe(const SegmentDescriptor& peer, Deadline deadline);
 
   // Delivers (from, message) to the engine at `peer`; OK once the peer has queued it.
   Status SendNotification(const SegmentDescriptor& peer, const std::string& from,

@@ -525,6 +525,13 @@ Result<SegmentDescriptor> TransferEngineImpl::RefreshSegment(SegmentId id) {
   }
   FERRY_ASSIGN_OR_RETURN(SegmentDescriptor d,
                          FetchDescriptor(name, Deadline::In(options_.connect_timeout)));
+  return InstallDescriptor(id, name, old_pid, std::move(d));
+}
+
+Result<SegmentDescriptor> TransferEngineImpl::InstallDescriptor(SegmentId id,
+                                                                const std::string& name,
+                                                                int64_t old_pid,
+                                                                SegmentDescriptor d) {
   if (d.pid != old_pid) {  // the peer restarted: its old connections are useless
     control_->ForgetPeer(name);
     for (const auto& t : transports_) t->ForgetPeer(name);
@@ -536,6 +543,24 @@ Result<SegmentDescriptor> TransferEngineImpl::RefreshSegment(SegmentId id) {
   it->second.desc = std::make_shared<const SegmentDescriptor>(d);
   it->second.route = std::move(route);
   return d;
+}
+
+Result<std::chrono::microseconds> TransferEngineImpl::Probe(SegmentId id,
+                                                            std::chrono::milliseconds timeout) {
+  std::shared_ptr<const SegmentDescriptor> cached;
+  {
+    MutexLock lock(&segments_mu_);
+    auto it = segments_.find(id);
+    if (it == segments_.end()) return NotFoundError("unknown segment id " + std::to_string(id));
+    cached = it->second.desc;
+  }
+  const auto t = timeout.count() > 0 ? timeout : options_.connect_timeout;
+  FERRY_ASSIGN_OR_RETURN(ControlPlane::ProbeReply reply, control_->Probe(*cached, Deadline::In(t)));
+  if (reply.descriptor.pid != cached->pid || reply.descriptor.version != cached->version) {
+    FERRY_RETURN_IF_ERROR(
+        InstallDescriptor(id, cached->name, cached->pid, std::move(reply.descriptor)).status());
+  }
+  return reply.round_trip;
 }
 
 Result<SegmentDescriptor> TransferEngineImpl::GetSegmentDescriptor(SegmentId id, bool refresh) {

@@ -51,6 +51,7 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   Status FreeManagedBuffer(void* addr) override;
   Result<SegmentId> OpenSegment(const std::string& name) override;
   Result<SegmentDescriptor> GetSegmentDescriptor(SegmentId id, bool refresh) override;
+  Result<std::chrono::microseconds> Probe(SegmentId id, std::chrono::milliseconds timeout) override;
   Status CloseSegment(SegmentId id) override;
   SegmentDescriptor LocalDescriptor() const override;
   Result<BatchId> AllocateBatch(size_t capacity) override;
@@ -101,6 +102,10 @@ class TransferEngineImpl final : public TransferEngine, public TransportHost {
   Result<SegmentDescriptor> FetchDescriptor(const std::string& name, Deadline deadline);
   // Refetches segment `id` and updates the cache. Errors as FetchDescriptor, NotFound.
   Result<SegmentDescriptor> RefreshSegment(SegmentId id);
+  // Installs `d` (fresh from the peer or the metadata service) as segment `id`'s
+  // descriptor: a new pid drops the old connections; the route is recomputed.
+  Result<SegmentDescriptor> InstallDescriptor(SegmentId id, const std::string& name,
+                                              int64_t old_pid, SegmentDescriptor d);
   // The transports that can reach `peer` now, in preference order.
   std::vector<Transport*> Route(const SegmentDescriptor& peer) const;
   // Creates the transports options_.transport names, in preference order, from `base`.

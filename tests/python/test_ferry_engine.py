@@ -104,6 +104,13 @@ def test_counters_and_segment_buffers(engine, peer):
     assert (buf.addr, buf.length, buf.remote) == (peer.addr, peer.size, True)
 
 
+def test_probe(engine, peer):
+    rtt = engine.probe(peer.name)
+    assert 0 < rtt < 1.0
+    with pytest.raises(ferry.NotFoundError):
+        engine.probe(987654)  # no such segment id
+
+
 def test_errors(engine, peer):
     small = np.zeros(64, dtype=np.uint8)
     with pytest.raises(ferry.InvalidArgumentError) as e:  # outside the peer's buffers

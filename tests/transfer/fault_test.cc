@@ -163,6 +163,58 @@ TEST_P(FaultTest, DestructionAbortsRequestsInFlight) {
   peer.Signal(SIGCONT);
 }
 
+// The control plane's probe: the peer itself answers (alive, which process), a stopped
+// peer fails at the probe's deadline, a dead one at once, a restarted one is noticed and
+// its segment refreshed.
+TEST(ProbeTest, AliveStoppedRestartedAndDeadPeers) {
+  auto engine = testing::MakeEngine("tcp");
+  ASSERT_TRUE(engine);
+  EXPECT_EQ(engine->Probe(12345).status().code(), StatusCode::kNotFound);
+  std::string name;
+  SegmentId seg = 0;
+  int64_t first_pid = 0;
+  {
+    PeerProcess peer("127.0.0.1:0", 1 << 20);
+    name = peer.name();
+    auto s = engine->OpenSegment(name);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    seg = *s;
+    first_pid = peer.pid();
+    auto rtt = engine->Probe(seg);
+    ASSERT_TRUE(rtt.ok()) << rtt.status().ToString();
+    EXPECT_GT(rtt->count(), 0);
+    EXPECT_LT(*rtt, std::chrono::seconds(1));
+    peer.Signal(SIGSTOP);
+    auto t0 = Clock::now();
+    auto stopped = engine->Probe(seg, std::chrono::milliseconds(300));
+    auto took = Clock::now() - t0;
+    EXPECT_EQ(stopped.status().code(), StatusCode::kDeadlineExceeded)
+        << stopped.status().ToString();
+    EXPECT_GE(took, std::chrono::milliseconds(250));
+    EXPECT_LT(took, std::chrono::seconds(2)) << "the probe outlived its deadline";
+    peer.Signal(SIGCONT);
+    auto back = engine->Probe(seg, std::chrono::seconds(5));
+    EXPECT_TRUE(back.ok()) << back.status().ToString();
+    peer.Kill();
+    t0 = Clock::now();
+    auto dead = engine->Probe(seg, std::chrono::seconds(5));
+    EXPECT_FALSE(dead.ok());
+    EXPECT_LT(Clock::now() - t0, std::chrono::seconds(2)) << "a dead peer was not noticed at once";
+  }
+  // Another process at the same name: the probe notices and the segment follows it.
+  PeerProcess again(name, 1 << 20);
+  auto rtt = engine->Probe(seg, std::chrono::seconds(5));
+  ASSERT_TRUE(rtt.ok()) << rtt.status().ToString();
+  auto d = engine->GetSegmentDescriptor(seg);
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->pid, again.pid());
+  EXPECT_NE(d->pid, first_pid);
+  std::vector<char> buf(4096, 'p');
+  ASSERT_TRUE(engine->RegisterMemory({buf.data(), buf.size(), "cpu", false}).ok());
+  TransferRequest w{TransferOp::kWrite, buf.data(), seg, again.addr(), buf.size()};
+  EXPECT_TRUE(engine->TransferSync({&w, 1}, std::chrono::seconds(5)).ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(AllTransports, FaultTest,
                          ::testing::ValuesIn(testing::RegisteredTransports()),
                          testing::TransportParamName);
