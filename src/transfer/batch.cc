@@ -83,10 +83,6 @@ size_t TransferBatch::size() const {
   return requests_.size();
 }
 
-void TransferBatch::EndRequest(size_t index, const ferry::Status& s) {
-  EndRequest(request(index), s);
-}
-
 void TransferBatch::EndRequest(RequestState* r, const ferry::Status& s) {
   r->End(s);
   if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {

@@ -66,9 +66,7 @@ class TransferBatch {
   RequestState* request(size_t index);
   size_t size() const;
 
-  // Ends request `index` with `s` and wakes waiters when the batch drains.
-  void EndRequest(size_t index, const Status& s);
-  // The same for a request of this batch already looked up (no lock on the batch).
+  // Ends `request` (one of this batch's) with `s` and wakes waiters when the batch drains.
   void EndRequest(RequestState* request, const Status& s);
 
   Result<TransferStatus> Status(size_t index) const;

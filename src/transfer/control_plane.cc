@@ -24,35 +24,36 @@ ControlPlane::~ControlPlane() {
   server_.reset();
 }
 
-Result<SegmentDescriptor> ControlPlane::FetchDescriptor(const std::string& host_port,
-                                                        Deadline deadline) {
-  FERRY_ASSIGN_OR_RETURN(HostPort hp, ParseHostPort(host_port));
+Result<SegmentDescriptor> ControlPlane::GetDescriptor(const std::string& host, uint16_t port,
+                                                      const std::string& what, Deadline deadline) {
   auto op = std::make_shared<tcp::TcpOp>();
   op->type = tcp::FrameType::kGetDescriptor;
   op->deadline = deadline;
-  FERRY_RETURN_IF_ERROR(client_->Call(hp.host, hp.port, op));
+  FERRY_RETURN_IF_ERROR(client_->Call(host, port, op));
   auto d = SegmentDescriptor::FromJson(op->reply);
-  if (!d.ok()) return d.status().WithContext("descriptor from " + host_port);
+  if (!d.ok()) return d.status().WithContext(what);
   return d;
+}
+
+Result<SegmentDescriptor> ControlPlane::FetchDescriptor(const std::string& host_port,
+                                                        Deadline deadline) {
+  FERRY_ASSIGN_OR_RETURN(HostPort hp, ParseHostPort(host_port));
+  return GetDescriptor(hp.host, hp.port, "descriptor from " + host_port, deadline);
 }
 
 Result<ControlPlane::ProbeReply> ControlPlane::Probe(const SegmentDescriptor& peer,
                                                      Deadline deadline) {
-  auto op = std::make_shared<tcp::TcpOp>();
-  op->type = tcp::FrameType::kGetDescriptor;
-  op->deadline = deadline;
   const auto start = SteadyClock::now();
-  FERRY_RETURN_IF_ERROR(client_->Call(peer.host, peer.rpc_port, op));
+  FERRY_ASSIGN_OR_RETURN(SegmentDescriptor d, GetDescriptor(peer.host, peer.rpc_port,
+                                                            "probe of " + peer.name, deadline));
   ProbeReply reply;
   reply.round_trip =
       std::chrono::duration_cast<std::chrono::microseconds>(SteadyClock::now() - start);
-  auto d = SegmentDescriptor::FromJson(op->reply);
-  if (!d.ok()) return d.status().WithContext("probe of " + peer.name);
-  if (d->name != peer.name) {
-    return FailedPreconditionError("probe of " + peer.name + ": engine " + d->name +
+  if (d.name != peer.name) {
+    return FailedPreconditionError("probe of " + peer.name + ": engine " + d.name +
                                    " answers at its address");
   }
-  reply.descriptor = std::move(*d);
+  reply.descriptor = std::move(d);
   return reply;
 }
 

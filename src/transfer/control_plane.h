@@ -73,6 +73,9 @@ class ControlPlane {
 
  private:
   ControlPlane(std::unique_ptr<tcp::TcpServer> server, std::unique_ptr<tcp::TcpClient> client);
+  // GET_DESCRIPTOR to host:port; a reply that does not parse is an error naming `what`.
+  Result<SegmentDescriptor> GetDescriptor(const std::string& host, uint16_t port,
+                                          const std::string& what, Deadline deadline);
 
   // Declared in this order so the client (its connection threads) stops before the server.
   std::unique_ptr<tcp::TcpServer> server_;

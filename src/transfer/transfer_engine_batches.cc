@@ -26,8 +26,7 @@ struct TransferEngineImpl::NotifyGroup {
 
 struct TransferEngineImpl::SliceContext {
   std::shared_ptr<TransferBatch> batch;
-  size_t index = 0;
-  RequestState* state = nullptr;  // request `index` of `batch`
+  RequestState* state = nullptr;  // its request, in `batch`
   std::shared_ptr<NotifyGroup> group;
   SegmentId segment = 0;
   std::shared_ptr<const SegmentDescriptor> peer;
@@ -182,7 +181,6 @@ Status TransferEngineImpl::Submit(BatchId id, std::span<const TransferRequest> r
     for (size_t k = 0; k < n; ++k) {
       auto ctx = std::make_shared<SliceContext>();
       ctx->batch = batch;
-      ctx->index = first + i;
       ctx->state = state;
       ctx->group = t.group;
       ctx->segment = r.segment;

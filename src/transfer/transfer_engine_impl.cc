@@ -3,12 +3,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <fmt/format.h>
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iterator>
+
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "common/crypto.h"
@@ -341,17 +342,14 @@ Result<void*> TransferEngineImpl::AllocateManagedBuffer(size_t length) {
                                                 length, std::strerror(errno)));
     }
   }
-  auto release = [&] {
+  const MemoryRegion region{addr, length, "cpu", true};
+  Status s = RegisterMemory({&region, 1});
+  if (!s.ok()) {
     if (allocator == nullptr) {
       ::munmap(addr, length);
     } else {
       allocator->FreeMemory(addr).IgnoreError();
     }
-  };
-  const MemoryRegion region{addr, length, "cpu", true};
-  Status s = RegisterMemory({&region, 1});
-  if (!s.ok()) {
-    release();
     return s;
   }
   MutexLock lock(&managed_mu_);

@@ -1,7 +1,7 @@
 // ShmSession: the initiator side of the shm transport's same-host handshake
 // (internal/shm_handshake.h) with one peer engine. Open() connects to the socket the
 // peer's descriptor names and verifies, through the kernel (SO_PEERCRED) and the MACs,
-// which process serves it; from then on pid() and Covers() speak for that process, not for
+// which process serves it; from then on pid() and view() speak for that process, not for
 // the descriptor a peer or a metadata server handed us.
 //
 //   FERRY_ASSIGN_OR_RETURN(auto session, ShmSession::Open(desc, secret, deadline));
@@ -73,7 +73,6 @@ class ShmSession {
     std::shared_ptr<const Mappings> maps_;
   };
   View view() const;
-  bool Covers(uint64_t remote, uint64_t len) const { return view().Covers(remote, len); }
 
  private:
   ShmSession(UniqueFd fd, UniqueFd pidfd, pid_t pid, std::string path, SegmentDescriptor d)

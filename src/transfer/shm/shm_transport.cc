@@ -352,6 +352,31 @@ void ShmTransport::SplitSlice(Slice slice, size_t parts, std::vector<Slice>* out
   }
 }
 
+void ShmTransport::CopyIntoMappings(const ShmSession::View& view, std::vector<Slice>* slices) {
+  if (!view.has_mappings()) return;
+  // All copies first, then the completions: a completion's atomics would otherwise wait
+  // for each copy's stores to drain before the next copy starts.
+  std::vector<Slice> copied;
+  size_t kept = 0;
+  for (size_t i = 0; i < slices->size(); ++i) {
+    Slice& sl = (*slices)[i];
+    const PeerMapping* m = sl.length == 0 ? nullptr : view.MappingFor(sl.remote, sl.length);
+    if (m == nullptr) {
+      if (kept != i) (*slices)[kept] = std::move(sl);
+      ++kept;
+      continue;
+    }
+    if (sl.op == TransferOp::kWrite) {
+      std::memcpy(m->At(sl.remote), sl.local, sl.length);
+    } else {
+      std::memcpy(sl.local, m->At(sl.remote), sl.length);
+    }
+    copied.push_back(std::move(sl));
+  }
+  for (Slice& sl : copied) sl.done(OkStatus());
+  slices->resize(kept);
+}
+
 void ShmTransport::Run(Job& job) {
   auto remember = [&](const Status& s) {
     if (s.code() != StatusCode::kUnimplemented) return;
@@ -371,29 +396,8 @@ void ShmTransport::Run(Job& job) {
     return;
   }
   // Slices into the peer's shared buffers are plain copies; the rest go to the kernel.
-  // All copies first, then the completions: a completion's atomics would otherwise wait
-  // for each copy's stores to drain before the next copy starts.
-  const ShmSession::View view = job.session != nullptr ? job.session->view() : ShmSession::View();
-  if (job.session != nullptr && view.has_mappings()) {
-    std::vector<Slice> copied;
-    size_t kept = 0;
-    for (size_t i = 0; i < job.slices.size(); ++i) {
-      Slice& sl = job.slices[i];
-      const PeerMapping* m = sl.length == 0 ? nullptr : view.MappingFor(sl.remote, sl.length);
-      if (m == nullptr) {
-        if (kept != i) job.slices[kept] = std::move(sl);
-        ++kept;
-        continue;
-      }
-      if (sl.op == TransferOp::kWrite) {
-        std::memcpy(m->At(sl.remote), sl.local, sl.length);
-      } else {
-        std::memcpy(sl.local, m->At(sl.remote), sl.length);
-      }
-      copied.push_back(std::move(sl));
-    }
-    for (Slice& sl : copied) sl.done(OkStatus());
-    job.slices.resize(kept);
+  if (job.session != nullptr) {
+    CopyIntoMappings(job.session->view(), &job.slices);
     if (job.slices.empty()) return;
   }
   if (job.slices.size() == 1) {

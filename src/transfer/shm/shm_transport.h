@@ -128,6 +128,9 @@ class ShmTransport : public Transport {
   static void SplitSlice(Slice slice, size_t parts, std::vector<Slice>* out);
   // Copies the job's slices and calls their done() (never under a lock).
   void Run(Job& job);
+  // Copies (memcpy) and completes the slices that lie in the view's mapped shared buffers,
+  // leaving the others in `slices`, in order.
+  static void CopyIntoMappings(const ShmSession::View& view, std::vector<Slice>* slices);
   void WorkerLoop();
 
   const std::string host_id_;
